@@ -1,0 +1,3 @@
+from waveidp.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""`wave keys` verbs."""
+
+from __future__ import annotations
+
+from waveidp.cli._app import app  # noqa: F401

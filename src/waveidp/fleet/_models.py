@@ -1,0 +1,163 @@
+"""The fleet file, `wave.yaml`: nodes, their devices and backends, links, routing and gateway settings.
+
+Every model forbids unknown fields so a typo is an error naming the file, line and field
+(see `waveidp.fleet.load`). Device `hardware` ids and backend `model`/`quant` ids refer to the
+catalogs; they are checked when the fleet is resolved, not here, so this module stays pure data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+EngineKind = Literal[
+    "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
+]
+RoutingPolicy = Literal["predicted-latency", "least-outstanding", "round-robin"]
+
+_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Device(_Strict):
+    """One physical device on a node, pointing at a hardware catalog id."""
+
+    id: str = Field(pattern=_NAME, description="name of this device on its node, e.g. gpu0, cpu")
+    hardware: str = Field(description="hardware catalog id, e.g. rtx-5070-ti, ryzen-9-9900x")
+    count: int = Field(default=1, ge=1, le=64, description="identical devices (e.g. 8 GPUs of one HGX board)")
+    memory_gib: float | None = Field(default=None, gt=0, description="override: memory actually installed")
+
+
+class ServedModel(_Strict):
+    """A model a backend serves: the name clients send, and what it is for sizing."""
+
+    name: str = Field(min_length=1, description="model name as clients send it and the engine knows it")
+    model: str | None = Field(default=None, description="catalog id or path used for sizing")
+    quant: str | None = None
+    context: int | None = Field(default=None, gt=0, le=10_000_000)
+
+
+class Backend(_Strict):
+    """An inference engine reachable over HTTP (or started locally when `embedded`)."""
+
+    name: str = Field(pattern=_NAME)
+    engine: EngineKind
+    url: str = Field(pattern=r"^https?://", description="OpenAI-compatible base URL, e.g. http://host:8000")
+    models: list[ServedModel | str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list, description="ids of this node's devices the engine uses")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the backend key")
+    api_key_file: str | None = Field(default=None, description="file holding the backend key")
+    api_key_vault: str | None = Field(default=None, description="Vault KV v2 path#field holding the key")
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    tensor_parallel: int = Field(default=1, ge=1, le=64)
+    port: int | None = Field(default=None, ge=1, le=65535, description="host port when Wave renders it")
+
+    def served(self) -> list[ServedModel]:
+        return [ServedModel(name=m) if isinstance(m, str) else m for m in self.models]
+
+
+class Lxc(_Strict):
+    """A node that is a Proxmox LXC guest: where its GPU passthrough lines go."""
+
+    host: str = Field(description="name of the Proxmox host node")
+    vmid: int = Field(ge=100, le=999_999_999)
+
+
+class Node(_Strict):
+    name: str = Field(pattern=_NAME)
+    address: str = Field(default="127.0.0.1", description="host name or IP other nodes reach it at")
+    role: str | None = None
+    os: str = "linux"
+    memory_gib: float | None = Field(default=None, gt=0, description="system RAM")
+    devices: list[Device] = Field(default_factory=list)
+    backends: list[Backend] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list, description="service catalog ids pinned to this node")
+    lxc: Lxc | None = None
+    kubernetes: bool = False
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Node:
+        _unique([d.id for d in self.devices], f"device id on node {self.name}")
+        _unique([b.name for b in self.backends], f"backend name on node {self.name}")
+        known = {d.id for d in self.devices}
+        for b in self.backends:
+            for dev in b.devices:
+                if dev not in known:
+                    raise ValueError(f"backend {b.name} uses device '{dev}' that node {self.name} does not have")
+        return self
+
+
+class Link(_Strict):
+    a: str
+    b: str
+    bandwidth_gbps: float = Field(gt=0, le=10_000)
+    latency_ms: float = Field(default=0.5, ge=0, le=10_000)
+
+
+class ModelRouting(_Strict):
+    policy: RoutingPolicy = "predicted-latency"
+    affinity: bool = Field(default=True, description="keep a session/prefix on one backend with a prefix cache")
+
+
+class RoutingConfig(_Strict):
+    default_policy: RoutingPolicy = "predicted-latency"
+    models: dict[str, ModelRouting] = Field(default_factory=dict)
+
+    def policy_for(self, model: str) -> RoutingPolicy:
+        m = self.models.get(model)
+        return m.policy if m else self.default_policy
+
+
+class GatewayConfig(_Strict):
+    node: str | None = Field(default=None, description="node that runs the gateway")
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=600)
+    first_token_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    total_timeout_s: float = Field(default=900.0, gt=0, le=86_400)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+class Fleet(_Strict):
+    version: Literal[1] = 1
+    name: str = "wave"
+    nodes: list[Node] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Fleet:
+        _unique([n.name for n in self.nodes], "node name")
+        _unique([b.name for n in self.nodes for b in n.backends], "backend name")
+        names = {n.name for n in self.nodes}
+        for link in self.links:
+            for end in (link.a, link.b):
+                if end not in names:
+                    raise ValueError(f"link end '{end}' is not a node")
+        if self.gateway.node and self.gateway.node not in names:
+            raise ValueError(f"gateway.node '{self.gateway.node}' is not a node")
+        return self
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def backends(self) -> list[tuple[Node, Backend]]:
+        return [(n, b) for n in self.nodes for b in n.backends]
+
+
+def _unique(values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate {what} '{v}'")
+        seen.add(v)

@@ -1,0 +1,1 @@
+"""waveidp.run"""
