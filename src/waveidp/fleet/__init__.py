@@ -1,1 +1,43 @@
-"""waveidp.fleet"""
+"""The fleet file `wave.yaml`: typed models, loading with `file:line` errors, writing, detection.
+
+    from waveidp import fleet
+    f = fleet.load("wave.yaml")          # ConfigError naming file:line and field on bad input
+    r = fleet.resolve(f)                 # NotFoundError (closest ids, file:line) on unknown catalog ids
+    print(fleet.dump(f))
+"""
+
+from __future__ import annotations
+
+from waveidp.fleet._loading import load, loads, source_map
+from waveidp.fleet._models import (
+    Backend,
+    Device,
+    EngineKind,
+    Fleet,
+    GatewayConfig,
+    Link,
+    Lxc,
+    ModelRouting,
+    Node,
+    RoutingConfig,
+    RoutingPolicy,
+    ServedModel,
+)
+
+__all__ = [
+    "Backend",
+    "Device",
+    "EngineKind",
+    "Fleet",
+    "GatewayConfig",
+    "Link",
+    "Lxc",
+    "ModelRouting",
+    "Node",
+    "RoutingConfig",
+    "RoutingPolicy",
+    "ServedModel",
+    "load",
+    "loads",
+    "source_map",
+]

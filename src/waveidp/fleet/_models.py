@@ -7,9 +7,10 @@ catalogs; they are checked when the fleet is resolved, not here, so this module 
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 EngineKind = Literal[
     "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
@@ -17,6 +18,18 @@ EngineKind = Literal[
 RoutingPolicy = Literal["predicted-latency", "least-outstanding", "round-robin"]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class FieldError(ValueError):
+    """A cross-field check failed at `loc`, a path relative to the model that raised it.
+
+    Pydantic keeps the exception in the error's `ctx`, so the loader can point at the exact
+    line of the offending value instead of the whole node.
+    """
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class _Strict(BaseModel):
@@ -30,6 +43,9 @@ class Device(_Strict):
     hardware: str = Field(description="hardware catalog id, e.g. rtx-5070-ti, ryzen-9-9900x")
     count: int = Field(default=1, ge=1, le=64, description="identical devices (e.g. 8 GPUs of one HGX board)")
     memory_gib: float | None = Field(default=None, gt=0, description="override: memory actually installed")
+    name: str | None = Field(default=None, description="model name as detected (/proc/cpuinfo, NVML)")
+    cores: int | None = Field(default=None, ge=1, le=4096, description="physical CPU cores (CPUs only)")
+    flags: list[str] = Field(default_factory=list, description="detected CPU features that matter to engines")
 
 
 class ServedModel(_Strict):
@@ -81,13 +97,17 @@ class Node(_Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Node:
-        _unique([d.id for d in self.devices], f"device id on node {self.name}")
-        _unique([b.name for b in self.backends], f"backend name on node {self.name}")
+        _unique([d.id for d in self.devices], f"device id on node {self.name}",
+                lambda i: ("devices", i, "id"))
+        _unique([b.name for b in self.backends], f"backend name on node {self.name}",
+                lambda i: ("backends", i, "name"))
         known = {d.id for d in self.devices}
-        for b in self.backends:
-            for dev in b.devices:
+        for i, b in enumerate(self.backends):
+            for j, dev in enumerate(b.devices):
                 if dev not in known:
-                    raise ValueError(f"backend {b.name} uses device '{dev}' that node {self.name} does not have")
+                    have = ", ".join(sorted(known)) or "none"
+                    raise FieldError(f"backend {b.name} uses device '{dev}' that node {self.name} does not"
+                                     f" have (its devices: {have})", ("backends", i, "devices", j))
         return self
 
 
@@ -100,7 +120,8 @@ class Link(_Strict):
 
 class ModelRouting(_Strict):
     policy: RoutingPolicy = "predicted-latency"
-    affinity: bool = Field(default=True, description="keep a session/prefix on one backend with a prefix cache")
+    affinity: bool = Field(default=True,
+                           description="keep a session/prefix on one backend with a prefix cache")
 
 
 class RoutingConfig(_Strict):
@@ -132,17 +153,23 @@ class Fleet(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
+    _source: Any = PrivateAttr(default=None)  # where each value came from, set by waveidp.fleet.loads
+
     @model_validator(mode="after")
     def _consistent(self) -> Fleet:
-        _unique([n.name for n in self.nodes], "node name")
-        _unique([b.name for n in self.nodes for b in n.backends], "backend name")
+        _unique([n.name for n in self.nodes], "node name", lambda i: ("nodes", i, "name"))
+        where = [(i, j) for i, n in enumerate(self.nodes) for j in range(len(n.backends))]
+        _unique([b.name for n in self.nodes for b in n.backends], "backend name",
+                lambda k: ("nodes", where[k][0], "backends", where[k][1], "name"))
         names = {n.name for n in self.nodes}
-        for link in self.links:
-            for end in (link.a, link.b):
+        for i, link in enumerate(self.links):
+            for end_field, end in (("a", link.a), ("b", link.b)):
                 if end not in names:
-                    raise ValueError(f"link end '{end}' is not a node")
+                    known = ", ".join(sorted(names)) or "none"
+                    raise FieldError(f"link end '{end}' is not a node (nodes: {known})",
+                                     ("links", i, end_field))
         if self.gateway.node and self.gateway.node not in names:
-            raise ValueError(f"gateway.node '{self.gateway.node}' is not a node")
+            raise FieldError(f"gateway.node '{self.gateway.node}' is not a node", ("gateway", "node"))
         return self
 
     def node(self, name: str) -> Node:
@@ -155,9 +182,9 @@ class Fleet(_Strict):
         return [(n, b) for n in self.nodes for b in n.backends]
 
 
-def _unique(values: list[str], what: str) -> None:
+def _unique(values: list[str], what: str, loc: Callable[[int], tuple[str | int, ...]]) -> None:
     seen: set[str] = set()
-    for v in values:
+    for i, v in enumerate(values):
         if v in seen:
-            raise ValueError(f"duplicate {what} '{v}'")
+            raise FieldError(f"duplicate {what} '{v}'", loc(i))
         seen.add(v)
