@@ -23,6 +23,8 @@ from waveidp.fleet._models import (
     RoutingPolicy,
     ServedModel,
 )
+from waveidp.fleet._resolving import ResolvedFleet, resolve
+from waveidp.fleet._writing import dump, merge_node, merge_node_text
 
 __all__ = [
     "Backend",
@@ -34,10 +36,15 @@ __all__ = [
     "Lxc",
     "ModelRouting",
     "Node",
+    "ResolvedFleet",
     "RoutingConfig",
     "RoutingPolicy",
     "ServedModel",
+    "dump",
     "load",
     "loads",
+    "merge_node",
+    "merge_node_text",
+    "resolve",
     "source_map",
 ]

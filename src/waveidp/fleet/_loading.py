@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,19 @@ def loads(text: str, filename: str = "<string>") -> Fleet:
         fleet = Fleet.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, data, smap) from None
-    fleet._source = smap
+    _SOURCES[id(fleet)] = smap
+    weakref.finalize(fleet, _SOURCES.pop, id(fleet), None)
     return fleet
+
+
+# Positions are kept beside the fleet, not in it: two fleets with the same content are equal
+# however their files were laid out.
+_SOURCES: dict[int, SourceMap] = {}
 
 
 def source_map(fleet: Fleet) -> SourceMap | None:
     """The positions recorded when `fleet` was loaded (None for fleets built in code)."""
-    smap = fleet._source
-    return smap if isinstance(smap, SourceMap) else None
+    return _SOURCES.get(id(fleet))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ catalogs; they are checked when the fleet is resolved, not here, so this module 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EngineKind = Literal[
     "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
@@ -152,8 +152,6 @@ class Fleet(_Strict):
     links: list[Link] = Field(default_factory=list)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
-
-    _source: Any = PrivateAttr(default=None)  # where each value came from, set by waveidp.fleet.loads
 
     @model_validator(mode="after")
     def _consistent(self) -> Fleet:

@@ -1,0 +1,218 @@
+"""Describe this machine as a fleet node: CPU, memory, NVIDIA GPUs, NPUs, Jetson SoCs.
+
+The parsers are pure (they take the text of /proc/cpuinfo, /proc/meminfo, ...) so recorded
+samples from other machines test them; `detect_local_node` is the only part that reads files
+and asks NVML. Names map to hardware catalog ids through `data/detect_names.yaml`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import socket
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from waveidp.fleet._models import Device, Node
+
+GENERIC_CPU = "cpu-generic"
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    name: str
+    vendor: str
+    logical: int
+    cores: int
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    memory_bytes: int
+    compute_capability: str | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Everything detection read, before it is mapped to catalog ids."""
+
+    cpu: CpuInfo
+    memory_bytes: int
+    gpus: list[GpuInfo] = field(default_factory=list)
+    npu_drivers: list[str] = field(default_factory=list)
+    soc_model: str | None = None
+
+
+@functools.cache
+def _names() -> dict[str, Any]:
+    text = resources.files("waveidp.fleet").joinpath("data/detect_names.yaml").read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    """Model name, physical cores and feature flags from /proc/cpuinfo (x86 and ARM)."""
+    blocks = [b for b in re.split(r"\n\s*\n", text.strip()) if "processor" in b]
+    if not blocks:
+        raise ValueError("no 'processor' entries in cpuinfo")
+    entries = [_fields(b) for b in blocks]
+    first = entries[0]
+    flags = frozenset((first.get("flags") or first.get("Features") or "").split())
+    vendor = first.get("vendor_id") or _arm_vendor(first.get("CPU implementer"))
+    name = first.get("model name") or _arm_core(first) or "unknown CPU"
+    sockets: dict[str, int] = {}
+    for e in entries:
+        if "cpu cores" in e:
+            sockets[e.get("physical id", "0")] = int(e["cpu cores"])
+    cores = sum(sockets.values()) if sockets else len(entries)
+    return CpuInfo(name=" ".join(name.split()), vendor=vendor, logical=len(entries), cores=cores, flags=flags)
+
+
+def _fields(block: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in block.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def _arm_vendor(implementer: str | None) -> str:
+    vendors = {"0x41": "ARM", "0x4e": "NVIDIA", "0x61": "Apple", "0x51": "Qualcomm"}
+    return vendors.get(implementer or "", "unknown")
+
+
+def _arm_core(entry: dict[str, str]) -> str | None:
+    key = f"{entry.get('CPU implementer', '')}:{entry.get('CPU part', '')}"
+    found: str | None = _names()["arm_cores"].get(key)
+    return found
+
+
+def parse_meminfo(text: str) -> int:
+    """MemTotal from /proc/meminfo, in bytes."""
+    m = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    if not m:
+        raise ValueError("no MemTotal line in meminfo")
+    return int(m.group(1)) * 1024
+
+
+def match_hardware(kind: str, name: str) -> dict[str, str] | None:
+    """The first `data/detect_names.yaml` entry of `kind` (cpus, gpus, socs) whose pattern matches."""
+    for entry in _names()[kind]:
+        if re.search(entry["pattern"], name, re.IGNORECASE):
+            return dict(entry)
+    return None
+
+
+def relevant_flags(flags: frozenset[str]) -> list[str]:
+    """The flags that matter to inference engines, in the data file's order."""
+    return [f for f in _names()["flags"] if f in flags]
+
+
+def build_node(machine: Machine, name: str, address: str) -> Node:
+    """Map what was detected to a fleet node with catalog hardware ids (pure)."""
+    cpu = machine.cpu
+    memory_gib = round(machine.memory_bytes / _GIB, 1)
+    devices: list[Device] = []
+    soc = match_hardware("socs", machine.soc_model) if machine.soc_model else None
+    cpu_entry = match_hardware("cpus", cpu.name)
+    cpu_fields: dict[str, Any] = {"name": cpu.name, "cores": cpu.cores, "flags": relevant_flags(cpu.flags)}
+    if soc is not None:
+        cpu_fields["name"] = machine.soc_model
+        devices.append(Device(id="soc", hardware=soc["hardware"], **cpu_fields))
+    else:
+        hardware = cpu_entry["hardware"] if cpu_entry else GENERIC_CPU
+        devices.append(Device(id="cpu", hardware=hardware, memory_gib=memory_gib, **cpu_fields))
+    devices.extend(_gpu_devices(machine.gpus))
+    if any(d in _names()["npu_drivers"] for d in machine.npu_drivers):
+        npu = (cpu_entry or {}).get("npu") or "intel-npu"  # intel_vpu is the only NPU driver we know
+        devices.append(Device(id="npu", hardware=npu, name=f"NPU of {cpu.name}"))
+    return Node(name=node_name(name), address=address, memory_gib=memory_gib, devices=devices)
+
+
+def _gpu_devices(gpus: list[GpuInfo]) -> list[Device]:
+    groups: dict[str, list[GpuInfo]] = {}
+    for gpu in gpus:
+        groups.setdefault(gpu.name, []).append(gpu)
+    devices = []
+    for i, (gpu_name, same) in enumerate(groups.items()):
+        entry = match_hardware("gpus", gpu_name)
+        memory = None if entry else round(same[0].memory_bytes / _GIB, 1)
+        devices.append(Device(id=f"gpu{i}", hardware=entry["hardware"] if entry else _slug(gpu_name),
+                              count=len(same), name=gpu_name, memory_gib=memory))
+    return devices
+
+
+def node_name(text: str) -> str:
+    """A valid node name from a host name (`XPS-15.local` -> `xps-15`)."""
+    return _slug(text.split(".")[0]) or "localhost"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def read_nvml_gpus() -> list[GpuInfo]:
+    """NVIDIA GPUs via nvidia-ml-py; an empty list when the NVML library or a driver is absent."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return []
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            raw = pynvml.nvmlDeviceGetName(handle)
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            memory = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+            try:
+                major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+                cc: str | None = f"{major}.{minor}"
+            except pynvml.NVMLError:
+                cc = None
+            gpus.append(GpuInfo(name=name, memory_bytes=memory, compute_capability=cc))
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def read_npu_drivers(sys_root: Path = Path("/sys")) -> list[str]:
+    """Kernel driver of each /sys/class/accel/accel* device (e.g. intel_vpu for Intel NPUs)."""
+    base = sys_root / "class" / "accel"
+    if not base.is_dir():
+        return []
+    drivers = []
+    for dev in sorted(base.glob("accel*")):
+        link = dev / "device" / "driver"
+        if link.exists():
+            drivers.append(link.resolve().name)
+    return drivers
+
+
+def read_machine(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> Machine:
+    """Read this machine (the IO edge of detection)."""
+    cpu = parse_cpuinfo((proc / "cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    memory = parse_meminfo((proc / "meminfo").read_text(encoding="utf-8"))
+    dt_model = proc / "device-tree" / "model"
+    soc_model = None
+    if dt_model.exists():
+        soc_model = dt_model.read_bytes().rstrip(b"\0").decode(errors="replace").strip() or None
+    return Machine(cpu=cpu, memory_bytes=memory, gpus=read_nvml_gpus(),
+                   npu_drivers=read_npu_drivers(sys_root), soc_model=soc_model)
+
+
+def detect_local_node(name: str | None = None) -> Node:
+    """This machine as a node: `name` defaults to the host name, which is also its address."""
+    host = socket.gethostname()
+    return build_node(read_machine(), name or host, host)
