@@ -1,1 +1,34 @@
-"""waveidp.sizing"""
+"""Sizing: what fits where and how fast it runs (memory math, roofline timing, verdicts, claims).
+
+from waveidp.sizing import Deployment, SizingRequest, estimate
+d = Deployment.build("llama-3.1-8b", "q4_k_m", ["rtx-5070-ti"], engine="llamacpp")
+print(estimate(SizingRequest(deployment=d, concurrency=4)).verdict)
+"""
+
+from waveidp.sizing._deployment import ENGINES, Deployment, Engine
+from waveidp.sizing._efficiency import Efficiency, calibration_path, efficiency_for, save_calibration
+from waveidp.sizing._estimate import CurvePoint, Memory, Performance, SizingRequest, SizingResult, estimate
+from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
+from waveidp.sizing._roofline import PerfModel
+
+__all__ = [
+    "ENGINES",
+    "CurvePoint",
+    "Deployment",
+    "Efficiency",
+    "Engine",
+    "Memory",
+    "MemoryPlan",
+    "PerfModel",
+    "Performance",
+    "Placement",
+    "SizingRequest",
+    "SizingResult",
+    "calibration_path",
+    "efficiency_for",
+    "estimate",
+    "kv_bytes",
+    "kv_bytes_per_token_full",
+    "plan_memory",
+    "save_calibration",
+]

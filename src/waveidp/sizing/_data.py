@@ -1,0 +1,75 @@
+"""The sizing data files (engine memory rules, efficiency defaults), loaded once and typed."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from waveidp.errors import ConfigError
+
+DATA = Path(__file__).parent / "data"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineRule(_Strict):
+    default_kv_dtype: str
+    cuda_context_bytes: int = Field(ge=0)
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 256
+    free_gpu_memory_fraction: float | None = None
+    context_padding: int = 1
+    n_ubatch: int = 512
+    gpu_free_margin_bytes: int = 0
+    source: str
+
+
+class MemoryRules(_Strict):
+    os_reserve_bytes: int
+    unified_os_reserve_bytes: int
+    host_link_bytes_per_s: float
+    tight_fraction: float = Field(gt=0, le=1)
+    source: str
+
+
+class ParallelRules(_Strict):
+    allreduce_latency_s: dict[str, float]
+    cpu_bandwidth_saturation_cores: float = Field(gt=0, le=1)
+    source: str
+
+
+class KvDtypes(_Strict):
+    source: str
+    values: dict[str, float]
+
+
+class Rules(_Strict):
+    kv_dtype_bytes: KvDtypes
+    engines: dict[str, EngineRule]
+    memory: MemoryRules
+    parallel: ParallelRules
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+
+
+@cache
+def rules() -> Rules:
+    path = DATA / "engines.yaml"
+    try:
+        return Rules.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(err["msg"], where=f"{path}: {'.'.join(map(str, err['loc']))}") from exc

@@ -1,0 +1,121 @@
+"""Efficiency factors: how much of a device's peak an engine reaches, per (hardware id, engine).
+
+Lookup order: the user's calibration file ($WAVE_HOME/calibration.yaml, written by
+`save_calibration`), then per-hardware entries of the shipped `data/efficiency.yaml`, then the
+shipped default for the hardware's kind (gpu, cpu, soc, npu) and engine.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from waveidp.errors import ConfigError, InputError
+from waveidp.sizing._data import DATA, read_yaml
+
+
+class Efficiency(BaseModel):
+    """Achieved fractions of peak for one (hardware, engine) pair."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decode_bandwidth: float = Field(
+        gt=0, le=1, description="achieved share of peak memory bandwidth in decode"
+    )
+    prefill_compute: float = Field(gt=0, le=1, description="achieved share of peak dense FLOP/s in prefill")
+    step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
+    source: str = Field(default="", description="where these factors come from")
+
+
+_Table = dict[str, dict[str, Efficiency]]
+
+
+def _parse(raw: object, path: Path, section: str) -> _Table:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{section}' must be a mapping of id -> engine -> factors", where=str(path))
+    table: _Table = {}
+    for key, engines in raw.items():
+        if not isinstance(engines, dict):
+            raise ConfigError(f"'{section}.{key}' must map engine names to factors", where=str(path))
+        table[str(key)] = {}
+        for engine, values in engines.items():
+            try:
+                table[str(key)][str(engine)] = Efficiency.model_validate(values)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join([section, str(key), str(engine), *map(str, err["loc"])])
+                raise ConfigError(err["msg"], where=f"{path}: {loc}") from exc
+    return table
+
+
+@cache
+def _shipped() -> tuple[_Table, _Table]:
+    path = DATA / "efficiency.yaml"
+    raw = read_yaml(path) or {}
+    return _parse(raw.get("kinds"), path, "kinds"), _parse(raw.get("devices"), path, "devices")
+
+
+def calibration_path() -> Path:
+    from waveidp.engines.local_files import wave_home
+
+    return wave_home() / "calibration.yaml"
+
+
+def _user(path: Path) -> _Table:
+    if not path.exists():
+        return {}
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping 'devices: {hardware id: {engine: factors}}'", where=str(path))
+    return _parse(raw.get("devices"), path, "devices")
+
+
+def efficiency_for(hardware_id: str, engine: str, *, kind: str | None = None) -> Efficiency:
+    """Efficiency of `engine` on `hardware_id`; `kind` skips the catalog lookup for the kind default."""
+    user = _user(calibration_path())
+    if engine in user.get(hardware_id, {}):
+        return user[hardware_id][engine]
+    kinds, devices = _shipped()
+    if engine in devices.get(hardware_id, {}):
+        return devices[hardware_id][engine]
+    if kind is None:
+        from waveidp import catalog
+
+        kind = catalog.hardware(hardware_id).kind
+    by_engine = kinds.get(kind, {})
+    if engine in by_engine:
+        return by_engine[engine]
+    if "llamacpp" in by_engine:
+        base = by_engine["llamacpp"]
+        return base.model_copy(
+            update={"source": f"no {engine} factors for {kind}; using llama.cpp's: {base.source}"}
+        )
+    raise InputError(
+        f"no efficiency factors for engine '{engine}' on a {kind}", fix="add them with `wave calibrate`"
+    )
+
+
+def save_calibration(entries: dict[tuple[str, str], Efficiency], path: Path | None = None) -> Path:
+    """Merge measured factors into the user calibration file and return its path."""
+    path = path or calibration_path()
+    table = _user(path)
+    for (hardware_id, engine), eff in entries.items():
+        table.setdefault(hardware_id, {})[engine] = eff
+    doc = {
+        "devices": {
+            hw: {e: f.model_dump() for e, f in sorted(engs.items())} for hw, engs in sorted(table.items())
+        }
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        "# Measured efficiency factors (wave calibrate); these win over the shipped defaults.\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    tmp.replace(path)
+    return path

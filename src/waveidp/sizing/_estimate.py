@@ -1,0 +1,356 @@
+"""`estimate`: memory plan + roofline timing + verdict for one request shape on one deployment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from waveidp.errors import InputError
+from waveidp.sizing._data import rules
+from waveidp.sizing._deployment import Deployment
+from waveidp.sizing._memory import MemoryPlan, Placement, plan_memory
+from waveidp.sizing._roofline import PerfModel
+
+Verdict = Literal["fits", "tight", "offload", "impossible"]
+MAX_SEARCH_CONCURRENCY = 4096
+
+
+class SizingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deployment: Deployment
+    prompt_tokens: int = Field(default=512, ge=1, le=10_000_000)
+    output_tokens: int = Field(default=256, ge=1, le=10_000_000)
+    concurrency: int = Field(default=1, ge=1, le=100_000)
+
+
+class DeviceMemory(BaseModel):
+    device: str
+    role: str
+    layers: float
+    weights_bytes: int
+    kv_bytes: int
+    overhead_bytes: int
+    used_bytes: int
+    available_bytes: int
+
+
+class Memory(BaseModel):
+    weights_bytes: int
+    kv_bytes_per_token: int
+    kv_bytes: int
+    kv_bytes_needed: int = Field(description="KV of `concurrency` sequences of `context` tokens")
+    kv_dtype: str
+    kv_capacity_tokens: int
+    overhead_bytes: int
+    total_bytes: int
+    gpu_bytes: int
+    cpu_bytes: int
+    available_bytes: int
+    devices: list[DeviceMemory]
+
+
+class Performance(BaseModel):
+    concurrency: int = Field(description="sequences decoded together (requested, capped at max_concurrency)")
+    ttft_ms: float
+    itl_ms: float
+    e2e_ms: float
+    output_tokens_per_s: float = Field(description="all concurrent requests together")
+    output_tokens_per_s_per_request: float
+    prefill_tokens_per_s: float
+    decode_bound: Literal["memory", "compute"]
+
+
+class CurvePoint(BaseModel):
+    concurrency: int
+    ttft_ms: float
+    itl_ms: float
+    output_tokens_per_s: float
+
+
+class SizingResult(BaseModel):
+    verdict: Verdict
+    reasons: list[str]
+    model: str
+    quant: str
+    engine: str
+    devices: list[str]
+    tp: int
+    context: int
+    prompt_tokens: int
+    output_tokens: int
+    concurrency: int
+    max_concurrency: int
+    memory: Memory
+    performance: Performance
+    curve: list[CurvePoint]
+    engine_flags: dict[str, str | int | float]
+    efficiency: dict[str, float | str]
+
+
+def estimate(req: SizingRequest) -> SizingResult:
+    d = req.deployment
+    if req.prompt_tokens + req.output_tokens > d.context:
+        raise InputError(
+            f"prompt {req.prompt_tokens} + output {req.output_tokens} tokens exceed "
+            f"the context of {d.context}",
+            where="--context",
+            fix="raise --context or shorten the request",
+        )
+    if d.engine == "llamacpp" and req.concurrency > d.parallel:
+        d = d.model_copy(update={"parallel": req.concurrency})
+    plan = plan_memory(d)
+    max_conc = _max_concurrency(d, plan)
+    if d.engine == "llamacpp" and not plan.fits and 0 < max_conc < d.parallel:
+        # fewer slots fit: size the server llama.cpp can actually start, and say so in the verdict
+        d = d.model_copy(update={"parallel": max_conc})
+        plan = plan_memory(d)
+    perf = PerfModel(d, plan=plan)
+    conc = max(1, min(req.concurrency, max_conc)) if max_conc else 1
+    point = _point(perf, conc, req.prompt_tokens, req.output_tokens)
+    ctx = req.prompt_tokens + req.output_tokens // 2
+    step1 = perf.decode_step_seconds(conc, ctx)
+    memory_bound = _decode_memory_bound(perf, conc, ctx)
+    e2e = point.ttft_ms + (req.output_tokens - 1) * point.itl_ms
+    performance = Performance(
+        concurrency=conc,
+        ttft_ms=point.ttft_ms,
+        itl_ms=point.itl_ms,
+        e2e_ms=round(e2e, 3),
+        output_tokens_per_s=point.output_tokens_per_s,
+        output_tokens_per_s_per_request=round(1000.0 / point.itl_ms, 3),
+        prefill_tokens_per_s=round(req.prompt_tokens / perf.prefill_seconds(req.prompt_tokens), 3),
+        decode_bound="memory" if memory_bound else "compute",
+    )
+    curve = [
+        _point(perf, c, req.prompt_tokens, req.output_tokens)
+        for c in _curve_points(req.concurrency, max_conc)
+    ]
+    verdict, reasons = _verdict(d, plan, req, max_conc)
+    kind = "memory-bound" if memory_bound else "compute-bound"
+    reasons.append(
+        f"decode is {kind}: {step1 * 1000:.2f} ms per step for {conc} sequence(s) "
+        f"at {ctx} tokens of context ({perf.eff.decode_bandwidth:.0%} of peak bandwidth, "
+        f"{perf.eff.prefill_compute:.0%} of peak compute assumed)"
+    )
+    return SizingResult(
+        verdict=verdict,
+        reasons=reasons,
+        model=d.model.id,
+        quant=d.quant.id,
+        engine=d.engine,
+        devices=[h.id for h in d.devices],
+        tp=d.tp,
+        context=d.context,
+        prompt_tokens=req.prompt_tokens,
+        output_tokens=req.output_tokens,
+        concurrency=req.concurrency,
+        max_concurrency=max_conc,
+        memory=_memory(d, plan, req.concurrency),
+        performance=performance,
+        curve=curve,
+        engine_flags=engine_flags(d, plan, req, max_conc),
+        efficiency={
+            "decode_bandwidth": perf.eff.decode_bandwidth,
+            "prefill_compute": perf.eff.prefill_compute,
+            "step_overhead_s": perf.eff.step_overhead_s,
+            "source": perf.eff.source,
+        },
+    )
+
+
+def _point(perf: PerfModel, c: int, prompt: int, output: int) -> CurvePoint:
+    """Steady state of `c` concurrent requests: each request's decode is interrupted by the prefills
+    of the c - 1 requests that replace finished ones during its lifetime."""
+    prefill = perf.prefill_seconds(prompt)
+    step = perf.decode_step_seconds(c, prompt + output // 2)
+    ttft = prefill + (step if c > 1 else 0.0)
+    itl = step + (c - 1) * prefill / output
+    e2e = ttft + (output - 1) * itl
+    return CurvePoint(
+        concurrency=c,
+        ttft_ms=round(ttft * 1000, 3),
+        itl_ms=round(itl * 1000, 3),
+        output_tokens_per_s=round(c * output / e2e, 3),
+    )
+
+
+def _decode_memory_bound(perf: PerfModel, c: int, ctx: int) -> bool:
+    """Memory-bound when removing the compute term would not change the step time."""
+    eff = perf.eff.model_copy(update={"prefill_compute": 1.0})
+    roomier = PerfModel(perf.d, eff, plan=perf.plan)
+    return abs(roomier.decode_step_seconds(c, ctx) - perf.decode_step_seconds(c, ctx)) < 1e-12
+
+
+def _curve_points(requested: int, max_conc: int) -> list[int]:
+    top = max(1, min(max_conc, 1024))
+    points = {1, min(requested, top), top}
+    c = 2
+    while c < top:
+        points.add(c)
+        c *= 2
+    return sorted(points)
+
+
+def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:
+    if d.engine != "llamacpp":
+        return plan.kv_capacity_tokens // d.context if plan.fits else 0
+    ngl = plan.n_gpu_layers
+
+    def fits(p: int) -> bool:
+        from waveidp.sizing._memory import plan_llamacpp
+
+        return plan_llamacpp(d.model_copy(update={"parallel": p}), ngl).fits
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= MAX_SEARCH_CONCURRENCY and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, MAX_SEARCH_CONCURRENCY + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _device_sentence(p: Placement, d: Deployment) -> str:
+    if p.reserved_bytes:
+        return (
+            f"{p.device.id}: {d.gpu_memory_utilization:g} x {_gb(p.device.memory_bytes)} = "
+            f"{_gb(p.reserved_bytes)} reserved by vLLM: weights {_gb(p.weights_bytes)} + overhead "
+            f"{_gb(p.overhead_bytes)} leave KV {_gb(p.kv_bytes)}"
+        )
+    layers = f" ({p.layers:g} layers)" if d.engine == "llamacpp" else ""
+    return (
+        f"{p.device.id}{layers}: weights {_gb(p.weights_bytes)} + KV {_gb(p.kv_bytes)} + overhead "
+        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} of {_gb(p.pool_bytes)} usable"
+    )
+
+
+def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) -> tuple[Verdict, list[str]]:
+    reasons = [
+        _device_sentence(p, d)
+        for p in plan.placements
+        if p.used_bytes > 0 and not (p.role == "host" and d.host is None and p.layers == 0)
+    ]
+    reasons += plan.problems
+    tight_fraction = rules().memory.tight_fraction
+    if d.context > d.model.max_context:
+        msg = f"context {d.context} exceeds the model's trained maximum of {d.model.max_context}"
+        if d.engine in ("vllm", "trtllm"):
+            return "impossible", [*reasons, msg + f" ({d.engine} refuses it)"]
+        reasons.append(msg + " (quality degrades beyond it)")
+    if not plan.fits:
+        return "impossible", reasons
+    if d.quant.requires_fp8 and not all(a.fp8 for a in d.accelerators):
+        reasons.append(f"{d.quant.id} needs FP8 tensor cores for full speed; without them weights are upcast")
+    verdict: Verdict = "fits"
+    host_layers = sum(p.layers for p in plan.placements if p.role == "host" and d.host is not None)
+    if d.engine == "llamacpp" and d.accelerators and host_layers > 0:
+        verdict = "offload"
+        reasons.append(
+            f"-ngl {plan.n_gpu_layers} of {d.model.layers + 1}: {host_layers:g} layers stay in system "
+            "RAM and every token crosses both memories"
+        )
+    if req.concurrency > max_conc:
+        if verdict == "fits":
+            verdict = "tight"
+        reasons.append(
+            f"only {max_conc} sequence(s) of {d.context} tokens fit in the KV cache; "
+            f"{req.concurrency - max_conc} of {req.concurrency} concurrent requests would wait"
+        )
+    elif d.engine in ("vllm", "trtllm"):
+        reasons.append(
+            f"KV cache holds {plan.kv_capacity_tokens:,} tokens = {max_conc} sequences of {d.context}"
+        )
+    for p in plan.placements:
+        if (
+            p.pool_bytes
+            and not p.reserved_bytes
+            and p.used_bytes > tight_fraction * p.pool_bytes
+            and (p.role == "accelerator" or d.host is not None)
+        ):
+            if verdict == "fits":
+                verdict = "tight"
+            reasons.append(
+                f"{p.device.id} is {p.used_bytes / p.pool_bytes:.0%} full "
+                f"(above {tight_fraction:.0%}): little room for longer prompts or other processes"
+            )
+    return verdict, reasons
+
+
+def _memory(d: Deployment, plan: MemoryPlan, concurrency: int) -> Memory:
+    devices = [
+        DeviceMemory(
+            device=p.device.id,
+            role=p.role,
+            layers=p.layers,
+            weights_bytes=p.weights_bytes,
+            kv_bytes=p.kv_bytes,
+            overhead_bytes=p.overhead_bytes,
+            used_bytes=p.used_bytes,
+            available_bytes=p.pool_bytes,
+        )
+        for p in plan.placements
+    ]
+    return Memory(
+        weights_bytes=plan.weights_bytes,
+        kv_bytes_per_token=plan.kv_bytes_per_token,
+        kv_bytes=plan.kv_bytes,
+        kv_bytes_needed=concurrency * d.context * plan.kv_bytes_per_token,
+        kv_dtype=plan.kv_dtype,
+        kv_capacity_tokens=plan.kv_capacity_tokens,
+        overhead_bytes=plan.overhead_bytes,
+        total_bytes=plan.total_bytes,
+        gpu_bytes=plan.gpu_bytes,
+        cpu_bytes=plan.cpu_bytes,
+        available_bytes=sum(p.pool_bytes for p in plan.placements),
+        devices=devices,
+    )
+
+
+def engine_flags(
+    d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int
+) -> dict[str, str | int | float]:
+    """Command-line flags that make the engine match this sizing."""
+    per_request = req.prompt_tokens + req.output_tokens
+    seqs = max(1, min(plan.kv_capacity_tokens // per_request, max(256, req.concurrency)))
+    flags: dict[str, str | int | float] = {}
+    if d.engine == "vllm":
+        flags = {
+            "--max-model-len": d.context,
+            "--max-num-seqs": seqs,
+            "--gpu-memory-utilization": d.gpu_memory_utilization,
+            "--tensor-parallel-size": d.tp,
+        }
+        if d.kv_dtype and d.kv_dtype != "auto":
+            flags["--kv-cache-dtype"] = d.kv_dtype
+        if d.block_size != 16:
+            flags["--block-size"] = d.block_size
+    elif d.engine == "llamacpp":
+        flags = {
+            "-ngl": plan.n_gpu_layers if plan.n_gpu_layers is not None else 0,
+            "-c": plan.n_ctx or d.context,
+            "-np": d.parallel,
+        }
+        if plan.kv_dtype not in ("f16", "fp16"):
+            flags["--cache-type-k"] = plan.kv_dtype
+            flags["--cache-type-v"] = plan.kv_dtype
+        if d.threads:
+            flags["-t"] = d.threads
+    elif d.engine == "trtllm":
+        flags = {
+            "--max_seq_len": d.context,
+            "--max_batch_size": seqs,
+            "--tp_size": d.tp,
+            "--kv_cache_free_gpu_memory_fraction": rules().engines["trtllm"].free_gpu_memory_fraction or 0.9,
+        }
+    else:
+        flags = {"max_length": d.context}
+    return flags

@@ -1,0 +1,135 @@
+"""Roofline timing: each phase takes the longer of moving its bytes and doing its FLOPs, at the
+achieved (efficiency-scaled) bandwidth and compute of every device it crosses.
+
+Layer splits (llama.cpp -ngl, several GPUs) run the devices one after the other, so their times
+add; tensor parallelism runs them side by side and adds two all-reduces per layer.
+"""
+
+from __future__ import annotations
+
+from waveidp.catalog._models import Hardware
+from waveidp.sizing._data import rules
+from waveidp.sizing._deployment import Deployment
+from waveidp.sizing._efficiency import Efficiency, efficiency_for
+from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_element_bytes, plan_memory
+
+_FLOPS_FALLBACK = ("fp16", "bf16", "fp32", "int8", "tf32")
+_ACT_BYTES = 2  # activations cross devices in 16-bit
+
+
+def peak_flops(hw: Hardware, dtype: str) -> float:
+    """Dense FLOP/s of `hw` for `dtype`, falling back to the widest format it lists."""
+    flops = hw.dense_flops
+    if dtype in flops:
+        return flops[dtype]
+    for alt in _FLOPS_FALLBACK:
+        if alt in flops:
+            return flops[alt]
+    return max(flops.values(), default=float("inf"))
+
+
+class PerfModel:
+    """Predicted prefill and decode times of a deployment; cheap enough to call per request."""
+
+    def __init__(
+        self, d: Deployment, eff: Efficiency | None = None, *, plan: MemoryPlan | None = None
+    ) -> None:
+        self.d = d
+        self.plan = plan or plan_memory(d)
+        primary = (d.accelerators or d.devices)[0]
+        self.eff = eff or efficiency_for(primary.id, d.engine, kind=primary.kind)
+        self._effs = {
+            p.device.id: (
+                self.eff
+                if p.device.id == primary.id
+                else efficiency_for(p.device.id, d.engine, kind=p.device.kind)
+            )
+            for p in self.plan.placements
+        }
+        _, self._kv_elem = kv_element_bytes(d)
+        self._stages = [p for p in self.plan.placements if p.read_bytes > 0 or p.layers > 0]
+        self._tp = d.engine in ("vllm", "trtllm") and len(d.accelerators) > 1
+        m = d.model
+        self._active = m.params_per_token / m.params
+        self._flops_token = 2.0 * m.params_per_token
+        self._attn_coeff = 4.0 * m.attention_heads * m.head_dim  # QK^T and PV per layer per context token
+        par = rules().parallel
+        accel = d.accelerators[0] if d.accelerators else None
+        link = (accel.interconnect or "") if accel else ""
+        self._link_latency = par.allreduce_latency_s["nvlink" if "nvlink" in link.lower() else "pcie"]
+        self._link_bw = (
+            accel.interconnect_bandwidth_bytes_per_s if accel else None
+        ) or rules().memory.host_link_bytes_per_s
+        self._host_link_bw = rules().memory.host_link_bytes_per_s
+        self._sat = par.cpu_bandwidth_saturation_cores
+
+    # ---- device rates -----------------------------------------------------------------------
+    def _bandwidth(self, p: Placement) -> float:
+        hw = p.device
+        bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth
+        if hw.kind == "cpu" and self.d.threads and hw.cores:
+            bw *= min(1.0, self.d.threads / (self._sat * hw.cores))
+        return bw
+
+    def _compute(self, p: Placement) -> float:
+        hw = p.device
+        flops = peak_flops(hw, self.d.quant.compute_dtype) * self._effs[hw.id].prefill_compute
+        if hw.kind == "cpu" and self.d.threads and hw.cores:
+            flops *= min(1.0, self.d.threads / hw.cores)
+        return flops
+
+    def _attn_flops_per_token(self, context: int) -> float:
+        m = self.d.model
+        swa = m.sliding_window_layers if m.sliding_window else 0
+        window = min(context, m.sliding_window or context)
+        return self._attn_coeff * ((m.layers - swa) * context + swa * window)
+
+    def _allreduce_s(self, tokens: int) -> float:
+        n = len(self.d.accelerators)
+        if not self._tp or n < 2:
+            return 0.0
+        msg = tokens * self.d.model.hidden_size * _ACT_BYTES * 2 * (n - 1) / n
+        return 2 * self.d.model.layers * (self._link_latency + msg / self._link_bw)
+
+    def _combine(self, times: list[float]) -> float:
+        return max(times) if self._tp else sum(times)
+
+    # ---- public API ------------------------------------------------------------------------
+    def decode_step_seconds(self, batch: int, context_tokens: int) -> float:
+        """One decode step producing one token for each of `batch` sequences at mean context."""
+        batch = max(1, batch)
+        ctx = max(1, context_tokens)
+        kv_seq = kv_bytes(self.d.model, self._kv_elem, ctx)
+        attn = self._attn_flops_per_token(ctx)
+        times = []
+        for p in self._stages:
+            bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
+            flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
+            times.append(max(bytes_moved / self._bandwidth(p), flops / self._compute(p)))
+        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
+
+    def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
+        """Time to process `batch` prompts of `prompt_tokens` tokens (time to first token, no queueing)."""
+        n = max(1, prompt_tokens)
+        batch = max(1, batch)
+        m = self.d.model
+        attn_total = self._attn_coeff * m.layers * n * n / 2  # causal: on average half the prompt
+        accel = next((p for p in self._stages if p.role == "accelerator"), None)
+        times = []
+        for p in self._stages:
+            flops = batch * (self._flops_token * n * p.param_share + attn_total * p.kv_share)
+            t = max(flops / self._compute(p), p.read_bytes / self._bandwidth(p))
+            if p.role == "host" and accel is not None and n * batch >= 32 and p.layers > 0:
+                # llama.cpp copies CPU-resident weights to the GPU for large batches
+                t = min(t, max(p.read_bytes / self._host_link_bw, flops / self._compute(accel)))
+            times.append(t)
+        return self._combine(times) + self._allreduce_s(n * batch) + self.eff.step_overhead_s
+
+    def kv_bytes_per_token(self) -> int:
+        return self.plan.kv_bytes_per_token
+
+    def kv_capacity_tokens(self) -> int:
+        return self.plan.kv_capacity_tokens
+
+    def decode_tokens_per_s(self, batch: int = 1, context_tokens: int = 512) -> float:
+        return batch / self.decode_step_seconds(batch, context_tokens)
