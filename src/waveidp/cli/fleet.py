@@ -1,5 +1,133 @@
-"""`wave fleet` verbs."""
+"""`wave fleet` verbs: detect this machine, show and validate a fleet file."""
 
 from __future__ import annotations
 
-from waveidp.cli._app import app  # noqa: F401
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from waveidp.cli._app import app, console, err_console, print_json
+
+fleet_app = typer.Typer(help="The fleet file (wave.yaml): detect this machine, show, validate.",
+                        no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+if TYPE_CHECKING:
+    from waveidp.fleet import Node, ServedModel
+
+_GIB = 1024**3
+
+
+@fleet_app.command("detect")
+def detect(
+    name: str = typer.Option(None, "--name", help="node name (default: this host's name)"),
+    merge: Path = typer.Option(None, "--merge", help="merge the node into this fleet file (created if new)"),
+    as_json: bool = typer.Option(False, "--json", help="print the node as JSON"),
+) -> None:
+    """Read this machine (CPU, memory, NVIDIA GPUs, NPUs) and print it as a fleet node, or merge it."""
+    from waveidp import fleet
+    from waveidp.fleet._atomic_file import write_atomic
+    from waveidp.fleet.detect import detect_local_node
+
+    node = detect_local_node(name)
+    if merge is not None:
+        existed = merge.exists()
+        text = merge.read_text(encoding="utf-8") if existed else ""
+        if existed and text.strip():
+            before = {n.name for n in fleet.loads(text, str(merge)).nodes}
+            new_text = fleet.merge_node_text(text, str(merge), node)
+        else:
+            before = set()
+            new_text = fleet.dump(fleet.Fleet(nodes=[node]))
+        fleet.loads(new_text, str(merge))  # never write a file we could not read back
+        write_atomic(merge, new_text)
+        verb = "updated" if node.name in before else "added"
+        err_console.print(f"{verb} node [bold]{node.name}[/] in {merge}", highlight=False)
+    _warn_unknown_hardware(node)
+    if as_json:
+        print_json(node)
+    elif merge is None:
+        typer.echo(fleet.dump(fleet.Fleet(nodes=[node])), nl=False)
+
+
+def _warn_unknown_hardware(node: Node) -> None:
+    from waveidp import catalog
+
+    known = catalog.all_hardware()
+    for device in node.devices:
+        if device.hardware not in known:
+            err_console.print(f"[yellow]warning:[/] {device.name or device.id}: no hardware catalog entry "
+                              f"'{device.hardware}'; sizing cannot use this device until one is added",
+                              highlight=False)
+
+
+@fleet_app.command("validate")
+def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")) -> None:
+    """Check a fleet file and its catalog references; one clear error line (exit 2) if anything is wrong."""
+    from waveidp import fleet
+
+    f = fleet.load(path)
+    resolved = fleet.resolve(f)
+    devices = sum(len(n.devices) for n in f.nodes)
+    note = ""
+    if resolved.unresolved_models:
+        note = f" ({len(resolved.unresolved_models)} model path(s) live on their nodes, not checked here)"
+    console.print(f"[green]ok[/] {path}: {len(f.nodes)} nodes, {devices} devices, "
+                  f"{len(f.backends())} backends, {len(f.links)} links{note}", highlight=False)
+
+
+@fleet_app.command("show")
+def show(
+    path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml"),
+    as_json: bool = typer.Option(False, "--json", help="print the fleet with its catalog figures as JSON"),
+) -> None:
+    """Print nodes, their devices (with catalog memory and bandwidth), backends, links and the gateway."""
+    from waveidp import fleet
+
+    resolved = fleet.resolve(fleet.load(path))
+    f = resolved.fleet
+    if as_json:
+        print_json({
+            "fleet": f.model_dump(mode="json"),
+            "hardware": {hid: {"name": h.name, "kind": h.kind, "memory_bytes": h.memory_bytes,
+                               "memory_bandwidth_bytes_per_s": h.memory_bandwidth_bytes_per_s,
+                               "source": h.source}
+                         for hid, h in resolved.hardware.items()},
+        })
+        return
+
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]{f.name}[/] ({path})", highlight=False)
+    for node in f.nodes:
+        facts = [node.address, node.role or "", node.os]
+        if node.memory_gib:
+            facts.append(f"{node.memory_gib:g} GiB RAM")
+        if node.lxc:
+            facts.append(f"LXC {node.lxc.vmid} on {node.lxc.host}")
+        if f.gateway.node == node.name:
+            facts.append(f"[magenta]gateway :{f.gateway.port}[/]")
+        branch = tree.add(f"[bold cyan]{node.name}[/]  " + ", ".join(x for x in facts if x))
+        for d in node.devices:
+            hw = resolved.device_hardware(d)
+            count = f"{d.count} x " if d.count > 1 else ""
+            memory = resolved.device_memory_bytes(d, node) / _GIB
+            branch.add(f"[green]{d.id}[/]  {count}{hw.name} [dim]{hw.id}, {hw.kind}[/]  "
+                       f"{memory:.1f} GiB, {hw.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s")
+        for b in node.backends:
+            models = ", ".join(_served_label(m) for m in b.served()) or "no models listed"
+            uses = f" on {', '.join(b.devices)}" if b.devices else ""
+            branch.add(f"[yellow]{b.name}[/]  {b.engine}{uses}  {b.url}  [dim]{models}[/]")
+    if f.links:
+        links = tree.add("[bold]links[/]")
+        for link in f.links:
+            links.add(f"{link.a} <-> {link.b}  {link.bandwidth_gbps:g} Gb/s, {link.latency_ms:g} ms")
+    tree.add(f"[bold]routing[/] default {f.routing.default_policy}"
+             + "".join(f"; {m}: {r.policy}" for m, r in f.routing.models.items()))
+    console.print(tree)
+
+
+def _served_label(m: ServedModel) -> str:
+    parts = [p for p in (m.model, m.quant, f"{m.context} ctx" if m.context else None) if p]
+    return f"{m.name} ({', '.join(parts)})" if parts else m.name

@@ -16,7 +16,7 @@ from waveidp import catalog
 from waveidp.catalog import Hardware, ModelSpec, Quant
 from waveidp.errors import ConfigError, NotFoundError
 from waveidp.fleet._loading import source_map
-from waveidp.fleet._models import Backend, Device, Fleet, ServedModel
+from waveidp.fleet._models import Backend, Device, Fleet, Node, ServedModel
 from waveidp.fleet._source_map import DataPath, dotted
 
 # engine kinds that load weights the way another engine does (for the quant/engine check)
@@ -40,11 +40,15 @@ class ResolvedFleet:
     def device_hardware(self, device: Device) -> Hardware:
         return self.hardware[device.hardware]
 
-    def device_memory_bytes(self, device: Device) -> int:
-        """Memory of one unit of `device`: the fleet's override, else the catalog's figure."""
+    def device_memory_bytes(self, device: Device, node: Node | None = None) -> int:
+        """Memory of one unit of `device`: the device's `memory_gib`; for a CPU or NPU, which use
+        system RAM, the node's `memory_gib`; else the catalog's figure."""
+        hw = self.device_hardware(device)
         if device.memory_gib is not None:
             return int(device.memory_gib * _GIB)
-        return self.device_hardware(device).memory_bytes
+        if node is not None and node.memory_gib is not None and hw.kind in ("cpu", "npu"):
+            return int(node.memory_gib * _GIB)
+        return hw.memory_bytes
 
 
 def resolve(fleet: Fleet, *, base_dir: str | Path | None = None) -> ResolvedFleet:
