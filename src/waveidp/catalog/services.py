@@ -1,7 +1,7 @@
-"""The service catalog (`data/services.yaml`): typed entries and a loader whose errors name file:line and field.
+"""The service catalog (`data/services.yaml`): typed entries; loader errors name file:line and field.
 
-    from waveidp.catalog.services import service, services
-    service("vllm").requires.min_compute_capability  # "7.0"
+from waveidp.catalog.services import service, services
+service("vllm").requires.min_compute_capability  # "7.0"
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def load_services(path: Path) -> dict[str, Service]:
             field = ".".join(str(p) for p in err["loc"]) or "entry"
             raise ConfigError(f"{field}: {err['msg']}", where=f"{path}:{_line_of(root, loc)}") from None
         if svc.id in found:
-            raise ConfigError(f"duplicate service id '{svc.id}'", where=f"{path}:{_line_of(root, ('services', index))}")
+            raise ConfigError(
+                f"duplicate service id '{svc.id}'", where=f"{path}:{_line_of(root, ('services', index))}"
+            )
         found[svc.id] = svc
     for index, svc in enumerate(found.values()):
         for dep in svc.depends_on:
