@@ -62,6 +62,7 @@ def _load(file: Path, model: type[E], convert: Callable[[Marked, str, dict[str, 
     for entry_id, raw in marked.data.items():
         if not isinstance(raw, dict):
             raise ConfigError(f"entry '{entry_id}' must be a mapping", where=marked.where((entry_id,)))
+        _check_sources(marked, entry_id, raw)
         fields = convert(marked, entry_id, raw)
         try:
             out[entry_id] = model.model_validate({"id": entry_id, **fields})
@@ -109,7 +110,35 @@ def _hardware_fields(marked: Marked, entry_id: str, raw: dict[str, Any]) -> dict
                               f"{value / TERA:g}", where=f"{marked.where((entry_id, 'dense_tflops', dtype))} "
                               f"{entry_id}.dense_tflops.{dtype}")
     out["dense_flops"] = dense
+    if isinstance(raw.get("sources"), dict):
+        out["sources"] = {_model_field(key): text for key, text in raw["sources"].items()}
     return out
+
+
+def _model_field(yaml_key: str) -> str:
+    """`memory_gib` -> `memory_bytes`, `dense_tflops.fp8` / `cpu_peak` -> `dense_flops[.fp8]`."""
+    head, dot, rest = yaml_key.partition(".")
+    if head in _HARDWARE_UNITS:
+        head = _HARDWARE_UNITS[head][0]
+    elif head in ("dense_tflops", "cpu_peak"):
+        head = "dense_flops"
+    return head + dot + rest
+
+
+def _check_sources(marked: Marked, entry_id: str, raw: dict[str, Any]) -> None:
+    sources = raw.get("sources", {})
+    if not isinstance(sources, dict):
+        raise ConfigError("'sources' must map field -> source",
+                          where=f"{marked.where((entry_id, 'sources'))} {entry_id}.sources")
+    for key, text in sources.items():
+        head, _, sub = key.partition(".")
+        table = raw.get(head)
+        if head not in raw or (sub and not (isinstance(table, dict) and sub in table)):
+            raise ConfigError(f"source given for '{key}', which this entry does not have",
+                              where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}")
+        if not isinstance(text, str) or len(text) < 3:
+            raise ConfigError("a source must be a text naming a document, URL or arithmetic",
+                              where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}")
 
 
 def _tflops(marked: Marked, entry_id: str, raw: dict[str, Any], key: str) -> dict[str, float]:

@@ -20,7 +20,12 @@ class _Entry(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict, description="per-field sources overriding `source`")
 
     def source_of(self, field: str) -> str:
-        return self.sources.get(field, self.source)
+        """Source of `field` (or of `field.sub`, e.g. `dense_flops.fp8`), falling back to the entry's."""
+        while field:
+            if field in self.sources:
+                return self.sources[field]
+            field = field.rpartition(".")[0]
+        return self.source
 
 
 class Hardware(_Entry):
