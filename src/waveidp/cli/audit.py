@@ -1,5 +1,113 @@
-"""`wave audit` verbs."""
+"""`wave audit`: check the hash chain of the gateway's audit log, read and export it."""
 
 from __future__ import annotations
 
-from waveidp.cli._app import app  # noqa: F401
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from waveidp.cli._app import app, console, err_console, print_json
+
+audit_app = typer.Typer(
+    help="The gateway's hash-chained audit log (WAVE_HOME/audit.db).", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
+
+DbOption = typer.Option(None, "--db", help="audit database (default WAVE_HOME/audit.db)")
+
+
+@audit_app.command("verify")
+def verify(db: Path | None = DbOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check every row's hash and link; exit 1 naming the first edited, deleted or cut-off row."""
+    from waveidp.security import audit
+
+    verdict = audit.verify(db)
+    if as_json:
+        print_json(verdict.to_dict())
+    elif verdict.ok:
+        console.print(
+            f"[green]audit chain intact[/]: {verdict.rows} rows, head {verdict.head}", highlight=False
+        )
+    else:
+        err_console.print(
+            f"[bold red]audit chain broken at row {verdict.broken_row}[/]: {verdict.reason} "
+            f"({verdict.rows} rows verified before it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _fmt(row: dict[str, Any]) -> list[str]:
+    from datetime import datetime
+
+    def dash(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    when = datetime.fromtimestamp(row["ts"]).astimezone().isoformat(timespec="seconds")
+    latency = "-" if row["latency_s"] is None else f"{row['latency_s'] * 1000:.1f}"
+    return [
+        str(row["id"]),
+        when,
+        row["principal"],
+        dash(row["endpoint"]),
+        dash(row["model"]),
+        dash(row["backend"]),
+        str(row["status"]),
+        dash(row["tokens_in"]),
+        dash(row["tokens_out"]),
+        latency,
+    ]
+
+
+@audit_app.command("tail")
+def tail(
+    n: int = typer.Option(20, "-n", "--lines", min=1, max=100_000, help="how many of the newest rows"),
+    db: Path | None = DbOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show the newest rows."""
+    from rich.table import Table
+
+    from waveidp.security import audit
+
+    rows = list(audit.rows(db, last=n))
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(title=f"last {len(rows)} audit rows")
+    for col in ("id", "time", "principal", "endpoint", "model", "backend", "status", "in", "out", "ms"):
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*_fmt(row))
+    console.print(t)
+
+
+@audit_app.command("export")
+def export(
+    fmt: str = typer.Option("jsonl", "--format", help="output format (jsonl)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="file to write (default stdout)"),
+    db: Path | None = DbOption,
+) -> None:
+    """Write every row, hashes included, one JSON object per line."""
+    import orjson
+
+    from waveidp.errors import InputError
+    from waveidp.security import audit
+
+    if fmt != "jsonl":
+        raise InputError(f"unknown export format '{fmt}'", fix="use --format jsonl")
+    out = output.open("wb") if output else sys.stdout.buffer
+    try:
+        count = 0
+        for row in audit.rows(db):
+            out.write(orjson.dumps(row) + b"\n")
+            count += 1
+    finally:
+        if output:
+            out.close()
+    if output:
+        err_console.print(f"wrote {count} rows to {output}")
