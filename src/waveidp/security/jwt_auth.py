@@ -1,0 +1,146 @@
+"""OIDC/JWT bearer tokens (Authentik, Keycloak, any issuer that publishes a JWKS).
+
+A token is accepted when its signature verifies with a key from the issuer's JWKS (selected by
+`kid`), `iss` equals the configured issuer, `aud` contains the configured audience, and `exp`
+has not passed (with a small leeway). The JWKS is fetched over HTTP and cached for `jwks_ttl_s`;
+an unknown `kid` triggers one early refetch (key rotation), at most every `refetch_min_s`, so a
+flood of made-up kids cannot turn the gateway into a JWKS hammer.
+
+Claims map to what a principal may do: `models_claim` (a list or a space-separated string of
+glob patterns) names the models; without it, scopes of the form `model:<glob>` in `scopes_claim`
+do. A token with neither may use no model (403). `sub` names the principal in the audit log and
+keys its rate-limit buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from waveidp.security.limits import Limits
+from waveidp.security.principal import Principal
+from waveidp.security.refusals import Refusal, unauthorized
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    jwks_url: str
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
+    scopes_claim: str = "scope"
+    models_claim: str | None = "wave_models"
+    leeway_s: float = 30.0
+    jwks_ttl_s: float = 300.0
+    refetch_min_s: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def claims_to_principal(claims: dict[str, Any], config: OidcConfig) -> Principal:
+    scopes = frozenset(_words(claims.get(config.scopes_claim)))
+    models = _words(claims.get(config.models_claim)) if config.models_claim else ()
+    if not models:
+        models = tuple(s.removeprefix("model:") for s in sorted(scopes) if s.startswith("model:"))
+    subject = str(claims["sub"])
+    return Principal(
+        kind="jwt", name=subject, bucket=f"sub:{subject}", models=models, limits=config.limits, scopes=scopes
+    )
+
+
+class JwtVerifier:
+    def __init__(self, config: OidcConfig, *, http: Any = None) -> None:
+        self.config = config
+        self._http = http
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def _client(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=5.0)
+        return self._http
+
+    async def _fetch(self) -> None:
+        client = await self._client()
+        try:
+            r = await client.get(self.config.jwks_url)
+            r.raise_for_status()
+            keyset = jwt.PyJWKSet.from_dict(r.json())
+        except Exception as exc:  # network, HTTP status, JSON, unusable keys: the IdP is unusable now
+            raise Refusal(
+                503,
+                f"cannot fetch the identity provider's signing keys ({type(exc).__name__})",
+                type="server_error",
+                code="jwks_unavailable",
+            ) from None
+        self._keys = {k.key_id: k for k in keyset.keys}
+        self._fetched_at = time.monotonic()
+
+    async def _key(self, kid: str | None) -> jwt.PyJWK:
+        age = time.monotonic() - self._fetched_at
+        if kid in self._keys and age < self.config.jwks_ttl_s:
+            return self._keys[kid]
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            stale = age >= self.config.jwks_ttl_s
+            if stale or (kid not in self._keys and age >= self.config.refetch_min_s):
+                await self._fetch()
+        if kid in self._keys:
+            return self._keys[kid]
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        raise unauthorized("bearer token is signed by an unknown key", code="invalid_token")
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise unauthorized("malformed bearer token", code="invalid_token") from None
+        if header.get("alg") not in self.config.algorithms:
+            raise unauthorized(
+                "bearer token uses a signature algorithm that is not allowed", code="invalid_token"
+            )
+        key = await self._key(header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(self.config.algorithms),
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=self.config.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("bearer token has expired", code="token_expired") from None
+        except jwt.InvalidAudienceError:
+            raise unauthorized(
+                "bearer token is not meant for this gateway (audience)", code="invalid_token"
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise unauthorized(
+                "bearer token comes from an issuer this gateway does not trust", code="invalid_token"
+            ) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthorized(f"bearer token lacks the '{exc.claim}' claim", code="invalid_token") from None
+        except jwt.InvalidTokenError:
+            raise unauthorized("bearer token signature or claims are invalid", code="invalid_token") from None
+        return claims_to_principal(claims, self.config)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
