@@ -1,0 +1,103 @@
+"""`/admin/keys`: manage API keys over HTTP, guarded by the admin key (never by an API key).
+
+    GET    /admin/keys                      list (add ?include_revoked=true for all)
+    POST   /admin/keys                      create; the answer holds the key, shown this once
+    POST   /admin/keys/{name_or_id}/rotate  new secret, same key; shown this once
+    DELETE /admin/keys/{name_or_id}         revoke
+
+The admin key comes from `WAVE_ADMIN_KEY`, `WAVE_ADMIN_KEY_FILE` or `WAVE_ADMIN_KEY_VAULT`
+(see `waveidp.security.secrets`). Without one the admin API answers 403 to everyone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from waveidp.errors import InputError, NotFoundError
+from waveidp.security.guard import bearer_token
+from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
+from waveidp.security.refusals import Refusal, refusal_response, unauthorized
+from waveidp.security.secrets import Secret
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=100
+    )
+    expires: str | None = Field(
+        default=None, max_length=64, description="a duration like 30d / 12h, or an ISO 8601 date"
+    )
+    rpm: int | None = Field(default=None, ge=1, le=10**9)
+    tpm: int | None = Field(default=None, ge=1, le=10**12)
+    max_concurrent: int | None = Field(default=None, ge=1, le=10**6)
+
+
+def _issued(issued: IssuedKey) -> dict[str, Any]:
+    return {**issued.record.to_dict(), "key": issued.key.reveal()}
+
+
+def admin_router(store: KeyStore, admin_key: Secret | None) -> APIRouter:
+    def require_admin(request: Request) -> None:
+        if admin_key is None:
+            raise Refusal(
+                403,
+                "the admin API is disabled: no admin key is configured",
+                type="permission_error",
+                code="admin_disabled",
+            )
+        token = bearer_token(request.headers)
+        if token is None:
+            raise unauthorized(
+                "the admin API needs 'Authorization: Bearer <admin key>'", code="missing_api_key"
+            )
+        if not admin_key.matches(token):
+            raise unauthorized("invalid admin key")
+
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+    def guarded(call: Any) -> Any:
+        try:
+            return call()
+        except Refusal as r:
+            return refusal_response(r)
+        except NotFoundError as e:
+            return refusal_response(Refusal(404, str(e), code="key_not_found", param="name_or_id"))
+        except InputError as e:
+            return refusal_response(Refusal(400, str(e), code="invalid_key_request"))
+
+    @router.get("/keys")
+    def list_keys(include_revoked: bool = False) -> Any:
+        return {"object": "list", "data": [k.to_dict() for k in store.list(include_revoked=include_revoked)]}
+
+    @router.post("/keys", status_code=201)
+    def create_key(body: KeyCreate) -> Any:
+        def create() -> Any:
+            expires = parse_expiry(body.expires) if body.expires else None
+            issued = store.create(
+                body.name,
+                models=body.models,
+                expires_at=expires,
+                rpm=body.rpm,
+                tpm=body.tpm,
+                max_concurrent=body.max_concurrent,
+            )
+            return JSONResponse(_issued(issued), status_code=201)
+
+        return guarded(create)
+
+    @router.post("/keys/{name_or_id}/rotate")
+    def rotate_key(name_or_id: str) -> Any:
+        return guarded(lambda: _issued(store.rotate(name_or_id)))
+
+    @router.delete("/keys/{name_or_id}")
+    def revoke_key(name_or_id: str) -> Any:
+        return guarded(lambda: store.revoke(name_or_id).to_dict())
+
+    return router

@@ -1,0 +1,184 @@
+"""The gateway's seam to security: who is calling, may they, are they within limits, and the record.
+
+The gateway calls three things per request:
+
+    principal = await guard.authenticate(request.headers)          # 401
+    admission = await guard.admit(principal, model, endpoint)      # 403, 429 (+ headers)
+    ...forward, stream...
+    await guard.finish(admission, status=..., backend=..., tokens_in=..., tokens_out=...)
+
+and `guard.refused(...)` for a request it turns away before or without an admission (a 400, a
+413, a 401 from `authenticate`), so that the audit log sees every request. `admission.headers`
+are the `x-ratelimit-*` headers to add to the response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from waveidp.security.audit import AuditEntry, AuditLog
+from waveidp.security.jwt_auth import JwtVerifier
+from waveidp.security.keys import PREFIX, KeyStore
+from waveidp.security.limits import Decision, Limiter, MemoryLimiter
+from waveidp.security.principal import ANONYMOUS, Principal
+from waveidp.security.refusals import Refusal, forbidden, unauthorized
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The credential from `Authorization: Bearer ...` or `x-api-key`."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    key = headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+class Authenticator:
+    """API keys and/or OIDC tokens; with neither configured, everyone is `ANONYMOUS`."""
+
+    def __init__(self, keys: KeyStore | None = None, jwt: JwtVerifier | None = None) -> None:
+        self.keys = keys
+        self.jwt = jwt
+
+    @property
+    def enabled(self) -> bool:
+        return self.keys is not None or self.jwt is not None
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        token = bearer_token(headers)
+        if token is None:
+            raise unauthorized("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        if token.startswith(PREFIX) and self.keys is not None:
+            return self.keys.authenticate(token).principal()
+        if self.jwt is not None and token.count(".") == 2:
+            return await self.jwt.verify(token)
+        raise unauthorized("invalid API key")
+
+
+@dataclass
+class Admission:
+    principal: Principal
+    model: str | None
+    endpoint: str | None
+    decision: Decision
+    started: float
+    request_id: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.decision.headers()
+
+
+class Guard:
+    def __init__(
+        self, authenticator: Authenticator, limiter: Limiter | None = None, audit: AuditLog | None = None
+    ) -> None:
+        self.authenticator = authenticator
+        self.limiter: Limiter = limiter or MemoryLimiter()
+        self.audit = audit
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        return await self.authenticator.authenticate(headers)
+
+    async def admit(
+        self,
+        principal: Principal,
+        model: str | None,
+        *,
+        endpoint: str | None = None,
+        request_id: str | None = None,
+    ) -> Admission:
+        """Check the model scope (403) and take from the limits (429); the caller must `finish`."""
+        started = time.monotonic()
+        if model is not None and not principal.may_use(model):
+            raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
+        decision = await self.limiter.acquire(principal.bucket, principal.limits)
+        if not decision.allowed:
+            what = {
+                "requests": "requests per minute",
+                "tokens": "tokens per minute",
+                "concurrency": "concurrent requests",
+            }[decision.reason or "requests"]
+            limit = {
+                "requests": principal.limits.rpm,
+                "tokens": principal.limits.tpm,
+                "concurrency": principal.limits.max_concurrent,
+            }[decision.reason or "requests"]
+            raise Refusal(
+                429,
+                f"rate limit reached for '{principal.name}': {limit} {what}",
+                type="rate_limit_error",
+                code=f"rate_limit_{decision.reason}",
+                headers=decision.headers(),
+            )
+        return Admission(principal, model, endpoint, decision, started, request_id)
+
+    async def finish(
+        self,
+        admission: Admission,
+        *,
+        status: int,
+        backend: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        """Charge real usage, free the concurrency slot, append the audit row. Call exactly once."""
+        if admission.decision.ticket is not None:
+            await self.limiter.release(admission.decision.ticket, (tokens_in or 0) + (tokens_out or 0))
+        if self.audit is not None:
+            self.audit.record(
+                AuditEntry(
+                    principal=admission.principal.name,
+                    status=status,
+                    request_id=admission.request_id,
+                    endpoint=admission.endpoint,
+                    model=admission.model,
+                    backend=backend,
+                    tokens_in=tokens_in,
+                    tokens_out=tokens_out,
+                    latency_s=time.monotonic() - admission.started,
+                    prompt=prompt,
+                )
+            )
+
+    def refused(
+        self,
+        refusal: Refusal,
+        *,
+        principal: Principal | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Audit a request turned away without an admission."""
+        if self.audit is not None:
+            self.audit.record(
+                AuditEntry(
+                    principal=principal.name if principal else "-",
+                    status=refusal.status,
+                    request_id=request_id,
+                    endpoint=endpoint,
+                    model=model,
+                    latency_s=None if started is None else time.monotonic() - started,
+                )
+            )
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        if self.jwt is not None:
+            await self.jwt.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    @property
+    def jwt(self) -> JwtVerifier | None:
+        return self.authenticator.jwt

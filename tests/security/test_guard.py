@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from waveidp.security import audit
+from waveidp.security.audit import AuditLog
+from waveidp.security.guard import Authenticator, Guard, bearer_token
+from waveidp.security.keys import KeyStore
+from waveidp.security.refusals import Refusal
+
+
+def test_bearer_token_sources() -> None:
+    assert bearer_token({"authorization": "Bearer abc"}) == "abc"
+    assert bearer_token({"authorization": "bearer  abc "}) == "abc"
+    assert bearer_token({"authorization": "Basic abc"}) is None
+    assert bearer_token({"x-api-key": "k"}) == "k"
+    assert bearer_token({}) is None
+
+
+def test_guard_authenticates_scopes_limits_and_audits(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key = store.create("team-a", models=["smollm2-*"], rpm=2, tpm=100).key.reveal()
+    log = AuditLog(tmp_path / "audit.db")
+    guard = Guard(Authenticator(keys=store), audit=log)
+    headers = {"authorization": f"Bearer {key}"}
+
+    async def go() -> list[int]:
+        statuses = []
+        for h, model in [
+            ({}, "smollm2-135m"),
+            ({"authorization": "Bearer wave-sk-nope"}, "smollm2-135m"),
+            (headers, "llama-70b"),
+            (headers, "smollm2-135m"),
+            (headers, "smollm2-135m"),
+            (headers, "smollm2-135m"),
+        ]:
+            principal = None
+            try:
+                principal = await guard.authenticate(h)
+                admission = await guard.admit(principal, model, endpoint="/v1/chat/completions")
+            except Refusal as r:
+                guard.refused(r, principal=principal, endpoint="/v1/chat/completions", model=model)
+                statuses.append(r.status)
+                if r.status == 429:
+                    assert (
+                        r.headers["Retry-After"] == "30"
+                        and r.headers["x-ratelimit-remaining-requests"] == "0"
+                    )
+                    assert r.type == "rate_limit_error" and key not in r.what
+                continue
+            assert admission.headers["x-ratelimit-limit-requests"] == "2"
+            await guard.finish(admission, status=200, backend="local", tokens_in=20, tokens_out=30)
+            statuses.append(200)
+        await guard.close()
+        return statuses
+
+    assert asyncio.run(go()) == [401, 401, 403, 200, 200, 429]
+    rows = list(audit.rows(log.path))
+    assert [r["status"] for r in rows] == [401, 401, 403, 200, 200, 429]
+    assert [r["principal"] for r in rows] == ["-", "-", "team-a", "team-a", "team-a", "team-a"]
+    assert rows[3]["tokens_in"] == 20 and rows[3]["backend"] == "local" and rows[3]["latency_s"] >= 0
+    assert audit.verify(log.path).ok
+
+
+def test_without_keys_or_oidc_everyone_is_anonymous() -> None:
+    guard = Guard(Authenticator())
+    principal = asyncio.run(guard.authenticate({}))
+    assert principal.kind == "anonymous" and principal.may_use("anything")
+    assert not guard.authenticator.enabled
+
+
+@pytest.mark.parametrize("concurrent", [1])
+def test_concurrency_limit_until_finish(tmp_path: Path, concurrent: int) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key = store.create("solo", max_concurrent=concurrent).key.reveal()
+    guard = Guard(Authenticator(keys=store))
+
+    async def go() -> None:
+        p = await guard.authenticate({"authorization": f"Bearer {key}"})
+        first = await guard.admit(p, "m")
+        with pytest.raises(Refusal) as info:
+            await guard.admit(p, "m")
+        assert info.value.status == 429 and info.value.code == "rate_limit_concurrency"
+        await guard.finish(first, status=200)
+        await guard.finish(await guard.admit(p, "m"), status=200)
+
+    asyncio.run(go())
