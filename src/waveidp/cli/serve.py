@@ -1,5 +1,127 @@
-"""`wave serve` verbs."""
+"""`wave serve` (the gateway over existing backends) and `wave up` (the embedded default, or a fleet
+file's local parts, behind the gateway)."""
 
 from __future__ import annotations
 
-from waveidp.cli._app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from waveidp.cli._app import app, console, err_console, print_json
+
+
+@app.command()
+def serve(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="fleet file (wave.yaml) with the backends"
+    ),
+    upstream: list[str] = typer.Option(
+        [], "--upstream", "-u", help="OpenAI-compatible base URL; repeatable; models found via /v1/models"
+    ),
+    engine: str = typer.Option("auto", help="engine kind of --upstream URLs (auto: detected from /metrics)"),
+    upstream_key_env: str | None = typer.Option(None, help="environment variable with the --upstream key"),
+    host: str | None = typer.Option(None, help="listen address (default: gateway.host, 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="listen port (default: gateway.port, 4000)"),
+    policy: str | None = typer.Option(
+        None, help="routing policy for every model: predicted-latency, least-outstanding, round-robin"
+    ),
+    log_level: str = typer.Option("warning", help="debug shows each routing decision"),
+) -> None:
+    """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream."""
+    import os
+
+    from waveidp.errors import InputError
+    from waveidp.fleet._models import GatewayConfig, RoutingConfig
+    from waveidp.gateway import (
+        Gateway,
+        SingleKeyAuthenticator,
+        backends_from_fleet,
+        backends_from_urls,
+        create_app,
+    )
+    from waveidp.gateway.routing import make_policy
+    from waveidp.gateway.server import run
+    from waveidp.run.api_key import resolve_api_key
+
+    if config is None and not upstream:
+        raise InputError(
+            "no backends given",
+            where="wave serve",
+            fix="pass --upstream http://host:port (repeatable) or --config wave.yaml",
+        )
+    backends = []
+    gateway_config, routing = GatewayConfig(), RoutingConfig()
+    if config is not None:
+        from waveidp import fleet
+
+        f = fleet.load(config)
+        backends += backends_from_fleet(f)
+        gateway_config, routing = f.gateway, f.routing
+    if upstream:
+        key = os.environ.get(upstream_key_env) if upstream_key_env else None
+        backends += backends_from_urls(upstream, engine, key)
+    if policy is not None:
+        make_policy(policy)  # unknown names fail here with the valid ones listed
+        routing = routing.model_copy(update={"default_policy": policy, "models": {}})
+    host = host or gateway_config.host
+    port = port or gateway_config.port
+    gateway_config = gateway_config.model_copy(update={"host": host, "port": port})
+    api_key, source = resolve_api_key()
+    gw = Gateway(backends, SingleKeyAuthenticator(api_key), config=gateway_config, routing=routing)
+
+    async def ready() -> None:
+        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+        console.print(
+            f"[bold green]gateway ready[/] http://{host}:{port}/v1  models: "
+            f"{', '.join(gw.models()) or '(discovering)'}  API key: {shown}",
+            highlight=False,
+        )
+
+    run(create_app(gw), host, port, log_level=log_level, on_ready=ready)
+
+
+@app.command()
+def up(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="fleet file: start its local embedded engines, connect the rest"
+    ),
+    port: int = typer.Option(4000, help="gateway port"),
+    host: str = typer.Option("127.0.0.1", help="gateway listen address"),
+    json: bool = typer.Option(False, "--json", help="print the ready line as JSON"),
+    log_level: str = typer.Option("warning"),
+) -> None:
+    """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it."""
+    import logging
+
+    import uvloop
+
+    from waveidp.run.up import UpInfo
+    from waveidp.run.up import up as run_up
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def show(info: UpInfo) -> None:
+        if json:
+            print_json(
+                {
+                    "url": info.url,
+                    "models": info.models,
+                    "api_key": info.api_key,
+                    "key_source": info.key_source,
+                    "logs": str(info.logs),
+                    "children": {c.name: c.proc.pid if c.proc else None for c in info.children},
+                }
+            )
+            return
+        console.print("[bold green]Wave is up[/]", highlight=False)
+        console.print(f"  URL      {info.url}", highlight=False)
+        console.print(f"  models   {', '.join(info.models)}", highlight=False)
+        console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)
+        console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
+        console.print("Press Ctrl-C to stop.", highlight=False)
+
+    if not json:
+        err_console.print("starting the engine(s) and the gateway...", highlight=False)
+    uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
+    if not json:
+        console.print("stopped", highlight=False)

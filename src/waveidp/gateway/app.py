@@ -1,0 +1,123 @@
+"""The ASGI application: OpenAI routes, liveness/readiness, metrics, and the background health loop.
+
+app = create_app(Gateway(backends, SingleKeyAuthenticator(key)))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from waveidp.gateway.errors import ApiError
+from waveidp.gateway.forward import error_response, handle, models_list
+from waveidp.gateway.health import health_loop, probe_all
+from waveidp.gateway.openapi import OPENAPI
+from waveidp.gateway.state import Gateway
+
+_JSON = "application/json"
+
+
+def create_app(gw: Gateway) -> Starlette:
+    async def chat(request: Request) -> Response:
+        return await handle(gw, "chat", request)  # type: ignore[return-value]
+
+    async def completions(request: Request) -> Response:
+        return await handle(gw, "completions", request)  # type: ignore[return-value]
+
+    async def embeddings(request: Request) -> Response:
+        return await handle(gw, "embeddings", request)  # type: ignore[return-value]
+
+    async def models(request: Request) -> Response:
+        try:
+            await gw.authenticator.authenticate(request)
+        except ApiError as err:
+            return error_response(err)
+        return await models_list(gw)
+
+    async def health(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=_JSON)
+
+    async def ready(request: Request) -> Response:
+        import time
+
+        now = time.monotonic()
+        body = {
+            "status": "ready" if gw.ready() else "not ready",
+            "backends": {b.name: b.status_line(now) for b in gw.backends},
+            "models": gw.models(),
+        }
+        return Response(orjson.dumps(body), 200 if gw.ready() else 503, media_type=_JSON)
+
+    async def metrics(request: Request) -> Response:
+        return Response(gw.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def openapi(request: Request) -> Response:
+        return Response(orjson.dumps(OPENAPI), media_type=_JSON)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(
+            ApiError(
+                404,
+                f"no route {request.method} {request.url.path}; the gateway serves "
+                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models",
+                code="unknown_route",
+            )
+        )
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error_response(
+            ApiError(
+                405,
+                f"method {request.method} is not allowed on {request.url.path}",
+                code="method_not_allowed",
+                type="invalid_request_error",
+            )
+        )
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        return error_response(
+            ApiError(
+                500,
+                f"internal gateway error ({type(exc).__name__}); see the gateway log",
+                code="internal_error",
+                type="api_error",
+            )
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        await probe_all(gw)
+        loop_task = asyncio.create_task(health_loop(gw))
+        try:
+            yield
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            await gw.close()
+
+    routes = [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
+    )
+    app.state.gateway = gw
+    return app

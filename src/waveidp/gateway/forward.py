@@ -1,0 +1,402 @@
+"""The hot path: authenticate, parse once, route, forward the bytes, account.
+
+Failover happens only before the client has seen a byte: connect errors, 5xx, 429 and timeouts
+move the request down the policy's ranking (with jittered backoff). Once a stream has started,
+a failure ends it with an SSE error event and `[DONE]` (see `stream.py`); answers of two
+backends are never spliced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from waveidp.gateway.auth import RequestRecord
+from waveidp.gateway.backends import BackendState
+from waveidp.gateway.errors import ApiError
+from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo, parse_request
+from waveidp.gateway.state import Gateway
+from waveidp.gateway.stream import StreamRelay, extract_usage
+from waveidp.security.principal import Principal
+
+log = logging.getLogger("waveidp.gateway")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 0.02
+BACKOFF_MAX_S = 0.5
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, never sent
+
+
+class UpstreamFailure(Exception):
+    def __init__(self, backend: BackendState, reason: str, *, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.backend = backend
+        self.reason = reason
+        self.timeout = timeout
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(int(length), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"request body of {size} bytes is over the gateway's limit of {limit} bytes "
+        "(gateway.max_body_bytes in wave.yaml)",
+        code="body_too_large",
+    )
+
+
+def upstream_headers(b: BackendState) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if b.api_key:
+        headers["authorization"] = f"Bearer {b.api_key}"
+    return headers
+
+
+class Exchange:
+    """One client request on its way through the gateway."""
+
+    __slots__ = ("admitted", "endpoint", "gw", "info", "principal", "raw", "t0")
+
+    def __init__(self, gw: Gateway, endpoint: Endpoint, t0: float) -> None:
+        self.gw = gw
+        self.endpoint = endpoint
+        self.t0 = t0
+        self.principal: Principal | None = None
+        self.info: RequestInfo | None = None
+        self.raw = b""
+        self.admitted: list[Any] = []
+
+    async def finish(self, record: RequestRecord) -> None:
+        m = self.gw.metrics
+        m.requests.labels(record.model, record.backend or "", str(record.status)).inc()
+        if record.backend:
+            m.duration.labels(record.model, record.backend).observe(record.duration_s)
+        if record.prompt_tokens:
+            m.tokens.labels(record.model, "input").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            m.tokens.labels(record.model, "output").inc(record.completion_tokens)
+        if self.principal is not None:
+            for hook, admitted in zip(self.gw.hooks, self.admitted, strict=False):
+                try:
+                    await hook.complete(self.principal, record, admitted)
+                except Exception:  # accounting must not break the answer that was already sent
+                    log.exception("request hook %r failed", hook)
+
+
+async def handle(gw: Gateway, endpoint: Endpoint, request: Request) -> Response | StreamRelay:
+    ex = Exchange(gw, endpoint, time.perf_counter())
+    try:
+        ex.principal = await gw.authenticator.authenticate(request)
+        ex.raw = await read_body(request, gw.config.max_body_bytes)
+        ex.info = info = parse_request(endpoint, ex.raw, request.headers.get("x-session-id"))
+        for hook in gw.hooks:
+            ex.admitted.append(await hook.admit(ex.principal, info))
+        ranked = route(gw, info)
+        if info.stream:
+            return await open_stream(ex, ranked)
+        return await forward_plain(ex, ranked, request.receive)
+    except ApiError as err:
+        model = ex.info.model if ex.info else ""
+        await ex.finish(
+            RequestRecord(
+                model,
+                endpoint,
+                None,
+                err.status,
+                bool(ex.info and ex.info.stream),
+                None,
+                None,
+                None,
+                time.perf_counter() - ex.t0,
+                err.code,
+            )
+        )
+        return error_response(err)
+
+
+def error_response(err: ApiError) -> Response:
+    return Response(err.body(), err.status, headers=err.headers, media_type="application/json")
+
+
+def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
+    serving = gw.serving(info.model)
+    if not serving:
+        available = ", ".join(gw.models()) or "none (no backend is up yet)"
+        raise ApiError(
+            404,
+            f"model '{info.model}' is not served here; available models: {available}",
+            code="model_not_found",
+            param="model",
+        )
+    now = time.monotonic()
+    routable = [b for b in serving if b.routable(now)]
+    if not routable:
+        why = "; ".join(b.status_line(now) for b in serving)
+        raise ApiError(
+            503,
+            f"no healthy backend for model '{info.model}': {why}",
+            code="no_healthy_backend",
+            headers={"retry-after": "1"},
+        )
+    policy = gw.policy(info.model)
+    ranked = policy.rank(routable, info, now)
+    gw.metrics.decisions.labels(policy.name, ranked[0].name).inc()
+    return ranked[: gw.config.retries + 1]
+
+
+def body_for(info: RequestInfo, raw: bytes, b: BackendState) -> tuple[bytes, bool]:
+    """The bytes to send `b`, and whether the gateway added `stream_options` itself."""
+    if info.stream and b.adapter.stream_usage and "stream_options" not in info.body:
+        return info.with_stream_usage(), True
+    return raw, False
+
+
+async def _backoff(gw: Gateway, attempt: int, model: str) -> None:
+    gw.metrics.retries.labels(model).inc()
+    await asyncio.sleep(random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)))
+
+
+def _failure(b: BackendState, exc: BaseException) -> UpstreamFailure:
+    now = time.monotonic()
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+        b.mark_down(reason)
+        b.breaker.on_failure(now, fatal=True)
+        return UpstreamFailure(b, reason)
+    b.breaker.on_failure(now)
+    if isinstance(exc, TimeoutError):
+        return UpstreamFailure(b, "timed out", timeout=True)
+    return UpstreamFailure(b, f"{type(exc).__name__}: {exc}")
+
+
+def _all_failed(info: RequestInfo, failures: list[UpstreamFailure]) -> ApiError:
+    detail = "; ".join(f"{f.backend.name}: {f.reason}" for f in failures)
+    if failures and all(f.timeout for f in failures):
+        return ApiError(
+            504, f"every backend tried for '{info.model}' timed out: {detail}", code="upstream_timeout"
+        )
+    return ApiError(502, f"every backend tried for '{info.model}' failed: {detail}", code="upstream_error")
+
+
+async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Receive) -> Response:
+    gw, info = ex.gw, ex.info
+    assert info is not None and gw.session is not None
+    failures: list[UpstreamFailure] = []
+    task = asyncio.current_task()
+    assert task is not None
+    gone: list[bool] = []
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task, gone))
+    try:
+        for attempt, b in enumerate(ranked):
+            if attempt:
+                await _backoff(gw, attempt, info.model)
+            body, _ = body_for(info, ex.raw, b)
+            b.breaker.on_attempt()
+            b.inflight += 1
+            sent = time.perf_counter()
+            try:
+                async with gw.session.post(
+                    b.root + PATHS[info.endpoint],
+                    data=body,
+                    headers=upstream_headers(b),
+                    timeout=gw.plain_timeout,
+                ) as resp:
+                    data = await resp.read()
+                    status = resp.status
+                    ctype = resp.headers.get("content-type", "application/json")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures.append(_failure(b, exc))
+                continue
+            finally:
+                b.inflight -= 1
+            if status in RETRY_STATUSES:
+                if status >= 500:
+                    b.breaker.on_failure(time.monotonic())
+                failures.append(
+                    UpstreamFailure(
+                        b, f"HTTP {status}: {data[:200].decode(errors='replace')}", timeout=status == 504
+                    )
+                )
+                continue
+            b.breaker.on_success()
+            elapsed = time.perf_counter() - sent
+            usage = extract_usage(data) if status == 200 else None
+            prompt_tokens, completion_tokens = _tokens(usage)
+            if status == 200:
+                _observe_plain(b, info, elapsed, completion_tokens)
+            await ex.finish(
+                RequestRecord(
+                    info.model,
+                    info.endpoint,
+                    b.name,
+                    status,
+                    False,
+                    prompt_tokens,
+                    completion_tokens,
+                    None,
+                    time.perf_counter() - ex.t0,
+                )
+            )
+            return Response(data, status, headers={"x-wave-backend": b.name}, media_type=ctype)
+        raise _all_failed(info, failures)
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        await ex.finish(
+            RequestRecord(
+                info.model,
+                info.endpoint,
+                None,
+                CLIENT_CLOSED,
+                False,
+                None,
+                None,
+                None,
+                time.perf_counter() - ex.t0,
+                "client_disconnected",
+            )
+        )
+        return Response(b"", CLIENT_CLOSED)
+    finally:
+        watcher.cancel()
+
+
+def _observe_plain(b: BackendState, info: RequestInfo, elapsed: float, completion_tokens: int | None) -> None:
+    if info.endpoint == "embeddings" or not completion_tokens:
+        b.ttft.observe(elapsed)
+        return
+    prefill = b.ttft.value or 0.0
+    b.itl.observe(max(0.0, elapsed - prefill) / completion_tokens)
+
+
+def _tokens(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    if not usage:
+        return None, None
+    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: list[bool]) -> None:
+    """Cancel the request's task when the client goes away, so the upstream request is dropped."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.append(True)
+            task.cancel()
+            return
+
+
+async def open_stream(ex: Exchange, ranked: list[BackendState]) -> StreamRelay | Response:
+    """Find a backend that produces a first chunk; only then commit to the client."""
+    gw, info = ex.gw, ex.info
+    assert info is not None and gw.session is not None
+    failures: list[UpstreamFailure] = []
+    for attempt, b in enumerate(ranked):
+        if attempt:
+            await _backoff(gw, attempt, info.model)
+        body, injected = body_for(info, ex.raw, b)
+        b.breaker.on_attempt()
+        b.inflight += 1
+        sent = time.perf_counter()
+        try:
+            resp, first = await _open_one(gw, b, info, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            b.inflight -= 1
+            failures.append(_failure(b, exc))
+            continue
+        except BaseException:
+            b.inflight -= 1
+            raise
+        if resp.status == 200:
+            return StreamRelay(ex, b, resp, first, sent, injected)
+        b.inflight -= 1
+        if resp.status in RETRY_STATUSES:
+            if resp.status >= 500:
+                b.breaker.on_failure(time.monotonic())
+            failures.append(UpstreamFailure(b, f"HTTP {resp.status}: {first[:200].decode(errors='replace')}"))
+            continue
+        b.breaker.on_success()
+        await ex.finish(
+            RequestRecord(
+                info.model,
+                info.endpoint,
+                b.name,
+                resp.status,
+                True,
+                None,
+                None,
+                None,
+                time.perf_counter() - ex.t0,
+            )
+        )
+        return Response(
+            first,
+            resp.status,
+            headers={"x-wave-backend": b.name},
+            media_type=resp.headers.get("content-type", "application/json"),
+        )
+    raise _all_failed(info, failures)
+
+
+async def _open_one(
+    gw: Gateway, b: BackendState, info: RequestInfo, body: bytes
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    """POST and wait for the first chunk (200) or the whole error body (other statuses)."""
+    assert gw.session is not None
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        async with asyncio.timeout(gw.config.first_token_timeout_s):
+            resp = await gw.session.post(
+                b.root + PATHS[info.endpoint],
+                data=body,
+                headers=upstream_headers(b),
+                timeout=gw.stream_timeout,
+            )
+            if resp.status != 200:
+                data = await resp.read()
+                resp.release()
+                return resp, data
+            first = await resp.content.readany()
+            if not first:
+                raise aiohttp.ServerDisconnectedError("closed the stream before the first byte")
+            return resp, first
+    except BaseException:
+        if resp is not None:
+            resp.close()
+        raise
+
+
+async def models_list(gw: Gateway) -> Response:
+    data = [
+        {
+            "id": m,
+            "object": "model",
+            "created": 0,
+            "owned_by": "wave",
+            "backends": [b.name for b in gw.serving(m)],
+        }
+        for m in gw.models()
+    ]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")

@@ -1,0 +1,80 @@
+"""The gateway's Prometheus metrics (base units), in a registry of its own per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "wave_requests",
+            "Requests answered, by model, backend and HTTP status",
+            ["model", "backend", "status"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "wave_request_ttft_seconds",
+            "Time to the first content token (streaming)",
+            ["model", "backend"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "wave_request_itl_seconds",
+            "Mean inter-token latency of a streamed request",
+            ["model", "backend"],
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "wave_request_duration_seconds",
+            "Request received to last byte sent",
+            ["model", "backend"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "wave_tokens",
+            "Tokens by direction (input = prompt, output = completion)",
+            ["model", "direction"],
+            registry=r,
+        )
+        self.healthy = Gauge(
+            "wave_backend_healthy", "1 when the backend takes requests", ["backend"], registry=r
+        )
+        self.inflight = Gauge(
+            "wave_backend_inflight",
+            "Requests the gateway has in flight on the backend",
+            ["backend"],
+            registry=r,
+        )
+        self.engine_queue = Gauge(
+            "wave_backend_engine_queue",
+            "Running + waiting requests the engine reports",
+            ["backend"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "wave_routing_decisions",
+            "Backend chosen first for a request, by policy",
+            ["policy", "backend"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "wave_retries", "Requests retried on another backend before the first byte", ["model"], registry=r
+        )
+        self.stream_errors = Counter(
+            "wave_stream_errors",
+            "Streams ended by an error event after the first byte",
+            ["model", "backend"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

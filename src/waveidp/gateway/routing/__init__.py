@@ -1,0 +1,37 @@
+"""Routing policies: each ranks the routable backends for one request, best first.
+
+The gateway sends the request to the first and retries down the list. Policies are chosen per
+model in the fleet file (`routing.models.<name>.policy`), default `predicted-latency`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from waveidp.gateway.backends import BackendState
+from waveidp.gateway.request_info import RequestInfo
+
+
+class Policy(Protocol):
+    name: str
+
+    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]: ...
+
+
+def make_policy(name: str, *, affinity: bool = True) -> Policy:
+    from waveidp.gateway.routing.least_outstanding import LeastOutstanding
+    from waveidp.gateway.routing.predicted_latency import PredictedLatency
+    from waveidp.gateway.routing.round_robin import RoundRobin
+
+    if name == "round-robin":
+        return RoundRobin()
+    if name == "least-outstanding":
+        return LeastOutstanding()
+    if name == "predicted-latency":
+        return PredictedLatency(affinity=affinity)
+    from waveidp.errors import NotFoundError
+
+    raise NotFoundError("routing policy", name, ["round-robin", "least-outstanding", "predicted-latency"])
+
+
+__all__ = ["Policy", "make_policy"]

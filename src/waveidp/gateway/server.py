@@ -1,0 +1,91 @@
+"""Run the gateway under uvicorn (uvloop + httptools, no access log: it costs on the hot path).
+
+`GatewayServer` leaves signals to its owner: `wave up` must stop its engine children after the
+gateway, which uvicorn's own handlers (they re-raise the signal on exit) would not allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+def uvicorn_config(app: Starlette, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        lifespan="on",
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=False,
+    )
+
+
+class GatewayServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_until_stopped(
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or `stop` is set); `on_ready` runs once the socket is listening."""
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level))
+    serving = asyncio.create_task(server.serve())
+    stopped = asyncio.create_task(stop.wait())
+    while not server.started and not serving.done():
+        await asyncio.wait({serving, stopped}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            break
+    if server.started and on_ready is not None and not stop.is_set():
+        await on_ready()
+    await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopped.cancel()
+    await serving
+    if not server.started and not stop.is_set():
+        from waveidp.errors import WaveError
+
+        raise WaveError(
+            f"the gateway could not listen on {host}:{port}", fix="is the port in use? try --port"
+        )
+
+
+def run(
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvloop
+
+    uvloop.run(serve_until_stopped(app, host, port, log_level=log_level, on_ready=on_ready))
