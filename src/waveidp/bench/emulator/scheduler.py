@@ -1,0 +1,200 @@
+"""The emulated engine: one continuous-batching scheduler loop.
+
+Each step: admit waiting requests while the batch and the KV cache have room (a request reserves
+prompt + max_tokens of KV, as a slot does), then sleep for what the timing source says the step
+costs — one decode step for the running batch at its mean context, plus the prefill of the newly
+joined requests — then give every running request one token (newly joined ones their first).
+Steps are scheduled against the monotonic clock (deadline += duration), so sleep overshoot does
+not accumulate; the loop only rebases when it falls more than `max_slip_s` behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from waveidp.bench.emulator.timing import StepTiming
+from waveidp.bench.profiles.timing import sleep_until
+
+END = None  # sentinel put on a sequence's queue after its last token
+
+
+@dataclass(eq=False)
+class Sequence:
+    prompt_tokens: int
+    max_tokens: int
+    id: int = 0
+    generated: int = 0
+    received: float = 0.0
+    admitted: float | None = None
+    first_token: float | None = None
+    last_token: float | None = None
+    finish_reason: str | None = None
+    cancelled: bool = False
+    finish_as: str = "length"
+    queue: asyncio.Queue[int | None] = field(default_factory=asyncio.Queue)
+
+    @property
+    def kv_need(self) -> int:
+        return self.prompt_tokens + self.max_tokens
+
+    @property
+    def context(self) -> int:
+        return self.prompt_tokens + self.generated
+
+
+@dataclass
+class SchedulerStats:
+    steps: int = 0
+    busy_s: float = 0.0
+    slip_s_total: float = 0.0
+    slip_s_max: float = 0.0
+    rebases: int = 0
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    prefill_s_total: float = 0.0
+    decode_s_total: float = 0.0
+    busy_slots_total: int = 0
+    finished: int = 0
+
+
+class CapacityError(ValueError):
+    """A request that can never fit in the emulated KV cache."""
+
+
+class BatchScheduler:
+    def __init__(
+        self,
+        timing: StepTiming,
+        *,
+        max_batch: int = 256,
+        speed: float = 1.0,
+        clock: Callable[[], float] = perf_counter,
+        max_slip_s: float = 0.05,
+        on_finish: Callable[[Sequence], None] | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.timing = timing
+        self.max_batch = max_batch
+        self.speed = speed
+        self.clock = clock
+        self.max_slip_s = max_slip_s
+        self.kv_capacity = int(timing.kv_capacity_tokens())
+        self.kv_used = 0
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.stats = SchedulerStats()
+        self.trace: deque[Sequence] = deque(maxlen=200_000)
+        self.on_finish = on_finish
+        self._ids = itertools.count(1)
+        self._wake = asyncio.Event()
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_used / self.kv_capacity if self.kv_capacity else 0.0
+
+    def submit(self, seq: Sequence) -> Sequence:
+        if seq.kv_need > self.kv_capacity:
+            raise CapacityError(
+                f"this request needs {seq.kv_need} tokens of KV cache (prompt {seq.prompt_tokens}"
+                f" + max_tokens {seq.max_tokens}) but the emulated engine holds {self.kv_capacity}"
+            )
+        seq.id = next(self._ids)
+        seq.received = self.clock()
+        self.waiting.append(seq)
+        self._wake.set()
+        return seq
+
+    def _admit(self) -> list[Sequence]:
+        joined: list[Sequence] = []
+        while self.waiting and len(self.running) + len(joined) < self.max_batch:
+            head = self.waiting[0]
+            if head.cancelled:
+                self.waiting.popleft()
+                continue
+            if self.kv_used + head.kv_need > self.kv_capacity:
+                break
+            self.waiting.popleft()
+            self.kv_used += head.kv_need
+            joined.append(head)
+        return joined
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        seq.finish_reason = reason
+        self.kv_used -= seq.kv_need
+        self.stats.finished += 1
+        self.trace.append(seq)
+        seq.queue.put_nowait(END)
+        if self.on_finish is not None:
+            self.on_finish(seq)
+
+    async def run(self) -> None:
+        deadline: float | None = None
+        while True:
+            self.running = [s for s in self.running if not (s.cancelled and self._cancel(s))]
+            if not self.running and not any(not s.cancelled for s in self.waiting):
+                self.waiting.clear()
+                self._wake.clear()
+                deadline = None
+                await self._wake.wait()
+                continue
+            joined = self._admit()
+            now = self.clock()
+            for s in joined:
+                s.admitted = now
+            decode = 0.0
+            if self.running:
+                mean_ctx = sum(s.context for s in self.running) // len(self.running)
+                decode = self.timing.decode_step_seconds(len(self.running), mean_ctx)
+            prefill = sum(self.timing.prefill_seconds(s.prompt_tokens) for s in joined)
+            duration = (decode + prefill) / self.speed
+            if deadline is None or now - deadline > self.max_slip_s:
+                if deadline is not None:
+                    self.stats.rebases += 1
+                deadline = now
+            deadline += duration
+            await sleep_until(deadline)
+            woke = self.clock()
+            slip = woke - deadline
+            self._account(slip, duration, decode, prefill, joined)
+            self._emit(woke, joined)
+
+    def _cancel(self, seq: Sequence) -> bool:
+        self._finish(seq, "cancelled")
+        return True
+
+    def _account(
+        self, slip: float, duration: float, decode: float, prefill: float, joined: list[Sequence]
+    ) -> None:
+        st = self.stats
+        st.steps += 1
+        st.busy_s += duration
+        st.slip_s_total += max(slip, 0.0)
+        st.slip_s_max = max(st.slip_s_max, slip)
+        st.decode_s_total += decode / self.speed
+        st.prefill_s_total += prefill / self.speed
+        st.prompt_tokens_total += sum(s.prompt_tokens for s in joined)
+        st.busy_slots_total += len(self.running) + len(joined)
+
+    def _emit(self, now: float, joined: list[Sequence]) -> None:
+        still: list[Sequence] = []
+        for s in self.running + joined:
+            if s.cancelled:
+                self._finish(s, "cancelled")
+                continue
+            s.generated += 1
+            self.stats.generation_tokens_total += 1
+            if s.first_token is None:
+                s.first_token = now
+            s.last_token = now
+            s.queue.put_nowait(s.generated)
+            if s.generated >= s.max_tokens:
+                self._finish(s, s.finish_as)
+            else:
+                still.append(s)
+        self.running = still

@@ -1,0 +1,27 @@
+"""A self-contained HTML report: summary tables and the plots embedded as base64 PNGs."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from waveidp.bench.outputs.results_json import run_label
+
+
+def write_html(doc: dict[str, Any], plots: list[Path], out_dir: Path) -> Path:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("waveidp.bench.outputs", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = lambda v, nd=2: "–" if v is None else f"{v:,.{nd}f}"
+    images = [(p.stem.replace("_", " "), base64.b64encode(p.read_bytes()).decode()) for p in plots]
+    html = env.get_template("report.html.j2").render(
+        doc=doc, images=images, runs=[(run_label(r), r) for r in doc["runs"]]
+    )
+    path = out_dir / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path

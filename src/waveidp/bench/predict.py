@@ -1,0 +1,97 @@
+"""The sizing model's prediction for each measured load point, and the error against measurement.
+
+A results.json that carries `deployment` (model, quant, devices, engine) can be compared with
+`waveidp.sizing`; the same comparison drives `wave calibrate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waveidp.errors import InputError
+
+
+def deployment_record(
+    model: str, quant: str | None, devices: list[str], engine: str | None, **extra: Any
+) -> dict[str, Any]:
+    """What results.json stores so the run can be predicted and calibrated later; checked now."""
+    from waveidp.sizing import Deployment
+
+    d = Deployment.build(model, quant, devices, engine, **extra)
+    return {"model": model, "quant": d.quant.id, "devices": devices, "engine": d.engine, **extra}
+
+
+def _deployment(rec: dict[str, Any], context: int) -> Any:
+    from waveidp.sizing import Deployment
+
+    extra = {k: v for k, v in rec.items() if k not in ("model", "quant", "devices", "engine", "context")}
+    return Deployment.build(
+        rec["model"],
+        rec["quant"],
+        list(rec["devices"]),
+        rec["engine"],
+        context=max(int(rec.get("context") or 4096), context),
+        **extra,
+    )
+
+
+def _measured_points(doc: dict[str, Any]) -> list[tuple[dict[str, Any], int, int, int]]:
+    """(run, concurrency, prompt tokens, output tokens) of every run that completed something."""
+    points = []
+    for run in doc["runs"]:
+        s = run["summary"]
+        if not s["completed"] or s["ttft_ms"]["p50"] is None or s["input_tokens"]["mean"] is None:
+            continue
+        if run["load"] == "concurrency":
+            conc = int(run["concurrency"])
+        else:  # Little's law: requests in flight = arrival rate x time in system
+            conc = max(1, round(s["requests_per_s"] * (s["e2e_ms"]["mean"] or 0) / 1000))
+        points.append(
+            (run, conc, max(1, round(s["input_tokens"]["mean"])), max(1, round(s["output_tokens"]["mean"])))
+        )
+    return points
+
+
+def _err(pred: float, meas: float | None) -> float | None:
+    return None if not meas else (pred - meas) / meas * 100
+
+
+def predict_runs(doc: dict[str, Any], eff: Any = None) -> list[dict[str, Any]]:
+    """Prediction + error per run; `eff` overrides the efficiency factors (calibration)."""
+    from waveidp.sizing import PerfModel
+    from waveidp.sizing._estimate import _point  # the steady-state formula `estimate` uses
+
+    rec = doc.get("deployment")
+    if not rec:
+        raise InputError(
+            "these results carry no deployment description",
+            where=doc.get("_path", "results"),
+            fix="run wave bench with --model-id/--device/--engine (and --quant)",
+        )
+    from waveidp.bench.outputs.results_json import run_label
+
+    out = []
+    cache: dict[int, Any] = {}
+    for run, conc, prompt, output in _measured_points(doc):
+        ctx = prompt + output
+        if ctx not in cache:
+            cache[ctx] = PerfModel(_deployment(rec, ctx), eff)
+        pt = _point(cache[ctx], conc, prompt, output)
+        s = run["summary"]
+        row = {"label": run_label(run), "concurrency": conc, "prompt_tokens": prompt, "output_tokens": output}
+        for key, pred, meas in (
+            ("ttft_ms", pt.ttft_ms, s["ttft_ms"]["p50"]),
+            ("itl_ms", pt.itl_ms, s["itl_ms"]["p50"]),
+            ("output_tokens_per_s", pt.output_tokens_per_s, s["output_tokens_per_s"]),
+        ):
+            row[key] = {"predicted": pred, "measured": meas, "error_pct": _err(pred, meas)}
+        out.append(row)
+    return out
+
+
+def mean_abs_error_pct(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in ("ttft_ms", "itl_ms", "output_tokens_per_s"):
+        errs = [abs(r[key]["error_pct"]) for r in rows if r[key]["error_pct"] is not None]
+        out[key] = sum(errs) / len(errs) if errs else None
+    return out
