@@ -1,5 +1,291 @@
-"""`wave size` verbs."""
+"""`wave size`, `wave fit`, `wave claims`: what fits where, how fast, and whether a claim can be true."""
 
 from __future__ import annotations
 
-from waveidp.cli._app import app  # noqa: F401
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from waveidp.cli._app import app, console, print_json
+from waveidp.errors import InputError
+
+if TYPE_CHECKING:
+    from waveidp.catalog import Hardware
+    from waveidp.sizing import SizingResult
+    from waveidp.sizing._claims import ClaimCheck
+    from waveidp.sizing._fit import FitRow
+
+_VERDICT_STYLE = {
+    "fits": "green",
+    "tight": "yellow",
+    "offload": "cyan",
+    "impossible": "red",
+    "plausible": "green",
+    "optimistic": "yellow",
+}
+
+
+def _bounded(option: str, value: float | None, low: float, high: float, *, strict_low: bool = False) -> None:
+    if value is None:
+        return
+    bad_low = value <= low if strict_low else value < low
+    if bad_low or value > high:
+        low_txt = f"> {low:g}" if strict_low else f">= {low:g}"
+        raise InputError(
+            f"{option} {value:g} is out of range", where=option, fix=f"use a value {low_txt} and <= {high:g}"
+        )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+@app.command("size")
+def size(
+    model: str = typer.Option(..., "--model", "-m", help="catalog id, HF config.json or .gguf file"),
+    quant: str = typer.Option(
+        None,
+        "--quant",
+        "-q",
+        help="bf16, fp8, awq, q4_k_m, ... (default: the file's, else bf16 for vLLM, q4_k_m for llama.cpp)",
+    ),
+    device: list[str] = typer.Option(
+        ..., "--device", "-d", help="hardware id; repeat for GPU + CPU (hybrid)"
+    ),
+    engine: str = typer.Option(None, "--engine", "-e", help="vllm | llamacpp | transformers | trtllm"),
+    context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence (max-model-len / slot)"),
+    prompt_tokens: int = typer.Option(512, "--prompt-tokens", help="prompt length of a request"),
+    output_tokens: int = typer.Option(256, "--output-tokens", help="generated tokens per request"),
+    concurrency: int = typer.Option(1, "--concurrency", help="requests in flight together"),
+    tp: int = typer.Option(1, "--tp", help="tensor-parallel GPUs (one --device id is used N times)"),
+    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype (fp16, fp8, q8_0, ...)"),
+    gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="vLLM memory share"),
+    n_gpu_layers: int = typer.Option(
+        None, "--n-gpu-layers", "-ngl", help="llama.cpp -ngl (default: all that fit)"
+    ),
+    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Predict memory, max concurrency, TTFT, ITL and throughput of a model on a device set."""
+    from waveidp.sizing import Deployment, SizingRequest, estimate
+
+    _bounded("--context", context, 1, 10_000_000)
+    _bounded("--prompt-tokens", prompt_tokens, 1, 10_000_000)
+    _bounded("--output-tokens", output_tokens, 1, 10_000_000)
+    _bounded("--concurrency", concurrency, 1, 100_000)
+    _bounded("--tp", tp, 1, 64)
+    _bounded("--gpu-memory-utilization", gpu_memory_utilization, 0, 1, strict_low=True)
+    _bounded("--n-gpu-layers", n_gpu_layers, 0, 10_000)
+    _bounded("--threads", threads, 1, 4096)
+    extra: dict[str, object] = {
+        "tp": tp,
+        "context": context,
+        "gpu_memory_utilization": gpu_memory_utilization,
+    }
+    if kv_dtype:
+        extra["kv_dtype"] = kv_dtype
+    if n_gpu_layers is not None:
+        extra["n_gpu_layers"] = n_gpu_layers
+    if threads is not None:
+        extra["threads"] = threads
+    d = Deployment.build(model, quant, device, engine, **extra)
+    result = estimate(
+        SizingRequest(
+            deployment=d, prompt_tokens=prompt_tokens, output_tokens=output_tokens, concurrency=concurrency
+        )
+    )
+    if as_json:
+        print_json(result)
+    else:
+        _print_result(result)
+
+
+def _print_result(r: SizingResult) -> None:
+    from rich.table import Table
+
+    style = _VERDICT_STYLE[r.verdict]
+    console.print(
+        f"[bold]{r.model}[/] {r.quant} on {' + '.join(r.devices)} with {r.engine}: "
+        f"[bold {style}]{r.verdict}[/]",
+        highlight=False,
+    )
+    for reason in r.reasons:
+        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    mem = Table(title="memory", title_justify="left")
+    for col in ("device", "role", "layers", "weights", "KV", "overhead", "used", "usable"):
+        mem.add_column(col, justify="left" if col in ("device", "role") else "right")
+    for dm in r.memory.devices:
+        mem.add_row(
+            dm.device,
+            dm.role,
+            f"{dm.layers:g}",
+            _gb(dm.weights_bytes),
+            _gb(dm.kv_bytes),
+            _gb(dm.overhead_bytes),
+            _gb(dm.used_bytes),
+            _gb(dm.available_bytes),
+        )
+    console.print(mem)
+    console.print(
+        f"KV {r.memory.kv_bytes_per_token:,} B/token ({r.memory.kv_dtype}); "
+        f"capacity {r.memory.kv_capacity_tokens:,} tokens; max concurrency at {r.context} tokens: "
+        f"{r.max_concurrency}",
+        highlight=False,
+    )
+    curve = Table(
+        title=f"performance (prompt {r.prompt_tokens}, output {r.output_tokens} tokens)", title_justify="left"
+    )
+    for col in ("concurrency", "TTFT ms", "ITL ms", "output tok/s"):
+        curve.add_column(col, justify="right")
+    for p in r.curve:
+        mark = " *" if p.concurrency == r.performance.concurrency else ""
+        curve.add_row(
+            f"{p.concurrency}{mark}", f"{p.ttft_ms:,.1f}", f"{p.itl_ms:,.2f}", f"{p.output_tokens_per_s:,.1f}"
+        )
+    console.print(curve)
+    flags = " ".join(f"{k} {v}" for k, v in r.engine_flags.items())
+    console.print(f"engine flags: [bold]{flags}[/]", highlight=False)
+
+
+@app.command("fit")
+def fit(
+    fleet_file: Path = typer.Option(None, "--fleet", "-f", help="wave.yaml (default: this machine)"),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="catalog id or path; repeatable (default: every catalog model)"
+    ),
+    quant: str = typer.Option(None, "--quant", "-q", help="only this weight format"),
+    context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
+) -> None:
+    """Rank the fleet's devices (or this machine's) for each model: best verdict, format and engine."""
+    from waveidp import catalog
+    from waveidp.sizing._fit import fit_node
+
+    _bounded("--context", context, 1, 10_000_000)
+    if quant:
+        catalog.quant(quant)  # unknown ids fail here with suggestions
+    models = [catalog.model(m) for m in model] if model else list(catalog.all_models().values())
+    quants = dict(catalog.all_quants())
+    rows: list[FitRow] = []
+    for node_name, accels, host in _nodes(fleet_file):
+        rows += fit_node(
+            node_name, accels, host, models, quants, quant=quant.lower() if quant else None, context=context
+        )
+    rows.sort(
+        key=lambda r: (
+            r.model,
+            {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}[r.verdict],
+            -r.decode_tokens_per_s,
+        )
+    )
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return
+    from rich.table import Table
+
+    where = str(fleet_file) if fleet_file else "this machine (detected)"
+    table = Table(title=f"what runs where: {where}, context {context}", title_justify="left")
+    for col in (
+        "model",
+        "node",
+        "devices",
+        "engine",
+        "quant",
+        "verdict",
+        "decode tok/s",
+        "TTFT ms",
+        "max conc",
+    ):
+        table.add_column(col, justify="right" if col in ("decode tok/s", "TTFT ms", "max conc") else "left")
+    for r in rows:
+        style = _VERDICT_STYLE[r.verdict]
+        table.add_row(
+            r.model,
+            r.node,
+            "+".join(_compact(r.devices)),
+            r.engine,
+            r.quant,
+            f"[{style}]{r.verdict}[/]",
+            f"{r.decode_tokens_per_s:,.1f}",
+            f"{r.ttft_ms:,.0f}",
+            str(r.max_concurrency),
+        )
+    console.print(table)
+
+
+def _compact(ids: list[str]) -> list[str]:
+    out: list[str] = []
+    for i in dict.fromkeys(ids):
+        n = ids.count(i)
+        out.append(f"{n}x{i}" if n > 1 else i)
+    return out
+
+
+def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]], Hardware | None]]:
+    """(node name, [(accelerator hardware, count)], host CPU hardware or None) per node."""
+    from waveidp import catalog
+
+    if fleet_file is None:
+        from waveidp.fleet.detect import detect_local_node
+
+        nodes = [detect_local_node()]
+    else:
+        from waveidp import fleet
+
+        nodes = fleet.load(fleet_file).nodes
+    out: list[tuple[str, list[tuple[Hardware, int]], Hardware | None]] = []
+    for node in nodes:
+        accels: list[tuple[Hardware, int]] = []
+        host: Hardware | None = None
+        for dev in node.devices:
+            hw = catalog.hardware(dev.hardware)
+            update: dict[str, object] = {}
+            if dev.memory_gib:
+                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+            cores = getattr(dev, "cores", None)
+            if hw.kind == "cpu" and cores:
+                update["cores"] = cores
+            hw = hw.model_copy(update=update) if update else hw
+            if hw.kind == "cpu":
+                host = hw
+            else:
+                accels.append((hw, dev.count))
+        out.append((node.name, accels, host))
+    return out
+
+
+@app.command("claims")
+def claims(
+    file: Path = typer.Argument(
+        ..., help="claims as YAML or CSV (device, model, quant, engine, metric, value, source, note)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
+) -> None:
+    """Check claimed figures against the physical bound and the prediction."""
+    from waveidp.sizing._claims import check_claims, load_claims
+
+    checks = check_claims(load_claims(file))
+    if as_json:
+        print_json([c.model_dump(mode="json") for c in checks])
+        return
+    _print_claims(checks)
+
+
+def _print_claims(checks: list[ClaimCheck]) -> None:
+    from rich.table import Table
+
+    table = Table(title="claims check (bound = physics at 100% of peak; predicted = Wave's model)",
+                  title_justify="left")
+    for col in ("#", "claim", "bound", "predicted", "verdict"):
+        table.add_column(col, justify="right" if col in ("#", "bound", "predicted") else "left")
+    for i, c in enumerate(checks, 1):
+        style = _VERDICT_STYLE.get(c.verdict, "white")
+        table.add_row(str(i), c.summary, c.bound_text, c.predicted_text, f"[{style}]{c.verdict}[/]")
+    console.print(table)
+    for i, c in enumerate(checks, 1):
+        console.print(f"[bold]{i}.[/] {c.arithmetic}", highlight=False, soft_wrap=True)
+        if c.claim.source:
+            console.print(f"   source: {c.claim.source}: {c.claim.quote!r}", highlight=False, soft_wrap=True)
+        if c.claim.note:
+            console.print(f"   assumed: {c.claim.note}", highlight=False, soft_wrap=True)

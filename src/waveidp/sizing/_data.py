@@ -44,6 +44,13 @@ class ParallelRules(_Strict):
     source: str
 
 
+class ClaimRules(_Strict):
+    optimistic_factor: float = Field(gt=1)
+    default_prompt_tokens: int = Field(ge=1)
+    default_output_tokens: int = Field(ge=1)
+    source: str
+
+
 class KvDtypes(_Strict):
     source: str
     values: dict[str, float]
@@ -54,6 +61,7 @@ class Rules(_Strict):
     engines: dict[str, EngineRule]
     memory: MemoryRules
     parallel: ParallelRules
+    claims: ClaimRules
 
 
 def read_yaml(path: Path) -> Any:

@@ -196,7 +196,7 @@ def _curve_points(requested: int, max_conc: int) -> list[int]:
 def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:
     if d.engine != "llamacpp":
         return plan.kv_capacity_tokens // d.context if plan.fits else 0
-    ngl = plan.n_gpu_layers
+    ngl = d.n_gpu_layers  # None: llama.cpp may move layers to the host to make room for more slots
 
     def fits(p: int) -> bool:
         from waveidp.sizing._memory import plan_llamacpp
@@ -275,6 +275,7 @@ def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int)
             and not p.reserved_bytes
             and p.used_bytes > tight_fraction * p.pool_bytes
             and (p.role == "accelerator" or d.host is not None)
+            and verdict != "offload"  # an automatic -ngl split fills the GPU on purpose
         ):
             if verdict == "fits":
                 verdict = "tight"
@@ -288,7 +289,7 @@ def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int)
 def _memory(d: Deployment, plan: MemoryPlan, concurrency: int) -> Memory:
     devices = [
         DeviceMemory(
-            device=p.device.id,
+            device=p.device.id if p.role == "accelerator" or d.host is not None else "host-ram",
             role=p.role,
             layers=p.layers,
             weights_bytes=p.weights_bytes,

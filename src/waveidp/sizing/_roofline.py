@@ -32,16 +32,25 @@ class PerfModel:
     """Predicted prefill and decode times of a deployment; cheap enough to call per request."""
 
     def __init__(
-        self, d: Deployment, eff: Efficiency | None = None, *, plan: MemoryPlan | None = None
+        self,
+        d: Deployment,
+        eff: Efficiency | None = None,
+        *,
+        plan: MemoryPlan | None = None,
+        every_device: bool = False,
+        physical_bound: bool = False,
     ) -> None:
+        """`eff` overrides the primary device's factors (or every device's with `every_device`);
+        `physical_bound` also drops the CPU thread heuristic: one core may use all the bandwidth."""
         self.d = d
+        self._physical = physical_bound
         self.plan = plan or plan_memory(d)
         primary = (d.accelerators or d.devices)[0]
         self.eff = eff or efficiency_for(primary.id, d.engine, kind=primary.kind)
         self._effs = {
             p.device.id: (
                 self.eff
-                if p.device.id == primary.id
+                if p.device.id == primary.id or (eff is not None and every_device)
                 else efficiency_for(p.device.id, d.engine, kind=p.device.kind)
             )
             for p in self.plan.placements
@@ -67,7 +76,7 @@ class PerfModel:
     def _bandwidth(self, p: Placement) -> float:
         hw = p.device
         bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth
-        if hw.kind == "cpu" and self.d.threads and hw.cores:
+        if hw.kind == "cpu" and self.d.threads and hw.cores and not self._physical:
             bw *= min(1.0, self.d.threads / (self._sat * hw.cores))
         return bw
 
@@ -124,6 +133,14 @@ class PerfModel:
                 t = min(t, max(p.read_bytes / self._host_link_bw, flops / self._compute(accel)))
             times.append(t)
         return self._combine(times) + self._allreduce_s(n * batch) + self.eff.step_overhead_s
+
+    def decode_stages(self, batch: int, context_tokens: int) -> list[tuple[Placement, float, float]]:
+        """(placement, bytes moved, achieved bandwidth) of each device one decode step crosses."""
+        kv_seq = kv_bytes(self.d.model, self._kv_elem, max(1, context_tokens))
+        return [
+            (p, p.read_bytes * self._active + max(1, batch) * kv_seq * p.kv_share, self._bandwidth(p))
+            for p in self._stages
+        ]
 
     def kv_bytes_per_token(self) -> int:
         return self.plan.kv_bytes_per_token
