@@ -57,7 +57,7 @@ def _spec(file: Path, cfg: dict[str, Any]) -> ModelSpec:
     head_dim = integer("head_dim", hidden // heads)
     intermediate = integer("intermediate_size")
     vocab = integer("vocab_size")
-    tied = bool(cfg.get("tie_word_embeddings", False))
+    tied = bool(cfg.get("tie_word_embeddings", True))  # transformers' PretrainedConfig default
 
     experts = cfg.get("num_local_experts")
     params = dense_params(architecture=architecture, layers=layers, hidden=hidden, intermediate=intermediate,
