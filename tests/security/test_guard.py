@@ -45,10 +45,8 @@ def test_guard_authenticates_scopes_limits_and_audits(tmp_path: Path) -> None:
                 guard.refused(r, principal=principal, endpoint="/v1/chat/completions", model=model)
                 statuses.append(r.status)
                 if r.status == 429:
-                    assert (
-                        r.headers["Retry-After"] == "30"
-                        and r.headers["x-ratelimit-remaining-requests"] == "0"
-                    )
+                    assert 25 <= int(r.headers["Retry-After"]) <= 30  # rpm 2: one back every 30 s
+                    assert r.headers["x-ratelimit-remaining-requests"] == "0"
                     assert r.type == "rate_limit_error" and key not in r.what
                 continue
             assert admission.headers["x-ratelimit-limit-requests"] == "2"

@@ -49,8 +49,9 @@ def test_request_bucket_refuses_with_retry_after_and_openai_headers(kind: str, u
     h = refused.headers()
     assert h["x-ratelimit-limit-requests"] == "3"
     # 3 per minute refill one request every 20 s; the bucket is (almost) empty
-    assert 19 <= refused.retry_after_s <= 20.001  # type: ignore[operator]
-    assert h["Retry-After"] == "20"
+    # (the lower bounds leave room for a loaded machine taking seconds between the calls)
+    assert 15 <= refused.retry_after_s <= 20.001  # type: ignore[operator]
+    assert 15 <= int(h["Retry-After"]) <= 20
     assert h["x-ratelimit-reset-requests"].endswith("s")
 
 
@@ -68,10 +69,10 @@ def test_tokens_are_charged_after_the_response(kind: str, url: str | None) -> No
 
     first, second, third = asyncio.run(go())
     assert first.allowed and first.headers()["x-ratelimit-remaining-tokens"] == "1000"
-    assert second.allowed and 599 <= (second.remaining_tokens or 0) <= 602
+    assert second.allowed and 599 <= (second.remaining_tokens or 0) <= 620
     assert not third.allowed and third.reason == "tokens"
     # 300 tokens of debt at 1000/min: a token is back after ~18 s
-    assert 17.5 <= (third.retry_after_s or 0) <= 18.1
+    assert 12 <= (third.retry_after_s or 0) <= 18.1
     assert third.headers()["x-ratelimit-remaining-tokens"] == "0"
 
 
@@ -147,7 +148,7 @@ def test_redis_refills_by_server_time(redis_url: str) -> None:
             await lim.close()
 
     waited = asyncio.run(go())
-    assert 0.02 < waited < 1.0
+    assert 0.02 < waited < 3.0
 
 
 def test_go_duration_formats_like_openai() -> None:

@@ -43,7 +43,7 @@ def _issued(issued: IssuedKey) -> dict[str, Any]:
     return {**issued.record.to_dict(), "key": issued.key.reveal()}
 
 
-def admin_router(store: KeyStore, admin_key: Secret | None) -> APIRouter:
+def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/admin") -> APIRouter:
     def require_admin(request: Request) -> None:
         if admin_key is None:
             raise Refusal(
@@ -60,7 +60,7 @@ def admin_router(store: KeyStore, admin_key: Secret | None) -> APIRouter:
         if not admin_key.matches(token):
             raise unauthorized("invalid admin key")
 
-    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+    router = APIRouter(prefix=prefix, tags=["admin"], dependencies=[Depends(require_admin)])
 
     def guarded(call: Any) -> Any:
         try:

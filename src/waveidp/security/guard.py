@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from waveidp.security.audit import AuditEntry, AuditLog
 from waveidp.security.jwt_auth import JwtVerifier
@@ -24,6 +25,10 @@ from waveidp.security.keys import PREFIX, KeyStore
 from waveidp.security.limits import Decision, Limiter, MemoryLimiter
 from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import Refusal, forbidden, unauthorized
+from waveidp.security.secrets import Secret
+
+# The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
+DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -41,13 +46,16 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class Authenticator:
     """API keys and/or OIDC tokens; with neither configured, everyone is `ANONYMOUS`."""
 
-    def __init__(self, keys: KeyStore | None = None, jwt: JwtVerifier | None = None) -> None:
+    def __init__(
+        self, keys: KeyStore | None = None, jwt: JwtVerifier | None = None, default_key: Secret | None = None
+    ) -> None:
         self.keys = keys
         self.jwt = jwt
+        self.default_key = default_key
 
     @property
     def enabled(self) -> bool:
-        return self.keys is not None or self.jwt is not None
+        return self.keys is not None or self.jwt is not None or self.default_key is not None
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         if not self.enabled:
@@ -55,6 +63,8 @@ class Authenticator:
         token = bearer_token(headers)
         if token is None:
             raise unauthorized("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        if self.default_key is not None and self.default_key.matches(token):
+            return DEFAULT_PRINCIPAL
         if token.startswith(PREFIX) and self.keys is not None:
             return self.keys.authenticate(token).principal()
         if self.jwt is not None and token.count(".") == 2:
@@ -129,6 +139,7 @@ class Guard:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         prompt: str | None = None,
+        latency_s: float | None = None,
     ) -> None:
         """Charge real usage, free the concurrency slot, append the audit row. Call exactly once."""
         if admission.decision.ticket is not None:
@@ -144,14 +155,14 @@ class Guard:
                     backend=backend,
                     tokens_in=tokens_in,
                     tokens_out=tokens_out,
-                    latency_s=time.monotonic() - admission.started,
+                    latency_s=time.monotonic() - admission.started if latency_s is None else latency_s,
                     prompt=prompt,
                 )
             )
 
     def refused(
         self,
-        refusal: Refusal,
+        refusal: Any,
         *,
         principal: Principal | None = None,
         endpoint: str | None = None,
@@ -159,7 +170,7 @@ class Guard:
         request_id: str | None = None,
         started: float | None = None,
     ) -> None:
-        """Audit a request turned away without an admission."""
+        """Audit a request turned away without an admission (`refusal`: anything with an HTTP `status`)."""
         if self.audit is not None:
             self.audit.record(
                 AuditEntry(

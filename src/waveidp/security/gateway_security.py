@@ -1,0 +1,91 @@
+"""Everything security the gateway needs, built from one options object.
+
+    security = build_security(SecurityOptions(bootstrap_key=..., redis_url=..., oidc=...))
+    gw = Gateway(backends, security.guard, ...)      # the gateway's seam (`waveidp.gateway.auth.Guard`)
+    app = create_app(gw); security.mount(app)        # adds /admin/keys
+    ...serve...; security.close()                    # flushes the audit log
+
+The guard accepts the bootstrap key (`WAVE_API_KEY` / `WAVE_HOME/gateway.key`, the one `wave up`
+prints; every model, no limits), keys from `wave keys create` (their models and limits), and OIDC
+tokens when configured. Limits live in this process, or in Redis with `redis_url`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from waveidp.security.audit import AuditLog
+from waveidp.security.guard import Authenticator, Guard
+from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
+from waveidp.security.keys import KeyStore
+from waveidp.security.limits import make_limiter
+from waveidp.security.secrets import Secret
+from waveidp.security.transport import check_bind
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+
+@dataclass
+class SecurityOptions:
+    host: str = "127.0.0.1"
+    auth: bool = True
+    bootstrap_key: Secret | None = None
+    keys_db: Path | None = None
+    oidc: OidcConfig | None = None
+    redis_url: str | None = None
+    audit: bool = True
+    audit_db: Path | None = None
+    log_prompts: bool = False
+    admin_key: Secret | None = None
+
+
+@dataclass
+class GatewaySecurity:
+    guard: Guard
+    keys: KeyStore | None
+    admin_app: Any
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.guard.authenticator.enabled
+
+    def mount(self, app: Starlette) -> None:
+        """Serve `/admin/keys` from the gateway's app (a FastAPI sub-app with the OpenAI error shape)."""
+        if self.admin_app is not None:
+            from starlette.routing import Mount
+
+            app.router.routes.insert(0, Mount("/admin", app=self.admin_app))
+
+    def close(self) -> None:
+        """Flush and close the audit log once the server has stopped (safe to call twice)."""
+        if self.guard.audit is not None:
+            self.guard.audit.close()
+            self.guard.audit = None
+        if self.keys is not None:
+            self.keys.close()
+            self.keys = None
+
+
+def build_security(options: SecurityOptions) -> GatewaySecurity:
+    """The guard, key store, audit log and admin app; refuses a public bind without authentication."""
+    check_bind(options.host, auth_enabled=options.auth)
+    keys = KeyStore(options.keys_db) if options.auth else None
+    verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
+    bootstrap = options.bootstrap_key if options.auth else None
+    authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
+    audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
+    guard = Guard(authenticator, make_limiter(options.redis_url), audit)
+    admin_app = None
+    if keys is not None:
+        from fastapi import FastAPI
+
+        from waveidp.security.admin_api import admin_router
+        from waveidp.security.refusals import install_handlers
+
+        admin_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        install_handlers(admin_app)
+        admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
+    return GatewaySecurity(guard, keys, admin_app)
