@@ -242,3 +242,11 @@ def test_anchors_and_merge_keys_load() -> None:
         """))
     assert f.node("b").devices[0].hardware == "rtx-3090"
     assert f.node("b").devices[0].count == 2
+
+
+def test_pattern_errors_say_what_is_allowed() -> None:
+    assert _error("nodes:\n  - name: Big Box\n") == (
+        "wave.yaml:2: nodes[0].name: must be lower-case letters, digits, '.', '_' or '-', first not a sign,"
+        " got 'Big Box'")
+    assert "must be a URL starting with http:// or https://, got 'ftp://a'" in _error(
+        "nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'ftp://a'}\n")

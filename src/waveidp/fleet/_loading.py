@@ -22,6 +22,10 @@ from waveidp.fleet._models import FieldError, Fleet
 from waveidp.fleet._source_map import DataPath, SourceMap, dotted, parse
 
 _SCALAR_TAGS = {"str", "int", "float", "bool"}
+_PATTERN_MEANING = {
+    r"^[a-z0-9][a-z0-9_.-]*$": "must be lower-case letters, digits, '.', '_' or '-', first not a sign",
+    r"^https?://": "must be a URL starting with http:// or https://",
+}
 
 
 def load(path: str | Path) -> Fleet:
@@ -142,6 +146,8 @@ def _message(err: Any, cause: Any) -> str:
     if isinstance(cause, ValueError) and err["type"] == "value_error":
         return str(cause)
     msg: str = err["msg"]
+    if err["type"] == "string_pattern_mismatch":
+        msg = _PATTERN_MEANING.get((err.get("ctx") or {}).get("pattern", ""), msg)
     value = err.get("input")
     if isinstance(value, dict | list):
         return f"{msg}, got a {_kind(value)}"
