@@ -11,6 +11,7 @@ import yaml
 from waveidp import fleet
 from waveidp.errors import ConfigError
 from waveidp.fleet import Device, Node
+from waveidp.fleet.detect import DETECTED_FIELDS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -68,6 +69,15 @@ def test_merge_into_an_existing_node_updates_hardware_and_keeps_its_backends() -
     assert jetson.backends == before.node("jetson").backends
     assert jetson.address == before.node("jetson").address  # detection did not set it
     assert [n for n in after.nodes if n.name != "jetson"] == [n for n in before.nodes if n.name != "jetson"]
+
+
+def test_merge_limited_to_detected_fields_keeps_a_curated_address() -> None:
+    before = fleet.load(EXAMPLES / "home-lab.yaml")
+    detected = Node(name="jetson", address="jetson-hostname", role="whatever", memory_gib=7.4,
+                    devices=[Device(id="soc", hardware="jetson-orin-nano-super")])
+    jetson = fleet.merge_node(before, detected, only=DETECTED_FIELDS).node("jetson")
+    assert (jetson.address, jetson.role, jetson.memory_gib) == ("192.168.100.50", "edge", 7.4)
+    assert fleet.merge_node(before, detected).node("jetson").address == "jetson-hostname"
 
 
 def test_merge_that_breaks_a_backend_is_refused() -> None:

@@ -28,7 +28,7 @@ def detect(
     """Read this machine (CPU, memory, NVIDIA GPUs, NPUs) and print it as a fleet node, or merge it."""
     from waveidp import fleet
     from waveidp.fleet._atomic_file import write_atomic
-    from waveidp.fleet.detect import detect_local_node
+    from waveidp.fleet.detect import DETECTED_FIELDS, detect_local_node
 
     node = detect_local_node(name)
     if merge is not None:
@@ -36,7 +36,7 @@ def detect(
         text = merge.read_text(encoding="utf-8") if existed else ""
         if existed and text.strip():
             before = {n.name for n in fleet.loads(text, str(merge)).nodes}
-            new_text = fleet.merge_node_text(text, str(merge), node)
+            new_text = fleet.merge_node_text(text, str(merge), node, only=DETECTED_FIELDS)
         else:
             before = set()
             new_text = fleet.dump(fleet.Fleet(nodes=[node]))

@@ -7,6 +7,7 @@ allow a safe in-place edit, and it always checks that the result parses to the e
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -70,17 +71,20 @@ def dump(fleet: Fleet) -> str:
     return dump_data(to_data(fleet))
 
 
-def merge_node(fleet: Fleet, node: Node) -> Fleet:
+def merge_node(fleet: Fleet, node: Node, *, only: Collection[str] | None = None) -> Fleet:
     """`fleet` with `node` added, or merged into the node of the same name.
 
-    Merging keeps what the file says about the existing node (address, role, backends, ...) and
-    takes from `node` only the fields it sets explicitly (detection sets devices and memory).
+    Merging keeps what the file says about the existing node and takes from `node` the fields it
+    sets explicitly, limited to `only` when given (detection passes the hardware fields, so a
+    curated address, role or backend list survives a re-detect).
     """
     nodes = list(fleet.nodes)
     for i, old in enumerate(nodes):
         if old.name == node.name:
-            update = {f: getattr(node, f) for f in node.model_fields_set if f != "name"}
-            nodes[i] = old.model_copy(update=update)
+            take = node.model_fields_set - {"name"}
+            if only is not None:
+                take &= set(only)
+            nodes[i] = old.model_copy(update={f: getattr(node, f) for f in take})
             break
     else:
         nodes.append(node)
@@ -89,10 +93,10 @@ def merge_node(fleet: Fleet, node: Node) -> Fleet:
     return _validated(data, f"merging node {node.name}")
 
 
-def merge_node_text(text: str, filename: str, node: Node) -> str:
+def merge_node_text(text: str, filename: str, node: Node, *, only: Collection[str] | None = None) -> str:
     """The text of fleet file `text` with `node` merged in (see `merge_node`), comments kept."""
     fleet = loads(text, filename)
-    merged = merge_node(fleet, node)
+    merged = merge_node(fleet, node, only=only)
     new_node = merged.node(node.name)
     edited = _edit_in_place(text, filename, fleet, new_node)
     if edited is not None:

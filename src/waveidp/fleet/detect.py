@@ -20,6 +20,8 @@ import yaml
 from waveidp.fleet._models import Device, Node
 
 GENERIC_CPU = "cpu-generic"
+# what detection knows better than a curated fleet file; merging into an existing node takes only these
+DETECTED_FIELDS = ("devices", "memory_gib")
 _GIB = 1024**3
 
 
