@@ -195,3 +195,11 @@ def test_gguf_missing_a_shape_key_is_a_config_error(tmp_path: Path) -> None:
     w.close()
     with pytest.raises(ConfigError, match=r"llama\.embedding_length"):
         catalog.model_from_gguf(path)
+
+
+def test_a_rewritten_gguf_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf(path)
+    assert not catalog.model_from_gguf(path).tied_embeddings
+    write_gguf(path, tied=True)
+    assert catalog.model_from_gguf(path).tied_embeddings

@@ -7,6 +7,7 @@ which is exact for the file (it is what llama.cpp prints as `model params`).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,19 @@ _DEFAULT_PATTERN = {"gemma2": 2, "gemma3": 6}
 
 
 def model_from_gguf(path: str | Path) -> ModelSpec:
-    from gguf import GGUFReader, LlamaFileType
-
     file = Path(path)
     if not file.is_file():
         raise ConfigError("GGUF file not found", where=str(file))
+    stat = file.stat()
+    return _read(file, stat.st_size, stat.st_mtime_ns)
+
+
+# Parsing a header walks every tokenizer string in Python (seconds for a 256K vocabulary), and one
+# command may size the same file several times: remember results per (path, size, mtime).
+@functools.lru_cache(maxsize=32)
+def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
+    from gguf import GGUFReader, LlamaFileType
+
     try:
         reader = GGUFReader(file, "r")
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors... on a bad file
@@ -97,7 +106,7 @@ def model_from_gguf(path: str | Path) -> ModelSpec:
             sliding_window=window,
             sliding_window_layers=window_layers,
             file_quant=quant,
-            file_bytes=file.stat().st_size,
+            file_bytes=size,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
