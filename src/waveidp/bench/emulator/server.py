@@ -242,8 +242,7 @@ class Emulator:
             )
         while (item := await seq.queue.get()) is not END:
             word = _WORDS[(seq.id + int(item)) % len(_WORDS)]
-            last = seq.finish_reason is not None and int(item) == seq.generated and seq.queue.empty()
-            reason = seq.finish_reason if last else None
+            reason = seq.finish_as if int(item) >= seq.max_tokens else None
             if chat:
                 await resp.write(
                     chunk({"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": reason})
@@ -257,11 +256,14 @@ class Emulator:
         return resp
 
 
+EMULATOR = web.AppKey("emulator", Emulator)
+
+
 def create_app(config: EmulatorConfig) -> web.Application:
     """The emulator as an aiohttp application (run it with `web.run_app` or an `AppRunner`)."""
     emu = Emulator(config)
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["emulator"] = emu
+    app[EMULATOR] = emu
     app.on_startup.append(emu.start)
     app.on_cleanup.append(emu.stop)
     app.router.add_get("/health", emu.health)

@@ -32,19 +32,28 @@ def write_plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, name in ((axes[0], "itl_ms", "ITL"), (axes[1], "ttft_ms", "TTFT")):
-        xs, p50, p90, labels = [], [], [], []
-        for run in doc["runs"]:
-            s = run["summary"]
-            if s[key]["p50"] is None:
+        for kind, marker in (("concurrency", "o"), ("rate", "^")):
+            runs = [r for r in doc["runs"] if r["load"] == kind and r["summary"][key]["p50"] is not None]
+            runs.sort(key=lambda r: r[kind])
+            if not runs:
                 continue
-            xs.append(s["output_tokens_per_s"])
-            p50.append(s[key]["p50"])
-            p90.append(s[key]["p90"])
-            labels.append(run_label(run))
-        ax.plot(xs, p50, "o-", label="p50")
-        ax.plot(xs, p90, "s--", alpha=0.7, label="p90")
-        for x, y, lab in zip(xs, p50, labels, strict=True):
-            ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            xs = [r["summary"]["output_tokens_per_s"] for r in runs]
+            ax.plot(xs, [r["summary"][key]["p50"] for r in runs], marker + "-", label=f"{kind} sweep, p50")
+            ax.plot(
+                xs,
+                [r["summary"][key]["p90"] for r in runs],
+                marker + "--",
+                alpha=0.6,
+                label=f"{kind} sweep, p90",
+            )
+            for x, r in zip(xs, runs, strict=True):
+                ax.annotate(
+                    run_label(r),
+                    (x, r["summary"][key]["p50"]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
         ax.set_xlabel("output throughput (tokens/s, all requests)")
         ax.set_ylabel(f"{name} (ms)")
         ax.set_title(f"Throughput vs {name}")
