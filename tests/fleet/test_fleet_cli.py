@@ -61,6 +61,16 @@ def test_detect_merge_leaves_a_broken_file_untouched(tmp_path: Path) -> None:
     assert target.read_text() == "nodes:\n  - name: a\n    rol: x\n"
 
 
+def test_detect_merge_refuses_to_break_an_existing_node(tmp_path: Path) -> None:
+    target = tmp_path / "home-lab.yaml"
+    shutil.copy(EXAMPLES / "home-lab.yaml", target)
+    result = wave("fleet", "detect", "--merge", target, "--name", "jetson")  # this machine has no 'soc'
+    assert result.returncode == 2
+    assert f"{target}: merging node jetson would make the fleet invalid: nodes[4].backends[0].devices[0]" \
+        in result.stderr
+    assert target.read_text() == (EXAMPLES / "home-lab.yaml").read_text()
+
+
 def test_detect_merge_creates_a_missing_file(tmp_path: Path) -> None:
     target = tmp_path / "new.yaml"
     assert wave("fleet", "detect", "--merge", target, "--name", "first").returncode == 0

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from waveidp.errors import ConfigError
 from waveidp.fleet._loading import loads
-from waveidp.fleet._models import Fleet, Node
-from waveidp.fleet._source_map import parse
+from waveidp.fleet._models import FieldError, Fleet, Node
+from waveidp.fleet._source_map import dotted, parse
 
 
 class _Dumper(yaml.SafeDumper):
@@ -96,7 +96,10 @@ def merge_node(fleet: Fleet, node: Node, *, only: Collection[str] | None = None)
 def merge_node_text(text: str, filename: str, node: Node, *, only: Collection[str] | None = None) -> str:
     """The text of fleet file `text` with `node` merged in (see `merge_node`), comments kept."""
     fleet = loads(text, filename)
-    merged = merge_node(fleet, node, only=only)
+    try:
+        merged = merge_node(fleet, node, only=only)
+    except ConfigError as exc:
+        raise ConfigError(exc.what, where=filename, fix="give the node another --name") from None
     new_node = merged.node(node.name)
     edited = _edit_in_place(text, filename, fleet, new_node)
     if edited is not None:
@@ -158,5 +161,7 @@ def _validated(data: dict[str, Any], doing: str) -> Fleet:
         return Fleet.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(f"{doing} gives an invalid fleet: {first['msg']}",
-                          where=".".join(str(p) for p in first["loc"]) or None) from None
+        cause = (first.get("ctx") or {}).get("error")
+        loc = tuple(first["loc"]) + (cause.loc if isinstance(cause, FieldError) else ())
+        why = str(cause) if isinstance(cause, ValueError) else first["msg"]
+        raise ConfigError(f"{doing} would make the fleet invalid: {dotted(loc)}: {why}") from None
