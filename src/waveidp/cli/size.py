@@ -207,11 +207,15 @@ def fit(
             r.engine,
             r.quant,
             f"[{style}]{r.verdict}[/]",
-            f"{r.decode_tokens_per_s:,.1f}",
-            f"{r.ttft_ms:,.0f}",
-            str(r.max_concurrency),
+            *_speed(r),
         )
     console.print(table)
+
+
+def _speed(r: FitRow) -> tuple[str, str, str]:
+    if r.verdict == "impossible":
+        return "-", "-", "0"
+    return f"{r.decode_tokens_per_s:,.1f}", f"{r.ttft_ms:,.0f}", str(r.max_concurrency)
 
 
 def _compact(ids: list[str]) -> list[str]:
@@ -275,8 +279,9 @@ def claims(
 def _print_claims(checks: list[ClaimCheck]) -> None:
     from rich.table import Table
 
-    table = Table(title="claims check (bound = physics at 100% of peak; predicted = Wave's model)",
-                  title_justify="left")
+    table = Table(
+        title="claims check (bound = physics at 100% of peak; predicted = Wave's model)", title_justify="left"
+    )
     for col in ("#", "claim", "bound", "predicted", "verdict"):
         table.add_column(col, justify="right" if col in ("#", "bound", "predicted") else "left")
     for i, c in enumerate(checks, 1):

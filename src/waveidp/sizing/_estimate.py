@@ -196,7 +196,10 @@ def _curve_points(requested: int, max_conc: int) -> list[int]:
 def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:
     if d.engine != "llamacpp":
         return plan.kv_capacity_tokens // d.context if plan.fits else 0
-    ngl = d.n_gpu_layers  # None: llama.cpp may move layers to the host to make room for more slots
+    ngl = d.n_gpu_layers
+    if ngl is None and plan.n_gpu_layers is not None and plan.n_gpu_layers > d.model.layers:
+        ngl = plan.n_gpu_layers  # fully offloaded: count the slots that fit without giving that up
+    # (already split: llama.cpp may move more layers to the host to make room for more slots)
 
     def fits(p: int) -> bool:
         from waveidp.sizing._memory import plan_llamacpp
@@ -239,6 +242,14 @@ def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int)
         for p in plan.placements
         if p.used_bytes > 0 and not (p.role == "host" and d.host is None and p.layers == 0)
     ]
+    host_only = [p for p in plan.placements if p.role == "host" and d.host is None and p.layers == 0]
+    discrete = bool(d.accelerators) and not (
+        d.accelerators[0].unified_memory or d.accelerators[0].kind == "soc"
+    )
+    if d.engine == "llamacpp" and host_only and host_only[0].weights_bytes and discrete:
+        reasons.append(
+            f"host RAM: {_gb(host_only[0].used_bytes)} (llama.cpp keeps the input embedding on the CPU)"
+        )
     reasons += plan.problems
     tight_fraction = rules().memory.tight_fraction
     if d.context > d.model.max_context:

@@ -1,0 +1,39 @@
+"""Efficiency factors: shipped defaults with sources, and the user's calibration file winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from waveidp.errors import ConfigError
+from waveidp.sizing import Efficiency, calibration_path, efficiency_for, save_calibration
+
+
+def test_every_shipped_default_has_a_source() -> None:
+    for kind, engine in [("gpu", "vllm"), ("gpu", "llamacpp"), ("cpu", "llamacpp"), ("soc", "llamacpp")]:
+        eff = efficiency_for(f"unknown-{kind}", engine, kind=kind)
+        assert 0 < eff.decode_bandwidth <= 1
+        assert len(eff.source) > 20
+
+
+def test_calibration_file_wins_and_merges(tmp_path: Path) -> None:
+    measured = Efficiency(
+        decode_bandwidth=0.42, prefill_compute=0.2, step_overhead_s=0.0003, source="bench run"
+    )
+    path = save_calibration({("rtx-4090", "llamacpp"): measured})
+    assert path == calibration_path() and path.exists()
+    save_calibration({("h100-sxm", "vllm"): measured.model_copy(update={"decode_bandwidth": 0.8})})
+    assert efficiency_for("rtx-4090", "llamacpp", kind="gpu") == measured
+    assert efficiency_for("h100-sxm", "vllm", kind="gpu").decode_bandwidth == 0.8
+    assert efficiency_for("rtx-4090", "vllm", kind="gpu").decode_bandwidth != 0.42
+
+
+def test_broken_calibration_file_names_file_and_field() -> None:
+    path = calibration_path()
+    path.write_text(
+        "devices:\n  rtx-4090:\n    llamacpp: {decode_bandwidth: 3, prefill_compute: 0.2, "
+        "step_overhead_s: 0}\n"
+    )
+    with pytest.raises(ConfigError, match=r"calibration.yaml: devices.rtx-4090.llamacpp.decode_bandwidth"):
+        efficiency_for("rtx-4090", "llamacpp", kind="gpu")

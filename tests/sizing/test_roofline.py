@@ -1,0 +1,74 @@
+"""Roofline timing: exact on a bandwidth-bound case, and the directions users rely on."""
+
+from __future__ import annotations
+
+import pytest
+from specs import BF16, H100_SXM, LLAMA_31_8B, LLAMA_33_70B, Q4_0, RTX_4090, RYZEN_9900X
+
+from waveidp.sizing import Deployment, Efficiency, PerfModel, plan_memory
+
+EFF = Efficiency(decode_bandwidth=0.5, prefill_compute=0.5, step_overhead_s=0.001)
+
+
+def test_batch_one_decode_is_bytes_over_achieved_bandwidth_plus_overhead() -> None:
+    d = Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm")
+    perf = PerfModel(d, EFF)
+    weights_read = 8_030_261_248 * 2 - 128256 * 4096 * 2  # the input embedding is a row lookup
+    kv_read = 1000 * 131072
+    expected = (weights_read + kv_read) / (3.35e12 * 0.5) + 0.001
+    assert perf.decode_step_seconds(1, 1000) == pytest.approx(expected, rel=1e-9)
+
+
+def test_decode_step_grows_with_batch_and_context_and_batching_raises_throughput() -> None:
+    perf = PerfModel(Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm"))
+    assert perf.decode_step_seconds(8, 1000) > perf.decode_step_seconds(1, 1000)
+    assert perf.decode_step_seconds(1, 32000) > perf.decode_step_seconds(1, 1000)
+    assert 8 / perf.decode_step_seconds(8, 1000) > 4 / perf.decode_step_seconds(1, 1000)
+
+
+def test_large_batches_become_compute_bound() -> None:
+    perf = PerfModel(Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm"), EFF)
+    # at batch 1024 the FLOPs (2 x params x batch) take longer than reading the weights once
+    flops_time = 1024 * 2 * 8_030_261_248 / (989.5e12 * 0.5)
+    assert perf.decode_step_seconds(1024, 16) >= flops_time
+
+
+def test_prefill_is_compute_bound_and_quadratic_in_attention() -> None:
+    perf = PerfModel(Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm"), EFF)
+    t = perf.prefill_seconds(4096)
+    linear = 2 * 8_030_261_248 * 4096 / (989.5e12 * 0.5)
+    assert t > linear
+    assert perf.prefill_seconds(8192) > 2 * perf.prefill_seconds(4096) - 0.001
+
+
+def test_tensor_parallel_cuts_itl_but_pays_all_reduces() -> None:
+    one = PerfModel(Deployment(model=LLAMA_33_70B, quant=BF16, devices=[H100_SXM] * 2, engine="vllm", tp=2))
+    four = PerfModel(Deployment(model=LLAMA_33_70B, quant=BF16, devices=[H100_SXM] * 4, engine="vllm", tp=4))
+    t2, t4 = one.decode_step_seconds(1, 1000), four.decode_step_seconds(1, 1000)
+    assert t4 < t2
+    assert t4 > t2 / 2  # all-reduce latency (2 per layer) keeps the speed-up below linear
+
+
+def test_hybrid_split_time_adds_each_memorys_share() -> None:
+    d = Deployment(
+        model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090, RYZEN_9900X], engine="llamacpp", n_gpu_layers=16
+    )
+    perf = PerfModel(d, EFF, every_device=True)
+    gpu, cpu = plan_memory(d).placements
+    kv = 100 * 131072
+    expected = (
+        (gpu.read_bytes + kv * gpu.kv_share) / (1008e9 * 0.5)
+        + (cpu.read_bytes + kv * cpu.kv_share) / (89.6e9 * 0.5)
+        + 0.001
+    )
+    assert perf.decode_step_seconds(1, 100) == pytest.approx(expected, rel=1e-9)
+    all_gpu = PerfModel(d.model_copy(update={"n_gpu_layers": None}), EFF, every_device=True)
+    assert all_gpu.decode_step_seconds(1, 100) < perf.decode_step_seconds(1, 100) / 3
+
+
+def test_cpu_threads_limit_bandwidth_and_compute() -> None:
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RYZEN_9900X], engine="llamacpp")
+    one = PerfModel(d.model_copy(update={"threads": 1}))
+    full = PerfModel(d)
+    assert one.decode_step_seconds(1, 100) > full.decode_step_seconds(1, 100)
+    assert one.prefill_seconds(512) > 5 * full.prefill_seconds(512)
