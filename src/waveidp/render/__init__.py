@@ -1,1 +1,22 @@
-"""waveidp.render"""
+"""Deployment files from a fleet and its plan: docker compose or Kubernetes, NGINX, Prometheus, Grafana.
+
+    from waveidp.render import render
+    files = render(fleet, plan, "compose", secrets)   # {relative path: text}, byte-identical per input
+
+Rendering is pure; `wave render` writes the files, keeps existing `.env` secrets and reports drift.
+"""
+
+from waveidp.render._errors import RenderError
+from waveidp.render._render import Target, gateway_config, layouts, render, required_secrets
+from waveidp.render._secrets import fill, parse_env
+
+__all__ = [
+    "RenderError",
+    "Target",
+    "fill",
+    "gateway_config",
+    "layouts",
+    "parse_env",
+    "render",
+    "required_secrets",
+]

@@ -1,0 +1,147 @@
+"""docker-compose.yml per node: engines from the fleet, infrastructure from the plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waveidp.catalog.services import service
+from waveidp.fleet._models import Fleet
+from waveidp.render._data import containers, defaults
+from waveidp.render._engines import RENDERED_ENGINES, EngineUnit, key_env
+from waveidp.render._layout import NodeLayout
+
+RESTART = "unless-stopped"
+
+
+def _gpu(ids: tuple[str, ...] | None) -> dict[str, Any]:
+    device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+    if ids:
+        device["device_ids"] = list(ids)
+    else:
+        device["count"] = "all"
+    return {"resources": {"reservations": {"devices": [device]}}}
+
+
+def _health(test: list[str]) -> dict[str, Any]:
+    return {"test": test, "interval": "30s", "timeout": "10s", "retries": 5, "start_period": "60s"}
+
+
+def _engine(u: EngineUnit) -> dict[str, Any]:
+    body: dict[str, Any] = {"image": u.image, "restart": RESTART}
+    if u.jetson:
+        body["runtime"] = "nvidia"
+        body["entrypoint"] = ["llama-server"]
+    body["command"] = list(u.command)
+    if u.environment:
+        body["environment"] = dict(u.environment)
+    body["ports"] = [f"{u.host_port}:{u.container_port}"]
+    models_dir = defaults().engines.models_dir
+    body["volumes"] = [f"${{WAVE_MODELS_DIR:-{models_dir}}}:/models:ro"]
+    if u.service == "vllm":
+        body["volumes"].append("hf-cache:/root/.cache/huggingface")
+        body["ipc"] = "host"
+        probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{u.container_port}{u.health_path}')"
+        body["healthcheck"] = _health(["CMD", "python3", "-c", probe])
+    else:
+        body["healthcheck"] = _health(
+            ["CMD", "curl", "-fsS", f"http://localhost:{u.container_port}{u.health_path}"]
+        )
+    if u.gpu_ids:
+        body["deploy"] = _gpu(u.gpu_ids)
+    return body
+
+
+def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict[str, Any]:
+    svc = service(sid)
+    spec = containers().get(sid, {})
+    body: dict[str, Any] = {"image": svc.deploy.image, "restart": RESTART}
+    if sid == "wave-gateway":
+        return _gateway(lay, fleet)
+    if sid == "nginx":
+        body["network_mode"] = "host"  # reaches the gateway on 127.0.0.1 and keeps client addresses
+        body["volumes"] = [
+            "./nginx/wave.conf:/etc/nginx/conf.d/default.conf:ro",
+            "./nginx/tls:/etc/nginx/tls:ro",
+        ]
+        body["healthcheck"] = _health(["CMD", "nginx", "-t"])
+        body["depends_on"] = ["wave-gateway"] if gateway_local else []
+        if not body["depends_on"]:
+            del body["depends_on"]
+        return body
+    if sid == "prometheus":
+        keys = [key_env(b) for _, b in fleet.backends() if b.engine in ("vllm", "llamacpp", "triton")]
+        # Prometheus reads bearer tokens only from files: copy the config next to a keys/ folder
+        # written from the environment at start, so no secret lands in a rendered file.
+        script = "mkdir -p /prometheus/config/keys && cp /etc/prometheus/*.yml /prometheus/config/"
+        for name in sorted(set(keys)):
+            script += f' && printf %s "$${name}" > /prometheus/config/keys/{name}'
+        body["entrypoint"] = ["/bin/sh", "-c", script + ' && exec /bin/prometheus "$$@"', "prometheus"]
+        body["environment"] = {name: "${" + name + "}" for name in sorted(set(keys))}
+    for key in ("command", "volumes"):
+        if key in spec:
+            body[key] = list(spec[key])
+    if "environment" in spec:
+        body.setdefault("environment", {}).update(spec["environment"])
+    if spec.get("cap_add"):
+        body["cap_add"] = list(spec["cap_add"])
+    if spec.get("publish", True):
+        bind = spec.get("bind")
+        body["ports"] = [f"{bind + ':' if bind else ''}{p}:{p}" for p in svc.deploy.ports.values()]
+    if spec.get("health"):
+        body["healthcheck"] = _health(list(spec["health"]))
+    if spec.get("gpu"):
+        body["deploy"] = _gpu(None)
+    if sid == "grafana" and lay.runs("prometheus"):
+        body["depends_on"] = ["prometheus"]
+    return body
+
+
+def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
+    port = fleet.gateway.port
+    bind = "127.0.0.1:" if lay.runs("nginx") else ""
+    names = [key_env(b) for _, b in fleet.backends() if b.engine in RENDERED_ENGINES or b.api_key_env]
+    env = {name: "${" + name + "}" for name in names}
+    if lay.runs("redis"):
+        env["WAVE_REDIS_URL"] = "redis://:${REDIS_PASSWORD}@redis:6379/0"
+    probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{port}/health')"
+    body: dict[str, Any] = {
+        "build": {"context": "./wave"},
+        "image": "waveidp/gateway:local",
+        "restart": RESTART,
+        "command": [
+            "wave",
+            "serve",
+            "--config",
+            "/etc/wave/wave.yaml",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+        ],
+        "environment": dict(sorted(env.items())),
+        "volumes": ["./wave/wave.yaml:/etc/wave/wave.yaml:ro", "wave-data:/var/lib/wave"],
+        "ports": [f"{bind}{port}:{port}"],
+        "healthcheck": _health(["CMD", "python", "-c", probe]),
+    }
+    if lay.runs("redis"):
+        body["depends_on"] = ["redis"]
+    return body
+
+
+def compose_file(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for u in lay.engines:
+        services[u.backend.name] = _engine(u)
+    gateway_local = lay.runs("wave-gateway")
+    for sid in lay.infra:
+        services[sid] = _infra(sid, lay, fleet, gateway_local)
+    volumes: dict[str, Any] = {}
+    for body in services.values():
+        for v in body.get("volumes", []):
+            name = v.split(":", 1)[0]
+            if not name.startswith(("./", "/", "$")):
+                volumes[name] = {}
+    doc: dict[str, Any] = {"services": services}
+    if volumes:
+        doc["volumes"] = dict(sorted(volumes.items()))
+    return doc

@@ -1,0 +1,161 @@
+"""`render(fleet, plan, target, secrets) -> {path: text}`: pure; the CLI writes the files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import yaml
+
+from waveidp.fleet._models import Backend, Fleet
+from waveidp.plan import Plan, to_markdown
+from waveidp.render._compose import compose_file
+from waveidp.render._data import defaults
+from waveidp.render._engines import RENDERED_ENGINES, key_env
+from waveidp.render._layout import NodeLayout, layout
+from waveidp.render._observe import alert_rules, dashboard_json, grafana_files, prometheus_config
+from waveidp.render._secrets import Kind, env_text, node_secrets
+
+Target = Literal["compose", "k8s"]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=False,  # config files and Markdown, never HTML
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def to_yaml(doc: Any) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True)
+
+
+def template(name: str, **values: Any) -> str:
+    return _ENV.get_template(name).render(**values)
+
+
+def layouts(fleet: Fleet, plan: Plan) -> list[NodeLayout]:
+    return [layout(fleet, plan, n) for n in fleet.nodes]
+
+
+def required_secrets(fleet: Fleet, plan: Plan, target: Target = "compose") -> dict[str, Kind]:
+    """Every secret the rendered files refer to, by name (for the caller to fill)."""
+    out: dict[str, Kind] = {}
+    for lay in layouts(fleet, plan):
+        for name, (kind, _) in node_secrets(fleet, lay).items():
+            out[name] = kind
+    return dict(sorted(out.items()))
+
+
+def gateway_config(fleet: Fleet) -> str:
+    """The fleet file as the gateway reads it, with the key variables of rendered engines filled in."""
+    from waveidp.fleet import dump
+
+    data = fleet.model_dump(mode="json")
+    for node in data["nodes"]:
+        for b in node["backends"]:
+            if b["engine"] in RENDERED_ENGINES and not b.get("api_key_env"):
+                b["api_key_env"] = key_env(Backend.model_validate(b))
+    head = "# The Wave gateway's configuration: the fleet file, written by `wave render`.\n"
+    return head + dump(Fleet.model_validate(data))
+
+
+def render(
+    fleet: Fleet, plan: Plan, target: Target = "compose", secrets: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """All deployment files for the fleet, by relative path. Same input, same bytes."""
+    lays = layouts(fleet, plan)  # port clashes and impossible sizings raise here, before any output
+    if target == "k8s":
+        from waveidp.render._k8s import render_k8s
+
+        files = render_k8s(fleet, plan, lays)
+    else:
+        files = {}
+        for lay in lays:
+            files.update(_node_files(fleet, plan, lay, secrets or {}))
+        files["README.md"] = template(
+            "README.md.j2", fleet=fleet, target=target, nodes=[n.name for n in fleet.nodes]
+        )
+    files["plan.md"] = to_markdown(plan)
+    return dict(sorted(files.items()))
+
+
+def _node_files(fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str, str]) -> dict[str, str]:
+    node = lay.node
+    root = node.name
+    files: dict[str, str] = {}
+    nvidia = any(u.gpu_ids or u.jetson for u in lay.engines) or any(
+        s in lay.infra for s in ("dcgm-exporter", "nvml-exporter")
+    )
+    compose = compose_file(lay, fleet)
+    if compose["services"] and node.os == "linux":
+        files[f"{root}/docker-compose.yml"] = "# Written by `wave render`; see README.md.\n" + to_yaml(
+            compose
+        )
+        wanted = node_secrets(fleet, lay)
+        files[f"{root}/.env"] = env_text(wanted, secrets, example=False)
+        files[f"{root}/.env.example"] = env_text(wanted, secrets, example=True)
+    server_name = fleet.node(root).address if root else "localhost"
+    if lay.runs("nginx"):
+        gw_local = lay.runs("wave-gateway")
+        gw_node = fleet.node(fleet.gateway.node) if fleet.gateway.node else node
+        upstream = (
+            f"127.0.0.1:{fleet.gateway.port}" if gw_local else f"{gw_node.address}:{fleet.gateway.port}"
+        )
+        g = fleet.gateway
+        files[f"{root}/nginx/wave.conf"] = template(
+            "nginx-site.conf.j2",
+            node=root,
+            upstream=upstream,
+            server_name=server_name,
+            max_body_bytes=g.max_body_bytes,
+            connect_timeout_s=int(g.connect_timeout_s),
+            total_timeout_s=int(g.total_timeout_s),
+        )
+    if lay.runs("prometheus"):
+        files[f"{root}/prometheus/prometheus.yml"] = to_yaml(prometheus_config(fleet, plan, root))
+        files[f"{root}/prometheus/alerts.yml"] = to_yaml(alert_rules())
+    if lay.runs("grafana"):
+        for path, doc in grafana_files(lay.runs("loki")).items():
+            files[f"{root}/{path}"] = to_yaml(doc)
+        for key in ("fleet", "engines", "gateway"):
+            files[f"{root}/grafana/dashboards/{key}.json"] = dashboard_json(key)
+    if lay.runs("wave-gateway"):
+        files[f"{root}/wave/wave.yaml"] = gateway_config(fleet)
+        files[f"{root}/wave/Dockerfile"] = template(
+            "gateway.Dockerfile.j2", node=root, port=fleet.gateway.port
+        )
+    if lay.runs("vault"):
+        files[f"{root}/vault/config.hcl"] = template("vault.hcl.j2", node=root)
+    lxc_gpu = bool(node.lxc and nvidia)
+    if node.lxc and lxc_gpu:
+        indices = sorted({i for u in lay.engines for i in u.gpu_ids}) or ["0"]
+        values = {"vmid": node.lxc.vmid, "host": node.lxc.host, "node": root, "gpu_indices": indices}
+        files[f"{root}/proxmox/lxc-{node.lxc.vmid}.conf"] = template("lxc-gpu.conf.j2", **values)
+        files[f"{root}/proxmox/lxc-{node.lxc.vmid}-uvm.sh"] = template("lxc-uvm.sh.j2", **values)
+    rendered_backends = {u.backend.name for u in lay.engines}
+    decisions = [d for d in plan.on_node(root)]
+    files[f"{root}/README.md"] = template(
+        "node-README.md.j2",
+        node=node,
+        fleet=fleet,
+        plan=plan,
+        decisions=decisions,
+        engines=lay.engines,
+        external=[b for b in node.backends if b.name not in rendered_backends],
+        not_rendered=[d for d in decisions if d.service in lay.not_rendered],
+        os=node.os,
+        nvidia=nvidia,
+        lxc_gpu=lxc_gpu,
+        nginx=lay.runs("nginx"),
+        gateway=lay.runs("wave-gateway"),
+        prometheus=lay.runs("prometheus"),
+        server_name=server_name,
+        gateway_port=fleet.gateway.port,
+        models_dir=defaults().engines.models_dir,
+    )
+    return files
