@@ -29,6 +29,7 @@ _COMMON = ("name", "source", "sources")
 # YAML field -> (model field, factor to base units); fields not listed pass through unchanged.
 _HARDWARE_UNITS: dict[str, tuple[str, float]] = {
     "memory_gib": ("memory_bytes", GIB),
+    "memory_mib": ("memory_bytes", 1024**2),
     "memory_gb": ("memory_bytes", GB),
     "memory_bandwidth_gb_s": ("memory_bandwidth_bytes_per_s", GB),
     "interconnect_gb_s": ("interconnect_bandwidth_bytes_per_s", GB),
