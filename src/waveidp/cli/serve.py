@@ -25,6 +25,7 @@ def serve(
     policy: str | None = typer.Option(
         None, help="routing policy for every model: predicted-latency, least-outstanding, round-robin"
     ),
+    max_body_bytes: int | None = typer.Option(None, help="largest request body accepted (default 4 MiB)"),
     log_level: str = typer.Option("warning", help="debug shows each routing decision"),
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream."""
@@ -34,7 +35,7 @@ def serve(
     from waveidp.fleet._models import GatewayConfig, RoutingConfig
     from waveidp.gateway import (
         Gateway,
-        SingleKeyAuthenticator,
+        SingleKeyGuard,
         backends_from_fleet,
         backends_from_urls,
         create_app,
@@ -65,9 +66,12 @@ def serve(
         routing = routing.model_copy(update={"default_policy": policy, "models": {}})
     host = host or gateway_config.host
     port = port or gateway_config.port
-    gateway_config = gateway_config.model_copy(update={"host": host, "port": port})
+    update: dict[str, object] = {"host": host, "port": port}
+    if max_body_bytes is not None:
+        update["max_body_bytes"] = max_body_bytes
+    gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
-    gw = Gateway(backends, SingleKeyAuthenticator(api_key), config=gateway_config, routing=routing)
+    gw = Gateway(backends, SingleKeyGuard(api_key), config=gateway_config, routing=routing)
 
     async def ready() -> None:
         shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"

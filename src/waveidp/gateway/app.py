@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from waveidp.gateway.errors import ApiError
+from waveidp.errors import WaveError
+from waveidp.gateway.errors import ApiError, as_api_error
 from waveidp.gateway.forward import error_response, handle, models_list
 from waveidp.gateway.health import health_loop, probe_all
 from waveidp.gateway.openapi import OPENAPI
@@ -36,9 +37,9 @@ def create_app(gw: Gateway) -> Starlette:
 
     async def models(request: Request) -> Response:
         try:
-            await gw.authenticator.authenticate(request)
-        except ApiError as err:
-            return error_response(err)
+            await gw.guard.authenticate(request.headers)
+        except WaveError as exc:
+            return error_response(as_api_error(exc))
         return await models_list(gw)
 
     async def health(request: Request) -> Response:

@@ -47,6 +47,23 @@ class ApiError(WaveError):
         return error_body(self.message, self.type, self.code, self.param)
 
 
+def as_api_error(exc: WaveError) -> ApiError:
+    """An `ApiError` for our own errors and for `waveidp.security`'s `Refusal` (same fields)."""
+    if isinstance(exc, ApiError):
+        return exc
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int):
+        raise TypeError(f"{type(exc).__name__} carries no HTTP status") from exc
+    return ApiError(
+        status,
+        exc.what,
+        code=getattr(exc, "code", None) or "refused",
+        param=getattr(exc, "param", None),
+        type=getattr(exc, "type", None),
+        headers=getattr(exc, "headers", None),
+    )
+
+
 def error_body(message: str, type: str, code: str, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 

@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from waveidp.gateway.auth import RequestRecord
+from waveidp.errors import WaveError
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.errors import ApiError
+from waveidp.gateway.errors import ApiError, as_api_error
+from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo, parse_request
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stream import StreamRelay, extract_usage
@@ -76,18 +77,25 @@ def upstream_headers(b: BackendState) -> dict[str, str]:
 class Exchange:
     """One client request on its way through the gateway."""
 
-    __slots__ = ("admitted", "endpoint", "gw", "info", "principal", "raw", "t0")
+    __slots__ = ("admission", "endpoint", "gw", "info", "principal", "raw", "request_id", "started", "t0")
 
-    def __init__(self, gw: Gateway, endpoint: Endpoint, t0: float) -> None:
+    def __init__(self, gw: Gateway, endpoint: Endpoint, request_id: str | None) -> None:
         self.gw = gw
         self.endpoint = endpoint
-        self.t0 = t0
+        self.t0 = time.perf_counter()
+        self.started = time.monotonic()
+        self.request_id = request_id
         self.principal: Principal | None = None
         self.info: RequestInfo | None = None
         self.raw = b""
-        self.admitted: list[Any] = []
+        self.admission: Any = None
 
-    async def finish(self, record: RequestRecord) -> None:
+    @property
+    def extra_headers(self) -> dict[str, str]:
+        """Headers the guard wants on the answer (`x-ratelimit-*`)."""
+        return dict(self.admission.headers) if self.admission is not None else {}
+
+    async def finish(self, record: RequestRecord, refusal: ApiError | None = None) -> None:
         m = self.gw.metrics
         m.requests.labels(record.model, record.backend or "", str(record.status)).inc()
         if record.backend:
@@ -96,47 +104,67 @@ class Exchange:
             m.tokens.labels(record.model, "input").inc(record.prompt_tokens)
         if record.completion_tokens:
             m.tokens.labels(record.model, "output").inc(record.completion_tokens)
-        if self.principal is not None:
-            for hook, admitted in zip(self.gw.hooks, self.admitted, strict=False):
-                try:
-                    await hook.complete(self.principal, record, admitted)
-                except Exception:  # accounting must not break the answer that was already sent
-                    log.exception("request hook %r failed", hook)
+        guard = self.gw.guard
+        try:
+            if self.admission is not None:
+                await guard.finish(
+                    self.admission,
+                    status=record.status,
+                    backend=record.backend,
+                    tokens_in=record.prompt_tokens,
+                    tokens_out=record.completion_tokens,
+                )
+            elif refusal is not None:
+                guard.refused(
+                    refusal,
+                    principal=self.principal,
+                    endpoint=self.endpoint,
+                    model=record.model or None,
+                    request_id=self.request_id,
+                    started=self.started,
+                )
+        except Exception:  # accounting must not break an answer that is already on its way
+            log.exception("guard accounting failed")
 
 
 async def handle(gw: Gateway, endpoint: Endpoint, request: Request) -> Response | StreamRelay:
-    ex = Exchange(gw, endpoint, time.perf_counter())
+    headers = request.headers
+    ex = Exchange(gw, endpoint, headers.get("x-request-id"))
     try:
-        ex.principal = await gw.authenticator.authenticate(request)
-        ex.raw = await read_body(request, gw.config.max_body_bytes)
-        ex.info = info = parse_request(endpoint, ex.raw, request.headers.get("x-session-id"))
-        for hook in gw.hooks:
-            ex.admitted.append(await hook.admit(ex.principal, info))
-        ranked = route(gw, info)
-        if info.stream:
-            return await open_stream(ex, ranked)
-        return await forward_plain(ex, ranked, request.receive)
+        try:
+            ex.principal = await gw.guard.authenticate(headers)
+            ex.raw = await read_body(request, gw.config.max_body_bytes)
+            ex.info = info = parse_request(endpoint, ex.raw, headers.get("x-session-id"))
+            ex.admission = await gw.guard.admit(
+                ex.principal, info.model, endpoint=endpoint, request_id=ex.request_id
+            )
+            ranked = route(gw, info)
+            if info.stream:
+                return await open_stream(ex, ranked)
+            return await forward_plain(ex, ranked, request.receive)
+        except WaveError as exc:
+            raise as_api_error(exc) from None
     except ApiError as err:
         model = ex.info.model if ex.info else ""
-        await ex.finish(
-            RequestRecord(
-                model,
-                endpoint,
-                None,
-                err.status,
-                bool(ex.info and ex.info.stream),
-                None,
-                None,
-                None,
-                time.perf_counter() - ex.t0,
-                err.code,
-            )
+        record = RequestRecord(
+            model,
+            endpoint,
+            None,
+            err.status,
+            bool(ex.info and ex.info.stream),
+            None,
+            None,
+            None,
+            time.perf_counter() - ex.t0,
+            err.code,
         )
-        return error_response(err)
+        await ex.finish(record, err)
+        return error_response(err, ex.extra_headers)
 
 
-def error_response(err: ApiError) -> Response:
-    return Response(err.body(), err.status, headers=err.headers, media_type="application/json")
+def error_response(err: ApiError, extra: dict[str, str] | None = None) -> Response:
+    headers = {**extra, **err.headers} if extra else err.headers
+    return Response(err.body(), err.status, headers=headers, media_type="application/json")
 
 
 def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
@@ -258,7 +286,9 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
                     time.perf_counter() - ex.t0,
                 )
             )
-            return Response(data, status, headers={"x-wave-backend": b.name}, media_type=ctype)
+            return Response(
+                data, status, headers={**ex.extra_headers, "x-wave-backend": b.name}, media_type=ctype
+            )
         raise _all_failed(info, failures)
     except asyncio.CancelledError:
         if not gone:

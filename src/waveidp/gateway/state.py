@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from waveidp.fleet._models import GatewayConfig, RoutingConfig
-from waveidp.gateway.auth import Authenticator, RequestHook
+from waveidp.gateway.auth import Guard
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
 from waveidp.gateway.routing import Policy, make_policy
@@ -19,18 +19,16 @@ class Gateway:
     def __init__(
         self,
         backends: Sequence[BackendState],
-        authenticator: Authenticator,
+        guard: Guard,
         *,
         config: GatewayConfig | None = None,
         routing: RoutingConfig | None = None,
-        hooks: Sequence[RequestHook] = (),
         probe_interval_s: float = 1.0,
     ) -> None:
         self.backends = list(backends)
         self.config = config or GatewayConfig()
         self.routing = routing or RoutingConfig()
-        self.authenticator = authenticator
-        self.hooks = list(hooks)
+        self.guard = guard
         self.metrics = GatewayMetrics()
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None

@@ -20,9 +20,9 @@ import aiohttp
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from waveidp.gateway.auth import RequestRecord
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.errors import sse_error_event
+from waveidp.gateway.record import RequestRecord
 
 if TYPE_CHECKING:
     from waveidp.gateway.forward import Exchange

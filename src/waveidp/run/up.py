@@ -19,7 +19,7 @@ from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool, wave_home
 from waveidp.fleet._models import Backend, Fleet, GatewayConfig, Node
-from waveidp.gateway import Gateway, SingleKeyAuthenticator, backends_from_fleet, create_app
+from waveidp.gateway import Gateway, SingleKeyGuard, backends_from_fleet, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.run.api_key import resolve_api_key
@@ -139,7 +139,7 @@ async def up(
                 starting.cancel()
                 return
             starting.result()
-        gw = Gateway(backends, SingleKeyAuthenticator(key), config=gateway_config, routing=routing)
+        gw = Gateway(backends, SingleKeyGuard(key), config=gateway_config, routing=routing)
 
         async def ready() -> None:
             on_ready(UpInfo(f"http://{host}:{port}/v1", gw.models(), key, key_source, logs, children))

@@ -1,0 +1,85 @@
+"""Fixtures that start real processes on loopback: fake OpenAI upstreams and `wave serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support import free_port, running, wait_http
+
+HERE = Path(__file__).parent
+API_KEY = "test-key-123"
+WAVE = Path(sys.executable).with_name("wave")
+
+
+@dataclass
+class Proc:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def fake_upstream(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """`fake_upstream(name="a", itl=0.01, ...)` starts tests/gateway/fake_upstream.py."""
+    with contextlib.ExitStack() as stack:
+
+        def start(name: str = "fake", **opts: object) -> Proc:
+            port = free_port()
+            cmd: list[str] = [
+                sys.executable,
+                str(HERE / "fake_upstream.py"),
+                "--port",
+                str(port),
+                "--name",
+                name,
+            ]
+            for k, v in opts.items():
+                flag = "--" + k.replace("_", "-")
+                if v is True:
+                    cmd.append(flag)
+                elif isinstance(v, list | tuple):
+                    for item in v:
+                        cmd += [flag, str(item)]
+                else:
+                    cmd += [flag, str(v)]
+            log = tmp_path / f"upstream-{name}-{port}.log"
+            proc = stack.enter_context(running(cmd, log=log))
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/health", proc=proc, timeout=20)
+            return Proc(url, proc, log)
+
+        yield start
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """`gateway([url, ...], "--policy", "round-robin")` starts `wave serve` and waits for /ready."""
+    with contextlib.ExitStack() as stack:
+
+        def start(upstreams: list[str], *args: str, ready: bool = True) -> Proc:
+            port = free_port()
+            cmd: list[str] = [str(WAVE), "serve", "--port", str(port)]
+            for u in upstreams:
+                cmd += ["--upstream", u]
+            cmd += list(args)
+            log = tmp_path / f"gateway-{port}.log"
+            proc = stack.enter_context(running(cmd, log=log, env={"WAVE_API_KEY": API_KEY}))
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/ready" if ready else url + "/health", proc=proc, timeout=20)
+            return Proc(url, proc, log)
+
+        yield start
+
+
+def auth() -> dict[str, str]:
+    return {"authorization": f"Bearer {API_KEY}"}
