@@ -50,10 +50,10 @@ def test_every_numeric_field_has_a_cited_source(name: str) -> None:
 def test_requested_entries_exist() -> None:
     assert {"h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "l40s", "rtx-3080", "rtx-3090",
             "rtx-4090", "rtx-5090", "rtx-5070-ti", "gtx-1650", "jetson-orin-nano-super", "ryzen-9-9900x",
-            "i9-9980hk", "core-ultra-7-258v", "core-ultra-7-258v-npu", "cpu-generic",
-            } <= set(catalog.all_hardware())
-    assert {"llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "llama-3.3-70b", "mistral-7b", "gemma-3-270m",
-            "qwen2.5-7b", "smollm2-135m"} <= set(catalog.all_models())
+            "i9-9980hk", "core-ultra-7-258v", "core-ultra-7-258v-npu", "cpu-generic", "t4", "l4",
+            "rtx-6000-ada"} <= set(catalog.all_hardware())
+    assert {"llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "llama-3.3-70b", "llama-3.1-70b", "mistral-7b",
+            "gemma-3-270m", "qwen2.5-7b", "smollm2-135m"} <= set(catalog.all_models())
     assert {"bf16", "fp16", "fp8", "int8", "awq", "gptq", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q4_1",
             "f16", "f32"} <= set(catalog.all_quants())
 
@@ -99,7 +99,8 @@ def test_cpu_peaks_are_cores_times_clock_times_flop_per_cycle() -> None:
     ("h100-sxm", "9.0", True, False), ("h200", "9.0", True, False), ("a100-80gb", "8.0", False, False),
     ("l40s", "8.9", True, False), ("rtx-4090", "8.9", True, False), ("rtx-3090", "8.6", False, False),
     ("rtx-5090", "12.0", True, True), ("rtx-5070-ti", "12.0", True, True), ("gtx-1650", "7.5", False, False),
-    ("jetson-orin-nano-super", "8.7", False, False),
+    ("jetson-orin-nano-super", "8.7", False, False), ("t4", "7.5", False, False), ("l4", "8.9", True, False),
+    ("rtx-6000-ada", "8.9", True, False),
 ])
 def test_gpu_capabilities(hw: str, cc: str, fp8: bool, fp4: bool) -> None:
     h = catalog.hardware(hw)
