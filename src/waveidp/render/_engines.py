@@ -202,7 +202,7 @@ def size_flags(
         raise RenderError(
             f"model {model} ({dep.quant.id}, context {ctx}) does not fit: {arithmetic}",
             where=where,
-            fix="use a smaller quant or context, or another device (see `wave fit`)",
+            fix="use a smaller quant or context, or another device; `wave fit` lists what fits",
         )
     summary = f"{result.verdict}: {arithmetic}"
     return dict(result.engine_flags), summary

@@ -45,6 +45,8 @@ def layouts(fleet: Fleet, plan: Plan) -> list[NodeLayout]:
 def required_secrets(fleet: Fleet, plan: Plan, target: Target = "compose") -> dict[str, Kind]:
     """Every secret the rendered files refer to, by name (for the caller to fill)."""
     out: dict[str, Kind] = {}
+    if target == "k8s":
+        return out  # manifests reference the Secret `wave-secrets`; its values never pass through Wave
     for lay in layouts(fleet, plan):
         for name, (kind, _) in node_secrets(fleet, lay).items():
             out[name] = kind
