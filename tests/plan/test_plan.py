@@ -146,3 +146,12 @@ def test_cli_bad_goal_is_one_line_exit_2() -> None:
         text=True,
     )
     assert r.returncode == 2 and "unknown goal 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unmeasured_devices_are_uncertain_and_calibrated_ones_are_not() -> None:
+    plan = make_plan(fleet.load(HOME_LAB))
+    flagged = [u for u in plan.uncertainties if "no calibration measured" in u]
+    assert any(u.startswith("AMD Ryzen 9 9900X") or "9900X" in u for u in flagged)
+    assert any("RTX 5070 Ti" in u for u in flagged)
+    measured = make_plan(fleet.load(HOME_LAB), measured_hardware={"rtx-5070-ti"})
+    assert not any("RTX 5070 Ti" in u and "calibration" in u for u in measured.uncertainties)

@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import needs
+from conftest import HOME_LAB, needs, write_tree
+from waveidp import fleet
+from waveidp.plan import make_plan
+from waveidp.render import fill, render, required_secrets
 
 SCHEMA = json.loads((Path(__file__).parent / "grafana_dashboard.schema.json").read_text())
 GATEWAY_METRICS = (
@@ -171,3 +174,25 @@ def test_dashboards_match_schema_and_use_gateway_metric_names(home_lab_tree: Pat
     uids = {d["uid"] for d in prov["datasources"]}
     doc = json.loads((dash / "gateway.json").read_text())
     assert {p["datasource"]["uid"] for p in doc["panels"]} <= uids
+
+
+@needs("docker-compose")
+def test_team_profile_adds_redis_loki_mlflow_n8n_and_still_passes_compose(tmp_path: Path) -> None:
+    f = fleet.load(HOME_LAB)
+    plan = make_plan(f, profile="team", goals=["mlops", "automation"])
+    tree = write_tree(tmp_path, render(f, plan, "compose", fill(required_secrets(f, plan), {})))
+    gateway = tree / "sclimers-gateway"
+    _run(["docker-compose", "-f", str(gateway / "docker-compose.yml"), "config", "-q"], cwd=gateway)
+    services = yaml.safe_load((gateway / "docker-compose.yml").read_text())["services"]
+    wanted = {"redis", "loki", "mlflow", "n8n", "wave-gateway", "nginx", "prometheus", "grafana"}
+    assert wanted <= set(services)
+    assert "ports" not in services["redis"]  # internal only
+    assert services["wave-gateway"]["environment"]["WAVE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD}@redis")
+    env = (gateway / ".env").read_text()
+    for name in ("REDIS_PASSWORD", "N8N_ENCRYPTION_KEY", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"{name}=" in env and f"{name}=\n" not in env
+    datasources = gateway / "grafana/provisioning/datasources/wave.yml"
+    sources = yaml.safe_load(datasources.read_text())["datasources"]
+    assert {s["type"] for s in sources} == {"prometheus", "loki"}
+    # authentik is planned for a team but Wave writes no container for it: the README says so
+    assert "authentik" in (gateway / "README.md").read_text()

@@ -39,7 +39,13 @@ def plan_command(
     from waveidp import fleet
     from waveidp.plan import make_plan, to_html, to_markdown
 
-    plan = make_plan(fleet.load(fleet_file), profile=profile.value, goals=goal, licences=licence)
+    plan = make_plan(
+        fleet.load(fleet_file),
+        profile=profile.value,
+        goals=goal,
+        licences=licence,
+        measured_hardware=measured_hardware(),
+    )
     if json_out or fmt is PlanFormat.json:
         print_json(plan)
     elif fmt is PlanFormat.markdown:
@@ -48,6 +54,19 @@ def plan_command(
         typer.echo(to_html(plan), nl=False)
     else:
         _print_table(plan)
+
+
+def measured_hardware() -> set[str]:
+    """Hardware ids with factors from `wave calibrate` (real measurements) in the user's calibration file."""
+    import yaml
+
+    from waveidp.sizing import calibration_path
+
+    path = calibration_path()
+    if not path.exists():
+        return set()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return set((data.get("devices") or {}).keys()) if isinstance(data, dict) else set()
 
 
 def _print_table(plan: object) -> None:

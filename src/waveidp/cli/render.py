@@ -35,11 +35,14 @@ def render_command(
 ) -> None:
     """Render docker compose (or Kubernetes), NGINX, Prometheus, Grafana, .env and README files per node."""
     from waveidp import fleet
+    from waveidp.cli.plan import measured_hardware
     from waveidp.plan import make_plan
     from waveidp.render import fill, parse_env, render, required_secrets
 
     f = fleet.load(fleet_file)
-    plan = make_plan(f, profile=profile.value, goals=goal, licences=licence)
+    plan = make_plan(
+        f, profile=profile.value, goals=goal, licences=licence, measured_hardware=measured_hardware()
+    )
     existing: dict[str, str] = {}
     if out.is_dir():
         for env in sorted(out.rglob(".env")):

@@ -297,11 +297,11 @@ def _fleet_uncertainties(plan: Plan, facts: list[NodeFacts], measured: set[str])
     out = []
     seen: set[str] = set()
     for f in facts:
-        for g in f.nvidia:
-            if g.hardware.id not in seen and g.hardware.id not in measured:
-                seen.add(g.hardware.id)
+        for hw in f.hardware:
+            if hw.id not in seen and hw.id not in measured:
+                seen.add(hw.id)
                 out.append(
-                    f"{g.hardware.name}: no benchmark measured on this device yet; its throughput and "
+                    f"{hw.name}: no calibration measured on this device yet; its throughput and "
                     "latency figures are predictions (run `wave bench` and `wave calibrate`)"
                 )
     exporters = {"dcgm-exporter", "nvml-exporter"}

@@ -30,7 +30,7 @@ class NodeFacts:
     nvidia: tuple[Gpu, ...]
     intel_accel: tuple[str, ...]
     arch: str
-    hardware_ids: tuple[str, ...] = field(default=())
+    hardware: tuple[Hardware, ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -65,11 +65,11 @@ def node_facts(fleet: Fleet, lookup: HardwareLookup, rules: Rules) -> list[NodeF
     for node in fleet.nodes:
         nvidia: list[Gpu] = []
         intel: list[str] = []
-        ids: list[str] = []
+        ids: list[Hardware] = []
         arm = False
         for dev in node.devices:
             hw = lookup(dev.hardware)
-            ids.append(hw.id)
+            ids.append(hw)
             arm = arm or bool(re.search(rules.arm_hardware, hw.id))
             vendor = hw.vendor.lower()
             if hw.kind in ("gpu", "soc") and "nvidia" in vendor:

@@ -63,7 +63,7 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
             "./nginx/wave.conf:/etc/nginx/conf.d/default.conf:ro",
             "./nginx/tls:/etc/nginx/tls:ro",
         ]
-        body["healthcheck"] = _health(["CMD", "nginx", "-t"])
+        body["healthcheck"] = _health(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/healthz"])
         body["depends_on"] = ["wave-gateway"] if gateway_local else []
         if not body["depends_on"]:
             del body["depends_on"]
