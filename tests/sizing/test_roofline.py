@@ -28,15 +28,17 @@ def test_decode_step_grows_with_batch_and_context_and_batching_raises_throughput
 
 def test_large_batches_become_compute_bound() -> None:
     perf = PerfModel(Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm"), EFF)
-    # at batch 1024 the FLOPs (2 x params x batch) take longer than reading the weights once
-    flops_time = 1024 * 2 * 8_030_261_248 / (989.5e12 * 0.5)
+    # at batch 1024 the matmul FLOPs take longer than reading the weights once: 2 x (params less
+    # the input embedding, which is a row lookup) x batch
+    flops_time = 1024 * 2 * (8_030_261_248 - 128256 * 4096) / (989.5e12 * 0.5)
     assert perf.decode_step_seconds(1024, 16) >= flops_time
 
 
 def test_prefill_is_compute_bound_and_quadratic_in_attention() -> None:
     perf = PerfModel(Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm"), EFF)
     t = perf.prefill_seconds(4096)
-    linear = 2 * 8_030_261_248 * 4096 / (989.5e12 * 0.5)
+    # layers only: the embedding is a lookup and logits are needed for the last position alone
+    linear = 2 * (8_030_261_248 - 2 * 128256 * 4096) * 4096 / (989.5e12 * 0.5)
     assert t > linear
     assert perf.prefill_seconds(8192) > 2 * perf.prefill_seconds(4096) - 0.001
 

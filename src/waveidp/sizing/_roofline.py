@@ -60,7 +60,13 @@ class PerfModel:
         self._tp = d.engine in ("vllm", "trtllm") and len(d.accelerators) > 1
         m = d.model
         self._active = m.params_per_token / m.params
-        self._flops_token = 2.0 * m.params_per_token
+        # the input embedding is a row lookup, not a matmul; the output matrix is one per token in
+        # decode but, in prefill, only the last position of each sequence needs logits
+        embed = m.vocab_size * m.hidden_size
+        layer_params = max(0, m.params_per_token - embed * (1 if m.tied_embeddings else 2))
+        self._flops_token = 2.0 * (layer_params + embed)
+        self._flops_prefill_token = 2.0 * layer_params
+        self._flops_logits = 2.0 * embed
         self._attn_coeff = 4.0 * m.attention_heads * m.head_dim  # QK^T and PV per layer per context token
         par = rules().parallel
         accel = d.accelerators[0] if d.accelerators else None
@@ -126,7 +132,9 @@ class PerfModel:
         accel = next((p for p in self._stages if p.role == "accelerator"), None)
         times = []
         for p in self._stages:
-            flops = batch * (self._flops_token * n * p.param_share + attn_total * p.kv_share)
+            flops = batch * (
+                (self._flops_prefill_token * n + self._flops_logits) * p.param_share + attn_total * p.kv_share
+            )
             t = max(flops / self._compute(p), p.read_bytes / self._bandwidth(p))
             if p.role == "host" and accel is not None and n * batch >= 32 and p.layers > 0:
                 # llama.cpp copies CPU-resident weights to the GPU for large batches

@@ -1,0 +1,373 @@
+"""Sizing prediction error on THIS machine's CPU, measured with the real llama.cpp `llama-bench`.
+
+Models: SmolLM2-135M (the embedded model), Gemma 3 270M, and a generated random-weight
+Llama-shaped ~1B model (f16, then quantized with `llama-quantize` to q8_0 and q4_0). Each runs with
+one thread (prompt processing and token generation); the same shapes are predicted by
+`waveidp.sizing` for two device descriptions of this CPU:
+
+  * catalog:  the hardware catalog entry `wave fleet detect` maps this CPU to (cpu-generic here),
+              with --threads 1;
+  * measured: a one-core device whose memory bandwidth and FLOP/s are measured here with numpy
+              (one thread), i.e. the roofline with the right peaks, leaving only the efficiency.
+
+Prints the error table, saves JSON (with the exact command) and a PNG under benchmarks/results/.
+
+    .venv/bin/python benchmarks/sizing_cpu.py            # ~3-5 minutes on 2 shared cores
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy peaks are measured on one core
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from waveidp import catalog
+from waveidp.catalog import Hardware
+from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool, wave_home
+from waveidp.sizing import Deployment, PerfModel
+
+RESULTS = Path(__file__).parent / "results"
+console = Console()
+
+# A Llama-shaped ~1.07B model: big enough that weights, not caches, dominate every token.
+SHAPE = {"hidden": 2048, "layers": 16, "heads": 32, "kv_heads": 8, "ff": 8192, "context": 4096}
+
+
+# ---- this machine's peaks (one core) --------------------------------------------------------------
+
+
+def measure_read_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """Bytes/s one core reads: a one-thread BLAS dot of two arrays streams both once; best of `repeats`."""
+    a = np.ones(mib * 1024 * 1024 // 4, dtype=np.float32)
+    b = np.ones_like(a)
+    np.dot(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.dot(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best
+
+
+def measure_fp32_flops(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a one-thread float32 GEMM (BLAS), best of `repeats`."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+# ---- the generated model -------------------------------------------------------------------------
+
+
+def generate_llama_gguf(path: Path, tokenizer_from: Path) -> Path:
+    """Write a random-weight Llama-shaped f16 GGUF; the tokenizer is copied from a real GGUF."""
+    import gguf
+
+    if path.exists():
+        return path
+    reader = gguf.GGUFReader(str(tokenizer_from))
+    vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
+    h, n_layer, heads, kv, ff = (SHAPE[k] for k in ("hidden", "layers", "heads", "kv_heads", "ff"))
+    head_dim = h // heads
+    tmp = path.with_suffix(".tmp")
+    w = gguf.GGUFWriter(str(tmp), "llama")
+    w.add_name("wave-random-llama-1b")
+    w.add_context_length(SHAPE["context"])
+    w.add_embedding_length(h)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(vocab)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    for name, field in reader.fields.items():
+        if not name.startswith("tokenizer."):
+            continue
+        types = field.types
+        if types[0] == gguf.GGUFValueType.ARRAY:
+            values = [field.contents(i) for i in range(len(field.data))]
+            w.add_key_value(name, values, types[0], sub_type=types[-1])
+        else:
+            w.add_key_value(name, field.contents(), types[0])
+    rng = np.random.default_rng(42)
+
+    def rand(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
+
+    ones = np.ones(h, dtype=np.float32)
+    w.add_tensor("token_embd.weight", rand(vocab, h))
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", ones)
+        w.add_tensor(p + "attn_q.weight", rand(h, h))
+        w.add_tensor(p + "attn_k.weight", rand(kv * head_dim, h))
+        w.add_tensor(p + "attn_v.weight", rand(kv * head_dim, h))
+        w.add_tensor(p + "attn_output.weight", rand(h, h))
+        w.add_tensor(p + "ffn_norm.weight", ones)
+        w.add_tensor(p + "ffn_gate.weight", rand(ff, h))
+        w.add_tensor(p + "ffn_up.weight", rand(ff, h))
+        w.add_tensor(p + "ffn_down.weight", rand(h, ff))
+    w.add_tensor("output_norm.weight", ones)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.replace(path)
+    return path
+
+
+def quantize(src: Path, quant: str) -> Path:
+    out = src.with_name(src.name.replace("-f16.gguf", f"-{quant}.gguf"))
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        subprocess.run(
+            [str(llama_tool("llama-quantize")), str(src), str(tmp), quant.upper(), "2"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        tmp.replace(out)
+    return out
+
+
+# ---- measuring and predicting ----------------------------------------------------------------------
+
+
+def llama_bench(model: Path, n_prompt: int, n_gen: int, reps: int) -> list[dict[str, Any]]:
+    cmd = [
+        str(llama_tool("llama-bench")),
+        "-m",
+        str(model),
+        "-t",
+        "1",
+        "-p",
+        str(n_prompt),
+        "-n",
+        str(n_gen),
+        "-r",
+        str(reps),
+        "-o",
+        "json",
+    ]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    for r in rows:
+        r["command"] = shlex.join(cmd)
+    return rows
+
+
+def predict(model: Path, device: Hardware, n_prompt: int, n_gen: int) -> tuple[float, float]:
+    """(prompt tok/s, generation tok/s) the sizing model predicts for one llama-bench run."""
+    spec = catalog.model(str(model))
+    d = Deployment.build(spec, None, [device], "llamacpp", threads=1, context=max(n_prompt, n_gen) + 256)
+    perf = PerfModel(d)
+    pp = n_prompt / perf.prefill_seconds(n_prompt)
+    tg = 1.0 / perf.decode_step_seconds(1, max(1, n_gen // 2))
+    return pp, tg
+
+
+def detected_cpu() -> Hardware:
+    from waveidp.fleet.detect import detect_local_node
+
+    node = detect_local_node()
+    cpu = next(d for d in node.devices if catalog.hardware(d.hardware).kind == "cpu")
+    hw = catalog.hardware(cpu.hardware)
+    cores = getattr(cpu, "cores", None)
+    return hw.model_copy(update={"cores": cores}) if cores and hw.cores is None else hw
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-prompt", type=int, default=64)
+    ap.add_argument("--n-gen", type=int, default=32)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--skip-generated", action="store_true", help="only the two packaged models (fast)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "sizing_cpu.json")
+    args = ap.parse_args()
+    started = time.monotonic()
+    load_before = os.getloadavg()
+
+    with console.status("measuring one core's read bandwidth and FP32 GEMM rate"):
+        bw = measure_read_bandwidth()
+        flops = measure_fp32_flops()
+    console.print(f"one core: read {bw / 1e9:.1f} GB/s, fp32 GEMM {flops / 1e9:.1f} GFLOP/s")
+    measured = Hardware(
+        id="this-cpu-1-core",
+        name="this machine, one core (measured)",
+        kind="cpu",
+        vendor="measured",
+        memory_bytes=int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
+        memory_bandwidth_bytes_per_s=bw,
+        # int8 dot products (AVX-512 VNNI / AVX2 maddubs) do 4 MACs per 32-bit lane: 4x the fp32 rate
+        dense_flops={"fp32": flops, "fp16": flops, "bf16": flops, "int8": 4 * flops},
+        cores=1,
+        source="benchmarks/sizing_cpu.py: numpy float32 dot (bandwidth) and GEMM (FLOP/s), one thread",
+    )
+    catalog_cpu = detected_cpu()
+    console.print(
+        f"catalog device for this CPU: {catalog_cpu.id} ({catalog_cpu.memory_bandwidth_bytes_per_s / 1e9:.1f}"
+        f" GB/s, {catalog_cpu.cores} cores)"
+    )
+
+    models: list[tuple[str, Path]] = [
+        ("smollm2-135m q4_1", embedded_model_path()),
+        ("gemma-3-270m q4_k_m", gemma_model_path()),
+    ]
+    if not args.skip_generated:
+        cache = wave_home() / "bench-models"
+        cache.mkdir(parents=True, exist_ok=True)
+        with console.status("generating the random-weight Llama-shaped 1B f16 GGUF (cached)"):
+            f16 = generate_llama_gguf(cache / "wave-random-llama-1b-f16.gguf", embedded_model_path())
+        with console.status("llama-quantize -> q8_0, q4_0 (cached)"):
+            models += [
+                ("random-llama-1b q4_0", quantize(f16, "q4_0")),
+                ("random-llama-1b q8_0", quantize(f16, "q8_0")),
+                ("random-llama-1b f16", f16),
+            ]
+
+    rows: list[dict[str, Any]] = []
+    from rich.progress import Progress
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("llama-bench, 1 thread", total=len(models))
+        for label, path in models:
+            for r in llama_bench(path, args.n_prompt, args.n_gen, args.reps):
+                is_pp = r["n_prompt"] > 0
+                n_prompt, n_gen = (r["n_prompt"], 0) if is_pp else (0, r["n_gen"])
+                p_cat = predict(path, catalog_cpu, max(1, n_prompt), max(1, n_gen))
+                p_mea = predict(path, measured, max(1, n_prompt), max(1, n_gen))
+                idx = 0 if is_pp else 1
+                rows.append(
+                    {
+                        "model": label,
+                        "file": path.name,
+                        "file_bytes": path.stat().st_size,
+                        "params": r.get("model_n_params"),
+                        "test": f"pp{n_prompt}" if is_pp else f"tg{n_gen}",
+                        "measured_tokens_per_s": r["avg_ts"],
+                        "stddev_tokens_per_s": r.get("stddev_ts"),
+                        "predicted_catalog_tokens_per_s": p_cat[idx],
+                        "predicted_measured_tokens_per_s": p_mea[idx],
+                        "ratio_catalog": p_cat[idx] / r["avg_ts"],
+                        "ratio_measured": p_mea[idx] / r["avg_ts"],
+                        "llama_bench_command": r["command"],
+                        "build_commit": r.get("build_commit"),
+                        "cpu_info": r.get("cpu_info"),
+                    }
+                )
+            progress.advance(task)
+
+    table = Table(
+        title="sizing prediction vs llama-bench, 1 thread (ratio = predicted / measured)",
+        title_justify="left",
+    )
+    for col in ("model", "test", "measured t/s", "catalog pred", "ratio", "measured-peaks pred", "ratio"):
+        table.add_column(col, justify="left" if col in ("model", "test") else "right")
+    for r in rows:
+        table.add_row(
+            r["model"],
+            r["test"],
+            f"{r['measured_tokens_per_s']:.1f}",
+            f"{r['predicted_catalog_tokens_per_s']:.1f}",
+            f"{r['ratio_catalog']:.2f}",
+            f"{r['predicted_measured_tokens_per_s']:.1f}",
+            f"{r['ratio_measured']:.2f}",
+        )
+    console.print(table)
+
+    def geo_err(key: str, test: str) -> float:
+        vals = [abs(math.log(r[key])) for r in rows if r["test"].startswith(test)]
+        return math.exp(sum(vals) / len(vals)) if vals else float("nan")
+
+    summary = {
+        f"{dev}_{t}_geomean_error_factor": geo_err(f"ratio_{dev}", t)
+        for dev in ("catalog", "measured")
+        for t in ("pp", "tg")
+    }
+    for k, v in summary.items():
+        console.print(f"{k}: {v:.2f}x")
+    doc = {
+        "benchmark": "sizing_cpu",
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": rows[0]["cpu_info"] if rows else None,
+            "logical_cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "devices": {
+            "catalog": catalog_cpu.model_dump(mode="json"),
+            "measured": measured.model_dump(mode="json"),
+        },
+        "efficiency_used": PerfModel(
+            Deployment.build(catalog.model(str(embedded_model_path())), None, [measured], "llamacpp")
+        ).eff.model_dump(mode="json"),
+        "settings": {"threads": 1, "n_prompt": args.n_prompt, "n_gen": args.n_gen, "reps": args.reps},
+        "rows": rows,
+        "summary": summary,
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
+    console.print(f"saved {args.out} and {args.out.with_suffix('.png')} ({doc['runtime_s']} s)")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["\n".join([*r["model"].split(" "), r["test"]]) for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 1.1), 4.5))
+    ax.bar(
+        x - 0.27, [r["measured_tokens_per_s"] for r in rows], 0.27, label="measured (llama-bench, 1 thread)"
+    )
+    ax.bar(x, [r["predicted_measured_tokens_per_s"] for r in rows], 0.27, label="predicted, measured peaks")
+    ax.bar(
+        x + 0.27, [r["predicted_catalog_tokens_per_s"] for r in rows], 0.27, label="predicted, catalog device"
+    )
+    ax.set_yscale("log")
+    ax.set_ylabel("tokens/s (log)")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.legend(fontsize=8)
+    ax.set_title("wave sizing vs llama-bench on this CPU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
