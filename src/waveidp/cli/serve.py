@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from waveidp.cli._app import app, console, err_console, print_json
+from waveidp.cli._app import app, console, err_console
 
 
 @app.command()
@@ -27,15 +27,25 @@ def serve(
     ),
     max_body_bytes: int | None = typer.Option(None, help="largest request body accepted (default 4 MiB)"),
     log_level: str = typer.Option("warning", help="debug shows each routing decision"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="no API keys at all (refused off 127.0.0.1)"),
+    redis: str | None = typer.Option(None, "--redis", help="Redis URL: rate limits shared by replicas"),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="TLS certificate (PEM); needs --tls-key"),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="TLS private key (PEM)"),
+    oidc_issuer: str | None = typer.Option(None, help="accept OIDC tokens from this issuer (iss)"),
+    oidc_audience: str | None = typer.Option(None, help="audience (aud) the OIDC tokens must carry"),
+    oidc_jwks_url: str | None = typer.Option(None, help="the issuer's JWKS URL"),
+    log_prompts: bool = typer.Option(False, "--log-prompts", help="keep prompt text in the audit log"),
 ) -> None:
-    """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream."""
+    """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream.
+
+    API keys (`wave keys`), limits, the audit log (`wave audit`) and `/admin/keys` are on; see
+    docs/security.md."""
     import os
 
     from waveidp.errors import InputError
     from waveidp.fleet._models import GatewayConfig, RoutingConfig
     from waveidp.gateway import (
         Gateway,
-        SingleKeyGuard,
         backends_from_fleet,
         backends_from_urls,
         create_app,
@@ -43,6 +53,8 @@ def serve(
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.server import run
     from waveidp.run.api_key import resolve_api_key
+    from waveidp.security.gateway_security import security_from_cli
+    from waveidp.security.transport import tls_settings
 
     if config is None and not upstream:
         raise InputError(
@@ -71,17 +83,28 @@ def serve(
         update["max_body_bytes"] = max_body_bytes
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
-    gw = Gateway(backends, SingleKeyGuard(api_key), config=gateway_config, routing=routing)
+    tls = tls_settings(tls_cert, tls_key)
+    security = security_from_cli(
+        host=host, bootstrap_key=api_key, no_auth=no_auth, redis_url=redis, oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience, oidc_jwks_url=oidc_jwks_url, log_prompts=log_prompts,
+    )
+    gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
+    scheme = "https" if tls else "http"
 
     async def ready() -> None:
         shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
         console.print(
-            f"[bold green]gateway ready[/] http://{host}:{port}/v1  models: "
+            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  models: "
             f"{', '.join(gw.models()) or '(discovering)'}  API key: {shown}",
             highlight=False,
         )
 
-    run(create_app(gw), host, port, log_level=log_level, on_ready=ready)
+    app_ = create_app(gw)
+    security.mount(app_)
+    try:
+        run(app_, host, port, log_level=log_level, on_ready=ready, tls=tls)
+    finally:
+        security.close()
 
 
 @app.command()
@@ -106,7 +129,7 @@ def up(
 
     def show(info: UpInfo) -> None:
         if json:
-            print_json(
+            _print_line(
                 {
                     "url": info.url,
                     "models": info.models,
@@ -129,3 +152,13 @@ def up(
     uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
     if not json:
         console.print("stopped", highlight=False)
+
+
+def _print_line(obj: dict[str, object]) -> None:
+    """One JSON document on one line, so a supervisor or test can read the ready line."""
+    import sys
+
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
+    sys.stdout.flush()

@@ -16,7 +16,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 
-def uvicorn_config(app: Starlette, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, log_level: str = "warning", tls: dict[str, str] | None = None
+) -> uvicorn.Config:
+    """`tls`: uvicorn's ssl_certfile/ssl_keyfile, from `waveidp.security.transport.tls_settings`."""
     return uvicorn.Config(
         app,
         host=host,
@@ -29,6 +32,7 @@ def uvicorn_config(app: Starlette, host: str, port: int, *, log_level: str = "wa
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
+        **(tls or {}),  # type: ignore[arg-type]
     )
 
 
@@ -52,11 +56,12 @@ async def serve_until_stopped(
     log_level: str = "warning",
     on_ready: Callable[[], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
+    tls: dict[str, str] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or `stop` is set); `on_ready` runs once the socket is listening."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
-    server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level))
+    server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level, tls=tls))
     serving = asyncio.create_task(server.serve())
     stopped = asyncio.create_task(stop.wait())
     while not server.started and not serving.done():
@@ -84,8 +89,9 @@ def run(
     *,
     log_level: str = "warning",
     on_ready: Callable[[], Awaitable[None]] | None = None,
+    tls: dict[str, str] | None = None,
 ) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop
 
-    uvloop.run(serve_until_stopped(app, host, port, log_level=log_level, on_ready=on_ready))
+    uvloop.run(serve_until_stopped(app, host, port, log_level=log_level, on_ready=on_ready, tls=tls))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from waveidp.errors import ConfigError
 from waveidp.security.audit import AuditLog
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
@@ -89,3 +90,68 @@ def build_security(options: SecurityOptions) -> GatewaySecurity:
         install_handlers(admin_app)
         admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
     return GatewaySecurity(guard, keys, admin_app)
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        client.ping()
+        client.close()
+    except (redis.RedisError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot reach Redis at --redis {_safe_url(url)}: {type(exc).__name__}",
+            fix="check the URL, e.g. redis://127.0.0.1:6379/0",
+        ) from None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password (redis://user:pass@host -> redis://user:***@host)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def security_from_cli(
+    *,
+    host: str,
+    bootstrap_key: str | None,
+    no_auth: bool = False,
+    redis_url: str | None = None,
+    oidc_issuer: str | None = None,
+    oidc_audience: str | None = None,
+    oidc_jwks_url: str | None = None,
+    log_prompts: bool = False,
+    audit: bool = True,
+) -> GatewaySecurity:
+    """`wave serve`'s security options -> `GatewaySecurity` (admin key from WAVE_ADMIN_KEY[_FILE|_VAULT])."""
+    from waveidp.security.secrets import resolve
+
+    oidc = None
+    given = {"--oidc-issuer": oidc_issuer, "--oidc-audience": oidc_audience, "--oidc-jwks-url": oidc_jwks_url}
+    if any(given.values()):
+        missing = [flag for flag, value in given.items() if not value]
+        if missing:
+            raise ConfigError(
+                f"OIDC needs {', '.join(missing)} as well", fix="give all three --oidc-* options"
+            )
+        oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
+    if redis_url:
+        _check_redis(redis_url)
+    return build_security(
+        SecurityOptions(
+            host=host,
+            auth=not no_auth,
+            bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
+            oidc=oidc,
+            redis_url=redis_url,
+            audit=audit,
+            log_prompts=log_prompts,
+            admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
+        )
+    )
