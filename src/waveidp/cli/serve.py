@@ -85,8 +85,14 @@ def serve(
     api_key, source = resolve_api_key()
     tls = tls_settings(tls_cert, tls_key)
     security = security_from_cli(
-        host=host, bootstrap_key=api_key, no_auth=no_auth, redis_url=redis, oidc_issuer=oidc_issuer,
-        oidc_audience=oidc_audience, oidc_jwks_url=oidc_jwks_url, log_prompts=log_prompts,
+        host=host,
+        bootstrap_key=api_key,
+        no_auth=no_auth,
+        redis_url=redis,
+        oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience,
+        oidc_jwks_url=oidc_jwks_url,
+        log_prompts=log_prompts,
     )
     gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
     scheme = "https" if tls else "http"
