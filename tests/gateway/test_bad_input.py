@@ -79,7 +79,7 @@ def test_body_over_the_limit_is_413(gw_url: str) -> None:
 def test_missing_key_is_401(gw_url: str) -> None:
     r = httpx.post(gw_url + "/v1/chat/completions", json=CHAT)
     assert r.status_code == 401 and error_of(r)["code"] == "missing_api_key"
-    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.headers["www-authenticate"].startswith("Bearer")
     assert httpx.get(gw_url + "/v1/models").status_code == 401
 
 

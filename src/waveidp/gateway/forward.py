@@ -190,7 +190,10 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
     gw.metrics.decisions.labels(policy.name, ranked[0].name).inc()
-    return ranked[: gw.config.retries + 1]
+    # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
+    # connections whose first use fails, and the retry then opens a fresh one.
+    attempts = gw.config.retries + 1
+    return (ranked * attempts)[:attempts]
 
 
 def body_for(info: RequestInfo, raw: bytes, b: BackendState) -> tuple[bytes, bool]:
@@ -216,6 +219,13 @@ def _failure(b: BackendState, exc: BaseException) -> UpstreamFailure:
     if isinstance(exc, TimeoutError):
         return UpstreamFailure(b, "timed out", timeout=True)
     return UpstreamFailure(b, f"{type(exc).__name__}: {exc}")
+
+
+def _retryable_status(b: BackendState, status: int) -> None:
+    if status == 503:  # loading or draining: out of rotation until its health check passes
+        b.mark_down("answered HTTP 503 (loading or overloaded)")
+    if status >= 500:
+        b.breaker.on_failure(time.monotonic())
 
 
 def _all_failed(info: RequestInfo, failures: list[UpstreamFailure]) -> ApiError:
@@ -259,8 +269,7 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
             finally:
                 b.inflight -= 1
             if status in RETRY_STATUSES:
-                if status >= 500:
-                    b.breaker.on_failure(time.monotonic())
+                _retryable_status(b, status)
                 failures.append(
                     UpstreamFailure(
                         b, f"HTTP {status}: {data[:200].decode(errors='replace')}", timeout=status == 504
@@ -363,8 +372,7 @@ async def open_stream(ex: Exchange, ranked: list[BackendState]) -> StreamRelay |
             return StreamRelay(ex, b, resp, first, sent, injected)
         b.inflight -= 1
         if resp.status in RETRY_STATUSES:
-            if resp.status >= 500:
-                b.breaker.on_failure(time.monotonic())
+            _retryable_status(b, resp.status)
             failures.append(UpstreamFailure(b, f"HTTP {resp.status}: {first[:200].decode(errors='replace')}"))
             continue
         b.breaker.on_success()

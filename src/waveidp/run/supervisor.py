@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,8 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     pids: list[int] = field(default_factory=list)
+    on_down: Callable[[str], None] | None = None  # told at once when the process dies
+    on_up: Callable[[], None] | None = None  # told when a restarted process is healthy again
     _stopping: bool = False
     _watch: asyncio.Task[None] | None = None
 
@@ -92,6 +94,8 @@ class Child:
             code = await self.proc.wait()
             if self._stopping:
                 return
+            if self.on_down is not None:
+                self.on_down(f"process exited with code {code}; restarting")
             if time.monotonic() - started > self.stable_after_s:
                 backoff = self.backoff_initial_s
             log.warning("%s exited with code %s; restarting in %.1fs", self.name, code, backoff)
@@ -105,6 +109,9 @@ class Child:
                 await self.wait_healthy()
             except ChildFailed as exc:
                 log.error("%s", exc)
+                continue
+            if self.on_up is not None:
+                self.on_up()
 
     async def stop(self, grace_s: float = 10.0) -> None:
         self._stopping = True

@@ -67,7 +67,14 @@ def default_embedded(logs: Path) -> tuple[Child, BackendState]:
         models={spec.alias},
         max_concurrency=EMBEDDED_SLOTS,
     )
-    return embedded_child(spec, "embedded", logs), backend
+    return link(embedded_child(spec, "embedded", logs), backend), backend
+
+
+def link(child: Child, backend: BackendState) -> Child:
+    """Let the supervisor take the backend out of rotation the moment its process dies."""
+    child.on_down = backend.mark_down
+    child.on_up = backend.mark_up
+    return child
 
 
 def _is_local(fleet: Fleet, node: Node) -> bool:
@@ -126,6 +133,9 @@ async def up(
         fleet = fleet_mod.load(config)
         children = fleet_children(fleet, logs)
         backends, routing = backends_from_fleet(fleet), fleet.routing
+        by_name = {b.name: b for b in backends}
+        for c in children:
+            link(c, by_name[c.name])
         gateway_config = fleet.gateway.model_copy(update={"host": host, "port": port})
     started: list[Child] = []
     try:

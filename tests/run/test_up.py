@@ -1,0 +1,132 @@
+"""`wave up` end to end with the real llama-server and SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import psutil
+import pytest
+
+from support import free_port, wait_http
+
+pytestmark = pytest.mark.engine
+WAVE = Path(sys.executable).with_name("wave")
+MODEL = "smollm2-135m-instruct"
+
+
+@contextlib.contextmanager
+def wave_up(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen, dict]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(WAVE), "up", "--port", str(port), "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "up.err", "wb"),  # noqa: SIM115
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the ready line: printed once the gateway answers /ready
+        assert line, f"wave up exited: {(tmp_path / 'up.err').read_text()}"
+        yield proc, orjson.loads(line)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_wave_up_serves_the_embedded_model_and_stops_cleanly(tmp_path: Path) -> None:
+    with wave_up(tmp_path, env={"WAVE_API_KEY": "up-test-key"}) as (proc, info):
+        assert info["models"] == [MODEL] and info["api_key"] == "up-test-key"
+        assert info["key_source"] == "WAVE_API_KEY"
+        child_pids = [p for p in info["children"].values() if p]
+        assert _alive(child_pids)
+        client = openai.OpenAI(base_url=info["url"], api_key="up-test-key", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == [MODEL]
+        r = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8
+        )
+        assert r.choices[0].message.content and r.usage is not None and r.usage.completion_tokens > 0
+        pieces = [
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Count to three"}],
+                max_tokens=8,
+                stream=True,
+            )
+            if c.choices
+        ]
+        assert "".join(pieces).strip()
+        c = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=4)
+        assert c.choices[0].text
+        e = client.embeddings.create(model=MODEL, input=["hello", "world"])
+        assert len(e.data) == 2 and len(e.data[0].embedding) == 576
+        metrics = httpx.get(info["url"].removesuffix("/v1") + "/metrics").text
+        assert 'wave_requests_total{backend="embedded",model="smollm2-135m-instruct",status="200"}' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        deadline = time.monotonic() + 5
+        while _alive(child_pids):
+            assert time.monotonic() < deadline, f"llama-server left running: {_alive(child_pids)}"
+            time.sleep(0.05)
+
+
+def test_wave_up_generates_and_keeps_a_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WAVE_API_KEY"}
+    os.environ.pop("WAVE_API_KEY", None)
+    with wave_up(tmp_path, env=env) as (proc, info):
+        key_file = Path(info["key_source"])
+        assert key_file.read_text().strip() == info["api_key"] and info["api_key"].startswith("wave-")
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        base = info["url"].removesuffix("/v1")
+        assert httpx.get(base + "/v1/models").status_code == 401
+        assert httpx.get(
+            base + "/v1/models", headers={"authorization": f"Bearer {info['api_key']}"}
+        ).is_success
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+
+
+def test_crashed_engine_is_restarted(tmp_path: Path) -> None:
+    with wave_up(tmp_path, env={"WAVE_API_KEY": "k"}) as (proc, info):
+        base = info["url"].removesuffix("/v1")
+        (old,) = info["children"].values()
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:  # the supervisor starts a new llama-server after a short backoff
+            children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True) if c.pid != old]
+            if children:
+                break
+            assert time.monotonic() < deadline, "no new llama-server after the crash"
+            time.sleep(0.05)
+        wait_http(base + "/ready", timeout=30)  # out of rotation (503) until the new one is healthy
+        r = httpx.post(
+            base + "/v1/chat/completions",
+            headers={"authorization": "Bearer k"},
+            timeout=30,
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+        )
+        assert r.status_code == 200, r.text
+        log = Path(info["logs"]) / "embedded.log"
+        assert log.read_text().count("starting:") == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert not _alive(children)
