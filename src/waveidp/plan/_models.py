@@ -26,7 +26,7 @@ class Decision(BaseModel):
     reason: str = Field(description="one sentence")
     category: str
     licence: str
-    seed: str = Field(description="the priority the seed documents gave, or 'none'")
+    seed: str = Field(description="what the seed documents said about it, e.g. 'must (000, 003)'")
     uncertainties: tuple[str, ...] = ()
 
 

@@ -38,7 +38,7 @@ def to_markdown(plan: Plan) -> str:
             continue
         lines += ["| service | node | reason | seeds said | uncertainties |", "|---|---|---|---|---|"]
         for d in rows:
-            seed = TITLES.get(d.seed, "-")
+            seed = _cell(d.seed)
             unc = "; ".join(d.uncertainties) or "-"
             lines.append(f"| {_cell(d.name)} | {d.node or '-'} | {_cell(d.reason)} | {seed} | {_cell(unc)} |")
         lines.append("")

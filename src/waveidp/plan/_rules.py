@@ -34,7 +34,7 @@ class ServiceRule(_Strict):
     priority: dict[Profile, Priority]
     placement: str = Field(pattern=r"^(backends|every-node|largest-gpu|services-node|intel-node|cluster)$")
     why: str
-    seed: str = "none"
+    seed: str = "absent"
     engine: str | None = None
     goals: dict[str, Priority] = Field(default_factory=dict)
     only_for_goals: tuple[str, ...] = ()
