@@ -209,3 +209,14 @@ def test_cli_port_clash_is_one_line_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "host port 8000 is used by both backend gpu and backend cpu" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_pinning_a_could_service_renders_it() -> None:
+    pin = "    role: services\n    services: [mlflow]\n"
+    text = HOME_LAB.read_text().replace("    role: services\n", pin)
+    f = fleet.loads(text, "home-lab.yaml")
+    files = render(f, make_plan(f), "compose", {})
+    services = yaml.safe_load(files["sclimers-gateway/docker-compose.yml"])["services"]
+    assert services["mlflow"]["ports"] == ["5000:5000"]
+    baseline = render(fleet.load(HOME_LAB), make_plan(fleet.load(HOME_LAB)), "compose", {})
+    assert "mlflow" not in yaml.safe_load(baseline["sclimers-gateway/docker-compose.yml"])["services"]

@@ -140,7 +140,7 @@ def _node_files(fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str,
         files[f"{root}/proxmox/lxc-{node.lxc.vmid}.conf"] = template("lxc-gpu.conf.j2", **values)
         files[f"{root}/proxmox/lxc-{node.lxc.vmid}-uvm.sh"] = template("lxc-uvm.sh.j2", **values)
     rendered_backends = {u.backend.name for u in lay.engines}
-    decisions = [d for d in plan.on_node(root)]
+    decisions = plan.on_node(root, up_to="could")
     files[f"{root}/README.md"] = template(
         "node-README.md.j2",
         node=node,
@@ -150,6 +150,7 @@ def _node_files(fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str,
         engines=lay.engines,
         external=[b for b in node.backends if b.name not in rendered_backends],
         not_rendered=[d for d in decisions if d.service in lay.not_rendered],
+        optional=[d for d in decisions if d.priority == "could"],
         os=node.os,
         nvidia=nvidia,
         lxc_gpu=lxc_gpu,
