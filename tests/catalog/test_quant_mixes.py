@@ -94,7 +94,10 @@ def f16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("quant", ["q4_k_m", "q5_k_m"])
+MIXES = ["q4_k_m", "q5_k_m", "q4_k_s", "q5_k_s", "q3_k_s", "q3_k_m", "q3_k_l", "q2_k", "iq4_xs"]
+
+
+@pytest.mark.parametrize("quant", MIXES)
 def test_k_quant_mix_matches_the_catalog(f16_model: Path, quant: str) -> None:
     from waveidp.engines.local_files import llama_tool
 
