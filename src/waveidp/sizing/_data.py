@@ -40,7 +40,7 @@ class MemoryRules(_Strict):
 
 class ParallelRules(_Strict):
     allreduce_latency_s: dict[str, float]
-    cpu_bandwidth_saturation_cores: float = Field(gt=0, le=1)
+    cpu_core_bandwidth_bytes_per_s: float = Field(gt=0)
     source: str
 
 

@@ -76,14 +76,14 @@ class PerfModel:
             accel.interconnect_bandwidth_bytes_per_s if accel else None
         ) or rules().memory.host_link_bytes_per_s
         self._host_link_bw = rules().memory.host_link_bytes_per_s
-        self._sat = par.cpu_bandwidth_saturation_cores
+        self._core_bw = par.cpu_core_bandwidth_bytes_per_s
 
     # ---- device rates -----------------------------------------------------------------------
     def _bandwidth(self, p: Placement) -> float:
         hw = p.device
         bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth
-        if hw.kind == "cpu" and self.d.threads and hw.cores and not self._physical:
-            bw *= min(1.0, self.d.threads / (self._sat * hw.cores))
+        if hw.kind == "cpu" and self.d.threads and not self._physical:
+            bw = min(bw, self.d.threads * self._core_bw)  # a few cores already stream what DRAM gives
         return bw
 
     def _compute(self, p: Placement) -> float:
