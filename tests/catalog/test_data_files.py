@@ -115,7 +115,8 @@ def test_jetson_is_a_soc_with_shared_memory() -> None:
 
 
 @pytest.mark.parametrize(("quant", "ggml_type"), [
-    ("q8_0", "Q8_0"), ("q6_k", "Q6_K"), ("q4_0", "Q4_0"), ("q4_1", "Q4_1"), ("f16", "F16"), ("f32", "F32"),
+    ("q8_0", "Q8_0"), ("q6_k", "Q6_K"), ("q4_0", "Q4_0"), ("q4_1", "Q4_1"), ("q5_0", "Q5_0"),
+    ("q5_1", "Q5_1"), ("f16", "F16"), ("f32", "F32"),
 ])
 def test_gguf_block_formats_cost_what_ggml_stores(quant: str, ggml_type: str) -> None:
     block, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[ggml_type]]
