@@ -146,6 +146,8 @@ def test_unknown_ids_suggest_the_closest() -> None:
         catalog.quant("q4km")
     with pytest.raises(NotFoundError, match=r"llama-3\.1-8b"):
         catalog.model("llama3.1-8b")
+    with pytest.raises(NotFoundError, match=r"did you mean llama-3\.1-8b"):  # a Hugging Face repo id
+        catalog.model("meta-llama/Llama-3.1-8B")
 
 
 def test_models_have_their_config_shapes() -> None:
