@@ -109,14 +109,18 @@ class StreamingClient:
         record.input_token_source = "approx"
         record.sent = perf_counter()
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                record.status = resp.status
-                if resp.status >= 400:
-                    record.error = "http"
-                    record.error_detail = f"HTTP {resp.status}: {_error_message(await resp.read())}"
-                    record.done = perf_counter()
-                    return
-                await self._read_stream(resp, record)
+            for attempt in (1, 2):
+                record.attempts = attempt
+                try:
+                    await self._attempt(body, record)
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    # A pooled keep-alive connection the server had already closed (llama.cpp's
+                    # server does this after a stream) fails before any response byte: resend once
+                    # on a fresh connection; the timers still run from the scheduled time.
+                    stale = record.status is None and not isinstance(exc, aiohttp.ClientConnectorError)
+                    if attempt == 2 or not stale:
+                        raise
         except asyncio.CancelledError:
             record.error = "cancelled"
             record.error_detail = "cancelled before the response ended"
@@ -136,6 +140,17 @@ class StreamingClient:
             record.error, record.error_detail = "connect", f"{type(exc).__name__}: {exc}"
         if record.done is None:
             record.done = perf_counter()
+
+    async def _attempt(self, body: bytes, record: RequestRecord) -> None:
+        assert self._session is not None
+        async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+            record.status = resp.status
+            if resp.status >= 400:
+                record.error = "http"
+                record.error_detail = f"HTTP {resp.status}: {_error_message(await resp.read())}"
+                record.done = perf_counter()
+                return
+            await self._read_stream(resp, record)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, record: RequestRecord) -> None:
         content_times = record.content_times

@@ -36,6 +36,7 @@ class RequestRecord:
     error_detail: str | None = None
     status: int | None = None
     warmup: bool = False
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:

@@ -55,6 +55,7 @@ def summarize(records: Sequence[RequestRecord], slo: Slo) -> dict[str, Any]:
         "errors_by_kind": dict(errors),
         "error_examples": examples,
         "cancelled": sum(1 for r in measured if r.error == "cancelled"),
+        "resent_on_stale_connection": sum(1 for r in measured if r.attempts > 1),
         "output_token_source": _source({r.output_token_source for r in ok}),
         "input_token_source": _source({r.input_token_source for r in ok if r.input_token_source}),
     }
@@ -84,6 +85,7 @@ def request_row(r: RequestRecord, t0: float, *, chunks: bool = True) -> dict[str
         "output_token_source": r.output_token_source,
         "content_chunks": len(r.content_times),
         "status": r.status,
+        "attempts": r.attempts,
         "error": r.error,
         "error_detail": r.error_detail,
     }

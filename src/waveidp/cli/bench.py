@@ -295,6 +295,7 @@ def calibrate_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fit sizing efficiency factors per (device, engine) from bench results; print error before/after."""
+    from rich import box
     from rich.table import Table
 
     from waveidp.bench.calibrate import calibrate
@@ -324,37 +325,28 @@ def calibrate_cmd(
             }
         )
         return
-    t = Table(title="wave calibrate: mean |prediction error| vs measurement")
-    for col in (
-        "device",
-        "engine",
-        "points",
-        "factor",
-        "before",
-        "after",
-        "TTFT err",
-        "ITL err",
-        "tok/s err",
-    ):
-        t.add_column(col, justify="left" if col in ("device", "engine", "factor") else "right")
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v:.1f}%"
 
+    factors = Table(title="wave calibrate: fitted efficiency factors (before -> after)", box=box.SIMPLE_HEAD)
+    errors = Table(title="mean |prediction error| vs measurement (before -> after)", box=box.SIMPLE_HEAD)
+    for col in ("device", "engine", "points", "decode_bandwidth", "prefill_compute", "step_overhead_ms"):
+        factors.add_column(col, justify="left" if col in ("device", "engine") else "right")
+    for col in ("device", "engine", "TTFT", "ITL", "tokens/s"):
+        errors.add_column(col, justify="left" if col in ("device", "engine") else "right")
     for f in fits:
-        for i, name in enumerate(("decode_bandwidth", "prefill_compute", "step_overhead_s")):
-            errs = tuple(
-                f"{pct(f.error_before[k])} -> {pct(f.error_after[k])}"
-                for k in ("ttft_ms", "itl_ms", "output_tokens_per_s")
-            )
-            t.add_row(
-                f.hardware_id if i == 0 else "",
-                f.engine if i == 0 else "",
-                str(f.points) if i == 0 else "",
-                name,
-                f"{getattr(f.before, name):.4g}",
-                f"{getattr(f.after, name):.4g}",
-                *(errs if i == 0 else ("", "", "")),
-            )
-    console.print(t)
+        b, a = f.before, f.after
+        factors.add_row(
+            f.hardware_id, f.engine, str(f.points),
+            f"{b.decode_bandwidth:.3g} -> {a.decode_bandwidth:.3g}",
+            f"{b.prefill_compute:.3g} -> {a.prefill_compute:.3g}",
+            f"{b.step_overhead_s * 1000:.3g} -> {a.step_overhead_s * 1000:.3g}",
+        )  # fmt: skip
+        keys = ("ttft_ms", "itl_ms", "output_tokens_per_s")
+        errors.add_row(
+            f.hardware_id, f.engine, *(f"{pct(f.error_before[k])} -> {pct(f.error_after[k])}" for k in keys)
+        )
+    console.print(factors)
+    console.print(errors)
     console.print(f"wrote {path}" if path else "dry run: nothing written")

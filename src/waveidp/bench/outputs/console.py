@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -15,43 +16,33 @@ def _f(v: float | None, nd: int = 1) -> str:
 
 
 def print_summary(doc: dict[str, Any], console: Console) -> None:
+    target = doc["target"]
     t = Table(
-        title=f"wave bench: {doc['target']['model']} ({doc['target']['endpoint']}) at {doc['target']['url']}"
+        title=f"wave bench: {target['model']} ({target['endpoint']}) at {target['url']}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    for col in (
-        "load",
-        "done",
-        "err",
-        "TTFT p50",
-        "TTFT p99",
-        "ITL p50",
-        "ITL p99",
-        "E2E p50",
-        "out tok/s",
-        "req/s",
-        "goodput/s",
-        "lag p99",
-    ):
-        t.add_column(col, justify="left" if col == "load" else "right")
+    slo = bool(doc["config"].get("slo"))
+    heads = ["load", "ok", "err", "TTFT50", "TTFT99", "ITL50", "ITL99", "tok/s", "lag99"]
+    for col in heads + (["good/s"] if slo else []):
+        t.add_column(col, justify="left" if col == "load" else "right", no_wrap=True)
     for run in doc["runs"]:
         s = run["summary"]
-        t.add_row(
+        cells = [
             run_label(run),
             str(s["completed"]),
             str(s["errors"]),
-            _f(s["ttft_ms"]["p50"]),
-            _f(s["ttft_ms"]["p99"]),
-            _f(s["itl_ms"]["p50"], 2),
-            _f(s["itl_ms"]["p99"], 2),
-            _f(s["e2e_ms"]["p50"]),
-            _f(s["output_tokens_per_s"]),
-            _f(s["requests_per_s"], 2),
-            _f(s["goodput_per_s"], 2),
-            _f(s["client_lag_ms"]["p99"], 3),
-        )
+            _f(s["ttft_ms"]["p50"], 0),
+            _f(s["ttft_ms"]["p99"], 0),
+            _f(s["itl_ms"]["p50"]),
+            _f(s["itl_ms"]["p99"]),
+            _f(s["output_tokens_per_s"], 0),
+            _f(s["client_lag_ms"]["p99"], 2),
+        ]
+        t.add_row(*cells, *([_f(s["goodput_per_s"], 2)] if slo else []))
     console.print(t)
     console.print(
-        "[dim]latencies in ms; output tokens counted from "
+        "[dim]ms; 50/99 = p50/p99; lag = client send lag; all figures in results.json; tokens from "
         f"{doc['runs'][0]['summary']['output_token_source'] if doc['runs'] else '–'}[/]"
     )
     for run in doc["runs"]:

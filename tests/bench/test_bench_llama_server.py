@@ -1,0 +1,81 @@
+"""`wave bench` against the real embedded engine: llama-server serving SmolLM2-135M on one thread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_support import wave
+
+from support import free_port, running, wait_http
+
+pytestmark = pytest.mark.engine
+
+
+def test_bench_against_llama_server_end_to_end(
+    llama_server_bin: Path, smollm2_path: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    cmd = [
+        llama_server_bin,
+        "-m",
+        smollm2_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "-c",
+        "2048",
+        "-np",
+        "2",
+        "--alias",
+        "smollm2",
+        "--metrics",
+    ]
+    with running(cmd, log=tmp_path / "llama-server.log") as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", proc=proc, timeout=60)
+        out = tmp_path / "bench"
+        r = wave(
+            "bench",
+            "--url",
+            url,
+            "--model",
+            "smollm2",
+            "--dataset",
+            "chat",
+            "-c",
+            "1,2",
+            "-n",
+            "4",
+            "--output-tokens",
+            "12",
+            "--out",
+            str(out),
+            "--predict",
+            "--model-id",
+            "smollm2-135m",
+            "--quant",
+            "q4_1",
+            "--device",
+            "cpu-generic",
+            "--engine",
+            "llamacpp",
+            timeout=120,
+        )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "results.json").read_text())
+    for run in doc["runs"]:
+        s = run["summary"]
+        assert s["completed"] == 4 and s["errors"] == 0
+        assert s["output_token_source"] == "usage" and s["input_token_source"] == "usage"
+        assert s["output_tokens"]["mean"] == 12  # ignore_eos honoured by llama.cpp
+        assert 0 < s["ttft_ms"]["p50"] < s["e2e_ms"]["p50"]
+        assert s["itl_ms"]["p50"] > 0 and s["output_tokens_per_s"] > 0
+    assert doc["deployment"]["model"] == "smollm2-135m" and len(doc["predictions"]) == 2
+    assert all(p["itl_ms"]["error_pct"] is not None for p in doc["predictions"])
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "Sizing prediction vs measurement" in html
