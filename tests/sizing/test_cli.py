@@ -1,0 +1,151 @@
+"""`wave size`, `wave fit`, `wave claims` through the real entry point (python -m waveidp)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wave(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waveidp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "WAVE_HOME": str(REPO / ".pytest_cache" / "wave-home-sizing"),
+        },
+    )
+
+
+def test_size_json_is_the_estimate() -> None:
+    out = wave(
+        "size",
+        "--model",
+        "llama-3.1-8b",
+        "--quant",
+        "q4_k_m",
+        "--device",
+        "rtx-5070-ti",
+        "--engine",
+        "llamacpp",
+        "--context",
+        "8192",
+        "--concurrency",
+        "2",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["verdict"] == "fits"
+    assert data["memory"]["kv_bytes_per_token"] == 131072
+    assert data["engine_flags"] == {"-ngl": 33, "-c": 16384, "-np": 2}
+    assert data["performance"]["itl_ms"] > 0
+
+
+def test_size_table_shows_verdict_reasons_and_flags() -> None:
+    out = wave("size", "-m", "llama-3.3-70b", "-q", "q4_k_m", "-d", "rtx-5070-ti", "-d", "ryzen-9-9900x")
+    assert out.returncode == 0, out.stderr
+    assert "offload" in out.stdout
+    assert "stay in system RAM" in out.stdout
+    assert "engine flags: -ngl" in out.stdout
+
+
+def test_size_with_tensor_parallel_uses_n_gpus() -> None:
+    out = wave(
+        "size",
+        "-m",
+        "llama-3.3-70b",
+        "-q",
+        "bf16",
+        "-d",
+        "h100-sxm",
+        "--tp",
+        "4",
+        "--engine",
+        "vllm",
+        "--json",
+    )
+    data = json.loads(out.stdout)
+    assert data["devices"] == ["h100-sxm"] * 4
+    assert data["engine_flags"]["--tensor-parallel-size"] == 4
+    assert data["verdict"] == "fits"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--context", "-5"], "--context: --context -5 is out of range"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+        (["--tp", "1000"], "--tp"),
+    ],
+)
+def test_absurd_numbers_are_refused_naming_the_option(args: list[str], message: str) -> None:
+    out = wave("size", "-m", "llama-3.1-8b", "-d", "rtx-4090", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_ids_suggest_the_closest() -> None:
+    out = wave("size", "-m", "llama-3.1-8b", "-d", "rtx-5070ti")
+    assert out.returncode == 2
+    assert "rtx-5070-ti" in out.stderr
+    out = wave("size", "-m", "lama-3.1-8b", "-d", "rtx-4090")
+    assert out.returncode == 2 and "llama-3.1-8b" in out.stderr
+
+
+def test_malformed_gguf_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    out = wave("size", "-m", bad, "-d", "rtx-4090")
+    assert out.returncode == 2
+    assert "broken.gguf" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_size_reads_a_real_gguf(smollm2_path: Path) -> None:
+    out = wave("size", "-m", smollm2_path, "-d", "cpu-generic", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["quant"] == "q4_1" and data["engine"] == "llamacpp"
+    assert data["memory"]["weights_bytes"] == smollm2_path.stat().st_size
+
+
+def test_fit_ranks_the_fleet(repo_root: Path) -> None:
+    out = wave("fit", "--fleet", repo_root / "examples" / "home-lab.yaml", "-m", "llama-3.1-8b", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows[0]["node"] == "schlimers-server" and rows[0]["verdict"] == "fits"
+    verdicts = [r["verdict"] for r in rows]
+    order = {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}
+    assert [order[v] for v in verdicts] == sorted(order[v] for v in verdicts)
+
+
+def test_fit_without_fleet_sizes_this_machine() -> None:
+    out = wave("fit", "-m", "smollm2-135m", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows and all(r["engine"] == "llamacpp" for r in rows)
+    assert rows[0]["verdict"] == "fits"
+
+
+def test_claims_on_the_seed_file(repo_root: Path) -> None:
+    out = wave("claims", repo_root / "examples" / "seed-claims.yaml", "--json")
+    assert out.returncode == 0, out.stderr
+    checks = {c["claim"]["id"]: c for c in json.loads(out.stdout)}
+    hybrid = checks["70b-q4-hybrid-decode"]
+    assert hybrid["verdict"] == "impossible"
+    assert hybrid["bound"] < 65  # physics caps it far below the claimed 65-95 tok/s
+    assert "GB/s (ryzen-9-9900x)" in hybrid["arithmetic"]
+    assert checks["8b-fp8-vllm-single-stream-003"]["verdict"] == "plausible"
+    assert all(c["claim"]["source"].startswith("seeds/") for c in checks.values())
