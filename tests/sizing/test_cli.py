@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def wave(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    # WAVE_HOME is the per-test directory tests/conftest.py sets
     return subprocess.run(
         [sys.executable, "-m", "waveidp", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            "COLUMNS": "200",
-            "PATH": "/usr/bin:/bin",
-            "WAVE_HOME": str(REPO / ".pytest_cache" / "wave-home-sizing"),
-        },
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 
