@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,10 +24,12 @@ def smollm2_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gemma_path() -> Path:
+    """Assembled once per machine (253 MB, checked against its sha256 on every use)."""
     from waveidp.engines.local_files import gemma_model_path
 
-    return gemma_model_path(tmp_path_factory.mktemp("models"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wave-test-models"
+    return gemma_model_path(cache)
 
 
 @pytest.fixture(scope="session")
