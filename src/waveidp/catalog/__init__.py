@@ -15,6 +15,7 @@ from waveidp.catalog._gguf_header import model_from_gguf
 from waveidp.catalog._hf_config import model_from_hf_config
 from waveidp.catalog._models import DeviceKind, Dtype, Hardware, ModelSpec, Quant
 from waveidp.catalog._registry import all_hardware, all_models, all_quants, hardware, model, quant
+from waveidp.catalog.services import Service, service, services
 
 __all__ = [
     "DeviceKind",
@@ -22,6 +23,7 @@ __all__ = [
     "Hardware",
     "ModelSpec",
     "Quant",
+    "Service",
     "all_hardware",
     "all_models",
     "all_quants",
@@ -30,4 +32,6 @@ __all__ = [
     "model_from_gguf",
     "model_from_hf_config",
     "quant",
+    "service",
+    "services",
 ]
