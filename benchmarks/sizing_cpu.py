@@ -42,7 +42,7 @@ from rich.table import Table
 from waveidp import catalog
 from waveidp.catalog import Hardware
 from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool, wave_home
-from waveidp.sizing import Deployment, PerfModel
+from waveidp.sizing import Deployment, PerfModel, SizingRequest, estimate
 
 RESULTS = Path(__file__).parent / "results"
 console = Console()
@@ -184,6 +184,119 @@ def llama_bench(model: Path, n_prompt: int, n_gen: int, reps: int) -> list[dict[
     return rows
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def llama_server(model: Path, n_prompt: int, n_gen: int, parallel: int, rounds: int) -> dict[str, Any]:
+    """Serve `model` with llama-server (1 thread, `parallel` slots) on loopback and send `parallel`
+    concurrent completions of exactly `n_prompt` prompt tokens and `n_gen` generated tokens, `rounds`
+    times; return the server's own timings (TTFT ~ prompt_ms, ITL ~ predicted_per_token_ms) and the
+    aggregate output rate measured by the client."""
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    port = _free_port()
+    ctx = parallel * (n_prompt + n_gen + 64)
+    cmd = [
+        str(llama_tool("llama-server")),
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "-tb",
+        "1",
+        "-c",
+        str(ctx),
+        "-np",
+        str(parallel),
+        "--no-webui",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {proc.returncode}: {shlex.join(cmd)}")
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("llama-server did not become healthy in 60 s")
+            time.sleep(0.1)
+        vocab = catalog.model(str(model)).vocab_size
+        rng = np.random.default_rng(7)
+
+        def one(_: int) -> dict[str, Any]:
+            prompt = [int(t) for t in rng.integers(100, min(vocab, 30000), n_prompt)]
+            body = {
+                "prompt": prompt,
+                "n_predict": n_gen,
+                "ignore_eos": True,
+                "cache_prompt": False,
+                "temperature": 0.0,
+            }
+            r = httpx.post(base + "/completion", json=body, timeout=300)
+            r.raise_for_status()
+            timings: dict[str, Any] = r.json()["timings"]
+            return timings
+
+        one(0)  # warm-up
+        ttft, itl, rates = [], [], []
+        with ThreadPoolExecutor(parallel) as pool:
+            for _ in range(rounds):
+                t = time.perf_counter()
+                results = list(pool.map(one, range(parallel)))
+                wall = time.perf_counter() - t
+                ttft += [x["prompt_ms"] for x in results]
+                itl += [x["predicted_per_token_ms"] for x in results]
+                rates.append(sum(x["predicted_n"] for x in results) / wall)
+        return {
+            "command": shlex.join(cmd),
+            "ttft_ms": float(np.median(ttft)),
+            "itl_ms": float(np.median(itl)),
+            "output_tokens_per_s": float(np.median(rates)),
+        }
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def predict_served(
+    model: Path, device: Hardware, n_prompt: int, n_gen: int, parallel: int
+) -> dict[str, float]:
+    spec = catalog.model(str(model))
+    d = Deployment.build(
+        spec, None, [device], "llamacpp", threads=1, parallel=parallel, context=n_prompt + n_gen + 64
+    )
+    r = estimate(
+        SizingRequest(deployment=d, prompt_tokens=n_prompt, output_tokens=n_gen, concurrency=parallel)
+    )
+    return {
+        "ttft_ms": r.performance.ttft_ms,
+        "itl_ms": r.performance.itl_ms,
+        "output_tokens_per_s": r.performance.output_tokens_per_s,
+    }
+
+
 def predict(model: Path, device: Hardware, n_prompt: int, n_gen: int) -> tuple[float, float]:
     """(prompt tok/s, generation tok/s) the sizing model predicts for one llama-bench run."""
     spec = catalog.model(str(model))
@@ -209,6 +322,9 @@ def main() -> None:
     ap.add_argument("--n-prompt", type=int, default=64)
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--serve-prompt", type=int, default=128, help="llama-server prompt tokens")
+    ap.add_argument("--serve-gen", type=int, default=64, help="llama-server generated tokens")
+    ap.add_argument("--serve-rounds", type=int, default=3)
     ap.add_argument("--skip-generated", action="store_true", help="only the two packaged models (fast)")
     ap.add_argument("--out", type=Path, default=RESULTS / "sizing_cpu.json")
     args = ap.parse_args()
@@ -303,6 +419,43 @@ def main() -> None:
         )
     console.print(table)
 
+    served: list[dict[str, Any]] = []
+    served_models = [(label, path) for label, path in models if not label.startswith("random")]
+    with console.status("llama-server, 1 thread: 1 and 2 concurrent completions on loopback"):
+        for label, path in served_models:
+            for parallel in (1, 2):
+                got = llama_server(path, args.serve_prompt, args.serve_gen, parallel, args.serve_rounds)
+                pred = predict_served(path, catalog_cpu, args.serve_prompt, args.serve_gen, parallel)
+                served.append(
+                    {
+                        "model": label,
+                        "concurrency": parallel,
+                        "measured": got,
+                        "predicted_catalog": pred,
+                        "ratio_catalog": {k: pred[k] / got[k] for k in pred},
+                    }
+                )
+    stable = Table(
+        title=f"sizing prediction (catalog device) vs llama-server, 1 thread, prompt "
+        f"{args.serve_prompt} / output {args.serve_gen} tokens",
+        title_justify="left",
+    )
+    for col in ("model", "conc", "TTFT ms", "pred", "ITL ms", "pred", "out tok/s", "pred"):
+        stable.add_column(col, justify="left" if col == "model" else "right")
+    for row in served:
+        m, pr = row["measured"], row["predicted_catalog"]
+        stable.add_row(
+            row["model"],
+            str(row["concurrency"]),
+            f"{m['ttft_ms']:.1f}",
+            f"{pr['ttft_ms']:.1f}",
+            f"{m['itl_ms']:.2f}",
+            f"{pr['itl_ms']:.2f}",
+            f"{m['output_tokens_per_s']:.1f}",
+            f"{pr['output_tokens_per_s']:.1f}",
+        )
+    console.print(stable)
+
     def geo_err(key: str, test: str) -> float:
         vals = [abs(math.log(r[key])) for r in rows if r["test"].startswith(test)]
         return math.exp(sum(vals) / len(vals)) if vals else float("nan")
@@ -312,6 +465,9 @@ def main() -> None:
         for dev in ("catalog", "measured")
         for t in ("pp", "tg")
     }
+    for key in ("ttft_ms", "itl_ms", "output_tokens_per_s"):
+        logs = [abs(math.log(r["ratio_catalog"][key])) for r in served]
+        summary[f"catalog_server_{key}_geomean_error_factor"] = math.exp(sum(logs) / len(logs))
     for k, v in summary.items():
         console.print(f"{k}: {v:.2f}x")
     doc = {
@@ -332,8 +488,17 @@ def main() -> None:
         "efficiency_used": PerfModel(
             Deployment.build(catalog.model(str(embedded_model_path())), None, [measured], "llamacpp")
         ).eff.model_dump(mode="json"),
-        "settings": {"threads": 1, "n_prompt": args.n_prompt, "n_gen": args.n_gen, "reps": args.reps},
+        "settings": {
+            "threads": 1,
+            "n_prompt": args.n_prompt,
+            "n_gen": args.n_gen,
+            "reps": args.reps,
+            "serve_prompt": args.serve_prompt,
+            "serve_gen": args.serve_gen,
+            "serve_rounds": args.serve_rounds,
+        },
         "rows": rows,
+        "served": served,
         "summary": summary,
         "runtime_s": round(time.monotonic() - started, 1),
     }
