@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -36,6 +36,8 @@ class Sequence:
     finish_reason: str | None = None
     cancelled: bool = False
     finish_as: str = "length"
+    first_write: float | None = None
+    last_write: float | None = None
     queue: asyncio.Queue[int | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -74,6 +76,7 @@ class BatchScheduler:
         max_batch: int = 256,
         speed: float = 1.0,
         clock: Callable[[], float] = perf_counter,
+        sleeper: Callable[[float], Awaitable[None]] = sleep_until,
         max_slip_s: float = 0.05,
         on_finish: Callable[[Sequence], None] | None = None,
     ) -> None:
@@ -83,6 +86,7 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.speed = speed
         self.clock = clock
+        self.sleeper = sleeper
         self.max_slip_s = max_slip_s
         self.kv_capacity = int(timing.kv_capacity_tokens())
         self.kv_used = 0
@@ -105,7 +109,7 @@ class BatchScheduler:
                 f" + max_tokens {seq.max_tokens}) but the emulated engine holds {self.kv_capacity}"
             )
         seq.id = next(self._ids)
-        seq.received = self.clock()
+        seq.received = seq.received or self.clock()
         self.waiting.append(seq)
         self._wake.set()
         return seq
@@ -158,7 +162,7 @@ class BatchScheduler:
                     self.stats.rebases += 1
                 deadline = now
             deadline += duration
-            await sleep_until(deadline)
+            await self.sleeper(deadline)
             woke = self.clock()
             slip = woke - deadline
             self._account(slip, duration, decode, prefill, joined)

@@ -131,6 +131,8 @@ class Emulator:
                 "prompt_tokens": s.prompt_tokens,
                 "output_tokens": s.generated,
                 "finish_reason": s.finish_reason,
+                "first_write": s.first_write,
+                "last_write": s.last_write,
             }
             for s in self.scheduler.trace
         ]
@@ -147,6 +149,7 @@ class Emulator:
         return await self._complete(req, chat=False)
 
     async def _complete(self, req: web.Request, *, chat: bool) -> web.StreamResponse:
+        arrived = time.perf_counter()
         try:
             body = orjson.loads(await req.read())
         except orjson.JSONDecodeError as exc:
@@ -171,6 +174,7 @@ class Emulator:
             else min(max_tokens, max(min_tokens, self.config.natural_output_tokens))
         )
         seq = Sequence(
+            received=arrived,
             prompt_tokens=prompt_tokens,
             max_tokens=target,
             finish_as="length" if target >= max_tokens else "stop",
@@ -249,6 +253,9 @@ class Emulator:
                 )
             else:
                 await resp.write(chunk({"index": 0, "text": word, "logprobs": None, "finish_reason": reason}))
+            seq.last_write = time.perf_counter()
+            if seq.first_write is None:
+                seq.first_write = seq.last_write
         if include_usage:
             await resp.write(chunk(None, self._usage(seq)))
         await resp.write(b"data: [DONE]\n\n")

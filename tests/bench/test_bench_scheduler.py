@@ -1,0 +1,111 @@
+"""The continuous-batching scheduler on a virtual clock: step times are exactly what the timing says."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from waveidp.bench.emulator import BatchScheduler, FixedTiming, Sequence
+from waveidp.bench.emulator.scheduler import CapacityError
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(0)  # others run "during" the step, then time jumps to its end
+        self.now = max(self.now, t)
+
+
+async def drain(seq: Sequence) -> list[int]:
+    tokens = []
+    while (item := await seq.queue.get()) is not None:
+        tokens.append(item)
+    return tokens
+
+
+def make(timing: FixedTiming, **kw: object) -> tuple[BatchScheduler, VirtualClock]:
+    clock = VirtualClock()
+    return BatchScheduler(timing, clock=clock, sleeper=clock.sleep_until, **kw), clock  # type: ignore[arg-type]
+
+
+def test_one_request_prefill_then_one_token_per_step() -> None:
+    async def main() -> None:
+        sched, _ = make(FixedTiming(step_s=0.02, prefill_s=0.04))
+        task = asyncio.create_task(sched.run())
+        seq = sched.submit(Sequence(prompt_tokens=10, max_tokens=26))
+        assert await drain(seq) == list(range(1, 27))
+        task.cancel()
+        assert seq.first_token - seq.received == pytest.approx(0.04)  # type: ignore[operator]
+        assert seq.last_token - seq.first_token == pytest.approx(25 * 0.02)  # type: ignore[operator]
+        assert sched.kv_used == 0 and seq.finish_reason == "length"
+
+    asyncio.run(main())
+
+
+def test_a_joining_request_adds_its_prefill_to_the_running_batchs_step() -> None:
+    async def main() -> None:
+        timing = FixedTiming(step_s=0.01, prefill_s=0.03, step_per_seq_s=0.001)
+        sched, clock = make(timing)
+        task = asyncio.create_task(sched.run())
+        a = sched.submit(Sequence(prompt_tokens=8, max_tokens=10))
+        while a.generated < 3:
+            await asyncio.sleep(0)
+        t_a3 = clock.now  # A's third token was just emitted and its fourth step is under way
+        b = sched.submit(Sequence(prompt_tokens=8, max_tokens=3))
+        await asyncio.gather(drain(a), drain(b))
+        task.cancel()
+        assert b.received == t_a3
+        # B waits for the step boundary, then joins: A's batch-1 decode + B's prefill in one step
+        assert b.admitted == pytest.approx(t_a3 + 0.011)
+        assert b.first_token == pytest.approx(t_a3 + 0.011 + (0.011 + 0.03))
+        # then batch-2 decode steps until B is done, then batch-1 again for A's last three tokens
+        assert b.last_token == pytest.approx(b.first_token + 2 * 0.012)  # type: ignore[operator]
+        assert a.last_token == pytest.approx(b.last_token + 3 * 0.011)  # type: ignore[operator]
+
+    asyncio.run(main())
+
+
+def test_requests_wait_while_the_kv_cache_is_full() -> None:
+    async def main() -> None:
+        sched, _ = make(FixedTiming(step_s=0.01, prefill_s=0.01, kv_tokens=50))
+        task = asyncio.create_task(sched.run())
+        a = sched.submit(Sequence(prompt_tokens=10, max_tokens=30))  # reserves 40 of 50
+        b = sched.submit(Sequence(prompt_tokens=10, max_tokens=30))
+        while a.generated < 1:
+            await asyncio.sleep(0)
+        assert len(sched.running) == 1 and len(sched.waiting) == 1 and sched.kv_usage == pytest.approx(0.8)
+        await asyncio.gather(drain(a), drain(b))
+        task.cancel()
+        assert b.admitted == pytest.approx(a.last_token)  # admitted at the first step after A freed its KV
+        with pytest.raises(CapacityError, match="needs 60 tokens"):
+            sched.submit(Sequence(prompt_tokens=10, max_tokens=50))
+
+    asyncio.run(main())
+
+
+def test_max_batch_caps_the_running_set_and_cancelled_requests_free_their_slot() -> None:
+    async def main() -> None:
+        sched, _ = make(FixedTiming(step_s=0.01, prefill_s=0.0), max_batch=2)
+        task = asyncio.create_task(sched.run())
+        seqs = [sched.submit(Sequence(prompt_tokens=1, max_tokens=100)) for _ in range(3)]
+        while seqs[0].generated < 2:
+            await asyncio.sleep(0)
+        assert {id(s) for s in sched.running} == {id(seqs[0]), id(seqs[1])}
+        seqs[0].cancelled = True
+        while seqs[2].generated < 1:
+            await asyncio.sleep(0)
+        assert seqs[0].finish_reason == "cancelled" and seqs[2] in sched.running
+        for s in seqs[1:]:
+            s.cancelled = True
+        while sched.running:
+            await asyncio.sleep(0)
+        task.cancel()
+        assert sched.kv_used == 0
+
+    asyncio.run(main())
