@@ -56,6 +56,9 @@ def start_llama(stack: contextlib.ExitStack, workdir: Path) -> str:
         "--alias",
         MODEL,
         "--metrics",
+        "--embeddings",
+        "--pooling",
+        "mean",
     ]
     proc = stack.enter_context(running(cmd, log=workdir / "llama-server.log"))
     url = f"http://127.0.0.1:{port}"

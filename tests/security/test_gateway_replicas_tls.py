@@ -1,0 +1,103 @@
+"""Two gateway replicas sharing limits through a real redis-server; the gateway over TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from waveidp.security.keys import KeyStore
+
+from .gateway_fixtures import BOOTSTRAP_KEY, MODEL, start_gateway, start_llama
+
+pytestmark = [pytest.mark.engine, pytest.mark.servers]
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with contextlib.ExitStack() as stack:
+        yield start_llama(stack, tmp_path_factory.mktemp("llama"))
+
+
+def body() -> dict[str, object]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+def test_two_replicas_share_one_rate_limit_through_redis(llama: str, redis_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"  # one key database, as replicas on one host (or a shared volume) would have
+    home.mkdir()
+    store = KeyStore(home / "keys.db")
+    key = store.create("shared", rpm=5).key.reveal()
+    headers = {"authorization": f"Bearer {key}"}
+    with contextlib.ExitStack() as stack:
+        a = start_gateway(stack, home, [llama], "--redis", redis_url)
+        b = start_gateway(stack, home, [llama], "--redis", redis_url)
+        statuses = [
+            httpx.post(g.url + CHAT, json=body(), headers=headers, timeout=30).status_code for g in [a, b] * 4
+        ]
+    assert statuses.count(200) == 5 and statuses.count(429) == 3
+    assert statuses[:5] == [200] * 5  # alternating replicas: each saw the other's requests
+
+
+def test_bad_redis_url_is_a_clear_startup_error(tmp_path: Path) -> None:
+    from .gateway_fixtures import wave_cli
+
+    r = wave_cli(
+        tmp_path, "serve", "--upstream", "http://127.0.0.1:9", "--redis", "redis://:hunter2@127.0.0.1:9/0"
+    )
+    assert r.returncode == 2 and "cannot reach Redis" in r.stderr and "hunter2" not in r.stderr
+
+
+def test_tls(llama: str, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with contextlib.ExitStack() as stack:
+        g = start_gateway(
+            stack,
+            tmp_path / "home",
+            [llama],
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            scheme="https",
+            env={"SSL_CERT_FILE": str(cert)},
+        )
+        r = httpx.post(
+            g.url + CHAT,
+            json=body(),
+            headers={"authorization": f"Bearer {BOOTSTRAP_KEY}"},
+            verify=ssl.create_default_context(cafile=str(cert)),
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["choices"]
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(g.url.replace("https://", "http://") + "/health", timeout=5)
