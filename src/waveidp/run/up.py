@@ -19,11 +19,12 @@ from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool, wave_home
 from waveidp.fleet._models import Backend, Fleet, GatewayConfig, Node
-from waveidp.gateway import Gateway, SingleKeyGuard, backends_from_fleet, create_app
+from waveidp.gateway import Gateway, backends_from_fleet, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.run.api_key import resolve_api_key
 from waveidp.run.supervisor import Child
+from waveidp.security.gateway_security import security_from_cli
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 EMBEDDED_SLOTS = 4
@@ -120,6 +121,8 @@ async def up(
     log_level: str = "warning",
 ) -> None:
     key, key_source = resolve_api_key()
+    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
+    security = security_from_cli(host=host, bootstrap_key=key)
     logs = wave_home() / "logs"
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -149,11 +152,14 @@ async def up(
                 starting.cancel()
                 return
             starting.result()
-        gw = Gateway(backends, SingleKeyGuard(key), config=gateway_config, routing=routing)
+        gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
 
         async def ready() -> None:
             on_ready(UpInfo(f"http://{host}:{port}/v1", gw.models(), key, key_source, logs, children))
 
-        await serve_until_stopped(create_app(gw), host, port, log_level=log_level, on_ready=ready, stop=stop)
+        app = create_app(gw)
+        security.mount(app)
+        await serve_until_stopped(app, host, port, log_level=log_level, on_ready=ready, stop=stop)
     finally:
         await asyncio.gather(*(c.stop() for c in started))
+        security.close()
