@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def append(db: sqlite3.Connection, entries: list[AuditEntry]) -> None:
         top, prev = _head(db)
         for e in entries:
             top += 1
-            values = asdict(e)
+            values = {k: getattr(e, k) for k in _FIELDS}
             digest = row_hash(prev, top, values)
             db.execute(
                 f"INSERT INTO audit (id, {', '.join(_FIELDS)}, prev_hash, hash) "
@@ -143,10 +143,9 @@ class AuditLog:
 
     def record(self, entry: AuditEntry) -> None:
         """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`."""
-        if entry.prompt is not None and not self.log_prompts:
-            entry = AuditEntry(**{**asdict(entry), "prompt": None})
-        if not entry.ts:
-            entry = AuditEntry(**{**asdict(entry), "ts": time.time()})
+        if (entry.prompt is not None and not self.log_prompts) or not entry.ts:
+            prompt = entry.prompt if self.log_prompts else None
+            entry = replace(entry, prompt=prompt, ts=entry.ts or time.time())
         self._queue.put(entry)
 
     def flush(self, timeout: float = 10.0) -> bool:
