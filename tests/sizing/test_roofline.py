@@ -74,3 +74,11 @@ def test_cpu_threads_limit_bandwidth_and_compute() -> None:
     full = PerfModel(d)
     assert one.decode_step_seconds(1, 100) > full.decode_step_seconds(1, 100)
     assert one.prefill_seconds(512) > 5 * full.prefill_seconds(512)
+
+
+def test_one_cpu_thread_is_compute_bound_so_batching_is_not_free() -> None:
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RYZEN_9900X], engine="llamacpp", threads=1)
+    perf = PerfModel(d)
+    assert perf.decode_step_seconds(2, 100) > 1.8 * perf.decode_step_seconds(1, 100)
+    gpu = PerfModel(Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp"))
+    assert gpu.decode_step_seconds(2, 100) < 1.1 * gpu.decode_step_seconds(1, 100)

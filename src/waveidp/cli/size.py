@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -78,8 +78,7 @@ def size(
     _bounded("--gpu-memory-utilization", gpu_memory_utilization, 0, 1, strict_low=True)
     _bounded("--n-gpu-layers", n_gpu_layers, 0, 10_000)
     _bounded("--threads", threads, 1, 4096)
-    extra: dict[str, object] = {
-        "tp": tp,
+    extra: dict[str, Any] = {
         "context": context,
         "gpu_memory_utilization": gpu_memory_utilization,
     }
@@ -89,7 +88,7 @@ def size(
         extra["n_gpu_layers"] = n_gpu_layers
     if threads is not None:
         extra["threads"] = threads
-    d = Deployment.build(model, quant, device, engine, **extra)
+    d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
     result = estimate(
         SizingRequest(
             deployment=d, prompt_tokens=prompt_tokens, output_tokens=output_tokens, concurrency=concurrency

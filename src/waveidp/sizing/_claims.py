@@ -12,7 +12,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -132,7 +132,7 @@ def check_claim(c: Claim) -> ClaimCheck:
     summary = f"{c.model} {c.quant or ''} {c.engine or ''} on {'+'.join(c.device)}: {c.metric} = {claimed}"
     if c.concurrency > 1:
         summary += f" at concurrency {c.concurrency}"
-    kw: dict[str, object] = {"context": context}
+    kw: dict[str, Any] = {"context": context}
     if c.threads:
         kw["threads"] = c.threads
     try:

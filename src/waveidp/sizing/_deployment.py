@@ -75,6 +75,8 @@ class Deployment(BaseModel):
         quant: str | Quant | None,
         devices: list[str] | list[Hardware],
         engine: str | None = None,
+        *,
+        tp: int = 1,
         **kw: object,
     ) -> Deployment:
         """Resolve catalog ids (or a config.json/.gguf path) into a Deployment.
@@ -108,7 +110,6 @@ class Deployment(BaseModel):
                 where="--quant",
                 fix=f"{q.id} runs on {', '.join(q.engines)}",
             )
-        tp = int(kw.pop("tp", 1) or 1)  # type: ignore[call-overload]
         accels = [d for d in hw if d.kind in ACCELERATOR_KINDS]
         others = [d for d in hw if d.kind not in ACCELERATOR_KINDS]
         if tp > 1 and len(accels) == 1:

@@ -27,6 +27,12 @@ class Efficiency(BaseModel):
     )
     prefill_compute: float = Field(gt=0, le=1, description="achieved share of peak dense FLOP/s in prefill")
     step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
+    decode_compute: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="achieved share of peak in decode matmuls; None = prefill_compute",
+    )
     source: str = Field(default="", description="where these factors come from")
 
 

@@ -86,9 +86,11 @@ class PerfModel:
             bw = min(bw, self.d.threads * self._core_bw)  # a few cores already stream what DRAM gives
         return bw
 
-    def _compute(self, p: Placement) -> float:
+    def _compute(self, p: Placement, *, decode: bool = False) -> float:
         hw = p.device
-        flops = peak_flops(hw, self.d.quant.compute_dtype) * self._effs[hw.id].prefill_compute
+        eff = self._effs[hw.id]
+        share = eff.decode_compute if decode and eff.decode_compute is not None else eff.prefill_compute
+        flops = peak_flops(hw, self.d.quant.compute_dtype) * share
         if hw.kind == "cpu" and self.d.threads and hw.cores:
             flops *= min(1.0, self.d.threads / hw.cores)
         return flops
@@ -120,7 +122,7 @@ class PerfModel:
         for p in self._stages:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
             flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
-            times.append(max(bytes_moved / self._bandwidth(p), flops / self._compute(p)))
+            times.append(max(bytes_moved / self._bandwidth(p), flops / self._compute(p, decode=True)))
         return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
 
     def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
