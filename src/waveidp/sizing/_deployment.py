@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,9 +75,7 @@ class Deployment(BaseModel):
         quant: str | Quant | None,
         devices: list[str] | list[Hardware],
         engine: str | None = None,
-        *,
-        tp: int = 1,
-        **kw: object,
+        **kw: Any,
     ) -> Deployment:
         """Resolve catalog ids (or a config.json/.gguf path) into a Deployment.
 
@@ -87,6 +85,7 @@ class Deployment(BaseModel):
         """
         from waveidp import catalog
 
+        tp = int(kw.pop("tp", 1) or 1)
         spec = model if isinstance(model, ModelSpec) else catalog.model(model)
         hw = [d if isinstance(d, Hardware) else catalog.hardware(d) for d in devices]
         if not hw:
