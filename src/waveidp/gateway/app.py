@@ -1,12 +1,13 @@
 """The ASGI application: OpenAI routes, liveness/readiness, metrics, and the background health loop.
 
-app = create_app(Gateway(backends, SingleKeyAuthenticator(key)))
+app = create_app(Gateway(backends, SingleKeyGuard(key)))
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -14,27 +15,63 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from waveidp.errors import WaveError
 from waveidp.gateway.errors import ApiError, as_api_error
 from waveidp.gateway.forward import error_response, handle, models_list
 from waveidp.gateway.health import health_loop, probe_all
 from waveidp.gateway.openapi import OPENAPI
+from waveidp.gateway.request_info import PATHS, Endpoint
 from waveidp.gateway.state import Gateway
 
 _JSON = "application/json"
+log = logging.getLogger("waveidp.gateway")
 
 
-def create_app(gw: Gateway) -> Starlette:
-    async def chat(request: Request) -> Response:
-        return await handle(gw, "chat", request)  # type: ignore[return-value]
+class OpenAIEndpoint:
+    """The ASGI app of one OpenAI POST endpoint."""
 
-    async def completions(request: Request) -> Response:
-        return await handle(gw, "completions", request)  # type: ignore[return-value]
+    def __init__(self, gw: Gateway, endpoint: Endpoint) -> None:
+        self.gw = gw
+        self.endpoint = endpoint
 
-    async def embeddings(request: Request) -> Response:
-        return await handle(gw, "embeddings", request)  # type: ignore[return-value]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            responder = await handle(self.gw, self.endpoint, scope, receive)
+        except Exception as exc:  # a bug must still answer in the OpenAI error shape
+            log.exception("unhandled error on %s", scope["path"])
+            responder = _crashed(exc)
+        await responder(scope, receive, send)
 
+
+class GatewayApp(Starlette):
+    """Starlette for everything but the three OpenAI POST endpoints, which skip its middleware and
+    routing: measured under wrk, that stack halved the requests/s the gateway passes through."""
+
+    hot: dict[str, OpenAIEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.hot.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _crashed(exc: Exception) -> Response:
+    return error_response(
+        ApiError(
+            500,
+            f"internal gateway error ({type(exc).__name__}); see the gateway log",
+            code="internal_error",
+            type="api_error",
+        )
+    )
+
+
+def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
         try:
             await gw.guard.authenticate(request.headers)
@@ -83,14 +120,7 @@ def create_app(gw: Gateway) -> Starlette:
         )
 
     async def crashed(request: Request, exc: Exception) -> Response:
-        return error_response(
-            ApiError(
-                500,
-                f"internal gateway error ({type(exc).__name__}); see the gateway log",
-                code="internal_error",
-                type="api_error",
-            )
-        )
+        return _crashed(exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,20 +135,20 @@ def create_app(gw: Gateway) -> Starlette:
                 await loop_task
             await gw.close()
 
+    hot = {path: OpenAIEndpoint(gw, endpoint) for endpoint, path in PATHS.items()}
     routes = [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
     )
     app.state.gateway = gw
+    app.hot = hot
     return app

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from starlette.requests import Request
+from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from waveidp.errors import WaveError
 from waveidp.gateway.backends import BackendState
@@ -44,18 +44,25 @@ class UpstreamFailure(Exception):
         self.timeout = timeout
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(int(length), limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(
+                CLIENT_CLOSED, "client closed the connection while sending", code="client_disconnected"
+            )
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(size, limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> ApiError:
@@ -127,13 +134,14 @@ class Exchange:
             log.exception("guard accounting failed")
 
 
-async def handle(gw: Gateway, endpoint: Endpoint, request: Request) -> Response | StreamRelay:
-    headers = request.headers
+async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive) -> Response | StreamRelay:
+    """The ASGI responder for one POST to an OpenAI endpoint (called without Starlette's routing)."""
+    headers = Headers(scope=scope)
     ex = Exchange(gw, endpoint, headers.get("x-request-id"))
     try:
         try:
             ex.principal = await gw.guard.authenticate(headers)
-            ex.raw = await read_body(request, gw.config.max_body_bytes)
+            ex.raw = await read_body(headers, receive, gw.config.max_body_bytes)
             ex.info = info = parse_request(endpoint, ex.raw, headers.get("x-session-id"))
             ex.admission = await gw.guard.admit(
                 ex.principal, info.model, endpoint=endpoint, request_id=ex.request_id
@@ -141,7 +149,7 @@ async def handle(gw: Gateway, endpoint: Endpoint, request: Request) -> Response 
             ranked = route(gw, info)
             if info.stream:
                 return await open_stream(ex, ranked)
-            return await forward_plain(ex, ranked, request.receive)
+            return await forward_plain(ex, ranked, receive)
         except WaveError as exc:
             raise as_api_error(exc) from None
     except ApiError as err:

@@ -1,0 +1,714 @@
+"""What does the gateway cost? Direct vs `wave serve` vs nginx (plain reverse proxy, the floor) vs
+LiteLLM proxy, all in front of the same fast fake upstreams, measured in one run, interleaved.
+
+    .venv/bin/python benchmarks/gateway_overhead.py            # full run (~10 min incl. LiteLLM install)
+    .venv/bin/python benchmarks/gateway_overhead.py --quick    # fewer rounds, shorter wrk
+    .venv/bin/python benchmarks/gateway_overhead.py --soak 600 # also: RSS of the gateway over 10 minutes
+
+Upstreams: non-streaming answers come from an nginx `return 200` of a fixed chat completion (the
+fastest upstream this machine has, so no proxy is limited by it); streamed answers (32 content
+chunks + usage + [DONE]) from tests/gateway/fake_upstream.py with no delays. Every proxy is one
+process (nginx: one worker; LiteLLM: one worker; wave: one uvicorn process) with auth on where it
+has auth (wave: the full security guard with an API key; LiteLLM: its master key).
+
+Latency: a closed loop at concurrency 1/16/64/256 per path, rounds interleaved in shuffled order;
+added latency = the path's percentile minus the direct path's in the same run. Throughput: wrk
+(non-streaming and streaming), one connection per concurrency slot. Results, with the command,
+go to benchmarks/results/gateway_overhead.json and a PNG plot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import httpx
+import psutil
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
+WAVE = Path(sys.executable).with_name("wave")
+RESULTS = REPO / "benchmarks" / "results"
+KEY = "bench-key-0123456789"
+LITELLM_KEY = "sk-bench-0123456789"
+STREAM_TOKENS = 32
+PLAIN_MODEL, STREAM_MODEL = "bench-plain", "bench-stream"
+CHAT_BODY = {
+    "model": PLAIN_MODEL,
+    "messages": [{"role": "user", "content": "Hello there, how are you?"}],
+    "max_tokens": 16,
+}
+STATIC_ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-static",
+        "object": "chat.completion",
+        "created": 0,
+        "model": PLAIN_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "I am fine, thank you for asking."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+    }
+)
+MODELS_ANSWER = json.dumps(
+    {"object": "list", "data": [{"id": PLAIN_MODEL, "object": "model", "created": 0, "owned_by": "static"}]}
+)
+console = Console()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(
+    url: str, timeout: float = 60, headers: dict[str, str] | None = None, proc: subprocess.Popen | None = None
+) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return time.monotonic() - t0
+        time.sleep(0.02)
+    raise TimeoutError(url)
+
+
+class Procs:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115
+        p = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            cwd=self.work,
+        )
+        self.procs.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+
+
+def nginx_conf(work: Path, static_port: int, proxies: dict[int, int]) -> Path:
+    user = "user root root;" if os.geteuid() == 0 else ""
+    servers = []
+    for listen, upstream in proxies.items():
+        servers.append(f"""
+    upstream up{listen} {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{listen} backlog=4096;
+        location / {{
+            proxy_pass http://up{listen};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}""")
+    text = f"""{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-tmp/body;
+    proxy_temp_path {work}/nginx-tmp/proxy;
+    fastcgi_temp_path {work}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {work}/nginx-tmp/uwsgi;
+    scgi_temp_path {work}/nginx-tmp/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{static_port} backlog=4096;
+        default_type application/json;
+        location = /v1/chat/completions {{ return 200 '{STATIC_ANSWER}'; }}
+        location = /v1/models {{ return 200 '{MODELS_ANSWER}'; }}
+        location = /health {{ return 200 '{{"status":"ok"}}'; }}
+    }}
+    {"".join(servers)}
+}}
+"""
+    (work / "nginx-tmp").mkdir(exist_ok=True)
+    path = work / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def ensure_litellm(work: Path) -> Path | None:
+    venv = work / "litellm-venv"
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    console.print("installing LiteLLM proxy into", venv)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], capture_output=True)
+    if r.returncode != 0 or not exe.exists():
+        console.print("[red]LiteLLM install failed[/]", r.stderr.decode()[-500:])
+        return None
+    return exe
+
+
+def litellm_version(exe: Path) -> str:
+    r = subprocess.run([str(exe.with_name("pip")), "show", "litellm"], capture_output=True, text=True)
+    m = re.search(r"^Version: (.+)$", r.stdout, re.M)
+    return m.group(1) if m else "?"
+
+
+# ---------------------------------------------------------------- client side
+
+
+async def one(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    stream: bool,
+) -> tuple[float, float | None, int]:
+    """(seconds to last byte, seconds to first content chunk, content chunks) of one request."""
+    t0 = time.perf_counter()
+    first = None
+    chunks = 0
+    async with session.post(url, data=body, headers=headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{url}: HTTP {r.status}: {(await r.text())[:200]}")
+        if not stream:
+            await r.read()
+        else:
+            async for line in r.content:
+                if line.startswith(b"data: {") and b'"content"' in line:
+                    chunks += 1
+                    if first is None:
+                        first = time.perf_counter() - t0
+    return time.perf_counter() - t0, first, chunks
+
+
+async def closed_loop(
+    url: str, headers: dict[str, str], stream: bool, concurrency: int, n: int, max_s: float
+) -> dict:
+    body = json.dumps(
+        {
+            **CHAT_BODY,
+            "model": STREAM_MODEL if stream else PLAIN_MODEL,
+            "stream": stream,
+            "max_tokens": STREAM_TOKENS if stream else 16,
+        }
+    ).encode()
+    conn = aiohttp.TCPConnector(limit=0, force_close=False)
+    lat: list[float] = []
+    ttft: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + max_s
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as s:
+        await one(s, url, body, headers, stream)  # warm the connection
+        remaining = [n]
+
+        async def worker() -> None:
+            nonlocal errors
+            while remaining[0] > 0 and time.perf_counter() < deadline:
+                remaining[0] -= 1
+                try:
+                    total, first, _ = await one(s, url, body, headers, stream)
+                except Exception:
+                    errors += 1
+                    continue
+                lat.append(total)
+                if first is not None:
+                    ttft.append(first)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {"latencies": lat, "ttfts": ttft, "errors": errors, "wall_s": wall}
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+def wrk(url: str, headers: dict[str, str], stream: bool, connections: int, seconds: int, work: Path) -> dict:
+    body = json.dumps(
+        {
+            **CHAT_BODY,
+            "model": STREAM_MODEL if stream else PLAIN_MODEL,
+            "stream": stream,
+            "max_tokens": STREAM_TOKENS if stream else 16,
+        }
+    )
+    script = work / "post.lua"
+    hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+        f'wrk.headers["Content-Type"] = "application/json"\n{hdrs}'
+    )
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: (.+)", out)
+    return {
+        "requests_per_s": float(rps.group(1)) if rps else None,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errs.group(1) if errs else None,
+        "command": " ".join(cmd),
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+@contextlib.contextmanager
+def servers(work: Path, with_litellm: bool) -> Iterator[dict]:
+    procs = Procs(work)
+    try:
+        static_port, sse_port = free_port(), free_port()
+        nginx_plain, nginx_stream, wave_port = free_port(), free_port(), free_port()
+        conf = nginx_conf(work, static_port, {nginx_plain: static_port, nginx_stream: sse_port})
+        nginx = procs.start("nginx", ["nginx", "-p", str(work), "-c", str(conf)])
+        sse = procs.start(
+            "sse-upstream",
+            [
+                sys.executable,
+                str(FAKE),
+                "--port",
+                str(sse_port),
+                "--name",
+                "sse",
+                "--model",
+                STREAM_MODEL,
+                "--default-tokens",
+                str(STREAM_TOKENS),
+            ],
+        )
+        wait_ready(f"http://127.0.0.1:{static_port}/health", proc=nginx)
+        wait_ready(f"http://127.0.0.1:{sse_port}/health", proc=sse)
+        t0 = time.monotonic()
+        wave = procs.start(
+            "wave",
+            [
+                str(WAVE),
+                "serve",
+                "--port",
+                str(wave_port),
+                "--upstream",
+                f"http://127.0.0.1:{static_port}",
+                "--engine",
+                "openai",
+                "--upstream",
+                f"http://127.0.0.1:{sse_port}",
+            ],
+            env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
+        )
+        wait_ready(f"http://127.0.0.1:{wave_port}/ready", proc=wave)
+        startup = time.monotonic() - t0
+        paths = {
+            "direct": {
+                "plain": f"http://127.0.0.1:{static_port}",
+                "stream": f"http://127.0.0.1:{sse_port}",
+                "headers": {},
+            },
+            "wave": {
+                "plain": f"http://127.0.0.1:{wave_port}",
+                "stream": f"http://127.0.0.1:{wave_port}",
+                "headers": {"Authorization": f"Bearer {KEY}"},
+                "pid": wave.pid,
+            },
+            "nginx": {
+                "plain": f"http://127.0.0.1:{nginx_plain}",
+                "stream": f"http://127.0.0.1:{nginx_stream}",
+                "headers": {},
+            },
+        }
+        info: dict = {"wave_startup_s": startup}
+        if with_litellm:
+            exe = ensure_litellm(work)
+            if exe is not None:
+                port = free_port()
+                cfg = work / "litellm.yaml"
+                cfg.write_text(
+                    json.dumps(
+                        {
+                            "model_list": [
+                                {
+                                    "model_name": PLAIN_MODEL,
+                                    "litellm_params": {
+                                        "model": f"openai/{PLAIN_MODEL}",
+                                        "api_base": f"http://127.0.0.1:{static_port}/v1",
+                                        "api_key": "none",
+                                    },
+                                },
+                                {
+                                    "model_name": STREAM_MODEL,
+                                    "litellm_params": {
+                                        "model": f"openai/{STREAM_MODEL}",
+                                        "api_base": f"http://127.0.0.1:{sse_port}/v1",
+                                        "api_key": "none",
+                                    },
+                                },
+                            ],
+                            "general_settings": {"master_key": LITELLM_KEY},
+                            "litellm_settings": {"telemetry": False},
+                        }
+                    )
+                )
+                ll = procs.start(
+                    "litellm",
+                    [
+                        str(exe),
+                        "--config",
+                        str(cfg),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--num_workers",
+                        "1",
+                    ],
+                    env={"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
+                )
+                wait_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=ll)
+                paths["litellm"] = {
+                    "plain": f"http://127.0.0.1:{port}",
+                    "stream": f"http://127.0.0.1:{port}",
+                    "headers": {"Authorization": f"Bearer {LITELLM_KEY}"},
+                    "pid": ll.pid,
+                    "version": litellm_version(exe),
+                }
+        info["paths"] = paths
+        yield info
+    finally:
+        procs.stop_all()
+
+
+def rss_mb(pid: int) -> float:
+    p = psutil.Process(pid)
+    return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
+
+
+def measure_startup(work: Path, upstream: str, times: int) -> list[float]:
+    out = []
+    for _ in range(times):
+        port = free_port()
+        p = subprocess.Popen(
+            [str(WAVE), "serve", "--port", str(port), "--upstream", upstream, "--engine", "openai"],
+            env={**os.environ, "WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            out.append(wait_ready(f"http://127.0.0.1:{port}/ready", proc=p))
+        finally:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--soak", type=int, default=0, help="seconds of steady load on wave to watch its RSS")
+    ap.add_argument("--work-dir", type=Path, default=Path("/tmp/wave-gateway-bench"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    args = ap.parse_args()
+    if not shutil.which("nginx") or not shutil.which("wrk"):
+        sys.exit("needs nginx and wrk (Debian packages nginx-light, wrk): make system-deps")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    rounds = 2 if args.quick else 3
+    wrk_s = 3 if args.quick else 5
+    result: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg_at_start": os.getloadavg(),
+        },
+        "method": __doc__.split("\n\n", 2)[2],
+    }
+    with servers(args.work_dir, not args.no_litellm) as info:
+        paths = info["paths"]
+        result["wave_startup_s"] = info["wave_startup_s"]
+        if "litellm" in paths:
+            result["litellm_version"] = paths["litellm"]["version"]
+        result["rss_mb_before"] = {n: round(rss_mb(p["pid"]), 1) for n, p in paths.items() if "pid" in p}
+        samples: dict = {}
+        jobs = [(mode, c) for mode in ("plain", "stream") for c in args.concurrency]
+        with Progress(console=console) as progress:
+            task = progress.add_task("latency rounds", total=rounds * len(jobs) * len(paths))
+            for _ in range(rounds):
+                for mode, c in jobs:
+                    order = list(paths)
+                    random.shuffle(order)
+                    for name in order:
+                        p = paths[name]
+                        path = "/v1/chat/completions"
+                        n = max(100, 4 * c) if not args.quick else max(50, 2 * c)
+                        max_s = 6.0 if name == "litellm" else 4.0
+                        r = asyncio.run(
+                            closed_loop(p[mode] + path, p["headers"], mode == "stream", c, n, max_s)
+                        )
+                        key = (name, mode, c)
+                        s = samples.setdefault(
+                            key, {"latencies": [], "ttfts": [], "errors": 0, "n": 0, "wall": 0.0}
+                        )
+                        s["latencies"] += r["latencies"]
+                        s["ttfts"] += r["ttfts"]
+                        s["errors"] += r["errors"]
+                        s["n"] += len(r["latencies"])
+                        s["wall"] += r["wall_s"]
+                        progress.advance(task)
+        lat_rows = []
+        for (name, mode, c), s in sorted(samples.items()):
+            d = samples[("direct", mode, c)]
+            row = {
+                "path": name,
+                "mode": mode,
+                "concurrency": c,
+                "requests": s["n"],
+                "errors": s["errors"],
+                "closed_loop_rps": round(s["n"] / s["wall"], 1) if s["wall"] else None,
+            }
+            for label, xs, dx in (
+                ("latency", s["latencies"], d["latencies"]),
+                ("ttft", s["ttfts"], d["ttfts"]),
+            ):
+                for q in (50, 99):
+                    v, dv = pct(xs, q), pct(dx, q)
+                    row[f"{label}_p{q}_ms"] = round(v * 1e3, 3) if v is not None else None
+                    row[f"added_{label}_p{q}_ms"] = (
+                        round((v - dv) * 1e3, 3) if v is not None and dv is not None else None
+                    )
+            lat_rows.append(row)
+        result["latency"] = lat_rows
+        wrk_rows = []
+        with Progress(console=console) as progress:
+            conns = [64, 256] if not args.quick else [64]
+            task = progress.add_task("wrk", total=len(paths) * 2 * len(conns))
+            for mode in ("plain", "stream"):
+                for c in conns:
+                    for name, p in paths.items():
+                        w = wrk(
+                            p[mode] + "/v1/chat/completions",
+                            p["headers"],
+                            mode == "stream",
+                            c,
+                            wrk_s,
+                            args.work_dir,
+                        )
+                        w.update(path=name, mode=mode, connections=c)
+                        if mode == "stream" and w["requests_per_s"]:
+                            w["content_chunks_per_s"] = round(w["requests_per_s"] * STREAM_TOKENS)
+                        wrk_rows.append(w)
+                        progress.advance(task)
+        result["wrk"] = wrk_rows
+        result["rss_mb_after"] = {n: round(rss_mb(p["pid"]), 1) for n, p in paths.items() if "pid" in p}
+        if args.soak:
+            result["soak"] = soak(paths["wave"], args.soak)
+        result["wave_startup_runs_s"] = measure_startup(args.work_dir, paths["direct"]["plain"], 5)
+    result["summary"] = summarise(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    show(result)
+    plot(result, args.out.with_suffix(".png"))
+    console.print(f"results: {args.out}")
+
+
+def soak(p: dict, seconds: int) -> dict:
+    """Steady closed-loop load (16 plain + 4 streaming clients) on wave; RSS sampled every 5 s."""
+    samples: list[tuple[float, float]] = []
+
+    async def run() -> int:
+        stop = time.perf_counter() + seconds
+        done = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            plain = json.dumps({**CHAT_BODY}).encode()
+            stream = json.dumps({**CHAT_BODY, "model": STREAM_MODEL, "stream": True}).encode()
+
+            async def worker(body: bytes, is_stream: bool) -> None:
+                nonlocal done
+                while time.perf_counter() < stop:
+                    await one(s, p["plain"] + "/v1/chat/completions", body, p["headers"], is_stream)
+                    done += 1
+
+            async def sampler() -> None:
+                t0 = time.perf_counter()
+                while time.perf_counter() < stop:
+                    samples.append((round(time.perf_counter() - t0, 1), round(rss_mb(p["pid"]), 2)))
+                    await asyncio.sleep(5)
+
+            await asyncio.gather(
+                sampler(),
+                *(worker(plain, False) for _ in range(16)),
+                *(worker(stream, True) for _ in range(4)),
+            )
+        return done
+
+    with console.status(f"soak: {seconds}s of load on wave"):
+        n = asyncio.run(run())
+    warm = [r for t, r in samples if t >= 30] or [r for _, r in samples]
+    return {
+        "seconds": seconds,
+        "requests": n,
+        "rss_mb_samples": samples,
+        "rss_mb_after_warmup": warm[0],
+        "rss_mb_end": warm[-1],
+        "growth_pct": round((warm[-1] / warm[0] - 1) * 100, 2),
+    }
+
+
+def summarise(r: dict) -> dict:
+    def lat(path: str, mode: str, c: int, key: str) -> float | None:
+        return next(
+            (x[key] for x in r["latency"] if (x["path"], x["mode"], x["concurrency"]) == (path, mode, c)),
+            None,
+        )
+
+    def rps(path: str, mode: str, conns: int = 64) -> float | None:
+        return next(
+            (
+                x["requests_per_s"]
+                for x in r["wrk"]
+                if (x["path"], x["mode"], x["connections"]) == (path, mode, conns)
+            ),
+            None,
+        )
+
+    s: dict = {
+        "added_p50_ms_c1": {
+            p: lat(p, "plain", 1, "added_latency_p50_ms") for p in ("wave", "nginx", "litellm")
+        },
+        "added_p50_ms_c64": {
+            p: lat(p, "plain", 64, "added_latency_p50_ms") for p in ("wave", "nginx", "litellm")
+        },
+        "added_ttft_p50_ms_c1": {
+            p: lat(p, "stream", 1, "added_ttft_p50_ms") for p in ("wave", "nginx", "litellm")
+        },
+        "wrk_rps_c64": {p: rps(p, "plain") for p in ("direct", "wave", "nginx", "litellm")},
+        "wrk_stream_chunks_per_s_c64": {
+            p: (rps(p, "stream") or 0) * STREAM_TOKENS for p in ("direct", "wave", "nginx", "litellm")
+        },
+        "wave_startup_s_median": statistics.median(r["wave_startup_runs_s"]),
+        "wave_rss_mb": r["rss_mb_after"].get("wave"),
+    }
+    w, n, ll = s["wrk_rps_c64"]["wave"], s["wrk_rps_c64"]["nginx"], s["wrk_rps_c64"]["litellm"]
+    a1, a64, n64 = s["added_p50_ms_c1"]["wave"], s["added_p50_ms_c64"]["wave"], s["added_p50_ms_c64"]["nginx"]
+    t1 = s["added_ttft_p50_ms_c1"]["wave"]
+    s["targets"] = {
+        "added_p50_c1_at_most_1ms": None if a1 is None else a1 <= 1.0,
+        "added_p50_c64_at_most_3x_nginx": None if a64 is None or n64 is None else a64 <= 3 * max(n64, 0.0),
+        "added_ttft_c1_at_most_1ms": None if t1 is None else t1 <= 1.0,
+        "wrk_rps_at_least_15pct_of_nginx": None if not (w and n) else w >= 0.15 * n,
+        "wrk_rps_at_least_50x_litellm": None if not (w and ll) else w >= 50 * ll,
+        "stream_chunks_per_s_at_least_5000": s["wrk_stream_chunks_per_s_c64"]["wave"] >= 5000,
+        "rss_under_100mb": None if s["wave_rss_mb"] is None else s["wave_rss_mb"] < 100,
+        "startup_under_2s": s["wave_startup_s_median"] < 2.0,
+    }
+    if "soak" in r:
+        s["targets"]["rss_growth_under_5pct"] = r["soak"]["growth_pct"] < 5
+    s["ratios"] = {
+        "wave_rps_over_nginx": round(w / n, 3) if w and n else None,
+        "wave_rps_over_litellm": round(w / ll, 1) if w and ll else None,
+    }
+    return s
+
+
+def show(r: dict) -> None:
+    t = Table(title="added latency vs direct (ms, p50 / p99)")
+    for col in ("path", "mode", "conc", "p50", "p99", "ttft p50", "errors"):
+        t.add_column(col)
+    for x in r["latency"]:
+        if x["path"] == "direct":
+            continue
+        t.add_row(
+            x["path"],
+            x["mode"],
+            str(x["concurrency"]),
+            str(x["added_latency_p50_ms"]),
+            str(x["added_latency_p99_ms"]),
+            str(x.get("added_ttft_p50_ms")),
+            str(x["errors"]),
+        )
+    console.print(t)
+    t = Table(title="wrk requests/s")
+    for col in ("path", "mode", "connections", "req/s", "non-2xx"):
+        t.add_column(col)
+    for x in r["wrk"]:
+        t.add_row(x["path"], x["mode"], str(x["connections"]), str(x["requests_per_s"]), str(x["non_2xx"]))
+    console.print(t)
+    console.print_json(data=r["summary"])
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, mode in zip(axes, ("plain", "stream"), strict=True):
+        for name in ("wave", "nginx", "litellm"):
+            rows = [x for x in r["latency"] if x["path"] == name and x["mode"] == mode]
+            if rows:
+                key = "added_latency_p50_ms" if mode == "plain" else "added_ttft_p50_ms"
+                ax.plot([x["concurrency"] for x in rows], [x[key] for x in rows], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel("added p50 latency (ms)" if mode == "plain" else "added p50 TTFT (ms)")
+        ax.set_title(f"{mode}: added vs direct")
+        ax.legend()
+    fig.suptitle(f"gateway overhead, {r['date']}, {r['machine']['cpus']} CPUs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
