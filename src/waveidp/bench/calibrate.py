@@ -1,9 +1,9 @@
 """Fit sizing efficiency factors per (device, engine) to measured bench results.
 
 Objective: the sum over load points of squared log-ratios predicted/measured of TTFT p50 and ITL
-p50 (log so that a 2x miss counts the same either way). Search: coordinate descent in log space
-over decode_bandwidth, prefill_compute and step_overhead_s, each within its valid range, with a
-shrinking window; deterministic, no extra dependency, a few thousand model evaluations.
+p50 (log so that a 2x miss counts the same either way). Search, in log space over
+decode_bandwidth, prefill_compute and step_overhead_s (each clipped to its valid range): a coarse
+coordinate scan, then Nelder-Mead to refine; deterministic, no extra dependency.
 """
 
 from __future__ import annotations
@@ -42,10 +42,55 @@ def _loss(docs: list[dict[str, Any]], eff: Any) -> float:
     return total
 
 
-def fit(docs: list[dict[str, Any]], start: Any, rounds: int = 5, steps: int = 9) -> Any:
+def _eff_at(start: Any, x: list[float]) -> Any:
+    values = {n: min(hi, max(lo, math.exp(v))) for (n, (lo, hi)), v in zip(_BOUNDS.items(), x, strict=True)}
+    return start.model_copy(update=values)
+
+
+def _nelder_mead(
+    f: Any, x0: list[float], step: float = 0.5, iters: int = 300, tol: float = 1e-12
+) -> list[float]:
+    n = len(x0)
+    simplex = [list(x0)] + [[v + (step if i == k else 0.0) for i, v in enumerate(x0)] for k in range(n)]
+    scores = [f(x) for x in simplex]
+    for _ in range(iters):
+        order = sorted(range(n + 1), key=lambda k: scores[k])
+        simplex, scores = [simplex[k] for k in order], [scores[k] for k in order]
+        if scores[-1] - scores[0] < tol:
+            break
+        centroid = [sum(x[i] for x in simplex[:-1]) / n for i in range(n)]
+
+        worst = simplex[-1]
+
+        def toward(t: float, centroid: list[float] = centroid, worst: list[float] = worst) -> list[float]:
+            return [c + t * (w - c) for c, w in zip(centroid, worst, strict=True)]
+
+        refl = toward(-1.0)
+        fr = f(refl)
+        if fr < scores[0]:
+            exp = toward(-2.0)
+            fe = f(exp)
+            simplex[-1], scores[-1] = (exp, fe) if fe < fr else (refl, fr)
+        elif fr < scores[-2]:
+            simplex[-1], scores[-1] = refl, fr
+        else:
+            con = toward(0.5)
+            fc = f(con)
+            if fc < scores[-1]:
+                simplex[-1], scores[-1] = con, fc
+            else:  # shrink toward the best vertex
+                best = simplex[0]
+                simplex = [best] + [
+                    [b + 0.5 * (v - b) for b, v in zip(best, x, strict=True)] for x in simplex[1:]
+                ]
+                scores = [scores[0]] + [f(x) for x in simplex[1:]]
+    return simplex[min(range(n + 1), key=lambda k: scores[k])]
+
+
+def fit(docs: list[dict[str, Any]], start: Any, steps: int = 9) -> Any:
     best, best_loss = start, _loss(docs, start)
-    span = 3.0  # natural-log half width of the first window (x20 either way)
-    for _ in range(rounds):
+    span = 3.0  # natural-log half width of the scan (x20 either way)
+    for _ in range(2):
         for name, (lo, hi) in _BOUNDS.items():
             center = max(getattr(best, name), lo)
             for i in range(steps):
@@ -54,8 +99,11 @@ def fit(docs: list[dict[str, Any]], start: Any, rounds: int = 5, steps: int = 9)
                 loss = _loss(docs, cand)
                 if loss < best_loss:
                     best, best_loss = cand, loss
-        span /= 2.5
-    return best
+        span /= 3.0
+    x0 = [math.log(max(getattr(best, n), lo)) for n, (lo, _) in _BOUNDS.items()]
+    x = _nelder_mead(lambda v: _loss(docs, _eff_at(start, v)), x0)
+    refined = _eff_at(start, x)
+    return refined if _loss(docs, refined) < best_loss else best
 
 
 def calibrate(docs: list[dict[str, Any]]) -> list[CalibrationFit]:

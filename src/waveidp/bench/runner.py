@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ class BenchConfig:
     dataset: Dataset
     slo: Slo = field(default_factory=Slo)
     warmup: int = 1
+    point_warmup: int = 0  # first requests of every load point, run but excluded (steady state)
     ramp_s: float = 0.0
     grace_s: float = 30.0
     seed: int = 0
@@ -124,23 +126,31 @@ async def run_bench(cfg: BenchConfig, stop: asyncio.Event, progress: Progress | 
                 nonlocal finished
                 finished += 1
                 if progress is not None:
-                    progress(i, finished, point.requests)
+                    progress(i, finished, point.requests + cfg.point_warmup)
 
             telemetry = Telemetry(cfg.telemetry_interval_s)
             telemetry.start()
             delays: list[float] = []
             monitor_done = asyncio.Event()
             monitor = asyncio.create_task(_loop_delay_monitor(delays, monitor_done))
+            # A full collection of the records and aiohttp objects can stall the loop for tens of
+            # ms (seen as client lag); collect between load points instead.
+            gc.collect()
+            gc.disable()
             t0 = perf_counter()
+            shape = replace(point, requests=point.requests + cfg.point_warmup)
             try:
                 if point.kind == "concurrency":
-                    records = await run_concurrency(point, sender(on_done), stop, cfg.ramp_s, cfg.grace_s)
+                    records = await run_concurrency(shape, sender(on_done), stop, cfg.ramp_s, cfg.grace_s)
                 else:
-                    records = await run_poisson(point, sender(on_done), stop, cfg.seed + i, cfg.grace_s)
+                    records = await run_poisson(shape, sender(on_done), stop, cfg.seed + i, cfg.grace_s)
             finally:
+                gc.enable()
                 monitor_done.set()
                 await monitor
                 telemetry.stop()
+            for r in sorted(records, key=lambda r: r.scheduled)[: cfg.point_warmup]:
+                r.warmup = True
             outcome.runs.append(RunResult(point, records, t0, telemetry, delays, interrupted=stop.is_set()))
             if stop.is_set():
                 outcome.interrupted = True

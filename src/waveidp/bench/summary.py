@@ -85,6 +85,7 @@ def request_row(r: RequestRecord, t0: float, *, chunks: bool = True) -> dict[str
         "output_token_source": r.output_token_source,
         "content_chunks": len(r.content_times),
         "status": r.status,
+        "warmup": r.warmup,
         "attempts": r.attempts,
         "error": r.error,
         "error_detail": r.error_detail,

@@ -46,6 +46,9 @@ def bench(
     output_tokens: str = typer.Option("128", help="output length N or MEAN:STDDEV"),
     ignore_eos: bool = typer.Option(True, help="send ignore_eos/min_tokens so outputs have the asked length"),
     warmup: int = typer.Option(1, help="warm-up requests before measuring (excluded)"),
+    point_warmup: int = typer.Option(
+        0, help="also run and exclude the first N requests of every load point (steady state)"
+    ),
     slo: str | None = typer.Option(None, help="goodput SLO, e.g. ttft_ms=500,itl_ms=50"),
     ramp: float = typer.Option(0.0, help="spread the first requests of a concurrency point over this many s"),
     timeout: float = typer.Option(600.0, help="per-request timeout in seconds"),
@@ -111,6 +114,7 @@ def bench(
         dataset=ds,
         slo=Slo.parse(slo),
         warmup=max(0, warmup),
+        point_warmup=max(0, point_warmup),
         ramp_s=max(0.0, ramp),
         grace_s=max(0.0, grace),
         seed=seed,
@@ -125,9 +129,13 @@ def bench(
         console=err_console,
         transient=False,
     ) as progress:
-        tasks = [progress.add_task(p.label, total=p.requests) for p in cfg.loads]
+        tasks = [
+            progress.add_task(p.label, total=p.requests + cfg.point_warmup, start=False) for p in cfg.loads
+        ]
 
         def on_progress(i: int, done: int, planned: int) -> None:
+            if done == 1:
+                progress.start_task(tasks[i])
             progress.update(tasks[i], completed=done)
 
         async def main() -> Any:
@@ -331,7 +339,7 @@ def calibrate_cmd(
 
     factors = Table(title="wave calibrate: fitted efficiency factors (before -> after)", box=box.SIMPLE_HEAD)
     errors = Table(title="mean |prediction error| vs measurement (before -> after)", box=box.SIMPLE_HEAD)
-    for col in ("device", "engine", "points", "decode_bandwidth", "prefill_compute", "step_overhead_ms"):
+    for col in ("device", "engine", "points", "decode bw", "prefill", "overhead ms"):
         factors.add_column(col, justify="left" if col in ("device", "engine") else "right")
     for col in ("device", "engine", "TTFT", "ITL", "tokens/s"):
         errors.add_column(col, justify="left" if col in ("device", "engine") else "right")

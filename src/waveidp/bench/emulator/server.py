@@ -246,19 +246,22 @@ class Emulator:
             )
         while (item := await seq.queue.get()) is not END:
             word = _WORDS[(seq.id + int(item)) % len(_WORDS)]
-            reason = seq.finish_as if int(item) >= seq.max_tokens else None
+            last = int(item) >= seq.max_tokens
+            reason = seq.finish_as if last else None
             if chat:
-                await resp.write(
-                    chunk({"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": reason})
+                data = chunk(
+                    {"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": reason}
                 )
             else:
-                await resp.write(chunk({"index": 0, "text": word, "logprobs": None, "finish_reason": reason}))
+                data = chunk({"index": 0, "text": word, "logprobs": None, "finish_reason": reason})
+            if last:  # the final token, usage and [DONE] leave in one write, as one TCP segment
+                data += (chunk(None, self._usage(seq)) if include_usage else b"") + b"data: [DONE]\n\n"
+            await resp.write(data)
             seq.last_write = time.perf_counter()
             if seq.first_write is None:
                 seq.first_write = seq.last_write
-        if include_usage:
-            await resp.write(chunk(None, self._usage(seq)))
-        await resp.write(b"data: [DONE]\n\n")
+        if seq.generated < seq.max_tokens:  # cancelled: still end the stream cleanly
+            await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 

@@ -1,4 +1,4 @@
-"""`results.csv`: one row per measured request, with its load point."""
+"""`results.csv`: one row per request of every load point (`warmup` rows are excluded from summaries)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ COLUMNS = (
     "output_tokens",
     "output_token_source",
     "status",
+    "warmup",
     "error",
     "error_detail",
 )

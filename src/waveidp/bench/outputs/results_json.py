@@ -90,6 +90,7 @@ def build_document(
         "dataset": cfg.dataset.describe(),
         "config": {
             "warmup": cfg.warmup,
+            "point_warmup": cfg.point_warmup,
             "ramp_s": cfg.ramp_s,
             "grace_s": cfg.grace_s,
             "seed": cfg.seed,

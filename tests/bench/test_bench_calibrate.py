@@ -1,0 +1,68 @@
+"""`wave calibrate` on results whose 'measurements' come from known efficiency factors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench_support import wave
+
+from waveidp.bench.calibrate import calibrate
+from waveidp.bench.predict import deployment_record, predict_runs
+from waveidp.errors import InputError
+
+
+def results_doc(true_eff: Any, path: str = "synthetic.json") -> dict[str, Any]:
+    """A results.json as `wave bench --predict` writes it, measured on a device whose real
+    efficiency is `true_eff` (the prediction with `true_eff` stands in for the measurement)."""
+    dep = deployment_record("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp")
+    runs = []
+    for c in (1, 2, 4, 8):
+        summary = {"completed": 10, "ttft_ms": {"p50": 1.0, "mean": 1.0}, "itl_ms": {"p50": 1.0},
+                   "e2e_ms": {"mean": 1.0}, "input_tokens": {"mean": 300}, "output_tokens": {"mean": 64},
+                   "output_tokens_per_s": 1.0, "requests_per_s": 1.0}  # fmt: skip
+        runs.append({"load": "concurrency", "concurrency": c, "summary": summary})
+    doc = {"schema": "wave-bench/1", "deployment": dep, "runs": runs, "_path": path}
+    for run, pred in zip(runs, predict_runs(doc, true_eff), strict=True):
+        run["summary"]["ttft_ms"]["p50"] = pred["ttft_ms"]["predicted"]
+        run["summary"]["itl_ms"]["p50"] = pred["itl_ms"]["predicted"]
+        run["summary"]["output_tokens_per_s"] = pred["output_tokens_per_s"]["predicted"]
+    return doc
+
+
+def test_fit_recovers_the_factors_that_produced_the_measurements() -> None:
+    from waveidp.sizing import efficiency_for
+
+    shipped = efficiency_for("cpu-generic", "llamacpp")
+    true_eff = shipped.model_copy(update={"decode_bandwidth": 0.2, "prefill_compute": 0.05,
+                                          "step_overhead_s": 0.002})  # fmt: skip
+    [fit] = calibrate([results_doc(true_eff)])
+    assert (fit.hardware_id, fit.engine, fit.points) == ("cpu-generic", "llamacpp", 4)
+    assert fit.error_before["itl_ms"] > 20  # the shipped factors are far from this "device"
+    assert fit.error_after["ttft_ms"] < 1 and fit.error_after["itl_ms"] < 1
+    assert fit.error_after["output_tokens_per_s"] < 1
+    assert "fitted to 4 load point(s)" in fit.after.source
+
+
+def test_cli_writes_the_calibration_that_sizing_then_reads(tmp_path: Path) -> None:
+    from waveidp.sizing import efficiency_for
+
+    true_eff = efficiency_for("cpu-generic", "llamacpp").model_copy(update={"decode_bandwidth": 0.25})
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps(results_doc(true_eff, str(res))))
+    out = tmp_path / "calibration.yaml"
+    r = wave("calibrate", str(tmp_path), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["written"] == str(out)
+    assert report["fits"][0]["error_after_pct"]["itl_ms"] < report["fits"][0]["error_before_pct"]["itl_ms"]
+    assert "cpu-generic" in out.read_text() and "llamacpp" in out.read_text()
+
+
+def test_results_without_a_deployment_are_refused_with_the_fix() -> None:
+    with pytest.raises(InputError, match="--device"):
+        calibrate([{"runs": [], "_path": "x.json"}])
+    r = wave("calibrate", "/nonexistent/results.json")
+    assert r.returncode == 2 and "no such results file" in r.stderr
