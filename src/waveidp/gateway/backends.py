@@ -30,7 +30,7 @@ class BackendState:
     adapter: EngineAdapter
     models: set[str] = field(default_factory=set)
     discover_models: bool = False
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in reprs or logs
     max_concurrency: int | None = None
     predictions: dict[str, Prediction] = field(default_factory=dict)  # by model name, from sizing
     inflight: int = 0

@@ -39,11 +39,9 @@ def backend_key(b: Backend) -> str | None:
         except OSError as exc:
             raise ConfigError(f"cannot read api_key_file {path}: {exc.strerror}", where=where) from None
     if b.api_key_vault:
-        raise ConfigError(
-            "api_key_vault is resolved by `wave render` into a key file or variable, not by the gateway",
-            where=where,
-            fix="use api_key_file or api_key_env for the gateway",
-        )
+        from waveidp.security.secrets import read_vault_secret
+
+        return read_vault_secret(b.api_key_vault, what=f"API key of backend {b.name}").reveal()
     return None
 
 
