@@ -33,9 +33,14 @@ def _err(text: str) -> dict[str, Any]:
 
 _ERRORS = {
     "400": _err("invalid JSON, wrong field types or missing fields"),
-    "401": _err("missing or invalid API key"),
+    "401": _err("missing, invalid, revoked or expired API key or token"),
+    "403": _err("the key or token may not use this model"),
     "404": _err("model not served here"),
     "413": _err("request body over the gateway's limit"),
+    "429": {
+        **_err("over the key's requests/min, tokens/min or concurrent requests; see Retry-After"),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
     "502": _err("every backend tried failed"),
     "503": _err("no healthy backend for the model"),
     "504": _err("every backend tried timed out"),
