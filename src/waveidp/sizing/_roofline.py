@@ -90,7 +90,10 @@ class PerfModel:
         hw = p.device
         eff = self._effs[hw.id]
         share = eff.decode_compute if decode and eff.decode_compute is not None else eff.prefill_compute
-        flops = peak_flops(hw, self.d.quant.compute_dtype) * share
+        dtype: str = self.d.quant.compute_dtype
+        if hw.kind == "cpu":
+            dtype = rules().engines[self.d.engine].cpu_compute_dtype or dtype
+        flops = peak_flops(hw, dtype) * share
         if hw.kind == "cpu" and self.d.threads and hw.cores:
             flops *= min(1.0, self.d.threads / hw.cores)
         return flops
