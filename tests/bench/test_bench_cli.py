@@ -188,3 +188,26 @@ def test_ctrl_c_writes_partial_results(emulator: str, tmp_path: Path) -> None:
     assert doc["partial"] is True and doc["runs"][0]["interrupted"] is True
     assert doc["runs"][0]["summary"]["completed"] >= 1
     assert (out / "report.html").exists()
+
+
+def test_emulator_timing_follows_the_sizing_model(tmp_path: Path) -> None:
+    from bench_support import start_emulator
+
+    from support import wait_http
+    from waveidp.sizing import Deployment, PerfModel
+
+    perf = PerfModel(Deployment.build("llama-3.1-8b", "q4_k_m", ["rtx-5070-ti"], "llamacpp", context=4096))
+    args = ["--model", "llama-3.1-8b", "--quant", "q4_k_m", "--device", "rtx-5070-ti", "--engine", "llamacpp"]
+    url, ctx = start_emulator(tmp_path, *args, "--served-name", "llama")
+    with ctx as proc:
+        wait_http(url + "/health", proc=proc)
+        out = tmp_path / "sized"
+        r = wave("bench", "--url", url, "--model", "llama", "-c", "1", "-n", "3", "--input-tokens", "64",
+                 "--output-tokens", "24", "--out", str(out), "--no-plots")  # fmt: skip
+        metrics = httpx.get(url + "/metrics").text
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "results.json").read_text())["runs"][0]["summary"]
+    prefill_ms = perf.prefill_seconds(64) * 1000  # plus ~1 ms of loopback HTTP on a shared 2-core machine
+    assert prefill_ms <= s["ttft_ms"]["p50"] <= prefill_ms + 5
+    assert s["itl_ms"]["p50"] == pytest.approx(perf.decode_step_seconds(1, 64 + 12) * 1000, rel=0.05)
+    assert "llamacpp:requests_processing" in metrics and "vllm:" not in metrics
