@@ -91,7 +91,7 @@ class PerfModel:
         eff = self._effs[hw.id]
         share = eff.decode_compute if decode and eff.decode_compute is not None else eff.prefill_compute
         dtype: str = self.d.quant.compute_dtype
-        if hw.kind == "cpu":
+        if hw.kind == "cpu" and not self._physical:  # a bound keeps the fastest (int8) units
             dtype = rules().engines[self.d.engine].cpu_compute_dtype or dtype
         flops = peak_flops(hw, dtype) * share
         if hw.kind == "cpu" and self.d.threads and hw.cores:
