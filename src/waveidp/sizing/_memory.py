@@ -7,7 +7,7 @@ compare them exactly with a hand computation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
 from waveidp.errors import InputError
@@ -111,7 +111,8 @@ def activation_bytes(model: ModelSpec, tokens: int, seqs: int) -> int:
     return tokens * (2 * model.intermediate_size + 4 * model.hidden_size) * 2 + seqs * model.vocab_size * 4
 
 
-def pool_bytes(hw: Hardware, role: str, rule: EngineRule) -> int:
+def pool_bytes(hw: Hardware, rule: EngineRule) -> int:
+    """Memory an engine may use on `hw`: RAM less the OS, a unified pool less the OS, VRAM less a margin."""
     mem = rules().memory
     if hw.kind == "cpu":
         return hw.memory_bytes - mem.os_reserve_bytes
@@ -164,7 +165,7 @@ def _plan_paged(d: Deployment) -> MemoryPlan:
     capacity: int | None = None
     kv_total = 0
     for hw in devices:
-        pool = pool_bytes(hw, "accelerator", rule)
+        pool = pool_bytes(hw, rule)
         w = math.ceil(W / n)
         overhead = _context_overhead(hw, rule) + math.ceil(act / n)
         if d.engine == "vllm":
@@ -249,7 +250,7 @@ def plan_llamacpp(d: Deployment, ngl: int | None) -> MemoryPlan:
 
     if not accels:
         assert host is not None
-        pool = pool_bytes(host, "host", rule)
+        pool = pool_bytes(host, rule)
         p = Placement(
             host, "host", pool, m.layers, W, kv_all, compute, W - (0 if m.tied_embeddings else E), 1.0, 1.0
         )
@@ -324,7 +325,7 @@ def _llamacpp_split(
             Placement(
                 a,
                 "accelerator",
-                pool_bytes(a, "accelerator", rule),
+                pool_bytes(a, rule),
                 share,
                 math.ceil(w),
                 math.ceil(share * kv_layer),
@@ -339,7 +340,7 @@ def _llamacpp_split(
     host_read = host_layers * layer_w + (0 if out_on_acc else out)
     host_overhead = compute if (host_layers or not out_on_acc) else host_small
     host_hw = d.host or accels[0]
-    pool = pool_bytes(d.host, "host", rule) if d.host else 0
+    pool = pool_bytes(d.host, rule) if d.host else 0
     placements.append(
         Placement(
             host_hw,
@@ -356,14 +357,8 @@ def _llamacpp_split(
     )
     if d.host is None and not unified:
         # host RAM is not described: keep its share visible but never judge it
-        placements[-1] = _replace_pool(placements[-1], placements[-1].used_bytes)
+        placements[-1] = replace(placements[-1], pool_bytes=placements[-1].used_bytes)
     return placements
-
-
-def _replace_pool(p: Placement, pool: int) -> Placement:
-    from dataclasses import replace
-
-    return replace(p, pool_bytes=pool)
 
 
 def _over(p: Placement) -> str:
