@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from waveidp.errors import InputError
 from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
-from waveidp.sizing._memory import MemoryPlan, Placement, plan_memory
+from waveidp.sizing._memory import MemoryPlan, Placement, plan_llamacpp, plan_memory
 from waveidp.sizing._roofline import PerfModel
 
 Verdict = Literal["fits", "tight", "offload", "impossible"]
@@ -202,8 +202,6 @@ def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:
     # (already split: llama.cpp may move more layers to the host to make room for more slots)
 
     def fits(p: int) -> bool:
-        from waveidp.sizing._memory import plan_llamacpp
-
         return plan_llamacpp(d.model_copy(update={"parallel": p}), ngl).fits
 
     if not fits(1):
