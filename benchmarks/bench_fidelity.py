@@ -93,6 +93,28 @@ def emulator(point: dict[str, Any], log: Path) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+def breakdown(url: str, run: dict[str, Any]) -> dict[str, float]:
+    """Where the client's extra TTFT goes, per request, at concurrency 1 (requests pair up in order):
+    client send -> server handler, token emission -> socket write, socket write -> client read."""
+    trace = sorted(
+        httpx.get(url + "/emulator/trace", timeout=30).json()["requests"], key=lambda r: r["received"]
+    )
+    t0 = run["clock_origin_s"]
+    rows = sorted(run["requests"], key=lambda r: r["sent_s"])
+    parts: dict[str, list[float]] = {
+        "client_lag": [],
+        "send_to_server": [],
+        "emit_to_write": [],
+        "write_to_read": [],
+    }
+    for c, s in zip(rows, trace, strict=True):
+        parts["client_lag"].append(c["client_lag_ms"])
+        parts["send_to_server"].append((s["received"] - (t0 + c["sent_s"])) * 1000)
+        parts["emit_to_write"].append((s["first_write"] - s["first_token"]) * 1000)
+        parts["write_to_read"].append((t0 + c["first_token_s"] - s["first_write"]) * 1000)
+    return {k + "_ms_mean": sum(v) / len(v) for k, v in parts.items()}
+
+
 def server_truth(url: str, skip: int) -> dict[str, Any]:
     """Means over the emulator's own record, leaving out the first `skip` arrivals (the client's
     per-point warm-up wave). `engine` times are token emission; `wire` times are socket writes."""
@@ -148,6 +170,8 @@ def run_wave_bench(url: str, point: dict[str, Any], out: Path) -> tuple[list[str
         str(point.get("ramp", 0)),
         "--no-plots",
         "--no-chunks",
+        "--seed",
+        "1",
         "--out",
         str(out),
     ]
@@ -263,6 +287,8 @@ def measure(point: dict[str, Any], work: Path, exe: Path | None) -> dict[str, An
         shutil.rmtree(bench_out, ignore_errors=True)
         cmd, run = run_wave_bench(url, point, bench_out)
         truth = server_truth(url, point["skip"])
+        if point.get("concurrency") == 1:
+            truth["ttft_breakdown"] = breakdown(url, run)
     s = run["summary"]
     all_lag = [r["client_lag_ms"] for r in run["requests"] if r["client_lag_ms"] is not None]
     wave = {

@@ -68,6 +68,7 @@ def build_document(
             "requests_planned": run.point.requests,
             "duration_planned_s": run.point.duration_s,
             "interrupted": run.interrupted,
+            "clock_origin_s": run.t0,  # perf_counter (CLOCK_MONOTONIC) that request times are relative to
             "summary": summary,
             "telemetry": telemetry,
             "telemetry_samples": run.telemetry.samples,
