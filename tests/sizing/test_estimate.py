@@ -109,3 +109,12 @@ def test_json_has_the_documented_fields() -> None:
         assert isinstance(data["memory"][key], int)
     for key in ("ttft_ms", "itl_ms", "output_tokens_per_s"):
         assert data["performance"][key] > 0
+
+
+@pytest.mark.parametrize("engine", ["vllm", "trtllm", "transformers"])
+def test_every_gpu_engine_sizes_an_8b_model_on_an_h100(engine: str) -> None:
+    r = _est(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine=engine, concurrency=8)
+    assert r.verdict == "fits"
+    assert r.max_concurrency >= 8
+    assert 0 < r.performance.itl_ms < 50
+    assert r.memory.weights_bytes == 8_030_261_248 * 2

@@ -221,6 +221,12 @@ def _gb(n: float) -> str:
 
 
 def _device_sentence(p: Placement, d: Deployment) -> str:
+    if p.reserved_bytes and d.engine == "trtllm":
+        return (
+            f"{p.device.id}: weights {_gb(p.weights_bytes)} + overhead {_gb(p.overhead_bytes)}; "
+            f"TensorRT-LLM gives 90% of the rest to KV ({_gb(p.kv_bytes)}) = {_gb(p.reserved_bytes)} "
+            f"of {_gb(p.pool_bytes)}"
+        )
     if p.reserved_bytes:
         return (
             f"{p.device.id}: {d.gpu_memory_utilization:g} x {_gb(p.device.memory_bytes)} = "

@@ -180,7 +180,7 @@ def _plan_paged(d: Deployment) -> MemoryPlan:
             frac = rule.free_gpu_memory_fraction or 0.9
             cap = max(0, math.floor(free * frac / per_token_dev))
             kv = math.ceil(cap * per_token_dev)
-            reserved = 0
+            reserved = w + overhead + kv  # the KV pool is allocated up front, full by design
         else:
             free = pool - w - overhead
             cap = max(0, math.floor(free / per_token_dev))
