@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from waveidp.bench.predict import mean_abs_error_pct, predict_runs
+from waveidp.bench.predict import mean_abs_error_pct, predict_runs, primary_device
 from waveidp.errors import InputError
 
 _BOUNDS = {"decode_bandwidth": (1e-3, 1.0), "prefill_compute": (1e-4, 1.0), "step_overhead_s": (1e-6, 0.5)}
@@ -118,7 +118,7 @@ def calibrate(docs: list[dict[str, Any]]) -> list[CalibrationFit]:
                 where=doc.get("_path"),
                 fix="run wave bench with --model-id, --device and --engine",
             )
-        groups[(str(dep["devices"][0]), str(dep["engine"]))].append(doc)
+        groups[(primary_device(dep), str(dep["engine"]))].append(doc)
     fits = []
     for (hw, engine), group in sorted(groups.items()):
         before = efficiency_for(hw, engine)

@@ -35,6 +35,12 @@ def _deployment(rec: dict[str, Any], context: int) -> Any:
     )
 
 
+def primary_device(rec: dict[str, Any]) -> str:
+    """The device whose efficiency factors the sizing model applies (the first accelerator, else the CPU)."""
+    d = _deployment(rec, 1)
+    return str((d.accelerators or d.devices)[0].id)
+
+
 def _measured_points(doc: dict[str, Any]) -> list[tuple[dict[str, Any], int, int, int]]:
     """(run, concurrency, prompt tokens, output tokens) of every run that completed something."""
     points = []
