@@ -106,7 +106,8 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 def print_compare(a: dict[str, Any], b: dict[str, Any], console: Console) -> list[dict[str, Any]]:
     rows = compare_rows(a, b)
-    t = Table(title=f"A = {a['_path']}\nB = {b['_path']}")
+    console.print(f"A = {a['_path']}\nB = {b['_path']}", highlight=False, soft_wrap=True)
+    t = Table(box=box.SIMPLE_HEAD)
     for col in ("load", "metric", "A", "B", "B/A"):
         t.add_column(col, justify="left" if col in ("load", "metric") else "right")
     last = None
