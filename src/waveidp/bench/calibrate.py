@@ -1,7 +1,8 @@
 """Fit sizing efficiency factors per (device, engine) to measured bench results.
 
-Objective: the sum over load points of squared log-ratios predicted/measured of TTFT p50 and ITL
-p50 (log so that a 2x miss counts the same either way). Search, in log space over
+Objective: the sum over load points of |log(predicted/measured)| of TTFT p50 and ITL p50 (log so
+that a 2x miss counts the same either way; absolute, so that one load point the model cannot
+describe does not drag the others). Search, in log space over
 decode_bandwidth, prefill_compute and step_overhead_s (each clipped to its valid range): a coarse
 coordinate scan, then Nelder-Mead to refine; deterministic, no extra dependency.
 """
@@ -38,7 +39,7 @@ def _loss(docs: list[dict[str, Any]], eff: Any) -> float:
             for key in ("ttft_ms", "itl_ms"):
                 p, m = row[key]["predicted"], row[key]["measured"]
                 if p and m and p > 0 and m > 0:
-                    total += math.log(p / m) ** 2
+                    total += abs(math.log(p / m))
     return total
 
 

@@ -17,6 +17,7 @@ import orjson
 from waveidp.bench.records import RequestRecord
 
 Endpoint = Literal["chat", "completions"]
+_STALE_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -111,17 +112,18 @@ class StreamingClient:
         record.input_token_source = "approx"
         record.sent = perf_counter()
         try:
-            for attempt in (1, 2):
+            for attempt in range(1, _STALE_ATTEMPTS + 1):
                 record.attempts = attempt
                 try:
                     await self._attempt(body, record)
                     break
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                     # A pooled keep-alive connection the server had already closed (llama.cpp's
-                    # server does this after a stream) fails before any response byte: resend once
-                    # on a fresh connection; the timers still run from the scheduled time.
+                    # server does this after a stream) fails before any response byte, so resending
+                    # is safe; several pooled connections may be stale at once. The timers still
+                    # run from the scheduled time.
                     stale = record.status is None and not isinstance(exc, aiohttp.ClientConnectorError)
-                    if attempt == 2 or not stale:
+                    if attempt == _STALE_ATTEMPTS or not stale:
                         raise
         except asyncio.CancelledError:
             record.error = "cancelled"

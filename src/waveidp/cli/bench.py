@@ -67,6 +67,8 @@ def bench(
     quant: str | None = typer.Option(None, help="weight format for sizing, e.g. q4_k_m, bf16"),
     device: list[str] = typer.Option([], "--device", help="hardware catalog id(s) the server runs on"),
     engine: str | None = typer.Option(None, help="engine of the server for sizing: vllm, llamacpp, ..."),
+    threads: int | None = typer.Option(None, help="for sizing: CPU threads the server uses (llama.cpp -t)"),
+    parallel: int | None = typer.Option(None, help="for sizing: llama.cpp slots (-np)"),
     as_json: bool = typer.Option(False, "--json", help="print the summaries as JSON"),
 ) -> None:
     """Run load points against URL and report TTFT, ITL, E2E, throughput, goodput and errors."""
@@ -102,12 +104,13 @@ def bench(
     else:
         raise InputError(f"unknown dataset '{dataset}'", where="--dataset", fix="use synthetic or chat")
     deployment = None
-    if predict or device or engine or model_id or quant:
+    if predict or device or engine or model_id or quant or threads or parallel:
         if not device:
             raise InputError("sizing needs the hardware", where="--device", fix="e.g. --device rtx-5070-ti")
         from waveidp.bench.predict import deployment_record
 
-        deployment = deployment_record(model_id or model, quant, device, engine)
+        extra = {k: v for k, v in (("threads", threads), ("parallel", parallel)) if v is not None}
+        deployment = deployment_record(model_id or model, quant, device, engine, **extra)
     cfg = BenchConfig(
         target=Target(url, model, endpoint, api_key, ignore_eos, timeout),  # type: ignore[arg-type]
         loads=parse_loads(concurrency, rate, requests, duration),
