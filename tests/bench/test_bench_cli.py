@@ -96,8 +96,11 @@ def fake_server() -> Iterator[tuple[str, dict[str, bytes | int]]]:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(_req)
         await resp.write(bytes(reply["body"]))  # type: ignore[arg-type]
+        if reply.get("hang"):  # a server that stops sending mid-stream (until teardown)
+            await release.wait()
         return resp
 
+    release = asyncio.Event()
     port = free_port()
     loop = asyncio.new_event_loop()
     app = web.Application()
@@ -110,6 +113,7 @@ def fake_server() -> Iterator[tuple[str, dict[str, bytes | int]]]:
     try:
         yield f"http://127.0.0.1:{port}", reply
     finally:
+        loop.call_soon_threadsafe(release.set)
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
@@ -131,6 +135,36 @@ def test_server_errors_and_garbage_sse_are_named(fake_server: tuple[str, dict[st
     reply.update(body=b"data: [DONE]\n\n")
     r = wave("bench", "--url", url, "--model", "m", "-n", "2")
     assert r.returncode == 2 and "without any content token" in r.stderr
+
+
+def test_without_usage_tokens_are_counted_from_chunks_and_labelled(
+    fake_server: tuple[str, dict[str, bytes | int]], tmp_path: Path
+) -> None:
+    url, reply = fake_server
+    chunk = b'data: {"choices": [{"delta": {"content": "x"}}]}\n\n'
+    reply.update(status=200, body=b'data: {"choices": [{"delta": {"role": "assistant"}}]}\n\n' + chunk * 3
+                 + b"data: [DONE]\n\n")  # fmt: skip
+    r = wave("bench", "--url", url, "--model", "m", "-n", "3", "--out", str(tmp_path), "--no-plots")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "results.json").read_text())["runs"][0]["summary"]
+    assert s["completed"] == 3 and s["output_tokens"]["mean"] == 3
+    assert s["output_token_source"] == "chunks" and s["input_token_source"] == "approx"
+
+
+def test_a_stalled_stream_is_a_timeout(fake_server: tuple[str, dict[str, bytes | int]]) -> None:
+    url, reply = fake_server
+    reply.update(status=200, body=b'data: {"choices": [{"delta": {"content": "x"}}]}\n\n', hang=1)
+    r = wave("bench", "--url", url, "--model", "m", "-n", "1", "--timeout", "1")
+    assert r.returncode == 2 and "(timeout)" in r.stderr and "within 1s" in r.stderr
+
+
+def test_duration_bounds_a_load_point(emulator: str, tmp_path: Path) -> None:
+    r = wave("bench", "--url", emulator, "--model", "emu-model", "-c", "2", "-n", "10000", "--duration", "1",
+             "--output-tokens", "4", "--out", str(tmp_path), "--no-plots")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert 0 < run["summary"]["completed"] < 200  # ~60 ms per request, 2 at a time, for ~1 s
+    assert max(q["scheduled_s"] for q in run["requests"]) < 1.0
 
 
 def test_bad_options_are_one_line_errors() -> None:

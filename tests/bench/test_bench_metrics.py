@@ -124,3 +124,15 @@ def test_percentiles_are_numpy_linear_interpolation() -> None:
     assert d.p50 == pytest.approx(np.percentile(values, 50))
     assert d.p99 == pytest.approx(99.01)
     assert distribution([None, None]).p50 is None
+
+
+def test_poisson_arrivals_are_seeded_and_have_the_asked_rate() -> None:
+    from waveidp.bench.profiles.poisson import arrival_offsets
+
+    a = arrival_offsets(50.0, 5000, 1000.0, seed=3)
+    assert a == arrival_offsets(50.0, 5000, 1000.0, seed=3) and a != arrival_offsets(
+        50.0, 5000, 1000.0, seed=4
+    )
+    assert a[0] == 0 and len(a) == 5000
+    assert (len(a) - 1) / a[-1] == pytest.approx(50.0, rel=0.05)
+    assert len(arrival_offsets(50.0, 5000, 2.0, seed=3)) < 200  # the duration bounds the count too
