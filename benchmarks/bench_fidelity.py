@@ -361,6 +361,61 @@ def report(results: list[dict[str, Any]]) -> dict[str, bool]:
     return checks
 
 
+def client_cost(streams: int = 64, tokens: int = 64, rounds: int = 3) -> dict[str, Any]:
+    """CPU time per received chunk of the hot path, aiohttp (what wave bench uses) vs httpx, on the
+    same emulator: `streams` concurrent SSE streams of `tokens` tokens each, best of `rounds`."""
+    import asyncio
+
+    import aiohttp
+
+    body = {"model": "fidelity", "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+
+    async def with_aiohttp(url: str) -> int:
+        n = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
+            async def one() -> None:
+                nonlocal n
+                async with s.post(url + "/v1/chat/completions", json=body) as r:
+                    async for line in r.content:
+                        if line.startswith(b"data: {"):
+                            json.loads(line[6:])
+                            n += 1
+
+            await asyncio.gather(*(one() for _ in range(streams)))
+        return n
+
+    async def with_httpx(url: str) -> int:
+        n = 0
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as c:
+
+            async def one() -> None:
+                nonlocal n
+                async with c.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {"):
+                            json.loads(line[6:])
+                            n += 1
+
+            await asyncio.gather(*(one() for _ in range(streams)))
+        return n
+
+    out: dict[str, Any] = {"streams": streams, "tokens": tokens}
+    with emulator({"step_ms": 5, "prefill_ms": 1}, Path("/tmp/wave-bench-client-cost.log")) as url:
+        for name, fn in (("aiohttp", with_aiohttp), ("httpx", with_httpx)):
+            best = float("inf")
+            for _ in range(rounds):
+                cpu = time.process_time()
+                chunks = asyncio.run(fn(url))
+                best = min(best, (time.process_time() - cpu) / chunks * 1e6)
+            out[f"{name}_cpu_us_per_chunk"] = best
+    console.print(f"client CPU per chunk: aiohttp {out['aiohttp_cpu_us_per_chunk']:.1f} us, "
+                  f"httpx {out['httpx_cpu_us_per_chunk']:.1f} us")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests per point")
@@ -381,6 +436,7 @@ def main() -> None:
             p["requests"] = max(p.get("concurrency", 8), p["requests"] // 4)
         results.append(measure(p, work, exe))
     checks = report(results)
+    cost = client_cost() if not args.only else None
     doc = {
         "command": shlex.join(["python", "benchmarks/bench_fidelity.py", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -390,6 +446,7 @@ def main() -> None:
             "load_avg_1m": os.getloadavg()[0],
         },
         "checks": checks,
+        "client_hot_path": cost,
         "points": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
