@@ -245,3 +245,13 @@ def test_emulator_timing_follows_the_sizing_model(tmp_path: Path) -> None:
     assert prefill_ms <= s["ttft_ms"]["p50"] <= prefill_ms + 5
     assert s["itl_ms"]["p50"] == pytest.approx(perf.decode_step_seconds(1, 64 + 12) * 1000, rel=0.05)
     assert "llamacpp:requests_processing" in metrics and "vllm:" not in metrics
+
+
+def test_completions_endpoint_and_json_output(emulator: str) -> None:
+    r = wave("bench", "--url", emulator + "/v1", "--model", "emu-model", "--endpoint", "completions",
+             "-n", "3", "--input-tokens", "16", "--output-tokens", "5", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["target"]["endpoint"] == "completions" and "requests" not in doc["runs"][0]
+    s = doc["runs"][0]["summary"]
+    assert s["completed"] == 3 and s["output_tokens"]["mean"] == 5 and s["input_tokens"]["mean"] == 16
