@@ -50,6 +50,7 @@ RESULTS = REPO / "benchmarks" / "results"
 KEY = "bench-key-0123456789"
 LITELLM_KEY = "sk-bench-0123456789"
 STREAM_TOKENS = 32
+SOAK_PERIOD_S = 0.1
 PLAIN_MODEL, STREAM_MODEL = "bench-plain", "bench-stream"
 CHAT_BODY = {
     "model": PLAIN_MODEL,
@@ -562,7 +563,8 @@ def main() -> None:
 
 
 def soak(p: dict, seconds: int) -> dict:
-    """Steady closed-loop load (16 plain + 4 streaming clients) on wave; RSS sampled every 5 s."""
+    """Steady load (16 plain + 4 streaming clients, each at most 10 requests/s: the machine is shared)
+    on wave; RSS sampled every 5 s."""
     samples: list[tuple[float, float]] = []
 
     async def run() -> int:
@@ -575,8 +577,10 @@ def soak(p: dict, seconds: int) -> dict:
             async def worker(body: bytes, is_stream: bool) -> None:
                 nonlocal done
                 while time.perf_counter() < stop:
+                    t = time.perf_counter()
                     await one(s, p["plain"] + "/v1/chat/completions", body, p["headers"], is_stream)
                     done += 1
+                    await asyncio.sleep(max(0.0, SOAK_PERIOD_S - (time.perf_counter() - t)))
 
             async def sampler() -> None:
                 t0 = time.perf_counter()

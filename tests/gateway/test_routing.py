@@ -97,6 +97,13 @@ def test_unknown_backends_get_tried() -> None:
     assert {p.rank([known, fresh], req(), 0)[0].name for _ in range(4)} == {"known", "fresh"}
 
 
+def test_an_unknown_backend_is_explored_one_request_at_a_time() -> None:
+    known = observed(backend("known"), ttft=0.2, itl=0.02)
+    fresh = backend("fresh", inflight=1)  # its first request has not reported yet
+    p = make_policy("predicted-latency", affinity=False)
+    assert all(p.rank([fresh, known], req(), 0)[0] is known for _ in range(4))
+
+
 def test_affinity_keeps_a_session_on_one_backend_unless_much_worse() -> None:
     bs = [observed(backend(n), ttft=0.1, itl=0.01) for n in ("a", "b", "c")]
     p = make_policy("predicted-latency")

@@ -32,6 +32,7 @@ log = logging.getLogger("waveidp.gateway")
 _CONTENT = re.compile(rb'"(?:content|text)":\s?"(?!")')
 _USAGE = re.compile(rb'"usage":\s?\{')
 _MAX_TAIL = 1 << 20  # an event larger than this is forwarded in pieces rather than held
+EARLY_ITL_EVENTS = 8  # after this many content events a stream reports its ITL so far to the router
 
 
 def extract_usage(body: bytes) -> dict[str, Any] | None:
@@ -164,8 +165,12 @@ class StreamRelay:
             now = time.perf_counter()
             if self.first_token is None:
                 self.first_token = now
+                self.b.ttft.observe(now - self.sent)  # at once: the router learns before the stream ends
             self.last_token = now
+            before = self.content_events
             self.content_events += n
+            if before < EARLY_ITL_EVENTS <= self.content_events:
+                self.b.itl.observe((now - self.first_token) / (self.content_events - 1))
         if _USAGE.search(out):
             out = self._read_usage(out)
         if not self.done and b"data: [DONE]" in out:
@@ -205,7 +210,6 @@ class StreamRelay:
         ttft = self.first_token - ex.t0 if self.first_token is not None else None
         m = ex.gw.metrics
         if self.first_token is not None:
-            b.ttft.observe(self.first_token - self.sent)
             m.ttft.labels(info.model, b.name).observe(ttft or 0.0)
             if (
                 completion

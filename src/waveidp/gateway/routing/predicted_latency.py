@@ -66,13 +66,17 @@ class PredictedLatency:
         n = len(candidates)
         known = {id(b): estimate(b, info) for b in candidates}
         values = [v for v in known.values() if v is not None]
-        # A backend never observed and without a prediction is tried as if it were the best known.
+        # A backend never observed and without a prediction is tried as if it were the best known,
+        # one request at a time: while that one runs, it ranks after every backend that is known.
         floor = min(values) if values else 0.0
+        exploring = max(values) * 2 + 1.0 if values else 0.0
         order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
 
         def score(b: BackendState) -> tuple[float, float, int]:
             v = known[id(b)]
-            return (floor if v is None else v, b.queue_depth(), order[id(b)])
+            if v is None:
+                v = floor if b.inflight == 0 else exploring
+            return (v, b.queue_depth(), order[id(b)])
 
         ranked = sorted(candidates, key=score)
         if self.affinity and info.affinity and ranked[0].adapter.prefix_cache:
