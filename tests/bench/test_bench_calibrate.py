@@ -66,3 +66,33 @@ def test_results_without_a_deployment_are_refused_with_the_fix() -> None:
         calibrate([{"runs": [], "_path": "x.json"}])
     r = wave("calibrate", "/nonexistent/results.json")
     assert r.returncode == 2 and "no such results file" in r.stderr
+
+
+def test_bench_uses_only_the_public_sizing_api() -> None:
+    """Predictions come through `waveidp.sizing`'s public names, so sizing can reorganise its modules."""
+    import ast
+
+    import waveidp.bench
+
+    private = []
+    for path in sorted(Path(waveidp.bench.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("waveidp.sizing._"):
+                private.append(f"{path.name}:{node.lineno} {node.module}")
+            if isinstance(node, ast.ImportFrom) and node.module == "waveidp.sizing":
+                private += [
+                    f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")
+                ]
+    assert private == []
+
+
+def test_prediction_is_the_steady_state_point_of_each_measured_shape() -> None:
+    from waveidp.sizing import Deployment, PerfModel, steady_state_point
+
+    doc = results_doc(None)
+    rows = predict_runs(doc)
+    d = Deployment.build("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp", context=4096)
+    for row in rows:
+        pt = steady_state_point(PerfModel(d), row["concurrency"], 300, 64)
+        assert row["itl_ms"]["predicted"] == pt.itl_ms
+        assert row["ttft_ms"]["predicted"] == pt.ttft_ms

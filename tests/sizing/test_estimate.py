@@ -73,6 +73,21 @@ def test_vllm_flags_and_throughput_curve() -> None:
     assert itl == sorted(itl)  # ... at a higher per-token latency
 
 
+def test_steady_state_point_is_public_and_is_what_estimate_reports() -> None:
+    from waveidp.sizing import PerfModel, plan_memory, steady_state_point
+
+    d = Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm")
+    r = estimate(SizingRequest(deployment=d, prompt_tokens=300, output_tokens=64, concurrency=8))
+    perf = PerfModel(d, plan=plan_memory(d))
+    for c in (1, 8):
+        pt = steady_state_point(perf, concurrency=c, prompt_tokens=300, output_tokens=64)
+        assert pt == next(p for p in r.curve if p.concurrency == c)
+    pt8 = steady_state_point(perf, 8, 300, 64)
+    assert (pt8.ttft_ms, pt8.itl_ms) == (r.performance.ttft_ms, r.performance.itl_ms)
+    # the c - 1 prefills that interleave with each request's decode make c=8 slower per token than c=1
+    assert pt8.itl_ms > steady_state_point(perf, 1, 300, 64).itl_ms
+
+
 def test_context_beyond_the_model_is_impossible_for_vllm() -> None:
     r = _est(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm", context=200_000)
     assert r.verdict == "impossible"

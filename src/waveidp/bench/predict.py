@@ -64,8 +64,7 @@ def _err(pred: float, meas: float | None) -> float | None:
 
 def predict_runs(doc: dict[str, Any], eff: Any = None) -> list[dict[str, Any]]:
     """Prediction + error per run; `eff` overrides the efficiency factors (calibration)."""
-    from waveidp.sizing import PerfModel
-    from waveidp.sizing._estimate import _point  # the steady-state formula `estimate` uses
+    from waveidp.sizing import PerfModel, steady_state_point
 
     rec = doc.get("deployment")
     if not rec:
@@ -82,7 +81,7 @@ def predict_runs(doc: dict[str, Any], eff: Any = None) -> list[dict[str, Any]]:
         ctx = prompt + output
         if ctx not in cache:
             cache[ctx] = PerfModel(_deployment(rec, ctx), eff)
-        pt = _point(cache[ctx], conc, prompt, output)
+        pt = steady_state_point(cache[ctx], conc, prompt, output)
         s = run["summary"]
         row = {"label": run_label(run), "concurrency": conc, "prompt_tokens": prompt, "output_tokens": output}
         for key, pred, meas in (

@@ -7,7 +7,15 @@ print(estimate(SizingRequest(deployment=d, concurrency=4)).verdict)
 
 from waveidp.sizing._deployment import ENGINES, Deployment, Engine
 from waveidp.sizing._efficiency import Efficiency, calibration_path, efficiency_for, save_calibration
-from waveidp.sizing._estimate import CurvePoint, Memory, Performance, SizingRequest, SizingResult, estimate
+from waveidp.sizing._estimate import (
+    CurvePoint,
+    Memory,
+    Performance,
+    SizingRequest,
+    SizingResult,
+    estimate,
+    steady_state_point,
+)
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
 from waveidp.sizing._roofline import PerfModel
 
@@ -31,4 +39,5 @@ __all__ = [
     "kv_bytes_per_token_full",
     "plan_memory",
     "save_calibration",
+    "steady_state_point",
 ]

@@ -108,7 +108,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         plan = plan_memory(d)
     perf = PerfModel(d, plan=plan)
     conc = max(1, min(req.concurrency, max_conc)) if max_conc else 1
-    point = _point(perf, conc, req.prompt_tokens, req.output_tokens)
+    point = steady_state_point(perf, conc, req.prompt_tokens, req.output_tokens)
     ctx = req.prompt_tokens + req.output_tokens // 2
     step1 = perf.decode_step_seconds(conc, ctx)
     memory_bound = _decode_memory_bound(perf, conc, ctx)
@@ -124,7 +124,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         decode_bound="memory" if memory_bound else "compute",
     )
     curve = [
-        _point(perf, c, req.prompt_tokens, req.output_tokens)
+        steady_state_point(perf, c, req.prompt_tokens, req.output_tokens)
         for c in _curve_points(req.concurrency, max_conc)
     ]
     verdict, reasons = _verdict(d, plan, req, max_conc)
@@ -160,9 +160,12 @@ def estimate(req: SizingRequest) -> SizingResult:
     )
 
 
-def _point(perf: PerfModel, c: int, prompt: int, output: int) -> CurvePoint:
-    """Steady state of `c` concurrent requests: each request's decode is interrupted by the prefills
-    of the c - 1 requests that replace finished ones during its lifetime."""
+def steady_state_point(
+    perf: PerfModel, concurrency: int, prompt_tokens: int, output_tokens: int
+) -> CurvePoint:
+    """Steady state of `concurrency` requests in flight: each request's decode is interrupted by the
+    prefills of the concurrency - 1 requests that replace finished ones during its lifetime."""
+    c, prompt, output = concurrency, prompt_tokens, output_tokens
     prefill = perf.prefill_seconds(prompt)
     step = perf.decode_step_seconds(c, prompt + output // 2)
     ttft = prefill + (step if c > 1 else 0.0)
