@@ -61,6 +61,33 @@ def test_llamacpp_reduces_slots_to_what_fits_on_a_jetson() -> None:
     assert r.engine_flags["-np"] == r.max_concurrency
 
 
+def test_unified_memory_counts_the_cpu_side_buffers_in_the_one_shared_pool() -> None:
+    from waveidp.sizing._data import rules
+
+    reserve = rules().memory.unified_os_reserve_bytes  # data with its source in sizing/data/engines.yaml
+    r = _est(model=LLAMA_31_8B, quant=Q4_0, devices=[JETSON], engine="llamacpp", context=2048)
+    (pool,) = r.memory.devices  # one physical memory, no separate 0-byte "host-ram"
+    assert (pool.device, pool.role) == ("jetson-orin-nano-super", "unified")
+    assert pool.available_bytes == r.memory.available_bytes == JETSON.memory_bytes - reserve
+    # the input embedding (128256 x 4096 at 4.5 bits) and host buffers are part of what the pool holds
+    assert pool.cpu_side_bytes == r.memory.cpu_bytes > 128256 * 4096 * 4.5 / 8
+    assert pool.used_bytes == r.memory.gpu_bytes + r.memory.cpu_bytes == r.memory.total_bytes
+    assert "0.3 GB of it is llama.cpp's CPU-side" in r.reasons[0]
+    assert not any("host RAM" in x for x in r.reasons)
+
+    # a Jetson whose GPU-side share alone is below 90% of the pool but whose whole use is above it
+    gpu, total = r.memory.gpu_bytes, r.memory.total_bytes
+    smaller = JETSON.model_copy(update={"memory_bytes": int((gpu + total) / 2 / 0.9) + reserve})
+    r = _est(model=LLAMA_31_8B, quant=Q4_0, devices=[smaller], engine="llamacpp", context=2048)
+    assert r.verdict == "tight"
+    assert any("jetson-orin-nano-super is 9" in x and "full" in x for x in r.reasons)
+    # ... and one where the GPU-side share fits but the CPU-side buffers do not
+    tiny = JETSON.model_copy(update={"memory_bytes": (gpu + total) // 2 + reserve})
+    r = _est(model=LLAMA_31_8B, quant=Q4_0, devices=[tiny], engine="llamacpp", context=2048)
+    assert r.verdict == "impossible"
+    assert any("shared by CPU and GPU" in x for x in r.reasons)
+
+
 def test_vllm_flags_and_throughput_curve() -> None:
     r = _est(model=LLAMA_33_70B, quant=BF16, devices=[H100_SXM] * 4, engine="vllm", tp=4, concurrency=32)
     assert r.verdict == "fits"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from waveidp.errors import InputError
 from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
-from waveidp.sizing._memory import MemoryPlan, Placement, plan_llamacpp, plan_memory
+from waveidp.sizing._memory import MemoryPlan, PoolUse, plan_llamacpp, plan_memory
 from waveidp.sizing._roofline import PerfModel
 
 Verdict = Literal["fits", "tight", "offload", "impossible"]
@@ -34,6 +34,9 @@ class DeviceMemory(BaseModel):
     overhead_bytes: int
     used_bytes: int
     available_bytes: int
+    cpu_side_bytes: int = Field(
+        default=0, description="on unified memory: the part of used_bytes that llama.cpp keeps CPU-side"
+    )
 
 
 class Memory(BaseModel):
@@ -223,7 +226,7 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _device_sentence(p: Placement, d: Deployment) -> str:
+def _device_sentence(p: PoolUse, d: Deployment) -> str:
     if p.reserved_bytes and d.engine == "trtllm":
         return (
             f"{p.device.id}: weights {_gb(p.weights_bytes)} + overhead {_gb(p.overhead_bytes)}; "
@@ -237,23 +240,28 @@ def _device_sentence(p: Placement, d: Deployment) -> str:
             f"{_gb(p.overhead_bytes)} leave KV {_gb(p.kv_bytes)}"
         )
     layers = f" ({p.layers:g} layers)" if d.engine == "llamacpp" else ""
+    shared = (
+        f" (CPU and GPU share this memory: {_gb(p.cpu_side_bytes)} of it is llama.cpp's CPU-side "
+        "input embedding and buffers)"
+        if p.role == "unified"
+        else ""
+    )
     return (
         f"{p.device.id}{layers}: weights {_gb(p.weights_bytes)} + KV {_gb(p.kv_bytes)} + overhead "
-        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} of {_gb(p.pool_bytes)} usable"
+        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} of {_gb(p.pool_bytes)} usable{shared}"
     )
+
+
+def _stand_in(p: PoolUse, d: Deployment) -> bool:
+    """The host-RAM share of a discrete GPU when no CPU device was given: shown, never judged."""
+    return p.role == "host" and d.host is None and p.layers == 0
 
 
 def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) -> tuple[Verdict, list[str]]:
-    reasons = [
-        _device_sentence(p, d)
-        for p in plan.placements
-        if p.used_bytes > 0 and not (p.role == "host" and d.host is None and p.layers == 0)
-    ]
-    host_only = [p for p in plan.placements if p.role == "host" and d.host is None and p.layers == 0]
-    discrete = bool(d.accelerators) and not (
-        d.accelerators[0].unified_memory or d.accelerators[0].kind == "soc"
-    )
-    if d.engine == "llamacpp" and host_only and host_only[0].weights_bytes and discrete:
+    pools = plan.pools
+    reasons = [_device_sentence(p, d) for p in pools if p.used_bytes > 0 and not _stand_in(p, d)]
+    host_only = [p for p in pools if _stand_in(p, d)]
+    if d.engine == "llamacpp" and host_only and host_only[0].weights_bytes:
         reasons.append(
             f"host RAM: {_gb(host_only[0].used_bytes)} (llama.cpp keeps the input embedding on the CPU)"
         )
@@ -287,12 +295,12 @@ def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int)
         reasons.append(
             f"KV cache holds {plan.kv_capacity_tokens:,} tokens = {max_conc} sequences of {d.context}"
         )
-    for p in plan.placements:
+    for p in pools:
         if (
             p.pool_bytes
             and not p.reserved_bytes
             and p.used_bytes > tight_fraction * p.pool_bytes
-            and (p.role == "accelerator" or d.host is not None)
+            and not _stand_in(p, d)
             and verdict != "offload"  # an automatic -ngl split fills the GPU on purpose
         ):
             if verdict == "fits":
@@ -307,7 +315,7 @@ def _verdict(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int)
 def _memory(d: Deployment, plan: MemoryPlan, concurrency: int) -> Memory:
     devices = [
         DeviceMemory(
-            device=p.device.id if p.role == "accelerator" or d.host is not None else "host-ram",
+            device="host-ram" if _stand_in(p, d) else p.device.id,
             role=p.role,
             layers=p.layers,
             weights_bytes=p.weights_bytes,
@@ -315,8 +323,9 @@ def _memory(d: Deployment, plan: MemoryPlan, concurrency: int) -> Memory:
             overhead_bytes=p.overhead_bytes,
             used_bytes=p.used_bytes,
             available_bytes=p.pool_bytes,
+            cpu_side_bytes=p.cpu_side_bytes,
         )
-        for p in plan.placements
+        for p in plan.pools
     ]
     return Memory(
         weights_bytes=plan.weights_bytes,
@@ -329,7 +338,7 @@ def _memory(d: Deployment, plan: MemoryPlan, concurrency: int) -> Memory:
         total_bytes=plan.total_bytes,
         gpu_bytes=plan.gpu_bytes,
         cpu_bytes=plan.cpu_bytes,
-        available_bytes=sum(p.pool_bytes for p in plan.placements),
+        available_bytes=sum(p.pool_bytes for p in plan.pools),
         devices=devices,
     )
 

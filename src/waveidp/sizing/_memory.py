@@ -39,6 +39,51 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class PoolUse:
+    """One physical memory and what is placed in it. On unified memory (a Jetson) the CPU-side buffers
+    llama.cpp keeps off the GPU live in the same pool as the GPU's share, so both parts count here."""
+
+    device: Hardware
+    role: str  # "accelerator", "host", or "unified" (accelerator and CPU-side share of one memory)
+    pool_bytes: int
+    parts: tuple[Placement, ...]
+
+    @property
+    def layers(self) -> float:
+        return sum(p.layers for p in self.parts)
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(p.weights_bytes for p in self.parts)
+
+    @property
+    def kv_bytes(self) -> int:
+        return sum(p.kv_bytes for p in self.parts)
+
+    @property
+    def overhead_bytes(self) -> int:
+        return sum(p.overhead_bytes for p in self.parts)
+
+    @property
+    def reserved_bytes(self) -> int:
+        return sum(p.reserved_bytes for p in self.parts)
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(p.used_bytes for p in self.parts)
+
+    @property
+    def cpu_side_bytes(self) -> int:
+        """Bytes of the CPU-side share when this pool is shared (0 otherwise)."""
+        return sum(p.used_bytes for p in self.parts if p.role == "host") if self.role == "unified" else 0
+
+
+def _shares_memory(p: Placement) -> bool:
+    """The CPU-side share of a unified-memory accelerator (the host stand-in that is not a CPU device)."""
+    return p.role == "host" and p.device.kind != "cpu" and (p.device.unified_memory or p.device.kind == "soc")
+
+
+@dataclass(frozen=True)
 class MemoryPlan:
     weights_bytes: int
     kv_bytes_per_token: int  # averaged over `context` (sliding-window layers capped)
@@ -66,6 +111,22 @@ class MemoryPlan:
     @property
     def total_bytes(self) -> int:
         return sum(p.used_bytes for p in self.placements)
+
+    @property
+    def pools(self) -> list[PoolUse]:
+        """Placements grouped by the physical memory they use: one pool per device, except that the
+        CPU-side share on unified memory joins its accelerator's pool."""
+        out: list[PoolUse] = []
+        for p in self.placements:
+            home = next(
+                (i for i, u in enumerate(out) if _shares_memory(p) and u.device.id == p.device.id), None
+            )
+            if home is None:
+                out.append(PoolUse(p.device, p.role, p.pool_bytes, (p,)))
+            else:
+                u = out[home]
+                out[home] = PoolUse(u.device, "unified", u.pool_bytes, (*u.parts, p))
+        return out
 
 
 # ---- model-level quantities -------------------------------------------------------------------
@@ -270,26 +331,15 @@ def plan_llamacpp(d: Deployment, ngl: int | None) -> MemoryPlan:
         ngl = chosen
     ngl = min(ngl, m.layers + 1)
     placements = _llamacpp_split(d, ngl, W, E, out, layer_w, kv_all, compute, host_small, unified)
-    problems = [_over(p) for p in placements if p.used_bytes > p.pool_bytes]
-    if unified and host is None:
-        # one pool: the host-side share lives in the same memory as the accelerator's
-        total = sum(p.used_bytes for p in placements)
-        pool = placements[0].pool_bytes
-        problems = (
-            []
-            if total <= pool
-            else [
-                f"{_gb(total)} needed but the shared memory of {accels[0].name} "
-                f"leaves {_gb(pool)} after the OS"
-            ]
-        )
-    elif host is None and ngl <= m.layers:
+    overhead = sum(p.overhead_bytes for p in placements)
+    plan = MemoryPlan(W, per_token_avg, kv_all, overhead, n_ctx, placements, kv_name, n_ctx, ngl)
+    problems = [_over(u) for u in plan.pools if u.used_bytes > u.pool_bytes]
+    if host is None and not unified and ngl <= m.layers:
         problems.append(
             f"-ngl {ngl} leaves {m.layers + 1 - ngl} layers in system RAM, which is not described; "
             "add --device <cpu id> to check it"
         )
-    overhead = sum(p.overhead_bytes for p in placements)
-    return MemoryPlan(W, per_token_avg, kv_all, overhead, n_ctx, placements, kv_name, n_ctx, ngl, problems)
+    return replace(plan, problems=problems)
 
 
 def _llamacpp_split(
@@ -340,7 +390,8 @@ def _llamacpp_split(
     host_read = host_layers * layer_w + (0 if out_on_acc else out)
     host_overhead = compute if (host_layers or not out_on_acc) else host_small
     host_hw = d.host or accels[0]
-    pool = pool_bytes(d.host, rule) if d.host else 0
+    # on unified memory the CPU-side share is allocated from the accelerator's own pool
+    pool = pool_bytes(d.host, rule) if d.host else (pool_bytes(accels[0], rule) if unified else 0)
     placements.append(
         Placement(
             host_hw,
@@ -361,10 +412,15 @@ def _llamacpp_split(
     return placements
 
 
-def _over(p: Placement) -> str:
+def _over(p: Placement | PoolUse) -> str:
+    shared = (
+        f" (shared by CPU and GPU, after the OS reserve; {_gb(p.cpu_side_bytes)} of it CPU-side)"
+        if isinstance(p, PoolUse) and p.role == "unified"
+        else ""
+    )
     return (
         f"{p.device.name}: weights {_gb(p.weights_bytes)} + KV {_gb(p.kv_bytes)} + overhead "
-        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} exceeds the {_gb(p.pool_bytes)} available"
+        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} exceeds the {_gb(p.pool_bytes)} available{shared}"
     )
 
 
