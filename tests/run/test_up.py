@@ -17,7 +17,7 @@ import orjson
 import psutil
 import pytest
 
-from support import free_port, wait_http
+from support import free_port, running, wait_http
 
 pytestmark = pytest.mark.engine
 WAVE = Path(sys.executable).with_name("wave")
@@ -130,3 +130,53 @@ def test_crashed_engine_is_restarted(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert not _alive(children)
+
+
+def test_wave_up_with_a_fleet_file_starts_local_embedded_and_connects_remote(tmp_path: Path) -> None:
+    far_port, local_port = free_port(), free_port()
+    fake = Path(__file__).parent.parent / "gateway" / "fake_upstream.py"
+    with running(
+        [sys.executable, str(fake), "--port", str(far_port), "--name", "far", "--model", "m1"],
+        log=tmp_path / "far.log",
+    ) as far:
+        wait_http(f"http://127.0.0.1:{far_port}/health", proc=far)
+        cfg = tmp_path / "wave.yaml"
+        cfg.write_text(f"""
+version: 1
+nodes:
+  - name: here
+    address: 127.0.0.1
+    backends:
+      - {{name: local-smol, engine: embedded, url: "http://127.0.0.1:{local_port}", models: [smol-local]}}
+  - name: elsewhere
+    address: 192.0.2.10
+    backends:
+      - {{name: far, engine: vllm, url: "http://127.0.0.1:{far_port}", models: [m1]}}
+""")
+        with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": "k"}) as (proc, info):
+            assert info["models"] == ["m1", "smol-local"] and list(info["children"]) == ["local-smol"]
+            base = info["url"].removesuffix("/v1")
+            for model, backend in (("smol-local", "local-smol"), ("m1", "far")):
+                r = httpx.post(
+                    base + "/v1/chat/completions",
+                    headers={"authorization": "Bearer k"},
+                    timeout=30,
+                    json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+                )
+                assert r.status_code == 200 and r.headers["x-wave-backend"] == backend
+            child = info["children"]["local-smol"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            assert not _alive([child])
+        assert far.poll() is None  # a remote backend is connected to, never managed
+
+
+def test_killed_wave_up_leaves_no_engine_behind(tmp_path: Path) -> None:
+    with wave_up(tmp_path, env={"WAVE_API_KEY": "k"}) as (proc, info):
+        children = [p for p in info["children"].values() if p]
+        proc.kill()  # no chance to clean up: the engine must still go (parent-death signal)
+        proc.wait(5)
+        deadline = time.monotonic() + 10
+        while _alive(children):
+            assert time.monotonic() < deadline, f"llama-server orphaned: {_alive(children)}"
+            time.sleep(0.05)
