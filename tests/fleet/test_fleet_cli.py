@@ -92,7 +92,7 @@ def test_validate_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert f"{bad}:51: nodes[1].devices[1].hardware: unknown hardware 'gtx-1560'" in lines[0]
+    assert f"{bad}:114: nodes[5].devices[0].hardware: unknown hardware 'gtx-1560'" in lines[0]
     assert "gtx-1650" in lines[0]
 
 

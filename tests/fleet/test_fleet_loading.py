@@ -32,7 +32,12 @@ def test_home_lab_describes_the_seed_fleet() -> None:
     f = fleet.load(EXAMPLES / "home-lab.yaml")
     hardware = {n.name: sorted(d.hardware for d in n.devices) for n in f.nodes}
     assert hardware["schlimers-server"] == ["rtx-5070-ti", "ryzen-9-9900x"]
-    assert hardware["xps15"] == ["gtx-1650", "i9-9980hk"]
+    # the Proxmox host keeps its CPU; the GTX 1650 is passed through to LXC 107, which runs its backend
+    assert hardware["xps15"] == ["i9-9980hk"]
+    assert hardware["xps15-inference"] == ["gtx-1650"]
+    inference = f.node("xps15-inference")
+    assert inference.lxc is not None and (inference.lxc.host, inference.lxc.vmid) == ("xps15", 107)
+    assert [b.name for b in inference.backends] == ["llamacpp-1650"] and not f.node("xps15").backends
     assert hardware["xps13"] == ["core-ultra-7-258v", "core-ultra-7-258v-npu"]
     assert hardware["jetson"] == ["jetson-orin-nano-super"]
     guest = f.node(f.gateway.node or "")

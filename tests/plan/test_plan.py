@@ -50,18 +50,26 @@ def test_every_catalog_service_is_decided_for_the_seed_fleet() -> None:
 def test_seed_fleet_single_user_decisions_are_defensible() -> None:
     plan = make_plan(fleet.load(HOME_LAB))
     assert _where(plan, "vllm") == {"schlimers-server": "must"}
-    assert _where(plan, "llamacpp") == {"schlimers-server": "must", "xps15": "must", "jetson": "must"}
+    assert _where(plan, "llamacpp") == {
+        "schlimers-server": "must",
+        "xps15-inference": "must",
+        "jetson": "must",
+    }
     assert _where(plan, "wave-gateway") == {"sclimers-gateway": "must"}
     assert _where(plan, "nginx") == {"sclimers-gateway": "must"}
     # DCGM does not support GeForce or Jetson: Won't there, and the NVML exporter takes over where it can.
-    assert _where(plan, "dcgm-exporter") == {"schlimers-server": "wont", "xps15": "wont", "jetson": "wont"}
+    assert _where(plan, "dcgm-exporter") == {
+        "schlimers-server": "wont",
+        "xps15-inference": "wont",
+        "jetson": "wont",
+    }
     dcgm = {d.node: d.reason for d in plan.wont if d.service == "dcgm-exporter"}
     assert (
         "GeForce RTX 5070 Ti" in dcgm["schlimers-server"] and "covers it instead" in dcgm["schlimers-server"]
     )
     assert _where(plan, "nvml-exporter") == {
         "schlimers-server": "should",
-        "xps15": "should",
+        "xps15-inference": "should",
         "jetson": "wont",
     }
     assert any(u.startswith("jetson: no GPU exporter") for u in plan.uncertainties)

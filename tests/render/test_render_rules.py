@@ -93,9 +93,13 @@ def test_lxc_guest_with_gpu_gets_passthrough_lines() -> None:
     assert "lxc.mount.entry: /dev/nvidia-uvm dev/nvidia-uvm" in conf
     assert "stat -c %t /dev/nvidia-uvm" in files["box/proxmox/lxc-107-uvm.sh"]
     assert "pct stop 107 && pct start 107" in files["box/README.md"]
-    # a guest without GPUs (the seed's services LXC) needs none
+    # the seed's GTX 1650 guest (LXC 107 on xps15) gets them; its services LXC, without GPUs, needs none
     seed = render(fleet.load(HOME_LAB), make_plan(fleet.load(HOME_LAB)))
-    assert not [p for p in seed if "/proxmox/" in p]
+    assert [p for p in seed if "/proxmox/" in p] == [
+        "xps15-inference/proxmox/lxc-107-uvm.sh",
+        "xps15-inference/proxmox/lxc-107.conf",
+    ]
+    assert "on the Proxmox host xps15 (guest xps15-inference)" in seed["xps15-inference/proxmox/lxc-107.conf"]
 
 
 def _flags(command: list[str]) -> dict[str, str]:
@@ -186,7 +190,7 @@ def test_cli_writes_secrets_0600_keeps_them_and_reports_drift(tmp_path: Path) ->
         [*WAVE, "render", "-f", str(HOME_LAB), "-o", str(out), "--check"], capture_output=True, text=True
     )
     assert clean.returncode == 0, clean.stdout
-    compose = out / "xps15" / "docker-compose.yml"
+    compose = out / "xps15-inference" / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("-np", "-np-edited"))
     os.remove(out / "jetson" / "README.md")
     drift = subprocess.run(
@@ -196,7 +200,7 @@ def test_cli_writes_secrets_0600_keeps_them_and_reports_drift(tmp_path: Path) ->
         env={**os.environ, "COLUMNS": "200"},
     )
     assert drift.returncode == 1
-    assert "changed  " in drift.stdout and "xps15/docker-compose.yml" in drift.stdout
+    assert "changed  " in drift.stdout and "xps15-inference/docker-compose.yml" in drift.stdout
     assert "missing  " in drift.stdout and "jetson/README.md" in drift.stdout
 
 
