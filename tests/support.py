@@ -21,8 +21,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, *, timeout: float = 30.0, ok: tuple[int, ...] = (200,), proc: subprocess.Popen | None = None,
-              headers: dict[str, str] | None = None) -> httpx.Response:
+def wait_http(
+    url: str,
+    *,
+    timeout: float = 30.0,
+    ok: tuple[int, ...] = (200,),
+    proc: subprocess.Popen | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     """Poll `url` until it answers one of `ok`; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     last: Exception | str = "no answer"
@@ -41,12 +47,23 @@ def wait_http(url: str, *, timeout: float = 30.0, ok: tuple[int, ...] = (200,), 
 
 
 @contextlib.contextmanager
-def running(cmd: Sequence[str | os.PathLike[str]], *, log: Path | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def running(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen]:
     """Start a child in its own process group and kill the whole group on exit."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:
