@@ -40,6 +40,7 @@ system-deps:
 	fi
 
 up: venv models engine
+	$(BIN)/wave fit
 	$(BIN)/wave up
 
 test: system-deps venv models engine
