@@ -274,7 +274,11 @@ def main() -> None:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
     result["summary"] = summarise(result["runs"], rates)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

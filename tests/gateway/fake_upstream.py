@@ -194,5 +194,11 @@ if __name__ == "__main__":
     a = parse()
     uvloop.install()
     web.run_app(
-        build(a), host="127.0.0.1", port=a.port, access_log=None, print=None, handler_cancellation=True
+        build(a),
+        host="127.0.0.1",
+        port=a.port,
+        access_log=None,
+        print=None,
+        handler_cancellation=True,
+        shutdown_timeout=1,
     )
