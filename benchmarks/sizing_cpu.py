@@ -41,6 +41,7 @@ from rich.table import Table
 
 from waveidp import catalog
 from waveidp.catalog import Hardware
+from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool, wave_home
 from waveidp.sizing import Deployment, PerfModel, SizingRequest, estimate
 
@@ -203,25 +204,16 @@ def llama_server(model: Path, n_prompt: int, n_gen: int, parallel: int, rounds: 
     import httpx
 
     port = _free_port()
-    ctx = parallel * (n_prompt + n_gen + 64)
-    cmd = [
-        str(llama_tool("llama-server")),
-        "-m",
-        str(model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-t",
-        "1",
-        "-tb",
-        "1",
-        "-c",
-        str(ctx),
-        "-np",
-        str(parallel),
-        "--no-webui",
-    ]
+    cmd = LlamaServerSpec(
+        binary=llama_tool("llama-server"),
+        model=model,
+        port=port,
+        alias=model.stem,
+        threads=1,  # llama-server's batch threads default to the same
+        parallel=parallel,
+        context=parallel * (n_prompt + n_gen + 64),
+        embeddings=False,
+    ).command()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -9,6 +9,7 @@ import pytest
 from bench_support import wave
 
 from support import free_port, running, wait_http
+from waveidp.engines.llamacpp import LlamaServerSpec
 
 pytestmark = pytest.mark.engine
 
@@ -16,27 +17,18 @@ pytestmark = pytest.mark.engine
 def test_bench_against_llama_server_end_to_end(
     llama_server_bin: Path, smollm2_path: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    cmd = [
-        llama_server_bin,
-        "-m",
-        smollm2_path,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-t",
-        "1",
-        "-c",
-        "2048",
-        "-np",
-        "2",
-        "--alias",
-        "smollm2",
-        "--metrics",
-    ]
-    with running(cmd, log=tmp_path / "llama-server.log") as proc:
-        url = f"http://127.0.0.1:{port}"
+    spec = LlamaServerSpec(
+        binary=llama_server_bin,
+        model=smollm2_path,
+        port=free_port(),
+        alias="smollm2",
+        threads=1,
+        parallel=2,
+        context=2048,
+        embeddings=False,
+    )
+    with running(spec.command(), log=tmp_path / "llama-server.log") as proc:
+        url = spec.url
         wait_http(url + "/health", proc=proc, timeout=60)
         out = tmp_path / "bench"
         r = wave(

@@ -34,36 +34,22 @@ class RunningGateway:
 
 
 def start_llama(stack: contextlib.ExitStack, workdir: Path) -> str:
+    from waveidp.engines.llamacpp import LlamaServerSpec
     from waveidp.engines.local_files import embedded_model_path, llama_tool
 
-    port = free_port()
-    cmd = [
-        llama_tool("llama-server"),
-        "-m",
-        embedded_model_path(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-t",
-        "1",
-        "-np",
-        "4",
-        "-c",
-        "4096",
-        "-n",
-        "8",
-        "--alias",
-        MODEL,
-        "--metrics",
-        "--embeddings",
-        "--pooling",
-        "mean",
-    ]
-    proc = stack.enter_context(running(cmd, log=workdir / "llama-server.log"))
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health", proc=proc, timeout=60)
-    return url
+    spec = LlamaServerSpec(
+        binary=llama_tool("llama-server"),
+        model=embedded_model_path(),
+        port=free_port(),
+        alias=MODEL,
+        threads=1,
+        parallel=4,
+        context=4096,
+        n_predict=8,
+    )
+    proc = stack.enter_context(running(spec.command(), log=workdir / "llama-server.log"))
+    wait_http(spec.url + "/health", proc=proc, timeout=60)
+    return spec.url
 
 
 def start_slow_upstream(stack: contextlib.ExitStack, workdir: Path) -> str:

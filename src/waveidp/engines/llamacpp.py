@@ -38,6 +38,7 @@ class LlamaServerSpec:
     context: int = 8192
     gpu_layers: int | None = None
     embeddings: bool = True
+    n_predict: int | None = None  # default cap on generated tokens when a request sets none
 
     def command(self) -> list[str]:
         cmd = [
@@ -63,6 +64,8 @@ class LlamaServerSpec:
             cmd += ["--embeddings", "--pooling", "mean"]
         if self.gpu_layers is not None:
             cmd += ["-ngl", str(self.gpu_layers)]
+        if self.n_predict is not None:
+            cmd += ["-n", str(self.n_predict)]
         return cmd
 
     @property
