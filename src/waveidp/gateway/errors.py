@@ -64,8 +64,33 @@ def as_api_error(exc: WaveError) -> ApiError:
     )
 
 
-def error_body(message: str, type: str, code: str, param: str | None = None) -> bytes:
+def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def upstream_error_body(data: bytes, status: int) -> bytes:
+    """An engine's error answer in OpenAI's error shape, message and type kept.
+
+    Engines differ: llama.cpp sends an integer `code`, vLLM puts the fields at the top level, Ollama
+    sends `{"error": "text"}`, a proxy in front may answer with HTML. Only called for status >= 400.
+    """
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    err = parsed.get("error", parsed) if isinstance(parsed, dict) else None
+    if isinstance(err, str):
+        err = {"message": err}
+    if not isinstance(err, dict):
+        text = data[:500].decode(errors="replace").strip()
+        err = {"message": f"the engine answered HTTP {status}" + (f": {text}" if text else "")}
+    message, type_, param, code = (err.get(k) for k in ("message", "type", "param", "code"))
+    return error_body(
+        message if isinstance(message, str) else f"the engine answered HTTP {status}",
+        type_ if isinstance(type_, str) else _TYPES.get(status, "api_error"),
+        None if code is None else str(code),
+        param if isinstance(param, str) else None,
+    )
 
 
 def sse_error_event(message: str, code: str) -> bytes:

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope
 
 from waveidp.errors import WaveError
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.errors import ApiError, as_api_error
+from waveidp.gateway.errors import ApiError, as_api_error, upstream_error_body
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo, parse_request
 from waveidp.gateway.state import Gateway
@@ -303,6 +303,8 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
                     time.perf_counter() - ex.t0,
                 )
             )
+            if status >= 400:
+                data, ctype = upstream_error_body(data, status), "application/json"
             return Response(
                 data, status, headers={**ex.extra_headers, "x-wave-backend": b.name}, media_type=ctype
             )
@@ -398,10 +400,10 @@ async def open_stream(ex: Exchange, ranked: list[BackendState]) -> StreamRelay |
             )
         )
         return Response(
-            first,
+            upstream_error_body(first, resp.status) if resp.status >= 400 else first,
             resp.status,
             headers={"x-wave-backend": b.name},
-            media_type=resp.headers.get("content-type", "application/json"),
+            media_type="application/json" if resp.status >= 400 else resp.headers.get("content-type"),
         )
     raise _all_failed(info, failures)
 

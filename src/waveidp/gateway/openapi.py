@@ -54,10 +54,24 @@ _COMMON = {
 }
 
 
+# One server-sent event as OpenAPI 3.1 tools read an event-stream schema (schemathesis checks each
+# event against it): `data` holds a JSON chunk, an error object, or the final `[DONE]`.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 def _op(summary: str, schema: dict[str, Any], stream: bool = True) -> dict[str, Any]:
     ok: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
     if stream:
-        ok["text/event-stream"] = {"schema": {"type": "string"}}
+        ok["text/event-stream"] = {"schema": _SSE_EVENT}
     return {
         "post": {
             "summary": summary,

@@ -1,0 +1,47 @@
+"""Engines' error answers reach the client in OpenAI's error shape (`code` a string or null)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from waveidp.gateway.errors import upstream_error_body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "want"),
+    [
+        # llama.cpp: integer code
+        (
+            b'{"error":{"code":400,"message":"input is empty","type":"invalid_request_error"}}',
+            400,
+            {"message": "input is empty", "type": "invalid_request_error", "param": None, "code": "400"},
+        ),
+        # vLLM: fields at the top level
+        (
+            b'{"object":"error","message":"bad max_tokens","type":"BadRequestError","param":"max_tokens",'
+            b'"code":400}',
+            400,
+            {"message": "bad max_tokens", "type": "BadRequestError", "param": "max_tokens", "code": "400"},
+        ),
+        # Ollama: a plain string
+        (
+            b'{"error":"model not found"}',
+            404,
+            {"message": "model not found", "type": "not_found_error", "param": None, "code": None},
+        ),
+        # a proxy's HTML page
+        (
+            b"<html>Forbidden</html>",
+            403,
+            {
+                "message": "the engine answered HTTP 403: <html>Forbidden</html>",
+                "type": "permission_error",
+                "param": None,
+                "code": None,
+            },
+        ),
+    ],
+)
+def test_upstream_error_bodies_are_normalised(raw: bytes, status: int, want: dict) -> None:
+    assert orjson.loads(upstream_error_body(raw, status)) == {"error": want}
