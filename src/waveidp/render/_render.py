@@ -78,7 +78,7 @@ def render(
     else:
         files = {}
         for lay in lays:
-            files.update(_node_files(fleet, plan, lay, secrets or {}))
+            files.update(_node_files(fleet, plan, lay, secrets or {}, lays))
         files["README.md"] = template(
             "README.md.j2", fleet=fleet, target=target, nodes=[n.name for n in fleet.nodes]
         )
@@ -86,13 +86,28 @@ def render(
     return dict(sorted(files.items()))
 
 
-def _node_files(fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str, str]) -> dict[str, str]:
+def _nvidia(lay: NodeLayout) -> bool:
+    return any(u.gpu_ids or u.jetson for u in lay.engines) or any(
+        s in lay.infra for s in ("dcgm-exporter", "nvml-exporter")
+    )
+
+
+def _lxc_guests(host: str, lays: list[NodeLayout]) -> list[dict[str, Any]]:
+    """The fleet's LXC guests of Proxmox host `host`, and whether each got GPU passthrough files."""
+    return [
+        {"name": g.node.name, "vmid": g.node.lxc.vmid, "gpu": _nvidia(g)}
+        for g in sorted(lays, key=lambda g: g.node.lxc.vmid if g.node.lxc else 0)
+        if g.node.lxc and g.node.lxc.host == host
+    ]
+
+
+def _node_files(
+    fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str, str], lays: list[NodeLayout]
+) -> dict[str, str]:
     node = lay.node
     root = node.name
     files: dict[str, str] = {}
-    nvidia = any(u.gpu_ids or u.jetson for u in lay.engines) or any(
-        s in lay.infra for s in ("dcgm-exporter", "nvml-exporter")
-    )
+    nvidia = _nvidia(lay)
     compose = compose_file(lay, fleet)
     if compose["services"] and node.os == "linux":
         files[f"{root}/docker-compose.yml"] = "# Written by `wave render`; see README.md.\n" + to_yaml(
@@ -152,6 +167,8 @@ def _node_files(fleet: Fleet, plan: Plan, lay: NodeLayout, secrets: Mapping[str,
         not_rendered=[d for d in decisions if d.service in lay.not_rendered],
         optional=[d for d in decisions if d.priority == "could"],
         os=node.os,
+        compose=f"{root}/docker-compose.yml" in files,
+        guests=_lxc_guests(root, lays),
         nvidia=nvidia,
         lxc_gpu=lxc_gpu,
         nginx=lay.runs("nginx"),
