@@ -7,7 +7,8 @@ from typing import Any
 from waveidp.catalog.services import service
 from waveidp.fleet._models import Fleet
 from waveidp.render._data import containers, defaults
-from waveidp.render._engines import RENDERED_ENGINES, EngineUnit, key_env
+from waveidp.render._engines import EngineUnit, key_env
+from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command
 from waveidp.render._layout import NodeLayout
 
 RESTART = "unless-stopped"
@@ -99,8 +100,7 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
 def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
     port = fleet.gateway.port
     bind = "127.0.0.1:" if lay.runs("nginx") else ""
-    names = [key_env(b) for _, b in fleet.backends() if b.engine in RENDERED_ENGINES or b.api_key_env]
-    env = {name: "${" + name + "}" for name in names}
+    env = {name: "${" + name + "}" for name in backend_key_envs(fleet)}
     if lay.runs("redis"):
         env["WAVE_REDIS_URL"] = "redis://:${REDIS_PASSWORD}@redis:6379/0"
     probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{port}/health')"
@@ -108,18 +108,9 @@ def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
         "build": {"context": "./wave"},
         "image": "waveidp/gateway:local",
         "restart": RESTART,
-        "command": [
-            "wave",
-            "serve",
-            "--config",
-            "/etc/wave/wave.yaml",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
+        "command": serve_command(port),
         "environment": dict(sorted(env.items())),
-        "volumes": ["./wave/wave.yaml:/etc/wave/wave.yaml:ro", "wave-data:/var/lib/wave"],
+        "volumes": [f"./wave/wave.yaml:{CONFIG_PATH}:ro", "wave-data:/var/lib/wave"],
         "ports": [f"{bind}{port}:{port}"],
         "healthcheck": _health(["CMD", "python", "-c", probe]),
     }

@@ -10,7 +10,8 @@ import yaml
 
 from waveidp.fleet._models import Fleet
 from waveidp.plan import Plan
-from waveidp.render._engines import RENDERED_ENGINES, EngineUnit, key_env
+from waveidp.render._engines import EngineUnit
+from waveidp.render._gateway import backend_key_envs, serve_command
 from waveidp.render._layout import NodeLayout
 from waveidp.render._observe import alert_rules
 
@@ -127,11 +128,7 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[
         "metadata": _meta("wave-gateway", "gateway"),
         "data": {"wave.yaml": gateway_config(in_cluster)},
     }
-    env = [
-        _secret_env(key_env(b), key_env(b))
-        for _, b in fleet.backends()
-        if b.engine in RENDERED_ENGINES or b.api_key_env
-    ]
+    env = [_secret_env(name, name) for name in backend_key_envs(fleet)]
     if redis:
         env.append(_secret_env("REDIS_PASSWORD", "REDIS_PASSWORD"))
         env.append(
@@ -140,16 +137,7 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[
     container = {
         "name": "gateway",
         "image": GATEWAY_IMAGE,
-        "args": [
-            "wave",
-            "serve",
-            "--config",
-            "/etc/wave/wave.yaml",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
+        "args": serve_command(port),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "readinessProbe": _probe("/ready", "http"),
