@@ -148,7 +148,7 @@ async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive
             )
             ranked = route(gw, info)
             if info.stream:
-                return await open_stream(ex, ranked)
+                return await open_stream(ex, ranked, receive)
             return await forward_plain(ex, ranked, receive)
         except WaveError as exc:
             raise as_api_error(exc) from None
@@ -313,23 +313,30 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
         if not gone:
             raise
         task.uncancel()
-        await ex.finish(
-            RequestRecord(
-                info.model,
-                info.endpoint,
-                None,
-                CLIENT_CLOSED,
-                False,
-                None,
-                None,
-                None,
-                time.perf_counter() - ex.t0,
-                "client_disconnected",
-            )
-        )
-        return Response(b"", CLIENT_CLOSED)
+        return await _client_gone(ex, stream=False)
     finally:
         watcher.cancel()
+
+
+async def _client_gone(ex: Exchange, *, stream: bool) -> Response:
+    """Account a request whose client hung up before its answer began (frees its concurrency slot)."""
+    info = ex.info
+    assert info is not None
+    await ex.finish(
+        RequestRecord(
+            info.model,
+            info.endpoint,
+            None,
+            CLIENT_CLOSED,
+            stream,
+            None,
+            None,
+            None,
+            time.perf_counter() - ex.t0,
+            "client_disconnected",
+        )
+    )
+    return Response(b"", CLIENT_CLOSED)
 
 
 def _observe_plain(b: BackendState, info: RequestInfo, elapsed: float, completion_tokens: int | None) -> None:
@@ -357,8 +364,27 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone:
             return
 
 
-async def open_stream(ex: Exchange, ranked: list[BackendState]) -> StreamRelay | Response:
-    """Find a backend that produces a first chunk; only then commit to the client."""
+async def open_stream(ex: Exchange, ranked: list[BackendState], receive: Receive) -> StreamRelay | Response:
+    """Find a backend that produces a first chunk; only then commit to the client.
+
+    A client that hangs up while the engine prefills cancels the upstream request at once and
+    gives its concurrency slot back, instead of holding both until the first token."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone: list[bool] = []
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task, gone))
+    try:
+        return await _first_chunk(ex, ranked)
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        return await _client_gone(ex, stream=True)
+    finally:
+        watcher.cancel()
+
+
+async def _first_chunk(ex: Exchange, ranked: list[BackendState]) -> StreamRelay | Response:
     gw, info = ex.gw, ex.info
     assert info is not None and gw.session is not None
     failures: list[UpstreamFailure] = []
