@@ -159,8 +159,10 @@ def write_model(name: str, tokenizer: Path, dst: Path, seed: int = 0) -> None:
         total += n
     w.close()
     dt = time.perf_counter() - t0
-    print(f"{dst}: {name}, {total / 1e9:.2f} G matmul/embedding params, {dst.stat().st_size / 1e9:.2f} GB "
-          f"in {dt:.1f} s ({pad} padding tokens)")
+    print(
+        f"{dst}: {name}, {total / 1e9:.2f} G matmul/embedding params, {dst.stat().st_size / 1e9:.2f} GB "
+        f"in {dt:.1f} s ({pad} padding tokens)"
+    )
 
 
 def main() -> None:

@@ -25,8 +25,13 @@ async def one(
     rng = random.Random(seed)
     vocab = ["the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at"]
     prompt = " ".join(rng.choice(vocab) for _ in range(words))
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
-            "stream": True, "ignore_eos": True}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 8,
+        "stream": True,
+        "ignore_eos": True,
+    }
     t0 = time.perf_counter()
     first = None
     timings: dict[str, float] = {}
