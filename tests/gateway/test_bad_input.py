@@ -107,3 +107,23 @@ def test_no_healthy_backend_is_503_saying_which_is_down_and_why(fake_upstream, g
     assert err["code"] == "no_healthy_backend"
     assert "upstream0" in err["message"] and up.url in err["message"] and "cannot connect" in err["message"]
     assert r.headers["retry-after"] == "1"
+
+
+def test_oversized_headers_are_431_and_deep_json_is_400(gw_url: str) -> None:
+    url = gw_url + "/v1/chat/completions"
+    many = {**auth(), **{f"x-pad-{i}": "v" for i in range(120)}}  # over the 100-header limit
+    big = {**auth(), "x-pad": "v" * 40_000}  # over the 32 KiB limit
+    for headers in (many, big):
+        r = httpx.post(url, json=CHAT, headers=headers)
+        assert r.status_code == 431, r.text
+        assert error_of(r)["code"] == "request_header_fields_too_large"
+    deep: object = "hi"
+    for _ in range(40):  # 40 levels, over the limit of 32, yet well under --max-body-bytes
+        deep = [deep]
+    r = httpx.post(url, json={**CHAT, "metadata": deep}, headers=auth())
+    assert r.status_code == 400, r.text
+    error = error_of(r)
+    assert error["code"] == "json_too_deep" and "32" in error["message"]
+    shallow = {**CHAT, "metadata": [[[["ok"]]]] * 10}  # many brackets, little depth: passes through
+    assert httpx.post(url, json=shallow, headers=auth()).status_code == 200
+    assert httpx.post(url, json=CHAT, headers=auth()).status_code == 200

@@ -28,6 +28,7 @@ from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo, parse_req
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stream import StreamRelay, extract_usage
 from waveidp.security.principal import Principal
+from waveidp.security.transport import check_headers
 
 log = logging.getLogger("waveidp.gateway")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -140,9 +141,12 @@ async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive
     ex = Exchange(gw, endpoint, headers.get("x-request-id"))
     try:
         try:
+            check_headers(scope["headers"], gw.input_limits)
             ex.principal = await gw.guard.authenticate(headers)
             ex.raw = await read_body(headers, receive, gw.config.max_body_bytes)
-            ex.info = info = parse_request(endpoint, ex.raw, headers.get("x-session-id"))
+            ex.info = info = parse_request(
+                endpoint, ex.raw, headers.get("x-session-id"), gw.input_limits.max_json_depth
+            )
             ex.admission = await gw.guard.admit(
                 ex.principal, info.model, endpoint=endpoint, request_id=ex.request_id
             )

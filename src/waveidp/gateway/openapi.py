@@ -37,6 +37,7 @@ _ERRORS = {
     "403": _err("the key or token may not use this model"),
     "404": _err("model not served here"),
     "413": _err("request body over the gateway's limit"),
+    "431": _err("too many request headers, or too large"),
     "429": {
         **_err("over the key's requests/min, tokens/min or concurrent requests; see Retry-After"),
         "headers": {"Retry-After": {"schema": {"type": "string"}}},

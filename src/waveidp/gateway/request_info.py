@@ -12,6 +12,7 @@ from typing import Any, Literal
 import orjson
 
 from waveidp.gateway.errors import ApiError
+from waveidp.security.transport import json_depth_exceeds
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 
@@ -40,13 +41,18 @@ class RequestInfo:
         return orjson.dumps({**self.body, "stream_options": {"include_usage": True}})
 
 
-def parse_request(endpoint: Endpoint, raw: bytes, session: str | None = None) -> RequestInfo:
+def parse_request(
+    endpoint: Endpoint, raw: bytes, session: str | None = None, max_depth: int = 32
+) -> RequestInfo:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_type")
+    # Counting brackets runs at C speed; only a body with enough of them can nest too deep.
+    if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth_exceeds(body, max_depth):
+        raise ApiError(400, f"JSON nested deeper than {max_depth} levels", code="json_too_deep")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(

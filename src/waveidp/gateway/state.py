@@ -13,6 +13,7 @@ from waveidp.gateway.auth import Guard
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
 from waveidp.gateway.routing import Policy, make_policy
+from waveidp.security.transport import InputLimits
 
 
 class Gateway:
@@ -29,6 +30,8 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.routing = routing or RoutingConfig()
         self.guard = guard
+        # header count/size and JSON nesting checked on every model request (431, 400)
+        self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
