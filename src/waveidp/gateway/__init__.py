@@ -1,13 +1,13 @@
 """The Wave gateway: one OpenAI-compatible endpoint over a fleet of engines.
 
-gw = Gateway(backends_from_urls(["http://127.0.0.1:8000"]), SingleKeyGuard(key))
+security = build_security(SecurityOptions(bootstrap_key=Secret(key)))   # waveidp.security
+gw = Gateway(backends_from_urls(["http://127.0.0.1:8000"]), security.guard)
 app = create_app(gw)          # any ASGI server; `waveidp.gateway.server.run` uses uvicorn
 """
 
 from __future__ import annotations
 
 from waveidp.gateway.app import create_app
-from waveidp.gateway.auth import Guard, SingleKeyGuard
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.build import backends_from_fleet, backends_from_urls
 from waveidp.gateway.errors import ApiError
@@ -17,8 +17,6 @@ __all__ = [
     "ApiError",
     "BackendState",
     "Gateway",
-    "Guard",
-    "SingleKeyGuard",
     "backends_from_fleet",
     "backends_from_urls",
     "create_app",

@@ -1,6 +1,6 @@
 """The ASGI application: OpenAI routes, liveness/readiness, metrics, and the background health loop.
 
-app = create_app(Gateway(backends, SingleKeyGuard(key)))
+app = create_app(Gateway(backends, security.guard))   # see waveidp.security.gateway_security
 """
 
 from __future__ import annotations

@@ -5,68 +5,18 @@ from __future__ import annotations
 import orjson
 
 from waveidp.errors import WaveError
+from waveidp.security.refusals import ERROR_TYPES, Refusal, error_body
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    431: "invalid_request_error",
-    429: "rate_limit_error",
-    502: "upstream_error",
-    503: "service_unavailable",
-    504: "timeout_error",
-}
-
-
-class ApiError(WaveError):
-    """An error the gateway answers with `status` and an OpenAI-style body.
-
-    The security hooks raise it too (401, 403, 429); `headers` carries e.g. `Retry-After`.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str,
-        param: str | None = None,
-        type: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-        self.type = type or _TYPES.get(status, "api_error")
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
+# One class for every refusal on the HTTP side; the gateway's code calls it ApiError.
+ApiError = Refusal
+__all__ = ["ApiError", "as_api_error", "error_body", "sse_error_event", "upstream_error_body"]
 
 
 def as_api_error(exc: WaveError) -> ApiError:
-    """An `ApiError` for our own errors and for `waveidp.security`'s `Refusal` (same fields)."""
+    """The `ApiError` a WaveError stands for (only refusals carry an HTTP status)."""
     if isinstance(exc, ApiError):
         return exc
-    status = getattr(exc, "status", None)
-    if not isinstance(status, int):
-        raise TypeError(f"{type(exc).__name__} carries no HTTP status") from exc
-    return ApiError(
-        status,
-        exc.what,
-        code=getattr(exc, "code", None) or "refused",
-        param=getattr(exc, "param", None),
-        type=getattr(exc, "type", None),
-        headers=getattr(exc, "headers", None),
-    )
-
-
-def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+    raise TypeError(f"{type(exc).__name__} carries no HTTP status") from exc
 
 
 def upstream_error_body(data: bytes, status: int) -> bytes:
@@ -88,7 +38,7 @@ def upstream_error_body(data: bytes, status: int) -> bytes:
     message, type_, param, code = (err.get(k) for k in ("message", "type", "param", "code"))
     return error_body(
         message if isinstance(message, str) else f"the engine answered HTTP {status}",
-        type_ if isinstance(type_, str) else _TYPES.get(status, "api_error"),
+        type_ if isinstance(type_, str) else ERROR_TYPES.get(status, "api_error"),
         None if code is None else str(code),
         param if isinstance(param, str) else None,
     )

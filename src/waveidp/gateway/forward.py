@@ -176,7 +176,7 @@ async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive
 
 def error_response(err: ApiError, extra: dict[str, str] | None = None) -> Response:
     headers = {**extra, **err.headers} if extra else err.headers
-    return Response(err.body(), err.status, headers=headers, media_type="application/json")
+    return Response(orjson.dumps(err.body()), err.status, headers=headers, media_type="application/json")
 
 
 def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from waveidp.fleet._models import GatewayConfig, RoutingConfig
-from waveidp.gateway.auth import Guard
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.security.transport import InputLimits
+
+if TYPE_CHECKING:
+    from waveidp.security.guard import Guard
 
 
 class Gateway:

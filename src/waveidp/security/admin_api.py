@@ -68,7 +68,9 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
         except Refusal as r:
             return refusal_response(r)
         except NotFoundError as e:
-            return refusal_response(Refusal(404, str(e), code="key_not_found", param="name_or_id"))
+            return refusal_response(
+                Refusal(404, str(e), type="invalid_request_error", code="key_not_found", param="name_or_id")
+            )
         except InputError as e:
             return refusal_response(Refusal(400, str(e), code="invalid_key_request"))
 

@@ -1,7 +1,7 @@
 """Everything security the gateway needs, built from one options object.
 
     security = build_security(SecurityOptions(bootstrap_key=..., redis_url=..., oidc=...))
-    gw = Gateway(backends, security.guard, ...)      # the gateway's seam (`waveidp.gateway.auth.Guard`)
+    gw = Gateway(backends, security.guard, ...)      # the gateway's seam (`waveidp.security.guard.Guard`)
     app = create_app(gw); security.mount(app)        # adds /admin/keys
     ...serve...; security.close()                    # flushes the audit log
 

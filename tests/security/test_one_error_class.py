@@ -1,0 +1,36 @@
+"""One error class and one authenticator serve the gateway and security (no second copy to drift)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import orjson
+
+from waveidp.gateway.errors import ApiError, as_api_error
+from waveidp.gateway.forward import error_response
+from waveidp.security.refusals import Refusal, unauthorized
+from waveidp.security.transport import InputLimits, check_headers
+
+
+def test_security_refusals_answer_through_the_gateway_unchanged() -> None:
+    assert ApiError is Refusal
+    refusal = unauthorized("invalid API key")
+    assert as_api_error(refusal) is refusal
+    response = error_response(refusal)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == 'Bearer realm="wave"'
+    assert orjson.loads(response.body)["error"] == {
+        "message": "invalid API key",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    try:
+        check_headers([(b"x", b"y")] * 101, InputLimits())
+    except ApiError as err:  # a transport refusal is the gateway's error type
+        assert err.status == 431 and err.type == "invalid_request_error"
+    else:
+        raise AssertionError("101 headers were accepted")
+
+
+def test_the_gateway_has_no_authenticator_of_its_own() -> None:
+    assert importlib.util.find_spec("waveidp.gateway.auth") is None
