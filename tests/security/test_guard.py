@@ -86,3 +86,26 @@ def test_concurrency_limit_until_finish(tmp_path: Path, concurrent: int) -> None
         await guard.finish(await guard.admit(p, "m"), status=200)
 
     asyncio.run(go())
+
+
+def test_unlimited_principal_takes_no_limiter_ticket(tmp_path: Path) -> None:
+    """The bootstrap key has no limits: admitting it must not cost a limiter round trip."""
+    from waveidp.security.guard import DEFAULT_PRINCIPAL
+    from waveidp.security.limits import Limits
+    from waveidp.security.principal import Principal
+
+    guard = Guard(Authenticator())
+
+    async def go() -> None:
+        free = await guard.admit(DEFAULT_PRINCIPAL, "m", endpoint="chat")
+        assert free.decision.allowed and free.decision.ticket is None and free.headers == {}
+        await guard.finish(free, status=200)
+        limited = Principal(kind="key", name="k", bucket="key:k", limits=Limits(max_concurrent=1))
+        first = await guard.admit(limited, "m")
+        assert first.decision.ticket is not None
+        with pytest.raises(Refusal):
+            await guard.admit(limited, "m")
+        await guard.finish(first, status=200)
+        await guard.finish(await guard.admit(limited, "m"), status=200)
+
+    asyncio.run(go())

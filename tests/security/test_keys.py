@@ -116,3 +116,31 @@ def test_cli_create_list_rotate_revoke_json(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout) == []
     db = sqlite3.connect(Path(__import__("os").environ["WAVE_HOME"]) / "keys.db")
     assert db.execute("SELECT revoked_at IS NOT NULL FROM api_keys").fetchone() == (1,)
+
+
+def test_verified_key_is_remembered_until_the_table_changes(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from waveidp.security import keys
+
+    digests = 0
+    real = keys._digest
+
+    def counting(salt: bytes, key: str) -> bytes:
+        nonlocal digests
+        digests += 1
+        return real(salt, key)
+
+    monkeypatch.setattr(keys, "_digest", counting)
+    key = store.create("hot").key.reveal()
+    digests = 0  # creating it computed one
+    for _ in range(50):
+        assert store.authenticate(key).name == "hot"
+    assert digests == 1  # verified once, then served from memory
+    other = KeyStore(store.path)  # e.g. `wave keys revoke` in another process
+    other.revoke("hot")
+    other.close()
+    assert refused(store, key).code == "api_key_revoked"  # the very next request sees it
+    fresh = store.create("fresh", expires_at=time.time() + 60).key.reveal()
+    store.authenticate(fresh)
+    assert refused_at(store, fresh, time.time() + 120).code == "api_key_expired"  # expiry too

@@ -105,13 +105,13 @@ class Exchange:
 
     async def finish(self, record: RequestRecord, refusal: ApiError | None = None) -> None:
         m = self.gw.metrics
-        m.requests.labels(record.model, record.backend or "", str(record.status)).inc()
+        m.child(m.requests, record.model, record.backend or "", str(record.status)).inc()
         if record.backend:
-            m.duration.labels(record.model, record.backend).observe(record.duration_s)
+            m.child(m.duration, record.model, record.backend).observe(record.duration_s)
         if record.prompt_tokens:
-            m.tokens.labels(record.model, "input").inc(record.prompt_tokens)
+            m.child(m.tokens, record.model, "input").inc(record.prompt_tokens)
         if record.completion_tokens:
-            m.tokens.labels(record.model, "output").inc(record.completion_tokens)
+            m.child(m.tokens, record.model, "output").inc(record.completion_tokens)
         guard = self.gw.guard
         try:
             if self.admission is not None:
@@ -201,7 +201,7 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
         )
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
-    gw.metrics.decisions.labels(policy.name, ranked[0].name).inc()
+    gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1

@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 _BATCH = 512
+# The writer waits this long after an entry before writing, so that one transaction (one fsync)
+# carries every entry of that moment: under load, batches of one cost ~0.35 ms of the writer each
+# and its constant wake-ups take the GIL from the event loop.
+LINGER_S = 0.05
+_INSERT = (
+    f"INSERT INTO audit (id, {', '.join(_FIELDS)}, prev_hash, hash) "
+    f"VALUES (?, {', '.join('?' * len(_FIELDS))}, ?, ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -111,16 +119,14 @@ def append(db: sqlite3.Connection, entries: list[AuditEntry]) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         top, prev = _head(db)
+        rows = []
         for e in entries:
             top += 1
             values = {k: getattr(e, k) for k in _FIELDS}
             digest = row_hash(prev, top, values)
-            db.execute(
-                f"INSERT INTO audit (id, {', '.join(_FIELDS)}, prev_hash, hash) "
-                f"VALUES (?, {', '.join('?' * len(_FIELDS))}, ?, ?)",
-                (top, *(values[k] for k in _FIELDS), prev, digest),
-            )
+            rows.append((top, *values.values(), prev, digest))
             prev = digest
+        db.executemany(_INSERT, rows)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -165,6 +171,8 @@ class AuditLog:
             batch: list[AuditEntry] = []
             waiters: list[threading.Event] = []
             item = self._queue.get()
+            if isinstance(item, AuditEntry):
+                time.sleep(LINGER_S)
             while True:
                 if item is None:
                     stop = True

@@ -109,6 +109,9 @@ class Guard:
         started = time.monotonic()
         if model is not None and not principal.may_use(model):
             raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
+        if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
+            decision = Decision(True, principal.limits)
+            return Admission(principal, model, endpoint, decision, started, request_id)
         decision = await self.limiter.acquire(principal.bucket, principal.limits)
         if not decision.allowed:
             what = {
@@ -149,6 +152,7 @@ class Guard:
                 AuditEntry(
                     principal=admission.principal.name,
                     status=status,
+                    ts=time.time(),
                     request_id=admission.request_id,
                     endpoint=admission.endpoint,
                     model=admission.model,
@@ -176,6 +180,7 @@ class Guard:
                 AuditEntry(
                     principal=principal.name if principal else "-",
                     status=refusal.status,
+                    ts=time.time(),
                     request_id=request_id,
                     endpoint=endpoint,
                     model=model,

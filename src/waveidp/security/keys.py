@@ -38,6 +38,7 @@ from waveidp.security.secrets import Secret
 PREFIX = "wave-sk-"
 _ID_HEX = 12
 _KEY_RE = re.compile(r"^wave-sk-([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_VERIFIED_MAX = 10_000  # distinct keys remembered as verified (bounded against key spraying)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -161,6 +162,9 @@ class KeyStore:
         self._db.executescript(_SCHEMA)
         path.chmod(0o600)
         self._cache: dict[str, tuple[ApiKey, bytes, bytes]] = {}
+        # presented key -> its record, once its HMAC matched; emptied whenever the table changes
+        # (data_version is still read per request, so a revocation is seen by the next request)
+        self._verified: dict[str, ApiKey] = {}
         self._version = -1
 
     def close(self) -> None:
@@ -193,6 +197,7 @@ class KeyStore:
             return
         rows = self._db.execute("SELECT * FROM api_keys").fetchall()
         self._cache = {r[0]: (self._row(r), r[2], r[3]) for r in rows}
+        self._verified = {}
         self._version = version
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -217,11 +222,16 @@ class KeyStore:
             raise unauthorized("invalid API key")
         with self._lock:
             self._refresh()
-            entry = self._cache.get(m.group(1))
-        # Compare against a dummy digest for unknown ids so both paths cost the same.
-        record, salt, digest = entry if entry else (None, b"\0" * 16, b"\0" * 32)
-        if not hmac.compare_digest(_digest(salt, presented), digest) or record is None:
-            raise unauthorized("invalid API key")
+            verified = self._verified
+            record = verified.get(presented)
+            entry = self._cache.get(m.group(1)) if record is None else None
+        if record is None:
+            # Compare against a dummy digest for unknown ids so both paths cost the same.
+            record, salt, digest = entry if entry else (None, b"\0" * 16, b"\0" * 32)
+            if not hmac.compare_digest(_digest(salt, presented), digest) or record is None:
+                raise unauthorized("invalid API key")
+            if len(verified) < _VERIFIED_MAX:
+                verified[presented] = record
         status = record.status(now)
         if status == "revoked":
             raise unauthorized(f"API key '{record.name}' has been revoked", code="api_key_revoked")

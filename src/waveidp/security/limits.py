@@ -14,6 +14,7 @@ timed by the Redis server's clock. Both return the same `Decision`, which carrie
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import uuid
@@ -146,6 +147,7 @@ class MemoryLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._states: dict[str, _State] = {}
+        self._leases = itertools.count()  # lease ids need only be unique in this process
 
     def _bucket(self, current: Bucket | None, capacity: int | None, now: float) -> Bucket | None:
         if capacity is None:
@@ -171,7 +173,7 @@ class MemoryLimiter:
         if reason is None:
             if st.requests is not None:
                 st.requests.level -= 1.0
-            ticket = Ticket(key, limits, uuid.uuid4().hex)
+            ticket = Ticket(key, limits, str(next(self._leases)))
             st.leases.add(ticket.lease)
         return Decision(
             allowed=reason is None,
