@@ -115,6 +115,34 @@ def test_steady_state_point_is_public_and_is_what_estimate_reports() -> None:
     assert pt8.itl_ms > steady_state_point(perf, 1, 300, 64).itl_ms
 
 
+def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
+    """c clients with equal requests arrive together: the median one waits for the step in flight and
+    (c - 1) / 2 other prompts (each at the extra cost of one more prompt in a batched prefill); the
+    other half of the prompts interrupt its decode, so the work of a round is all c prefills."""
+    from waveidp.sizing import PerfModel, steady_state_point
+
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=64)
+    perf = PerfModel(d)
+    prompt, out = 542, 128
+    alone = perf.prefill_seconds(prompt)
+    extra = perf.prefill_seconds(prompt, batch=2) - alone
+    assert 0 < extra <= alone  # batching prompts saves the weight reads, never costs more than alone
+    for c in (1, 4, 64):
+        step = perf.decode_step_seconds(c, prompt + out // 2)
+        pt = steady_state_point(perf, c, prompt, out)
+        ttft = alone + (c - 1) / 2 * extra + (step if c > 1 else 0.0)
+        itl = step + (c - 1) / 2 * extra / (out - 1)
+        assert pt.ttft_ms == pytest.approx(ttft * 1000, abs=1e-3)
+        assert pt.itl_ms == pytest.approx(itl * 1000, abs=1e-3)
+        # a round (first token + the rest) holds every client's prefill once and `out` decode steps
+        e2e = (ttft + (out - 1) * itl) * 1000
+        work = alone + (c - 1) * extra + (step if c > 1 else 0) + (out - 1) * step
+        assert e2e == pytest.approx(work * 1000)
+        assert pt.output_tokens_per_s == pytest.approx(c * out / e2e * 1000, rel=1e-4)
+    ttfts = [steady_state_point(perf, c, prompt, out).ttft_ms for c in (1, 4, 16, 64)]
+    assert ttfts == sorted(ttfts) and ttfts[-1] > 10 * ttfts[0]  # grows ~linearly with c
+
+
 def test_context_beyond_the_model_is_impossible_for_vllm() -> None:
     r = _est(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm", context=200_000)
     assert r.verdict == "impossible"

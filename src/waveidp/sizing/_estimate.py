@@ -166,13 +166,24 @@ def estimate(req: SizingRequest) -> SizingResult:
 def steady_state_point(
     perf: PerfModel, concurrency: int, prompt_tokens: int, output_tokens: int
 ) -> CurvePoint:
-    """Steady state of `concurrency` requests in flight: each request's decode is interrupted by the
-    prefills of the concurrency - 1 requests that replace finished ones during its lifetime."""
+    """Steady state of `concurrency` closed-loop clients sending equal requests (docs/sizing.md,
+    "Concurrency: queueing before the first token").
+
+    Equal requests started together finish together and come back together (a convoy), so each
+    round the engine gets all c prompts at once and prefills them first come, first served, batched
+    with the decode steps of the requests already running. The median request waits for the step
+    in flight, then for the prompts of half of the others, then for its own. Each client's prompt
+    is prefilled once per round: the (c - 1) / 2 that come before a request delay its first token,
+    the other (c - 1) / 2 interrupt its decode.
+    """
     c, prompt, output = concurrency, prompt_tokens, output_tokens
     prefill = perf.prefill_seconds(prompt)
+    # one more prompt in a batched prefill costs its compute, not another pass over the weights
+    extra_prompt = max(0.0, perf.prefill_seconds(prompt, batch=2) - prefill)
     step = perf.decode_step_seconds(c, prompt + output // 2)
-    ttft = prefill + (step if c > 1 else 0.0)
-    itl = step + (c - 1) * prefill / output
+    ahead = (c - 1) / 2
+    ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0)
+    itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,
