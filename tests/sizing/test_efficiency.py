@@ -37,3 +37,25 @@ def test_broken_calibration_file_names_file_and_field() -> None:
     )
     with pytest.raises(ConfigError, match=r"calibration.yaml: devices.rtx-4090.llamacpp.decode_bandwidth"):
         efficiency_for("rtx-4090", "llamacpp", kind="gpu")
+
+
+def test_per_quant_bandwidth_multiplier_slows_only_that_quant() -> None:
+    from waveidp.sizing import Deployment, PerfModel
+
+    eff = efficiency_for("h100-sxm", "llamacpp")
+    assert eff.decode_bandwidth_by_quant["q4_k_m"] < 1  # k-quant kernels stream slower than q8_0's
+    assert eff.decode_bandwidth_for("q4_k_m") == pytest.approx(eff.decode_bandwidth * 0.68)
+    assert eff.decode_bandwidth_for("q8_0") == eff.decode_bandwidth == eff.decode_bandwidth_for("f16")
+    q4 = Deployment.build("llama-3.1-8b", "q4_k_m", ["h100-sxm"], "llamacpp")
+    flat = eff.model_copy(update={"decode_bandwidth_by_quant": {}})
+    ratio = PerfModel(q4).decode_step_seconds(1, 600) / PerfModel(q4, flat).decode_step_seconds(1, 600)
+    assert 1.2 < ratio < 1 / 0.68  # the weight-streaming part is 1/0.68 slower, the fixed overhead is not
+
+
+def test_bad_per_quant_multiplier_names_the_quant(tmp_path: Path) -> None:
+    calibration_path().write_text(
+        "devices:\n  rtx-4090:\n    llamacpp: {decode_bandwidth: 0.5, prefill_compute: 0.2, "
+        "step_overhead_s: 0, decode_bandwidth_by_quant: {q4_k_m: -1}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"devices.rtx-4090.llamacpp.decode_bandwidth_by_quant.q4_k_m"):
+        efficiency_for("rtx-4090", "llamacpp", kind="gpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,7 +34,15 @@ class Efficiency(BaseModel):
         le=1,
         description="achieved share of peak in decode matmuls; None = prefill_compute",
     )
+    decode_bandwidth_by_quant: dict[str, Annotated[float, Field(gt=0, le=10)]] = Field(
+        default_factory=dict,
+        description="multiplier on decode_bandwidth per quant id where a format's kernels are measured "
+        "to stream weights slower or faster than the others",
+    )
     source: str = Field(default="", description="where these factors come from")
+
+    def decode_bandwidth_for(self, quant: str) -> float:
+        return min(1.0, self.decode_bandwidth * self.decode_bandwidth_by_quant.get(quant, 1.0))
 
 
 _Table = dict[str, dict[str, Efficiency]]

@@ -134,7 +134,7 @@ def estimate(req: SizingRequest) -> SizingResult:
     kind = "memory-bound" if memory_bound else "compute-bound"
     reasons.append(
         f"decode is {kind}: {step1 * 1000:.2f} ms per step for {conc} sequence(s) "
-        f"at {ctx} tokens of context ({perf.eff.decode_bandwidth:.0%} of peak bandwidth, "
+        f"at {ctx} tokens of context ({perf.eff.decode_bandwidth_for(d.quant.id):.0%} of peak bandwidth, "
         f"{perf.eff.prefill_compute:.0%} of peak compute assumed)"
     )
     return SizingResult(
@@ -155,7 +155,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         curve=curve,
         engine_flags=engine_flags(d, plan, req, max_conc),
         efficiency={
-            "decode_bandwidth": perf.eff.decode_bandwidth,
+            "decode_bandwidth": perf.eff.decode_bandwidth_for(d.quant.id),
             "prefill_compute": perf.eff.prefill_compute,
             "step_overhead_s": perf.eff.step_overhead_s,
             "source": perf.eff.source,

@@ -81,7 +81,7 @@ class PerfModel:
     # ---- device rates -----------------------------------------------------------------------
     def _bandwidth(self, p: Placement) -> float:
         hw = p.device
-        bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth
+        bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth_for(self.d.quant.id)
         if hw.kind == "cpu" and self.d.threads and not self._physical:
             bw = min(bw, self.d.threads * self._core_bw)  # a few cores already stream what DRAM gives
         return bw
