@@ -145,3 +145,35 @@ def test_claims_on_the_seed_file(repo_root: Path) -> None:
     assert "GB/s (ryzen-9-9900x)" in hybrid["arithmetic"]
     assert checks["8b-fp8-vllm-single-stream-003"]["verdict"] == "plausible"
     assert all(c["claim"]["source"].startswith("seeds/") for c in checks.values())
+
+
+def _size_json(device: str, concurrency: int) -> dict[str, object]:
+    out = wave("size", "-m", "llama-3.1-8b", "-q", "q4_k_m", "-d", device, "--engine", "llamacpp",
+               "--prompt-tokens", "542", "--output-tokens", "128", "--concurrency", str(concurrency),
+               "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def test_size_on_h100_llamacpp_uses_the_shipped_h100_calibration() -> None:
+    """Not the generic GPU defaults: the H100 entry of efficiency.yaml, measured on that GPU
+    (benchmarks/results/gpu: q4_k_m ITL 4.66 ms alone, TTFT 3.7 s with 64 clients sending together)."""
+    from waveidp.sizing._efficiency import _shipped
+
+    kinds, devices = _shipped()
+    h100, generic = devices["h100-sxm"]["llamacpp"], kinds["gpu"]["llamacpp"]
+    r = _size_json("h100-sxm", 1)
+    eff = r["efficiency"]
+    assert isinstance(eff, dict)
+    assert eff["source"] == h100.source and "H100" in eff["source"]
+    assert eff["decode_bandwidth"] == pytest.approx(h100.decode_bandwidth_for("q4_k_m"))
+    assert eff["prefill_compute"] == h100.prefill_compute != generic.prefill_compute
+    perf = r["performance"]
+    assert isinstance(perf, dict)
+    assert perf["itl_ms"] == pytest.approx(4.66, rel=0.1)  # the generic defaults say 2.5 ms
+    perf64 = _size_json("h100-sxm", 64)["performance"]
+    assert isinstance(perf64, dict)
+    assert perf64["ttft_ms"] == pytest.approx(3698, rel=0.25)
+    # a GPU without a measured entry still gets the kind's defaults
+    other = _size_json("h200", 1)["efficiency"]
+    assert isinstance(other, dict) and other["source"] == generic.source
