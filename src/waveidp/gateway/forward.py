@@ -378,7 +378,7 @@ async def open_stream(ex: Exchange, ranked: list[BackendState], receive: Receive
     gone: list[bool] = []
     watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task, gone))
     try:
-        return await _first_chunk(ex, ranked)
+        result = await _first_chunk(ex, ranked)
     except asyncio.CancelledError:
         if not gone:
             raise
@@ -386,6 +386,11 @@ async def open_stream(ex: Exchange, ranked: list[BackendState], receive: Receive
         return await _client_gone(ex, stream=True)
     finally:
         watcher.cancel()
+    if gone and isinstance(result, StreamRelay):
+        # The hang-up came with the first chunk: the cancellation lands in the relay, which then
+        # knows it as the client's and ends quietly.
+        result.client_gone = True
+    return result
 
 
 async def _first_chunk(ex: Exchange, ranked: list[BackendState]) -> StreamRelay | Response:
