@@ -4,16 +4,21 @@ for `predicted-latency`, `least-outstanding` and `round-robin`, at several Poiss
     .venv/bin/python benchmarks/routing.py             # ~6 minutes
     .venv/bin/python benchmarks/routing.py --quick     # ~2 minutes
 
-The fleet is three engines emulated by tests/gateway/fake_upstream.py with speeds a GPU, a CPU and an
-edge board could have for one small model (numbers below, 10x and 20x apart in ITL), each with its
-own slot count, queueing beyond it and a per-running-request slowdown of decode (batching). Each
-policy gets its own `wave serve` (same fleet file, `--policy`), all three in front of the same
-engines; runs are interleaved by rate, policies in shuffled order. Requests stream; arrivals are
-Poisson; the clock of a request starts at its scheduled arrival (no coordinated omission). TTFT is
-time to the first content chunk, ITL is (E2E - TTFT) / (chunks - 1) per request.
+The fleet is a home one serving llama-3.2-3b, each engine emulated by `wave emulate` (continuous
+batching, finite KV cache, step times from the sizing model, the engine's own /metrics): an
+RTX 5070 Ti under vLLM (bf16), a laptop CPU (i9-9980HK) and a Jetson Orin Nano Super under
+llama.cpp (q4_k_m, 2 slots each). The fleet file gives each backend its model, quant and device,
+so `predicted-latency` starts from the same sizing prediction. Everything runs in real time
+(`--speed 1`): the GPU's batch is capped at the 16 sequences of 4096 tokens its KV cache holds
+(`wave size`), which keeps its saturation within what two shared cores can stream.
+Every run starts a fresh fleet (three `wave emulate` processes and one `wave serve --policy P` with
+the generated fleet file), so no backlog or learned EWMA carries over; policies run in shuffled
+order at each rate, all with the same seeded arrivals. Requests stream and have distinct prompts
+(so prefix affinity does not pin them); arrivals are Poisson; the clock of a request starts at its
+scheduled arrival (no coordinated omission). TTFT is time to the first non-empty content chunk,
+ITL is (E2E - TTFT) / (tokens - 1) per request.
 
-Goodput = requests meeting every SLO / run duration, for a strict SLO that only the fast engine can
-meet and a lenient one the CPU-like engine meets when not queued.
+Goodput = requests meeting every SLO / run duration.
 """
 
 from __future__ import annotations
@@ -32,23 +37,32 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import orjson
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
 KEY = "routing-bench-key-0123"
 POLICIES = ("predicted-latency", "least-outstanding", "round-robin")
-# name: (ttft s, prefill s/token, itl s, slots, decode slowdown per extra running request)
+MODEL = "llama-3.2-3b"
+# name: (hardware catalog id, engine, quant, max batch = vLLM --max-num-seqs / llama.cpp -np)
 FLEET = {
-    "gpu": (0.03, 0.0001, 0.005, 16, 0.02),
-    "cpu": (0.30, 0.0010, 0.050, 4, 0.10),
-    "edge": (0.60, 0.0020, 0.100, 2, 0.10),
+    "gpu": ("rtx-5070-ti", "vllm", "bf16", 16),
+    "cpu": ("i9-9980hk", "llamacpp", "q4_k_m", 2),
+    "edge": ("jetson-orin-nano-super", "llamacpp", "q4_k_m", 2),
 }
-SLOS = {"strict": {"ttft_s": 0.5, "itl_s": 0.02}, "lenient": {"ttft_s": 2.0, "itl_s": 0.08}}
+# The SLO a user of the GPU would set: its ITL is 10-11 ms at any batch it runs, so 25 ms (40
+# tokens/s, several times reading speed) leaves room for batching and the gateway; 1 s to the first
+# token is what an interactive chat on it feels like when it is not overloaded. Lenient: what the
+# Jetson meets (34-36 ms ITL) when it is not queued.
+SLOS = {"strict": {"ttft_s": 1.0, "itl_s": 0.025}, "lenient": {"ttft_s": 2.0, "itl_s": 0.05}}
+PROMPT_WORDS = (20, 120)
+MAX_TOKENS = (32, 64, 96)
+REQUEST_TIMEOUT_S = 10.0  # > the longest request that can meet the lenient SLO (2 s + 96 x 50 ms)
+WORDS = ("river", "stone", "cloud", "lamp", "orbit", "fern", "quartz", "maple", "drift", "ember", "signal")
 console = Console()
 
 
@@ -87,25 +101,58 @@ def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
 def fleet_yaml(ports: dict[str, int]) -> str:
     lines = ["version: 1", "name: routing-bench", "nodes:"]
     for name, port in ports.items():
-        slots = FLEET[name][3]
+        hw, engine, quant, batch = FLEET[name]
         lines += [
             f"  - name: {name}-node",
+            f"    devices: [{{id: {name}0, hardware: {hw}}}]",
             "    backends:",
-            f"      - {{name: {name}, engine: vllm, url: 'http://127.0.0.1:{port}', models: [m], "
-            f"max_concurrency: {slots}}}",
+            f"      - {{name: {name}, engine: {engine}, url: 'http://127.0.0.1:{port}', devices: [{name}0],",
+            f"         models: [{{name: {MODEL}, model: {MODEL}, quant: {quant}}}],",
+            f"         max_concurrency: {batch}}}",
         ]
     return "\n".join(lines) + "\n"
 
 
-async def one(
-    session: aiohttp.ClientSession, url: str, scheduled: float, max_tokens: int, prompt: str
-) -> dict:
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def sizing_table() -> dict[str, dict]:
+    """What the sizing model (the same one `wave size` prints) says each engine does per token."""
+    from waveidp.sizing import Deployment, PerfModel
+
+    out = {}
+    for name, (hw, engine, quant, batch) in FLEET.items():
+        extra = {"parallel": batch} if engine == "llamacpp" else {}
+        perf = PerfModel(Deployment.build(MODEL, quant, [hw], engine, context=4096, **extra))
+        out[name] = {
+            "hardware": hw,
+            "engine": engine,
+            "quant": quant,
+            "max_batch": batch,
+            "itl_ms_batch_1": round(perf.decode_step_seconds(1, 200) * 1000, 2),
+            "itl_ms_full_batch": round(perf.decode_step_seconds(batch, 200) * 1000, 2),
+            "prefill_ms_100_tokens": round(perf.prefill_seconds(100) * 1000, 1),
+            "kv_capacity_tokens": perf.kv_capacity_tokens(),
+        }
+    gpu = out["gpu"]["itl_ms_batch_1"]
+    for v in out.values():
+        v["itl_x_gpu_batch_1"] = round(v["itl_ms_batch_1"] / gpu, 1)
+    return out
+
+
+def prompt(rng: random.Random, i: int) -> str:
+    n = rng.randint(*PROMPT_WORDS)
+    return f"request {i}: " + " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+async def one(session: aiohttp.ClientSession, url: str, scheduled: float, max_tokens: int, text: str) -> dict:
     delay = scheduled - time.perf_counter()
     if delay > 0:
         await asyncio.sleep(delay)
     body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": prompt}],
+        "model": MODEL,
+        "messages": [{"role": "user", "content": text}],
         "max_tokens": max_tokens,
         "stream": True,
     }
@@ -118,12 +165,16 @@ async def one(
             if r.status != 200:
                 return {"ok": False, "status": r.status, "backend": backend}
             async for line in r.content:
-                if line.startswith(b"data: {") and b'"content"' in line:
+                if not line.startswith(b"data: {"):
+                    continue
+                event = orjson.loads(line[6:])
+                if "error" in event:
+                    return {"ok": False, "status": "stream-error", "backend": backend}
+                # a token is non-empty content: vLLM's first chunk (role, content "") is not one
+                if any(c.get("delta", {}).get("content") for c in event.get("choices") or ()):
                     chunks += 1
                     if first is None:
                         first = time.perf_counter() - scheduled
-                elif line.startswith(b"data: {") and b'"error"' in line:
-                    return {"ok": False, "status": "stream-error", "backend": backend}
     except (aiohttp.ClientError, TimeoutError) as exc:
         return {"ok": False, "status": type(exc).__name__, "backend": backend}
     e2e = time.perf_counter() - scheduled
@@ -139,24 +190,94 @@ async def run_load(url: str, rate: float, seconds: float, seed: int) -> tuple[li
         t += rng.expovariate(rate)
         if t > seconds:
             break
-        arrivals.append((t, rng.choice((32, 64, 128)), "word " * rng.randint(10, 100)))
-    timeout = aiohttp.ClientTimeout(total=60)  # a request queued longer counts as failed
+        arrivals.append((t, rng.choice(MAX_TOKENS), prompt(rng, len(arrivals))))
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)  # a request queued longer counts as failed
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
         t0 = time.perf_counter() + 0.2
         results = await asyncio.gather(*(one(session, url, t0 + at, n, p) for at, n, p in arrivals))
     return list(results), seconds
 
 
-def goodput(results: list[dict], seconds: float, slo: dict) -> float:
-    good = sum(
-        1
-        for r in results
-        if r["ok"]
+def up(policy: str, work: Path) -> tuple[list[subprocess.Popen], str, dict[str, str]]:
+    """Start the three emulated engines and one `wave serve` in front of them; wait until ready."""
+    procs: list[subprocess.Popen] = []
+    commands = {}
+    try:
+        ports = {name: free_port() for name in FLEET}
+        for name, (hw, engine, quant, batch) in FLEET.items():
+            cmd = [str(WAVE), "emulate", "--model", MODEL, "--quant", quant, "--device", hw]
+            cmd += ["--engine", engine, "--port", str(ports[name]), "--context", "4096"]
+            cmd += ["--parallel", str(batch)] if engine == "llamacpp" else ["--max-batch", str(batch)]
+            procs.append(start(cmd, work / f"{name}.log"))
+            commands[name] = " ".join(["wave", *cmd[1:]])
+        for name, p in zip(FLEET, procs, strict=True):
+            wait_ready(f"http://127.0.0.1:{ports[name]}/health", p)
+        cfg = work / "wave.yaml"
+        cfg.write_text(fleet_yaml(ports))
+        port = free_port()
+        p = start(
+            [str(WAVE), "serve", "--config", str(cfg), "--port", str(port), "--policy", policy],
+            work / f"gateway-{policy}.log",
+            env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "home")},
+        )
+        procs.append(p)
+        wait_ready(f"http://127.0.0.1:{port}/ready", p)
+    except BaseException:
+        down(procs)
+        raise
+    return procs, f"http://127.0.0.1:{port}", commands
+
+
+def down(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def summarise_run(policy: str, rate: float, results: list[dict], dur: float) -> dict:
+    ok = [r for r in results if r["ok"]]
+    share: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    for r in results:
+        share[r["backend"] or "-"] = share.get(r["backend"] or "-", 0) + 1
+        if not r["ok"]:
+            why = str(r.get("status"))
+            failures[why] = failures.get(why, 0) + 1
+    return {
+        "policy": policy,
+        "rate": rate,
+        "requests": len(results),
+        "failed": len(results) - len(ok),
+        "failures_by_status": failures,
+        "goodput": {k: round(goodput(results, dur, slo), 3) for k, slo in SLOS.items()},
+        "ttft_p50_s": pct([r["ttft"] for r in ok], 50),
+        "ttft_p99_s": pct([r["ttft"] for r in ok], 99),
+        "itl_p50_s": pct([r["itl"] for r in ok], 50),
+        "itl_p99_s": pct([r["itl"] for r in ok], 99),
+        "backend_share": share,
+        "good_by_backend": {
+            b: sum(1 for r in results if r["backend"] == b and meets(r, SLOS["strict"])) for b in FLEET
+        },
+    }
+
+
+def meets(r: dict, slo: dict) -> bool:
+    return bool(
+        r["ok"]
         and r["ttft"] is not None
         and r["ttft"] <= slo["ttft_s"]
         and (r["itl"] is None or r["itl"] <= slo["itl_s"])
     )
-    return good / seconds
+
+
+def goodput(results: list[dict], seconds: float, slo: dict) -> float:
+    return sum(1 for r in results if meets(r, slo)) / seconds
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -172,11 +293,10 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/wave-routing-bench"))
     ap.add_argument("--out", type=Path, default=RESULTS / "routing.json")
     args = ap.parse_args()
-    rates = args.rates or ([4.0, 12.0] if args.quick else [2.0, 6.0, 12.0, 20.0])
-    seconds = args.seconds or (15.0 if args.quick else 25.0)
+    rates = args.rates or ([4.0, 16.0] if args.quick else [3.0, 8.0, 16.0, 24.0])
+    seconds = args.seconds or (15.0 if args.quick else 12.0)
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen] = []
     result: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -185,100 +305,42 @@ def main() -> None:
             "platform": platform.platform(),
             "load_avg_at_start": os.getloadavg(),
         },
-        "fleet": {
-            n: dict(
-                zip(("ttft_s", "prefill_s_per_token", "itl_s", "slots", "batch_slowdown"), v, strict=True)
-            )
-            for n, v in FLEET.items()
+        "code": {
+            "commit": git("rev-parse", "HEAD"),
+            # `wave serve` runs from the working tree: say whether the gateway had uncommitted edits
+            "gateway_uncommitted": git("status", "--porcelain", "--", "src/waveidp/gateway").splitlines(),
         },
+        "model": MODEL,
+        "fleet": sizing_table(),
         "slos": SLOS,
+        "workload": {
+            "prompt_words": PROMPT_WORDS,
+            "max_tokens": MAX_TOKENS,
+            "request_timeout_s": REQUEST_TIMEOUT_S,
+        },
         "seconds_per_run": seconds,
         "method": __doc__.split("\n\n", 2)[2],
         "runs": [],
     }
-    try:
-        ports = {name: free_port() for name in FLEET}
-        for name, (ttft, prefill, itl, slots, slow) in FLEET.items():
-            p = start(
-                [
-                    sys.executable,
-                    str(FAKE),
-                    "--port",
-                    str(ports[name]),
-                    "--name",
-                    name,
-                    "--model",
-                    "m",
-                    "--ttft",
-                    str(ttft),
-                    "--prefill-per-token",
-                    str(prefill),
-                    "--itl",
-                    str(itl),
-                    "--slots",
-                    str(slots),
-                    "--batch-slowdown",
-                    str(slow),
-                ],
-                work / f"{name}.log",
-            )
-            procs.append(p)
-            wait_ready(f"http://127.0.0.1:{ports[name]}/health", p)
-        cfg = work / "wave.yaml"
-        cfg.write_text(fleet_yaml(ports))
-        gateways = {}
-        for policy in POLICIES:
-            port = free_port()
-            p = start(
-                [str(WAVE), "serve", "--config", str(cfg), "--port", str(port), "--policy", policy],
-                work / f"gateway-{policy}.log",
-                env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "home")},
-            )
-            procs.append(p)
-            wait_ready(f"http://127.0.0.1:{port}/ready", p)
-            gateways[policy] = f"http://127.0.0.1:{port}"
-        with Progress(console=console) as progress:
-            task = progress.add_task("rates x policies", total=len(rates) * len(POLICIES))
-            for i, rate in enumerate(rates):
-                order = list(POLICIES)
-                random.shuffle(order)
-                for policy in order:
+    with Progress(console=console) as progress:
+        task = progress.add_task("rates x policies", total=len(rates) * len(POLICIES))
+        for i, rate in enumerate(rates):
+            order = list(POLICIES)
+            random.shuffle(order)
+            for policy in order:
+                # a fresh fleet and gateway per run: the emulated engines keep serving requests whose
+                # client left while they were queued, so one run's backlog would leak into the next
+                procs, gateway, commands = up(policy, work)
+                try:
                     results, dur = asyncio.run(
-                        run_load(gateways[policy] + "/v1/chat/completions", rate, seconds, seed=1000 + i)
+                        run_load(gateway + "/v1/chat/completions", rate, seconds, seed=1000 + i)
                     )
-                    ok = [r for r in results if r["ok"]]
-                    share: dict[str, int] = {}
-                    failures: dict[str, int] = {}
-                    for r in results:
-                        share[r["backend"] or "-"] = share.get(r["backend"] or "-", 0) + 1
-                        if not r["ok"]:
-                            why = str(r.get("status"))
-                            failures[why] = failures.get(why, 0) + 1
-                    run = {
-                        "policy": policy,
-                        "rate": rate,
-                        "requests": len(results),
-                        "failed": len(results) - len(ok),
-                        "failures_by_status": failures,
-                        "goodput": {k: round(goodput(results, dur, slo), 3) for k, slo in SLOS.items()},
-                        "ttft_p50_s": pct([r["ttft"] for r in ok], 50),
-                        "ttft_p99_s": pct([r["ttft"] for r in ok], 99),
-                        "itl_p50_s": pct([r["itl"] for r in ok], 50),
-                        "itl_p99_s": pct([r["itl"] for r in ok], 99),
-                        "backend_share": share,
-                    }
-                    result["runs"].append(run)
-                    progress.advance(task)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+                finally:
+                    down(procs)
+                for name, cmd in commands.items():
+                    result["fleet"][name]["command"] = cmd
+                result["runs"].append(summarise_run(policy, rate, results, dur))
+                progress.advance(task)
     result["summary"] = summarise(result["runs"], rates)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -340,13 +402,16 @@ def plot(r: dict, path: Path) -> None:
             rows = sorted((x for x in r["runs"] if x["policy"] == policy), key=lambda x: x["rate"])
             ax.plot([x["rate"] for x in rows], [x["goodput"][slo] for x in rows], marker="o", label=policy)
         rates = sorted({x["rate"] for x in r["runs"]})
-        ax.plot(rates, rates, ls=":", color="grey", label="offered load")
+        arrived = [
+            max(x["requests"] for x in r["runs"] if x["rate"] == q) / r["seconds_per_run"] for q in rates
+        ]
+        ax.plot(rates, arrived, ls=":", color="grey", label="arrivals (same seeded draw per rate)")
         s = SLOS[slo]
         ax.set_title(f"{slo} SLO: TTFT <= {s['ttft_s']}s, ITL <= {s['itl_s'] * 1000:g}ms")
         ax.set_xlabel("offered load (requests/s, Poisson)")
         ax.set_ylabel("goodput (requests/s)")
         ax.legend()
-    fig.suptitle("routing on a GPU-like / CPU-like / edge-like fleet (emulated)")
+    fig.suptitle(f"{MODEL}: RTX 5070 Ti (vLLM) + i9-9980HK + Jetson Orin Nano (llama.cpp), wave emulate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
