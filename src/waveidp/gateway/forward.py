@@ -251,7 +251,7 @@ def _all_failed(info: RequestInfo, failures: list[UpstreamFailure]) -> ApiError:
 
 async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Receive) -> Response:
     gw, info = ex.gw, ex.info
-    assert info is not None and gw.session is not None
+    assert info is not None
     failures: list[UpstreamFailure] = []
     task = asyncio.current_task()
     assert task is not None
@@ -266,7 +266,9 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
             b.inflight += 1
             sent = time.perf_counter()
             try:
-                async with gw.session.post(
+                async with await gw.send(
+                    b,
+                    "POST",
                     b.root + PATHS[info.endpoint],
                     data=body,
                     headers=upstream_headers(b),
@@ -395,7 +397,7 @@ async def open_stream(ex: Exchange, ranked: list[BackendState], receive: Receive
 
 async def _first_chunk(ex: Exchange, ranked: list[BackendState]) -> StreamRelay | Response:
     gw, info = ex.gw, ex.info
-    assert info is not None and gw.session is not None
+    assert info is not None
     failures: list[UpstreamFailure] = []
     for attempt, b in enumerate(ranked):
         if attempt:
@@ -447,11 +449,12 @@ async def _open_one(
     gw: Gateway, b: BackendState, info: RequestInfo, body: bytes
 ) -> tuple[aiohttp.ClientResponse, bytes]:
     """POST and wait for the first chunk (200) or the whole error body (other statuses)."""
-    assert gw.session is not None
     resp: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(gw.config.first_token_timeout_s):
-            resp = await gw.session.post(
+            resp = await gw.send(
+                b,
+                "POST",
                 b.root + PATHS[info.endpoint],
                 data=body,
                 headers=upstream_headers(b),

@@ -22,10 +22,10 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0, sock_connect=1.0)
 
 
 async def probe(gw: Gateway, b: BackendState) -> None:
-    assert gw.session is not None
     headers = {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
     try:
-        async with gw.session.get(b.adapter.health_url(b.root), headers=headers, timeout=PROBE_TIMEOUT) as r:
+        health = b.adapter.health_url(b.root)
+        async with await gw.send(b, "GET", health, headers=headers, timeout=PROBE_TIMEOUT) as r:
             await r.read()
             if r.status != 200:
                 b.mark_down(f"health check {b.adapter.health_path} answered HTTP {r.status}")
@@ -39,7 +39,7 @@ async def probe(gw: Gateway, b: BackendState) -> None:
     url = b.adapter.metrics_url(b.root)
     if url:
         try:
-            async with gw.session.get(url, headers=headers, timeout=PROBE_TIMEOUT) as r:
+            async with await gw.send(b, "GET", url, headers=headers, timeout=PROBE_TIMEOUT) as r:
                 if r.status == 200:
                     b.load = b.adapter.parse_metrics(await r.text())
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -49,10 +49,11 @@ async def probe(gw: Gateway, b: BackendState) -> None:
 
 
 async def discover_models(gw: Gateway, b: BackendState) -> None:
-    assert gw.session is not None
     headers = {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
     try:
-        async with gw.session.get(b.root + "/v1/models", headers=headers, timeout=PROBE_TIMEOUT) as r:
+        async with await gw.send(
+            b, "GET", b.root + "/v1/models", headers=headers, timeout=PROBE_TIMEOUT
+        ) as r:
             if r.status != 200:
                 return
             data = orjson.loads(await r.read())

@@ -72,6 +72,12 @@ class GatewayMetrics:
         self.retries = Counter(
             "wave_retries", "Requests retried on another backend before the first byte", ["model"], registry=r
         )
+        self.resends = Counter(
+            "wave_upstream_resends",
+            "Requests resent at once on a fresh connection after a pooled one proved stale (not failures)",
+            ["backend"],
+            registry=r,
+        )
         self.stream_errors = Counter(
             "wave_stream_errors",
             "Streams ended by an error event after the first byte",
