@@ -8,16 +8,12 @@ from pathlib import Path
 import typer
 
 from waveidp.cli._app import app, console, print_json
+from waveidp.cli.plan import ProfileChoice
 
 
 class TargetChoice(StrEnum):
     compose = "compose"
     k8s = "k8s"
-
-
-class ProfileChoice(StrEnum):
-    single_user = "single-user"
-    team = "team"
 
 
 @app.command("render")
