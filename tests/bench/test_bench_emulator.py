@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -189,3 +190,65 @@ def test_llamacpp_flavour_has_llamacpp_metric_names_and_health() -> None:
             assert await metric(s, url, "llamacpp:prompt_tokens_total") == 4
 
     asyncio.run(main())
+
+
+async def until(check: Any, limit_s: float) -> float:
+    """Poll `check()` (async) until it is true; the seconds that took. Fails after `limit_s`."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < limit_s, f"not true within {limit_s} s"
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+def test_clients_that_go_away_are_aborted_at_once_queued_or_mid_stream() -> None:
+    async def main() -> None:
+        # one (4 + 30)-token request fits the KV; a queued request would cost a 0.5 s prefill
+        timing = FixedTiming(step_s=0.02, prefill_s=0.5, kv_tokens=40)
+        payload = {
+            "model": "m",
+            "messages": [{"role": "user", "content": "one two three four"}],
+            "stream": True,
+            "max_tokens": 30,
+            "ignore_eos": True,
+        }
+        async with serve(EmulatorConfig("m", timing)) as url, aiohttp.ClientSession() as s:
+
+            async def gauges() -> tuple[float, float, float]:
+                return (
+                    await metric(s, url, "vllm:num_requests_running"),
+                    await metric(s, url, "vllm:num_requests_waiting"),
+                    await metric(s, url, "vllm:kv_cache_usage_perc"),
+                )
+
+            gone = [await s.post(url + "/v1/chat/completions", json=payload) for _ in range(3)]
+            await until(lambda: _is(gauges(), (1, 2, 34 / 40)), 10)
+            # the running one is mid-stream: it has sent a token (role chunk first, 30 tokens at most)
+            lines = [await asyncio.wait_for(gone[0].content.readline(), 5) for _ in range(4)]
+            assert b'"delta":{"content":' in b"".join(lines)
+            for resp in gone:
+                resp.close()
+            # without aborts the queued two would each be admitted and prefilled (0.5 s) before a
+            # write could fail; the batch and the queue empty well within one prefill
+            took = await until(lambda: _is(gauges(), (0, 0, 0)), 5)
+            assert took < 0.4, took
+            rows = sorted((await trace(s, url))["requests"], key=lambda r: r["id"])
+            assert [r["finish_reason"] for r in rows] == ["abort"] * 3
+            assert 1 <= rows[0]["output_tokens"] < 30
+            assert rows[1]["admitted"] is None and rows[2]["admitted"] is None  # no prefill spent
+            assert (
+                await metric(s, url, 'vllm:request_success_total{finished_reason="abort",model_name="m"}')
+                == 3
+            )
+
+            ev = await stream(s, url, max_tokens=3, ignore_eos=True)  # served now, not after 60 tokens
+            assert ev[-1] == "[DONE]"
+            new = max((await trace(s, url))["requests"], key=lambda r: r["id"])
+            assert new["finish_reason"] == "length"
+            assert new["admitted"] - new["received"] < 0.1
+
+    asyncio.run(main())
+
+
+async def _is(values: Any, expected: tuple[float, ...]) -> bool:
+    return tuple(await values) == pytest.approx(expected)

@@ -89,23 +89,26 @@ def test_requests_wait_while_the_kv_cache_is_full() -> None:
     asyncio.run(main())
 
 
-def test_max_batch_caps_the_running_set_and_cancelled_requests_free_their_slot() -> None:
+def test_max_batch_caps_the_running_set_and_aborted_requests_free_their_slot_and_kv() -> None:
     async def main() -> None:
         sched, _ = make(FixedTiming(step_s=0.01, prefill_s=0.0), max_batch=2)
         task = asyncio.create_task(sched.run())
-        seqs = [sched.submit(Sequence(prompt_tokens=1, max_tokens=100)) for _ in range(3)]
+        seqs = [sched.submit(Sequence(prompt_tokens=1, max_tokens=100)) for _ in range(4)]
         while seqs[0].generated < 2:
             await asyncio.sleep(0)
         assert {id(s) for s in sched.running} == {id(seqs[0]), id(seqs[1])}
-        seqs[0].cancelled = True
+        assert sched.abort(seqs[3])  # still queued: leaves the queue, held no KV
+        assert list(sched.waiting) == [seqs[2]] and sched.kv_used == 2 * 101
+        assert sched.abort(seqs[0])  # running: KV comes back at once, not at the end of the step
+        assert seqs[0].finish_reason == "abort" and sched.kv_used == 101
         while seqs[2].generated < 1:
             await asyncio.sleep(0)
-        assert seqs[0].finish_reason == "cancelled" and seqs[2] in sched.running
-        for s in seqs[1:]:
-            s.cancelled = True
-        while sched.running:
-            await asyncio.sleep(0)
+        assert seqs[2] in sched.running and seqs[3].generated == 0
+        for s in seqs[1:3]:
+            sched.abort(s)
+        assert not sched.running and not sched.waiting and sched.kv_used == 0
+        assert sched.stats.aborted == 4 and sched.stats.finished == 0
+        assert not sched.abort(seqs[0])  # finished already: nothing to do, counted once
         task.cancel()
-        assert sched.kv_used == 0
 
     asyncio.run(main())

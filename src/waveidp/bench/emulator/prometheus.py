@@ -1,6 +1,7 @@
 """The emulated engine's `/metrics`, with the metric names the real engine uses.
 
-vLLM (v1 names, model_name label) or llama.cpp server (`llamacpp:` prefix, no labels). Gauges
+vLLM (v1 names, model_name label) or llama.cpp server (`llamacpp:` prefix, no labels; llama.cpp
+has no counter of aborted requests, so that flavour shows them only in `/emulator/trace`). Gauges
 are read from the scheduler at scrape time; latency histograms are observed as requests finish.
 """
 
@@ -63,7 +64,7 @@ class _VllmGauges(Collector):
         yield gauge(
             "vllm:num_requests_waiting",
             "Number of requests waiting to be processed.",
-            sum(1 for q in s.waiting if not q.cancelled),
+            len(s.waiting),
         )
         yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", s.kv_usage)
         yield gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage (pre-v1 name).", s.kv_usage)
@@ -71,7 +72,19 @@ class _VllmGauges(Collector):
         yield counter(
             "vllm:generation_tokens", "Number of generation tokens processed.", st.generation_tokens_total
         )
-        yield counter("vllm:request_success", "Count of successfully processed requests.", st.finished)
+        # vLLM counts finished requests by reason; a client that went away is `abort`
+        done = CounterMetricFamily(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            labels=["model_name", "finished_reason"],
+        )
+        for reason, value in (
+            ("stop", st.stopped),
+            ("length", st.finished - st.stopped),
+            ("abort", st.aborted),
+        ):
+            done.add_metric([self.model, reason], value)
+        yield done
 
 
 class _LlamacppGauges(Collector):
@@ -115,7 +128,7 @@ class _LlamacppGauges(Collector):
             (
                 "llamacpp:requests_deferred",
                 "Number of requests deferred.",
-                sum(1 for q in s.waiting if not q.cancelled),
+                len(s.waiting),
             ),
         )
         for name, doc, value in gauges:

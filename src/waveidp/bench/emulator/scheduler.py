@@ -6,6 +6,8 @@ costs — one decode step for the running batch at its mean context, plus the pr
 joined requests — then give every running request one token (newly joined ones their first).
 Steps are scheduled against the monotonic clock (deadline += duration), so sleep overshoot does
 not accumulate; the loop only rebases when it falls more than `max_slip_s` behind.
+`abort` (the client went away) drops a request from the queue or the batch and frees its KV at
+once, as vLLM and llama.cpp do; the step already under way still costs its planned time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ class Sequence:
     first_token: float | None = None
     last_token: float | None = None
     finish_reason: str | None = None
-    cancelled: bool = False
     finish_as: str = "length"
     first_write: float | None = None
     last_write: float | None = None
@@ -61,7 +62,9 @@ class SchedulerStats:
     prefill_s_total: float = 0.0
     decode_s_total: float = 0.0
     busy_slots_total: int = 0
-    finished: int = 0
+    finished: int = 0  # completed (stop or length); aborted requests are counted in `aborted`
+    stopped: int = 0
+    aborted: int = 0
 
 
 class CapacityError(ValueError):
@@ -92,6 +95,7 @@ class BatchScheduler:
         self.kv_used = 0
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self.joining: list[Sequence] = []  # admitted this step, in prefill until the step ends
         self.stats = SchedulerStats()
         self.trace: deque[Sequence] = deque(maxlen=200_000)
         self.on_finish = on_finish
@@ -114,24 +118,39 @@ class BatchScheduler:
         self._wake.set()
         return seq
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self, now: float) -> list[Sequence]:
         joined: list[Sequence] = []
         while self.waiting and len(self.running) + len(joined) < self.max_batch:
             head = self.waiting[0]
-            if head.cancelled:
-                self.waiting.popleft()
-                continue
             if self.kv_used + head.kv_need > self.kv_capacity:
                 break
             self.waiting.popleft()
             self.kv_used += head.kv_need
+            head.admitted = now  # from here until it finishes the request holds its KV
             joined.append(head)
         return joined
 
+    def abort(self, seq: Sequence) -> bool:
+        """The client went away: drop `seq` wherever it is and free its KV now. False if it had finished."""
+        if seq.finish_reason is not None:
+            return False
+        for place in (self.waiting, self.running, self.joining):
+            if seq in place:
+                place.remove(seq)
+                break
+        self._finish(seq, "abort")
+        return True
+
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finish_reason = reason
-        self.kv_used -= seq.kv_need
-        self.stats.finished += 1
+        if seq.admitted is not None:
+            self.kv_used -= seq.kv_need
+        st = self.stats
+        if reason == "abort":
+            st.aborted += 1
+        else:
+            st.finished += 1
+            st.stopped += reason == "stop"
         self.trace.append(seq)
         seq.queue.put_nowait(END)
         if self.on_finish is not None:
@@ -140,17 +159,13 @@ class BatchScheduler:
     async def run(self) -> None:
         deadline: float | None = None
         while True:
-            self.running = [s for s in self.running if not (s.cancelled and self._cancel(s))]
-            if not self.running and not any(not s.cancelled for s in self.waiting):
-                self.waiting.clear()
+            if not self.running and not self.waiting:
                 self._wake.clear()
                 deadline = None
                 await self._wake.wait()
                 continue
-            joined = self._admit()
             now = self.clock()
-            for s in joined:
-                s.admitted = now
+            self.joining = joined = self._admit(now)
             decode = 0.0
             if self.running:
                 mean_ctx = sum(s.context for s in self.running) // len(self.running)
@@ -168,10 +183,6 @@ class BatchScheduler:
             self._account(slip, duration, decode, prefill, joined)
             self._emit(woke, joined)
 
-    def _cancel(self, seq: Sequence) -> bool:
-        self._finish(seq, "cancelled")
-        return True
-
     def _account(
         self, slip: float, duration: float, decode: float, prefill: float, joined: list[Sequence]
     ) -> None:
@@ -188,9 +199,6 @@ class BatchScheduler:
     def _emit(self, now: float, joined: list[Sequence]) -> None:
         still: list[Sequence] = []
         for s in self.running + joined:
-            if s.cancelled:
-                self._finish(s, "cancelled")
-                continue
             s.generated += 1
             self.stats.generation_tokens_total += 1
             if s.first_token is None:
@@ -202,3 +210,4 @@ class BatchScheduler:
             else:
                 still.append(s)
         self.running = still
+        self.joining = []

@@ -84,7 +84,7 @@ class Emulator:
         self._task: asyncio.Task[None] | None = None
 
     def _finished(self, seq: Sequence) -> None:
-        if seq.finish_reason != "cancelled":
+        if seq.finish_reason != "abort":
             self.metrics.observe(seq)
 
     async def start(self, _app: web.Application | None = None) -> None:
@@ -189,8 +189,8 @@ class Emulator:
                 opts = body.get("stream_options") or {}
                 return await self._stream(req, seq, rid, chat, bool(opts.get("include_usage")))
             return await self._whole(seq, rid, chat)
-        finally:
-            seq.cancelled = seq.finish_reason is None
+        finally:  # normal end, a failed write, or the handler cancelled because the client went away
+            self.scheduler.abort(seq)
 
     async def _whole(self, seq: Sequence, rid: str, chat: bool) -> web.Response:
         n = 0
@@ -260,7 +260,7 @@ class Emulator:
             seq.last_write = time.perf_counter()
             if seq.first_write is None:
                 seq.first_write = seq.last_write
-        if seq.generated < seq.max_tokens:  # cancelled: still end the stream cleanly
+        if seq.generated < seq.max_tokens:  # aborted: still end the stream cleanly
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -272,7 +272,9 @@ EMULATOR = web.AppKey("emulator", Emulator)
 def create_app(config: EmulatorConfig) -> web.Application:
     """The emulator as an aiohttp application (run it with `web.run_app` or an `AppRunner`)."""
     emu = Emulator(config)
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    # A client that disconnects cancels its handler (whatever runner serves the app), so a request
+    # waiting for KV, which writes nothing, is aborted at once instead of when a write would fail.
+    app = web.Application(client_max_size=16 * 1024 * 1024, handler_args={"handler_cancellation": True})
     app[EMULATOR] = emu
     app.on_startup.append(emu.start)
     app.on_cleanup.append(emu.stop)
