@@ -32,6 +32,8 @@ def uvicorn_config(
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
+        # Nothing reads the client address; the middleware scanned every request's headers.
+        proxy_headers=False,
         **(tls or {}),  # type: ignore[arg-type]
     )
 

@@ -27,6 +27,8 @@ class Principal:
 
     def may_use(self, model: str) -> bool:
         """Whether `model` matches one of the principal's glob patterns (case-sensitive)."""
+        if "*" in self.models:  # the common case; fnmatchcase costs ~3 us a request
+            return True
         return any(fnmatchcase(model, pattern) for pattern in self.models)
 
 
