@@ -80,26 +80,17 @@ def _too_large(size: int, limit: int) -> ApiError:
     )
 
 
-def upstream_headers(b: BackendState) -> dict[str, str]:
-    # accept-encoding identity: answers are passed on as they come, and the client was never told
-    # of a compression the gateway asked for.
-    headers = {
-        "content-type": "application/json",
-        "accept": "*/*",
-        "accept-encoding": "identity",
-        "user-agent": "wave-gateway",
-    }
-    if b.api_key:
-        headers["authorization"] = f"Bearer {b.api_key}"
-    return headers
+def upstream_headers(b: BackendState) -> dict[str, str] | None:
+    """What a request to `b` carries beyond the session's headers (`state.UPSTREAM_HEADERS`)."""
+    return {"authorization": f"Bearer {b.api_key}"} if b.api_key else None
 
 
-_TARGETS: dict[tuple[str, str | None, Endpoint], tuple[URL, dict[str, str]]] = {}
+_TARGETS: dict[tuple[str, str | None, Endpoint], tuple[URL, dict[str, str] | None]] = {}
 
 
-def upstream_target(b: BackendState, endpoint: Endpoint) -> tuple[URL, dict[str, str]]:
-    """The parsed URL and the headers for `endpoint` on `b`, built once (yarl parses a str URL on
-    every request)."""
+def upstream_target(b: BackendState, endpoint: Endpoint) -> tuple[URL, dict[str, str] | None]:
+    """The parsed URL and the extra headers for `endpoint` on `b`, built once (yarl parses a str URL
+    on every request)."""
     key = (b.root, b.api_key, endpoint)
     found = _TARGETS.get(key)
     if found is None:
