@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Generator
@@ -50,6 +51,20 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+# Collections of the youngest generation every 700 allocations of container objects ran about
+# once a request (aiohttp and uvicorn make dozens of objects each) and took ~9 % of the CPU under
+# wrk; almost all of them die by reference counting, so a collection finds little. Cycles are still
+# collected, less often.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Move everything start-up made out of the collector's way, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve_until_stopped(
     app: Starlette,
     host: str,
@@ -72,6 +87,7 @@ async def serve_until_stopped(
             break
     if server.started and on_ready is not None and not stop.is_set():
         await on_ready()
+    tune_gc()
     await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     stopped.cancel()
