@@ -201,7 +201,13 @@ def main() -> None:
             ax = axes[i][j]
             cs = [r["concurrency"] for r in rb]
             ax.plot(cs, [r[key]["measured"] for r in rb], "o-k", label="measured (H100)")
-            ax.plot(cs, [r[key]["predicted"] for r in rb], "s--", color="tab:red", label="GPU defaults (before calibration)")
+            ax.plot(
+                cs,
+                [r[key]["predicted"] for r in rb],
+                "s--",
+                color="tab:red",
+                label="GPU defaults (before calibration)",
+            )
             ax.plot(
                 cs, [r[key]["predicted"] for r in rf], "v:", color="tab:green", label="wave calibrate fit"
             )
