@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -163,7 +164,15 @@ def build(args: argparse.Namespace) -> web.Application:
     async def fail(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "fake failure", "type": "server_error"}}, status=500)
 
-    app = web.Application()
+    @web.middleware
+    async def compress(request: web.Request, handler: Any) -> web.StreamResponse:
+        """Like an engine behind a compressing proxy: gzip JSON whenever the client accepts it."""
+        response: web.StreamResponse = await handler(request)
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            response.enable_compression()
+        return response
+
+    app = web.Application(middlewares=[compress] if args.gzip else [])
     app.router.add_get("/v1/models", models_list)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
@@ -185,6 +194,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-slowdown", type=float, default=0.0)
     p.add_argument("--default-tokens", type=int, default=16)
     p.add_argument("--fail", action="store_true", help="answer every generation with HTTP 500")
+    p.add_argument("--gzip", action="store_true", help="gzip JSON answers when the client accepts it")
     return p.parse_args(argv)
 
 

@@ -45,3 +45,27 @@ from waveidp.gateway.errors import upstream_error_body
 )
 def test_upstream_error_bodies_are_normalised(raw: bytes, status: int, want: dict) -> None:
     assert orjson.loads(upstream_error_body(raw, status)) == {"error": want}
+
+
+def test_an_engine_that_compresses_still_gives_the_client_readable_json(fake_upstream, gateway) -> None:
+    """The gateway passes answers on byte for byte, so it must not ask the engine for a compression
+    whose content-encoding it does not pass on."""
+    import httpx
+
+    from conftest import auth
+
+    up = fake_upstream("gz", model=["m1"], gzip=True)
+    asked = httpx.post(
+        up.url + "/v1/chat/completions",
+        json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"accept-encoding": "gzip"},
+    )
+    assert asked.headers.get("content-encoding") == "gzip"  # the upstream really compresses
+    gw = gateway([up.url])
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "m1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+        headers=auth(),
+    )
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"]
