@@ -10,12 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway_support import API_KEY, HERE, WAVE, auth  # noqa: F401  (tests import them from there)
 
 from support import free_port, running, wait_http
-
-HERE = Path(__file__).parent
-API_KEY = "test-key-123"
-WAVE = Path(sys.executable).with_name("wave")
 
 
 @dataclass
@@ -79,7 +76,3 @@ def gateway(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
             return Proc(url, proc, log)
 
         yield start
-
-
-def auth() -> dict[str, str]:
-    return {"authorization": f"Bearer {API_KEY}"}

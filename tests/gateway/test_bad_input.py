@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from gateway_support import auth
 
-from conftest import auth
 from support import wait_http
 
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

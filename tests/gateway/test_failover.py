@@ -7,8 +7,8 @@ import time
 
 import httpx
 import orjson
+from gateway_support import auth
 
-from conftest import auth
 from support import wait_http
 
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}

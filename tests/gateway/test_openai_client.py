@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-
-from conftest import API_KEY
+from gateway_support import API_KEY
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import httpx
+from gateway_support import HERE, auth
 
-from conftest import HERE, auth
 from support import free_port, running, wait_http
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, llama_tool

@@ -51,8 +51,7 @@ def test_an_engine_that_compresses_still_gives_the_client_readable_json(fake_ups
     """The gateway passes answers on byte for byte, so it must not ask the engine for a compression
     whose content-encoding it does not pass on."""
     import httpx
-
-    from conftest import auth
+    from gateway_support import auth
 
     up = fake_upstream("gz", model=["m1"], gzip=True)
     asked = httpx.post(

@@ -1,29 +1,13 @@
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from render_support import HOME_LAB, write_tree
 
 from waveidp import fleet
 from waveidp.plan import make_plan
 from waveidp.render import fill, render, required_secrets
-
-HOME_LAB = Path(__file__).resolve().parents[2] / "examples" / "home-lab.yaml"
-
-
-def needs(tool: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        shutil.which(tool) is None, reason=f"{tool} is not installed (make system-deps)"
-    )
-
-
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
+from render_support import HOME_LAB
 
-from conftest import HOME_LAB
 from waveidp import fleet
 from waveidp.plan import make_plan
 from waveidp.render import render

@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from render_support import HOME_LAB, needs, write_tree
 
-from conftest import HOME_LAB, needs, write_tree
 from waveidp import fleet
 from waveidp.plan import make_plan
 from waveidp.render import fill, render, required_secrets

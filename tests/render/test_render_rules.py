@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from render_support import HOME_LAB
 
-from conftest import HOME_LAB
 from waveidp import fleet
 from waveidp.plan import make_plan
 from waveidp.render import RenderError, render
