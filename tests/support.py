@@ -78,3 +78,14 @@ def running(
                 proc.wait(timeout=5)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A one-day self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from support import free_port, running, wait_http
+from support import free_port, running, self_signed_cert, wait_http
 from waveidp.security.keys import KeyStore
 
 from .gateway_fixtures import BOOTSTRAP_KEY, MODEL, start_gateway, start_llama, wave_cli
@@ -59,30 +58,7 @@ def test_bad_redis_url_is_a_clear_startup_error(tmp_path: Path) -> None:
 
 
 def test_tls(llama: str, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cert, key = self_signed_cert(tmp_path)
     with contextlib.ExitStack() as stack:
         g = start_gateway(
             stack,

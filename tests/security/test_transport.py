@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from support import self_signed_cert
 from waveidp.errors import ConfigError
 from waveidp.security.refusals import Refusal
 from waveidp.security.transport import (
@@ -58,28 +58,7 @@ def test_body_header_and_json_limits() -> None:
 
 
 def test_tls_pair_is_checked(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cert, key = self_signed_cert(tmp_path)
     assert tls_settings(cert, key) == {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     assert tls_settings(None, None) == {}
     with pytest.raises(ConfigError, match="both --tls-cert and --tls-key"):
