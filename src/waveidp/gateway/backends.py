@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
+from waveidp.gateway.request_info import RequestInfo
+
+DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
 
 @dataclass(slots=True)
@@ -23,6 +26,17 @@ class Ewma:
         self.count += 1
 
 
+@dataclass(slots=True)
+class Work:
+    """One request the gateway has in flight on a backend: what it asked for and how far it got."""
+
+    prompt_tokens: int
+    output_tokens: int  # its max_tokens (the most it can cost), 0 for embeddings
+    started: float  # monotonic, when it was sent
+    queued: bool  # it found every slot taken when it was sent
+    first_token: float | None = None  # monotonic, when its first token came back
+
+
 @dataclass(eq=False)
 class BackendState:
     name: str
@@ -34,13 +48,64 @@ class BackendState:
     max_concurrency: int | None = None
     predictions: dict[str, Prediction] = field(default_factory=dict)  # by model name, from sizing
     inflight: int = 0
-    load: EngineLoad = field(default_factory=EngineLoad)
+    # The requests in flight, in the order they were sent (keyed by their RequestInfo's id).
+    active: dict[int, Work] = field(default_factory=dict, repr=False)
+    _load: EngineLoad = field(default_factory=EngineLoad, repr=False)
+    inflight_at_scrape: int = 0  # our own in-flight count when `load` was last read
     probe_ok: bool = True
     down_reason: str | None = None
     down_since: float | None = None
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft: Ewma = field(default_factory=Ewma)  # seconds to the first token
     itl: Ewma = field(default_factory=Ewma)  # seconds per output token after the first
+
+    @property
+    def load(self) -> EngineLoad:
+        """The engine's own view of its load (scraped `/metrics`)."""
+        return self._load
+
+    @load.setter
+    def load(self, value: EngineLoad) -> None:
+        self._load = value
+        self.inflight_at_scrape = self.inflight
+
+    @property
+    def slots(self) -> int | None:
+        """How many requests it runs at once (`max_concurrency`, else what sizing says its KV holds)."""
+        if self.max_concurrency:
+            return self.max_concurrency
+        for p in self.predictions.values():
+            if p.slots:
+                return p.slots
+        return None
+
+    def foreign(self) -> int:
+        """Requests the engine reported that this gateway did not send (another gateway's, a
+        direct client's): its count minus ours at the moment it was read."""
+        return max(0, int(self._load.queued) - self.inflight_at_scrape)
+
+    def begin(self, info: RequestInfo) -> None:
+        """A request goes out to this backend (one attempt; `end` follows whatever happens)."""
+        slots = self.slots
+        out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
+        queued = slots is not None and len(self.active) + self.foreign() >= slots
+        self.active[id(info)] = Work(info.prompt_tokens_est, out, time.monotonic(), queued)
+        self.inflight += 1
+
+    def first_token(self, info: RequestInfo | None, ttft_s: float) -> None:
+        """The request's first token arrived `ttft_s` after it was sent. Only requests that started
+        at once teach the TTFT average: a queued one's wait is the router's queue estimate."""
+        work = self.active.get(id(info))
+        if work is None:
+            self.ttft.observe(ttft_s)
+            return
+        work.first_token = work.started + ttft_s
+        if not work.queued:
+            self.ttft.observe(ttft_s)
+
+    def end(self, info: RequestInfo | None) -> None:
+        self.active.pop(id(info), None)
+        self.inflight -= 1
 
     @property
     def engine(self) -> str:

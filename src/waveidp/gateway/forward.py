@@ -320,7 +320,7 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
                 await _backoff(gw, attempt, info.model)
             body, _ = body_for(info, ex.raw, b)
             b.breaker.on_attempt()
-            b.inflight += 1
+            b.begin(info)
             sent = time.perf_counter()
             url, headers = upstream_target(b, info.endpoint)
             try:
@@ -334,7 +334,7 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
                 failures.append(_failure(b, exc))
                 continue
             finally:
-                b.inflight -= 1
+                b.end(info)
             if status in RETRY_STATUSES:
                 _retryable_status(b, status)
                 failures.append(
@@ -458,20 +458,20 @@ async def _first_chunk(ex: Exchange, ranked: list[BackendState]) -> StreamRelay 
             await _backoff(gw, attempt, info.model)
         body, injected = body_for(info, ex.raw, b)
         b.breaker.on_attempt()
-        b.inflight += 1
+        b.begin(info)
         sent = time.perf_counter()
         try:
             resp, first = await _open_one(gw, b, info, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            b.inflight -= 1
+            b.end(info)
             failures.append(_failure(b, exc))
             continue
         except BaseException:
-            b.inflight -= 1
+            b.end(info)
             raise
         if resp.status == 200:
             return StreamRelay(ex, b, resp, first, sent, injected)
-        b.inflight -= 1
+        b.end(info)
         if resp.status in RETRY_STATUSES:
             _retryable_status(b, resp.status)
             failures.append(UpstreamFailure(b, f"HTTP {resp.status}: {first[:200].decode(errors='replace')}"))

@@ -165,7 +165,7 @@ class StreamRelay:
             now = time.perf_counter()
             if self.first_token is None:
                 self.first_token = now
-                self.b.ttft.observe(now - self.sent)  # at once: the router learns before the stream ends
+                self.b.first_token(self.ex.info, now - self.sent)  # the router learns at once
             self.last_token = now
             before = self.content_events
             self.content_events += n
@@ -202,7 +202,7 @@ class StreamRelay:
             b.breaker.on_success()
         else:
             self.resp.close()  # drops the connection, so the engine stops generating
-        b.inflight -= 1
+        b.end(info)
         completion = self.usage.get("completion_tokens") if self.usage else None
         if not isinstance(completion, int):
             completion = self.content_events or None
