@@ -118,10 +118,25 @@ class Link(_Strict):
     latency_ms: float = Field(default=0.5, ge=0, le=10_000)
 
 
+class Slo(_Strict):
+    """The latency a request of one model must meet to count as served well (docs/routing.md)."""
+
+    ttft_s: float | None = Field(default=None, gt=0, le=3600, description="seconds to the first token")
+    itl_s: float | None = Field(default=None, gt=0, le=60, description="seconds per output token after it")
+
+    @model_validator(mode="after")
+    def _something(self) -> Slo:
+        if self.ttft_s is None and self.itl_s is None:
+            raise FieldError("an slo needs ttft_s, itl_s or both", ())
+        return self
+
+
 class ModelRouting(_Strict):
     policy: RoutingPolicy = "predicted-latency"
     affinity: bool = Field(default=True,
                            description="keep a session/prefix on one backend with a prefix cache")
+    slo: Slo | None = Field(default=None,
+                            description="predicted-latency prefers backends predicted to meet it")
 
 
 class RoutingConfig(_Strict):

@@ -79,7 +79,9 @@ class Gateway:
         if p is None:
             spec = self.routing.models.get(model)
             name = spec.policy if spec else self.routing.default_policy
-            p = self._policies[model] = make_policy(name, affinity=spec.affinity if spec else True)
+            p = self._policies[model] = (
+                make_policy(name, affinity=spec.affinity, slo=spec.slo) if spec else make_policy(name)
+            )
         return p
 
     def ready(self) -> bool:

@@ -6,10 +6,13 @@ model in the fleet file (`routing.models.<name>.policy`), default `predicted-lat
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo
+
+if TYPE_CHECKING:
+    from waveidp.fleet._models import Slo
 
 
 class Policy(Protocol):
@@ -18,7 +21,9 @@ class Policy(Protocol):
     def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]: ...
 
 
-def make_policy(name: str, *, affinity: bool = True) -> Policy:
+def make_policy(name: str, *, affinity: bool = True, slo: Slo | None = None) -> Policy:
+    """The policy called `name`; `slo` (the model's `routing.models.<m>.slo`) steers predicted-latency
+    only: the other two are baselines that know nothing of speed."""
     from waveidp.gateway.routing.least_outstanding import LeastOutstanding
     from waveidp.gateway.routing.predicted_latency import PredictedLatency
     from waveidp.gateway.routing.round_robin import RoundRobin
@@ -28,7 +33,7 @@ def make_policy(name: str, *, affinity: bool = True) -> Policy:
     if name == "least-outstanding":
         return LeastOutstanding()
     if name == "predicted-latency":
-        return PredictedLatency(affinity=affinity)
+        return PredictedLatency(affinity=affinity, slo=slo)
     from waveidp.errors import NotFoundError
 
     raise NotFoundError("routing policy", name, ["round-robin", "least-outstanding", "predicted-latency"])
