@@ -34,6 +34,8 @@ class Work:
     output_tokens: int  # its max_tokens (the most it can cost), 0 for embeddings
     started: float  # monotonic, when it was sent
     queued: bool  # it found every slot taken when it was sent
+    # Held so that its id, the key in `BackendState.active`, cannot be reused while it is there.
+    info: RequestInfo = field(repr=False)
     first_token: float | None = None  # monotonic, when its first token came back
 
 
@@ -89,7 +91,7 @@ class BackendState:
         slots = self.slots
         out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
         queued = slots is not None and len(self.active) + self.foreign() >= slots
-        self.active[id(info)] = Work(info.prompt_tokens_est, out, time.monotonic(), queued)
+        self.active[id(info)] = Work(info.prompt_tokens_est, out, time.monotonic(), queued, info)
         self.inflight += 1
 
     def first_token(self, info: RequestInfo | None, ttft_s: float) -> None:
