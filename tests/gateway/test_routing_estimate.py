@@ -51,7 +51,9 @@ def req(max_tokens: int | None = 64) -> RequestInfo:
     return parse_request("chat", orjson.dumps(body))
 
 
-def send(b: BackendState, max_tokens: int | None, *, first_token_after: float | None = PREFILL) -> RequestInfo:
+def send(
+    b: BackendState, max_tokens: int | None, *, first_token_after: float | None = PREFILL
+) -> RequestInfo:
     info = req(max_tokens)
     b.begin(info)
     if first_token_after is not None:
