@@ -35,11 +35,14 @@ def serve(
     oidc_audience: str | None = typer.Option(None, help="audience (aud) the OIDC tokens must carry"),
     oidc_jwks_url: str | None = typer.Option(None, help="the issuer's JWKS URL"),
     log_prompts: bool = typer.Option(False, "--log-prompts", help="keep prompt text in the audit log"),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
+    ),
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream.
 
     API keys (`wave keys`), limits, the audit log (`wave audit`) and `/admin/keys` are on; see
-    docs/security.md."""
+    docs/security.md. With --workers N, N processes share the port (docs/gateway.md, Workers)."""
     import os
 
     from waveidp.errors import InputError
@@ -52,6 +55,7 @@ def serve(
     )
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.server import run
+    from waveidp.gateway.workers import become_worker, listen_socket, say_ready, worker_index
     from waveidp.run.api_key import resolve_api_key
     from waveidp.security.gateway_security import security_from_cli
     from waveidp.security.transport import tls_settings
@@ -81,9 +85,16 @@ def serve(
     update: dict[str, object] = {"host": host, "port": port}
     if max_body_bytes is not None:
         update["max_body_bytes"] = max_body_bytes
+    if workers is not None:
+        update["workers"] = workers
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
     tls = tls_settings(tls_cert, tls_key)
+    scheme = "https" if tls else "http"
+    worker = worker_index()
+    if gateway_config.workers > 1 and worker is None:
+        _supervise(gateway_config.workers, host, port, scheme, redis, no_auth, api_key, source)
+        return
     security = security_from_cli(
         host=host,
         bootstrap_key=api_key,
@@ -93,11 +104,14 @@ def serve(
         oidc_audience=oidc_audience,
         oidc_jwks_url=oidc_jwks_url,
         log_prompts=log_prompts,
+        workers=gateway_config.workers,
     )
     gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
-    scheme = "https" if tls else "http"
 
     async def ready() -> None:
+        if worker is not None:
+            say_ready()
+            return
         shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
         console.print(
             f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  models: "
@@ -105,12 +119,46 @@ def serve(
             highlight=False,
         )
 
+    sock = None
+    if worker is not None:
+        become_worker()
+        sock = listen_socket(host, port, reuse_port=True)
     app_ = create_app(gw)
     security.mount(app_)
     try:
-        run(app_, host, port, log_level=log_level, on_ready=ready, tls=tls)
+        run(app_, host, port, log_level=log_level, on_ready=ready, tls=tls, sock=sock)
     finally:
         security.close()
+
+
+def _supervise(
+    workers: int,
+    host: str,
+    port: int,
+    scheme: str,
+    redis: str | None,
+    no_auth: bool,
+    api_key: str,
+    source: str,
+) -> None:
+    """`wave serve --workers N`'s parent: check once what would fail in every worker, then supervise."""
+    from waveidp.gateway.workers import Supervisor
+    from waveidp.security.gateway_security import check_redis, check_workers
+    from waveidp.security.transport import check_bind
+
+    check_bind(host, auth_enabled=not no_auth)
+    if redis:
+        check_redis(redis)
+    check_workers(workers=workers, redis_url=redis, auth=not no_auth)
+
+    def ready() -> None:
+        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+        console.print(
+            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  {workers} workers  API key: {shown}",
+            highlight=False,
+        )
+
+    Supervisor(workers, host, port).run(ready)
 
 
 @app.command()

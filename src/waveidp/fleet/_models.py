@@ -158,6 +158,9 @@ class GatewayConfig(_Strict):
     chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     total_timeout_s: float = Field(default=900.0, gt=0, le=86_400)
     retries: int = Field(default=2, ge=0, le=10)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
+    )
 
 
 class Fleet(_Strict):

@@ -1,7 +1,14 @@
-"""The gateway's Prometheus metrics (base units), in a registry of its own per app."""
+"""The gateway's Prometheus metrics (base units), in a registry of its own per app.
+
+Under `wave serve --workers N` prometheus-client runs in multiprocess mode (the supervisor sets
+PROMETHEUS_MULTIPROC_DIR before a worker imports it): every worker writes its values to files in
+that directory and `/metrics`, whichever worker answers, adds up the files of all. Counters and
+histograms are summed; each gauge says how its workers' values combine (`multiprocess_mode`).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -48,20 +55,27 @@ class GatewayMetrics:
             ["model", "direction"],
             registry=r,
         )
+        # each worker probes every backend itself: 0 when any live worker has it out of rotation
         self.healthy = Gauge(
-            "wave_backend_healthy", "1 when the backend takes requests", ["backend"], registry=r
+            "wave_backend_healthy",
+            "1 when the backend takes requests",
+            ["backend"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.inflight = Gauge(
             "wave_backend_inflight",
             "Requests the gateway has in flight on the backend",
             ["backend"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.engine_queue = Gauge(
             "wave_backend_engine_queue",
             "Running + waiting requests the engine reports",
             ["backend"],
             registry=r,
+            multiprocess_mode="livemax",  # every worker reads the same engine's gauge
         )
         self.decisions = Counter(
             "wave_routing_decisions",
@@ -94,4 +108,11 @@ class GatewayMetrics:
         return found
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        totals = CollectorRegistry()
+        multiprocess.MultiProcessCollector(totals, path=directory)
+        return generate_latest(totals)

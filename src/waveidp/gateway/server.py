@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Generator
 
 import uvicorn
@@ -74,12 +75,14 @@ async def serve_until_stopped(
     on_ready: Callable[[], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
     tls: dict[str, str] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or `stop` is set); `on_ready` runs once the socket is listening."""
+    """Serve until SIGINT/SIGTERM (or `stop` is set); `on_ready` runs once the socket is listening.
+    `sock`: an already listening socket (a `--workers` worker's) instead of binding host:port."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level, tls=tls))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     stopped = asyncio.create_task(stop.wait())
     while not server.started and not serving.done():
         await asyncio.wait({serving, stopped}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
@@ -108,8 +111,11 @@ def run(
     log_level: str = "warning",
     on_ready: Callable[[], Awaitable[None]] | None = None,
     tls: dict[str, str] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop
 
-    uvloop.run(serve_until_stopped(app, host, port, log_level=log_level, on_ready=on_ready, tls=tls))
+    uvloop.run(
+        serve_until_stopped(app, host, port, log_level=log_level, on_ready=on_ready, tls=tls, sock=sock)
+    )

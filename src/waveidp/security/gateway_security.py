@@ -41,6 +41,7 @@ class SecurityOptions:
     audit_db: Path | None = None
     log_prompts: bool = False
     admin_key: Secret | None = None
+    workers: int = 1  # gateway processes sharing the key store, audit log and (with Redis) the limits
 
 
 @dataclass
@@ -77,8 +78,11 @@ def build_security(options: SecurityOptions) -> GatewaySecurity:
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
     authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
+    unshared = options.workers if options.workers > 1 and not options.redis_url else 0
+    if unshared and keys is not None:
+        refuse_unshared_limits(keys, options.workers)
     audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
-    guard = Guard(authenticator, make_limiter(options.redis_url), audit)
+    guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
     admin_app = None
     if keys is not None:
         from fastapi import FastAPI
@@ -92,7 +96,28 @@ def build_security(options: SecurityOptions) -> GatewaySecurity:
     return GatewaySecurity(guard, keys, admin_app)
 
 
-def _check_redis(url: str) -> None:
+def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
+    """Per-key limits kept in each worker's memory would allow N times the limit: refuse to start."""
+    limited = [k.name for k in keys.list() if not k.limits.unlimited]
+    if limited:
+        raise ConfigError(
+            f"{len(limited)} API key(s) have limits ({', '.join(limited[:5])}), and --workers {workers} "
+            "without --redis would count them in each worker separately",
+            fix="add --redis redis://host:6379/0 (limits shared by all workers), or use --workers 1",
+        )
+
+
+def check_workers(*, workers: int, redis_url: str | None, auth: bool, keys_db: Path | None = None) -> None:
+    """What `wave serve --workers N` checks once in its parent before it starts any worker."""
+    if workers > 1 and not redis_url and auth:
+        store = KeyStore(keys_db)
+        try:
+            refuse_unshared_limits(store, workers)
+        finally:
+            store.close()
+
+
+def check_redis(url: str) -> None:
     import redis
 
     try:
@@ -128,6 +153,7 @@ def security_from_cli(
     oidc_jwks_url: str | None = None,
     log_prompts: bool = False,
     audit: bool = True,
+    workers: int = 1,
 ) -> GatewaySecurity:
     """`wave serve`'s security options -> `GatewaySecurity` (admin key from WAVE_ADMIN_KEY[_FILE|_VAULT])."""
     from waveidp.security.secrets import resolve
@@ -142,7 +168,7 @@ def security_from_cli(
             )
         oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
     if redis_url:
-        _check_redis(redis_url)
+        check_redis(redis_url)
     return build_security(
         SecurityOptions(
             host=host,
@@ -153,5 +179,6 @@ def security_from_cli(
             audit=audit,
             log_prompts=log_prompts,
             admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
+            workers=workers,
         )
     )

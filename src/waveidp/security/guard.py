@@ -88,11 +88,19 @@ class Admission:
 
 class Guard:
     def __init__(
-        self, authenticator: Authenticator, limiter: Limiter | None = None, audit: AuditLog | None = None
+        self,
+        authenticator: Authenticator,
+        limiter: Limiter | None = None,
+        audit: AuditLog | None = None,
+        *,
+        unshared_workers: int = 0,
     ) -> None:
+        """`unshared_workers`: the gateway runs this many processes (> 1) whose in-memory limits
+        are not shared (no Redis); a key with limits is then refused rather than counted per worker."""
         self.authenticator = authenticator
         self.limiter: Limiter = limiter or MemoryLimiter()
         self.audit = audit
+        self.unshared_workers = unshared_workers
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
@@ -112,6 +120,15 @@ class Guard:
         if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
             decision = Decision(True, principal.limits)
             return Admission(principal, model, endpoint, decision, started, request_id)
+        if self.unshared_workers > 1:
+            raise Refusal(
+                503,
+                f"'{principal.name}' has per-key limits, and this gateway runs {self.unshared_workers} "
+                "workers without --redis, where each would count them on its own; "
+                "restart it with --redis URL or --workers 1",
+                type="api_error",
+                code="limits_need_redis",
+            )
         decision = await self.limiter.acquire(principal.bucket, principal.limits)
         if not decision.allowed:
             what = {

@@ -1,0 +1,234 @@
+"""`wave serve --workers N`: N gateway processes on one port.
+
+Each worker is a whole `wave serve` process, started with the parent's own command line, that
+listens on its own socket bound with SO_REUSEPORT; the kernel spreads new connections over the
+workers' accept queues by a hash of the connection. Not one socket shared by all workers: uvloop
+accepts every pending connection in a loop, so whichever worker wakes first takes a whole burst of
+new connections and keeps them (keep-alive) while the other idles. Not uvicorn's own supervisor:
+it builds the app in each child from an import string and owns the signals, while the gateway
+builds its app from the CLI's options and must flush its audit log before it exits.
+
+The parent keeps no socket open that accepts, makes a private directory for prometheus-client's
+multiprocess mode (so `/metrics` of any worker shows the totals of all), starts the workers,
+prints the ready line once every worker has said it listens (a byte on a pipe), starts a new
+worker in place of one that dies, and on SIGINT/SIGTERM stops them all (SIGKILL after 10 s) and
+removes the directory. A worker dies with its parent (PR_SET_PDEATHSIG), so a killed parent
+leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from waveidp.errors import WaveError
+
+WORKER_ENV = "WAVE_GATEWAY_WORKER"  # "<index>/<count>" in a worker; absent in the parent
+PARENT_ENV = "WAVE_GATEWAY_PARENT"
+READY_FD_ENV = "WAVE_GATEWAY_READY_FD"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
+STOP_GRACE_S = 10.0
+READY_TIMEOUT_S = 60.0
+RESTART_MIN_INTERVAL_S = 1.0
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("waveidp.gateway")
+
+
+def worker_index() -> int | None:
+    """This process's worker number when it is one of `--workers N`, else None."""
+    value = os.environ.get(WORKER_ENV)
+    return int(value.split("/")[0]) if value else None
+
+
+def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket; with `reuse_port` several processes may listen on the same port."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise WaveError(
+            f"the gateway could not listen on {host}:{port}: {exc.strerror}",
+            fix="is the port in use? try --port",
+        ) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def become_worker() -> None:
+    """In a worker: die with the parent, and stop at once if it is already gone."""
+    parent = int(os.environ[PARENT_ENV])
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+def say_ready() -> None:
+    """In a worker: tell the parent this worker listens."""
+    fd = os.environ.get(READY_FD_ENV)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    ready_r: int
+    ready: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    """Start `count` copies of this process's own command as workers and keep them running."""
+
+    def __init__(self, count: int, host: str, port: int) -> None:
+        self.count = count
+        self.host, self.port = host, port
+        self.metrics_dir = tempfile.mkdtemp(prefix="wave-metrics-")
+        self.workers: list[_Worker] = []
+        self.stopping = False
+        self._port_hold: socket.socket | None = None
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "waveidp", *sys.argv[1:]]
+
+    def _spawn(self, index: int) -> _Worker:
+        ready_r, ready_w = os.pipe()
+        env = {
+            **os.environ,
+            WORKER_ENV: f"{index}/{self.count}",
+            PARENT_ENV: str(os.getpid()),
+            READY_FD_ENV: str(ready_w),
+            METRICS_DIR_ENV: self.metrics_dir,
+        }
+        try:
+            proc = subprocess.Popen(self._command(), env=env, pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
+        return _Worker(index, proc, ready_r)
+
+    def _hold_port(self) -> None:
+        """Bind (without listening) so that a port taken by another program fails here, once, clearly;
+        a socket that does not listen gets no connections."""
+        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise WaveError(
+                f"the gateway could not listen on {self.host}:{self.port}: {exc.strerror}",
+                fix="is the port in use? try --port",
+            ) from None
+        self._port_hold = sock
+
+    def run(self, on_ready: Callable[[], None]) -> None:
+        """Serve until SIGINT/SIGTERM; raises `WaveError` if a worker fails before it is ready."""
+        self._hold_port()
+
+        def stop(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.workers = [self._spawn(i) for i in range(self.count)]
+            self._wait_ready()
+            if not self.stopping:
+                on_ready()
+            self._watch()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self._port_hold is not None:
+                self._port_hold.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.stopping and not all(w.ready for w in self.workers):
+            waiting = {w.ready_r: w for w in self.workers if not w.ready}
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select(list(waiting), [], [], 0.1)
+                for fd in readable:
+                    waiting[fd].ready = os.read(fd, 1) == b"1"
+            for w in self.workers:
+                code = w.proc.poll()
+                if code is not None and not w.ready:
+                    raise WaveError(
+                        f"gateway worker {w.index} exited with code {code} while starting "
+                        "(its error is above)",
+                        fix="fix what it reported; `wave serve` with --workers 1 shows the same error",
+                    )
+            if time.monotonic() > deadline:
+                raise WaveError(f"gateway workers not ready after {READY_TIMEOUT_S:.0f} s")
+        for w in self.workers:
+            os.close(w.ready_r)
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            time.sleep(0.1)
+            for i, w in enumerate(self.workers):
+                code = w.proc.poll()
+                if code is None or self.stopping:
+                    continue
+                log.warning(
+                    "gateway worker %d (pid %d) exited with code %s; starting a new one", i, w.proc.pid, code
+                )
+                self._forget(w.proc.pid)
+                if time.monotonic() - w.started < RESTART_MIN_INTERVAL_S:
+                    time.sleep(RESTART_MIN_INTERVAL_S)
+                self.workers[i] = self._spawn(i)
+                self._await_one(self.workers[i])
+
+    def _await_one(self, w: _Worker) -> None:
+        """A replacement worker: wait (bounded) for its ready byte, so its pipe does not leak."""
+        with contextlib.suppress(InterruptedError):
+            readable, _, _ = select.select([w.ready_r], [], [], READY_TIMEOUT_S)
+            if readable:
+                w.ready = os.read(w.ready_r, 1) == b"1"
+        os.close(w.ready_r)
+
+    def _forget(self, pid: int) -> None:
+        """Drop a dead worker's live gauges; its counters stay in the totals."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.metrics_dir)
+
+    def _stop_all(self) -> None:
+        running = [w.proc for w in self.workers if w.proc.poll() is None]
+        for p in running:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in running:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait()
