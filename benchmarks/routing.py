@@ -1,8 +1,8 @@
 """Does routing by predicted latency pay on a fleet of unequal devices? Goodput under a TTFT/ITL SLO
 for `predicted-latency`, `least-outstanding` and `round-robin`, at several Poisson request rates.
 
-    .venv/bin/python benchmarks/routing.py             # ~6 minutes
-    .venv/bin/python benchmarks/routing.py --quick     # ~2 minutes
+    flock /tmp/wave-bench.lock .venv/bin/python benchmarks/routing.py --seeds 2   # ~9 minutes
+    .venv/bin/python benchmarks/routing.py --quick                               # ~2 minutes
 
 The fleet is a home one serving llama-3.2-3b, each engine emulated by `wave emulate` (continuous
 batching, finite KV cache, step times from the sizing model, the engine's own /metrics): an
@@ -11,12 +11,13 @@ llama.cpp (q4_k_m, 2 slots each). The fleet file gives each backend its model, q
 so `predicted-latency` starts from the same sizing prediction. Everything runs in real time
 (`--speed 1`): the GPU's batch is capped at the 16 sequences of 4096 tokens its KV cache holds
 (`wave size`), which keeps its saturation within what two shared cores can stream.
-Every run starts a fresh fleet (three `wave emulate` processes and one `wave serve --policy P` with
-the generated fleet file), so no backlog or learned EWMA carries over; policies run in shuffled
-order at each rate, all with the same seeded arrivals. Requests stream and have distinct prompts
-(so prefix affinity does not pin them); arrivals are Poisson; the clock of a request starts at its
-scheduled arrival (no coordinated omission). TTFT is time to the first non-empty content chunk,
-ITL is (E2E - TTFT) / (tokens - 1) per request.
+Every run starts a fresh fleet (three `wave emulate` processes and one `wave serve` with the
+generated fleet file, whose routing section sets the run's policy and the strict SLO for the
+model), so no backlog or learned EWMA carries over; policies run in shuffled order at each rate,
+all with the same seeded arrivals (`--seeds N`: N draws per rate, each run by every policy).
+Requests stream and have distinct prompts (so prefix affinity does not pin them); arrivals are
+Poisson; the clock of a request starts at its scheduled arrival (no coordinated omission). TTFT
+is time to the first non-empty content chunk, ITL is (E2E - TTFT) / (tokens - 1) per request.
 
 Goodput = requests meeting every SLO / run duration.
 """
