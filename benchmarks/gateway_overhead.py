@@ -1,20 +1,27 @@
-"""What does the gateway cost? Direct vs `wave serve` vs nginx (plain reverse proxy, the floor) vs
-LiteLLM proxy, all in front of the same fast fake upstreams, measured in one run, interleaved.
+"""What does the gateway cost? Direct vs `wave serve` (1 and N worker processes) vs a bare aiohttp
+pass-through vs nginx (plain reverse proxy, the floor) vs LiteLLM proxy, all in front of the same
+fast fake upstreams, measured in one run, interleaved.
 
     .venv/bin/python benchmarks/gateway_overhead.py            # full run (~10 min incl. LiteLLM install)
     .venv/bin/python benchmarks/gateway_overhead.py --quick    # fewer rounds, shorter wrk
+    .venv/bin/python benchmarks/gateway_overhead.py --workers 1 2   # wave with 1 and 2 workers
     .venv/bin/python benchmarks/gateway_overhead.py --soak 600 # also: RSS of the gateway over 10 minutes
 
 Upstreams: non-streaming answers come from an nginx `return 200` of a fixed chat completion (the
 fastest upstream this machine has, so no proxy is limited by it); streamed answers (32 content
 chunks + usage + [DONE]) from tests/gateway/fake_upstream.py with no delays. Every proxy is one
-process (nginx: one worker; LiteLLM: one worker; wave: one uvicorn process) with auth on where it
-has auth (wave: the full security guard with an API key; LiteLLM: its master key).
+process (nginx: one worker; LiteLLM: one worker; wave: one uvicorn process, `wave-xN`: N workers;
+`bare`: benchmarks/bare_passthrough.py, a raw ASGI app under the same uvicorn making one pooled
+aiohttp call) with auth on where it has auth (wave: the full security guard with an API key,
+audit log on; LiteLLM: its master key). `uvicorn-fixed` (wrk only) is that uvicorn answering a
+fixed body with no upstream: what serving HTTP in Python costs before any proxying.
 
 Latency: a closed loop at concurrency 1/16/64/256 per path, rounds interleaved in shuffled order;
 added latency = the path's percentile minus the direct path's in the same run. Throughput: wrk
-(non-streaming and streaming), one connection per concurrency slot. Results, with the command,
-go to benchmarks/results/gateway_overhead.json and a PNG plot beside it.
+(non-streaming and streaming), one connection per concurrency slot; during each wrk run the CPU
+time (user + system) of the proxy's processes, of the upstreams and of wrk itself is read and
+divided by the requests wrk completed (`cpu_us_per_request`). Results, with the command, go to
+benchmarks/results/gateway_overhead.json and a PNG plot beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -45,6 +53,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
+BARE = REPO / "benchmarks" / "bare_passthrough.py"
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
 KEY = "bench-key-0123456789"
@@ -87,15 +96,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wave_name(workers: int) -> str:
+    return "wave" if workers == 1 else f"wave-x{workers}"
+
+
 def wait_ready(
-    url: str, timeout: float = 60, headers: dict[str, str] | None = None, proc: subprocess.Popen | None = None
+    url: str,
+    timeout: float = 60,
+    headers: dict[str, str] | None = None,
+    proc: subprocess.Popen | None = None,
+    ok: tuple[int, ...] = (200,),
 ) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {proc.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+            if httpx.get(url, timeout=2, headers=headers).status_code in ok:
                 return time.monotonic() - t0
         time.sleep(0.02)
     raise TimeoutError(url)
@@ -272,7 +289,27 @@ def pct(xs: list[float], p: float) -> float | None:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def wrk(url: str, headers: dict[str, str], stream: bool, connections: int, seconds: int, work: Path) -> dict:
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children so far."""
+    p = psutil.Process(pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = q.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    stream: bool,
+    connections: int,
+    seconds: int,
+    work: Path,
+    cpu_pids: dict[str, int] | None = None,
+) -> dict:
+    """wrk's requests/s, and the CPU each process of `cpu_pids` (and wrk itself) spent per request."""
     body = json.dumps(
         {
             **CHAT_BODY,
@@ -288,7 +325,14 @@ def wrk(url: str, headers: dict[str, str], stream: bool, connections: int, secon
         f'wrk.headers["Content-Type"] = "application/json"\n{hdrs}'
     )
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    cpu_pids = cpu_pids or {}
+    before = {role: cpu_s(pid) for role, pid in cpu_pids.items()}
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = {role: cpu_s(pid) - before[role] for role, pid in cpu_pids.items()}
+    spent["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    done = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = re.search(r"Socket errors: (.+)", out)
@@ -296,6 +340,9 @@ def wrk(url: str, headers: dict[str, str], stream: bool, connections: int, secon
         "requests_per_s": float(rps.group(1)) if rps else None,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errs.group(1) if errs else None,
+        "cpu_us_per_request": {role: round(sec / int(done.group(1)) * 1e6, 1) for role, sec in spent.items()}
+        if done and int(done.group(1))
+        else None,
         "command": " ".join(cmd),
     }
 
@@ -304,11 +351,11 @@ def wrk(url: str, headers: dict[str, str], stream: bool, connections: int, secon
 
 
 @contextlib.contextmanager
-def servers(work: Path, with_litellm: bool) -> Iterator[dict]:
+def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict]:
     procs = Procs(work)
     try:
         static_port, sse_port = free_port(), free_port()
-        nginx_plain, nginx_stream, wave_port = free_port(), free_port(), free_port()
+        nginx_plain, nginx_stream = free_port(), free_port()
         conf = nginx_conf(work, static_port, {nginx_plain: static_port, nginx_stream: sse_port})
         nginx = procs.start("nginx", ["nginx", "-p", str(work), "-c", str(conf)])
         sse = procs.start(
@@ -328,36 +375,73 @@ def servers(work: Path, with_litellm: bool) -> Iterator[dict]:
         )
         wait_ready(f"http://127.0.0.1:{static_port}/health", proc=nginx)
         wait_ready(f"http://127.0.0.1:{sse_port}/health", proc=sse)
-        t0 = time.monotonic()
-        wave = procs.start(
-            "wave",
+        bare_port, fixed_port = free_port(), free_port()
+        bare = procs.start(
+            "bare",
             [
-                str(WAVE),
-                "serve",
+                sys.executable,
+                str(BARE),
                 "--port",
-                str(wave_port),
+                str(bare_port),
                 "--upstream",
                 f"http://127.0.0.1:{static_port}",
-                "--engine",
-                "openai",
-                "--upstream",
+                "--stream-upstream",
                 f"http://127.0.0.1:{sse_port}",
             ],
-            env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
         )
-        wait_ready(f"http://127.0.0.1:{wave_port}/ready", proc=wave)
-        startup = time.monotonic() - t0
+        fixed = procs.start(
+            "uvicorn-fixed", [sys.executable, str(BARE), "--port", str(fixed_port), "--fixed"]
+        )
+        waves: dict[str, tuple[int, subprocess.Popen]] = {}
+        startup: dict[str, float] = {}
+        for n in workers:
+            name = wave_name(n)
+            port = free_port()
+            t0 = time.monotonic()
+            proc = procs.start(
+                name,
+                [
+                    str(WAVE),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--upstream",
+                    f"http://127.0.0.1:{static_port}",
+                    "--engine",
+                    "openai",
+                    "--upstream",
+                    f"http://127.0.0.1:{sse_port}",
+                    *(["--workers", str(n)] if n != 1 else []),
+                ],
+                env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"wave-home-{n}")},
+            )
+            wait_ready(f"http://127.0.0.1:{port}/ready", proc=proc)
+            while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
+                time.sleep(0.01)  # the parent's ready line: every worker listens
+            startup[name] = time.monotonic() - t0
+            waves[name] = (port, proc)
+        wait_ready(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
+        wait_ready(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
         paths = {
             "direct": {
                 "plain": f"http://127.0.0.1:{static_port}",
                 "stream": f"http://127.0.0.1:{sse_port}",
                 "headers": {},
             },
-            "wave": {
-                "plain": f"http://127.0.0.1:{wave_port}",
-                "stream": f"http://127.0.0.1:{wave_port}",
-                "headers": {"Authorization": f"Bearer {KEY}"},
-                "pid": wave.pid,
+            "bare": {
+                "plain": f"http://127.0.0.1:{bare_port}",
+                "stream": f"http://127.0.0.1:{bare_port}",
+                "headers": {},
+                "pid": bare.pid,
+            },
+            **{
+                name: {
+                    "plain": f"http://127.0.0.1:{port}",
+                    "stream": f"http://127.0.0.1:{port}",
+                    "headers": {"Authorization": f"Bearer {KEY}"},
+                    "pid": proc.pid,
+                }
+                for name, (port, proc) in waves.items()
             },
             "nginx": {
                 "plain": f"http://127.0.0.1:{nginx_plain}",
@@ -365,7 +449,11 @@ def servers(work: Path, with_litellm: bool) -> Iterator[dict]:
                 "headers": {},
             },
         }
-        info: dict = {"wave_startup_s": startup}
+        info: dict = {
+            "wave_startup_s": startup,
+            "fixed": {"url": f"http://127.0.0.1:{fixed_port}", "pid": fixed.pid},
+            "upstream_pids": {"nginx": nginx.pid, "sse_upstream": sse.pid},
+        }
         if with_litellm:
             exe = ensure_litellm(work)
             if exe is not None:
@@ -431,19 +519,30 @@ def rss_mb(pid: int) -> float:
     return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
 
 
-def measure_startup(work: Path, upstream: str, times: int) -> list[float]:
+def measure_startup(work: Path, upstream: str, times: int, workers: int = 1) -> list[float]:
+    """Seconds from `wave serve` to /ready answering (with workers: to the parent's ready line,
+    printed once every worker listens)."""
     out = []
     for _ in range(times):
         port = free_port()
-        p = subprocess.Popen(
-            [str(WAVE), "serve", "--port", str(port), "--upstream", upstream, "--engine", "openai"],
-            env={**os.environ, "WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        log = work / "startup.log"
+        with open(log, "wb") as sink:
+            p = subprocess.Popen(
+                [str(WAVE), "serve", "--port", str(port), "--upstream", upstream, "--engine", "openai"]
+                + (["--workers", str(workers)] if workers > 1 else []),
+                env={**os.environ, "WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            out.append(wait_ready(f"http://127.0.0.1:{port}/ready", proc=p))
+            t = wait_ready(f"http://127.0.0.1:{port}/ready", proc=p)
+            t0 = time.monotonic() - t
+            while workers > 1 and b"gateway ready" not in log.read_bytes():
+                if p.poll() is not None or time.monotonic() - t0 > 30:
+                    raise RuntimeError(f"wave serve --workers {workers} did not print its ready line")
+                time.sleep(0.005)
+            out.append(time.monotonic() - t0)
         finally:
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(10)
@@ -458,6 +557,10 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/wave-gateway-bench"))
     ap.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    ap.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="run wave once per count (e.g. 1 2), side by side"
+    )
+    ap.add_argument("--wrk-only", action="store_true", help="skip the closed-loop latency rounds")
     args = ap.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
         sys.exit("needs nginx and wrk (Debian packages nginx-light, wrk): make system-deps")
@@ -474,7 +577,7 @@ def main() -> None:
         },
         "method": __doc__.split("\n\n", 2)[2],
     }
-    with servers(args.work_dir, not args.no_litellm) as info:
+    with servers(args.work_dir, not args.no_litellm, args.workers) as info:
         paths = info["paths"]
         result["wave_startup_s"] = info["wave_startup_s"]
         if "litellm" in paths:
@@ -482,6 +585,8 @@ def main() -> None:
         result["rss_mb_before"] = {n: round(rss_mb(p["pid"]), 1) for n, p in paths.items() if "pid" in p}
         samples: dict = {}
         jobs = [(mode, c) for mode in ("plain", "stream") for c in args.concurrency]
+        if args.wrk_only:
+            jobs = []
         with Progress(console=console) as progress:
             task = progress.add_task("latency rounds", total=rounds * len(jobs) * len(paths))
             for _ in range(rounds):
@@ -532,10 +637,24 @@ def main() -> None:
         wrk_rows = []
         with Progress(console=console) as progress:
             conns = [64, 256] if not args.quick else [64]
-            task = progress.add_task("wrk", total=len(paths) * 2 * len(conns))
+            task = progress.add_task("wrk", total=len(paths) * 2 * len(conns) + 1)
+            # the floor under every Python path: uvicorn + uvloop + httptools answering a fixed body
+            w = wrk(
+                info["fixed"]["url"] + "/v1/chat/completions",
+                {},
+                False,
+                64,
+                wrk_s,
+                args.work_dir,
+                {"proxy": info["fixed"]["pid"]},
+            )
+            w.update(path="uvicorn-fixed", mode="plain", connections=64)
+            wrk_rows.append(w)
+            progress.advance(task)
             for mode in ("plain", "stream"):
                 for c in conns:
                     for name, p in paths.items():
+                        pids = {**info["upstream_pids"], **({"proxy": p["pid"]} if "pid" in p else {})}
                         w = wrk(
                             p[mode] + "/v1/chat/completions",
                             p["headers"],
@@ -543,6 +662,7 @@ def main() -> None:
                             c,
                             wrk_s,
                             args.work_dir,
+                            pids,
                         )
                         w.update(path=name, mode=mode, connections=c)
                         if mode == "stream" and w["requests_per_s"]:
@@ -554,6 +674,9 @@ def main() -> None:
         if args.soak:
             result["soak"] = soak(paths["wave"], args.soak)
         result["wave_startup_runs_s"] = measure_startup(args.work_dir, paths["direct"]["plain"], 5)
+        result["wave_startup_runs_s_by_workers"] = {
+            n: measure_startup(args.work_dir, paths["direct"]["plain"], 5, n) for n in args.workers
+        }
     result["summary"] = summarise(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -625,24 +748,37 @@ def summarise(r: dict) -> dict:
             None,
         )
 
+    proxies = [p for p in dict.fromkeys(x["path"] for x in r["wrk"]) if p not in ("direct", "uvicorn-fixed")]
+
+    def cpu(path: str) -> dict | None:
+        return next(
+            (
+                x["cpu_us_per_request"]
+                for x in r["wrk"]
+                if (x["path"], x["mode"], x["connections"]) == (path, "plain", 64)
+            ),
+            None,
+        )
+
     s: dict = {
-        "added_p50_ms_c1": {
-            p: lat(p, "plain", 1, "added_latency_p50_ms") for p in ("wave", "nginx", "litellm")
-        },
-        "added_p50_ms_c64": {
-            p: lat(p, "plain", 64, "added_latency_p50_ms") for p in ("wave", "nginx", "litellm")
-        },
-        "added_ttft_p50_ms_c1": {
-            p: lat(p, "stream", 1, "added_ttft_p50_ms") for p in ("wave", "nginx", "litellm")
-        },
-        "wrk_rps_c64": {p: rps(p, "plain") for p in ("direct", "wave", "nginx", "litellm")},
+        "added_p50_ms_c1": {p: lat(p, "plain", 1, "added_latency_p50_ms") for p in proxies},
+        "added_p50_ms_c64": {p: lat(p, "plain", 64, "added_latency_p50_ms") for p in proxies},
+        "added_p99_ms_c64": {p: lat(p, "plain", 64, "added_latency_p99_ms") for p in proxies},
+        "added_ttft_p50_ms_c1": {p: lat(p, "stream", 1, "added_ttft_p50_ms") for p in proxies},
+        "wrk_rps_c64": {p: rps(p, "plain") for p in ("direct", "uvicorn-fixed", *proxies)},
         "wrk_stream_chunks_per_s_c64": {
-            p: (rps(p, "stream") or 0) * STREAM_TOKENS for p in ("direct", "wave", "nginx", "litellm")
+            p: (rps(p, "stream") or 0) * STREAM_TOKENS for p in ("direct", *proxies)
         },
+        "cpu_us_per_request_wrk_c64": {p: cpu(p) for p in ("direct", "uvicorn-fixed", *proxies)},
         "wave_startup_s_median": statistics.median(r["wave_startup_runs_s"]),
+        "wave_startup_s_median_by_workers": {
+            n: round(statistics.median(xs), 3)
+            for n, xs in r.get("wave_startup_runs_s_by_workers", {}).items()
+        },
         "wave_rss_mb": r["rss_mb_after"].get("wave"),
+        "wave_rss_mb_all": {p: v for p, v in r["rss_mb_after"].items() if p.startswith("wave")},
     }
-    w, n, ll = s["wrk_rps_c64"]["wave"], s["wrk_rps_c64"]["nginx"], s["wrk_rps_c64"]["litellm"]
+    w, n, ll = (s["wrk_rps_c64"].get(p) for p in ("wave", "nginx", "litellm"))
     a1, a64, n64 = s["added_p50_ms_c1"]["wave"], s["added_p50_ms_c64"]["wave"], s["added_p50_ms_c64"]["nginx"]
     t1 = s["added_ttft_p50_ms_c1"]["wave"]
     s["targets"] = {
@@ -661,6 +797,13 @@ def summarise(r: dict) -> dict:
         "wave_rps_over_nginx": round(w / n, 3) if w and n else None,
         "wave_rps_over_litellm": round(w / ll, 1) if w and ll else None,
     }
+    for p in proxies:
+        if p.startswith("wave-x"):
+            pw, pa = s["wrk_rps_c64"][p], s["added_p50_ms_c64"][p]
+            s["ratios"][f"{p}_rps_over_nginx"] = round(pw / n, 3) if pw and n else None
+            s["targets"][f"{p}_added_p50_c64_at_most_3x_nginx"] = (
+                None if pa is None or n64 is None else pa <= 3 * max(n64, 0.0)
+            )
     return s
 
 
@@ -682,10 +825,18 @@ def show(r: dict) -> None:
         )
     console.print(t)
     t = Table(title="wrk requests/s")
-    for col in ("path", "mode", "connections", "req/s", "non-2xx"):
+    for col in ("path", "mode", "connections", "req/s", "non-2xx", "CPU us/request"):
         t.add_column(col)
     for x in r["wrk"]:
-        t.add_row(x["path"], x["mode"], str(x["connections"]), str(x["requests_per_s"]), str(x["non_2xx"]))
+        cpu = x.get("cpu_us_per_request") or {}
+        t.add_row(
+            x["path"],
+            x["mode"],
+            str(x["connections"]),
+            str(x["requests_per_s"]),
+            str(x["non_2xx"]),
+            " ".join(f"{k}={v}" for k, v in cpu.items()),
+        )
     console.print(t)
     console.print_json(data=r["summary"])
 
@@ -698,7 +849,7 @@ def plot(r: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, mode in zip(axes, ("plain", "stream"), strict=True):
-        for name in ("wave", "nginx", "litellm"):
+        for name in dict.fromkeys(x["path"] for x in r["latency"] if x["path"] != "direct"):
             rows = [x for x in r["latency"] if x["path"] == name and x["mode"] == mode]
             if rows:
                 key = "added_latency_p50_ms" if mode == "plain" else "added_ttft_p50_ms"
