@@ -101,6 +101,7 @@ def test_show_lists_nodes_devices_with_catalog_figures_and_backends() -> None:
     assert result.returncode == 0, result.stderr
     for text in ("schlimers-server", "rtx-5070-ti", "896 GB/s", "vllm-5070ti", "LXC 101 on xps15", "40 Gb/s"):
         assert text in result.stdout
+    assert "SLO TTFT <= 1 s, ITL <= 25 ms" in " ".join(result.stdout.split())
     data = json.loads(wave("fleet", "show", "--json", EXAMPLES / "home-lab.yaml").stdout)
     assert data["hardware"]["rtx-5070-ti"]["memory_bandwidth_bytes_per_s"] == pytest.approx(896e9)
     assert data["fleet"]["nodes"][0]["name"] == "schlimers-server"

@@ -15,6 +15,7 @@ app.add_typer(fleet_app, name="fleet")
 
 if TYPE_CHECKING:
     from waveidp.fleet import Node, ServedModel
+    from waveidp.fleet._models import Slo
 
 _GIB = 1024**3
 
@@ -124,8 +125,16 @@ def show(
         for link in f.links:
             links.add(f"{link.a} <-> {link.b}  {link.bandwidth_gbps:g} Gb/s, {link.latency_ms:g} ms")
     tree.add(f"[bold]routing[/] default {f.routing.default_policy}"
-             + "".join(f"; {m}: {r.policy}" for m, r in f.routing.models.items()))
+             + "".join(f"; {m}: {r.policy}{_slo_label(r.slo)}" for m, r in f.routing.models.items()))
     console.print(tree)
+
+
+def _slo_label(slo: Slo | None) -> str:
+    if slo is None:
+        return ""
+    parts = [f"TTFT <= {slo.ttft_s:g} s"] if slo.ttft_s else []
+    parts += [f"ITL <= {slo.itl_s * 1000:g} ms"] if slo.itl_s else []
+    return f" (SLO {', '.join(parts)})"
 
 
 def _served_label(m: ServedModel) -> str:
