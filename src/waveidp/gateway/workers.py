@@ -172,10 +172,9 @@ class Supervisor:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self.stopping and not all(w.ready for w in self.workers):
             waiting = {w.ready_r: w for w in self.workers if not w.ready}
-            with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select(list(waiting), [], [], 0.1)
-                for fd in readable:
-                    waiting[fd].ready = os.read(fd, 1) == b"1"
+            readable, _, _ = select.select(list(waiting), [], [], 0.1)
+            for fd in readable:
+                waiting[fd].ready = os.read(fd, 1) == b"1"
             for w in self.workers:
                 code = w.proc.poll()
                 if code is not None and not w.ready:
@@ -206,11 +205,13 @@ class Supervisor:
                 self._await_one(self.workers[i])
 
     def _await_one(self, w: _Worker) -> None:
-        """A replacement worker: wait (bounded) for its ready byte, so its pipe does not leak."""
-        with contextlib.suppress(InterruptedError):
-            readable, _, _ = select.select([w.ready_r], [], [], READY_TIMEOUT_S)
+        """A replacement worker: wait (bounded, and not past a stop) for its ready byte."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.stopping and time.monotonic() < deadline and w.proc.poll() is None:
+            readable, _, _ = select.select([w.ready_r], [], [], 0.1)
             if readable:
                 w.ready = os.read(w.ready_r, 1) == b"1"
+                break
         os.close(w.ready_r)
 
     def _forget(self, pid: int) -> None:

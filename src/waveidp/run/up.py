@@ -10,6 +10,7 @@ connected to over HTTP. SIGINT/SIGTERM stop the gateway first, then the children
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,12 @@ async def up(
         for c in children:
             link(c, by_name[c.name])
         gateway_config = fleet.gateway.model_copy(update={"host": host, "port": port})
+        if gateway_config.workers > 1:
+            # the engines' supervision is linked to the one gateway process's backend states
+            logging.getLogger("waveidp.run").warning(
+                "gateway.workers=%d is for `wave serve`; `wave up` runs one gateway process",
+                gateway_config.workers,
+            )
     started: list[Child] = []
     try:
         for c in children:
