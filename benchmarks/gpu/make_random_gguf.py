@@ -11,6 +11,15 @@ their real size and every sampled token detokenizes to visible text.
 
     python make_random_gguf.py tokenizer SmolLM2.gguf tok.json.gz        # here, small, carried
     python make_random_gguf.py model llama-3.1-8b tok.json.gz out-f16.gguf  # on the GPU machine
+
+A real small GGUF can travel as a *skeleton* instead: its header (every metadata key including the
+tokenizer, every tensor's name, shape and type, byte for byte) without the tensor data, a few MB
+gzipped. `fill` writes a file of exactly the real size, header identical, each tensor's bytes
+random but with every quantization block's f16 scale fields set to small finite values (random
+bytes would give NaN/inf scales) and float tensors small normals:
+
+    python make_random_gguf.py skeleton gemma-3-270m-q4_k_m.gguf gemma.skel.gz   # here
+    python make_random_gguf.py fill gemma.skel.gz gemma-random.gguf              # on the GPU machine
 """
 
 from __future__ import annotations
@@ -165,6 +174,93 @@ def write_model(name: str, tokenizer: Path, dst: Path, seed: int = 0) -> None:
     )
 
 
+# Byte offsets of the f16 scale/min fields inside one block, per quantization type (ggml-common.h).
+_F16_FIELDS = {
+    "Q4_0": (0,),
+    "Q4_1": (0, 2),
+    "Q5_0": (0,),
+    "Q5_1": (0, 2),
+    "Q8_0": (0,),
+    "Q8_1": (0, 2),
+    "Q2_K": (80, 82),
+    "Q3_K": (108,),
+    "Q4_K": (0, 2),
+    "Q5_K": (0, 2),
+    "Q6_K": (208,),
+}
+_FLOAT = {"F32": np.float32, "F16": np.float16}
+_MAGIC = b"WAVESKEL1\n"
+
+
+def write_skeleton(src: Path, dst: Path) -> None:
+    """The real file's header bytes plus its tensor table (name, type, offset, bytes), gzipped."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(src))
+    with open(src, "rb") as f:
+        header = f.read(reader.data_offset)
+    table = [
+        {
+            "name": t.name,
+            "type": t.tensor_type.name,
+            "shape": [int(x) for x in t.shape],
+            "offset": int(t.data_offset) - reader.data_offset,
+            "bytes": int(t.n_bytes),
+        }
+        for t in reader.tensors
+    ]
+    unknown = sorted({t["type"] for t in table} - set(_F16_FIELDS) - set(_FLOAT))
+    if unknown:
+        sys.exit(f"{src}: no fill rule for tensor types {unknown}")
+    meta = {
+        "source": src.name,
+        "size": src.stat().st_size,
+        "data_offset": reader.data_offset,
+        "tensors": table,
+    }
+    blob = json.dumps(meta).encode()
+    with gzip.open(dst, "wb") as f:
+        f.write(_MAGIC + len(blob).to_bytes(8, "little") + blob + header)
+    print(f"{dst}: {len(table)} tensors, header {len(header)} B, {dst.stat().st_size / 1e6:.1f} MB gzipped")
+
+
+def fill_skeleton(skel: Path, dst: Path, seed: int = 0) -> None:
+    import gguf
+
+    with gzip.open(skel, "rb") as f:
+        raw = f.read()
+    if not raw.startswith(_MAGIC):
+        sys.exit(f"{skel}: not a skeleton written by this script")
+    n = int.from_bytes(raw[len(_MAGIC) : len(_MAGIC) + 8], "little")
+    meta = json.loads(raw[len(_MAGIC) + 8 : len(_MAGIC) + 8 + n])
+    header = raw[len(_MAGIC) + 8 + n :]
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with open(dst, "wb") as out:
+        out.write(header)
+        for t in sorted(meta["tensors"], key=lambda t: t["offset"]):
+            out.write(b"\0" * (meta["data_offset"] + t["offset"] - out.tell()))  # alignment padding
+            if t["type"] in _FLOAT:
+                dtype = _FLOAT[t["type"]]
+                data = (rng.standard_normal(t["bytes"] // np.dtype(dtype).itemsize) * 0.02).astype(dtype)
+                out.write(data.tobytes())
+                continue
+            qtype = gguf.GGMLQuantizationType[t["type"]]
+            _, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+            blocks = np.frombuffer(rng.bytes(t["bytes"]), dtype=np.uint8).reshape(-1, block_bytes).copy()
+            for off in _F16_FIELDS[t["type"]]:
+                scale = rng.uniform(1e-3, 2e-3, len(blocks)).astype(np.float16)
+                blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+            out.write(blocks.tobytes())
+        out.write(b"\0" * (meta["size"] - out.tell()))
+    size = dst.stat().st_size
+    if size != meta["size"]:
+        sys.exit(f"{dst}: wrote {size} B, the real file has {meta['size']}")
+    gguf.GGUFReader(str(dst))  # parses, tensor table intact
+    dt = time.perf_counter() - t0
+    print(f"{dst}: random-weight copy of {meta['source']}, {size / 1e6:.1f} MB, in {dt:.1f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -176,9 +272,20 @@ def main() -> None:
     m.add_argument("tokenizer", type=Path)
     m.add_argument("dst", type=Path)
     m.add_argument("--seed", type=int, default=0)
+    k = sub.add_parser("skeleton", help="header + tensor table of a real GGUF, no tensor data")
+    k.add_argument("src", type=Path)
+    k.add_argument("dst", type=Path)
+    fl = sub.add_parser("fill", help="a random-weight GGUF from a skeleton, same header and size")
+    fl.add_argument("skeleton", type=Path)
+    fl.add_argument("dst", type=Path)
+    fl.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.cmd == "tokenizer":
         dump_tokenizer(a.src, a.dst)
+    elif a.cmd == "skeleton":
+        write_skeleton(a.src, a.dst)
+    elif a.cmd == "fill":
+        fill_skeleton(a.skeleton, a.dst, a.seed)
     else:
         write_model(a.shape, a.tokenizer, a.dst, a.seed)
 

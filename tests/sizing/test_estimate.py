@@ -130,17 +130,72 @@ def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
     for c in (1, 4, 64):
         step = perf.decode_step_seconds(c, prompt + out // 2)
         pt = steady_state_point(perf, c, prompt, out)
-        ttft = alone + (c - 1) / 2 * extra + (step if c > 1 else 0.0)
+        ttft = alone + (c - 1) / 2 * extra + (step if c > 1 else 0.0) + perf.eff.first_token_s
         itl = step + (c - 1) / 2 * extra / (out - 1)
         assert pt.ttft_ms == pytest.approx(ttft * 1000, abs=1e-3)
         assert pt.itl_ms == pytest.approx(itl * 1000, abs=1e-3)
         # a round (first token + the rest) holds every client's prefill once and `out` decode steps
         e2e = (ttft + (out - 1) * itl) * 1000
-        work = alone + (c - 1) * extra + (step if c > 1 else 0) + (out - 1) * step
+        work = alone + (c - 1) * extra + (step if c > 1 else 0) + (out - 1) * step + perf.eff.first_token_s
         assert e2e == pytest.approx(work * 1000)
         assert pt.output_tokens_per_s == pytest.approx(c * out / e2e * 1000, rel=1e-4)
     ttfts = [steady_state_point(perf, c, prompt, out).ttft_ms for c in (1, 4, 16, 64)]
     assert ttfts == sorted(ttfts) and ttfts[-1] > 10 * ttfts[0]  # grows ~linearly with c
+
+
+def test_steady_arrivals_wait_one_step_not_for_the_other_prompts() -> None:
+    """Clients whose requests are spread out: a new prompt waits for the step in flight and is then
+    prefilled; every other client's prompt interrupts its decode once per round. Same work per
+    round as the burst, but the first token no longer queues behind (c - 1) / 2 prompts."""
+    from waveidp.sizing import PerfModel, steady_state_point
+
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=64)
+    perf = PerfModel(d)
+    prompt, out = 542, 128
+    alone = perf.prefill_seconds(prompt)
+    extra = perf.prefill_seconds(prompt, batch=2) - alone
+    first = perf.eff.first_token_s
+    for c in (1, 16, 64):
+        step = perf.decode_step_seconds(c, prompt + out // 2)
+        pt = steady_state_point(perf, c, prompt, out, "steady")
+        itl = step + (c - 1) * extra / (out - 1)
+        assert pt.itl_ms == pytest.approx(itl * 1000, abs=1e-3)
+        assert pt.ttft_ms == pytest.approx((alone + (itl if c > 1 else 0) + first) * 1000, abs=1e-3)
+        burst = steady_state_point(perf, c, prompt, out, "burst")
+        if c == 1:
+            assert pt == burst  # one client: no pattern to speak of
+        else:
+            assert pt.ttft_ms < burst.ttft_ms / 3 and pt.itl_ms > burst.itl_ms
+
+
+def test_arrival_is_a_request_field_and_a_bad_one_is_refused() -> None:
+    from waveidp.sizing import PerfModel, steady_state_point
+
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=16)
+    r = estimate(SizingRequest(deployment=d, prompt_tokens=512, output_tokens=128, concurrency=16))
+    s = estimate(
+        SizingRequest(deployment=d, prompt_tokens=512, output_tokens=128, concurrency=16, arrival="steady")
+    )
+    assert s.performance.ttft_ms < r.performance.ttft_ms
+    assert [p.ttft_ms for p in s.curve] != [p.ttft_ms for p in r.curve]
+    with pytest.raises(InputError, match="arrival"):
+        steady_state_point(PerfModel(d), 4, 512, 128, "poisson")  # type: ignore[arg-type]
+
+
+def test_per_sequence_host_work_grows_the_step_with_slots_and_vocabulary() -> None:
+    """llama-server samples each slot on the CPU every step: a fixed part plus a part that scales
+    with the vocabulary. A tiny model at c=64 is bound by it, not by its weights."""
+    from waveidp.sizing import Efficiency, PerfModel
+
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=64)
+    base = Efficiency(decode_bandwidth=0.8, prefill_compute=0.04, step_overhead_s=0.001)
+    host = base.model_copy(update={"sequence_step_s": 4e-4, "sequence_step_s_per_vocab": 3e-9})
+    per_seq = 4e-4 + LLAMA_31_8B.vocab_size * 3e-9
+    assert host.sequence_seconds(LLAMA_31_8B.vocab_size) == pytest.approx(per_seq)
+    for c in (1, 64):
+        without = PerfModel(d, base).decode_step_seconds(c, 600)
+        assert PerfModel(d, host).decode_step_seconds(c, 600) == pytest.approx(without + c * per_seq)
+    assert PerfModel(d, host).prefill_seconds(512) == PerfModel(d, base).prefill_seconds(512)
 
 
 def test_context_beyond_the_model_is_impossible_for_vllm() -> None:

@@ -6,7 +6,7 @@ A results.json that carries `deployment` (model, quant, devices, engine) can be 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from waveidp.errors import InputError
 
@@ -58,6 +58,17 @@ def _measured_points(doc: dict[str, Any]) -> list[tuple[dict[str, Any], int, int
     return points
 
 
+def arrival_pattern(doc: dict[str, Any], run: dict[str, Any] | None = None) -> Literal["burst", "steady"]:
+    """How the measured clients arrived, from what results.json records: "steady" for open-loop
+    (Poisson) runs and for closed-loop runs whose starts were spread (--ramp) with the first
+    requests excluded (--point-warmup); else "burst" (every client starts together: wave bench's
+    default)."""
+    if run is not None and run.get("load") == "rate":
+        return "steady"
+    cfg = doc.get("config") or {}
+    return "steady" if (cfg.get("ramp_s") or 0) > 0 and (cfg.get("point_warmup") or 0) > 0 else "burst"
+
+
 def _err(pred: float, meas: float | None) -> float | None:
     return None if not meas else (pred - meas) / meas * 100
 
@@ -81,9 +92,16 @@ def predict_runs(doc: dict[str, Any], eff: Any = None) -> list[dict[str, Any]]:
         ctx = prompt + output
         if ctx not in cache:
             cache[ctx] = PerfModel(_deployment(rec, ctx), eff)
-        pt = steady_state_point(cache[ctx], conc, prompt, output)
+        arrival = arrival_pattern(doc, run)
+        pt = steady_state_point(cache[ctx], conc, prompt, output, arrival)
         s = run["summary"]
-        row = {"label": run_label(run), "concurrency": conc, "prompt_tokens": prompt, "output_tokens": output}
+        row = {
+            "label": run_label(run),
+            "concurrency": conc,
+            "prompt_tokens": prompt,
+            "output_tokens": output,
+            "arrival": arrival,
+        }
         for key, pred, meas in (
             ("ttft_ms", pt.ttft_ms, s["ttft_ms"]["p50"]),
             ("itl_ms", pt.itl_ms, s["itl_ms"]["p50"]),

@@ -8,6 +8,8 @@ print(estimate(SizingRequest(deployment=d, concurrency=4)).verdict)
 from waveidp.sizing._deployment import ENGINES, Deployment, Engine
 from waveidp.sizing._efficiency import Efficiency, calibration_path, efficiency_for, save_calibration
 from waveidp.sizing._estimate import (
+    ARRIVALS,
+    Arrival,
     CurvePoint,
     Memory,
     Performance,
@@ -20,7 +22,9 @@ from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per
 from waveidp.sizing._roofline import PerfModel
 
 __all__ = [
+    "ARRIVALS",
     "ENGINES",
+    "Arrival",
     "CurvePoint",
     "Deployment",
     "Efficiency",

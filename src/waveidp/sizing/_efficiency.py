@@ -28,6 +28,24 @@ class Efficiency(BaseModel):
     )
     prefill_compute: float = Field(gt=0, le=1, description="achieved share of peak dense FLOP/s in prefill")
     step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
+    first_token_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="time between the end of prefill and the first token at the client, per request",
+    )
+    sequence_step_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="host time per sequence per decode step that does not depend on the vocabulary",
+    )
+    sequence_step_s_per_vocab: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e-6,
+        description="host time per sequence per decode step per vocabulary entry (sampling over the logits)",
+    )
     decode_compute: float | None = Field(
         default=None,
         gt=0,
@@ -40,6 +58,10 @@ class Efficiency(BaseModel):
         "to stream weights slower or faster than the others",
     )
     source: str = Field(default="", description="where these factors come from")
+
+    def sequence_seconds(self, vocab_size: int) -> float:
+        """Per-sequence host work of one decode step (llama-server samples each slot on the CPU)."""
+        return self.sequence_step_s + vocab_size * self.sequence_step_s_per_vocab
 
     def decode_bandwidth_for(self, quant: str) -> float:
         return min(1.0, self.decode_bandwidth * self.decode_bandwidth_by_quant.get(quant, 1.0))

@@ -23,6 +23,10 @@ class SizingRequest(BaseModel):
     prompt_tokens: int = Field(default=512, ge=1, le=10_000_000)
     output_tokens: int = Field(default=256, ge=1, le=10_000_000)
     concurrency: int = Field(default=1, ge=1, le=100_000)
+    arrival: Literal["burst", "steady"] = Field(
+        default="burst",
+        description="burst: the clients start together (wave bench's default); steady: spread out",
+    )
 
 
 class DeviceMemory(BaseModel):
@@ -111,7 +115,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         plan = plan_memory(d)
     perf = PerfModel(d, plan=plan)
     conc = max(1, min(req.concurrency, max_conc)) if max_conc else 1
-    point = steady_state_point(perf, conc, req.prompt_tokens, req.output_tokens)
+    point = steady_state_point(perf, conc, req.prompt_tokens, req.output_tokens, req.arrival)
     ctx = req.prompt_tokens + req.output_tokens // 2
     step1 = perf.decode_step_seconds(conc, ctx)
     memory_bound = _decode_memory_bound(perf, conc, ctx)
@@ -127,7 +131,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         decode_bound="memory" if memory_bound else "compute",
     )
     curve = [
-        steady_state_point(perf, c, req.prompt_tokens, req.output_tokens)
+        steady_state_point(perf, c, req.prompt_tokens, req.output_tokens, req.arrival)
         for c in _curve_points(req.concurrency, max_conc)
     ]
     verdict, reasons = _verdict(d, plan, req, max_conc)
@@ -163,27 +167,48 @@ def estimate(req: SizingRequest) -> SizingResult:
     )
 
 
-def steady_state_point(
-    perf: PerfModel, concurrency: int, prompt_tokens: int, output_tokens: int
-) -> CurvePoint:
-    """Steady state of `concurrency` closed-loop clients sending equal requests (docs/sizing.md,
-    "Concurrency: queueing before the first token").
+Arrival = Literal["burst", "steady"]
+ARRIVALS: tuple[Arrival, ...] = ("burst", "steady")
 
-    Equal requests started together finish together and come back together (a convoy), so each
-    round the engine gets all c prompts at once and prefills them first come, first served, batched
-    with the decode steps of the requests already running. The median request waits for the step
-    in flight, then for the prompts of half of the others, then for its own. Each client's prompt
-    is prefilled once per round: the (c - 1) / 2 that come before a request delay its first token,
-    the other (c - 1) / 2 interrupt its decode.
+
+def steady_state_point(
+    perf: PerfModel,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    arrival: Arrival = "burst",
+) -> CurvePoint:
+    """`concurrency` closed-loop clients sending equal requests (docs/sizing.md, "Concurrency:
+    queueing before the first token"), arriving in one of two patterns:
+
+    - "burst": the c clients start together (what `wave bench -c` measures without --ramp). Each
+      round the engine gets all c prompts at once and prefills them first come, first served,
+      batched with the decode steps of the requests already running: the median request waits for
+      the step in flight, then for the prompts of half of the others, then for its own; the other
+      half interrupt its decode.
+    - "steady": starts spread over a request's duration (`wave bench --ramp ~one request
+      --point-warmup c`, and what a service sees from many independent users). A new prompt
+      arrives while the others decode, waits for the step in flight and is prefilled in the next
+      one; every other client's prompt interrupts its decode once per round.
+
+    Both add the efficiency's `first_token_s`: what passes between the end of prefill and the first
+    token at the client (sampling, detokenizing, the first chunk).
     """
+    if arrival not in ARRIVALS:
+        raise InputError(f"arrival must be one of {', '.join(ARRIVALS)}, not {arrival!r}", where="arrival")
     c, prompt, output = concurrency, prompt_tokens, output_tokens
     prefill = perf.prefill_seconds(prompt)
     # one more prompt in a batched prefill costs its compute, not another pass over the weights
     extra_prompt = max(0.0, perf.prefill_seconds(prompt, batch=2) - prefill)
     step = perf.decode_step_seconds(c, prompt + output // 2)
-    ahead = (c - 1) / 2
-    ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0)
-    itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
+    first = perf.eff.first_token_s
+    if arrival == "burst":
+        ahead = (c - 1) / 2
+        ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0) + first
+        itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
+    else:
+        itl = step + (c - 1) * extra_prompt / max(1, output - 1)
+        ttft = prefill + (itl if c > 1 else 0.0) + first
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,

@@ -126,7 +126,8 @@ class PerfModel:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
             flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
             times.append(max(bytes_moved / self._bandwidth(p), flops / self._compute(p, decode=True)))
-        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
+        host = batch * self.eff.sequence_seconds(self.d.model.vocab_size)
+        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s + host
 
     def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
         """Time to process `batch` prompts of `prompt_tokens` tokens (time to first token, no queueing)."""
