@@ -1,14 +1,17 @@
-"""Measured (H100, llama.cpp) vs predicted (`wave size`) per load point, before and after
-`wave calibrate`, GPU memory used vs predicted, and the gateway's overhead (direct vs `wave serve`).
+"""Measured (H100) vs predicted (`wave size`) per load point: the points the H100 llama.cpp entry was
+fitted on and the points held out, before (round 2: convoy model, no first-token or per-sequence
+term) and after (round 3, shipped), GPU memory used vs predicted, transformers serve against the
+shipped GPU default, and the gateway's overhead (direct vs `wave serve`).
 
     .venv/bin/python benchmarks/gpu/analyze.py            # reads benchmarks/results/gpu/runs
 
-Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, prediction_error.png,
-gateway_overhead.png} and prints the Markdown tables that README.md quotes.
+Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, analysis.md, prediction_error.png,
+arrival.png, gateway_overhead.png}.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shlex
@@ -25,8 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from waveidp.bench.predict import predict_runs
-from waveidp.sizing import efficiency_for
-from waveidp.sizing._efficiency import _shipped, _user
+from waveidp.sizing import Efficiency, efficiency_for
+from waveidp.sizing._efficiency import _user
 
 # No user calibration file may leak in: "shipped" must mean the repository's efficiency.yaml.
 os.environ["WAVE_HOME"] = tempfile.mkdtemp(prefix="wave-gpu-analysis-")
@@ -35,18 +38,83 @@ ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / "benchmarks/results/gpu"
 RUNS = RES / "runs"
 WAVE = str(ROOT / ".venv/bin/wave")
-# What the calibration is fitted on: the two Llama-3.1-8B sweeps taken directly against llama-server.
+# Round 2 (shipped in ccd8e96): every run predicted as a burst, no first-token or per-sequence term.
+ROUND2 = Efficiency(
+    decode_bandwidth=0.629,
+    decode_bandwidth_by_quant={"q4_k_m": 0.68},
+    prefill_compute=0.0313,
+    decode_compute=0.0064,
+    step_overhead_s=0.0014,
+    source="round 2 (ccd8e96)",
+)
+# What the 8B factors are fitted on: the two Llama-3.1-8B sweeps taken directly against llama-server.
 FIT = ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct"]
-# Everything compared (label, results dir).
+# (label, results dir, role). "fitted": the 8B factors come from these; "held-out": nothing was
+# fitted on them; "small": the per-sequence host term comes from their burst c=1 and c=64 ITLs.
 SETS = [
-    ("8B q4_k_m", "llama8b-q4_k_m/direct"),
-    ("8B q8_0", "llama8b-q8_0/direct"),
-    ("8B q4_k_m repeat (call 1)", "call1-llama8b-q4_k_m/direct"),
-    ("8B q4_k_m steady (ramp, warm-up)", "llama8b-q4_k_m-steady/direct"),
-    ("SmolLM2-135M q8_0", "smollm2-q8_0/direct"),
+    ("8B q4_k_m burst 542", "llama8b-q4_k_m/direct", "fitted"),
+    ("8B q8_0 burst 542", "llama8b-q8_0/direct", "fitted"),
+    ("8B q4_k_m burst 542, repeat", "call1-llama8b-q4_k_m/direct", "held-out"),
+    ("8B q8_0 burst 542", "llama8b-q8_0-heldout/burst512", "held-out"),
+    ("8B q8_0 burst 158", "llama8b-q8_0-heldout/burst128", "held-out"),
+    ("8B q8_0 burst 2078", "llama8b-q8_0-heldout/burst2048", "held-out"),
+    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady4", "held-out"),
+    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady8", "held-out"),
+    ("8B q8_0 steady 542", "llama8b-q8_0-heldout/steady16", "held-out"),
+    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady32", "held-out"),
+    ("8B q8_0 steady 542", "llama8b-q8_0-heldout/steady64", "held-out"),
+    ("8B q4_k_m ramp 4 s", "llama8b-q4_k_m-steady/direct", "held-out"),
+    ("SmolLM2-135M Q4_1 burst", "smollm2-135m-q4_1/burst512", "small"),
+    ("SmolLM2-135M Q4_1 steady", "smollm2-135m-q4_1/steady64", "small"),
+    ("Gemma 3 270M Q4_K_M burst", "gemma-3-270m-q4_k_m/burst512", "small"),
+    ("Gemma 3 270M Q4_K_M steady", "gemma-3-270m-q4_k_m-steady/steady16", "small"),
+    ("Gemma 3 270M Q4_K_M steady", "gemma-3-270m-q4_k_m-steady/steady64", "small"),
 ]
+TRANSFORMERS = "transformers-serve/direct"
 GATEWAY = ["llama8b-q4_k_m", "llama8b-q4_k_m-steady", "smollm2-q8_0", "smollm2-q8_0-rerun"]
 KEYS = [("ttft_ms", "TTFT p50 ms"), ("itl_ms", "ITL p50 ms"), ("output_tokens_per_s", "output tok/s")]
+ROLES = {"fitted": "tab:blue", "held-out": "tab:orange", "small": "tab:green"}
+MD: list[str] = []
+
+
+def out(line: str = "") -> None:
+    print(line)
+    MD.append(line)
+
+
+def as_burst(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as round 2 saw it: no arrival pattern, every run predicted as a burst."""
+    d = copy.deepcopy(doc)
+    d["config"] = {**(d.get("config") or {}), "ramp_s": 0.0}
+    for r in d["runs"]:
+        r["load"] = "concurrency"
+    return d
+
+
+def run(cmd: list[str]) -> str:
+    print("$ " + shlex.join(cmd).replace(str(ROOT) + "/", ""), file=sys.stderr)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+
+
+def calibrate() -> tuple[Any, str]:
+    """`wave calibrate` from the shipped entry over the fitted points: does it stay where it is?"""
+    cal = RES / "calibration.yaml"
+    cmd = [WAVE, "calibrate", *[str(RUNS / r) for r in FIT], "--out", str(cal), "--json"]
+    report = run(cmd)
+    return _user(cal)["h100-sxm"]["llamacpp"], report
+
+
+def err_stats(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    res = {}
+    for key, _ in KEYS:
+        errs = [abs(r[key]["error_pct"]) for r in rows if r[key]["error_pct"] is not None]
+        ratio = [
+            max(r[key]["predicted"] / r[key]["measured"], r[key]["measured"] / r[key]["predicted"])
+            for r in rows
+            if r[key]["measured"] and r[key]["predicted"]
+        ]
+        res[key] = {"median_abs_pct": statistics.median(errs), "worst_ratio": max(ratio), "points": len(errs)}
+    return res
 
 
 def load(rel: str) -> dict[str, Any]:
@@ -56,40 +124,12 @@ def load(rel: str) -> dict[str, Any]:
     return doc
 
 
-def run(cmd: list[str]) -> str:
-    print("$ " + shlex.join(cmd).replace(str(ROOT) + "/", ""), file=sys.stderr)
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-
-
-def calibrate() -> tuple[Any, Any, Any, str]:
-    """(GPU kind default, `wave calibrate`'s fit, what efficiency.yaml ships for h100-sxm, report)."""
-    out = RES / "calibration.yaml"
-    cmd = [WAVE, "calibrate", *[str(RUNS / r) for r in FIT], "--out", str(out), "--json"]
-    report = run(cmd)
-    fitted = _user(out)["h100-sxm"]["llamacpp"]
-    return _shipped()[0]["gpu"]["llamacpp"], fitted, efficiency_for("h100-sxm", "llamacpp"), report
-
-
-def err_stats(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for key, _ in KEYS:
-        errs = [abs(r[key]["error_pct"]) for r in rows if r[key]["error_pct"] is not None]
-        ratio = [
-            max(r[key]["predicted"] / r[key]["measured"], r[key]["measured"] / r[key]["predicted"])
-            for r in rows
-            if r[key]["measured"] and r[key]["predicted"]
-        ]
-        out[key] = {"median_abs_pct": statistics.median(errs), "worst_ratio": max(ratio)}
-    return out
-
-
-def memory(rel: str) -> dict[str, float]:
+def memory(rel: str, slot_ctx: int) -> dict[str, Any]:
     doc = load(rel)
     dep = doc["deployment"]
-    idle = (RUNS / rel).parent / "gpu-memory-idle.csv"
+    idle = (RUNS / rel).parent / "gpu-memory-idle.csv"  # slot_ctx: -c / -np of sweep.sh, points.sh
     idle_mib = float(idle.read_text().splitlines()[1].split(",")[1].split()[0])
     peak = max(r["telemetry"]["gpu_memory_used_bytes_max"] or 0 for r in doc["runs"])
-    slot_ctx = 768  # sweep.sh starts llama-server with -c = parallel x (IN + OUTTOK + 128)
     cmd = [
         WAVE,
         "size",
@@ -154,100 +194,127 @@ def gateway_rows(label: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    before, fitted, after, cal_report = calibrate()
+    shipped = efficiency_for("h100-sxm", "llamacpp")
+    recal, cal_report = calibrate()
     analysis: dict[str, Any] = {
-        "efficiency_before": before.model_dump(),
-        "efficiency_fitted": fitted.model_dump(),
-        "efficiency_shipped": after.model_dump(),
+        "efficiency_round2": ROUND2.model_dump(),
+        "efficiency_shipped": shipped.model_dump(),
+        "efficiency_recalibrated": recal.model_dump(),
         "calibrate_report": json.loads(cal_report),
-        "sets": {},
+        "sets": [],
         "memory": {},
         "gateway": [],
     }
-    fig, axes = plt.subplots(len(SETS), 3, figsize=(14, 3.2 * len(SETS)))
-    fit_rows: dict[str, list[dict[str, Any]]] = {"before": [], "fitted": [], "after": []}
-    for i, (name, rel) in enumerate(SETS):
+    by_role: dict[str, dict[str, list[dict[str, Any]]]] = {r: {"before": [], "after": []} for r in ROLES}
+    out("# H100 llama.cpp: measured vs predicted, per point (`benchmarks/gpu/analyze.py`)\n")
+    out("before = round 2 entry, every run predicted as a burst; after = shipped round 3 entry with the")
+    out("arrival pattern results.json records (steady = --ramp and --point-warmup set). Cells: measured /")
+    out("before / after (error after).\n")
+    out("| set | role | arrival | c | prompt | TTFT ms | ITL ms | output tok/s |")
+    out("|---|---|---|---|---|---|---|---|")
+    for name, rel, role in SETS:
         doc = load(rel)
-        rb, rf, ra = predict_runs(doc, before), predict_runs(doc, fitted), predict_runs(doc, after)
-        if rel in FIT:
-            fit_rows["before"] += rb
-            fit_rows["fitted"] += rf
-            fit_rows["after"] += ra
-        analysis["sets"][name] = {
-            "results": doc["_path"],
-            "command": doc["command"],
-            "before": rb,
-            "fitted": rf,
-            "after": ra,
-            "error_before": err_stats(rb),
-            "error_fitted": err_stats(rf),
-            "error_after": err_stats(ra),
-        }
-        print(f"\n#### {name} (`{rel}`)\n")
-        print(
-            "| c | "
-            + " | ".join(f"{t}: measured / before / fit / shipped (err shipped)" for _, t in KEYS)
-            + " |"
-        )
-        print("|---|---|---|---|")
-        for b, f, a in zip(rb, rf, ra, strict=True):
+        rb, ra = predict_runs(as_burst(doc), ROUND2), predict_runs(doc, shipped)
+        by_role[role]["before"] += rb
+        by_role[role]["after"] += ra
+        analysis["sets"].append(
+            {"name": name, "role": role, "results": doc["_path"], "command": doc["command"], "before": rb,
+             "after": ra}
+        )  # fmt: skip
+        for b, a in zip(rb, ra, strict=True):
             cells = [
-                f"{b[k]['measured']:.4g} / {b[k]['predicted']:.4g} / {f[k]['predicted']:.4g} / "
-                f"{a[k]['predicted']:.4g} ({a[k]['error_pct']:+.0f}%)"
+                f"{a[k]['measured']:.4g} / {b[k]['predicted']:.4g} / {a[k]['predicted']:.4g} "
+                f"({a[k]['error_pct']:+.0f}%)"
                 for k, _ in KEYS
             ]
-            print(f"| {b['concurrency']} | " + " | ".join(cells) + " |")
-        for j, (key, title) in enumerate(KEYS):
-            ax = axes[i][j]
-            cs = [r["concurrency"] for r in rb]
-            ax.plot(cs, [r[key]["measured"] for r in rb], "o-k", label="measured (H100)")
-            ax.plot(
-                cs,
-                [r[key]["predicted"] for r in rb],
-                "s--",
-                color="tab:red",
-                label="GPU defaults (before calibration)",
+            out(
+                f"| {name} | {role} | {a['arrival']} | {a['concurrency']} | {a['prompt_tokens']} | "
+                + " | ".join(cells)
+                + " |"
             )
-            ax.plot(
-                cs, [r[key]["predicted"] for r in rf], "v:", color="tab:green", label="wave calibrate fit"
-            )
-            ax.plot(
-                cs, [r[key]["predicted"] for r in ra], "^--", color="tab:blue", label="shipped H100 entry"
-            )
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(f"{name}: {title}", fontsize=9)
-            ax.set_xlabel("concurrency")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
+    out("\n| points | n | TTFT median abs err (worst) before -> after | ITL | output tok/s |")
+    out("|---|---|---|---|---|")
+    analysis["summary"] = {}
+    for role in ROLES:
+        eb, ea = err_stats(by_role[role]["before"]), err_stats(by_role[role]["after"])
+        analysis["summary"][role] = {"before": eb, "after": ea}
+        cells = [
+            f"{eb[k]['median_abs_pct']:.0f}% ({eb[k]['worst_ratio']:.1f}x) -> "
+            f"**{ea[k]['median_abs_pct']:.0f}% ({ea[k]['worst_ratio']:.1f}x)**"
+            for k, _ in KEYS
+        ]
+        out(f"| {role} | {eb['ttft_ms']['points']} | " + " | ".join(cells) + " |")
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for j, (key, title) in enumerate(KEYS):
+        ax = axes[j]
+        for role, color in ROLES.items():
+            rb, ra = by_role[role]["before"], by_role[role]["after"]
+            ax.scatter([r[key]["measured"] for r in rb], [r[key]["predicted"] for r in rb], marker="x",
+                       color=color, alpha=0.35, s=18, label=f"{role}, before (round 2)")  # fmt: skip
+            ax.scatter([r[key]["measured"] for r in ra], [r[key]["predicted"] for r in ra], marker="o",
+                       color=color, s=22, label=f"{role}, after (shipped)")  # fmt: skip
+        lo = min(min(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
+        hi = max(max(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
+        xs = [lo / 2, hi * 2]
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.plot(xs, [x * 2 for x in xs], "k:", lw=0.6)
+        ax.plot(xs, [x / 2 for x in xs], "k:", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {title} (H100)")
+        ax.set_ylabel(f"predicted {title}")
+        ax.set_title(f"{title}: predicted vs measured (dotted: 2x)", fontsize=9)
+    axes[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(RES / "prediction_error.png", dpi=90)
-    analysis["fit_set_error_before"] = err_stats(fit_rows["before"])
-    analysis["fit_set_error_fitted"] = err_stats(fit_rows["fitted"])
-    analysis["fit_set_error_after"] = err_stats(fit_rows["after"])
-    print(
-        "\n| 8B q4_k_m + q8_0, 8 points | TTFT median abs % (worst x) | ITL | output tok/s |\n"
-        "|---|---|---|---|"
-    )
-    for label, key in (
-        ("GPU default", "before"),
-        ("wave calibrate fit", "fitted"),
-        ("shipped H100", "after"),
-    ):
-        e = analysis[f"fit_set_error_{key}"]
-        print(
-            f"| {label} | "
-            + " | ".join(f"{e[k]['median_abs_pct']:.0f}% ({e[k]['worst_ratio']:.1f}x)" for k, _ in KEYS)
-            + " |"
-        )
 
-    for rel in ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct", "smollm2-q8_0/direct"]:
-        analysis["memory"][rel] = memory(rel)
-        m = analysis["memory"][rel]
-        print(
-            f"memory {rel}: predicted {m['predicted_gb']:.2f} GB, "
-            f"measured idle {m['measured_idle_gb']:.2f} GB, "
-            f"peak {m['measured_peak_gb']:.2f} GB ({m['error_pct']:+.1f}%)"
+    # TTFT against concurrency, burst vs steady, 8B q8_0 542-token prompts
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    pts: dict[str, list[tuple[int, float, float]]] = {"burst": [], "steady": []}
+    for _name, rel, _role in SETS:
+        if "q8_0" not in rel or ("burst512" not in rel and "steady" not in rel and rel != FIT[1]):
+            continue
+        for a in predict_runs(load(rel), shipped):
+            if a["prompt_tokens"] == 542:
+                pts[a["arrival"]].append(
+                    (a["concurrency"], a["ttft_ms"]["measured"], a["ttft_ms"]["predicted"])
+                )
+    for arrival, color in (("burst", "tab:red"), ("steady", "tab:blue")):
+        p = sorted(pts[arrival])
+        ax.plot([c for c, _, _ in p], [m for _, m, _ in p], "o", color=color, label=f"measured, {arrival}")
+        ax.plot([c for c, _, _ in p], [q for _, _, q in p], "--", color=color, label=f"predicted, {arrival}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrency (closed-loop clients)")
+    ax.set_ylabel("TTFT p50 ms")
+    ax.set_title("8B q8_0, 542-token prompts: clients starting together vs spread out", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RES / "arrival.png", dpi=90)
+
+    out("\n## transformers serve (shipped GPU default for transformers, not calibrated)\n")
+    t = predict_runs(load(TRANSFORMERS))
+    analysis["transformers"] = t
+    out("| c | TTFT ms measured / predicted | ITL ms | output tok/s |")
+    out("|---|---|---|---|")
+    for a in t:
+        cells = [
+            f"{a[k]['measured']:.4g} / {a[k]['predicted']:.4g} ({a[k]['error_pct']:+.0f}%)" for k, _ in KEYS
+        ]
+        out(f"| {a['concurrency']} | " + " | ".join(cells) + " |")
+
+    out("\n## GPU memory\n")
+    for rel, slot_ctx in (
+        ("llama8b-q4_k_m/direct", 768),
+        ("llama8b-q8_0/direct", 768),
+        ("smollm2-135m-q4_1/burst512", 896),
+        ("gemma-3-270m-q4_k_m/burst512", 896),
+    ):
+        analysis["memory"][rel] = m = memory(rel, slot_ctx)
+        out(
+            f"- {rel}: predicted {m['predicted_gb']:.2f} GB, measured idle {m['measured_idle_gb']:.2f} GB, "
+            f"peak {m['measured_peak_gb']:.2f} GB ({m['error_pct']:+.1f}% vs peak)"
         )
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -271,23 +338,28 @@ def main() -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RES / "gateway_overhead.png", dpi=90)
-    print(
-        "\n| run | c | TTFT direct -> gateway ms | ITL direct -> gateway ms | tok/s direct -> gateway | "
-        "gateway errors |"
+    out("\n## Gateway (calls 1-3)\n")
+    out(
+        "| run | c | TTFT direct -> gateway ms | ITL direct -> gateway ms | tok/s direct -> gateway "
+        "| gateway errors |"
     )
-    print("|---|---|---|---|---|---|")
+    out("|---|---|---|---|---|---|")
     for r in analysis["gateway"]:
         if "ttft_direct" not in r:
-            print(f"| {r['set']} | {r['c']} | – | – | – | {r['gateway_errors']} {r['errors_by_kind']} |")
+            out(f"| {r['set']} | {r['c']} | – | – | – | {r['gateway_errors']} {r['errors_by_kind']} |")
             continue
-        print(
+        out(
             f"| {r['set']} | {r['c']} | {r['ttft_direct']:.0f} -> {r['ttft_gateway']:.0f} | "
             f"{r['itl_direct']:.1f} -> {r['itl_gateway']:.1f} | "
             f"{r['tps_direct']:.0f} -> {r['tps_gateway']:.0f} | "
             f"{r['gateway_errors']} {r['errors_by_kind'] or ''} |"
         )
     (RES / "analysis.json").write_text(json.dumps(analysis, indent=1, default=str))
-    print(f"\nwrote {RES / 'analysis.json'}, prediction_error.png, gateway_overhead.png, calibration.yaml")
+    (RES / "analysis.md").write_text("\n".join(MD) + "\n")
+    print(
+        f"\nwrote {RES / 'analysis.json'}, analysis.md, prediction_error.png, arrival.png, "
+        "gateway_overhead.png, calibration.yaml"
+    )
 
 
 if __name__ == "__main__":
