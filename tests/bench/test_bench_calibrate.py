@@ -96,3 +96,27 @@ def test_prediction_is_the_steady_state_point_of_each_measured_shape() -> None:
         pt = steady_state_point(PerfModel(d), row["concurrency"], 300, 64)
         assert row["itl_ms"]["predicted"] == pt.itl_ms
         assert row["ttft_ms"]["predicted"] == pt.ttft_ms
+
+
+def test_the_recorded_arrival_pattern_picks_the_prediction() -> None:
+    """A run with --ramp and --point-warmup is predicted as steady arrivals, its measured throughput
+    taken as c x mean output / mean e2e; without them, as clients starting together; open-loop
+    (--rate) runs are steady too."""
+    from waveidp.sizing import Deployment, PerfModel, steady_state_point
+
+    d = Deployment.build("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp", context=4096)
+    burst = results_doc(None)
+    steady = {**results_doc(None), "config": {"ramp_s": 5.0, "point_warmup": 8}}
+    for run in steady["runs"]:
+        run["summary"]["e2e_ms"]["mean"] = 2000.0
+    ramp_only = {**results_doc(None), "config": {"ramp_s": 5.0, "point_warmup": 0}}
+    for doc, arrival in ((burst, "burst"), (steady, "steady"), (ramp_only, "burst")):
+        for row in predict_runs(doc):
+            assert row["arrival"] == arrival
+            pt = steady_state_point(PerfModel(d), row["concurrency"], 300, 64, arrival)  # type: ignore[arg-type]
+            assert row["ttft_ms"]["predicted"] == pt.ttft_ms
+    c8 = next(r for r in predict_runs(steady) if r["concurrency"] == 8)
+    assert c8["output_tokens_per_s"]["measured"] == pytest.approx(8 * 64 / 2.0)
+    rate = results_doc(None)
+    rate["runs"][0].update({"load": "rate", "rate": 2.0})
+    assert predict_runs(rate)[0]["arrival"] == "steady"
