@@ -111,6 +111,14 @@ stage_steady2() {
   benchmarks/gpu/points.sh llama8b-q8_0-steady2 "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
     $(($(left) - 10)) steady4:512:4:1.5:4:16:6 steady8:512:8:2:8:32:8 steady32:512:32:8:32:96:24
 }
+# The 158-token c=16 outlier of call 5 again on a fresh server, plus steady arrivals at other
+# prompt lengths (held out).
+stage_recheck() {
+  [ "$(left)" -gt 100 ] || return 0
+  MAXIN=2048 benchmarks/gpu/points.sh llama8b-q8_0-recheck "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
+    "$DEVICE" $(($(left) - 10)) burst128:128:4,16,32:0:0:96:10 steady128:128:16:4:16:48:12 \
+    steady2048:2048:4:2:4:16:10 steady2048x16:2048:16:6:16:48:16
+}
 stage_gemmasteady() {
   local f=$W/gemma-3-270m-q4_k_m.gguf
   [ "$(left)" -gt 60 ] || return 0

@@ -20,6 +20,7 @@ HELD_OUT = [
     "llama8b-q4_k_m-steady/direct",
     *(f"llama8b-q8_0-heldout/{n}" for n in ("burst512", "burst128", "burst2048", "steady16", "steady64")),
     *(f"llama8b-q8_0-steady2/{n}" for n in ("steady4", "steady8", "steady32")),
+    *(f"llama8b-q8_0-recheck/{n}" for n in ("burst128", "steady128", "steady2048", "steady2048x16")),
 ]
 TARGET_MEDIAN_PCT = {"ttft_ms": 25.0, "itl_ms": 15.0, "output_tokens_per_s": 15.0}
 
@@ -41,10 +42,11 @@ def test_h100_llamacpp_8b_fitted_points_stay_within_2x() -> None:
 
 
 def test_h100_llamacpp_8b_held_out_points_meet_the_median_targets() -> None:
-    """The 20 points no factor was fitted on. Worst point: 158-token prompts at c=16, 2.3-2.5x
-    (ITL 47 ms measured where c=16 with 542-token prompts gives 29 ms; not understood, README)."""
+    """The 26 points no factor was fitted on. Worst: call 5's 158-token c=16 run, 2.3-2.5x, on a
+    server in a bad state (call 8 on a fresh one: ITL -1%), and steady 2078-token prompts at c=16,
+    TTFT 2.4x under (prefill busy ~75% of the time: prompts queue; README)."""
     rows = [r for rel in HELD_OUT for r in _rows(rel)]
-    assert len(rows) == 20
+    assert len(rows) == 26
     for key, target in TARGET_MEDIAN_PCT.items():
         errs = [abs(r[key]["error_pct"]) for r in rows]
         assert statistics.median(errs) <= target, (key, errs)
