@@ -148,7 +148,8 @@ def test_redis_refills_by_server_time(redis_url: str) -> None:
             await lim.close()
 
     waited = asyncio.run(go())
-    assert 0.02 < waited < 3.0
+    # no lower bound: a refill may land between the last drained request and the next try
+    assert waited < 3.0
 
 
 def test_go_duration_formats_like_openai() -> None:
