@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,10 +86,14 @@ def test_sigterm_and_sigint_stop_every_worker_and_remove_the_metrics_dir(
 ) -> None:
     up = fake_upstream("u", model=["m"])
     for sig in (signal.SIGTERM, signal.SIGINT):
+        before = set(Path(tempfile.gettempdir()).glob("wave-metrics-*"))
         g = start(gateway, up.url)
         workers = workers_of(g.proc)
-        metrics_dirs = {w.environ()["PROMETHEUS_MULTIPROC_DIR"] for w in workers}
+        metrics_dirs = set(Path(tempfile.gettempdir()).glob("wave-metrics-*")) - before
         assert len(workers) == 2 and len(metrics_dirs) == 1
+        assert {f.name.split("_")[-1] for f in metrics_dirs.copy().pop().glob("counter_*.db")} <= {
+            f"{w.pid}.db" for w in workers
+        }
         os.kill(g.proc.pid, sig)  # the parent only, as a service manager would
         assert g.proc.wait(timeout=15) == 0
         _, alive = psutil.wait_procs(workers, timeout=5)

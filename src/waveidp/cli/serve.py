@@ -55,7 +55,7 @@ def serve(
     )
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.server import run
-    from waveidp.gateway.workers import become_worker, listen_socket, say_ready, worker_index
+    from waveidp.gateway.workers import become_worker, listen_socket, say_ready
     from waveidp.run.api_key import resolve_api_key
     from waveidp.security.gateway_security import security_from_cli
     from waveidp.security.transport import tls_settings
@@ -91,10 +91,11 @@ def serve(
     api_key, source = resolve_api_key()
     tls = tls_settings(tls_cert, tls_key)
     scheme = "https" if tls else "http"
-    worker = worker_index()
-    if gateway_config.workers > 1 and worker is None:
-        _supervise(gateway_config.workers, host, port, scheme, redis, no_auth, api_key, source)
-        return
+    worker: int | None = None
+    if gateway_config.workers > 1:
+        worker = _supervise(gateway_config.workers, host, port, scheme, redis, no_auth, api_key, source)
+        if worker is None:
+            return  # the parent, once its workers have stopped
     security = security_from_cli(
         host=host,
         bootstrap_key=api_key,
@@ -140,8 +141,9 @@ def _supervise(
     no_auth: bool,
     api_key: str,
     source: str,
-) -> None:
-    """`wave serve --workers N`'s parent: check once what would fail in every worker, then supervise."""
+) -> int | None:
+    """`wave serve --workers N`: check once what would fail in every worker, then fork the workers.
+    Returns None in the parent once they have stopped, and the worker's index in each worker."""
     from waveidp.gateway.workers import Supervisor
     from waveidp.security.gateway_security import check_redis, check_workers
     from waveidp.security.transport import check_bind
@@ -158,7 +160,7 @@ def _supervise(
             highlight=False,
         )
 
-    Supervisor(workers, host, port).run(ready)
+    return Supervisor(workers, host, port).run(ready)
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """`wave serve --workers N`: N gateway processes on one port.
 
-Each worker is a whole `wave serve` process, started with the parent's own command line, that
-listens on its own socket bound with SO_REUSEPORT; the kernel spreads new connections over the
+Each worker is forked from `wave serve` once it has checked its options, and listens on its own
+socket bound with SO_REUSEPORT; the kernel spreads new connections over the
 workers' accept queues by a hash of the connection. Not one socket shared by all workers: uvloop
 accepts every pending connection in a loop, so whichever worker wakes first takes a whole burst of
 new connections and keeps them (keep-alive) while the other idles. Not uvicorn's own supervisor:
@@ -26,8 +26,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,12 +42,6 @@ READY_TIMEOUT_S = 60.0
 RESTART_MIN_INTERVAL_S = 1.0
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("waveidp.gateway")
-
-
-def worker_index() -> int | None:
-    """This process's worker number when it is one of `--workers N`, else None."""
-    value = os.environ.get(WORKER_ENV)
-    return int(value.split("/")[0]) if value else None
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -94,14 +86,30 @@ def say_ready() -> None:
 @dataclass
 class _Worker:
     index: int
-    proc: subprocess.Popen[bytes]
+    pid: int
     ready_r: int
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == 0:
+                    return None
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 class Supervisor:
-    """Start `count` copies of this process's own command as workers and keep them running."""
+    """Fork `count` workers from this process and keep them running.
+
+    Forked after `wave serve` has imported everything and checked its options, before any thread,
+    event loop or database connection exists: a worker starts serving in ~0.1 s and shares the
+    parent's imported code copy-on-write. `run` returns in each worker (with its index) and the
+    caller goes on to build and serve the gateway there; in the parent it returns None once stopped.
+    """
 
     def __init__(self, count: int, host: str, port: int) -> None:
         self.count = count
@@ -109,25 +117,41 @@ class Supervisor:
         self.metrics_dir = tempfile.mkdtemp(prefix="wave-metrics-")
         self.workers: list[_Worker] = []
         self.stopping = False
+        self.in_worker = False
         self._port_hold: socket.socket | None = None
+        self._parent = os.getpid()
 
-    def _command(self) -> list[str]:
-        return [sys.executable, "-m", "waveidp", *sys.argv[1:]]
-
-    def _spawn(self, index: int) -> _Worker:
+    def _fork(self, index: int) -> bool:
+        """Start worker `index`; True in the new worker, False in the parent."""
         ready_r, ready_w = os.pipe()
-        env = {
-            **os.environ,
-            WORKER_ENV: f"{index}/{self.count}",
-            PARENT_ENV: str(os.getpid()),
-            READY_FD_ENV: str(ready_w),
-            METRICS_DIR_ENV: self.metrics_dir,
-        }
-        try:
-            proc = subprocess.Popen(self._command(), env=env, pass_fds=(ready_w,))
-        finally:
-            os.close(ready_w)
-        return _Worker(index, proc, ready_r)
+        pid = os.fork()
+        if pid == 0:
+            self.in_worker = True
+            os.close(ready_r)
+            for w in self.workers:
+                with contextlib.suppress(OSError):
+                    os.close(w.ready_r)
+            os.environ.update(
+                {
+                    WORKER_ENV: f"{index}/{self.count}",
+                    PARENT_ENV: str(self._parent),
+                    READY_FD_ENV: str(ready_w),
+                    METRICS_DIR_ENV: self.metrics_dir,
+                }
+            )
+            # prometheus-client picks its value class when imported (in the parent, single-process);
+            # no metric exists yet in this process, so the multiprocess one can still be chosen.
+            from prometheus_client import values
+
+            values.ValueClass = values.get_value_class()
+            return True
+        os.close(ready_w)
+        worker = _Worker(index, pid, ready_r)
+        if index < len(self.workers):
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
+        return False
 
     def _hold_port(self) -> None:
         """Bind (without listening) so that a port taken by another program fails here, once, clearly;
@@ -146,8 +170,9 @@ class Supervisor:
             ) from None
         self._port_hold = sock
 
-    def run(self, on_ready: Callable[[], None]) -> None:
-        """Serve until SIGINT/SIGTERM; raises `WaveError` if a worker fails before it is ready."""
+    def run(self, on_ready: Callable[[], None]) -> int | None:
+        """In the parent: supervise until SIGINT/SIGTERM, then None; raises `WaveError` if a worker
+        fails before it is ready. In a worker: its index, at once."""
         self._hold_port()
 
         def stop(signum: int, frame: object) -> None:
@@ -155,18 +180,21 @@ class Supervisor:
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.workers = [self._spawn(i) for i in range(self.count)]
+            for i in range(self.count):
+                if self._fork(i):
+                    return i
             self._wait_ready()
             if not self.stopping:
                 on_ready()
-            self._watch()
+            return self._watch()
         finally:
-            self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self._port_hold is not None:
                 self._port_hold.close()
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            if not self.in_worker:
+                self._stop_all()
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -176,7 +204,7 @@ class Supervisor:
             for fd in readable:
                 waiting[fd].ready = os.read(fd, 1) == b"1"
             for w in self.workers:
-                code = w.proc.poll()
+                code = w.poll()
                 if code is not None and not w.ready:
                     raise WaveError(
                         f"gateway worker {w.index} exited with code {code} while starting "
@@ -188,26 +216,28 @@ class Supervisor:
         for w in self.workers:
             os.close(w.ready_r)
 
-    def _watch(self) -> None:
+    def _watch(self) -> int | None:
         while not self.stopping:
             time.sleep(0.1)
             for i, w in enumerate(self.workers):
-                code = w.proc.poll()
+                code = w.poll()
                 if code is None or self.stopping:
                     continue
                 log.warning(
-                    "gateway worker %d (pid %d) exited with code %s; starting a new one", i, w.proc.pid, code
+                    "gateway worker %d (pid %d) exited with code %s; starting a new one", i, w.pid, code
                 )
-                self._forget(w.proc.pid)
+                self._forget(w.pid)
                 if time.monotonic() - w.started < RESTART_MIN_INTERVAL_S:
                     time.sleep(RESTART_MIN_INTERVAL_S)
-                self.workers[i] = self._spawn(i)
+                if self._fork(i):
+                    return i
                 self._await_one(self.workers[i])
+        return None
 
     def _await_one(self, w: _Worker) -> None:
         """A replacement worker: wait (bounded, and not past a stop) for its ready byte."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not self.stopping and time.monotonic() < deadline and w.proc.poll() is None:
+        while not self.stopping and time.monotonic() < deadline and w.poll() is None:
             readable, _, _ = select.select([w.ready_r], [], [], 0.1)
             if readable:
                 w.ready = os.read(w.ready_r, 1) == b"1"
@@ -221,15 +251,16 @@ class Supervisor:
         multiprocess.mark_process_dead(pid, self.metrics_dir)
 
     def _stop_all(self) -> None:
-        running = [w.proc for w in self.workers if w.proc.poll() is None]
-        for p in running:
+        running = [w for w in self.workers if w.poll() is None]
+        for w in running:
             with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
+                os.kill(w.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        for p in running:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+        while any(w.poll() is None for w in running) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for w in running:
+            if w.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait()
+                    os.kill(w.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(w.pid, 0)

@@ -110,6 +110,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def prepare(path: Path | None = None) -> None:
+    """Create the database, its table and WAL mode once, before several processes open it at the
+    same moment (switching a new file to WAL takes a lock that a second opener cannot wait for)."""
+    path = path or default_path()
+    _connect(path).close()
+    path.chmod(0o600)
+
+
 def _head(db: sqlite3.Connection) -> tuple[int, str]:
     """(highest id ever assigned, hash of the last row) — inside the caller's transaction."""
     seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()

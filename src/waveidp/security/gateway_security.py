@@ -107,14 +107,28 @@ def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
         )
 
 
-def check_workers(*, workers: int, redis_url: str | None, auth: bool, keys_db: Path | None = None) -> None:
-    """What `wave serve --workers N` checks once in its parent before it starts any worker."""
-    if workers > 1 and not redis_url and auth:
+def check_workers(
+    *,
+    workers: int,
+    redis_url: str | None,
+    auth: bool,
+    audit: bool = True,
+    keys_db: Path | None = None,
+    audit_db: Path | None = None,
+) -> None:
+    """What `wave serve --workers N` does once in its parent before it starts any worker: refuse
+    limits it could not share, and create the key and audit databases the workers will open."""
+    if auth:
         store = KeyStore(keys_db)
         try:
-            refuse_unshared_limits(store, workers)
+            if workers > 1 and not redis_url:
+                refuse_unshared_limits(store, workers)
         finally:
             store.close()
+    if audit:
+        from waveidp.security.audit import prepare
+
+        prepare(audit_db)
 
 
 def check_redis(url: str) -> None:
