@@ -23,9 +23,10 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_toke
 CLIENTS = 16  # keep-alive connections; all 16 hashed onto one of 2 workers: p = 2 * 2**-16
 
 
-def start(gateway: Callable, upstream: str, workers: int = 2) -> Any:
-    """The gateway once its parent has printed the ready line: every worker listens."""
-    g = gateway([upstream], "--workers", str(workers))
+def start(gateway: Callable, upstream: str | None, *args: str) -> Any:
+    """The gateway (`--workers 2` unless args say otherwise) once its parent has printed the ready
+    line: every worker listens."""
+    g = gateway([upstream] if upstream else [], *(args or ("--workers", "2")))
     deadline = time.monotonic() + 20
     while "gateway ready" not in g.log_text():
         assert time.monotonic() < deadline and g.proc.poll() is None, g.log_text()
@@ -79,6 +80,24 @@ def test_metrics_show_the_totals_of_all_workers(fake_upstream: Callable, gateway
     scrapes = [httpx.get(g.url + "/metrics", timeout=10).text for _ in range(6)]
     assert [requests_total(t) for t in scrapes] == [3.0 * CLIENTS] * 6
     assert 'wave_backend_healthy{backend="upstream0"} 1.0' in scrapes[0]
+
+
+def test_gateway_workers_in_the_fleet_file(
+    fake_upstream: Callable, gateway: Callable, tmp_path: Path
+) -> None:
+    up = fake_upstream("u", model=["m"])
+    cfg = tmp_path / "wave.yaml"
+    cfg.write_text(f"""
+nodes:
+  - name: local
+    backends:
+      - {{name: u, engine: openai, url: "{up.url}", models: [m]}}
+gateway:
+  workers: 2
+""")
+    g = start(gateway, None, "--config", str(cfg))
+    assert "2 workers" in g.log_text() and len(workers_of(g.proc)) == 2
+    assert httpx.post(g.url + CHAT, json=BODY, headers=auth(), timeout=10).status_code == 200
 
 
 def test_sigterm_and_sigint_stop_every_worker_and_remove_the_metrics_dir(
