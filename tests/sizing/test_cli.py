@@ -83,6 +83,7 @@ def test_size_with_tensor_parallel_uses_n_gpus() -> None:
         (["--concurrency", "0"], "--concurrency"),
         (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
         (["--tp", "1000"], "--tp"),
+        (["--arrival", "poisson"], "--arrival: unknown arrival pattern"),
     ],
 )
 def test_absurd_numbers_are_refused_naming_the_option(args: list[str], message: str) -> None:
@@ -177,3 +178,16 @@ def test_size_on_h100_llamacpp_uses_the_shipped_h100_calibration() -> None:
     # a GPU without a measured entry still gets the kind's defaults
     other = _size_json("h200", 1)["efficiency"]
     assert isinstance(other, dict) and other["source"] == generic.source
+
+
+def test_size_arrival_steady_predicts_no_convoy_at_the_same_concurrency() -> None:
+    """--arrival reaches the model: clients that start together queue behind each other's prompts
+    (TTFT grows with c), spread-out clients mostly do not; ITL is about the same."""
+    base = ["size", "-m", "llama-3.1-8b", "-q", "q8_0", "-d", "h100-sxm", "-e", "llamacpp"]
+    got = {}
+    for arrival in ("burst", "steady"):
+        out = wave(*base, "--concurrency", "32", "--arrival", arrival, "--json")
+        assert out.returncode == 0, out.stderr
+        got[arrival] = json.loads(out.stdout)["performance"]
+    assert got["burst"]["ttft_ms"] > 3 * got["steady"]["ttft_ms"]
+    assert got["steady"]["itl_ms"] == pytest.approx(got["burst"]["itl_ms"], rel=0.5)

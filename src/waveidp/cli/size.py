@@ -58,6 +58,11 @@ def size(
     prompt_tokens: int = typer.Option(512, "--prompt-tokens", help="prompt length of a request"),
     output_tokens: int = typer.Option(256, "--output-tokens", help="generated tokens per request"),
     concurrency: int = typer.Option(1, "--concurrency", help="requests in flight together"),
+    arrival: str = typer.Option(
+        "burst",
+        "--arrival",
+        help="burst: the clients start together (wave bench -c); steady: starts spread out (a service)",
+    ),
     tp: int = typer.Option(1, "--tp", help="tensor-parallel GPUs (one --device id is used N times)"),
     kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype (fp16, fp8, q8_0, ...)"),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="vLLM memory share"),
@@ -75,6 +80,8 @@ def size(
     _bounded("--output-tokens", output_tokens, 1, 10_000_000)
     _bounded("--concurrency", concurrency, 1, 100_000)
     _bounded("--tp", tp, 1, 64)
+    if arrival not in ("burst", "steady"):
+        raise InputError(f"unknown arrival pattern {arrival!r}", where="--arrival", fix="use burst or steady")
     _bounded("--gpu-memory-utilization", gpu_memory_utilization, 0, 1, strict_low=True)
     _bounded("--n-gpu-layers", n_gpu_layers, 0, 10_000)
     _bounded("--threads", threads, 1, 4096)
@@ -91,7 +98,11 @@ def size(
     d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
     result = estimate(
         SizingRequest(
-            deployment=d, prompt_tokens=prompt_tokens, output_tokens=output_tokens, concurrency=concurrency
+            deployment=d,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            concurrency=concurrency,
+            arrival=arrival,  # type: ignore[arg-type]
         )
     )
     if as_json:
