@@ -112,3 +112,27 @@ def test_max_batch_caps_the_running_set_and_aborted_requests_free_their_slot_and
         task.cancel()
 
     asyncio.run(main())
+
+
+def test_first_token_gap_delays_the_stream_not_the_steps() -> None:
+    """The sizing model's first_token_s: TTFT and e2e grow by it, inter-token gaps and the GPU's
+    schedule do not (a second request is not held back by the first one's gap)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sched = BatchScheduler(FixedTiming(step_s=0.01, prefill_s=0.02, first_token_s=0.15))
+        task = asyncio.create_task(sched.run())
+        t0 = loop.time()
+        seq = sched.submit(Sequence(prompt_tokens=10, max_tokens=6))
+        arrivals = []
+        while (item := await seq.queue.get()) is not None:
+            arrivals.append((item, loop.time() - t0))
+        task.cancel()
+        assert [i for i, _ in arrivals] == list(range(1, 7))
+        first = arrivals[0][1]
+        assert 0.02 + 0.15 <= first < 0.02 + 0.15 + 0.08
+        assert seq.first_token - seq.received == pytest.approx(0.17, abs=0.03)  # type: ignore[operator]
+        assert seq.last_token - seq.first_token == pytest.approx(5 * 0.01, abs=0.03)  # type: ignore[operator]
+        assert sched.stats.steps == 6  # the engine went on stepping while the stream was delayed
+
+    asyncio.run(main())

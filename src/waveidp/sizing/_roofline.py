@@ -156,6 +156,10 @@ class PerfModel:
             for p in self._stages
         ]
 
+    def first_token_seconds(self) -> float:
+        """Fixed time from the end of a request's prefill to its first token at the client."""
+        return self.eff.first_token_s
+
     def kv_bytes_per_token(self) -> int:
         return self.plan.kv_bytes_per_token
 

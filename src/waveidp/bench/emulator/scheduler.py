@@ -92,6 +92,9 @@ class BatchScheduler:
         self.sleeper = sleeper
         self.max_slip_s = max_slip_s
         self.kv_capacity = int(timing.kv_capacity_tokens())
+        # Like the sizing model's first_token_s: a request's stream reaches the client this long after
+        # the step that made each token (TTFT and end-to-end grow by it, inter-token gaps do not).
+        self.first_token_delay = max(0.0, float(timing.first_token_seconds())) / speed
         self.kv_used = 0
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -152,7 +155,7 @@ class BatchScheduler:
             st.finished += 1
             st.stopped += reason == "stop"
         self.trace.append(seq)
-        seq.queue.put_nowait(END)
+        self._deliver(seq, END, reason != "abort")
         if self.on_finish is not None:
             self.on_finish(seq)
 
@@ -183,6 +186,13 @@ class BatchScheduler:
             self._account(slip, duration, decode, prefill, joined)
             self._emit(woke, joined)
 
+    def _deliver(self, seq: Sequence, item: int | None, delayed: bool = True) -> None:
+        if delayed and self.first_token_delay > 0:
+            # equal delays keep the order: call_later runs callbacks due at the same time FIFO
+            asyncio.get_running_loop().call_later(self.first_token_delay, seq.queue.put_nowait, item)
+        else:
+            seq.queue.put_nowait(item)
+
     def _account(
         self, slip: float, duration: float, decode: float, prefill: float, joined: list[Sequence]
     ) -> None:
@@ -202,9 +212,9 @@ class BatchScheduler:
             s.generated += 1
             self.stats.generation_tokens_total += 1
             if s.first_token is None:
-                s.first_token = now
-            s.last_token = now
-            s.queue.put_nowait(s.generated)
+                s.first_token = now + self.first_token_delay
+            s.last_token = now + self.first_token_delay
+            self._deliver(s, s.generated)
             if s.generated >= s.max_tokens:
                 self._finish(s, s.finish_as)
             else:

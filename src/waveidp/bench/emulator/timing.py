@@ -17,17 +17,21 @@ class StepTiming(Protocol):
 
     def kv_capacity_tokens(self) -> int: ...
 
+    def first_token_seconds(self) -> float: ...
+
 
 @dataclass(frozen=True)
 class FixedTiming:
     """Decode step = `step_s + step_per_seq_s * batch`;
-    prefill = `prefill_s + prefill_per_token_s * tokens`."""
+    prefill = `prefill_s + prefill_per_token_s * tokens`; every token of a request reaches the client
+    `first_token_s` after the step that made it (the engine's fixed per-request gap)."""
 
     step_s: float = 0.02
     prefill_s: float = 0.03
     step_per_seq_s: float = 0.0
     prefill_per_token_s: float = 0.0
     kv_tokens: int = 1 << 30
+    first_token_s: float = 0.0
 
     def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
         return batch * (self.prefill_s + self.prefill_per_token_s * prompt_tokens)
@@ -37,3 +41,6 @@ class FixedTiming:
 
     def kv_capacity_tokens(self) -> int:
         return self.kv_tokens
+
+    def first_token_seconds(self) -> float:
+        return self.first_token_s
