@@ -96,6 +96,19 @@ def test_warmup_requests_are_excluded_everywhere() -> None:
     assert summarize(rs, Slo())["completed"] == 1
 
 
+def test_warmup_tokens_inside_the_window_count_toward_output_throughput() -> None:
+    """--point-warmup: the excluded first round still decodes during the window; its tokens that
+    arrive inside it are the engine's throughput too (latencies stay measured-only)."""
+    # warm-up request: 4 tokens, 2 of them before the window opens at 0.0, 2 inside it
+    warm = rec(-2.0, -2.0, [-1.5, -0.5, 0.5, 1.5], 1.5, usage=8, warmup=True)
+    rs = [warm, rec(0.0, 0.0, [1.0, 2.0], 2.0, usage=10)]
+    assert window_s(rs) == pytest.approx(2.0)
+    assert output_tokens_per_s(rs) == pytest.approx((10 + 8 * 2 / 4) / 2.0)
+    summary = summarize(rs, Slo())
+    assert summary["output_tokens_per_s"] == pytest.approx(7.0)
+    assert summary["completed"] == 1 and summary["ttft_ms"]["count"] == 1
+
+
 def test_goodput_counts_requests_meeting_every_slo() -> None:
     rs = [
         rec(0, 0, [0.1, 0.11, 0.12], 0.12, usage=3),  # ttft 100, itl 10

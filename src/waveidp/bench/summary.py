@@ -44,7 +44,7 @@ def summarize(records: Sequence[RequestRecord], slo: Slo) -> dict[str, Any]:
         "input_tokens": distribution(
             float(r.input_tokens) for r in ok if r.input_tokens is not None
         ).as_dict(),
-        "output_tokens_per_s": output_tokens_per_s(measured),
+        "output_tokens_per_s": output_tokens_per_s(records),  # warm-up tokens inside the window count
         "requests_per_s": requests_per_s(measured),
         "goodput_per_s": goodput_per_s(measured, slo),
         "slo": slo.as_dict(),

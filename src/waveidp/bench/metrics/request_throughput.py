@@ -7,15 +7,20 @@ from collections.abc import Sequence
 from waveidp.bench.records import RequestRecord
 
 
-def window_s(records: Sequence[RequestRecord]) -> float | None:
-    """The measurement window shared by the throughput metrics; None when nothing completed."""
+def window(records: Sequence[RequestRecord]) -> tuple[float, float] | None:
+    """(first measured request scheduled, last measured response done); None when nothing completed."""
     measured = [r for r in records if not r.warmup]
     done = [r.done for r in measured if r.ok and r.done is not None]
     if not done:
         return None
-    start = min(r.scheduled for r in measured)
-    span = max(done) - start
-    return span if span > 0 else None
+    start, end = min(r.scheduled for r in measured), max(done)
+    return (start, end) if end > start else None
+
+
+def window_s(records: Sequence[RequestRecord]) -> float | None:
+    """The measurement window shared by the throughput metrics; None when nothing completed."""
+    w = window(records)
+    return w[1] - w[0] if w else None
 
 
 def requests_per_s(records: Sequence[RequestRecord]) -> float:
