@@ -132,6 +132,51 @@ stage_tfserve() {
     $C/whl-tf/*.whl || return 0
   benchmarks/gpu/transformers_serve.sh $C/smollm2-tokenizer.json.gz "$DEVICE" $(($(left) - 5))
 }
+# Round 4 (issue 7): new held-out points for the prefill-batch (burst) and prefill-queueing (steady)
+# terms, on q4_k_m (round 3 held out q8_0 only): 1024-token prompts burst c=8/24 and steady c=8/24/48
+# on one server; 3000-token prompts steady c=8/16 on a fresh one; small models at new concurrencies.
+stage_round4() {
+  [ "$(left)" -gt 200 ] || return 0
+  local q4; q4=$(gen llama-3.1-8b q4_k_m)
+  MAXIN=1024 benchmarks/gpu/points.sh llama8b-q4_k_m-r4 "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
+    $(($(left) - 150)) burst1024:1024:8,24:0:0:96:12 steady1024x8:1024:8:2:8:32:10 \
+    steady1024x24:1024:24:6:24:72:18 steady1024x48:1024:48:11:48:144:30
+  MAXIN=3072 benchmarks/gpu/points.sh llama8b-q4_k_m-r4long "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
+    $(($(left) - 100)) steady3000x8:3000:8:5:8:32:20 steady3000x16:3000:16:9:16:48:30
+}
+# Call 10: the steady points of call 9 that completed nothing, each on a fresh server. In call 9 a
+# server that had run an earlier point stalled ~19 s at the next point's first requests (GPU idle,
+# the log full of host prompt-cache saves of 148 MiB each), so the c warm-up requests outlasted the
+# run's duration and no measured request was sent.
+fresh() {  # label model catalog quant maxin spec -> one server for this one point
+  [ "$(left)" -gt 60 ] || return 0
+  MAXIN=$5 benchmarks/gpu/points.sh "$1" "$2" "$3" "$4" "$DEVICE" $(($(left) - 5)) "$6"
+}
+stage_round4b() {
+  local q4; q4=$(gen llama-3.1-8b q4_k_m)
+  fresh llama8b-q4_k_m-r4b-s8 "$q4" llama-3.1-8b q4_k_m 1024 steady1024x8:1024:8:2:8:32:10
+  fresh llama8b-q4_k_m-r4b-s24 "$q4" llama-3.1-8b q4_k_m 1024 steady1024x24:1024:24:6:24:72:18
+  fresh llama8b-q4_k_m-r4b-s48 "$q4" llama-3.1-8b q4_k_m 1024 steady1024x48:1024:48:11:48:144:30
+  fresh llama8b-q4_k_m-r4b-l16 "$q4" llama-3.1-8b q4_k_m 3072 steady3000x16:3000:16:9:16:48:30
+  local f=$W/smollm2-135m-q4_1.gguf g=$W/gemma-3-270m-q4_k_m.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  fresh smollm2-135m-q4_1-r4b "$f" smollm2-135m q4_1 512 steady16:512:16:1:16:48:6
+  [ -f "$g" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
+  fresh gemma-3-270m-q4_k_m-r4b "$g" gemma-3-270m q4_k_m 512 steady32:512:32:3:32:96:10
+}
+small4() {  # skeleton catalog-id quant label spec...
+  [ "$(left)" -gt 45 ] || return 0
+  local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
+  shift 4
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/$skel" "$f" || return 0
+  benchmarks/gpu/points.sh "$label-r4" "$f" "$id" "$quant" "$DEVICE" $(($(left) - 5)) "$@"
+}
+stage_small4() {
+  small4 smollm2-135m-q4_1.skel.gz smollm2-135m q4_1 smollm2-135m-q4_1 \
+    burst512:512:8,32:0:0:96:8 steady16:512:16:1:16:48:6
+  small4 gemma-3-270m-q4_k_m.skel.gz gemma-3-270m q4_k_m gemma-3-270m-q4_k_m \
+    burst512:512:8,32:0:0:96:8 steady32:512:32:3:32:96:10
+}
 stage_smol() { small smollm2-135m-q4_1.skel.gz smollm2-135m q4_1 smollm2-135m-q4_1; }
 stage_gemma() { small gemma-3-270m-q4_k_m.skel.gz gemma-3-270m q4_k_m gemma-3-270m-q4_k_m; }
 for s in $stages; do

@@ -22,6 +22,17 @@ HELD_OUT = [
     *(f"llama8b-q8_0-steady2/{n}" for n in ("steady4", "steady8", "steady32")),
     *(f"llama8b-q8_0-recheck/{n}" for n in ("burst128", "steady128", "steady2048", "steady2048x16")),
 ]
+# Round 4 (calls 9-10): points chosen after round 3 to test it, never used for any factor: q4_k_m
+# (round 3 held out q8_0 only), 1054- and 3030-token prompts, c = 8..48, each steady point on a
+# fresh server.
+HELD_OUT_R4 = [
+    "llama8b-q4_k_m-r4/burst1024",
+    "llama8b-q4_k_m-r4b-s8/steady1024x8",
+    "llama8b-q4_k_m-r4b-s24/steady1024x24",
+    "llama8b-q4_k_m-r4b-s48/steady1024x48",
+    "llama8b-q4_k_m-r4long/steady3000x8",
+    "llama8b-q4_k_m-r4b-l16/steady3000x16",
+]
 TARGET_MEDIAN_PCT = {"ttft_ms": 25.0, "itl_ms": 15.0, "output_tokens_per_s": 15.0}
 
 
@@ -53,6 +64,21 @@ def test_h100_llamacpp_8b_held_out_points_meet_the_median_targets() -> None:
         for r in rows:
             ratio = r[key]["predicted"] / r[key]["measured"]
             assert 0.38 < ratio < 2.6, (key, r["label"], ratio)
+
+
+def test_h100_llamacpp_8b_round4_held_out_points_stay_within_2x() -> None:
+    """Issue 7's bound on the 7 round-4 points (measured after the model was frozen): every TTFT,
+    ITL and throughput within 2x (worst 1.4x: 1054-token burst c=8 TTFT +42%), ITL and throughput
+    medians within 15%; TTFT's median is 27%, over the 25% target (README, round 4)."""
+    rows = [r for rel in HELD_OUT_R4 for r in _rows(rel)]
+    assert len(rows) == 7
+    for key, target in TARGET_MEDIAN_PCT.items():
+        errs = [abs(r[key]["error_pct"]) for r in rows]
+        if key != "ttft_ms":
+            assert statistics.median(errs) <= target, (key, errs)
+        for r in rows:
+            ratio = r[key]["predicted"] / r[key]["measured"]
+            assert 0.5 < ratio < 2, (key, r["label"], r["concurrency"], ratio)
 
 
 def test_steady_arrivals_are_predicted_as_steady() -> None:
