@@ -68,6 +68,23 @@ SETS = [
     ("8B q8_0 steady 158", "llama8b-q8_0-recheck/steady128", "held-out"),
     ("8B q8_0 steady 2078", "llama8b-q8_0-recheck/steady2048", "held-out"),
     ("8B q8_0 steady 2078", "llama8b-q8_0-recheck/steady2048x16", "held-out"),
+    # round 4 (calls 9-10): q4_k_m, prompts of 1054 and ~3030 tokens, new concurrencies; each steady
+    # point on a fresh server (call 9's steady points after another point stalled, see README)
+    ("8B q4_k_m burst 1054 (r4)", "llama8b-q4_k_m-r4/burst1024", "held-out r4"),
+    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s8/steady1024x8", "held-out r4"),
+    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s24/steady1024x24", "held-out r4"),
+    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s48/steady1024x48", "held-out r4"),
+    ("8B q4_k_m steady 3030 (r4)", "llama8b-q4_k_m-r4long/steady3000x8", "held-out r4"),
+    ("8B q4_k_m steady 3030 (r4)", "llama8b-q4_k_m-r4b-l16/steady3000x16", "held-out r4"),
+    ("SmolLM2-135M Q4_1 burst (r4)", "smollm2-135m-q4_1-r4/burst512", "small r4"),
+    ("SmolLM2-135M Q4_1 steady (r4)", "smollm2-135m-q4_1-r4b/steady16", "small r4"),
+    ("Gemma 3 270M Q4_K_M burst (r4)", "gemma-3-270m-q4_k_m-r4/burst512", "small r4"),
+    ("Gemma 3 270M Q4_K_M steady (r4)", "gemma-3-270m-q4_k_m-r4b/steady32", "small r4"),
+    # call 11: the same bursts with llama-server's host prompt cache on (default) and off
+    ("8B q8_0 burst 542, cache on (r4)", "llama8b-q8_0-r4c-cacheon/burst512", "cache A/B"),
+    ("8B q8_0 burst 542, --cache-ram 0 (r4)", "llama8b-q8_0-r4c-cacheoff/burst512", "cache A/B"),
+    ("SmolLM2 burst, cache on (r4)", "smollm2-135m-q4_1-r4c-cacheon/burst512", "cache A/B"),
+    ("SmolLM2 burst, --cache-ram 0 (r4)", "smollm2-135m-q4_1-r4c-cacheoff/burst512", "cache A/B"),
     ("SmolLM2-135M Q4_1 burst", "smollm2-135m-q4_1/burst512", "small"),
     ("SmolLM2-135M Q4_1 steady", "smollm2-135m-q4_1/steady64", "small"),
     ("Gemma 3 270M Q4_K_M burst", "gemma-3-270m-q4_k_m/burst512", "small"),
@@ -77,7 +94,14 @@ SETS = [
 TRANSFORMERS = "transformers-serve/direct"
 GATEWAY = ["llama8b-q4_k_m", "llama8b-q4_k_m-steady", "smollm2-q8_0", "smollm2-q8_0-rerun"]
 KEYS = [("ttft_ms", "TTFT p50 ms"), ("itl_ms", "ITL p50 ms"), ("output_tokens_per_s", "output tok/s")]
-ROLES = {"fitted": "tab:blue", "held-out": "tab:orange", "small": "tab:green"}
+ROLES = {
+    "fitted": "tab:blue",
+    "held-out": "tab:orange",
+    "small": "tab:green",
+    "held-out r4": "tab:red",
+    "small r4": "tab:olive",
+    "cache A/B": "tab:gray",
+}
 MD: list[str] = []
 
 

@@ -8,7 +8,8 @@
 #   burst512:512:8,32:0:0:128:12      all c clients start together (wave bench's default)
 #   steady16:512:16:5:16:48:14        starts spread over one request's duration (ramp), the first
 #                                     round excluded (point warmup): a closed loop in steady state
-# env: BIN, RESULTS, WAVE, NP (64), MAXIN (longest prompt, sizes -c), OUTTOK (128).
+# env: BIN, RESULTS, WAVE, NP (64), MAXIN (longest prompt, sizes -c), OUTTOK (128),
+#      SERVER_EXTRA (more llama-server options, e.g. "--cache-ram 0").
 set -uo pipefail
 label=$1 model=$2 catalog=$3 quant=$4 device=$5 budget=$6
 shift 6
@@ -27,7 +28,7 @@ cmdlog=$dir/commands.txt
 
 port=$((20000 + RANDOM % 10000))
 server=("$BIN/llama-server" -m "$model" --alias "$catalog" --host 127.0.0.1 --port "$port"
-  -ngl 99 -np "$np" -c "$ctx" -fa on --metrics --no-webui)
+  -ngl 99 -np "$np" -c "$ctx" -fa on --metrics --no-webui ${SERVER_EXTRA:-})
 echo "${server[*]}" >>"$cmdlog"
 "${server[@]}" >"$dir/llama-server.log" 2>&1 &
 spid=$!

@@ -164,6 +164,20 @@ stage_round4b() {
   [ -f "$g" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
   fresh gemma-3-270m-q4_k_m-r4b "$g" gemma-3-270m q4_k_m 512 steady32:512:32:3:32:96:10
 }
+# Call 11: is llama-server's host prompt cache (default 8 GiB; it saves a reused slot's KV to host
+# memory on the single host thread) behind the burst TTFT the model misses? The same bursts with
+# the cache on (default) and off (--cache-ram 0), each on a fresh server; SmolLM2 likewise.
+stage_cacheab() {
+  local q8; q8=$(gen llama-3.1-8b q8_0)
+  fresh llama8b-q8_0-r4c-cacheon "$q8" llama-3.1-8b q8_0 512 burst512:512:4,8,16:0:0:96:10
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r4c-cacheoff "$q8" llama-3.1-8b q8_0 512 \
+    burst512:512:4,8,16:0:0:96:10
+  local f=$W/smollm2-135m-q4_1.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  fresh smollm2-135m-q4_1-r4c-cacheon "$f" smollm2-135m q4_1 512 burst512:512:8,32:0:0:96:8
+  SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r4c-cacheoff "$f" smollm2-135m q4_1 512 \
+    burst512:512:8,32:0:0:96:8
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
