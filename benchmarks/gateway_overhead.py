@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -287,6 +288,12 @@ def pct(xs: list[float], p: float) -> float | None:
         return None
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process (the closed-loop load generator) so far."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def cpu_s(pid: int) -> float:
@@ -598,13 +605,31 @@ def main() -> None:
                         path = "/v1/chat/completions"
                         n = max(100, 4 * c) if not args.quick else max(50, 2 * c)
                         max_s = 6.0 if name == "litellm" else 4.0
+                        upstream_pid = info["upstream_pids"]["nginx" if mode == "plain" else "sse_upstream"]
+                        cpu_before = (
+                            own_cpu_s(),
+                            cpu_s(p["pid"]) if "pid" in p else 0.0,
+                            cpu_s(upstream_pid),
+                        )
                         r = asyncio.run(
                             closed_loop(p[mode] + path, p["headers"], mode == "stream", c, n, max_s)
                         )
+                        cpu_after = (own_cpu_s(), cpu_s(p["pid"]) if "pid" in p else 0.0, cpu_s(upstream_pid))
                         key = (name, mode, c)
                         s = samples.setdefault(
-                            key, {"latencies": [], "ttfts": [], "errors": 0, "n": 0, "wall": 0.0}
+                            key,
+                            {
+                                "latencies": [],
+                                "ttfts": [],
+                                "errors": 0,
+                                "n": 0,
+                                "wall": 0.0,
+                                "cpu": [0.0] * 3,
+                            },
                         )
+                        s["cpu"] = [
+                            t + b - a for t, a, b in zip(s["cpu"], cpu_before, cpu_after, strict=True)
+                        ]
                         s["latencies"] += r["latencies"]
                         s["ttfts"] += r["ttfts"]
                         s["errors"] += r["errors"]
@@ -621,6 +646,16 @@ def main() -> None:
                 "requests": s["n"],
                 "errors": s["errors"],
                 "closed_loop_rps": round(s["n"] / s["wall"], 1) if s["wall"] else None,
+                # CPU per request of the load generator (this process), the proxy and the upstream
+                "cpu_us_per_request": dict(
+                    zip(
+                        ("client", "proxy", "upstream"),
+                        (round(x / s["n"] * 1e6, 1) for x in s["cpu"]),
+                        strict=True,
+                    )
+                )
+                if s["n"]
+                else None,
             }
             for label, xs, dx in (
                 ("latency", s["latencies"], d["latencies"]),
@@ -732,7 +767,7 @@ def soak(p: dict, seconds: int) -> dict:
 
 
 def summarise(r: dict) -> dict:
-    def lat(path: str, mode: str, c: int, key: str) -> float | None:
+    def lat(path: str, mode: str, c: int, key: str) -> Any:
         return next(
             (x[key] for x in r["latency"] if (x["path"], x["mode"], x["concurrency"]) == (path, mode, c)),
             None,
@@ -770,6 +805,13 @@ def summarise(r: dict) -> dict:
             p: (rps(p, "stream") or 0) * STREAM_TOKENS for p in ("direct", *proxies)
         },
         "cpu_us_per_request_wrk_c64": {p: cpu(p) for p in ("direct", "uvicorn-fixed", *proxies)},
+        "closed_loop_c64": {
+            p: {
+                "requests_per_s": lat(p, "plain", 64, "closed_loop_rps"),
+                "cpu_us_per_request": lat(p, "plain", 64, "cpu_us_per_request"),
+            }
+            for p in ("direct", *proxies)
+        },
         "wave_startup_s_median": statistics.median(r["wave_startup_runs_s"]),
         "wave_startup_s_median_by_workers": {
             n: round(statistics.median(xs), 3)
