@@ -255,3 +255,13 @@ def test_pattern_errors_say_what_is_allowed() -> None:
         " got 'Big Box'")
     assert "must be a URL starting with http:// or https://, got 'ftp://a'" in _error(
         "nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'ftp://a'}\n")
+
+
+def test_one_policy_for_every_model_keeps_each_models_slo_and_affinity() -> None:
+    routing = fleet.load(EXAMPLES / "home-lab.yaml").routing
+    assert routing.models["llama-3.2-1b-instruct"].slo is not None
+    overridden = routing.with_policy("least-outstanding")
+    assert overridden.policy_for("llama-3.2-1b-instruct") == "least-outstanding"
+    assert overridden.policy_for("any-other-model") == "least-outstanding"
+    before, after = routing.models["llama-3.2-1b-instruct"], overridden.models["llama-3.2-1b-instruct"]
+    assert (after.slo, after.affinity) == (before.slo, before.affinity)

@@ -79,7 +79,7 @@ def serve(
         backends += backends_from_urls(upstream, engine, key)
     if policy is not None:
         make_policy(policy)  # unknown names fail here with the valid ones listed
-        routing = routing.model_copy(update={"default_policy": policy, "models": {}})
+        routing = routing.with_policy(policy)
     host = host or gateway_config.host
     port = port or gateway_config.port
     update: dict[str, object] = {"host": host, "port": port}

@@ -147,6 +147,14 @@ class RoutingConfig(_Strict):
         m = self.models.get(model)
         return m.policy if m else self.default_policy
 
+    def with_policy(self, policy: str) -> RoutingConfig:
+        """`policy` for every model; each model's affinity and SLO stay as they are."""
+        data = self.model_dump()
+        data["default_policy"] = policy
+        for m in data["models"].values():
+            m["policy"] = policy
+        return RoutingConfig.model_validate(data)
+
 
 class GatewayConfig(_Strict):
     node: str | None = Field(default=None, description="node that runs the gateway")
