@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
+from gateway_support import FixedPrediction
 
 from waveidp.engines import EngineLoad, adapter
 from waveidp.gateway.backends import BackendState
@@ -34,19 +33,6 @@ def observed(b: BackendState, ttft: float, itl: float, n: int = 20) -> BackendSt
         b.ttft.observe(ttft)
         b.itl.observe(itl)
     return b
-
-
-@dataclass(frozen=True)
-class FixedPrediction:
-    ttft: float
-    itl: float
-    slots: int | None = None
-
-    def ttft_s(self, prompt_tokens: int) -> float:
-        return self.ttft
-
-    def itl_s(self, batch: int, context: int) -> float:
-        return self.itl
 
 
 def test_round_robin_takes_turns() -> None:

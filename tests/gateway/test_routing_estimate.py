@@ -6,10 +6,9 @@ per token); requests go through the same begin/first_token/end calls the gateway
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 import pytest
+from gateway_support import FixedPrediction
 
 from waveidp.engines import EngineLoad, adapter
 from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState
@@ -17,19 +16,6 @@ from waveidp.gateway.request_info import RequestInfo, parse_request
 from waveidp.gateway.routing.predicted_latency import forecast
 
 PREFILL, ITL, SLOTS = 0.03, 0.011, 16
-
-
-@dataclass(frozen=True)
-class FixedPrediction:
-    ttft: float
-    itl: float
-    slots: int | None = None
-
-    def ttft_s(self, prompt_tokens: int) -> float:
-        return self.ttft
-
-    def itl_s(self, batch: int, context: int) -> float:
-        return self.itl
 
 
 def gpu(**kw: object) -> BackendState:

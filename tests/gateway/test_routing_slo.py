@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
-from gateway_support import auth
+from gateway_support import FixedPrediction, auth
 
 from waveidp import fleet
 from waveidp.engines import adapter
@@ -26,19 +25,6 @@ from waveidp.gateway.routing import make_policy
 from waveidp.gateway.routing.predicted_latency import MEETS, OVERFLOW, SATURATED, forecast, slo_tier
 
 STRICT = Slo(ttft_s=1.0, itl_s=0.025)
-
-
-@dataclass(frozen=True)
-class FixedPrediction:
-    ttft: float
-    itl: float
-    slots: int | None = None
-
-    def ttft_s(self, prompt_tokens: int) -> float:
-        return self.ttft
-
-    def itl_s(self, batch: int, context: int) -> float:
-        return self.itl
 
 
 def backend(name: str, prefill: float, itl: float, slots: int) -> BackendState:

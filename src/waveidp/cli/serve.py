@@ -123,7 +123,7 @@ def serve(
     sock = None
     if worker is not None:
         become_worker()
-        sock = listen_socket(host, port, reuse_port=True)
+        sock = listen_socket(host, port)
     app_ = create_app(gw)
     security.mount(app_)
     try:

@@ -44,13 +44,13 @@ _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("waveidp.gateway")
 
 
-def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A listening TCP socket; with `reuse_port` several processes may listen on the same port."""
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT (several processes may listen on one
+    port); a clear `WaveError` when another program holds the port."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as exc:
@@ -59,6 +59,11 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
             f"the gateway could not listen on {host}:{port}: {exc.strerror}",
             fix="is the port in use? try --port",
         ) from None
+    return sock
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    sock = bound_socket(host, port)
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -156,19 +161,7 @@ class Supervisor:
     def _hold_port(self) -> None:
         """Bind (without listening) so that a port taken by another program fails here, once, clearly;
         a socket that does not listen gets no connections."""
-        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise WaveError(
-                f"the gateway could not listen on {self.host}:{self.port}: {exc.strerror}",
-                fix="is the port in use? try --port",
-            ) from None
-        self._port_hold = sock
+        self._port_hold = bound_socket(self.host, self.port)
 
     def run(self, on_ready: Callable[[], None]) -> int | None:
         """In the parent: supervise until SIGINT/SIGTERM, then None; raises `WaveError` if a worker
