@@ -178,6 +178,26 @@ stage_cacheab() {
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r4c-cacheoff "$f" smollm2-135m q4_1 512 \
     burst512:512:8,32:0:0:96:8
 }
+# Round 5 (issue 7): held-out points for the prompt-cache-save term, each on a fresh server, at a
+# prompt length (768) and concurrencies (4, 12) not used before, on q4_k_m (the term was fitted on
+# q8_0 542-token bursts, call 11): bursts with llama-server's default host prompt cache and with
+# --cache-ram 0, steady c=12 both ways; SmolLM2 burst c=24 both ways.
+stage_round5() {
+  local q4; q4=$(gen llama-3.1-8b q4_k_m)
+  fresh llama8b-q4_k_m-r5-on4 "$q4" llama-3.1-8b q4_k_m 768 burst768:768:4:0:0:48:10
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q4_k_m-r5-off4 "$q4" llama-3.1-8b q4_k_m 768 burst768:768:4:0:0:48:10
+  fresh llama8b-q4_k_m-r5-on12 "$q4" llama-3.1-8b q4_k_m 768 burst768:768:12:0:0:96:12
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q4_k_m-r5-off12 "$q4" llama-3.1-8b q4_k_m 768 \
+    burst768:768:12:0:0:96:12
+  fresh llama8b-q4_k_m-r5-s12on "$q4" llama-3.1-8b q4_k_m 768 steady768x12:768:12:3:12:48:14
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q4_k_m-r5-s12off "$q4" llama-3.1-8b q4_k_m 768 \
+    steady768x12:768:12:3:12:48:14
+  local f=$W/smollm2-135m-q4_1.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  fresh smollm2-135m-q4_1-r5-on24 "$f" smollm2-135m q4_1 512 burst512:512:24:0:0:96:8
+  SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r5-off24 "$f" smollm2-135m q4_1 512 \
+    burst512:512:24:0:0:96:8
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
