@@ -44,6 +44,10 @@ class Deployment(BaseModel):
         default=1, ge=1, le=100_000, description="llama.cpp -np slots of `context` tokens each"
     )
     threads: int | None = Field(default=None, ge=1, le=4096, description="CPU threads; None = all cores")
+    prompt_cache: bool = Field(
+        default=True,
+        description="llama-server's host prompt cache (on by default; off with --cache-ram 0)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Deployment:

@@ -46,6 +46,12 @@ class Efficiency(BaseModel):
         le=1e-6,
         description="host time per sequence per decode step per vocabulary entry (sampling over the logits)",
     )
+    prompt_cache_save_bytes_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="llama-server's host prompt cache: the rate at which its single host thread copies a "
+        "finished sequence's KV to host memory, blocking prefill and decode; None = no save term",
+    )
     decode_compute: float | None = Field(
         default=None,
         gt=0,

@@ -191,6 +191,11 @@ def steady_state_point(
       arrives while the others decode, waits for the step in flight and is prefilled in the next
       one; every other client's prompt interrupts its decode once per round.
 
+    With llama-server's host prompt cache on (its default; `Deployment.prompt_cache`) and a measured
+    `prompt_cache_save_bytes_per_s`, each finished request's KV (prompt + output tokens) is saved to
+    host memory on the server's one host thread: the request waits for its own save before its next
+    prompt starts, and the other clients' saves fall where their prompts do.
+
     Both add the efficiency's `first_token_s`: what passes between the end of prefill and the first
     token at the client (sampling, detokenizing, the first chunk).
     """
@@ -202,13 +207,17 @@ def steady_state_point(
     extra_prompt = max(0.0, perf.prefill_seconds(prompt, batch=2) - prefill)
     step = perf.decode_step_seconds(c, prompt + output // 2)
     first = perf.eff.first_token_s
+    # llama-server's host prompt cache: every finished request's KV is copied to host memory on the
+    # server's one host thread, which launches nothing meanwhile; each request pays its own save
+    # before its next prompt starts, and the others' saves land like their prompts do
+    save = perf.cache_save_seconds(prompt + output)
     if arrival == "burst":
         ahead = (c - 1) / 2
-        ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0) + first
-        itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
+        ttft = prefill + ahead * (extra_prompt + save) + save + (step if c > 1 else 0.0) + first
+        itl = step + (c - 1 - ahead) * (extra_prompt + save) / max(1, output - 1)
     else:
-        itl = step + (c - 1) * extra_prompt / max(1, output - 1)
-        ttft = prefill + (itl if c > 1 else 0.0) + first
+        itl = step + (c - 1) * (extra_prompt + save) / max(1, output - 1)
+        ttft = prefill + save + (itl if c > 1 else 0.0) + first
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,

@@ -163,6 +163,14 @@ class PerfModel:
     def kv_bytes_per_token(self) -> int:
         return self.plan.kv_bytes_per_token
 
+    def cache_save_seconds(self, tokens: int) -> float:
+        """Host-thread time llama-server spends saving one finished sequence of `tokens` tokens to its
+        host prompt cache (its KV bytes over the measured copy rate); 0 without the cache or a rate."""
+        rate = self.eff.prompt_cache_save_bytes_per_s
+        if self.d.engine != "llamacpp" or not self.d.prompt_cache or not rate:
+            return 0.0
+        return max(0, tokens) * self.plan.kv_bytes_per_token / rate
+
     def kv_capacity_tokens(self) -> int:
         return self.plan.kv_capacity_tokens
 
