@@ -6,7 +6,7 @@ shipped GPU default, and the gateway's overhead (direct vs `wave serve`).
     .venv/bin/python benchmarks/gpu/analyze.py            # reads benchmarks/results/gpu/runs
 
 Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, analysis.md, prediction_error.png,
-arrival.png, gateway_overhead.png}.
+arrival.png, gateway_overhead.png, prompt_cache.png}.
 """
 
 from __future__ import annotations
@@ -85,6 +85,15 @@ SETS = [
     ("8B q8_0 burst 542, --cache-ram 0 (r4)", "llama8b-q8_0-r4c-cacheoff/burst512", "cache A/B"),
     ("SmolLM2 burst, cache on (r4)", "smollm2-135m-q4_1-r4c-cacheon/burst512", "cache A/B"),
     ("SmolLM2 burst, --cache-ram 0 (r4)", "smollm2-135m-q4_1-r4c-cacheoff/burst512", "cache A/B"),
+    # round 5 (call 12): q4_k_m, 768-token prompts, c = 4/12, cache on and --cache-ram 0, fresh servers
+    ("8B q4_k_m burst 768, cache on (r5)", "llama8b-q4_k_m-r5-on4/burst768", "held-out r5"),
+    ("8B q4_k_m burst 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-off4/burst768", "held-out r5"),
+    ("8B q4_k_m burst 768, cache on (r5)", "llama8b-q4_k_m-r5-on12/burst768", "held-out r5"),
+    ("8B q4_k_m burst 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-off12/burst768", "held-out r5"),
+    ("8B q4_k_m steady 768, cache on (r5)", "llama8b-q4_k_m-r5-s12on/steady768x12", "held-out r5"),
+    ("8B q4_k_m steady 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-s12off/steady768x12", "held-out r5"),
+    ("SmolLM2 burst, cache on (r5)", "smollm2-135m-q4_1-r5-on24/burst512", "small r5"),
+    ("SmolLM2 burst, --cache-ram 0 (r5)", "smollm2-135m-q4_1-r5-off24/burst512", "small r5"),
     ("SmolLM2-135M Q4_1 burst", "smollm2-135m-q4_1/burst512", "small"),
     ("SmolLM2-135M Q4_1 steady", "smollm2-135m-q4_1/steady64", "small"),
     ("Gemma 3 270M Q4_K_M burst", "gemma-3-270m-q4_k_m/burst512", "small"),
@@ -101,6 +110,8 @@ ROLES = {
     "held-out r4": "tab:red",
     "small r4": "tab:olive",
     "cache A/B": "tab:gray",
+    "held-out r5": "tab:purple",
+    "small r5": "tab:pink",
 }
 MD: list[str] = []
 
@@ -221,6 +232,96 @@ def gateway_rows(label: str) -> list[dict[str, Any]]:
     return rows
 
 
+def cache_doc(rel: str) -> dict[str, Any]:
+    """results.json with the server's prompt-cache setting (run dirs of --cache-ram 0 say "off")."""
+    doc = load(rel)
+    off = "cacheoff" in rel or "-off" in rel or "s12off" in rel
+    doc["deployment"] = {**doc["deployment"], "prompt_cache": not off}
+    return doc
+
+
+def round5(shipped: Efficiency) -> dict[str, Any]:
+    """Round 3's shipped entry vs the round-5 candidate (prefill refitted with the cache off plus the
+    prompt-cache save term, benchmarks/gpu/fit_prompt_cache.py) on the points of each group."""
+    fit = json.loads((RES / "prompt_cache_fit.json").read_text())
+    cand = shipped.model_copy(
+        update={k: fit[k] for k in ("prefill_compute", "prompt_cache_save_bytes_per_s")}
+    )
+    r5 = [rel for _n, rel, role in SETS if role == "held-out r5"]
+    groups = {
+        "fitted r5 (call 11: q8_0 542-token bursts c=4/8/16, cache on + off)": [
+            "llama8b-q8_0-r4c-cacheon/burst512",
+            "llama8b-q8_0-r4c-cacheoff/burst512",
+        ],
+        "held-out r5, cache on (q4_k_m 768, c=4/12 burst, c=12 steady)": [
+            r for r in r5 if "-on" in r or "s12on" in r
+        ],
+        "held-out r5, --cache-ram 0 (the same)": [r for r in r5 if "-off" in r or "s12off" in r],
+        "held-out r5, all 8B": r5,
+        "fitted r2-3 (8B, 542 burst c=1/4/16/64)": FIT,
+        "held-out r3 (26 8B points)": [rel for _n, rel, role in SETS if role == "held-out"],
+        "held-out r4 (7 8B points)": [rel for _n, rel, role in SETS if role == "held-out r4"],
+        "held-out r3+r4+r5, all 8B": [rel for _n, rel, role in SETS if role.startswith("held-out")],
+        "SmolLM2 r5 (burst c=24, cache on + off)": [rel for _n, rel, role in SETS if role == "small r5"],
+    }
+    res: dict[str, Any] = {"candidate": cand.model_dump(), "groups": {}, "points": []}
+    out("\n## Round 5: shipped (round 3) entry vs the prompt-cache candidate\n")
+    out(f"candidate = shipped with prefill_compute {fit['prefill_compute']} (cache-off fit) and")
+    out(f"prompt_cache_save_bytes_per_s {fit['prompt_cache_save_bytes_per_s']:.3g}; each run is predicted")
+    out("with the server's cache setting. Median abs error (worst ratio), shipped -> candidate:\n")
+    out("| points | n | TTFT | ITL | output tok/s |")
+    out("|---|---|---|---|---|")
+    for name, rels in groups.items():
+        rs = [r for rel in rels for r in predict_runs(cache_doc(rel), shipped)]
+        rc = [r for rel in rels for r in predict_runs(cache_doc(rel), cand)]
+        es, ec = err_stats(rs), err_stats(rc)
+        res["groups"][name] = {"shipped": es, "candidate": ec, "results": rels}
+        cells = [
+            f"{es[k]['median_abs_pct']:.0f}% ({es[k]['worst_ratio']:.1f}x) -> "
+            f"{ec[k]['median_abs_pct']:.0f}% ({ec[k]['worst_ratio']:.1f}x)"
+            for k, _ in KEYS
+        ]
+        out(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
+    out("\n| round-5 point | TTFT ms measured / shipped / candidate | ITL ms | output tok/s |")
+    out("|---|---|---|---|")
+    for name, rel, role in SETS:
+        if role not in ("held-out r5", "small r5", "cache A/B"):
+            continue
+        for a, b in zip(
+            predict_runs(cache_doc(rel), shipped), predict_runs(cache_doc(rel), cand), strict=True
+        ):
+            res["points"].append({"name": name, "results": rel, "shipped": a, "candidate": b})
+            cells = [
+                f"{a[k]['measured']:.4g} / {a[k]['predicted']:.4g} ({a[k]['error_pct']:+.0f}%) / "
+                f"{b[k]['predicted']:.4g} ({b[k]['error_pct']:+.0f}%)"
+                for k, _ in KEYS
+            ]
+            out(f"| {name} c={a['concurrency']} | " + " | ".join(cells) + " |")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    for j, (key, title) in enumerate(KEYS):
+        ax = axes[j]
+        for p in res["points"]:
+            off = not cache_doc(p["results"])["deployment"]["prompt_cache"]
+            m = p["shipped"][key]["measured"]
+            color = "tab:blue" if off else "tab:red"
+            ax.scatter([m], [p["shipped"][key]["predicted"]], marker="x", color=color, s=26)
+            ax.scatter([m], [p["candidate"][key]["predicted"]], marker="o", color=color, s=22)
+        vals = [p[w][key][s] for p in res["points"] for w in ("shipped", "candidate")
+                for s in ("measured", "predicted")]  # fmt: skip
+        xs = [min(vals) / 1.5, max(vals) * 1.5]
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.plot(xs, [x * 2 for x in xs], "k:", lw=0.6)
+        ax.plot(xs, [x / 2 for x in xs], "k:", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {title} (H100)")
+        ax.set_ylabel(f"predicted {title}")
+        ax.set_title(f"{title}: x shipped, o candidate; red cache on, blue --cache-ram 0", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RES / "prompt_cache.png", dpi=90)
+    return res
+
+
 def main() -> None:
     shipped = efficiency_for("h100-sxm", "llamacpp")
     recal, cal_report = calibrate()
@@ -320,6 +421,8 @@ def main() -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RES / "arrival.png", dpi=90)
+
+    analysis["round5"] = round5(shipped)
 
     out("\n## transformers serve (shipped GPU default for transformers, not calibrated)\n")
     t = predict_runs(load(TRANSFORMERS))
