@@ -198,6 +198,15 @@ stage_round5() {
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r5-off24 "$f" smollm2-135m q4_1 512 \
     burst512:512:24:0:0:96:8
 }
+# Round 6 (issue 7): held-out points for the grouped prompt-cache save term (fitted on calls 11-12),
+# each on a fresh server with llama-server's default host prompt cache: 8B q8_0 bursts at
+# concurrencies (6, 20) and a prompt length (1024 at c=16 on q8_0) the fit never saw.
+stage_round6() {
+  local q8; q8=$(gen llama-3.1-8b q8_0)
+  fresh llama8b-q8_0-r6-on6 "$q8" llama-3.1-8b q8_0 768 burst768:768:6:0:0:60:10
+  fresh llama8b-q8_0-r6-on20 "$q8" llama-3.1-8b q8_0 768 burst768:768:20:0:0:120:14
+  fresh llama8b-q8_0-r6-on16l "$q8" llama-3.1-8b q8_0 1024 burst1024:1024:16:0:0:96:14
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
