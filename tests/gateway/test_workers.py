@@ -120,14 +120,29 @@ def test_sigterm_and_sigint_stop_every_worker_and_remove_the_metrics_dir(
         assert not Path(metrics_dirs.pop()).exists()
 
 
-def test_a_killed_parent_takes_its_workers_with_it(fake_upstream: Callable, gateway: Callable) -> None:
+def metrics_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("wave-metrics-*"))
+
+
+def test_a_killed_parent_takes_its_workers_with_it_and_the_next_start_removes_its_metrics_dir(
+    fake_upstream: Callable, gateway: Callable
+) -> None:
     up = fake_upstream("u", model=["m"])
+    before = metrics_dirs()
     g = start(gateway, up.url)
     workers = workers_of(g.proc)
+    (left,) = metrics_dirs() - before
+    assert left.name.startswith(f"wave-metrics-{g.proc.pid}-")
     g.proc.kill()
     g.proc.wait(timeout=5)
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert alive == []
+    assert left.is_dir()  # SIGKILL: the parent could not remove it
+    again = start(gateway, up.url)
+    assert not left.exists()
+    # a live gateway's dir is kept
+    (current,) = metrics_dirs() - before
+    assert current.name.startswith(f"wave-metrics-{again.proc.pid}-")
 
 
 def test_a_worker_that_dies_is_replaced(fake_upstream: Callable, gateway: Callable) -> None:

@@ -12,7 +12,8 @@ The parent keeps no socket open that accepts, makes a private directory for prom
 multiprocess mode (so `/metrics` of any worker shows the totals of all), starts the workers,
 prints the ready line once every worker has said it listens (a byte on a pipe), starts a new
 worker in place of one that dies, and on SIGINT/SIGTERM stops them all (SIGKILL after 10 s) and
-removes the directory. A worker dies with its parent (PR_SET_PDEATHSIG), so a killed parent
+removes the directory. The directory's name carries the parent's pid, so that the next start
+removes those of parents killed with SIGKILL. A worker dies with its parent (PR_SET_PDEATHSIG), so a killed parent
 leaves no orphans.
 """
 
@@ -22,6 +23,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -37,6 +39,8 @@ WORKER_ENV = "WAVE_GATEWAY_WORKER"  # "<index>/<count>" in a worker; absent in t
 PARENT_ENV = "WAVE_GATEWAY_PARENT"
 READY_FD_ENV = "WAVE_GATEWAY_READY_FD"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
+METRICS_DIR_PREFIX = "wave-metrics-"  # then the parent's pid and "-": a dead parent's dir is stale
+_STALE_NAME = re.compile(re.escape(METRICS_DIR_PREFIX) + r"(\d+)-")
 STOP_GRACE_S = 10.0
 READY_TIMEOUT_S = 60.0
 RESTART_MIN_INTERVAL_S = 1.0
@@ -88,6 +92,35 @@ def say_ready() -> None:
             os.close(int(fd))
 
 
+def remove_stale_metrics_dirs(root: str | None = None) -> list[str]:
+    """Remove the metrics directories whose parent process is gone (a `kill -9` gives it no chance
+    to remove its own); returns the removed paths. A directory whose pid is alive again (reused)
+    is kept: it is never wrong to keep one."""
+    removed = []
+    root = root or tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            owner = _STALE_NAME.match(entry.name)
+            if owner is None:
+                continue
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
+                continue
+            if not _alive(int(owner.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class _Worker:
     index: int
@@ -119,7 +152,8 @@ class Supervisor:
     def __init__(self, count: int, host: str, port: int) -> None:
         self.count = count
         self.host, self.port = host, port
-        self.metrics_dir = tempfile.mkdtemp(prefix="wave-metrics-")
+        remove_stale_metrics_dirs()
+        self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         self.workers: list[_Worker] = []
         self.stopping = False
         self.in_worker = False
