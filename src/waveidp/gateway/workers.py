@@ -13,8 +13,8 @@ multiprocess mode (so `/metrics` of any worker shows the totals of all), starts 
 prints the ready line once every worker has said it listens (a byte on a pipe), starts a new
 worker in place of one that dies, and on SIGINT/SIGTERM stops them all (SIGKILL after 10 s) and
 removes the directory. The directory's name carries the parent's pid, so that the next start
-removes those of parents killed with SIGKILL. A worker dies with its parent (PR_SET_PDEATHSIG), so a killed parent
-leaves no orphans.
+removes those of parents killed with SIGKILL. A worker dies with its parent (PR_SET_PDEATHSIG),
+so a killed parent leaves no orphans.
 """
 
 from __future__ import annotations
