@@ -180,3 +180,92 @@ def test_killed_wave_up_leaves_no_engine_behind(tmp_path: Path) -> None:
         while _alive(children):
             assert time.monotonic() < deadline, f"llama-server orphaned: {_alive(children)}"
             time.sleep(0.05)
+
+
+def _gateway_workers(proc: subprocess.Popen) -> tuple[list[psutil.Process], psutil.Process]:
+    """`wave up --workers N`'s children: the gateway workers, and the process keeping the engines."""
+    children = psutil.Process(proc.pid).children()
+    (keeper,) = [c for c in children if any(g.name() == "llama-server" for g in c.children())]
+    return [c for c in children if c.pid != keeper.pid], keeper
+
+
+def _chat(client: httpx.Client) -> int:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    return client.post("/v1/chat/completions", json=body).status_code
+
+
+def _gone(procs: list[psutil.Process], pids: list[int]) -> None:
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    assert alive == []
+    deadline = time.monotonic() + 10
+    while _alive(pids):
+        assert time.monotonic() < deadline, f"left running: {_alive(pids)}"
+        time.sleep(0.05)  # polling the process table
+
+
+def test_wave_up_with_two_gateway_workers(tmp_path: Path) -> None:
+    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": "k"}) as (proc, info):
+        assert info["workers"] == 2 and info["models"] == [MODEL]
+        workers, keeper = _gateway_workers(proc)
+        assert len(workers) == 2 and [g.pid for g in keeper.children()] == list(info["children"].values())
+        base = info["url"].removesuffix("/v1")
+        port = int(base.rsplit(":", 1)[1])
+        clients = [
+            httpx.Client(base_url=base, headers={"authorization": "Bearer k"}, timeout=30) for _ in range(16)
+        ]
+        try:
+            assert [_chat(c) for c in clients] == [200] * 16
+            # 16 keep-alive connections over 2 workers: all on one has p = 2 * 2**-16
+            connected = {
+                w.pid
+                for w in workers
+                for c in w.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+            }
+            assert connected == {w.pid for w in workers}
+        finally:
+            for c in clients:
+                c.close()
+        # whichever worker answers the scrape, it shows the requests of both
+        metric = 'wave_requests_total{backend="embedded",model="smollm2-135m-instruct",status="200"} 16.0'
+        assert all(metric in httpx.get(base + "/metrics").text for _ in range(4))
+        proc.send_signal(signal.SIGINT)  # the parent only, as `kill -INT` would
+        assert proc.wait(30) == 0
+        _gone([*workers, keeper], list(info["children"].values()))
+
+
+def test_gateway_workers_in_the_fleet_file_and_ctrl_c(tmp_path: Path) -> None:
+    local_port = free_port()
+    cfg = tmp_path / "wave.yaml"
+    cfg.write_text(f"""
+version: 1
+nodes:
+  - name: here
+    address: 127.0.0.1
+    backends:
+      - {{name: smol, engine: embedded, url: "http://127.0.0.1:{local_port}", models: [smol-local]}}
+gateway:
+  workers: 2
+""")
+    with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": "k"}) as (proc, info):
+        assert info["workers"] == 2
+        workers, keeper = _gateway_workers(proc)
+        assert len(workers) == 2
+        r = httpx.post(
+            info["url"] + "/chat/completions",
+            headers={"authorization": "Bearer k"},
+            timeout=30,
+            json={"model": "smol-local", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+        )
+        assert r.status_code == 200 and r.headers["x-wave-backend"] == "smol"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+        assert proc.wait(30) == 0
+        _gone([*workers, keeper], list(info["children"].values()))
+
+
+def test_killed_wave_up_with_workers_leaves_nothing_behind(tmp_path: Path) -> None:
+    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": "k"}) as (proc, info):
+        workers, keeper = _gateway_workers(proc)
+        proc.kill()
+        proc.wait(5)
+        _gone([*workers, keeper], list(info["children"].values()))

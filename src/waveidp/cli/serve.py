@@ -172,13 +172,18 @@ def up(
     host: str = typer.Option("127.0.0.1", help="gateway listen address"),
     json: bool = typer.Option(False, "--json", help="print the ready line as JSON"),
     log_level: str = typer.Option("warning"),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
+    ),
 ) -> None:
-    """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it."""
+    """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it.
+
+    With --workers N, N gateway processes share the port (docs/gateway.md, Workers)."""
     import logging
 
     import uvloop
 
-    from waveidp.run.up import UpInfo
+    from waveidp.run.up import UpInfo, up_with_workers, workers_wanted
     from waveidp.run.up import up as run_up
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -192,20 +197,31 @@ def up(
                     "api_key": info.api_key,
                     "key_source": info.key_source,
                     "logs": str(info.logs),
-                    "children": {c.name: c.proc.pid if c.proc else None for c in info.children},
+                    "children": info.children,
+                    "workers": count,
                 }
             )
             return
         console.print("[bold green]Wave is up[/]", highlight=False)
         console.print(f"  URL      {info.url}", highlight=False)
         console.print(f"  models   {', '.join(info.models)}", highlight=False)
+        if count > 1:
+            console.print(f"  workers  {count} gateway processes", highlight=False)
         console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)
         console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.", highlight=False)
 
+    count = workers_wanted(config, workers)
     if not json:
         err_console.print("starting the engine(s) and the gateway...", highlight=False)
-    uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
+    if count > 1:
+        parent = up_with_workers(
+            host=host, port=port, config=config, workers=count, on_ready=show, log_level=log_level
+        )
+        if not parent:
+            return  # a gateway worker, once stopped
+    else:
+        uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
     if not json:
         console.print("stopped", highlight=False)
 

@@ -149,8 +149,14 @@ class Supervisor:
     caller goes on to build and serve the gateway there; in the parent it returns None once stopped.
     """
 
-    def __init__(self, count: int, host: str, port: int) -> None:
+    def __init__(
+        self, count: int, host: str, port: int, needed: Callable[[], str | None] | None = None
+    ) -> None:
+        """`needed`, when given, is asked while the workers run: it returns why something they
+        need is gone (`wave up`'s engines), and the supervisor then stops them and raises."""
         self.count = count
+        self.needed = needed
+        self.gone: str | None = None
         self.host, self.port = host, port
         remove_stale_metrics_dirs()
         self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
@@ -213,7 +219,10 @@ class Supervisor:
             self._wait_ready()
             if not self.stopping:
                 on_ready()
-            return self._watch()
+            index = self._watch()
+            if self.gone is not None:
+                raise WaveError(self.gone)
+            return index
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -246,6 +255,9 @@ class Supervisor:
     def _watch(self) -> int | None:
         while not self.stopping:
             time.sleep(0.1)
+            if self.needed is not None and (gone := self.needed()) is not None:
+                self.gone, self.stopping = gone, True
+                break
             for i, w in enumerate(self.workers):
                 code = w.poll()
                 if code is None or self.stopping:

@@ -5,12 +5,13 @@ embeddings from one process) as a supervised child, and the gateway on 127.0.0.1
 reached through the same llama.cpp adapter as any remote llama.cpp server. With a fleet file:
 every `embedded` backend on this machine is started the same way, every other backend is
 connected to over HTTP. SIGINT/SIGTERM stop the gateway first, then the children.
+With --workers N (or gateway.workers), the gateway runs as N worker processes
+(`gateway.workers`, as `wave serve`) and the engines are supervised in a process of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool, wave_home
-from waveidp.fleet._models import Backend, Fleet, GatewayConfig, Node
+from waveidp.fleet._models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
 from waveidp.gateway import Gateway, backends_from_fleet, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
@@ -38,7 +39,7 @@ class UpInfo:
     api_key: str
     key_source: str
     logs: Path
-    children: list[Child]
+    children: dict[str, int | None]  # engine name: its process id
 
 
 def free_port() -> int:
@@ -113,6 +114,49 @@ def _model_file(b: Backend) -> Path:
     return embedded_model_path()
 
 
+@dataclass
+class Plan:
+    """What `wave up` runs: the engine processes it starts and the backends the gateway routes to."""
+
+    children: list[Child]
+    backends: list[BackendState]
+    routing: RoutingConfig | None
+    gateway: GatewayConfig
+
+
+def plan(*, host: str, port: int, config: Path | None, logs: Path) -> Plan:
+    if config is None:
+        child, backend = default_embedded(logs)
+        return Plan([child], [backend], None, GatewayConfig(host=host, port=port))
+    from waveidp import fleet as fleet_mod
+
+    fleet = fleet_mod.load(config)
+    children = fleet_children(fleet, logs)
+    backends = backends_from_fleet(fleet)
+    by_name = {b.name: b for b in backends}
+    for c in children:
+        link(c, by_name[c.name])
+    return Plan(
+        children, backends, fleet.routing, fleet.gateway.model_copy(update={"host": host, "port": port})
+    )
+
+
+async def start_children(children: list[Child], stop: asyncio.Event, started: list[Child]) -> bool:
+    """Start each child and wait until it is healthy, in order; False if `stop` was set first.
+    Every child begun is appended to `started` (the caller stops them)."""
+    for c in children:
+        starting = asyncio.create_task(c.start())
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        started.append(c)
+        if stop.is_set():
+            starting.cancel()
+            return False
+        starting.result()
+    return True
+
+
 async def up(
     *,
     host: str,
@@ -121,48 +165,24 @@ async def up(
     on_ready: Callable[[UpInfo], None],
     log_level: str = "warning",
 ) -> None:
+    """One gateway process in this process's event loop, the engines supervised next to it (their
+    death takes their backend out of rotation at once)."""
     key, key_source = resolve_api_key()
     # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
     security = security_from_cli(host=host, bootstrap_key=key)
     logs = wave_home() / "logs"
     stop = asyncio.Event()
     stop_on_signals(stop)
-    gateway_config = GatewayConfig(host=host, port=port)
-    if config is None:
-        child, backend = default_embedded(logs)
-        children, backends, routing = [child], [backend], None
-    else:
-        from waveidp import fleet as fleet_mod
-
-        fleet = fleet_mod.load(config)
-        children = fleet_children(fleet, logs)
-        backends, routing = backends_from_fleet(fleet), fleet.routing
-        by_name = {b.name: b for b in backends}
-        for c in children:
-            link(c, by_name[c.name])
-        gateway_config = fleet.gateway.model_copy(update={"host": host, "port": port})
-        if gateway_config.workers > 1:
-            # the engines' supervision is linked to the one gateway process's backend states
-            logging.getLogger("waveidp.run").warning(
-                "gateway.workers=%d is for `wave serve`; `wave up` runs one gateway process",
-                gateway_config.workers,
-            )
+    p = plan(host=host, port=port, config=config, logs=logs)
     started: list[Child] = []
     try:
-        for c in children:
-            starting = asyncio.create_task(c.start())
-            waiting = asyncio.create_task(stop.wait())
-            await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            started.append(c)
-            if stop.is_set():
-                starting.cancel()
-                return
-            starting.result()
-        gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
+        if not await start_children(p.children, stop, started):
+            return
+        gw = Gateway(p.backends, security.guard, config=p.gateway, routing=p.routing)
 
         async def ready() -> None:
-            on_ready(UpInfo(f"http://{host}:{port}/v1", gw.models(), key, key_source, logs, children))
+            pids = {c.name: c.proc.pid if c.proc else None for c in p.children}
+            on_ready(UpInfo(f"http://{host}:{port}/v1", gw.models(), key, key_source, logs, pids))
 
         app = create_app(gw)
         security.mount(app)
@@ -170,3 +190,68 @@ async def up(
     finally:
         await asyncio.gather(*(c.stop() for c in started))
         security.close()
+
+
+def workers_wanted(config: Path | None, workers: int | None) -> int:
+    """--workers, else the fleet file's gateway.workers, else 1."""
+    if workers is not None:
+        return workers
+    if config is None:
+        return 1
+    from waveidp import fleet as fleet_mod
+
+    return fleet_mod.load(config).gateway.workers
+
+
+def up_with_workers(
+    *,
+    host: str,
+    port: int,
+    config: Path | None,
+    workers: int,
+    on_ready: Callable[[UpInfo], None],
+    log_level: str = "warning",
+) -> bool:
+    """`wave up --workers N`: the engines in one process of their own (`run.keeper`), then N gateway
+    workers forked by the same supervisor as `wave serve --workers N`. Returns True in the parent
+    once everything has stopped, False in a worker once it has stopped serving."""
+    from waveidp.gateway.server import run
+    from waveidp.gateway.workers import Supervisor, become_worker, listen_socket, say_ready
+    from waveidp.run.keeper import EngineKeeper
+    from waveidp.security.gateway_security import check_workers
+
+    key, key_source = resolve_api_key()
+    check_workers(workers=workers, redis_url=None, auth=True)
+    logs = wave_home() / "logs"
+    p = plan(host=host, port=port, config=config, logs=logs)
+    gateway_config = p.gateway.model_copy(update={"workers": workers})
+    keeper = EngineKeeper(p.children)
+    worker: int | None = None
+    try:
+        pids = keeper.start()
+        if pids is None:
+            return True  # stopped while the engines started
+        models = sorted({m for b in p.backends for m in b.models})
+        url = f"http://{host}:{port}/v1"
+        worker = Supervisor(workers, host, port, needed=keeper.gone).run(
+            lambda: on_ready(UpInfo(url, models, key, key_source, logs, pids))
+        )
+        if worker is None:
+            return True
+    finally:
+        if worker is None:
+            keeper.stop()
+    become_worker()
+    security = security_from_cli(host=host, bootstrap_key=key, workers=workers)
+    gw = Gateway(p.backends, security.guard, config=gateway_config, routing=p.routing)
+
+    async def ready() -> None:
+        say_ready()
+
+    app = create_app(gw)
+    security.mount(app)
+    try:
+        run(app, host, port, log_level=log_level, on_ready=ready, sock=listen_socket(host, port))
+    finally:
+        security.close()
+    return False
