@@ -207,6 +207,15 @@ stage_round6() {
   fresh llama8b-q8_0-r6-on20 "$q8" llama-3.1-8b q8_0 768 burst768:768:20:0:0:120:14
   fresh llama8b-q8_0-r6-on16l "$q8" llama-3.1-8b q8_0 1024 burst1024:1024:16:0:0:96:14
 }
+# Call 14: does reusing a slot cost more than a fresh one with the host prompt cache on? Call 13's
+# fresh servers (64 slots) never reused a slot (fewer requests than slots); with -np 20 and c=20 every
+# round after the first reuses one. Cache on vs --cache-ram 0, the same 768-token q8_0 burst.
+stage_reuse() {
+  local q8; q8=$(gen llama-3.1-8b q8_0)
+  NP=20 fresh llama8b-q8_0-r6-np20on "$q8" llama-3.1-8b q8_0 768 burst768:768:20:0:0:100:36
+  NP=20 SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r6-np20off "$q8" llama-3.1-8b q8_0 768 \
+    burst768:768:20:0:0:100:30
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
