@@ -52,6 +52,14 @@ class Efficiency(BaseModel):
         description="llama-server's host prompt cache: the rate at which its single host thread copies a "
         "finished sequence's KV to host memory, blocking prefill and decode; None = no save term",
     )
+    prompt_cache_group: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="burst arrivals with the host prompt cache: how many clients finish together and wait "
+        "for each other's saves (llama-server's logs show closed-loop clients drifting into groups); "
+        "None = all concurrent clients",
+    )
     decode_compute: float | None = Field(
         default=None,
         gt=0,

@@ -194,7 +194,10 @@ def steady_state_point(
     With llama-server's host prompt cache on (its default; `Deployment.prompt_cache`) and a measured
     `prompt_cache_save_bytes_per_s`, each finished request's KV (prompt + output tokens) is saved to
     host memory on the server's one host thread: the request waits for its own save before its next
-    prompt starts, and the other clients' saves fall where their prompts do.
+    prompt starts, and the other clients' saves fall where their prompts do. In a burst the clients
+    drift into groups that finish together (`prompt_cache_group`, measured from llama-server's log):
+    a request's first token waits for the saves of its own group, the other groups' saves land in its
+    decode.
 
     Both add the efficiency's `first_token_s`: what passes between the end of prefill and the first
     token at the client (sampling, detokenizing, the first chunk).
@@ -213,8 +216,12 @@ def steady_state_point(
     save = perf.cache_save_seconds(prompt + output)
     if arrival == "burst":
         ahead = (c - 1) / 2
-        ttft = prefill + ahead * (extra_prompt + save) + save + (step if c > 1 else 0.0) + first
-        itl = step + (c - 1 - ahead) * (extra_prompt + save) / max(1, output - 1)
+        # the clients that finish together (all c, or the measured group) wait for each other's saves;
+        # the saves of the other groups land in the request's decode
+        group = min(c, perf.eff.prompt_cache_group or c)
+        saves_first = (group + 1) / 2
+        ttft = prefill + ahead * extra_prompt + saves_first * save + (step if c > 1 else 0.0) + first
+        itl = step + ((c - 1 - ahead) * extra_prompt + (c - saves_first) * save) / max(1, output - 1)
     else:
         itl = step + (c - 1) * (extra_prompt + save) / max(1, output - 1)
         ttft = prefill + save + (itl if c > 1 else 0.0) + first
