@@ -94,6 +94,13 @@ SETS = [
     ("8B q4_k_m steady 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-s12off/steady768x12", "held-out r5"),
     ("SmolLM2 burst, cache on (r5)", "smollm2-135m-q4_1-r5-on24/burst512", "small r5"),
     ("SmolLM2 burst, --cache-ram 0 (r5)", "smollm2-135m-q4_1-r5-off24/burst512", "small r5"),
+    # round 6 (calls 13-14): q8_0, cache on, fresh servers: 768-token bursts c=6/20 and 1024 c=16 on 64
+    # slots (fewer requests than slots: no slot reused), c=20 on 20 slots (reused from round 2 on)
+    ("8B q8_0 burst 768, cache on (r6)", "llama8b-q8_0-r6-on6/burst768", "held-out r6"),
+    ("8B q8_0 burst 768, cache on (r6)", "llama8b-q8_0-r6-on20/burst768", "held-out r6"),
+    ("8B q8_0 burst 1024, cache on (r6)", "llama8b-q8_0-r6-on16l/burst1024", "held-out r6"),
+    ("8B q8_0 burst 768, -np 20, cache on (r6)", "llama8b-q8_0-r6-np20on/burst768", "held-out r6"),
+    ("8B q8_0 burst 768, -np 20, --cache-ram 0 (r6)", "llama8b-q8_0-r6-np20off/burst768", "cache A/B"),
     ("SmolLM2-135M Q4_1 burst", "smollm2-135m-q4_1/burst512", "small"),
     ("SmolLM2-135M Q4_1 steady", "smollm2-135m-q4_1/steady64", "small"),
     ("Gemma 3 270M Q4_K_M burst", "gemma-3-270m-q4_k_m/burst512", "small"),
@@ -112,6 +119,7 @@ ROLES = {
     "cache A/B": "tab:gray",
     "held-out r5": "tab:purple",
     "small r5": "tab:pink",
+    "held-out r6": "tab:brown",
 }
 MD: list[str] = []
 
@@ -235,7 +243,7 @@ def gateway_rows(label: str) -> list[dict[str, Any]]:
 def cache_doc(rel: str) -> dict[str, Any]:
     """results.json with the server's prompt-cache setting (run dirs of --cache-ram 0 say "off")."""
     doc = load(rel)
-    off = "cacheoff" in rel or "-off" in rel or "s12off" in rel
+    off = "cacheoff" in rel or "-off" in rel or "s12off" in rel or "np20off" in rel
     doc["deployment"] = {**doc["deployment"], "prompt_cache": not off}
     return doc
 
@@ -261,7 +269,9 @@ def round5(shipped: Efficiency) -> dict[str, Any]:
         "fitted r2-3 (8B, 542 burst c=1/4/16/64)": FIT,
         "held-out r3 (26 8B points)": [rel for _n, rel, role in SETS if role == "held-out"],
         "held-out r4 (7 8B points)": [rel for _n, rel, role in SETS if role == "held-out r4"],
-        "held-out r3+r4+r5, all 8B": [rel for _n, rel, role in SETS if role.startswith("held-out")],
+        "held-out r3+r4+r5, all 8B": [
+            rel for _n, rel, role in SETS if role in ("held-out", "held-out r4", "held-out r5")
+        ],
         "SmolLM2 r5 (burst c=24, cache on + off)": [rel for _n, rel, role in SETS if role == "small r5"],
     }
     res: dict[str, Any] = {"candidate": cand.model_dump(), "groups": {}, "points": []}
