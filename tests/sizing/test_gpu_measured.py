@@ -115,18 +115,24 @@ HELD_OUT_R6 = [
 ]
 
 
-def test_h100_llamacpp_8b_round6_fresh_server_bursts_of_16_to_20_break_the_2x_bound() -> None:
-    """Where the shipped entry misses issue 7's bound (README, round 6): it predicts every round of
-    a 16-20 client burst as one convoy of c, but after the first round the clients finish in groups of
-    2-5, so TTFT is 2.0-2.4x over at c >= 16 (c=6: -5%) while ITL is 19-28% under and throughput
-    stays within 10%."""
+def test_h100_llamacpp_8b_round6_fresh_server_bursts_throughput_and_small_burst_ttft() -> None:
+    """Held-out fresh-server bursts (README, round 6): throughput within 10% at every point, and
+    TTFT within 10% for the small burst (c=6)."""
     rows = [r for rel in HELD_OUT_R6 for r in _rows(rel)]
     assert len(rows) == 4
     for r in rows:
-        ttft = r["ttft_ms"]["predicted"] / r["ttft_ms"]["measured"]
-        if r["concurrency"] >= 16:
-            assert 1.9 < ttft < 2.5, (r["label"], ttft)
-            assert 0.65 < r["itl_ms"]["predicted"] / r["itl_ms"]["measured"] < 0.85
-        else:
-            assert 0.9 < ttft < 1.1
         assert 0.9 < r["output_tokens_per_s"]["predicted"] / r["output_tokens_per_s"]["measured"] < 1.1
+        if r["concurrency"] < 16:
+            assert 0.9 < r["ttft_ms"]["predicted"] / r["ttft_ms"]["measured"] < 1.1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss (README, round 6): every round of a 16-20 client burst is predicted as one "
+    "convoy of c, but after the first round clients finish in groups of 2-5: TTFT 2.0-2.4x over",
+)
+def test_h100_llamacpp_8b_round6_fresh_server_bursts_of_16_to_20_within_2x() -> None:
+    rows = [r for rel in HELD_OUT_R6 for r in _rows(rel) if r["concurrency"] >= 16]
+    assert len(rows) == 3
+    for r in rows:
+        assert 0.5 < r["ttft_ms"]["predicted"] / r["ttft_ms"]["measured"] < 2, r["label"]
