@@ -20,7 +20,6 @@ so a killed parent leaves no orphans.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from waveidp.errors import WaveError
+from waveidp.parent_death import die_with_parent
 
 WORKER_ENV = "WAVE_GATEWAY_WORKER"  # "<index>/<count>" in a worker; absent in the parent
 PARENT_ENV = "WAVE_GATEWAY_PARENT"
@@ -44,7 +44,6 @@ _STALE_NAME = re.compile(re.escape(METRICS_DIR_PREFIX) + r"(\d+)-")
 STOP_GRACE_S = 10.0
 READY_TIMEOUT_S = 60.0
 RESTART_MIN_INTERVAL_S = 1.0
-_PR_SET_PDEATHSIG = 1
 log = logging.getLogger("waveidp.gateway")
 
 
@@ -76,9 +75,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 def become_worker() -> None:
     """In a worker: die with the parent, and stop at once if it is already gone."""
     parent = int(os.environ[PARENT_ENV])
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    die_with_parent()
     if os.getppid() != parent:
         raise SystemExit(0)
 

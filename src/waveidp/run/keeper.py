@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import select
 import signal
@@ -23,10 +22,10 @@ import time
 import orjson
 
 from waveidp.errors import WaveError
+from waveidp.parent_death import die_with_parent
 from waveidp.run.supervisor import Child
 
 STOP_GRACE_S = 15.0  # the keeper's own 10 s per engine, and some
-_PR_SET_PDEATHSIG = 1
 
 
 class EngineKeeper:
@@ -116,8 +115,7 @@ def _keeper_main(children: list[Child], report_fd: int, parent: int) -> None:
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        die_with_parent()
         if os.getppid() == parent:
             import uvloop
 

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,19 +16,9 @@ from pathlib import Path
 import aiohttp
 
 from waveidp.errors import WaveError
+from waveidp.parent_death import die_with_parent
 
 log = logging.getLogger("waveidp.run")
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when `wave up` dies, even by SIGKILL, so no engine is orphaned (Linux)."""
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ChildFailed(WaveError):
@@ -73,7 +62,7 @@ class Child:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.pids.append(self.proc.pid)
         log.info("%s started (pid %d), log %s", self.name, self.proc.pid, self.log_path)
