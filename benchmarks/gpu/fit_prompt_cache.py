@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from log_fit import golden, log_loss
 
 from waveidp.bench.predict import predict_runs
 from waveidp.sizing import Efficiency
@@ -55,36 +56,20 @@ def load(rel: str, *, cache: bool = True) -> dict[str, Any]:
     return doc
 
 
-def loss(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> float:
-    return sum(math.log(r[k]["predicted"] / r[k]["measured"]) ** 2 for r in rows for k in keys)
-
-
-def golden(f: Any, lo: float, hi: float, steps: int = 60) -> float:
-    """Minimum of f over [lo, hi] in log space (f is unimodal here)."""
-    a, b = math.log(lo), math.log(hi)
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(steps):
-        c, d = b - g * (b - a), a + g * (b - a)
-        if f(math.exp(c)) < f(math.exp(d)):
-            b = d
-        else:
-            a = c
-    return math.exp((a + b) / 2)
-
-
 def main() -> None:
     off, on = load(CACHE_OFF, cache=False), load(CACHE_ON)
 
     def off_loss(pc: float) -> float:
-        return loss(predict_runs(off, ROUND3.model_copy(update={"prefill_compute": pc})), ("ttft_ms",))
+        return log_loss(predict_runs(off, ROUND3.model_copy(update={"prefill_compute": pc})), ("ttft_ms",))
 
-    prefill = round(golden(off_loss, 0.005, 0.5), 4)
+    prefill = round(golden(off_loss, 0.005, 0.5, 60), 4)
     base = ROUND3.model_copy(update={"prefill_compute": prefill})
 
     def on_loss(rate: float) -> float:
-        return loss(predict_runs(on, base.model_copy(update={"prompt_cache_save_bytes_per_s": rate})), KEYS)
+        eff = base.model_copy(update={"prompt_cache_save_bytes_per_s": rate})
+        return log_loss(predict_runs(on, eff), KEYS)
 
-    rate = float(f"{golden(on_loss, 1e8, 1e11):.3g}")
+    rate = float(f"{golden(on_loss, 1e8, 1e11, 60):.3g}")
     fitted = base.model_copy(update={"prompt_cache_save_bytes_per_s": rate})
     rows = {"cache off": predict_runs(off, fitted), "cache on": predict_runs(on, fitted)}
     result = {

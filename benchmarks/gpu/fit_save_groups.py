@@ -19,12 +19,13 @@ Writes benchmarks/results/gpu/save_groups_fit.json.
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from log_fit import golden, log_loss
 
 from waveidp.bench.predict import predict_runs
 from waveidp.sizing import Efficiency, efficiency_for
@@ -76,10 +77,6 @@ def rows(rels: list[str], eff: Efficiency) -> list[dict[str, Any]]:
     return [r for rel in rels for r in predict_runs(load(rel), eff)]
 
 
-def loss(rs: list[dict[str, Any]]) -> float:
-    return sum(math.log(r[k]["predicted"] / r[k]["measured"]) ** 2 for r in rs for k in KEYS)
-
-
 def stats(rs: list[dict[str, Any]]) -> dict[str, list[float]]:
     out = {}
     for k in KEYS:
@@ -87,18 +84,6 @@ def stats(rs: list[dict[str, Any]]) -> dict[str, list[float]]:
         out[k] = [round(100 * statistics.median(abs(x - 1) for x in ratios), 1),
                   round(max(max(x, 1 / x) for x in ratios), 2)]  # fmt: skip
     return out
-
-
-def golden(f: Any, lo: float, hi: float, steps: int = 50) -> float:
-    a, b = math.log(lo), math.log(hi)
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(steps):
-        c, d = b - g * (b - a), a + g * (b - a)
-        if f(math.exp(c)) < f(math.exp(d)):
-            b = d
-        else:
-            a = c
-    return math.exp((a + b) / 2)
 
 
 def main() -> None:
@@ -109,9 +94,9 @@ def main() -> None:
 
         def f(rate: float, k: int = k) -> float:
             eff = base.model_copy(update={"prompt_cache_group": k, "prompt_cache_save_bytes_per_s": rate})
-            return loss(rows(FITTED, eff))
+            return log_loss(rows(FITTED, eff), KEYS)
 
-        rate = float(f"{golden(f, 1e8, 1e11):.3g}")
+        rate = float(f"{golden(f, 1e8, 1e11, 50):.3g}")
         grid.append({"group": k, "rate": rate, "loss": round(f(rate), 4)})
         print(f"k={k:2} rate {rate / 1e9:.3f} GB/s loss {grid[-1]['loss']:.4f}")
     best = min(grid, key=lambda g: g["loss"])
