@@ -240,6 +240,17 @@ def gateway_rows(label: str) -> list[dict[str, Any]]:
     return rows
 
 
+def parity_axes(ax: Any, xs: list[float], title: str) -> None:
+    """Log-log predicted vs measured: the diagonal, 2x either way dotted."""
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.plot(xs, [x * 2 for x in xs], "k:", lw=0.6)
+    ax.plot(xs, [x / 2 for x in xs], "k:", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"measured {title} (H100)")
+    ax.set_ylabel(f"predicted {title}")
+
+
 def cache_doc(rel: str) -> dict[str, Any]:
     """results.json with the server's prompt-cache setting (run dirs of --cache-ram 0 say "off")."""
     doc = load(rel)
@@ -318,14 +329,7 @@ def round5(shipped: Efficiency) -> dict[str, Any]:
             ax.scatter([m], [p["candidate"][key]["predicted"]], marker="o", color=color, s=22)
         vals = [p[w][key][s] for p in res["points"] for w in ("shipped", "candidate")
                 for s in ("measured", "predicted")]  # fmt: skip
-        xs = [min(vals) / 1.5, max(vals) * 1.5]
-        ax.plot(xs, xs, "k-", lw=0.8)
-        ax.plot(xs, [x * 2 for x in xs], "k:", lw=0.6)
-        ax.plot(xs, [x / 2 for x in xs], "k:", lw=0.6)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"measured {title} (H100)")
-        ax.set_ylabel(f"predicted {title}")
+        parity_axes(ax, [min(vals) / 1.5, max(vals) * 1.5], title)
         ax.set_title(f"{title}: x shipped, o candidate; red cache on, blue --cache-ram 0", fontsize=8)
     fig.tight_layout()
     fig.savefig(RES / "prompt_cache.png", dpi=90)
@@ -395,14 +399,7 @@ def main() -> None:
                        color=color, s=22, label=f"{role}, after (shipped)")  # fmt: skip
         lo = min(min(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
         hi = max(max(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
-        xs = [lo / 2, hi * 2]
-        ax.plot(xs, xs, "k-", lw=0.8)
-        ax.plot(xs, [x * 2 for x in xs], "k:", lw=0.6)
-        ax.plot(xs, [x / 2 for x in xs], "k:", lw=0.6)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"measured {title} (H100)")
-        ax.set_ylabel(f"predicted {title}")
+        parity_axes(ax, [lo / 2, hi * 2], title)
         ax.set_title(f"{title}: predicted vs measured (dotted: 2x)", fontsize=9)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
