@@ -18,25 +18,13 @@ import traceback
 from typing import Any
 
 import torch
+from transformers_model import LLAMA_31_8B
 
 
 def build_model(attn: str) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        vocab_size=128256,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=128000,
-        eos_token_id=128001,
-    )
+    cfg = LlamaConfig(**LLAMA_31_8B, bos_token_id=128000, eos_token_id=128001)
     cfg._attn_implementation = attn
     torch.manual_seed(0)
     with torch.device("cuda"):

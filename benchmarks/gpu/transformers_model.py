@@ -17,10 +17,24 @@ import gzip
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 VOCAB = 128256
+# Llama-3.1-8B's shape (its config.json), for every random-weight transformers model here.
+LLAMA_31_8B: dict[str, Any] = {
+    "vocab_size": VOCAB,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 8192,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
+}
 
 
 def tokenizer(src: Path) -> object:
@@ -52,19 +66,7 @@ def main() -> None:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     t0 = time.perf_counter()
-    cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        torch_dtype="bfloat16",
-    )
+    cfg = LlamaConfig(**LLAMA_31_8B, torch_dtype="bfloat16")
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
