@@ -216,6 +216,36 @@ stage_reuse() {
   NP=20 SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r6-np20off "$q8" llama-3.1-8b q8_0 768 \
     burst768:768:20:0:0:100:30
 }
+# Round 7 (issue 7): held out for the scheduler simulation (src/waveidp/sizing/_schedule.py), taken
+# after its factors were frozen: prompt/output lengths (384/96, 1536/96) and concurrencies not used
+# before, each bench on a fresh server, llama-server's default host prompt cache unless "off".
+stage_round7a() {
+  local q4 q8; q4=$(gen llama-3.1-8b q4_k_m); q8=$(gen llama-3.1-8b q8_0)
+  export OUTTOK=96
+  fresh llama8b-q4_k_m-r7-b2 "$q4" llama-3.1-8b q4_k_m 384 burst384:384:2:0:0:24:8
+  fresh llama8b-q4_k_m-r7-b10 "$q4" llama-3.1-8b q4_k_m 384 burst384:384:10:0:0:60:12
+  fresh llama8b-q4_k_m-r7-b28 "$q4" llama-3.1-8b q4_k_m 384 burst384:384:28:0:0:112:16
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q4_k_m-r7-b28off "$q4" llama-3.1-8b q4_k_m 384 burst384:384:28:0:0:112:16
+  fresh llama8b-q4_k_m-r7-s24 "$q4" llama-3.1-8b q4_k_m 384 steady384x24:384:24:4:24:96:16
+  fresh llama8b-q8_0-r7-b12l "$q8" llama-3.1-8b q8_0 1536 burst1536:1536:12:0:0:48:16
+  SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r7-b12loff "$q8" llama-3.1-8b q8_0 1536 burst1536:1536:12:0:0:48:16
+  fresh llama8b-q8_0-r7-b48 "$q8" llama-3.1-8b q8_0 384 burst384:384:48:0:0:144:20
+}
+stage_round7b() {
+  export OUTTOK=96
+  local f=$W/smollm2-135m-q4_1.gguf g=$W/gemma-3-270m-q4_k_m.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  [ -f "$g" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
+  fresh smollm2-135m-q4_1-r7-b2 "$f" smollm2-135m q4_1 384 burst384:384:2:0:0:24:5
+  fresh smollm2-135m-q4_1-r7-b12 "$f" smollm2-135m q4_1 384 burst384:384:12:0:0:60:6
+  fresh smollm2-135m-q4_1-r7-b48 "$f" smollm2-135m q4_1 384 burst384:384:48:0:0:144:8
+  SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r7-b48off "$f" smollm2-135m q4_1 384 burst384:384:48:0:0:144:8
+  fresh gemma-3-270m-q4_k_m-r7-b2 "$g" gemma-3-270m q4_k_m 384 burst384:384:2:0:0:24:5
+  fresh gemma-3-270m-q4_k_m-r7-b12 "$g" gemma-3-270m q4_k_m 384 burst384:384:12:0:0:60:6
+  fresh gemma-3-270m-q4_k_m-r7-b48 "$g" gemma-3-270m q4_k_m 384 burst384:384:48:0:0:144:8
+  SERVER_EXTRA="--cache-ram 0" fresh gemma-3-270m-q4_k_m-r7-b48off "$g" gemma-3-270m q4_k_m 384 burst384:384:48:0:0:144:8
+  fresh smollm2-135m-q4_1-r7-s32 "$f" smollm2-135m q4_1 384 steady384x32:384:32:2:32:96:6
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
