@@ -1,17 +1,23 @@
-"""Measured (H100) vs predicted (`wave size`) per load point: the points the H100 llama.cpp entry was
-fitted on and the points held out, before (round 2: convoy model, no first-token or per-sequence
-term) and after (round 3, shipped), GPU memory used vs predicted, transformers serve against the
-shipped GPU default, and the gateway's overhead (direct vs `wave serve`).
+"""Measured (H100) vs predicted (`wave size`) per load point for every llama.cpp run under
+benchmarks/results/gpu/runs, grouped by role: the `--cache-ram 0` points the shipped entry's prefill
+factors were fitted on (benchmarks/gpu/fit_schedule.py), the held-out points of calls 1-14 (host
+prompt cache on) and round 7's. Also GPU memory used vs predicted, transformers serve against the
+shipped GPU default, the gateway's overhead (direct vs `wave serve`) and `wave calibrate` over the
+round-3 sweeps.
 
     .venv/bin/python benchmarks/gpu/analyze.py            # reads benchmarks/results/gpu/runs
 
-Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, analysis.md, prediction_error.png,
-arrival.png, gateway_overhead.png, prompt_cache.png}.
+"shipped" is the repository's efficiency.yaml with the scheduler simulation (sizing/_schedule.py);
+"round 3" is the entry and closed-form model of commit ROUND3 (the tree before the simulation),
+run from `git archive` in a subprocess. Each run gets its server's `-np` and `--cache-ram 0` from
+its commands.txt (fit_schedule.load_run).
+
+Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, analysis.md, analysis-commands.txt,
+prediction_error.png, arrival.png, gateway_overhead.png}.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shlex
@@ -26,9 +32,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from fit_schedule import FIT, load_run
 
 from waveidp.bench.predict import predict_runs
-from waveidp.sizing import Efficiency, efficiency_for
+from waveidp.sizing import efficiency_for
 from waveidp.sizing._efficiency import _user
 
 # No user calibration file may leak in: "shipped" must mean the repository's efficiency.yaml.
@@ -38,90 +45,22 @@ ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / "benchmarks/results/gpu"
 RUNS = RES / "runs"
 WAVE = str(ROOT / ".venv/bin/wave")
-# Round 2 (shipped in ccd8e96): every run predicted as a burst, no first-token or per-sequence term.
-ROUND2 = Efficiency(
-    decode_bandwidth=0.629,
-    decode_bandwidth_by_quant={"q4_k_m": 0.68},
-    prefill_compute=0.0313,
-    decode_compute=0.0064,
-    step_overhead_s=0.0014,
-    source="round 2 (ccd8e96)",
-)
-# What the 8B factors are fitted on: the two Llama-3.1-8B sweeps taken directly against llama-server.
-FIT = ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct"]
-# (label, results dir, role). "fitted": the 8B factors come from these; "held-out": nothing was
-# fitted on them; "small": the per-sequence host term comes from their burst c=1 and c=64 ITLs.
-SETS = [
-    ("8B q4_k_m burst 542", "llama8b-q4_k_m/direct", "fitted"),
-    ("8B q8_0 burst 542", "llama8b-q8_0/direct", "fitted"),
-    ("8B q4_k_m burst 542, repeat", "call1-llama8b-q4_k_m/direct", "held-out"),
-    ("8B q8_0 burst 542", "llama8b-q8_0-heldout/burst512", "held-out"),
-    ("8B q8_0 burst 158", "llama8b-q8_0-heldout/burst128", "held-out"),
-    ("8B q8_0 burst 2078", "llama8b-q8_0-heldout/burst2048", "held-out"),
-    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady4", "held-out"),
-    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady8", "held-out"),
-    ("8B q8_0 steady 542", "llama8b-q8_0-heldout/steady16", "held-out"),
-    ("8B q8_0 steady 542", "llama8b-q8_0-steady2/steady32", "held-out"),
-    ("8B q8_0 steady 542", "llama8b-q8_0-heldout/steady64", "held-out"),
-    ("8B q4_k_m ramp 4 s", "llama8b-q4_k_m-steady/direct", "held-out"),
-    ("8B q8_0 burst 158, fresh server", "llama8b-q8_0-recheck/burst128", "held-out"),
-    ("8B q8_0 steady 158", "llama8b-q8_0-recheck/steady128", "held-out"),
-    ("8B q8_0 steady 2078", "llama8b-q8_0-recheck/steady2048", "held-out"),
-    ("8B q8_0 steady 2078", "llama8b-q8_0-recheck/steady2048x16", "held-out"),
-    # round 4 (calls 9-10): q4_k_m, prompts of 1054 and ~3030 tokens, new concurrencies; each steady
-    # point on a fresh server (call 9's steady points after another point stalled, see README)
-    ("8B q4_k_m burst 1054 (r4)", "llama8b-q4_k_m-r4/burst1024", "held-out r4"),
-    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s8/steady1024x8", "held-out r4"),
-    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s24/steady1024x24", "held-out r4"),
-    ("8B q4_k_m steady 1054 (r4)", "llama8b-q4_k_m-r4b-s48/steady1024x48", "held-out r4"),
-    ("8B q4_k_m steady 3030 (r4)", "llama8b-q4_k_m-r4long/steady3000x8", "held-out r4"),
-    ("8B q4_k_m steady 3030 (r4)", "llama8b-q4_k_m-r4b-l16/steady3000x16", "held-out r4"),
-    ("SmolLM2-135M Q4_1 burst (r4)", "smollm2-135m-q4_1-r4/burst512", "small r4"),
-    ("SmolLM2-135M Q4_1 steady (r4)", "smollm2-135m-q4_1-r4b/steady16", "small r4"),
-    ("Gemma 3 270M Q4_K_M burst (r4)", "gemma-3-270m-q4_k_m-r4/burst512", "small r4"),
-    ("Gemma 3 270M Q4_K_M steady (r4)", "gemma-3-270m-q4_k_m-r4b/steady32", "small r4"),
-    # call 11: the same bursts with llama-server's host prompt cache on (default) and off
-    ("8B q8_0 burst 542, cache on (r4)", "llama8b-q8_0-r4c-cacheon/burst512", "cache A/B"),
-    ("8B q8_0 burst 542, --cache-ram 0 (r4)", "llama8b-q8_0-r4c-cacheoff/burst512", "cache A/B"),
-    ("SmolLM2 burst, cache on (r4)", "smollm2-135m-q4_1-r4c-cacheon/burst512", "cache A/B"),
-    ("SmolLM2 burst, --cache-ram 0 (r4)", "smollm2-135m-q4_1-r4c-cacheoff/burst512", "cache A/B"),
-    # round 5 (call 12): q4_k_m, 768-token prompts, c = 4/12, cache on and --cache-ram 0, fresh servers
-    ("8B q4_k_m burst 768, cache on (r5)", "llama8b-q4_k_m-r5-on4/burst768", "held-out r5"),
-    ("8B q4_k_m burst 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-off4/burst768", "held-out r5"),
-    ("8B q4_k_m burst 768, cache on (r5)", "llama8b-q4_k_m-r5-on12/burst768", "held-out r5"),
-    ("8B q4_k_m burst 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-off12/burst768", "held-out r5"),
-    ("8B q4_k_m steady 768, cache on (r5)", "llama8b-q4_k_m-r5-s12on/steady768x12", "held-out r5"),
-    ("8B q4_k_m steady 768, --cache-ram 0 (r5)", "llama8b-q4_k_m-r5-s12off/steady768x12", "held-out r5"),
-    ("SmolLM2 burst, cache on (r5)", "smollm2-135m-q4_1-r5-on24/burst512", "small r5"),
-    ("SmolLM2 burst, --cache-ram 0 (r5)", "smollm2-135m-q4_1-r5-off24/burst512", "small r5"),
-    # round 6 (calls 13-14): q8_0, cache on, fresh servers: 768-token bursts c=6/20 and 1024 c=16 on 64
-    # slots (fewer requests than slots: no slot reused), c=20 on 20 slots (reused from round 2 on)
-    ("8B q8_0 burst 768, cache on (r6)", "llama8b-q8_0-r6-on6/burst768", "held-out r6"),
-    ("8B q8_0 burst 768, cache on (r6)", "llama8b-q8_0-r6-on20/burst768", "held-out r6"),
-    ("8B q8_0 burst 1024, cache on (r6)", "llama8b-q8_0-r6-on16l/burst1024", "held-out r6"),
-    ("8B q8_0 burst 768, -np 20, cache on (r6)", "llama8b-q8_0-r6-np20on/burst768", "held-out r6"),
-    ("8B q8_0 burst 768, -np 20, --cache-ram 0 (r6)", "llama8b-q8_0-r6-np20off/burst768", "cache A/B"),
-    ("SmolLM2-135M Q4_1 burst", "smollm2-135m-q4_1/burst512", "small"),
-    ("SmolLM2-135M Q4_1 steady", "smollm2-135m-q4_1/steady64", "small"),
-    ("Gemma 3 270M Q4_K_M burst", "gemma-3-270m-q4_k_m/burst512", "small"),
-    ("Gemma 3 270M Q4_K_M steady", "gemma-3-270m-q4_k_m-steady/steady16", "small"),
-    ("Gemma 3 270M Q4_K_M steady", "gemma-3-270m-q4_k_m-steady/steady64", "small"),
-]
+ROUND3 = "b0a87e5"  # last commit with the closed-form llama.cpp model and the round-3 entry
+# `wave calibrate`'s points: the 8B 542-token burst sweeps round 3's decode factors came from.
+CALIBRATE = ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct"]
 TRANSFORMERS = "transformers-serve/direct"
 GATEWAY = ["llama8b-q4_k_m", "llama8b-q4_k_m-steady", "smollm2-q8_0", "smollm2-q8_0-rerun"]
 KEYS = [("ttft_ms", "TTFT p50 ms"), ("itl_ms", "ITL p50 ms"), ("output_tokens_per_s", "output tok/s")]
-ROLES = {
-    "fitted": "tab:blue",
-    "held-out": "tab:orange",
-    "small": "tab:green",
-    "held-out r4": "tab:red",
-    "small r4": "tab:olive",
-    "cache A/B": "tab:gray",
-    "held-out r5": "tab:purple",
-    "small r5": "tab:pink",
-    "held-out r6": "tab:brown",
+GROUPS = {
+    "fitted (cache off)": "tab:blue",
+    "held out, cache on (calls 1-14)": "tab:orange",
+    "held out, round 7": "tab:red",
 }
+# Known outlier: call 5's server, stalled by the points before it (README); the same point on a
+# fresh server (llama8b-q8_0-recheck/burst128 c=16) measured ITL 18.9 ms.
+OUTLIER = ("llama8b-q8_0-heldout/burst128", 16)
 MD: list[str] = []
+COMMANDS: list[str] = []
 
 
 def out(line: str = "") -> None:
@@ -129,39 +68,88 @@ def out(line: str = "") -> None:
     MD.append(line)
 
 
-def as_burst(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document as round 2 saw it: no arrival pattern, every run predicted as a burst."""
-    d = copy.deepcopy(doc)
-    d["config"] = {**(d.get("config") or {}), "ramp_s": 0.0}
-    for r in d["runs"]:
-        r["load"] = "concurrency"
-    return d
-
-
 def run(cmd: list[str]) -> str:
-    print("$ " + shlex.join(cmd).replace(str(ROOT) + "/", ""), file=sys.stderr)
+    COMMANDS.append("$ " + shlex.join(cmd).replace(str(ROOT) + "/", ""))
+    print(COMMANDS[-1], file=sys.stderr)
     return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
 
 
+def group_of(rel: str) -> str:
+    if rel in FIT:
+        return "fitted (cache off)"
+    return "held out, round 7" if "-r7-" in rel else "held out, cache on (calls 1-14)"
+
+
+def llamacpp_runs() -> list[str]:
+    """Every llama.cpp run measured directly against llama-server (the gateway runs are compared
+    with their direct twins below)."""
+    rels = []
+    for path in sorted(RUNS.glob("*/*/results.json")):
+        rel = str(path.parent.relative_to(RUNS))
+        doc = json.loads(path.read_text())
+        if (doc.get("deployment") or {}).get("engine") == "llamacpp" and not rel.endswith("/gateway"):
+            rels.append(rel)
+    return rels
+
+
+def round3_predictions(docs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """predict_runs of commit ROUND3 (its code and entry) on the same documents."""
+    src = Path(tempfile.mkdtemp(prefix="wave-round3-"))
+    archive = subprocess.run(
+        ["git", "archive", ROUND3, "src/waveidp"], check=True, capture_output=True, cwd=ROOT
+    )
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+    COMMANDS.append(f"$ git archive {ROUND3} src/waveidp | tar -x -C TMP  # round 3's predict_runs")
+    code = (
+        "import json, sys\n"
+        "from waveidp.bench.predict import predict_runs\n"
+        "from waveidp.sizing import efficiency_for\n"
+        "docs = json.load(sys.stdin)\n"
+        "eff = efficiency_for('h100-sxm', 'llamacpp')\n"
+        "rows = {k: predict_runs(d) for k, d in docs.items()}\n"
+        "print(json.dumps({'eff': eff.model_dump(), 'rows': rows}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(src / "src")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(docs), check=True, capture_output=True, text=True,
+        env=env, cwd=src,
+    )  # fmt: skip
+    doc = json.loads(res.stdout)
+    return doc["rows"], doc["eff"]
+
+
 def calibrate() -> tuple[Any, str]:
-    """`wave calibrate` from the shipped entry over the fitted points: does it stay where it is?"""
+    """`wave calibrate` from the shipped entry over the round-3 sweeps: does it stay where it is?"""
     cal = RES / "calibration.yaml"
-    cmd = [WAVE, "calibrate", *[str(RUNS / r) for r in FIT], "--out", str(cal), "--json"]
+    cal.unlink(missing_ok=True)  # calibrate merges into an existing file; start from the shipped entry
+    runs = [str((RUNS / r).relative_to(ROOT)) for r in CALIBRATE]
+    cmd = [WAVE, "calibrate", *runs, "--out", str(cal.relative_to(ROOT)), "--json"]
     report = run(cmd)
     return _user(cal)["h100-sxm"]["llamacpp"], report
 
 
-def err_stats(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    res = {}
+def ratio(r: dict[str, Any], key: str) -> float | None:
+    m, p = r[key]["measured"], r[key]["predicted"]
+    return max(p / m, m / p) if m and p else None
+
+
+def err_stats(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    res: dict[str, dict[str, float | None]] = {}
     for key, _ in KEYS:
         errs = [abs(r[key]["error_pct"]) for r in rows if r[key]["error_pct"] is not None]
-        ratio = [
-            max(r[key]["predicted"] / r[key]["measured"], r[key]["measured"] / r[key]["predicted"])
-            for r in rows
-            if r[key]["measured"] and r[key]["predicted"]
-        ]
-        res[key] = {"median_abs_pct": statistics.median(errs), "worst_ratio": max(ratio), "points": len(errs)}
+        ratios = [x for r in rows if (x := ratio(r, key)) is not None]
+        res[key] = {
+            "median_abs_pct": statistics.median(errs) if errs else None,
+            "worst_ratio": max(ratios) if ratios else None,
+            "points": len(errs),
+        }
     return res
+
+
+def cell(s: dict[str, float | None]) -> str:
+    if s["median_abs_pct"] is None or s["worst_ratio"] is None:
+        return "–"
+    return f"{s['median_abs_pct']:.0f}% ({s['worst_ratio']:.2f}x)"
 
 
 def load(rel: str) -> dict[str, Any]:
@@ -172,28 +160,15 @@ def load(rel: str) -> dict[str, Any]:
 
 
 def memory(rel: str, slot_ctx: int) -> dict[str, Any]:
-    doc = load(rel)
+    doc = load_run(rel)
     dep = doc["deployment"]
     idle = (RUNS / rel).parent / "gpu-memory-idle.csv"  # slot_ctx: -c / -np of sweep.sh, points.sh
     idle_mib = float(idle.read_text().splitlines()[1].split(",")[1].split()[0])
     peak = max(r["telemetry"]["gpu_memory_used_bytes_max"] or 0 for r in doc["runs"])
     cmd = [
-        WAVE,
-        "size",
-        "-m",
-        dep["model"],
-        "-q",
-        dep["quant"],
-        "-d",
-        dep["devices"][0],
-        "-e",
-        "llamacpp",
-        "-c",
-        str(slot_ctx),
-        "--concurrency",
-        str(dep.get("parallel", 64)),
-        "--json",
-    ]
+        WAVE, "size", "-m", dep["model"], "-q", dep["quant"], "-d", dep["devices"][0], "-e", "llamacpp",
+        "-c", str(slot_ctx), "--concurrency", str(dep["parallel"]), "--json",
+    ]  # fmt: skip
     pred = json.loads(run(cmd))["memory"]["gpu_bytes"]
     return {
         "predicted_gb": pred / 1e9,
@@ -251,175 +226,107 @@ def parity_axes(ax: Any, xs: list[float], title: str) -> None:
     ax.set_ylabel(f"predicted {title}")
 
 
-def cache_doc(rel: str) -> dict[str, Any]:
-    """results.json with the server's prompt-cache setting (run dirs of --cache-ram 0 say "off")."""
-    doc = load(rel)
-    off = "cacheoff" in rel or "-off" in rel or "s12off" in rel or "np20off" in rel
-    doc["deployment"] = {**doc["deployment"], "prompt_cache": not off}
-    return doc
-
-
-def round5(shipped: Efficiency) -> dict[str, Any]:
-    """Round 3's shipped entry vs the round-5 candidate (prefill refitted with the cache off plus the
-    prompt-cache save term, benchmarks/gpu/fit_prompt_cache.py) on the points of each group."""
-    fit = json.loads((RES / "prompt_cache_fit.json").read_text())
-    cand = shipped.model_copy(
-        update={k: fit[k] for k in ("prefill_compute", "prompt_cache_save_bytes_per_s")}
-    )
-    r5 = [rel for _n, rel, role in SETS if role == "held-out r5"]
-    groups = {
-        "fitted r5 (call 11: q8_0 542-token bursts c=4/8/16, cache on + off)": [
-            "llama8b-q8_0-r4c-cacheon/burst512",
-            "llama8b-q8_0-r4c-cacheoff/burst512",
-        ],
-        "held-out r5, cache on (q4_k_m 768, c=4/12 burst, c=12 steady)": [
-            r for r in r5 if "-on" in r or "s12on" in r
-        ],
-        "held-out r5, --cache-ram 0 (the same)": [r for r in r5 if "-off" in r or "s12off" in r],
-        "held-out r5, all 8B": r5,
-        "fitted r2-3 (8B, 542 burst c=1/4/16/64)": FIT,
-        "held-out r3 (26 8B points)": [rel for _n, rel, role in SETS if role == "held-out"],
-        "held-out r4 (7 8B points)": [rel for _n, rel, role in SETS if role == "held-out r4"],
-        "held-out r3+r4+r5, all 8B": [
-            rel for _n, rel, role in SETS if role in ("held-out", "held-out r4", "held-out r5")
-        ],
-        "SmolLM2 r5 (burst c=24, cache on + off)": [rel for _n, rel, role in SETS if role == "small r5"],
-    }
-    res: dict[str, Any] = {"candidate": cand.model_dump(), "groups": {}, "points": []}
-    out("\n## Round 5: shipped (round 3) entry vs the prompt-cache candidate\n")
-    out(f"candidate = shipped with prefill_compute {fit['prefill_compute']} (cache-off fit) and")
-    out(f"prompt_cache_save_bytes_per_s {fit['prompt_cache_save_bytes_per_s']:.3g}; each run is predicted")
-    out("with the server's cache setting. Median abs error (worst ratio), shipped -> candidate:\n")
-    out("| points | n | TTFT | ITL | output tok/s |")
-    out("|---|---|---|---|---|")
-    for name, rels in groups.items():
-        rs = [r for rel in rels for r in predict_runs(cache_doc(rel), shipped)]
-        rc = [r for rel in rels for r in predict_runs(cache_doc(rel), cand)]
-        es, ec = err_stats(rs), err_stats(rc)
-        res["groups"][name] = {"shipped": es, "candidate": ec, "results": rels}
-        cells = [
-            f"{es[k]['median_abs_pct']:.0f}% ({es[k]['worst_ratio']:.1f}x) -> "
-            f"{ec[k]['median_abs_pct']:.0f}% ({ec[k]['worst_ratio']:.1f}x)"
-            for k, _ in KEYS
-        ]
-        out(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
-    out("\n| round-5 point | TTFT ms measured / shipped / candidate | ITL ms | output tok/s |")
-    out("|---|---|---|---|")
-    for name, rel, role in SETS:
-        if role not in ("held-out r5", "small r5", "cache A/B"):
-            continue
-        for a, b in zip(
-            predict_runs(cache_doc(rel), shipped), predict_runs(cache_doc(rel), cand), strict=True
-        ):
-            res["points"].append({"name": name, "results": rel, "shipped": a, "candidate": b})
-            cells = [
-                f"{a[k]['measured']:.4g} / {a[k]['predicted']:.4g} ({a[k]['error_pct']:+.0f}%) / "
-                f"{b[k]['predicted']:.4g} ({b[k]['error_pct']:+.0f}%)"
-                for k, _ in KEYS
-            ]
-            out(f"| {name} c={a['concurrency']} | " + " | ".join(cells) + " |")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    for j, (key, title) in enumerate(KEYS):
-        ax = axes[j]
-        for p in res["points"]:
-            off = not cache_doc(p["results"])["deployment"]["prompt_cache"]
-            m = p["shipped"][key]["measured"]
-            color = "tab:blue" if off else "tab:red"
-            ax.scatter([m], [p["shipped"][key]["predicted"]], marker="x", color=color, s=26)
-            ax.scatter([m], [p["candidate"][key]["predicted"]], marker="o", color=color, s=22)
-        vals = [p[w][key][s] for p in res["points"] for w in ("shipped", "candidate")
-                for s in ("measured", "predicted")]  # fmt: skip
-        parity_axes(ax, [min(vals) / 1.5, max(vals) * 1.5], title)
-        ax.set_title(f"{title}: x shipped, o candidate; red cache on, blue --cache-ram 0", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RES / "prompt_cache.png", dpi=90)
-    return res
-
-
-def main() -> None:
-    shipped = efficiency_for("h100-sxm", "llamacpp")
-    recal, cal_report = calibrate()
-    analysis: dict[str, Any] = {
-        "efficiency_round2": ROUND2.model_dump(),
-        "efficiency_shipped": shipped.model_dump(),
-        "efficiency_recalibrated": recal.model_dump(),
-        "calibrate_report": json.loads(cal_report),
-        "sets": [],
-        "memory": {},
-        "gateway": [],
-    }
-    by_role: dict[str, dict[str, list[dict[str, Any]]]] = {r: {"before": [], "after": []} for r in ROLES}
+def predictions(shipped: Any, analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-point table and per-group summary, shipped vs round 3; returns the points."""
+    rels = llamacpp_runs()
+    docs = {rel: load_run(rel) for rel in rels}
+    old_rows, old_eff = round3_predictions(docs)
+    analysis["efficiency_round3"] = old_eff
+    points: list[dict[str, Any]] = []
+    for rel in rels:
+        dep = docs[rel]["deployment"]
+        new, old = predict_runs(docs[rel], shipped), old_rows[rel]
+        for a, b in zip(new, old, strict=True):
+            points.append(
+                {
+                    "results": rel, "group": group_of(rel), "model": dep["model"], "quant": dep["quant"],
+                    "slots": dep["parallel"], "prompt_cache": dep["prompt_cache"],
+                    "command": docs[rel]["command"], "shipped": a, "round3": b,
+                    "outlier": (rel, a["concurrency"]) == OUTLIER,
+                }
+            )  # fmt: skip
     out("# H100 llama.cpp: measured vs predicted, per point (`benchmarks/gpu/analyze.py`)\n")
-    out("before = round 2 entry, every run predicted as a burst; after = shipped round 3 entry with the")
-    out("arrival pattern results.json records (steady = --ramp and --point-warmup set). Cells: measured /")
-    out("before / after (error after).\n")
-    out("| set | role | arrival | c | prompt | TTFT ms | ITL ms | output tok/s |")
-    out("|---|---|---|---|---|---|---|---|")
-    for name, rel, role in SETS:
-        doc = load(rel)
-        rb, ra = predict_runs(as_burst(doc), ROUND2), predict_runs(doc, shipped)
-        by_role[role]["before"] += rb
-        by_role[role]["after"] += ra
-        analysis["sets"].append(
-            {"name": name, "role": role, "results": doc["_path"], "command": doc["command"], "before": rb,
-             "after": ra}
-        )  # fmt: skip
-        for b, a in zip(rb, ra, strict=True):
-            cells = [
-                f"{a[k]['measured']:.4g} / {b[k]['predicted']:.4g} / {a[k]['predicted']:.4g} "
-                f"({a[k]['error_pct']:+.0f}%)"
-                for k, _ in KEYS
-            ]
-            out(
-                f"| {name} | {role} | {a['arrival']} | {a['concurrency']} | {a['prompt_tokens']} | "
-                + " | ".join(cells)
-                + " |"
-            )
-    out("\n| points | n | TTFT median abs err (worst) before -> after | ITL | output tok/s |")
+    out("shipped = efficiency.yaml's H100 llama.cpp entry with the scheduler simulation (prefill factors")
+    out("fitted on the `--cache-ram 0` points by benchmarks/gpu/fit_schedule.py); round 3 = the entry and")
+    out(f"closed-form model of commit {ROUND3}, before the simulation. Each run is predicted with its")
+    out("server's `-np` and cache setting (commands.txt). Median |error| (worst ratio max(pred/meas,")
+    out("meas/pred)), round 3 -> **shipped**:\n")
+    out("| points | n | TTFT p50 | ITL p50 | output tok/s |")
     out("|---|---|---|---|---|")
     analysis["summary"] = {}
-    for role in ROLES:
-        eb, ea = err_stats(by_role[role]["before"]), err_stats(by_role[role]["after"])
-        analysis["summary"][role] = {"before": eb, "after": ea}
+    selections = {g: [p for p in points if p["group"] == g] for g in GROUPS}
+    selections["held out, cache on, without the call-5 outlier"] = [
+        p for p in selections["held out, cache on (calls 1-14)"] if not p["outlier"]
+    ]
+    r7 = selections["held out, round 7"]
+    selections["held out, round 7, cache on"] = [p for p in r7 if p["prompt_cache"]]
+    selections["held out, round 7, --cache-ram 0"] = [p for p in r7 if not p["prompt_cache"]]
+    selections["held out, all"] = [p for p in points if p["group"] != "fitted (cache off)"]
+    for name, ps in selections.items():
+        if not ps:
+            out(f"| {name} | 0 | – | – | – |")
+            continue
+        es, eo = err_stats([p["shipped"] for p in ps]), err_stats([p["round3"] for p in ps])
+        results = sorted({p["results"] for p in ps})
+        analysis["summary"][name] = {"shipped": es, "round3": eo, "results": results}
+        cells = [f"{cell(eo[k])} -> **{cell(es[k])}**" for k, _ in KEYS]
+        out(f"| {name} | {len(ps)} | " + " | ".join(cells) + " |")
+    worse = [p for p in points if any((ratio(p["shipped"], k) or 1) > 2 for k, _ in KEYS)]
+    out("\nPoints the shipped entry misses by more than 2x:\n")
+    for p in worse or []:
+        a = p["shipped"]
+        bad = [f"{t} {a[k]['measured']:.4g} measured vs {a[k]['predicted']:.4g}" for k, t in KEYS
+               if (ratio(a, k) or 1) > 2]  # fmt: skip
+        note = " (known outlier: call 5's server stalled by earlier points; fresh server: ITL 18.9 ms)"
+        out(f"- {p['results']} c={a['concurrency']}: " + "; ".join(bad) + (note if p["outlier"] else ""))
+    if not worse:
+        out("- none")
+    out("\nPer point. Cells: measured / round 3 / **shipped** (shipped's error).\n")
+    out("| results | group | cache | -np | arrival | c | prompt | TTFT ms | ITL ms | output tok/s |")
+    out("|---|---|---|---|---|---|---|---|---|---|")
+    for p in sorted(points, key=lambda p: (list(GROUPS).index(p["group"]), p["results"])):
+        a, b = p["shipped"], p["round3"]
         cells = [
-            f"{eb[k]['median_abs_pct']:.0f}% ({eb[k]['worst_ratio']:.1f}x) -> "
-            f"**{ea[k]['median_abs_pct']:.0f}% ({ea[k]['worst_ratio']:.1f}x)**"
+            f"{a[k]['measured']:.4g} / {b[k]['predicted']:.4g} / **{a[k]['predicted']:.4g}** "
+            f"({a[k]['error_pct']:+.0f}%)"
             for k, _ in KEYS
         ]
-        out(f"| {role} | {eb['ttft_ms']['points']} | " + " | ".join(cells) + " |")
+        out(
+            f"| {p['results']}{' (outlier)' if p['outlier'] else ''} | {p['group']} | "
+            f"{'on' if p['prompt_cache'] else 'off'} | {p['slots']} | {a['arrival']} | {a['concurrency']} | "
+            f"{a['prompt_tokens']} | " + " | ".join(cells) + " |"
+        )
+    analysis["points"] = points
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     for j, (key, title) in enumerate(KEYS):
         ax = axes[j]
-        for role, color in ROLES.items():
-            rb, ra = by_role[role]["before"], by_role[role]["after"]
-            ax.scatter([r[key]["measured"] for r in rb], [r[key]["predicted"] for r in rb], marker="x",
-                       color=color, alpha=0.35, s=18, label=f"{role}, before (round 2)")  # fmt: skip
-            ax.scatter([r[key]["measured"] for r in ra], [r[key]["predicted"] for r in ra], marker="o",
-                       color=color, s=22, label=f"{role}, after (shipped)")  # fmt: skip
-        lo = min(min(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
-        hi = max(max(r[key]["measured"], r[key]["predicted"]) for v in by_role.values() for r in v["after"])
-        parity_axes(ax, [lo / 2, hi * 2], title)
-        ax.set_title(f"{title}: predicted vs measured (dotted: 2x)", fontsize=9)
-    axes[0].legend(fontsize=6)
+        for group, color in GROUPS.items():
+            rs = [p["shipped"] for p in points if p["group"] == group]
+            ax.scatter([r[key]["measured"] for r in rs], [r[key]["predicted"] for r in rs], marker="o",
+                       color=color, s=20, label=f"{group} ({len(rs)})")  # fmt: skip
+        vals = [p["shipped"][key][s] for p in points for s in ("measured", "predicted")]
+        parity_axes(ax, [min(vals) / 1.5, max(vals) * 1.5], title)
+        ax.set_title(f"{title}: shipped entry, predicted vs measured (dotted: 2x)", fontsize=9)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RES / "prediction_error.png", dpi=90)
+    return points
 
-    # TTFT against concurrency, burst vs steady, 8B q8_0 542-token prompts
+
+def arrival_plot(points: list[dict[str, Any]]) -> None:
+    """TTFT against concurrency, burst vs steady: 8B q8_0, 542-token prompts, cache on, 64 slots."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    pts: dict[str, list[tuple[int, float, float]]] = {"burst": [], "steady": []}
-    for _name, rel, _role in SETS:
-        if "q8_0" not in rel or ("burst512" not in rel and "steady" not in rel and rel != FIT[1]):
-            continue
-        for a in predict_runs(load(rel), shipped):
-            if a["prompt_tokens"] == 542:
-                pts[a["arrival"]].append(
-                    (a["concurrency"], a["ttft_ms"]["measured"], a["ttft_ms"]["predicted"])
-                )
     for arrival, color in (("burst", "tab:red"), ("steady", "tab:blue")):
-        p = sorted(pts[arrival])
-        ax.plot([c for c, _, _ in p], [m for _, m, _ in p], "o", color=color, label=f"measured, {arrival}")
-        ax.plot([c for c, _, _ in p], [q for _, _, q in p], "--", color=color, label=f"predicted, {arrival}")
+        pts = sorted(
+            (a["concurrency"], a["ttft_ms"]["measured"], a["ttft_ms"]["predicted"])
+            for p in points
+            if (a := p["shipped"])["arrival"] == arrival and a["prompt_tokens"] == 542
+            and (p["model"], p["quant"], p["slots"], p["prompt_cache"]) == ("llama-3.1-8b", "q8_0", 64, True)
+            and not p["outlier"]
+        )  # fmt: skip
+        ax.plot([c for c, _, _ in pts], [m for _, m, _ in pts], "o", color=color, label=f"measured {arrival}")
+        ax.plot([c for c, _, _ in pts], [q for _, _, q in pts], "x", color=color, label=f"shipped, {arrival}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrency (closed-loop clients)")
@@ -429,7 +336,31 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(RES / "arrival.png", dpi=90)
 
-    analysis["round5"] = round5(shipped)
+
+def main() -> None:
+    shipped = efficiency_for("h100-sxm", "llamacpp")
+    recal, cal_report = calibrate()
+    analysis: dict[str, Any] = {
+        "efficiency_shipped": shipped.model_dump(),
+        "efficiency_recalibrated": recal.model_dump(),
+        "calibrate_report": json.loads(cal_report),
+        "memory": {},
+        "gateway": [],
+    }
+    points = predictions(shipped, analysis)
+    arrival_plot(points)
+
+    fit = analysis["calibrate_report"]["fits"][0]
+    out("\n## `wave calibrate` from the shipped entry (8B 542-token burst sweeps, c = 1-64, 8 points)\n")
+    out("| factor | shipped | recalibrated |")
+    out("|---|---|---|")
+    for k, v in fit["before"].items():
+        if k != "source" and v != fit["after"][k]:
+            out(f"| {k} | {v:.4g} | {fit['after'][k]:.4g} |")
+    out("\n| mean abs error on those points | shipped | recalibrated |")
+    out("|---|---|---|")
+    for k, title in KEYS:
+        out(f"| {title} | {fit['error_before_pct'][k]:.1f}% | {fit['error_after_pct'][k]:.1f}% |")
 
     out("\n## transformers serve (shipped GPU default for transformers, not calibrated)\n")
     t = predict_runs(load(TRANSFORMERS))
@@ -442,7 +373,7 @@ def main() -> None:
         ]
         out(f"| {a['concurrency']} | " + " | ".join(cells) + " |")
 
-    out("\n## GPU memory\n")
+    out("\n## GPU memory (`wave size`, per-slot context = -c / -np of the run)\n")
     for rel, slot_ctx in (
         ("llama8b-q4_k_m/direct", 768),
         ("llama8b-q8_0/direct", 768),
@@ -492,11 +423,12 @@ def main() -> None:
             f"{r['tps_direct']:.0f} -> {r['tps_gateway']:.0f} | "
             f"{r['gateway_errors']} {r['errors_by_kind'] or ''} |"
         )
-    (RES / "analysis.json").write_text(json.dumps(analysis, indent=1, default=str))
+    (RES / "analysis.json").write_text(json.dumps(analysis, indent=1, default=str) + "\n")
     (RES / "analysis.md").write_text("\n".join(MD) + "\n")
+    (RES / "analysis-commands.txt").write_text("\n".join(COMMANDS) + "\n")
     print(
-        f"\nwrote {RES / 'analysis.json'}, analysis.md, prediction_error.png, arrival.png, "
-        "gateway_overhead.png, calibration.yaml"
+        f"\nwrote {RES / 'analysis.json'}, analysis.md, analysis-commands.txt, prediction_error.png, "
+        "arrival.png, gateway_overhead.png, calibration.yaml"
     )
 
 
