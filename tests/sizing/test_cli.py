@@ -158,7 +158,8 @@ def _size_json(device: str, concurrency: int) -> dict[str, object]:
 
 def test_size_on_h100_llamacpp_uses_the_shipped_h100_calibration() -> None:
     """Not the generic GPU defaults: the H100 entry of efficiency.yaml, measured on that GPU
-    (benchmarks/results/gpu: q4_k_m ITL 4.66 ms alone, TTFT 3.7 s with 64 clients sending together)."""
+    (benchmarks/results/gpu: q4_k_m ITL 4.66 ms alone; with 64 clients sending together the TTFT is a
+    queue behind their prompts and llama-server's prompt-cache saves)."""
     from waveidp.sizing._efficiency import _shipped
 
     kinds, devices = _shipped()
@@ -174,7 +175,7 @@ def test_size_on_h100_llamacpp_uses_the_shipped_h100_calibration() -> None:
     assert perf["itl_ms"] == pytest.approx(4.66, rel=0.1)  # the generic defaults say 2.5 ms
     perf64 = _size_json("h100-sxm", 64)["performance"]
     assert isinstance(perf64, dict)
-    assert perf64["ttft_ms"] == pytest.approx(3698, rel=0.25)
+    assert perf64["ttft_ms"] > 5 * perf["ttft_ms"]
     # a GPU without a measured entry still gets the kind's defaults
     other = _size_json("h200", 1)["efficiency"]
     assert isinstance(other, dict) and other["source"] == generic.source

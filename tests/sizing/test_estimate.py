@@ -116,12 +116,13 @@ def test_steady_state_point_is_public_and_is_what_estimate_reports() -> None:
 
 
 def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
-    """c clients with equal requests arrive together: the median one waits for the step in flight and
-    (c - 1) / 2 other prompts (each at the extra cost of one more prompt in a batched prefill); the
-    other half of the prompts interrupt its decode, so the work of a round is all c prefills."""
+    """The closed form (engines other than llama.cpp, which is simulated: test_schedule.py): c clients
+    with equal requests arrive together: the median one waits for the step in flight and (c - 1) / 2
+    other prompts (each at the extra cost of one more prompt in a batched prefill); the other half of
+    the prompts interrupt its decode, so the work of a round is all c prefills."""
     from waveidp.sizing import PerfModel, steady_state_point
 
-    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=64)
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="vllm")
     perf = PerfModel(d)
     prompt, out = 542, 128
     alone = perf.prefill_seconds(prompt)
@@ -146,10 +147,11 @@ def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
 def test_steady_arrivals_wait_one_step_not_for_the_other_prompts() -> None:
     """Clients whose requests are spread out: a new prompt waits for the step in flight and is then
     prefilled; every other client's prompt interrupts its decode once per round. Same work per
-    round as the burst, but the first token no longer queues behind (c - 1) / 2 prompts."""
+    round as the burst, but the first token no longer queues behind (c - 1) / 2 prompts (closed form:
+    engines other than llama.cpp)."""
     from waveidp.sizing import PerfModel, steady_state_point
 
-    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="llamacpp", parallel=64)
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="vllm")
     perf = PerfModel(d)
     prompt, out = 542, 128
     alone = perf.prefill_seconds(prompt)

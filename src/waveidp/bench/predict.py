@@ -41,20 +41,41 @@ def primary_device(rec: dict[str, Any]) -> str:
     return str((d.accelerators or d.devices)[0].id)
 
 
-def _measured_points(doc: dict[str, Any]) -> list[tuple[dict[str, Any], int, int, int]]:
-    """(run, concurrency, prompt tokens, output tokens) of every run that completed something."""
+def _measured_loads(doc: dict[str, Any]) -> list[tuple[dict[str, Any], int, int, int, Any]]:
+    """(run, concurrency, prompt tokens, output tokens, closed loop) of every run that completed
+    something. The closed loop is the run as the sizing simulation replays it: the requests and
+    duration planned, the ramp and excluded first requests, and how many slots earlier requests on
+    the same server left behind (the warm-up's, then the previous point's). Open-loop (rate) runs and
+    results without the run's plan get None: the sizing model's default run (at the concurrency
+    Little's law gives)."""
+    from waveidp.sizing import ClosedLoop
+
+    cfg = doc.get("config") or {}
+    dirty = int((doc.get("warmup") or {}).get("completed") or 0)
     points = []
     for run in doc["runs"]:
         s = run["summary"]
-        if not s["completed"] or s["ttft_ms"]["p50"] is None or s["input_tokens"]["mean"] is None:
-            continue
-        if run["load"] == "concurrency":
-            conc = int(run["concurrency"])
-        else:  # Little's law: requests in flight = arrival rate x time in system
-            conc = max(1, round(s["requests_per_s"] * (s["e2e_ms"]["mean"] or 0) / 1000))
-        points.append(
-            (run, conc, max(1, round(s["input_tokens"]["mean"])), max(1, round(s["output_tokens"]["mean"])))
-        )
+        if s["completed"] and s["ttft_ms"]["p50"] is not None and s["input_tokens"]["mean"] is not None:
+            prompt = max(1, round(s["input_tokens"]["mean"]))
+            output = max(1, round(s["output_tokens"]["mean"]))
+            load = None
+            if run["load"] == "concurrency":
+                conc = int(run["concurrency"])
+                if run.get("requests_planned"):
+                    load = ClosedLoop(
+                        concurrency=conc,
+                        prompt_tokens=prompt,
+                        output_tokens=output,
+                        requests=int(run["requests_planned"]),
+                        ramp_s=float(cfg.get("ramp_s") or 0.0),
+                        skip=int(cfg.get("point_warmup") or 0),
+                        duration_s=float(run.get("duration_planned_s") or 0.0) or float("inf"),
+                        dirty_slots=dirty,
+                    )
+            else:  # Little's law: requests in flight = arrival rate x time in system
+                conc = max(1, round(s["requests_per_s"] * (s["e2e_ms"]["mean"] or 0) / 1000))
+            points.append((run, conc, prompt, output, load))
+        dirty = int(run.get("concurrency") or dirty)
     return points
 
 
@@ -100,12 +121,12 @@ def predict_runs(doc: dict[str, Any], eff: Any = None) -> list[dict[str, Any]]:
 
     out = []
     cache: dict[int, Any] = {}
-    for run, conc, prompt, output in _measured_points(doc):
+    for run, conc, prompt, output, load in _measured_loads(doc):
         ctx = prompt + output
         if ctx not in cache:
             cache[ctx] = PerfModel(_deployment(rec, ctx), eff)
         arrival = arrival_pattern(doc, run)
-        pt = steady_state_point(cache[ctx], conc, prompt, output, arrival)
+        pt = steady_state_point(cache[ctx], conc, prompt, output, arrival, load)
         s = run["summary"]
         row = {
             "label": run_label(run),

@@ -69,6 +69,9 @@ def bench(
     engine: str | None = typer.Option(None, help="engine of the server for sizing: vllm, llamacpp, ..."),
     threads: int | None = typer.Option(None, help="for sizing: CPU threads the server uses (llama.cpp -t)"),
     parallel: int | None = typer.Option(None, help="for sizing: llama.cpp slots (-np)"),
+    prompt_cache: bool | None = typer.Option(
+        None, help="for sizing: llama-server's host prompt cache (--no-prompt-cache: it runs --cache-ram 0)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summaries as JSON"),
 ) -> None:
     """Run load points against URL and report TTFT, ITL, E2E, throughput, goodput and errors."""
@@ -109,7 +112,8 @@ def bench(
             raise InputError("sizing needs the hardware", where="--device", fix="e.g. --device rtx-5070-ti")
         from waveidp.bench.predict import deployment_record
 
-        extra = {k: v for k, v in (("threads", threads), ("parallel", parallel)) if v is not None}
+        settings = (("threads", threads), ("parallel", parallel), ("prompt_cache", prompt_cache))
+        extra = {k: v for k, v in settings if v is not None}
         deployment = deployment_record(model_id or model, quant, device, engine, **extra)
     cfg = BenchConfig(
         target=Target(url, model, endpoint, api_key, ignore_eos, timeout),  # type: ignore[arg-type]

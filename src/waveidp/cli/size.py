@@ -70,6 +70,9 @@ def size(
         None, "--n-gpu-layers", "-ngl", help="llama.cpp -ngl (default: all that fit)"
     ),
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
+    prompt_cache: bool = typer.Option(
+        True, help="llama-server's host prompt cache (its default; --no-prompt-cache = --cache-ram 0)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Predict memory, max concurrency, TTFT, ITL and throughput of a model on a device set."""
@@ -88,6 +91,7 @@ def size(
     extra: dict[str, Any] = {
         "context": context,
         "gpu_memory_utilization": gpu_memory_utilization,
+        "prompt_cache": prompt_cache,
     }
     if kv_dtype:
         extra["kv_dtype"] = kv_dtype

@@ -20,11 +20,13 @@ from waveidp.sizing._estimate import (
 )
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
 from waveidp.sizing._roofline import PerfModel
+from waveidp.sizing._schedule import ClosedLoop
 
 __all__ = [
     "ARRIVALS",
     "ENGINES",
     "Arrival",
+    "ClosedLoop",
     "CurvePoint",
     "Deployment",
     "Efficiency",

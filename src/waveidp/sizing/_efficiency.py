@@ -46,19 +46,18 @@ class Efficiency(BaseModel):
         le=1e-6,
         description="host time per sequence per decode step per vocabulary entry (sampling over the logits)",
     )
-    prompt_cache_save_bytes_per_s: float | None = Field(
+    prefill_layer_token_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e-3,
+        description="floor per layer per prompt token in a batch: small models' matmuls run far below "
+        "peak, so their prefill is slower than their FLOPs say",
+    )
+    host_copy_bytes_per_s: float | None = Field(
         default=None,
         gt=0,
-        description="llama-server's host prompt cache: the rate at which its single host thread copies a "
-        "finished sequence's KV to host memory, blocking prefill and decode; None = no save term",
-    )
-    prompt_cache_group: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description="burst arrivals with the host prompt cache: how many clients finish together and wait "
-        "for each other's saves (llama-server's logs show closed-loop clients drifting into groups); "
-        "None = all concurrent clients",
+        description="llama-server's device-to-host copy rate on its main thread, which blocks every slot "
+        "meanwhile: the host prompt cache's saves and sliding-window checkpoints; None = not measured",
     )
     decode_compute: float | None = Field(
         default=None,

@@ -11,6 +11,7 @@ from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._memory import MemoryPlan, PoolUse, plan_llamacpp, plan_memory
 from waveidp.sizing._roofline import PerfModel
+from waveidp.sizing._schedule import ROUNDS, ClosedLoop, simulate
 
 Verdict = Literal["fits", "tight", "offload", "impossible"]
 MAX_SEARCH_CONCURRENCY = 4096
@@ -131,7 +132,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         decode_bound="memory" if memory_bound else "compute",
     )
     curve = [
-        steady_state_point(perf, c, req.prompt_tokens, req.output_tokens, req.arrival)
+        steady_state_point(_with_slots(perf, c), c, req.prompt_tokens, req.output_tokens, req.arrival)
         for c in _curve_points(req.concurrency, max_conc)
     ]
     verdict, reasons = _verdict(d, plan, req, max_conc)
@@ -177,54 +178,63 @@ def steady_state_point(
     prompt_tokens: int,
     output_tokens: int,
     arrival: Arrival = "burst",
+    load: ClosedLoop | None = None,
 ) -> CurvePoint:
     """`concurrency` closed-loop clients sending equal requests (docs/sizing.md, "Concurrency:
     queueing before the first token"), arriving in one of two patterns:
 
-    - "burst": the c clients start together (what `wave bench -c` measures without --ramp). Each
-      round the engine gets all c prompts at once and prefills them first come, first served,
-      batched with the decode steps of the requests already running: the median request waits for
-      the step in flight, then for the prompts of half of the others, then for its own; the other
-      half interrupt its decode.
+    - "burst": the c clients start together (what `wave bench -c` measures without --ramp).
     - "steady": starts spread over a request's duration (`wave bench --ramp ~one request
-      --point-warmup c`, and what a service sees from many independent users). A new prompt
-      arrives while the others decode, waits for the step in flight and is prefilled in the next
-      one; every other client's prompt interrupts its decode once per round.
+      --point-warmup c`, and what a service sees from many independent users).
 
-    With llama-server's host prompt cache on (its default; `Deployment.prompt_cache`) and a measured
-    `prompt_cache_save_bytes_per_s`, each finished request's KV (prompt + output tokens) is saved to
-    host memory on the server's one host thread: the request waits for its own save before its next
-    prompt starts, and the other clients' saves fall where their prompts do. In a burst the clients
-    drift into groups that finish together (`prompt_cache_group`, measured from llama-server's log):
-    a request's first token waits for the saves of its own group, the other groups' saves land in its
-    decode.
-
-    Both add the efficiency's `first_token_s`: what passes between the end of prefill and the first
-    token at the client (sampling, detokenizing, the first chunk).
+    llama.cpp runs are simulated (`_schedule`): `ROUNDS` requests per client, or exactly the run
+    `load` describes (what `wave bench` recorded). Other engines use the closed form below.
     """
     if arrival not in ARRIVALS:
         raise InputError(f"arrival must be one of {', '.join(ARRIVALS)}, not {arrival!r}", where="arrival")
     c, prompt, output = concurrency, prompt_tokens, output_tokens
+    if perf.d.engine == "llamacpp":
+        sim = simulate(perf, load or _default_run(perf, c, prompt, output, arrival))
+        # a replayed burst reports what wave bench measured (its tokens over its window, edges
+        # included); otherwise the rate the closed loop sustains (Little's law)
+        rate = sim.window_tokens_per_s if load and arrival == "burst" else sim.output_tokens_per_s
+        return CurvePoint(
+            concurrency=c,
+            ttft_ms=round(sim.ttft_s * 1000, 3),
+            itl_ms=round(sim.itl_s * 1000, 3),
+            output_tokens_per_s=round(rate, 3),
+        )
+    return _closed_form(perf, c, prompt, output, arrival)
+
+
+def _default_run(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arrival) -> ClosedLoop:
+    if arrival == "burst":
+        return ClosedLoop(c, prompt, output, requests=ROUNDS * c)
+    # steady: starts spread over one request's duration, the first round not measured
+    one = _closed_form(perf, c, prompt, output, arrival)
+    ramp = (one.ttft_ms + (output - 1) * one.itl_ms) / 1000
+    return ClosedLoop(c, prompt, output, requests=(ROUNDS + 1) * c, ramp_s=ramp, skip=c)
+
+
+def _closed_form(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arrival) -> CurvePoint:
+    """Burst: each round the engine gets all c prompts at once and prefills them first come, first
+    served, batched with the decode steps of the requests already running: the median request waits
+    for the step in flight, then for the prompts of half of the others, then for its own; the other
+    half interrupt its decode. Steady: a new prompt arrives while the others decode, waits for the
+    step in flight and is prefilled in the next one; every other client's prompt interrupts its
+    decode once per round. Both add `first_token_s`."""
     prefill = perf.prefill_seconds(prompt)
     # one more prompt in a batched prefill costs its compute, not another pass over the weights
     extra_prompt = max(0.0, perf.prefill_seconds(prompt, batch=2) - prefill)
     step = perf.decode_step_seconds(c, prompt + output // 2)
-    first = perf.eff.first_token_s
-    # llama-server's host prompt cache: every finished request's KV is copied to host memory on the
-    # server's one host thread, which launches nothing meanwhile; each request pays its own save
-    # before its next prompt starts, and the others' saves land like their prompts do
-    save = perf.cache_save_seconds(prompt + output)
+    first = perf.first_token_seconds()
     if arrival == "burst":
         ahead = (c - 1) / 2
-        # the clients that finish together (all c, or the measured group) wait for each other's saves;
-        # the saves of the other groups land in the request's decode
-        group = min(c, perf.eff.prompt_cache_group or c)
-        saves_first = (group + 1) / 2
-        ttft = prefill + ahead * extra_prompt + saves_first * save + (step if c > 1 else 0.0) + first
-        itl = step + ((c - 1 - ahead) * extra_prompt + (c - saves_first) * save) / max(1, output - 1)
+        ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0) + first
+        itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
     else:
-        itl = step + (c - 1) * (extra_prompt + save) / max(1, output - 1)
-        ttft = prefill + save + (itl if c > 1 else 0.0) + first
+        itl = step + (c - 1) * extra_prompt / max(1, output - 1)
+        ttft = prefill + (itl if c > 1 else 0.0) + first
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,
@@ -232,6 +242,14 @@ def steady_state_point(
         itl_ms=round(itl * 1000, 3),
         output_tokens_per_s=round(c * output / e2e, 3),
     )
+
+
+def _with_slots(perf: PerfModel, c: int) -> PerfModel:
+    """A curve point is the server sized for it: llama.cpp with a slot per client (like the point
+    `estimate` reports), not `c` clients queueing for the requested point's slots."""
+    if perf.d.engine != "llamacpp" or perf.d.parallel >= c:
+        return perf
+    return PerfModel(perf.d.model_copy(update={"parallel": c}), perf.eff, plan=perf.plan)
 
 
 def _decode_memory_bound(perf: PerfModel, c: int, ctx: int) -> bool:
@@ -424,6 +442,8 @@ def engine_flags(
             flags["--cache-type-v"] = plan.kv_dtype
         if d.threads:
             flags["-t"] = d.threads
+        if not d.prompt_cache:
+            flags["--cache-ram"] = 0
     elif d.engine == "trtllm":
         flags = {
             "--max_seq_len": d.context,

@@ -129,6 +129,10 @@ class PerfModel:
         host = batch * self.eff.sequence_seconds(self.d.model.vocab_size)
         return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s + host
 
+    def weight_pass_seconds(self) -> float:
+        """One more forward pass over the weights (a ubatch of a few tokens): streaming them once."""
+        return self._combine([p.read_bytes * self._active / self._bandwidth(p) for p in self._stages])
+
     def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
         """Time to process `batch` prompts of `prompt_tokens` tokens (time to first token, no queueing)."""
         n = max(1, prompt_tokens)
@@ -163,13 +167,29 @@ class PerfModel:
     def kv_bytes_per_token(self) -> int:
         return self.plan.kv_bytes_per_token
 
-    def cache_save_seconds(self, tokens: int) -> float:
-        """Host-thread time llama-server spends saving one finished sequence of `tokens` tokens to its
-        host prompt cache (its KV bytes over the measured copy rate); 0 without the cache or a rate."""
-        rate = self.eff.prompt_cache_save_bytes_per_s
-        if self.d.engine != "llamacpp" or not self.d.prompt_cache or not rate:
-            return 0.0
-        return max(0, tokens) * self.plan.kv_bytes_per_token / rate
+    def prefill_token_seconds(self, prompt_tokens: int) -> float:
+        """One more prompt token of a `prompt_tokens`-token prompt in a batch that runs anyway: its
+        compute plus the per-layer floor that small matmuls hit (`prefill_layer_token_s`)."""
+        n = max(1, prompt_tokens)
+        compute = (self.prefill_seconds(n, batch=2) - self.prefill_seconds(n)) / n
+        return max(0.0, compute) + self.d.model.layers * self.eff.prefill_layer_token_s
+
+    def prefill_batch_seconds(self, tokens: int, token_s: float) -> float:
+        """A batch of prompt tokens alone: their compute, or one pass over the weights if longer."""
+        return max(tokens * token_s + self.eff.step_overhead_s, self.prefill_seconds(1))
+
+    def host_copy_bytes_per_s(self) -> float | None:
+        """llama-server's device-to-host copy rate on its main thread (prompt cache, checkpoints)."""
+        return self.eff.host_copy_bytes_per_s if self.d.engine == "llamacpp" else None
+
+    def sequence_kv_bytes(self, tokens: int) -> int:
+        return kv_bytes(self.d.model, self._kv_elem, max(0, tokens))
+
+    def window_checkpoint_bytes(self) -> int:
+        """The sliding-window layers' KV that llama-server checkpoints when it cuts a prompt."""
+        m = self.d.model
+        per_layer_token = 2 * m.kv_heads * m.head_dim * self._kv_elem
+        return int(m.sliding_window_layers * (m.sliding_window or 0) * per_layer_token)
 
     def kv_capacity_tokens(self) -> int:
         return self.plan.kv_capacity_tokens
