@@ -10,9 +10,13 @@ one thread (prompt processing and token generation); the same shapes are predict
   * measured: a one-core device whose memory bandwidth and FLOP/s are measured here with numpy
               (one thread), i.e. the roofline with the right peaks, leaving only the efficiency.
 
-Prints the error table, saves JSON (with the exact command) and a PNG under benchmarks/results/.
+Then the real llama-server (1 thread, -np = clients) serves SmolLM2 and Gemma to 1 and 2 clients,
+measured by `wave bench` (client TTFT/ITL p50, output tok/s) and predicted by replaying that run
+(`waveidp.bench.predict.predict_runs`); 3 runs per point on fresh servers, the best throughput kept.
 
-    .venv/bin/python benchmarks/sizing_cpu.py            # ~3-5 minutes on 2 shared cores
+Prints the error tables, saves JSON (with the exact commands) and a PNG under benchmarks/results/.
+
+    flock /tmp/wave-bench.lock .venv/bin/python benchmarks/sizing_cpu.py   # ~2.5 minutes, 2 shared cores
 """
 
 from __future__ import annotations
