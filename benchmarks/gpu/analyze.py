@@ -1,7 +1,7 @@
 """Measured (H100) vs predicted (`wave size`) per load point for every llama.cpp run under
 benchmarks/results/gpu/runs, grouped by role: the `--cache-ram 0` points the shipped entry's prefill
 factors were fitted on (benchmarks/gpu/fit_schedule.py), the held-out points of calls 1-14 (host
-prompt cache on) and round 7's. Also GPU memory used vs predicted, transformers serve against the
+prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted, transformers serve against the
 shipped GPU default, the gateway's overhead (direct vs `wave serve`) and `wave calibrate` over the
 round-3 sweeps.
 
@@ -55,6 +55,7 @@ GROUPS = {
     "fitted (cache off)": "tab:blue",
     "held out, cache on (calls 1-14)": "tab:orange",
     "held out, round 7": "tab:red",
+    "held out, round 8 (f16)": "tab:purple",
 }
 # Known outlier: call 5's server, stalled by the points before it (README); the same point on a
 # fresh server (llama8b-q8_0-recheck/burst128 c=16) measured ITL 18.9 ms.
@@ -77,6 +78,8 @@ def run(cmd: list[str]) -> str:
 def group_of(rel: str) -> str:
     if rel in FIT:
         return "fitted (cache off)"
+    if "-r8-" in rel:
+        return "held out, round 8 (f16)"
     return "held out, round 7" if "-r7-" in rel else "held out, cache on (calls 1-14)"
 
 

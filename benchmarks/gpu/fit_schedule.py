@@ -8,9 +8,12 @@ Fitted: prefill_compute, prefill_layer_token_s and first_token_s, by coordinate 
 and output tok/s
 p50 of every `--cache-ram 0` run (8B q4_k_m/q8_0 and SmolLM2, bursts c = 4-32 and steady c = 12):
 there nothing but the scheduler, the prefill and the decode acts. The decode factors stay round 3's.
-host_copy_bytes_per_s is not fitted: llama-server's own log gives it (one 147.6 MiB prompt-cache
-entry saved every ~118 ms in call 9, 1.3 GB/s). So every run with the cache on is held out
-(benchmarks/gpu/analyze.py).
+The f16 multipliers (`prefill_compute_by_quant`, `decode_bandwidth_by_quant`) come from the engine's
+own figures alone: llama-bench pp512 and tg128 of the f16 8B against q8_0's (runs/llama-bench-*.json;
+llama.cpp runs f16 prompts on cuBLAS, GGUF quants on its own int8 kernels), so the served f16 points
+stay held out. host_copy_bytes_per_s is not fitted: llama-server's own log gives it (one 147.6 MiB
+prompt-cache entry saved every ~118 ms in call 9, 1.3 GB/s). So every run with the cache on is held
+out (benchmarks/gpu/analyze.py).
 """
 
 from __future__ import annotations
@@ -74,6 +77,50 @@ def load_run(rel: str) -> dict[str, Any]:
     return doc
 
 
+def llama_bench(quant: str) -> tuple[float, float]:
+    """(pp512, tg128) tokens/s of the random 8B in `quant` as llama-bench measured them."""
+    rows = json.loads((RUNS / f"llama-bench-{quant}.json").read_text())
+    rate = {(r["n_prompt"], r["n_gen"]): r["avg_ts"] for r in rows}
+    return rate[(512, 0)], rate[(0, 128)]
+
+
+def f16_multipliers(eff: Any) -> dict[str, float]:
+    """Multipliers that make the predicted f16/q8_0 ratios of prompt and generation rates what
+    llama-bench measured (ratios: the absolute level is the fitted factors' business)."""
+    from waveidp.sizing import Deployment, PerfModel
+
+    (pp16, tg16), (pp8, tg8) = llama_bench("f16"), llama_bench("q8_0")
+
+    def perf(quant: str, e: Any) -> Any:
+        return PerfModel(Deployment.build("llama-3.1-8b", quant, ["h100-sxm"], "llamacpp"), e)
+
+    q8 = perf("q8_0", eff)
+    prompt_q8, step_q8 = q8.prefill_token_seconds(512), q8.decode_step_seconds(1, 576)
+
+    def prompt_ratio(m: float) -> float:  # predicted f16/q8_0 prompt rate over measured; grows with m
+        e = eff.model_copy(update={"prefill_compute_by_quant": {"f16": m}})
+        return math.log(prompt_q8 / perf("f16", e).prefill_token_seconds(512) / (pp16 / pp8))
+
+    def step_ratio(m: float) -> float:
+        e = eff.model_copy(update={"decode_bandwidth_by_quant": {**eff.decode_bandwidth_by_quant, "f16": m}})
+        return math.log(step_q8 / perf("f16", e).decode_step_seconds(1, 576) / (tg16 / tg8))
+
+    # below the multipliers where the factor reaches 1 (capped: no longer monotone)
+    return {
+        "prefill_compute_by_quant.f16": float(f"{root(prompt_ratio, 0.1, 1 / eff.prefill_compute):.3g}"),
+        "decode_bandwidth_by_quant.f16": float(f"{root(step_ratio, 0.1, 1 / eff.decode_bandwidth):.3g}"),
+    }
+
+
+def root(f: Callable[[float], float], lo: float, hi: float, steps: int = 40) -> float:
+    """Where the increasing f crosses 0 in [lo, hi], by bisection in log space."""
+    a, b = math.log(lo), math.log(hi)
+    for _ in range(steps):
+        mid = (a + b) / 2
+        a, b = (mid, b) if f(math.exp(mid)) < 0 else (a, mid)
+    return math.exp((a + b) / 2)
+
+
 def main() -> None:
     os.environ["WAVE_HOME"] = tempfile.mkdtemp(prefix="wave-fit-")  # the shipped entry, no user file
     docs = [load_run(r) for r in FIT]
@@ -92,6 +139,7 @@ def main() -> None:
             print(f"{name} = {best:.4g}  loss {loss(eff):.4f}", file=sys.stderr)
     out = {
         "command": "python benchmarks/gpu/fit_schedule.py",
+        "f16_from_llama_bench": f16_multipliers(eff),
         "fitted_on": FIT,
         "factors": {k: getattr(eff, k) for k in (*PARAMS, "host_copy_bytes_per_s")},
         "loss": round(loss(eff), 4),

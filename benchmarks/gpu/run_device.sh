@@ -246,6 +246,19 @@ stage_round7b() {
   SERVER_EXTRA="--cache-ram 0" fresh gemma-3-270m-q4_k_m-r7-b48off "$g" gemma-3-270m q4_k_m 384 burst384:384:48:0:0:144:8
   fresh smollm2-135m-q4_1-r7-s32 "$f" smollm2-135m q4_1 384 steady384x32:384:32:2:32:96:6
 }
+# Round 8 (issue 7): the f16 8B itself (cuBLAS half-precision GEMMs instead of the quantized
+# kernels the factors were fitted on), held out, each bench on a fresh server; llama-bench too.
+stage_round8() {
+  local f16=$W/llama-3.1-8b-f16.gguf
+  [ -f "$f16" ] || python3 benchmarks/gpu/make_random_gguf.py model llama-3.1-8b $C/smollm2-tokenizer.json.gz "$f16"
+  cmd=($BIN/llama-bench -m "$f16" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json)
+  echo "${cmd[*]}" >>"$RESULTS/llama-bench-commands.txt"
+  timeout 60 "${cmd[@]}" >"$RESULTS/llama-bench-f16.json" 2>"$RESULTS/llama-bench-f16.log"
+  fresh llama8b-f16-r8-b1 "$f16" llama-3.1-8b f16 512 burst512:512:1:0:0:8:8
+  fresh llama8b-f16-r8-b8 "$f16" llama-3.1-8b f16 512 burst512:512:8:0:0:32:12
+  fresh llama8b-f16-r8-b32 "$f16" llama-3.1-8b f16 512 burst512:512:32:0:0:96:20
+  fresh llama8b-f16-r8-s16 "$f16" llama-3.1-8b f16 512 steady512x16:512:16:4:16:64:16
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf

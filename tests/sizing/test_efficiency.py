@@ -45,11 +45,29 @@ def test_per_quant_bandwidth_multiplier_slows_only_that_quant() -> None:
     eff = efficiency_for("h100-sxm", "llamacpp")
     assert eff.decode_bandwidth_by_quant["q4_k_m"] < 1  # k-quant kernels stream slower than q8_0's
     assert eff.decode_bandwidth_for("q4_k_m") == pytest.approx(eff.decode_bandwidth * 0.68)
-    assert eff.decode_bandwidth_for("q8_0") == eff.decode_bandwidth == eff.decode_bandwidth_for("f16")
+    assert eff.decode_bandwidth_for("q8_0") == eff.decode_bandwidth
+    assert eff.decode_bandwidth_for("f16") == pytest.approx(min(1.0, eff.decode_bandwidth * 1.21))
     q4 = Deployment.build("llama-3.1-8b", "q4_k_m", ["h100-sxm"], "llamacpp")
     flat = eff.model_copy(update={"decode_bandwidth_by_quant": {}})
     ratio = PerfModel(q4).decode_step_seconds(1, 600) / PerfModel(q4, flat).decode_step_seconds(1, 600)
     assert 1.2 < ratio < 1 / 0.68  # the weight-streaming part is 1/0.68 slower, the fixed overhead is not
+
+
+def test_per_quant_prefill_multiplier_speeds_only_that_quants_prompts() -> None:
+    """llama.cpp runs f16 prompts on cuBLAS (llama-bench pp512 on the H100: 2x q8_0's rate)."""
+    from waveidp.sizing import Deployment, PerfModel
+
+    eff = efficiency_for("h100-sxm", "llamacpp")
+    f16 = Deployment.build("llama-3.1-8b", "f16", ["h100-sxm"], "llamacpp")
+    q8 = Deployment.build("llama-3.1-8b", "q8_0", ["h100-sxm"], "llamacpp")
+    assert eff.prefill_compute_for("f16") == pytest.approx(eff.prefill_compute * 7.03)
+    assert eff.prefill_compute_for("q8_0") == eff.prefill_compute
+    ratio = PerfModel(q8).prefill_token_seconds(512) / PerfModel(f16).prefill_token_seconds(512)
+    assert ratio == pytest.approx(21185 / 10635, rel=0.02)  # what llama-bench measured
+    flat = eff.model_copy(update={"prefill_compute_by_quant": {}})
+    assert PerfModel(f16, flat).prefill_token_seconds(512) > 3 * PerfModel(f16).prefill_token_seconds(512)
+    # decode keeps its own factors
+    assert PerfModel(f16, flat).decode_step_seconds(1, 600) == PerfModel(f16).decode_step_seconds(1, 600)
 
 
 def test_bad_per_quant_multiplier_names_the_quant(tmp_path: Path) -> None:

@@ -70,11 +70,19 @@ class Efficiency(BaseModel):
         description="multiplier on decode_bandwidth per quant id where a format's kernels are measured "
         "to stream weights slower or faster than the others",
     )
+    prefill_compute_by_quant: dict[str, Annotated[float, Field(gt=0, le=100)]] = Field(
+        default_factory=dict,
+        description="multiplier on prefill_compute per quant id where an engine runs a format's prompt "
+        "matmuls on other kernels (llama.cpp on CUDA: cuBLAS for f16, its own int8 kernels for GGUF quants)",
+    )
     source: str = Field(default="", description="where these factors come from")
 
     def sequence_seconds(self, vocab_size: int) -> float:
         """Per-sequence host work of one decode step (llama-server samples each slot on the CPU)."""
         return self.sequence_step_s + vocab_size * self.sequence_step_s_per_vocab
+
+    def prefill_compute_for(self, quant: str) -> float:
+        return min(1.0, self.prefill_compute * self.prefill_compute_by_quant.get(quant, 1.0))
 
     def decode_bandwidth_for(self, quant: str) -> float:
         return min(1.0, self.decode_bandwidth * self.decode_bandwidth_by_quant.get(quant, 1.0))

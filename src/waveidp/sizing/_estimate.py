@@ -140,7 +140,7 @@ def estimate(req: SizingRequest) -> SizingResult:
     reasons.append(
         f"decode is {kind}: {step1 * 1000:.2f} ms per step for {conc} sequence(s) "
         f"at {ctx} tokens of context ({perf.eff.decode_bandwidth_for(d.quant.id):.0%} of peak bandwidth, "
-        f"{perf.eff.prefill_compute:.0%} of peak compute assumed)"
+        f"{perf.eff.prefill_compute_for(d.quant.id):.0%} of peak compute assumed)"
     )
     return SizingResult(
         verdict=verdict,
@@ -161,7 +161,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         engine_flags=engine_flags(d, plan, req, max_conc),
         efficiency={
             "decode_bandwidth": perf.eff.decode_bandwidth_for(d.quant.id),
-            "prefill_compute": perf.eff.prefill_compute,
+            "prefill_compute": perf.eff.prefill_compute_for(d.quant.id),
             "step_overhead_s": perf.eff.step_overhead_s,
             "source": perf.eff.source,
         },

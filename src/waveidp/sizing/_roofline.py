@@ -89,7 +89,11 @@ class PerfModel:
     def _compute(self, p: Placement, *, decode: bool = False) -> float:
         hw = p.device
         eff = self._effs[hw.id]
-        share = eff.decode_compute if decode and eff.decode_compute is not None else eff.prefill_compute
+        share = (
+            eff.decode_compute
+            if decode and eff.decode_compute is not None
+            else eff.prefill_compute_for(self.d.quant.id)
+        )
         dtype: str = self.d.quant.compute_dtype
         if hw.kind == "cpu" and not self._physical:  # a bound keeps the fastest (int8) units
             dtype = rules().engines[self.d.engine].cpu_compute_dtype or dtype
