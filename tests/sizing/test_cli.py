@@ -177,7 +177,11 @@ def test_size_on_h100_llamacpp_uses_the_shipped_h100_calibration() -> None:
     assert isinstance(perf64, dict)
     assert perf64["ttft_ms"] > 5 * perf["ttft_ms"]
     # a GPU without a measured entry still gets the kind's defaults
-    other = _size_json("h200", 1)["efficiency"]
+    # the other Hopper GPUs share the H100's measured factors (with their own peaks)
+    for hopper in ("h100-pcie", "h200"):
+        hop = _size_json(hopper, 1)["efficiency"]
+        assert isinstance(hop, dict) and hop["source"] == h100.source
+    other = _size_json("l40s", 1)["efficiency"]
     assert isinstance(other, dict) and other["source"] == generic.source
 
 
