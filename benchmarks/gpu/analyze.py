@@ -1,9 +1,9 @@
 """Measured (H100) vs predicted (`wave size`) per load point for every llama.cpp run under
 benchmarks/results/gpu/runs, grouped by role: the `--cache-ram 0` points the shipped entry's prefill
 factors were fitted on (benchmarks/gpu/fit_schedule.py), the held-out points of calls 1-14 (host
-prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted, transformers serve against the
-shipped GPU default, the gateway's overhead (direct vs `wave serve`) and `wave calibrate` over the
-round-3 sweeps.
+prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted,
+transformers serve against the shipped GPU default, the gateway's overhead (direct vs `wave serve`)
+and `wave calibrate` over the round-3 sweeps.
 
     .venv/bin/python benchmarks/gpu/analyze.py            # reads benchmarks/results/gpu/runs
 
