@@ -16,17 +16,14 @@ import argparse
 import json
 import os
 import platform
-import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+from local_llama import free_port, llama_server
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -40,53 +37,30 @@ ALIAS = "smol"
 MODES = {"cache on (default)": [], "--cache-ram 0": ["--cache-ram", "0"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def one_run(extra: list[str], work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """A fresh llama-server with `extra` options, one `wave bench` sweep; its per-point summaries."""
-    port = free_port()
-    cmd = LlamaServerSpec(
-        binary=llama_tool("llama-server"), model=embedded_model_path(), port=port, alias=ALIAS,
+    spec = LlamaServerSpec(
+        binary=llama_tool("llama-server"), model=embedded_model_path(), port=free_port(), alias=ALIAS,
         threads=1, parallel=4, context=8192, embeddings=False,
-    ).command() + extra  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {proc.returncode}: {shlex.join(cmd)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("llama-server did not become healthy in 60 s")
-            time.sleep(0.1)
+    )  # fmt: skip
+    with llama_server(spec, extra) as (url, server):
         bench = [
-            str(WAVE), "bench", "--url", f"http://127.0.0.1:{port}", "-m", ALIAS, "-c", args.concurrency,
+            str(WAVE), "bench", "--url", url, "-m", ALIAS, "-c", args.concurrency,
             "-n", str(args.requests), "--duration", "60", "--input-tokens", "256", "--output-tokens", "32",
             "--out", str(work), "--no-plots",
         ]  # fmt: skip
         subprocess.run(bench, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-        doc = json.loads((work / "results.json").read_text())
-        return [
-            {
-                "concurrency": r["concurrency"],
-                "ttft_p50_ms": r["summary"]["ttft_ms"]["p50"],
-                "itl_p50_ms": r["summary"]["itl_ms"]["p50"],
-                "output_tokens_per_s": r["summary"]["output_tokens_per_s"],
-                "server": shlex.join(cmd),
-            }
-            for r in doc["runs"]
-        ]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    doc = json.loads((work / "results.json").read_text())
+    return [
+        {
+            "concurrency": r["concurrency"],
+            "ttft_p50_ms": r["summary"]["ttft_ms"]["p50"],
+            "itl_p50_ms": r["summary"]["itl_ms"]["p50"],
+            "output_tokens_per_s": r["summary"]["output_tokens_per_s"],
+            "server": server,
+        }
+        for r in doc["runs"]
+    ]
 
 
 def main() -> None:

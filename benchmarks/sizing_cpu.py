@@ -35,14 +35,13 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
+from local_llama import free_port, llama_server
 from rich.console import Console
 from rich.table import Table
 
@@ -192,56 +191,18 @@ def llama_bench(model: Path, n_prompt: int, n_gen: int, reps: int) -> list[dict[
     return rows
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def llama_server(model: Path, n_prompt: int, n_gen: int, parallel: int) -> Iterator[tuple[str, str]]:
-    """Serve `model` with llama-server (1 thread, `parallel` slots) on loopback; yields (URL, command)."""
-    import signal
-
-    import httpx
-
-    port = _free_port()
-    cmd = LlamaServerSpec(
+def server_spec(model: Path, n_prompt: int, n_gen: int, parallel: int) -> LlamaServerSpec:
+    """llama-server for `model` on loopback: 1 thread, `parallel` slots."""
+    return LlamaServerSpec(
         binary=llama_tool("llama-server"),
         model=model,
-        port=port,
+        port=free_port(),
         alias=model.stem,
         threads=1,  # llama-server's batch threads default to the same
         parallel=parallel,
         context=parallel * (n_prompt + n_gen + 64),
         embeddings=False,
-    ).command()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {proc.returncode}: {shlex.join(cmd)}")
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("llama-server did not become healthy in 60 s")
-            time.sleep(0.1)
-        yield base, shlex.join(cmd)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+    )
 
 
 SERVED_KEYS = ("ttft_ms", "itl_ms", "output_tokens_per_s")
@@ -259,7 +220,8 @@ def wave_bench_served(
     if catalog.model(str(model)).params != catalog.model(catalog_id).params:
         raise RuntimeError(f"{model.name} is not the catalog's {catalog_id}")
     quant = Deployment.build(catalog.model(str(model)), None, [device], "llamacpp").quant.id
-    with llama_server(model, n_prompt, n_gen, parallel) as (base, server_cmd), TemporaryDirectory() as tmp:
+    spec = server_spec(model, n_prompt, n_gen, parallel)
+    with llama_server(spec) as (base, server_cmd), TemporaryDirectory() as tmp:
         cmd = [
             str(Path(sys.executable).with_name("wave")),
             "bench",
