@@ -11,6 +11,7 @@
 # env: BIN, RESULTS, WAVE, NP (64), MAXIN (longest prompt, sizes -c), OUTTOK (128),
 #      SERVER_EXTRA (more llama-server options, e.g. "--cache-ram 0").
 set -uo pipefail
+source "$(dirname "$0")/llama_up.sh"
 label=$1 model=$2 catalog=$3 quant=$4 device=$5 budget=$6
 shift 6
 BIN=${BIN:?dir with llama-server}
@@ -29,15 +30,8 @@ cmdlog=$dir/commands.txt
 port=$((20000 + RANDOM % 10000))
 server=("$BIN/llama-server" -m "$model" --alias "$catalog" --host 127.0.0.1 --port "$port"
   -ngl 99 -np "$np" -c "$ctx" -fa on --metrics --no-webui ${SERVER_EXTRA:-})
-echo "${server[*]}" >>"$cmdlog"
-"${server[@]}" >"$dir/llama-server.log" 2>&1 &
-spid=$!
-trap 'kill $spid 2>/dev/null; wait 2>/dev/null' EXIT
-for _ in $(seq 600); do
-  curl -sf "127.0.0.1:$port/health" >/dev/null && break
-  kill -0 $spid 2>/dev/null || { echo "llama-server died"; tail -20 "$dir/llama-server.log"; exit 1; }
-  sleep 0.2
-done
+trap 'kill ${spid:-} 2>/dev/null; wait 2>/dev/null' EXIT
+start_llama "$dir/llama-server.log"
 echo "[$label] llama-server up after $(($(date +%s) - t0)) s"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >"$dir/gpu-memory-idle.csv"
 

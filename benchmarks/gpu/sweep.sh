@@ -7,6 +7,7 @@
 # env: BIN (llama tools dir), RESULTS, CONC (1,4,16,64), IN/OUTTOK (512/128), NREQ, DUR, WAVE,
 #      BENCH_EXTRA (more wave bench options, e.g. "--ramp 2 --point-warmup 32"), GAP=1 (ttft_gap.py).
 set -uo pipefail
+source "$(dirname "$0")/llama_up.sh"
 label=$1 model=$2 catalog=$3 quant=$4 device=$5 budget=$6 mode=${7:-both}
 BIN=${BIN:?dir with llama-server}
 RESULTS=${RESULTS:?results dir}
@@ -27,16 +28,9 @@ port=$((20000 + RANDOM % 10000))
 gport=$((port + 1))
 server=("$BIN/llama-server" -m "$model" --alias "$catalog" --host 127.0.0.1 --port "$port"
   -ngl 99 -np "$np" -c "$ctx" -fa on --metrics --no-webui)
-echo "${server[*]}" >>"$cmdlog"
-"${server[@]}" >"$RESULTS/$label/llama-server.log" 2>&1 &
-spid=$!
-trap 'kill $spid $gpid 2>/dev/null; wait 2>/dev/null' EXIT
 gpid=
-for _ in $(seq 600); do
-  curl -sf "127.0.0.1:$port/health" >/dev/null && break
-  kill -0 $spid 2>/dev/null || { echo "llama-server died"; tail -20 "$RESULTS/$label/llama-server.log"; exit 1; }
-  sleep 0.2
-done
+trap 'kill ${spid:-} $gpid 2>/dev/null; wait 2>/dev/null' EXIT
+start_llama "$RESULTS/$label/llama-server.log"
 echo "[$label] llama-server up after $(($(date +%s) - t0)) s; $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >"$RESULTS/$label/gpu-memory-idle.csv"
 
