@@ -168,9 +168,6 @@ class PerfModel:
         """Fixed time from the end of a request's prefill to its first token at the client."""
         return self.eff.first_token_s
 
-    def kv_bytes_per_token(self) -> int:
-        return self.plan.kv_bytes_per_token
-
     def prefill_token_seconds(self, prompt_tokens: int) -> float:
         """One more prompt token of a `prompt_tokens`-token prompt in a batch that runs anyway: its
         compute plus the per-layer floor that small matmuls hit (`prefill_layer_token_s`)."""

@@ -61,7 +61,6 @@ class ClosedLoop:
 class Simulated:
     ttft_s: float  # medians over the measured requests
     itl_s: float
-    e2e_s: float  # mean
     output_tokens_per_s: float  # concurrency x output / mean e2e: the closed loop's rate
     window_tokens_per_s: float  # measured tokens / (first sent to last done), as wave bench counts
     measured: int
@@ -187,14 +186,13 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
             order += 1
     measured = [r for r in finished if r.measured]
     if not measured:
-        return Simulated(math.inf, math.inf, math.inf, 0.0, 0.0, 0)
+        return Simulated(math.inf, math.inf, 0.0, 0.0, 0)
     first_s = perf.first_token_seconds()
     e2e = statistics.fmean(r.done - r.sent + first_s for r in measured)
     window = max(r.done for r in measured) + first_s - min(r.sent for r in measured)
     return Simulated(
         ttft_s=statistics.median(r.first - r.sent + first_s for r in measured),
         itl_s=statistics.median((r.done - r.first) / max(1, output - 1) for r in measured),
-        e2e_s=e2e,
         output_tokens_per_s=c * output / e2e,
         window_tokens_per_s=len(measured) * output / window,
         measured=len(measured),
