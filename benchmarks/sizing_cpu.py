@@ -48,7 +48,8 @@ from rich.table import Table
 from waveidp import catalog
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec
-from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool, wave_home
+from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.paths import wave_home
 from waveidp.sizing import Deployment, PerfModel
 
 RESULTS = Path(__file__).parent / "results"

@@ -18,7 +18,7 @@ from gateway_support import FixedPrediction, auth
 from waveidp import fleet
 from waveidp.engines import adapter
 from waveidp.errors import ConfigError
-from waveidp.fleet._models import Slo
+from waveidp.fleet.models import Slo
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo, parse_request
 from waveidp.gateway.routing import make_policy

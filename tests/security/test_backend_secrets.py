@@ -6,7 +6,7 @@ import hvac
 import pytest
 
 from waveidp.errors import ConfigError
-from waveidp.fleet._models import Backend, Node
+from waveidp.fleet.models import Backend, Node
 from waveidp.gateway.build import backend_from_fleet
 
 from .conftest import BAO_ROOT_TOKEN

@@ -15,7 +15,7 @@ app.add_typer(fleet_app, name="fleet")
 
 if TYPE_CHECKING:
     from waveidp.fleet import Node, ServedModel
-    from waveidp.fleet._models import Slo
+    from waveidp.fleet.models import Slo
 
 _GIB = 1024**3
 

@@ -46,7 +46,7 @@ def serve(
     import os
 
     from waveidp.errors import InputError
-    from waveidp.fleet._models import GatewayConfig, RoutingConfig
+    from waveidp.fleet.models import GatewayConfig, RoutingConfig
     from waveidp.gateway import (
         Gateway,
         backends_from_fleet,

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from waveidp.errors import WaveError
+from waveidp.paths import wave_home
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 LLAMA_TOOLS = ("llama-server", "llama-bench", "llama-quantize", "llama-perplexity")
@@ -71,10 +72,3 @@ def gemma_model_path(cache_dir: Path | None = None) -> Path:
 
     target = (cache_dir or wave_home() / "models") / gemma.MODEL_NAME
     return Path(gemma.assemble(target))
-
-
-def wave_home() -> Path:
-    """`WAVE_HOME`, default `~/.local/share/wave`; created on first use."""
-    home = Path(os.environ.get("WAVE_HOME") or Path.home() / ".local" / "share" / "wave")
-    home.mkdir(parents=True, exist_ok=True)
-    return home

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 from waveidp.fleet._loading import load, loads, source_map
-from waveidp.fleet._models import (
+from waveidp.fleet._resolving import ResolvedFleet, resolve
+from waveidp.fleet._writing import dump, merge_node, merge_node_text
+from waveidp.fleet.models import (
     Backend,
     Device,
     EngineKind,
@@ -23,8 +25,6 @@ from waveidp.fleet._models import (
     RoutingPolicy,
     ServedModel,
 )
-from waveidp.fleet._resolving import ResolvedFleet, resolve
-from waveidp.fleet._writing import dump, merge_node, merge_node_text
 
 __all__ = [
     "Backend",

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from waveidp.errors import ConfigError
-from waveidp.fleet._models import FieldError, Fleet
 from waveidp.fleet._source_map import DataPath, SourceMap, dotted, parse
+from waveidp.fleet.models import FieldError, Fleet
 
 _SCALAR_TAGS = {"str", "int", "float", "bool"}
 _PATTERN_MEANING = {

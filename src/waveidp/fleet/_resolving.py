@@ -16,8 +16,8 @@ from waveidp import catalog
 from waveidp.catalog import Hardware, ModelSpec, Quant
 from waveidp.errors import ConfigError, NotFoundError
 from waveidp.fleet._loading import source_map
-from waveidp.fleet._models import Backend, Device, Fleet, Node, ServedModel
 from waveidp.fleet._source_map import DataPath, dotted
+from waveidp.fleet.models import Backend, Device, Fleet, Node, ServedModel
 
 # engine kinds that load weights the way another engine does (for the quant/engine check)
 _LOADS_LIKE = {"vllm": "vllm", "llamacpp": "llamacpp", "embedded": "llamacpp", "ollama": "llamacpp",

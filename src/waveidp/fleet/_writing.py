@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from waveidp.errors import ConfigError
 from waveidp.fleet._loading import loads
-from waveidp.fleet._models import FieldError, Fleet, Node
 from waveidp.fleet._source_map import dotted, parse
+from waveidp.fleet.models import FieldError, Fleet, Node
 
 
 class _Dumper(yaml.SafeDumper):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from waveidp.fleet._models import Device, Node
+from waveidp.fleet.models import Device, Node
 
 GENERIC_CPU = "cpu-generic"
 # what detection knows better than a curated fleet file; merging into an existing node takes only these

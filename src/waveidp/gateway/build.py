@@ -10,7 +10,7 @@ import httpx
 
 from waveidp.engines import EngineAdapter, adapter, detect
 from waveidp.errors import ConfigError
-from waveidp.fleet._models import Backend, Fleet, Node
+from waveidp.fleet.models import Backend, Fleet, Node
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.prediction import Prediction, from_sizing
 

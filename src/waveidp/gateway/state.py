@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from waveidp.fleet._models import GatewayConfig, RoutingConfig
+from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
 from waveidp.gateway.routing import Policy, make_policy

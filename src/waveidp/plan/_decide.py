@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from waveidp.catalog.services import Service, services
 from waveidp.errors import ConfigError, NotFoundError
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.plan._facts import Gpu, HardwareLookup, NodeFacts, node_facts, parse_cc
 from waveidp.plan._models import PRIORITIES, Decision, Plan, Priority, Profile, rank
 from waveidp.plan._rules import Rules, ServiceRule, rules

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from waveidp.catalog._models import Hardware
-from waveidp.fleet._models import Fleet, Node
+from waveidp.fleet.models import Fleet, Node
 from waveidp.plan._rules import Rules
 
 HardwareLookup = Callable[[str], Hardware]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from waveidp.catalog.services import service
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.render._data import containers, defaults
 from waveidp.render._engines import EngineUnit, key_env
 from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command

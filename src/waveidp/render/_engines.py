@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from waveidp.catalog._models import Hardware
 from waveidp.catalog.services import service
-from waveidp.fleet._models import Backend, Fleet, Node
+from waveidp.fleet.models import Backend, Fleet, Node
 from waveidp.render._data import defaults
 from waveidp.render._errors import RenderError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 
 CONFIG_PATH = "/etc/wave/wave.yaml"

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
 from waveidp.render._engines import EngineUnit
 from waveidp.render._gateway import backend_key_envs, serve_command

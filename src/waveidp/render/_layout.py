@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from waveidp.catalog.services import service
-from waveidp.fleet._models import Fleet, Node
+from waveidp.fleet.models import Fleet, Node
 from waveidp.plan import Plan
 from waveidp.render._data import containers
 from waveidp.render._engines import EngineUnit, engine_units

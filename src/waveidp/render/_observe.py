@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import orjson
 
 from waveidp.catalog.services import service
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
 from waveidp.render._data import dashboards, defaults
 from waveidp.render._engines import RENDERED_ENGINES, key_env

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import jinja2
 import yaml
 
-from waveidp.fleet._models import Backend, Fleet
+from waveidp.fleet.models import Backend, Fleet
 from waveidp.plan import Plan, to_markdown
 from waveidp.render._compose import compose_file
 from waveidp.render._data import defaults

@@ -7,7 +7,7 @@ import secrets as _secrets
 from collections.abc import Mapping
 from typing import Literal
 
-from waveidp.fleet._models import Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 from waveidp.render._layout import NodeLayout
 

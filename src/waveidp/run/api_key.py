@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from waveidp.engines.local_files import wave_home
+from waveidp.paths import wave_home
 
 KEY_FILE = "gateway.key"
 

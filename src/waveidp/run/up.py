@@ -19,11 +19,12 @@ from pathlib import Path
 
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
-from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool, wave_home
-from waveidp.fleet._models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
+from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
+from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
 from waveidp.gateway import Gateway, backends_from_fleet, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
 from waveidp.run.supervisor import Child
 from waveidp.security.gateway_security import security_from_cli

@@ -93,7 +93,7 @@ def row_hash(prev_hash: str, row_id: int, values: dict[str, Any]) -> str:
 
 
 def default_path() -> Path:
-    from waveidp.engines.local_files import wave_home
+    from waveidp.paths import wave_home
 
     return wave_home() / "audit.db"
 

@@ -151,7 +151,7 @@ class KeyStore:
 
     def __init__(self, path: Path | None = None) -> None:
         if path is None:
-            from waveidp.engines.local_files import wave_home
+            from waveidp.paths import wave_home
 
             path = wave_home() / "keys.db"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def _shipped() -> tuple[_Table, _Table]:
 
 
 def calibration_path() -> Path:
-    from waveidp.engines.local_files import wave_home
+    from waveidp.paths import wave_home
 
     return wave_home() / "calibration.yaml"
 

@@ -12,7 +12,7 @@ from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo
 
 if TYPE_CHECKING:
-    from waveidp.fleet._models import Slo
+    from waveidp.fleet.models import Slo
 
 
 class Policy(Protocol):

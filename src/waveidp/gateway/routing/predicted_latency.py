@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from waveidp.fleet._models import Slo
+from waveidp.fleet.models import Slo
 from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState, Ewma
 from waveidp.gateway.request_info import RequestInfo
 from waveidp.gateway.routing.affinity import preferred
