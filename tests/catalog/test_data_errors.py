@@ -45,18 +45,26 @@ def test_a_valid_entry_loads_in_base_units(tmp_path: Path) -> None:
     assert gpu.dense_flops == {"bf16": 100e12, "fp8": 200e12}
 
 
-@pytest.mark.parametrize(("replace", "by", "line", "expect"), [
-    ("memory_bandwidth_gb_s: 900", "memory_bandwith_gb_s: 900", 6,
-     "unknown field 'memory_bandwith_gb_s' (did you mean 'memory_bandwidth_gb_s'?)"),
-    ("memory_gib: 16", "memory_gib: -16", 5, "must be positive"),
-    ("memory_gib: 16", "memory_gib: lots", 5, "expected a number"),
-    ("kind: gpu", "kind: tpu", 3, "input should be 'gpu', 'cpu', 'npu' or 'soc'"),
-    ("dense_tflops: {bf16: 100, fp8: 200}", "dense_tflops: {bf16: 300}", 7, "exceeds the sparse figure"),
-    ("source: Test datasheet (2025)", "source: T", 9, "at least 3 characters"),
-    ("  name: Test GPU\n", "", 1, "field required"),
-])
-def test_bad_fields_name_file_line_and_field(tmp_path: Path, replace: str, by: str, line: int,
-                                             expect: str) -> None:
+@pytest.mark.parametrize(
+    ("replace", "by", "line", "expect"),
+    [
+        (
+            "memory_bandwidth_gb_s: 900",
+            "memory_bandwith_gb_s: 900",
+            6,
+            "unknown field 'memory_bandwith_gb_s' (did you mean 'memory_bandwidth_gb_s'?)",
+        ),
+        ("memory_gib: 16", "memory_gib: -16", 5, "must be positive"),
+        ("memory_gib: 16", "memory_gib: lots", 5, "expected a number"),
+        ("kind: gpu", "kind: tpu", 3, "input should be 'gpu', 'cpu', 'npu' or 'soc'"),
+        ("dense_tflops: {bf16: 100, fp8: 200}", "dense_tflops: {bf16: 300}", 7, "exceeds the sparse figure"),
+        ("source: Test datasheet (2025)", "source: T", 9, "at least 3 characters"),
+        ("  name: Test GPU\n", "", 1, "field required"),
+    ],
+)
+def test_bad_fields_name_file_line_and_field(
+    tmp_path: Path, replace: str, by: str, line: int, expect: str
+) -> None:
     assert replace in GPU
     path, message = error(tmp_path, GPU.replace(replace, by))
     field = (by or replace).split(":")[0].strip() or "name"
@@ -86,13 +94,17 @@ def test_ids_must_be_lower_case(tmp_path: Path) -> None:
 
 
 def test_model_and_quant_files_report_the_same_way(tmp_path: Path) -> None:
-    model = ("tiny:\n  name: Tiny\n  architecture: llama\n  params: 100\n  layers: 0\n  hidden_size: 8\n"
-             "  intermediate_size: 16\n  attention_heads: 2\n  kv_heads: 1\n  head_dim: 4\n  vocab_size: 10\n"
-             "  max_context: 64\n  source: https://example.org/config.json\n")
+    model = (
+        "tiny:\n  name: Tiny\n  architecture: llama\n  params: 100\n  layers: 0\n  hidden_size: 8\n"
+        "  intermediate_size: 16\n  attention_heads: 2\n  kv_heads: 1\n  head_dim: 4\n  vocab_size: 10\n"
+        "  max_context: 64\n  source: https://example.org/config.json\n"
+    )
     path, message = error(tmp_path, model, load_models)
     assert f"{path}:5" in message and "tiny.layers" in message and "greater than 0" in message
-    quant = ("q9:\n  name: Q9\n  bits_per_weight: 40\n  family: gguf\n  compute_dtype: int8\n"
-             "  engines: [llamacpp]\n  source: made up (2025)\n")
+    quant = (
+        "q9:\n  name: Q9\n  bits_per_weight: 40\n  family: gguf\n  compute_dtype: int8\n"
+        "  engines: [llamacpp]\n  source: made up (2025)\n"
+    )
     path, message = error(tmp_path, quant, load_quants)
     assert f"{path}:3" in message and "q9.bits_per_weight" in message
     assert "less than or equal to 32" in message

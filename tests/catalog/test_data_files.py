@@ -48,14 +48,56 @@ def test_every_numeric_field_has_a_cited_source(name: str) -> None:
 
 
 def test_requested_entries_exist() -> None:
-    assert {"h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "l40s", "rtx-3080", "rtx-3090",
-            "rtx-4090", "rtx-5090", "rtx-5070-ti", "gtx-1650", "jetson-orin-nano-super", "ryzen-9-9900x",
-            "i9-9980hk", "core-ultra-7-258v", "core-ultra-7-258v-npu", "cpu-generic", "t4", "l4",
-            "rtx-6000-ada"} <= set(catalog.all_hardware())
-    assert {"llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "llama-3.3-70b", "llama-3.1-70b", "mistral-7b",
-            "gemma-3-270m", "qwen2.5-7b", "smollm2-135m"} <= set(catalog.all_models())
-    assert {"bf16", "fp16", "fp8", "int8", "awq", "gptq", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q4_1",
-            "f16", "f32"} <= set(catalog.all_quants())
+    assert {
+        "h100-sxm",
+        "h100-pcie",
+        "h200",
+        "a100-40gb",
+        "a100-80gb",
+        "l40s",
+        "rtx-3080",
+        "rtx-3090",
+        "rtx-4090",
+        "rtx-5090",
+        "rtx-5070-ti",
+        "gtx-1650",
+        "jetson-orin-nano-super",
+        "ryzen-9-9900x",
+        "i9-9980hk",
+        "core-ultra-7-258v",
+        "core-ultra-7-258v-npu",
+        "cpu-generic",
+        "t4",
+        "l4",
+        "rtx-6000-ada",
+    } <= set(catalog.all_hardware())
+    assert {
+        "llama-3.1-8b",
+        "llama-3.2-1b",
+        "llama-3.2-3b",
+        "llama-3.3-70b",
+        "llama-3.1-70b",
+        "mistral-7b",
+        "gemma-3-270m",
+        "qwen2.5-7b",
+        "smollm2-135m",
+    } <= set(catalog.all_models())
+    assert {
+        "bf16",
+        "fp16",
+        "fp8",
+        "int8",
+        "awq",
+        "gptq",
+        "q8_0",
+        "q6_k",
+        "q5_k_m",
+        "q4_k_m",
+        "q4_0",
+        "q4_1",
+        "f16",
+        "f32",
+    } <= set(catalog.all_quants())
 
 
 def test_tensor_figures_are_dense_not_sparse() -> None:
@@ -95,13 +137,24 @@ def test_cpu_peaks_are_cores_times_clock_times_flop_per_cycle() -> None:
     assert npu.memory_bytes == lunar.memory_bytes and npu.memory_bandwidth_bytes_per_s == 136.5e9
 
 
-@pytest.mark.parametrize(("hw", "cc", "fp8", "fp4"), [
-    ("h100-sxm", "9.0", True, False), ("h200", "9.0", True, False), ("a100-80gb", "8.0", False, False),
-    ("l40s", "8.9", True, False), ("rtx-4090", "8.9", True, False), ("rtx-3090", "8.6", False, False),
-    ("rtx-5090", "12.0", True, True), ("rtx-5070-ti", "12.0", True, True), ("gtx-1650", "7.5", False, False),
-    ("jetson-orin-nano-super", "8.7", False, False), ("t4", "7.5", False, False), ("l4", "8.9", True, False),
-    ("rtx-6000-ada", "8.9", True, False),
-])
+@pytest.mark.parametrize(
+    ("hw", "cc", "fp8", "fp4"),
+    [
+        ("h100-sxm", "9.0", True, False),
+        ("h200", "9.0", True, False),
+        ("a100-80gb", "8.0", False, False),
+        ("l40s", "8.9", True, False),
+        ("rtx-4090", "8.9", True, False),
+        ("rtx-3090", "8.6", False, False),
+        ("rtx-5090", "12.0", True, True),
+        ("rtx-5070-ti", "12.0", True, True),
+        ("gtx-1650", "7.5", False, False),
+        ("jetson-orin-nano-super", "8.7", False, False),
+        ("t4", "7.5", False, False),
+        ("l4", "8.9", True, False),
+        ("rtx-6000-ada", "8.9", True, False),
+    ],
+)
 def test_gpu_capabilities(hw: str, cc: str, fp8: bool, fp4: bool) -> None:
     h = catalog.hardware(hw)
     assert (h.compute_capability, h.fp8, h.fp4) == (cc, fp8, fp4)
@@ -114,10 +167,19 @@ def test_jetson_is_a_soc_with_shared_memory() -> None:
     assert jetson.memory_bytes == 8 * GIB and jetson.memory_bandwidth_bytes_per_s == 102e9
 
 
-@pytest.mark.parametrize(("quant", "ggml_type"), [
-    ("q8_0", "Q8_0"), ("q6_k", "Q6_K"), ("q4_0", "Q4_0"), ("q4_1", "Q4_1"), ("q5_0", "Q5_0"),
-    ("q5_1", "Q5_1"), ("f16", "F16"), ("f32", "F32"),
-])
+@pytest.mark.parametrize(
+    ("quant", "ggml_type"),
+    [
+        ("q8_0", "Q8_0"),
+        ("q6_k", "Q6_K"),
+        ("q4_0", "Q4_0"),
+        ("q4_1", "Q4_1"),
+        ("q5_0", "Q5_0"),
+        ("q5_1", "Q5_1"),
+        ("f16", "F16"),
+        ("f32", "F32"),
+    ],
+)
 def test_gguf_block_formats_cost_what_ggml_stores(quant: str, ggml_type: str) -> None:
     block, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[ggml_type]]
     assert catalog.quant(quant).bits_per_weight == nbytes * 8 / block

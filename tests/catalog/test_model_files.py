@@ -15,9 +15,21 @@ from waveidp.catalog import ModelSpec
 from waveidp.errors import ConfigError
 
 # What a file can tell us, compared with a built-in entry (names and provenance differ by design).
-SHAPE = {"architecture", "params", "layers", "hidden_size", "intermediate_size", "attention_heads",
-         "kv_heads", "head_dim", "vocab_size", "max_context", "tied_embeddings", "sliding_window",
-         "sliding_window_layers"}
+SHAPE = {
+    "architecture",
+    "params",
+    "layers",
+    "hidden_size",
+    "intermediate_size",
+    "attention_heads",
+    "kv_heads",
+    "head_dim",
+    "vocab_size",
+    "max_context",
+    "tied_embeddings",
+    "sliding_window",
+    "sliding_window_layers",
+}
 
 
 def shape(spec: ModelSpec) -> dict:
@@ -47,15 +59,25 @@ def test_model_accepts_a_config_path_or_its_directory(tmp_path: Path) -> None:
 
 
 def test_multimodal_wrapper_reads_the_text_config(tmp_path: Path) -> None:
-    wrapped = {"model_type": "gemma3", "architectures": ["Gemma3ForConditionalGeneration"],
-               "text_config": BY_CATALOG_ID["gemma-3-270m"], "vision_config": {"hidden_size": 1152}}
+    wrapped = {
+        "model_type": "gemma3",
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "text_config": BY_CATALOG_ID["gemma-3-270m"],
+        "vision_config": {"hidden_size": 1152},
+    }
     spec = catalog.model_from_hf_config(write_config(tmp_path, wrapped))
     assert shape(spec) == shape(catalog.model("gemma-3-270m"))
 
 
 def test_mixtral_style_moe_counts_total_and_active_params(tmp_path: Path) -> None:
-    moe = {**LLAMA_31_8B, "model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 2,
-           "vocab_size": 32000, "max_position_embeddings": 32768}
+    moe = {
+        **LLAMA_31_8B,
+        "model_type": "mixtral",
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "vocab_size": 32000,
+        "max_position_embeddings": 32768,
+    }
     spec = catalog.model_from_hf_config(write_config(tmp_path, moe))
     # Mixtral 8x7B's published totals: 46.7B parameters, 12.9B active per token.
     assert spec.params == pytest.approx(46.7e9, rel=0.002)
@@ -72,14 +94,18 @@ def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
     assert f"{path}:3" in message and "invalid JSON" in message and "\n" not in message
 
 
-@pytest.mark.parametrize(("field", "value", "expect"), [
-    ("num_hidden_layers", None, "missing field 'num_hidden_layers'"),
-    ("hidden_size", -4096, "field 'hidden_size' must be a positive integer"),
-    ("vocab_size", "128256", "field 'vocab_size' must be a positive integer"),
-    ("model_type", None, "missing field 'model_type'"),
-])
-def test_bad_config_fields_give_one_line_naming_file_and_field(tmp_path: Path, field: str, value: object,
-                                                               expect: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "expect"),
+    [
+        ("num_hidden_layers", None, "missing field 'num_hidden_layers'"),
+        ("hidden_size", -4096, "field 'hidden_size' must be a positive integer"),
+        ("vocab_size", "128256", "field 'vocab_size' must be a positive integer"),
+        ("model_type", None, "missing field 'model_type'"),
+    ],
+)
+def test_bad_config_fields_give_one_line_naming_file_and_field(
+    tmp_path: Path, field: str, value: object, expect: str
+) -> None:
     cfg = {k: v for k, v in LLAMA_31_8B.items() if k != field}
     if value is not None:
         cfg[field] = value
@@ -96,8 +122,13 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
         catalog.model(str(tmp_path))
 
 
-def write_gguf(path: Path, *, tied: bool = False, sliding_window: int | None = None,
-               file_type: gguf.LlamaFileType = gguf.LlamaFileType.ALL_F32) -> int:
+def write_gguf(
+    path: Path,
+    *,
+    tied: bool = False,
+    sliding_window: int | None = None,
+    file_type: gguf.LlamaFileType = gguf.LlamaFileType.ALL_F32,
+) -> int:
     """A tiny random-weight llama GGUF: 2 layers, hidden 64, 4 heads (2 KV), vocab 100. Returns params."""
     rng = np.random.default_rng(0)
     hidden, ff, vocab, layers, heads, kv = 64, 128, 100, 2, 4, 2
@@ -118,9 +149,17 @@ def write_gguf(path: Path, *, tied: bool = False, sliding_window: int | None = N
     if not tied:
         tensors["output.weight"] = (vocab, hidden)
     for i in range(layers):
-        shapes = {"attn_norm": (hidden,), "attn_q": (hidden, hidden), "attn_k": (kv * head_dim, hidden),
-                  "attn_v": (kv * head_dim, hidden), "attn_output": (hidden, hidden), "ffn_norm": (hidden,),
-                  "ffn_gate": (ff, hidden), "ffn_up": (ff, hidden), "ffn_down": (hidden, ff)}
+        shapes = {
+            "attn_norm": (hidden,),
+            "attn_q": (hidden, hidden),
+            "attn_k": (kv * head_dim, hidden),
+            "attn_v": (kv * head_dim, hidden),
+            "attn_output": (hidden, hidden),
+            "ffn_norm": (hidden,),
+            "ffn_gate": (ff, hidden),
+            "ffn_up": (ff, hidden),
+            "ffn_down": (hidden, ff),
+        }
         tensors |= {f"blk.{i}.{name}.weight": dims for name, dims in shapes.items()}
     for name, dims in tensors.items():
         w.add_tensor(name, rng.standard_normal(dims).astype(np.float32))

@@ -70,10 +70,17 @@ def elements_in(model: catalog.ModelSpec, role: str) -> int:
     h, kv = model.hidden_size, model.kv_heads * model.head_dim
     q = model.attention_heads * model.head_dim
     return {
-        "token_embd.weight": model.vocab_size * h, "output.weight": model.vocab_size * h,
-        "output_norm.weight": h, "attn_norm.weight": h, "ffn_norm.weight": h,
-        "attn_q.weight": q * h, "attn_k.weight": kv * h, "attn_v.weight": kv * h, "attn_output.weight": q * h,
-        "ffn_gate.weight": model.intermediate_size * h, "ffn_up.weight": model.intermediate_size * h,
+        "token_embd.weight": model.vocab_size * h,
+        "output.weight": model.vocab_size * h,
+        "output_norm.weight": h,
+        "attn_norm.weight": h,
+        "ffn_norm.weight": h,
+        "attn_q.weight": q * h,
+        "attn_k.weight": kv * h,
+        "attn_v.weight": kv * h,
+        "attn_output.weight": q * h,
+        "ffn_gate.weight": model.intermediate_size * h,
+        "ffn_up.weight": model.intermediate_size * h,
         "ffn_down.weight": model.intermediate_size * h,
     }[role]
 
@@ -102,8 +109,12 @@ def test_k_quant_mix_matches_the_catalog(f16_model: Path, quant: str) -> None:
     from waveidp.engines.local_files import llama_tool
 
     out = f16_model.with_name(f"tiny-{quant}.gguf")
-    subprocess.run([str(llama_tool("llama-quantize")), str(f16_model), str(out), quant.upper(), "2"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(llama_tool("llama-quantize")), str(f16_model), str(out), quant.upper(), "2"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     model = catalog.model("llama-3.1-8b")
     assert model.layers == LAYERS and model.attention_heads // model.kv_heads == HEADS // KV
     measured = projected_bits_per_weight(out, model)

@@ -17,8 +17,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def wave(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "waveidp", *map(str, args)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "waveidp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_detect_json_reads_this_machine() -> None:
@@ -66,8 +71,10 @@ def test_detect_merge_refuses_to_break_an_existing_node(tmp_path: Path) -> None:
     shutil.copy(EXAMPLES / "home-lab.yaml", target)
     result = wave("fleet", "detect", "--merge", target, "--name", "jetson")  # this machine has no 'soc'
     assert result.returncode == 2
-    assert f"{target}: merging node jetson would make the fleet invalid: nodes[4].backends[0].devices[0]" \
+    assert (
+        f"{target}: merging node jetson would make the fleet invalid: nodes[4].backends[0].devices[0]"
         in result.stderr
+    )
     assert target.read_text() == (EXAMPLES / "home-lab.yaml").read_text()
 
 

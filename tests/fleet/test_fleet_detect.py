@@ -27,14 +27,38 @@ def _cpu(name: str) -> CpuInfo:
     return parse_cpuinfo((DATA / f"cpuinfo-{name}.txt").read_text())
 
 
-@pytest.mark.parametrize(("sample", "model", "cores", "logical", "hardware", "has", "lacks"), [
-    ("ryzen-9-9900x", "AMD Ryzen 9 9900X 12-Core Processor", 12, 24, "ryzen-9-9900x",
-     ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni"], ["amx_tile", "avx512_fp16"]),
-    ("i9-9980hk", "Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz", 8, 16, "i9-9980hk",
-     ["avx2", "fma", "f16c"], ["avx512f", "avx_vnni", "avx512_bf16"]),
-    ("core-ultra-7-258v", "Intel(R) Core(TM) Ultra 7 258V", 8, 8, "core-ultra-7-258v",
-     ["avx2", "avx_vnni"], ["avx512f", "amx_tile"]),
-])
+@pytest.mark.parametrize(
+    ("sample", "model", "cores", "logical", "hardware", "has", "lacks"),
+    [
+        (
+            "ryzen-9-9900x",
+            "AMD Ryzen 9 9900X 12-Core Processor",
+            12,
+            24,
+            "ryzen-9-9900x",
+            ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni"],
+            ["amx_tile", "avx512_fp16"],
+        ),
+        (
+            "i9-9980hk",
+            "Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz",
+            8,
+            16,
+            "i9-9980hk",
+            ["avx2", "fma", "f16c"],
+            ["avx512f", "avx_vnni", "avx512_bf16"],
+        ),
+        (
+            "core-ultra-7-258v",
+            "Intel(R) Core(TM) Ultra 7 258V",
+            8,
+            8,
+            "core-ultra-7-258v",
+            ["avx2", "avx_vnni"],
+            ["avx512f", "amx_tile"],
+        ),
+    ],
+)
 def test_cpuinfo_samples_map_to_catalog_ids_and_flags(
     sample: str, model: str, cores: int, logical: int, hardware: str, has: list[str], lacks: list[str]
 ) -> None:
@@ -79,11 +103,18 @@ def test_gpus_from_nvml_group_identical_boards_and_keep_unknown_ones_visible() -
     assert (a10g.id, a10g.hardware, a10g.memory_gib) == ("gpu1", "nvidia-a10g", 23)
 
 
-@pytest.mark.parametrize(("name", "hardware"), [
-    ("NVIDIA GeForce RTX 5070 Ti", "rtx-5070-ti"), ("NVIDIA GeForce GTX 1650", "gtx-1650"),
-    ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H200", "h200"), ("NVIDIA A100-SXM4-40GB", "a100-40gb"),
-    ("NVIDIA A100 80GB PCIe", "a100-80gb"), ("NVIDIA GeForce RTX 3090 Ti", "nvidia-geforce-rtx-3090-ti"),
-])
+@pytest.mark.parametrize(
+    ("name", "hardware"),
+    [
+        ("NVIDIA GeForce RTX 5070 Ti", "rtx-5070-ti"),
+        ("NVIDIA GeForce GTX 1650", "gtx-1650"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA A100-SXM4-40GB", "a100-40gb"),
+        ("NVIDIA A100 80GB PCIe", "a100-80gb"),
+        ("NVIDIA GeForce RTX 3090 Ti", "nvidia-geforce-rtx-3090-ti"),
+    ],
+)
 def test_gpu_names(name: str, hardware: str) -> None:
     machine = Machine(cpu=_cpu("i9-9980hk"), memory_bytes=GIB, gpus=[GpuInfo(name, 8 * GIB)])
     node = build_node(machine, "a", "a")
@@ -103,8 +134,10 @@ def test_intel_npu_found_through_sysfs_driver_links(tmp_path: Path) -> None:
     assert drivers == ["intel_vpu"]
     machine = Machine(cpu=_cpu("core-ultra-7-258v"), memory_bytes=32 * GIB, npu_drivers=drivers)
     node = build_node(machine, "x", "x")
-    assert [(d.id, d.hardware) for d in node.devices] == [("cpu", "core-ultra-7-258v"),
-                                                          ("npu", "core-ultra-7-258v-npu")]
+    assert [(d.id, d.hardware) for d in node.devices] == [
+        ("cpu", "core-ultra-7-258v"),
+        ("npu", "core-ultra-7-258v-npu"),
+    ]
     assert read_npu_drivers(tmp_path / "absent") == []
 
 

@@ -213,10 +213,13 @@ def test_duplicate_yaml_key_is_an_error_not_silently_overwritten() -> None:
     assert message == "wave.yaml:4: duplicate key 'role' (first at line 3)"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", "wave.yaml: the fleet file is empty"),
-    ("- a\n- b\n", "wave.yaml:1: the fleet file must be a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "wave.yaml: the fleet file is empty"),
+        ("- a\n- b\n", "wave.yaml:1: the fleet file must be a mapping"),
+    ],
+)
 def test_empty_or_non_mapping_file(text: str, expected: str) -> None:
     assert _error(text).startswith(expected)
 
@@ -235,7 +238,8 @@ def test_errors_name_the_real_file(tmp_path: Path) -> None:
 
 
 def test_anchors_and_merge_keys_load() -> None:
-    f = fleet.loads(dedent("""\
+    f = fleet.loads(
+        dedent("""\
         nodes:
           - name: a
             devices:
@@ -244,7 +248,8 @@ def test_anchors_and_merge_keys_load() -> None:
             devices:
               - <<: *gpu
                 count: 2
-        """))
+        """)
+    )
     assert f.node("b").devices[0].hardware == "rtx-3090"
     assert f.node("b").devices[0].count == 2
 
@@ -252,9 +257,11 @@ def test_anchors_and_merge_keys_load() -> None:
 def test_pattern_errors_say_what_is_allowed() -> None:
     assert _error("nodes:\n  - name: Big Box\n") == (
         "wave.yaml:2: nodes[0].name: must be lower-case letters, digits, '.', '_' or '-', first not a sign,"
-        " got 'Big Box'")
+        " got 'Big Box'"
+    )
     assert "must be a URL starting with http:// or https://, got 'ftp://a'" in _error(
-        "nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'ftp://a'}\n")
+        "nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'ftp://a'}\n"
+    )
 
 
 def test_one_policy_for_every_model_keeps_each_models_slo_and_affinity() -> None:

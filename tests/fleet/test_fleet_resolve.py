@@ -50,7 +50,8 @@ def test_unknown_hardware_suggests_the_closest_and_points_at_the_value() -> None
     assert info.value.where == "lab.yaml:6: nodes[0].devices[1].hardware"
     assert "rtx-5070-ti" in info.value.suggestions
     assert str(info.value).startswith(
-        "lab.yaml:6: nodes[0].devices[1].hardware: unknown hardware 'rtx-5070ti' (did you mean rtx-5070-ti")
+        "lab.yaml:6: nodes[0].devices[1].hardware: unknown hardware 'rtx-5070ti' (did you mean rtx-5070-ti"
+    )
 
 
 def test_unknown_model_and_quant() -> None:
@@ -89,20 +90,32 @@ def test_quant_the_engine_cannot_load() -> None:
                     url: http://a:8080
                     models: [{name: chat, model: llama-3.1-8b, quant: awq}]
             """)
-    assert str(info.value).startswith("lab.yaml:8: nodes[0].backends[0].models[0].quant: backend cpu-llm "
-                                      "(llamacpp) cannot load chat as awq")
+    assert str(info.value).startswith(
+        "lab.yaml:8: nodes[0].backends[0].models[0].quant: backend cpu-llm (llamacpp) cannot load chat as awq"
+    )
 
 
 def test_model_paths_are_read_when_present_and_left_to_their_node_otherwise(tmp_path: Path) -> None:
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-              "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-              "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 131072,
-              "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False,
-              "torch_dtype": "bfloat16"}
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+    }
     (tmp_path / "llama").mkdir()
     (tmp_path / "llama" / "config.json").write_text(json.dumps(config))
     path = tmp_path / "wave.yaml"
-    path.write_text(dedent("""\
+    path.write_text(
+        dedent("""\
         nodes:
           - name: a
             devices: [{id: gpu0, hardware: rtx-4090}]
@@ -113,7 +126,8 @@ def test_model_paths_are_read_when_present_and_left_to_their_node_otherwise(tmp_
                 models:
                   - {name: local, model: llama/config.json, quant: bf16}
                   - {name: remote, model: /srv/models/elsewhere.gguf}
-        """))
+        """)
+    )
     resolved = fleet.resolve(fleet.load(path))
     spec = resolved.models["llama/config.json"]
     assert (spec.layers, spec.kv_heads, spec.head_dim) == (32, 8, 128)

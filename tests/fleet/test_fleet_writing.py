@@ -40,15 +40,21 @@ def test_dump_writes_no_defaults_and_keeps_field_order() -> None:
 
 
 def test_served_models_that_are_only_names_stay_names() -> None:
-    f = fleet.loads("nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'http://a:1',"
-                    " models: [chat, {name: code, quant: awq}]}\n")
+    f = fleet.loads(
+        "nodes:\n  - name: a\n    backends:\n      - {name: b, engine: vllm, url: 'http://a:1',"
+        " models: [chat, {name: code, quant: awq}]}\n"
+    )
     data = yaml.safe_load(fleet.dump(f))
     assert data["nodes"][0]["backends"][0]["models"] == ["chat", {"name": "code", "quant": "awq"}]
 
 
 def _box(name: str = "newbox") -> Node:
-    return Node(name=name, address="newbox.lan", memory_gib=64,
-                devices=[Device(id="cpu", hardware="ryzen-9-9900x", cores=12, flags=["avx512f"])])
+    return Node(
+        name=name,
+        address="newbox.lan",
+        memory_gib=64,
+        devices=[Device(id="cpu", hardware="ryzen-9-9900x", cores=12, flags=["avx512f"])],
+    )
 
 
 def test_merge_adds_a_new_node_and_keeps_the_others() -> None:
@@ -61,8 +67,11 @@ def test_merge_adds_a_new_node_and_keeps_the_others() -> None:
 
 def test_merge_into_an_existing_node_updates_hardware_and_keeps_its_backends() -> None:
     before = fleet.load(EXAMPLES / "home-lab.yaml")
-    detected = Node(name="jetson", memory_gib=7.4,
-                    devices=[Device(id="soc", hardware="jetson-orin-nano-super", cores=6, flags=["asimd"])])
+    detected = Node(
+        name="jetson",
+        memory_gib=7.4,
+        devices=[Device(id="soc", hardware="jetson-orin-nano-super", cores=6, flags=["asimd"])],
+    )
     after = fleet.merge_node(before, detected)
     jetson = after.node("jetson")
     assert jetson.memory_gib == 7.4 and jetson.devices[0].cores == 6
@@ -73,8 +82,13 @@ def test_merge_into_an_existing_node_updates_hardware_and_keeps_its_backends() -
 
 def test_merge_limited_to_detected_fields_keeps_a_curated_address() -> None:
     before = fleet.load(EXAMPLES / "home-lab.yaml")
-    detected = Node(name="jetson", address="jetson-hostname", role="whatever", memory_gib=7.4,
-                    devices=[Device(id="soc", hardware="jetson-orin-nano-super")])
+    detected = Node(
+        name="jetson",
+        address="jetson-hostname",
+        role="whatever",
+        memory_gib=7.4,
+        devices=[Device(id="soc", hardware="jetson-orin-nano-super")],
+    )
     jetson = fleet.merge_node(before, detected, only=DETECTED_FIELDS).node("jetson")
     assert (jetson.address, jetson.role, jetson.memory_gib) == ("192.168.100.50", "edge", 7.4)
     assert fleet.merge_node(before, detected).node("jetson").address == "jetson-hostname"
@@ -98,8 +112,11 @@ def test_merge_text_keeps_comments_and_layout() -> None:
 
 def test_merge_text_replaces_only_the_node_it_updates() -> None:
     text = (EXAMPLES / "home-lab.yaml").read_text()
-    detected = Node(name="xps15", memory_gib=62.6,
-                    devices=[Device(id="cpu", hardware="i9-9980hk"), Device(id="gpu0", hardware="gtx-1650")])
+    detected = Node(
+        name="xps15",
+        memory_gib=62.6,
+        devices=[Device(id="cpu", hardware="i9-9980hk"), Device(id="gpu0", hardware="gtx-1650")],
+    )
     merged = fleet.merge_node_text(text, "home-lab.yaml", detected)
     assert "memory_gib: 62.6" in merged
     start, end = text.index("  - name: xps15"), text.index("  # LXC guest on xps15")

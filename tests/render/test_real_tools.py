@@ -192,7 +192,9 @@ def test_team_profile_adds_redis_loki_mlflow_n8n_and_still_passes_compose(tmp_pa
     wanted = {"redis", "loki", "mlflow", "n8n", "wave-gateway", "nginx", "prometheus", "grafana"}
     assert wanted <= set(services)
     assert "ports" not in services["redis"]  # internal only
-    assert services["wave-gateway"]["environment"]["WAVE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD}@redis")
+    assert services["wave-gateway"]["environment"]["WAVE_REDIS_URL"].startswith(
+        "redis://:${REDIS_PASSWORD}@redis"
+    )
     env = (gateway / ".env").read_text()
     for name in ("REDIS_PASSWORD", "N8N_ENCRYPTION_KEY", "GRAFANA_ADMIN_PASSWORD"):
         assert f"{name}=" in env and f"{name}=\n" not in env

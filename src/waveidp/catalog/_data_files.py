@@ -35,8 +35,17 @@ _HARDWARE_UNITS: dict[str, tuple[str, float]] = {
     "interconnect_gb_s": ("interconnect_bandwidth_bytes_per_s", GB),
     "tdp_w": ("tdp_watts", 1.0),
 }
-_HARDWARE_PLAIN = ("kind", "vendor", "fp8", "fp4", "compute_capability", "unified_memory", "interconnect",
-                   "cores", "cpu_flags")
+_HARDWARE_PLAIN = (
+    "kind",
+    "vendor",
+    "fp8",
+    "fp4",
+    "compute_capability",
+    "unified_memory",
+    "interconnect",
+    "cores",
+    "cpu_flags",
+)
 # Checked here, never handed to the model: the sparse figures a datasheet headlines, and the
 # per-core arithmetic behind a CPU's peak.
 _HARDWARE_CHECKS = ("sparse_tflops", "cpu_peak", "notes")
@@ -54,8 +63,9 @@ def load_quants(file: Path) -> dict[str, Quant]:
     return _load(file, Quant, _plain_fields(Quant))
 
 
-def _load(file: Path, model: type[E], convert: Callable[[Marked, str, dict[str, Any]], dict[str, Any]]
-          ) -> dict[str, E]:
+def _load(
+    file: Path, model: type[E], convert: Callable[[Marked, str, dict[str, Any]], dict[str, Any]]
+) -> dict[str, E]:
     marked = load_marked(file)
     if not isinstance(marked.data, dict):
         raise ConfigError("expected a mapping of id -> entry at the top level", where=str(file))
@@ -89,8 +99,10 @@ def _hardware_fields(marked: Marked, entry_id: str, raw: dict[str, Any]) -> dict
     for yaml_field, (field, factor) in _HARDWARE_UNITS.items():
         if yaml_field in raw:
             if field in out:
-                raise ConfigError(f"'{yaml_field}' given twice in different units",
-                                  where=f"{marked.where((entry_id, yaml_field))} {entry_id}.{yaml_field}")
+                raise ConfigError(
+                    f"'{yaml_field}' given twice in different units",
+                    where=f"{marked.where((entry_id, yaml_field))} {entry_id}.{yaml_field}",
+                )
             out[field] = _number(marked, (entry_id, yaml_field), raw[yaml_field]) * factor
     if "memory_bytes" in out:
         out["memory_bytes"] = round(out["memory_bytes"])
@@ -101,15 +113,18 @@ def _hardware_fields(marked: Marked, entry_id: str, raw: dict[str, Any]) -> dict
     peak = _cpu_peak(marked, entry_id, raw)
     for dtype, value in peak.items():
         if dtype in dense:
-            raise ConfigError(f"{dtype} given both in dense_tflops and cpu_peak",
-                              where=f"{marked.where((entry_id, 'cpu_peak'))} {entry_id}.cpu_peak")
+            raise ConfigError(
+                f"{dtype} given both in dense_tflops and cpu_peak",
+                where=f"{marked.where((entry_id, 'cpu_peak'))} {entry_id}.cpu_peak",
+            )
         dense[dtype] = value
     sparse = _tflops(marked, entry_id, raw, "sparse_tflops")
     for dtype, value in sparse.items():
         if dtype in dense and dense[dtype] > value * 1.0001:
-            raise ConfigError(f"dense {dtype} {dense[dtype] / TERA:g} TFLOPS exceeds the sparse figure "
-                              f"{value / TERA:g}", where=f"{marked.where((entry_id, 'dense_tflops', dtype))} "
-                              f"{entry_id}.dense_tflops.{dtype}")
+            raise ConfigError(
+                f"dense {dtype} {dense[dtype] / TERA:g} TFLOPS exceeds the sparse figure {value / TERA:g}",
+                where=f"{marked.where((entry_id, 'dense_tflops', dtype))} {entry_id}.dense_tflops.{dtype}",
+            )
     out["dense_flops"] = dense
     if isinstance(raw.get("sources"), dict):
         out["sources"] = {_model_field(key): text for key, text in raw["sources"].items()}
@@ -129,24 +144,31 @@ def _model_field(yaml_key: str) -> str:
 def _check_sources(marked: Marked, entry_id: str, raw: dict[str, Any]) -> None:
     sources = raw.get("sources", {})
     if not isinstance(sources, dict):
-        raise ConfigError("'sources' must map field -> source",
-                          where=f"{marked.where((entry_id, 'sources'))} {entry_id}.sources")
+        raise ConfigError(
+            "'sources' must map field -> source",
+            where=f"{marked.where((entry_id, 'sources'))} {entry_id}.sources",
+        )
     for key, text in sources.items():
         head, _, sub = key.partition(".")
         table = raw.get(head)
         if head not in raw or (sub and not (isinstance(table, dict) and sub in table)):
-            raise ConfigError(f"source given for '{key}', which this entry does not have",
-                              where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}")
+            raise ConfigError(
+                f"source given for '{key}', which this entry does not have",
+                where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}",
+            )
         if not isinstance(text, str) or len(text) < 3:
-            raise ConfigError("a source must be a text naming a document, URL or arithmetic",
-                              where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}")
+            raise ConfigError(
+                "a source must be a text naming a document, URL or arithmetic",
+                where=f"{marked.where((entry_id, 'sources', key))} {entry_id}.sources.{key}",
+            )
 
 
 def _tflops(marked: Marked, entry_id: str, raw: dict[str, Any], key: str) -> dict[str, float]:
     table = raw.get(key, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"'{key}' must map dtype -> TFLOPS", where=f"{marked.where((entry_id, key))} "
-                          f"{entry_id}.{key}")
+        raise ConfigError(
+            f"'{key}' must map dtype -> TFLOPS", where=f"{marked.where((entry_id, key))} {entry_id}.{key}"
+        )
     return {dtype: _number(marked, (entry_id, key, dtype), v) * TERA for dtype, v in table.items()}
 
 
@@ -157,13 +179,17 @@ def _cpu_peak(marked: Marked, entry_id: str, raw: dict[str, Any]) -> dict[str, f
         return {}
     base = (entry_id, "cpu_peak")
     if not isinstance(peak, dict) or not isinstance(peak.get("flop_per_cycle"), dict):
-        raise ConfigError("'cpu_peak' needs cores, ghz and flop_per_cycle: {dtype: n}",
-                          where=f"{marked.where(base)} {entry_id}.cpu_peak")
+        raise ConfigError(
+            "'cpu_peak' needs cores, ghz and flop_per_cycle: {dtype: n}",
+            where=f"{marked.where(base)} {entry_id}.cpu_peak",
+        )
     _reject_unknown(marked, entry_id, peak, {"cores", "ghz", "flop_per_cycle"}, prefix=base)
     cores = _number(marked, (*base, "cores"), peak.get("cores"))
     ghz = _number(marked, (*base, "ghz"), peak.get("ghz"))
-    return {dtype: cores * ghz * 1e9 * _number(marked, (*base, "flop_per_cycle", dtype), n)
-            for dtype, n in peak["flop_per_cycle"].items()}
+    return {
+        dtype: cores * ghz * 1e9 * _number(marked, (*base, "flop_per_cycle", dtype), n)
+        for dtype, n in peak["flop_per_cycle"].items()
+    }
 
 
 def _number(marked: Marked, path: tuple[str | int, ...], value: Any) -> float:
@@ -172,27 +198,37 @@ def _number(marked: Marked, path: tuple[str | int, ...], value: Any) -> float:
             raise TypeError
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"expected a number, got {value!r}",
-                          where=f"{marked.where(path)} {'.'.join(map(str, path))}") from None
+        raise ConfigError(
+            f"expected a number, got {value!r}", where=f"{marked.where(path)} {'.'.join(map(str, path))}"
+        ) from None
     if not number > 0:
-        raise ConfigError(f"must be positive, got {value!r}",
-                          where=f"{marked.where(path)} {'.'.join(map(str, path))}")
+        raise ConfigError(
+            f"must be positive, got {value!r}", where=f"{marked.where(path)} {'.'.join(map(str, path))}"
+        )
     return number
 
 
-def _reject_unknown(marked: Marked, entry_id: str, raw: Mapping[str, Any], allowed: set[str],
-                    prefix: tuple[str | int, ...] | None = None) -> None:
+def _reject_unknown(
+    marked: Marked,
+    entry_id: str,
+    raw: Mapping[str, Any],
+    allowed: set[str],
+    prefix: tuple[str | int, ...] | None = None,
+) -> None:
     base = prefix or (entry_id,)
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            raise ConfigError(f"unknown field '{key}'", where=f"{marked.where((*base, key))} "
-                              f"{'.'.join(map(str, (*base, key)))}",
-                              fix=f"did you mean '{close[0]}'?" if close else None)
+            raise ConfigError(
+                f"unknown field '{key}'",
+                where=f"{marked.where((*base, key))} {'.'.join(map(str, (*base, key)))}",
+                fix=f"did you mean '{close[0]}'?" if close else None,
+            )
 
 
-def _validation_error(marked: Marked, entry_id: str, exc: ValidationError,
-                      raw: dict[str, Any]) -> ConfigError:
+def _validation_error(
+    marked: Marked, entry_id: str, exc: ValidationError, raw: dict[str, Any]
+) -> ConfigError:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     field = loc[0] if loc else ""

@@ -39,8 +39,9 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
     try:
         reader = GGUFReader(file, "r")
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors... on a bad file
-        raise ConfigError(f"not a readable GGUF file ({type(exc).__name__}: {exc})",
-                          where=str(file)) from None
+        raise ConfigError(
+            f"not a readable GGUF file ({type(exc).__name__}: {exc})", where=str(file)
+        ) from None
 
     def value(key: str) -> Any:
         field = reader.fields.get(key)
@@ -57,8 +58,10 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
         if got is None:
             got = default
         if not isinstance(got, int) or isinstance(got, bool) or got <= 0:
-            raise ConfigError(f"metadata key '{arch}.{key}' missing or not a positive integer ({got!r})",
-                              where=f"{file} {arch}.{key}")
+            raise ConfigError(
+                f"metadata key '{arch}.{key}' missing or not a positive integer ({got!r})",
+                where=f"{file} {arch}.{key}",
+            )
         return got
 
     layers = integer("block_count")
@@ -110,6 +113,6 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
         )
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigError(f"unusable GGUF metadata: {err['msg']}",
-                          where=f"{file} {'.'.join(map(str, err['loc']))}") from None
-
+        raise ConfigError(
+            f"unusable GGUF metadata: {err['msg']}", where=f"{file} {'.'.join(map(str, err['loc']))}"
+        ) from None

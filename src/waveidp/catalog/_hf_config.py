@@ -41,8 +41,9 @@ def _spec(file: Path, cfg: dict[str, Any]) -> ModelSpec:
         if value is None:
             raise ConfigError(f"missing field '{key}'", where=f"{file} {key}")
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"field '{key}' must be a positive integer, got {value!r}",
-                              where=f"{file} {key}")
+            raise ConfigError(
+                f"field '{key}' must be a positive integer, got {value!r}", where=f"{file} {key}"
+            )
         return value
 
     # The text tower of a multimodal wrapper is named `<arch>_text` (gemma3_text); llama.cpp and
@@ -60,8 +61,17 @@ def _spec(file: Path, cfg: dict[str, Any]) -> ModelSpec:
     tied = bool(cfg.get("tie_word_embeddings", True))  # transformers' PretrainedConfig default
 
     experts = cfg.get("num_local_experts")
-    params = dense_params(architecture=architecture, layers=layers, hidden=hidden, intermediate=intermediate,
-                          heads=heads, kv_heads=kv_heads, head_dim=head_dim, vocab=vocab, tied=tied)
+    params = dense_params(
+        architecture=architecture,
+        layers=layers,
+        hidden=hidden,
+        intermediate=intermediate,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab=vocab,
+        tied=tied,
+    )
     active = None
     if experts:  # Mixtral-style MoE: `experts` copies of the MLP, `top_k` used per token, a router
         top_k = integer("num_experts_per_tok")
@@ -98,8 +108,10 @@ def _sliding(cfg: dict[str, Any], file: Path, architecture: str, layers: int) ->
     if window is None or cfg.get("use_sliding_window") is False:
         return None, 0
     if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
-        raise ConfigError(f"field 'sliding_window' must be a positive integer, got {window!r}",
-                          where=f"{file} sliding_window")
+        raise ConfigError(
+            f"field 'sliding_window' must be a positive integer, got {window!r}",
+            where=f"{file} sliding_window",
+        )
     layer_types = cfg.get("layer_types")
     if isinstance(layer_types, list) and layer_types:
         return window, sum(1 for t in layer_types if t == "sliding_attention")

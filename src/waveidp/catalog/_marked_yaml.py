@@ -56,12 +56,15 @@ def _plain(node: yaml.Node, path: Path_, marked: Marked) -> Any:
         for key_node, value_node in node.value:
             key = _scalar(key_node)
             if not isinstance(key, str | int | float | bool):
-                raise ConfigError("mapping keys must be plain scalars",
-                                  where=f"{marked.file}:{key_node.start_mark.line + 1}")
+                raise ConfigError(
+                    "mapping keys must be plain scalars",
+                    where=f"{marked.file}:{key_node.start_mark.line + 1}",
+                )
             key = str(key)
             if key in out:
-                raise ConfigError(f"duplicate key '{key}'",
-                                  where=f"{marked.file}:{key_node.start_mark.line + 1}")
+                raise ConfigError(
+                    f"duplicate key '{key}'", where=f"{marked.file}:{key_node.start_mark.line + 1}"
+                )
             marked.lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _plain(value_node, (*path, key), marked)
         return out

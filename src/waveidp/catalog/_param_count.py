@@ -13,8 +13,18 @@ _QK_NORM = {"gemma3", "qwen3"}
 _FOUR_NORMS = {"gemma2", "gemma3"}
 
 
-def dense_params(*, architecture: str, layers: int, hidden: int, intermediate: int, heads: int, kv_heads: int,
-                 head_dim: int, vocab: int, tied: bool) -> int:
+def dense_params(
+    *,
+    architecture: str,
+    layers: int,
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    vocab: int,
+    tied: bool,
+) -> int:
     q = hidden * heads * head_dim
     kv = 2 * hidden * kv_heads * head_dim
     o = heads * head_dim * hidden

@@ -9,8 +9,9 @@ import typer
 
 from waveidp.cli._app import app, console, err_console, print_json
 
-fleet_app = typer.Typer(help="The fleet file (wave.yaml): detect this machine, show, validate.",
-                        no_args_is_help=True)
+fleet_app = typer.Typer(
+    help="The fleet file (wave.yaml): detect this machine, show, validate.", no_args_is_help=True
+)
 app.add_typer(fleet_app, name="fleet")
 
 if TYPE_CHECKING:
@@ -58,9 +59,11 @@ def _warn_unknown_hardware(node: Node) -> None:
     known = catalog.all_hardware()
     for device in node.devices:
         if device.hardware not in known:
-            err_console.print(f"[yellow]warning:[/] {device.name or device.id}: no hardware catalog entry "
-                              f"'{device.hardware}'; sizing cannot use this device until one is added",
-                              highlight=False)
+            err_console.print(
+                f"[yellow]warning:[/] {device.name or device.id}: no hardware catalog entry "
+                f"'{device.hardware}'; sizing cannot use this device until one is added",
+                highlight=False,
+            )
 
 
 @fleet_app.command("validate")
@@ -74,8 +77,11 @@ def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")
     note = ""
     if resolved.unresolved_models:
         note = f" ({len(resolved.unresolved_models)} model path(s) live on their nodes, not checked here)"
-    console.print(f"[green]ok[/] {path}: {len(f.nodes)} nodes, {devices} devices, "
-                  f"{len(f.backends())} backends, {len(f.links)} links{note}", highlight=False)
+    console.print(
+        f"[green]ok[/] {path}: {len(f.nodes)} nodes, {devices} devices, "
+        f"{len(f.backends())} backends, {len(f.links)} links{note}",
+        highlight=False,
+    )
 
 
 @fleet_app.command("show")
@@ -89,13 +95,21 @@ def show(
     resolved = fleet.resolve(fleet.load(path))
     f = resolved.fleet
     if as_json:
-        print_json({
-            "fleet": f.model_dump(mode="json"),
-            "hardware": {hid: {"name": h.name, "kind": h.kind, "memory_bytes": h.memory_bytes,
-                               "memory_bandwidth_bytes_per_s": h.memory_bandwidth_bytes_per_s,
-                               "source": h.source}
-                         for hid, h in resolved.hardware.items()},
-        })
+        print_json(
+            {
+                "fleet": f.model_dump(mode="json"),
+                "hardware": {
+                    hid: {
+                        "name": h.name,
+                        "kind": h.kind,
+                        "memory_bytes": h.memory_bytes,
+                        "memory_bandwidth_bytes_per_s": h.memory_bandwidth_bytes_per_s,
+                        "source": h.source,
+                    }
+                    for hid, h in resolved.hardware.items()
+                },
+            }
+        )
         return
 
     from rich.tree import Tree
@@ -114,8 +128,10 @@ def show(
             hw = resolved.device_hardware(d)
             count = f"{d.count} x " if d.count > 1 else ""
             memory = resolved.device_memory_bytes(d, node) / _GIB
-            branch.add(f"[green]{d.id}[/]  {count}{hw.name} [dim]{hw.id}, {hw.kind}[/]  "
-                       f"{memory:.1f} GiB, {hw.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s")
+            branch.add(
+                f"[green]{d.id}[/]  {count}{hw.name} [dim]{hw.id}, {hw.kind}[/]  "
+                f"{memory:.1f} GiB, {hw.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s"
+            )
         for b in node.backends:
             models = ", ".join(_served_label(m) for m in b.served()) or "no models listed"
             uses = f" on {', '.join(b.devices)}" if b.devices else ""
@@ -124,8 +140,10 @@ def show(
         links = tree.add("[bold]links[/]")
         for link in f.links:
             links.add(f"{link.a} <-> {link.b}  {link.bandwidth_gbps:g} Gb/s, {link.latency_ms:g} ms")
-    tree.add(f"[bold]routing[/] default {f.routing.default_policy}"
-             + "".join(f"; {m}: {r.policy}{_slo_label(r.slo)}" for m, r in f.routing.models.items()))
+    tree.add(
+        f"[bold]routing[/] default {f.routing.default_policy}"
+        + "".join(f"; {m}: {r.policy}{_slo_label(r.slo)}" for m, r in f.routing.models.items())
+    )
     console.print(tree)
 
 

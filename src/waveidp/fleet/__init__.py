@@ -1,9 +1,9 @@
 """The fleet file `wave.yaml`: typed models, loading with `file:line` errors, writing, detection.
 
-    from waveidp import fleet
-    f = fleet.load("wave.yaml")          # ConfigError naming file:line and field on bad input
-    r = fleet.resolve(f)                 # NotFoundError (closest ids, file:line) on unknown catalog ids
-    print(fleet.dump(f))
+from waveidp import fleet
+f = fleet.load("wave.yaml")          # ConfigError naming file:line and field on bad input
+r = fleet.resolve(f)                 # NotFoundError (closest ids, file:line) on unknown catalog ids
+print(fleet.dump(f))
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ def load(path: str | Path) -> Fleet:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError("fleet file not found", where=str(path),
-                          fix="write one with `wave fleet detect > wave.yaml`") from exc
+        raise ConfigError(
+            "fleet file not found", where=str(path), fix="write one with `wave fleet detect > wave.yaml`"
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read fleet file: {exc}", where=str(path)) from exc
     return loads(text, str(path))
@@ -45,11 +46,16 @@ def loads(text: str, filename: str = "<string>") -> Fleet:
     """Validate fleet YAML text; `filename` is only used in error messages."""
     data, smap = parse(text, filename)
     if data is None:
-        raise ConfigError("the fleet file is empty", where=filename,
-                          fix="it needs at least `version: 1` and a `nodes:` list")
+        raise ConfigError(
+            "the fleet file is empty",
+            where=filename,
+            fix="it needs at least `version: 1` and a `nodes:` list",
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"the fleet file must be a mapping (version, nodes, ...), not a {_kind(data)}",
-                          where=smap.where(()))
+        raise ConfigError(
+            f"the fleet file must be a mapping (version, nodes, ...), not a {_kind(data)}",
+            where=smap.where(()),
+        )
     try:
         fleet = Fleet.model_validate(data)
     except ValidationError as exc:
@@ -79,8 +85,12 @@ class _Problem:
 
 def _drop_explained(problems: list[_Problem]) -> list[_Problem]:
     """`hardwre: x` yields 'unknown hardwre' and 'missing hardware': the typo explains both, keep it."""
-    typos = {(p.path[:-1], close) for p in problems if p.kind == "extra_forbidden"
-             for close in _close_fields(p.path)}
+    typos = {
+        (p.path[:-1], close)
+        for p in problems
+        if p.kind == "extra_forbidden"
+        for close in _close_fields(p.path)
+    }
     kept = [p for p in problems if not (p.kind == "missing" and (p.path[:-1], p.path[-1]) in typos)]
     return kept or problems
 
@@ -204,5 +214,11 @@ def _model_in(tp: Any) -> Any:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "number", float: "number",
-            bool: "boolean"}.get(type(value), type(value).__name__)
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+    }.get(type(value), type(value).__name__)

@@ -20,8 +20,14 @@ from waveidp.fleet._source_map import DataPath, dotted
 from waveidp.fleet.models import Backend, Device, Fleet, Node, ServedModel
 
 # engine kinds that load weights the way another engine does (for the quant/engine check)
-_LOADS_LIKE = {"vllm": "vllm", "llamacpp": "llamacpp", "embedded": "llamacpp", "ollama": "llamacpp",
-               "trtllm": "trtllm", "transformers": "transformers"}
+_LOADS_LIKE = {
+    "vllm": "vllm",
+    "llamacpp": "llamacpp",
+    "embedded": "llamacpp",
+    "ollama": "llamacpp",
+    "trtllm": "trtllm",
+    "transformers": "transformers",
+}
 
 _GIB = 1024**3
 T = TypeVar("T")
@@ -69,8 +75,9 @@ def resolve(fleet: Fleet, *, base_dir: str | Path | None = None) -> ResolvedFlee
         for j, device in enumerate(node.devices):
             if device.hardware not in hardware:
                 at = where(("nodes", i, "devices", j, "hardware"))
-                hardware[device.hardware] = _lookup("hardware", device.hardware, catalog.hardware,
-                                                    catalog.all_hardware, at)
+                hardware[device.hardware] = _lookup(
+                    "hardware", device.hardware, catalog.hardware, catalog.all_hardware, at
+                )
         for j, backend in enumerate(node.backends):
             for k, served in enumerate(backend.served()):
                 path: DataPath = ("nodes", i, "backends", j, "models", k)
@@ -83,14 +90,16 @@ def resolve(fleet: Fleet, *, base_dir: str | Path | None = None) -> ResolvedFlee
                 if served.quant is not None:
                     at = where((*path, "quant"))
                     quant = quants.get(served.quant) or _lookup(
-                        "quantization", served.quant, catalog.quant, catalog.all_quants, at)
+                        "quantization", served.quant, catalog.quant, catalog.all_quants, at
+                    )
                     quants[served.quant] = quant
                     _check_engine(backend, served, quant, at)
     return ResolvedFleet(fleet, hardware, models, quants, unresolved)
 
 
-def _lookup(kind: str, name: str, get: Callable[[str], T], every: Callable[[], Mapping[str, T]],
-            where: str) -> T:
+def _lookup(
+    kind: str, name: str, get: Callable[[str], T], every: Callable[[], Mapping[str, T]], where: str
+) -> T:
     try:
         return get(name)
     except NotFoundError:
@@ -119,6 +128,8 @@ def _check_engine(backend: Backend, served: ServedModel, quant: Quant, where: st
     engine = _LOADS_LIKE.get(backend.engine)
     if engine is None or engine in quant.engines:
         return
-    raise ConfigError(f"backend {backend.name} ({backend.engine}) cannot load {served.name} as {quant.id}: "
-                      f"{quant.id} is loaded by {', '.join(quant.engines) or 'no engine'}", where=where)
-
+    raise ConfigError(
+        f"backend {backend.name} ({backend.engine}) cannot load {served.name} as {quant.id}: "
+        f"{quant.id} is loaded by {', '.join(quant.engines) or 'no engine'}",
+        where=where,
+    )

@@ -94,8 +94,9 @@ def _index(node: yaml.Node, path: DataPath, smap: SourceMap) -> None:
                 continue  # `<<: *anchor` merges are indexed where the anchor was written
             key = key_node.value
             if key in seen:
-                raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].line})",
-                                  where=_where(smap, key_node))
+                raise ConfigError(
+                    f"duplicate key '{key}' (first at line {seen[key].line})", where=_where(smap, key_node)
+                )
             seen[key] = _pos(key_node.start_mark)
             smap.keys[(*path, key)] = seen[key]
             _index(value_node, (*path, key), smap)

@@ -129,12 +129,12 @@ def _edit_in_place(text: str, filename: str, fleet: Fleet, node: Node) -> str | 
     item = _item_text(node, dash_col)
     if index is None:
         end = smap.ends[("nodes", len(fleet.nodes) - 1)]
-        return "".join([*lines[: end.line], *_ensure_newline(lines[: end.line]), item, *lines[end.line:]])
+        return "".join([*lines[: end.line], *_ensure_newline(lines[: end.line]), item, *lines[end.line :]])
     start = smap.values[("nodes", index)]
     end = smap.ends[("nodes", index)]
     if _dash_column(lines[start.line - 1], start.column) != dash_col:
         return None
-    return "".join([*lines[: start.line - 1], item, *lines[end.line:]])
+    return "".join([*lines[: start.line - 1], item, *lines[end.line :]])
 
 
 def _dash_column(line: str, item_column: int) -> int | None:

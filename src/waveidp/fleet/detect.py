@@ -147,8 +147,15 @@ def _gpu_devices(gpus: list[GpuInfo]) -> list[Device]:
     for i, (gpu_name, same) in enumerate(groups.items()):
         entry = match_hardware("gpus", gpu_name)
         memory = None if entry else round(same[0].memory_bytes / _GIB, 1)
-        devices.append(Device(id=f"gpu{i}", hardware=entry["hardware"] if entry else _slug(gpu_name),
-                              count=len(same), name=gpu_name, memory_gib=memory))
+        devices.append(
+            Device(
+                id=f"gpu{i}",
+                hardware=entry["hardware"] if entry else _slug(gpu_name),
+                count=len(same),
+                name=gpu_name,
+                memory_gib=memory,
+            )
+        )
     return devices
 
 
@@ -210,8 +217,13 @@ def read_machine(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> M
     soc_model = None
     if dt_model.exists():
         soc_model = dt_model.read_bytes().rstrip(b"\0").decode(errors="replace").strip() or None
-    return Machine(cpu=cpu, memory_bytes=memory, gpus=read_nvml_gpus(),
-                   npu_drivers=read_npu_drivers(sys_root), soc_model=soc_model)
+    return Machine(
+        cpu=cpu,
+        memory_bytes=memory,
+        gpus=read_nvml_gpus(),
+        npu_drivers=read_npu_drivers(sys_root),
+        soc_model=soc_model,
+    )
 
 
 def detect_local_node(name: str | None = None) -> Node:

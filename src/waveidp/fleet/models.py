@@ -97,17 +97,24 @@ class Node(_Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Node:
-        _unique([d.id for d in self.devices], f"device id on node {self.name}",
-                lambda i: ("devices", i, "id"))
-        _unique([b.name for b in self.backends], f"backend name on node {self.name}",
-                lambda i: ("backends", i, "name"))
+        _unique(
+            [d.id for d in self.devices], f"device id on node {self.name}", lambda i: ("devices", i, "id")
+        )
+        _unique(
+            [b.name for b in self.backends],
+            f"backend name on node {self.name}",
+            lambda i: ("backends", i, "name"),
+        )
         known = {d.id for d in self.devices}
         for i, b in enumerate(self.backends):
             for j, dev in enumerate(b.devices):
                 if dev not in known:
                     have = ", ".join(sorted(known)) or "none"
-                    raise FieldError(f"backend {b.name} uses device '{dev}' that node {self.name} does not"
-                                     f" have (its devices: {have})", ("backends", i, "devices", j))
+                    raise FieldError(
+                        f"backend {b.name} uses device '{dev}' that node {self.name} does not"
+                        f" have (its devices: {have})",
+                        ("backends", i, "devices", j),
+                    )
         return self
 
 
@@ -133,10 +140,12 @@ class Slo(_Strict):
 
 class ModelRouting(_Strict):
     policy: RoutingPolicy = "predicted-latency"
-    affinity: bool = Field(default=True,
-                           description="keep a session/prefix on one backend with a prefix cache")
-    slo: Slo | None = Field(default=None,
-                            description="predicted-latency prefers backends predicted to meet it")
+    affinity: bool = Field(
+        default=True, description="keep a session/prefix on one backend with a prefix cache"
+    )
+    slo: Slo | None = Field(
+        default=None, description="predicted-latency prefers backends predicted to meet it"
+    )
 
 
 class RoutingConfig(_Strict):
@@ -183,15 +192,19 @@ class Fleet(_Strict):
     def _consistent(self) -> Fleet:
         _unique([n.name for n in self.nodes], "node name", lambda i: ("nodes", i, "name"))
         where = [(i, j) for i, n in enumerate(self.nodes) for j in range(len(n.backends))]
-        _unique([b.name for n in self.nodes for b in n.backends], "backend name",
-                lambda k: ("nodes", where[k][0], "backends", where[k][1], "name"))
+        _unique(
+            [b.name for n in self.nodes for b in n.backends],
+            "backend name",
+            lambda k: ("nodes", where[k][0], "backends", where[k][1], "name"),
+        )
         names = {n.name for n in self.nodes}
         for i, link in enumerate(self.links):
             for end_field, end in (("a", link.a), ("b", link.b)):
                 if end not in names:
                     known = ", ".join(sorted(names)) or "none"
-                    raise FieldError(f"link end '{end}' is not a node (nodes: {known})",
-                                     ("links", i, end_field))
+                    raise FieldError(
+                        f"link end '{end}' is not a node (nodes: {known})", ("links", i, end_field)
+                    )
         if self.gateway.node and self.gateway.node not in names:
             raise FieldError(f"gateway.node '{self.gateway.node}' is not a node", ("gateway", "node"))
         return self
