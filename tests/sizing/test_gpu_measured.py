@@ -1,8 +1,8 @@
 """The shipped H100 llama.cpp entry against every H100 measurement (benchmarks/results/gpu/runs,
 `wave bench` closed-loop runs replayed by the scheduler simulation; issue 7's targets).
 
-Fitted: the 10 points run with `--cache-ram 0` (benchmarks/gpu/fit_schedule.py). Held out: every
-run with llama-server's default host prompt cache (calls 1-14), and round 7 (calls 15-16), measured
+Fitted: the 10 points run with `--cache-ram 0` (benchmarks/investigations/gpu/fit_schedule.py). Held out:
+every run with llama-server's default host prompt cache (calls 1-14), and round 7 (calls 15-16), measured
 after the entry was frozen."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from waveidp.bench.predict import predict_runs
 
-GPU = Path(__file__).resolve().parents[2] / "benchmarks/gpu"
+GPU = Path(__file__).resolve().parents[2] / "benchmarks/investigations/gpu"
 sys.path.insert(0, str(GPU))
 from fit_schedule import FIT, RUNS, load_run  # noqa: E402
 

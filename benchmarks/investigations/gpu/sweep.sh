@@ -2,7 +2,7 @@
 # One model on llama-server: `wave bench` concurrency sweep directly against the engine, then the
 # same sweep through `wave serve` in front of it. Results under RESULTS/<label>/{direct,gateway}.
 #
-#   benchmarks/gpu/sweep.sh LABEL MODEL.gguf CATALOG_ID QUANT DEVICE BUDGET_S [direct|both]
+#   benchmarks/investigations/gpu/sweep.sh LABEL MODEL.gguf CATALOG_ID QUANT DEVICE BUDGET_S [direct|both]
 #
 # env: BIN (llama tools dir), RESULTS, CONC (1,4,16,64), IN/OUTTOK (512/128), NREQ, DUR, WAVE,
 #      BENCH_EXTRA (more wave bench options, e.g. "--ramp 2 --point-warmup 32"), GAP=1 (ttft_gap.py).
@@ -45,7 +45,7 @@ bench() {  # target-url outdir
 
 gap() {  # target-url name
   [ -n "${GAP:-}" ] || return 0
-  local g=(python3 benchmarks/gpu/ttft_gap.py "$1" "$catalog" --n 10 --words $((IN * 3 / 4)) --out "$RESULTS/$label/ttft-gap-$2.json")
+  local g=(python3 benchmarks/investigations/gpu/ttft_gap.py "$1" "$catalog" --n 10 --words $((IN * 3 / 4)) --out "$RESULTS/$label/ttft-gap-$2.json")
   echo "${g[*]}" >>"$cmdlog"
   timeout 60 "${g[@]}" | tail -1
 }

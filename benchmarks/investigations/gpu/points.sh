@@ -2,7 +2,7 @@
 # One llama-server, several `wave bench` runs against it directly, each with its own prompt length,
 # concurrencies and arrival pattern. Results under RESULTS/<label>/<name>/results.json.
 #
-#   benchmarks/gpu/points.sh LABEL MODEL.gguf CATALOG_ID QUANT DEVICE BUDGET_S SPEC...
+#   benchmarks/investigations/gpu/points.sh LABEL MODEL.gguf CATALOG_ID QUANT DEVICE BUDGET_S SPEC...
 #
 # SPEC = name:input_tokens:concurrencies:ramp_s:point_warmup:requests:duration_s, e.g.
 #   burst512:512:8,32:0:0:128:12      all c clients start together (wave bench's default)

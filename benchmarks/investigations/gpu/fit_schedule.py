@@ -1,7 +1,9 @@
 """Fit the H100 llama.cpp entry's prefill factors for the scheduler simulation
 (`waveidp.sizing._schedule`) on the runs without llama-server's host prompt cache, and write them.
 
-    .venv/bin/python benchmarks/gpu/fit_schedule.py      # -> benchmarks/results/gpu/schedule_fit.json
+    .venv/bin/python benchmarks/investigations/gpu/fit_schedule.py
+
+writes benchmarks/results/gpu/schedule_fit.json.
 
 Fitted: prefill_compute, prefill_layer_token_s and first_token_s, by coordinate descent
 (golden-section in log space, five passes from a fixed start) on the squared log error of TTFT, ITL
@@ -13,7 +15,7 @@ own figures alone: llama-bench pp512 and tg128 of the f16 8B against q8_0's (run
 llama.cpp runs f16 prompts on cuBLAS, GGUF quants on its own int8 kernels), so the served f16 points
 stay held out. host_copy_bytes_per_s is not fitted: llama-server's own log gives it (one 147.6 MiB
 prompt-cache entry saved every ~118 ms in call 9, 1.3 GB/s). So every run with the cache on is held
-out (benchmarks/gpu/analyze.py).
+out (benchmarks/investigations/gpu/analyze.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from waveidp.bench.predict import predict_runs
 from waveidp.sizing import efficiency_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNS = ROOT / "benchmarks/results/gpu/runs"
 FIT = [
     "llama8b-q8_0-r4c-cacheoff/burst512",
@@ -138,7 +140,7 @@ def main() -> None:
             eff = eff.model_copy(update={name: float(f"{best:.3g}")})
             print(f"{name} = {best:.4g}  loss {loss(eff):.4f}", file=sys.stderr)
     out = {
-        "command": "python benchmarks/gpu/fit_schedule.py",
+        "command": "python benchmarks/investigations/gpu/fit_schedule.py",
         "f16_from_llama_bench": f16_multipliers(eff),
         "fitted_on": FIT,
         "factors": {k: getattr(eff, k) for k in (*PARAMS, "host_copy_bytes_per_s")},

@@ -6,7 +6,7 @@ then stalls before it launches the group's next prompts. For every server log of
 prints the release-group sizes (releases closer than GAP_MS to the previous one join its group) and
 the stall: from the group's last release to the last launch it triggers.
 
-    .venv/bin/python benchmarks/gpu/save_groups.py [RUN_DIR ...]    # default: every burst run
+    .venv/bin/python benchmarks/investigations/gpu/save_groups.py [RUN_DIR ...]    # default: every burst run
 
 Writes benchmarks/results/gpu/save_groups.json.
 """
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNS = ROOT / "benchmarks/results/gpu/runs"
 OUT = ROOT / "benchmarks/results/gpu/save_groups.json"
 GAP_MS = 30.0
@@ -98,7 +98,11 @@ def main(argv: list[str]) -> None:
               f"mean {r['group_size_per_request_mean']:5} "
               f"stall {r['stall_ms_median']:6} ms ({r['stall_ms_per_slot_median']} ms/slot)")  # fmt: skip
     if not argv:
-        doc = {"gap_ms": GAP_MS, "runs": rows, "command": ".venv/bin/python benchmarks/gpu/save_groups.py"}
+        doc = {
+            "gap_ms": GAP_MS,
+            "runs": rows,
+            "command": ".venv/bin/python benchmarks/investigations/gpu/save_groups.py",
+        }
         OUT.write_text(json.dumps(doc, indent=1))
 
 

@@ -1,11 +1,11 @@
 """Measured (H100) vs predicted (`wave size`) per load point for every llama.cpp run under
 benchmarks/results/gpu/runs, grouped by role: the `--cache-ram 0` points the shipped entry's prefill
-factors were fitted on (benchmarks/gpu/fit_schedule.py), the held-out points of calls 1-14 (host
-prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted,
+factors were fitted on (benchmarks/investigations/gpu/fit_schedule.py), the held-out points of
+calls 1-14 (host prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted,
 transformers serve against the shipped GPU default, the gateway's overhead (direct vs `wave serve`)
 and `wave calibrate` over the round-3 sweeps.
 
-    .venv/bin/python benchmarks/gpu/analyze.py            # reads benchmarks/results/gpu/runs
+    .venv/bin/python benchmarks/investigations/gpu/analyze.py            # reads benchmarks/results/gpu/runs
 
 "shipped" is the repository's efficiency.yaml with the scheduler simulation (sizing/_schedule.py);
 "round 3" is the entry and closed-form model of commit ROUND3 (the tree before the simulation),
@@ -41,7 +41,7 @@ from waveidp.sizing._efficiency import _user
 # No user calibration file may leak in: "shipped" must mean the repository's efficiency.yaml.
 os.environ["WAVE_HOME"] = tempfile.mkdtemp(prefix="wave-gpu-analysis-")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RES = ROOT / "benchmarks/results/gpu"
 RUNS = RES / "runs"
 WAVE = str(ROOT / ".venv/bin/wave")
@@ -248,11 +248,13 @@ def predictions(shipped: Any, analysis: dict[str, Any]) -> list[dict[str, Any]]:
                     "outlier": (rel, a["concurrency"]) == OUTLIER,
                 }
             )  # fmt: skip
-    out("# H100 llama.cpp: measured vs predicted, per point (`benchmarks/gpu/analyze.py`)\n")
+    out("# H100 llama.cpp: measured vs predicted, per point (`benchmarks/investigations/gpu/analyze.py`)\n")
     out("shipped = efficiency.yaml's H100 llama.cpp entry with the scheduler simulation (prefill factors")
-    out("fitted on the `--cache-ram 0` points by benchmarks/gpu/fit_schedule.py); round 3 = the entry and")
-    out(f"closed-form model of commit {ROUND3}, before the simulation. Each run is predicted with its")
-    out("server's `-np` and cache setting (commands.txt). Median |error| (worst ratio max(pred/meas,")
+    out("fitted on the `--cache-ram 0` points by benchmarks/investigations/gpu/fit_schedule.py); round 3 =")
+    out(f"the entry and closed-form model of commit {ROUND3}, before the simulation. Each run is predicted")
+    out(
+        "with its server's `-np` and cache setting (commands.txt). Median |error| (worst ratio max(pred/meas,"
+    )
     out("meas/pred)), round 3 -> **shipped**:\n")
     out("| points | n | TTFT p50 | ITL p50 | output tok/s |")
     out("|---|---|---|---|---|")

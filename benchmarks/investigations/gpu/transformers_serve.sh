@@ -4,7 +4,7 @@
 # RESULTS/transformers-serve/. Needs the openai wheel set (.device-carry/whl-tf: transformers'
 # "serving" extra) on PYTHONPATH.
 #
-#   benchmarks/gpu/transformers_serve.sh TOKENIZER.json.gz DEVICE BUDGET_S
+#   benchmarks/investigations/gpu/transformers_serve.sh TOKENIZER.json.gz DEVICE BUDGET_S
 # env: RESULTS, WAVE, CONC (1,4,16), OUTTOK (64), IN (512)
 set -uo pipefail
 tok=$1 device=$2 budget=$3
@@ -16,7 +16,7 @@ mkdir -p "$dir"
 cmdlog=$dir/commands.txt
 model=/tmp/llama8b-random
 python3 -c "import transformers, openai, fastapi, uvicorn; from transformers.cli.serving.server import build_server; print('transformers', transformers.__version__, 'openai', openai.__version__, 'fastapi', fastapi.__version__)" || exit 1
-m=(python3 benchmarks/gpu/transformers_model.py "$tok" "$model")
+m=(python3 benchmarks/investigations/gpu/transformers_model.py "$tok" "$model")
 echo "${m[*]}" >>"$cmdlog"
 [ -f $model/config.json ] || "${m[@]}" || exit 1
 port=$((30000 + RANDOM % 10000))

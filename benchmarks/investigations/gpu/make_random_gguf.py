@@ -117,7 +117,7 @@ def write_model(name: str, tokenizer: Path, dst: Path, seed: int = 0) -> None:
     types += [int(gguf.TokenType.NORMAL)] * pad
 
     w = gguf.GGUFWriter(str(dst), "llama")
-    w.add_name(f"random-weight {name} (benchmarks/gpu/make_random_gguf.py, seed {seed})")
+    w.add_name(f"random-weight {name} (benchmarks/investigations/gpu/make_random_gguf.py, seed {seed})")
     w.add_context_length(s.context)
     w.add_embedding_length(s.hidden)
     w.add_block_count(s.layers)

