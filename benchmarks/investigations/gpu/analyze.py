@@ -35,8 +35,7 @@ import matplotlib.pyplot as plt
 from fit_schedule import FIT, load_run
 
 from waveidp.bench.predict import predict_runs
-from waveidp.sizing import efficiency_for
-from waveidp.sizing._efficiency import _user
+from waveidp.sizing import efficiency_for, load_calibration
 
 # No user calibration file may leak in: "shipped" must mean the repository's efficiency.yaml.
 os.environ["WAVE_HOME"] = tempfile.mkdtemp(prefix="wave-gpu-analysis-")
@@ -128,7 +127,7 @@ def calibrate() -> tuple[Any, str]:
     runs = [str((RUNS / r).relative_to(ROOT)) for r in CALIBRATE]
     cmd = [WAVE, "calibrate", *runs, "--out", str(cal.relative_to(ROOT)), "--json"]
     report = run(cmd)
-    return _user(cal)["h100-sxm"]["llamacpp"], report
+    return load_calibration(cal)["h100-sxm"]["llamacpp"], report
 
 
 def ratio(r: dict[str, Any], key: str) -> float | None:

@@ -7,7 +7,8 @@ from pydantic import BaseModel
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
 from waveidp.errors import WaveError
 from waveidp.sizing._deployment import Deployment
-from waveidp.sizing._estimate import SizingRequest, estimate
+from waveidp.sizing._estimate import estimate
+from waveidp.sizing._request import SizingRequest
 
 VERDICT_RANK = {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}
 DEFAULT_QUANTS = {"vllm": ("bf16", "fp8", "awq"), "llamacpp": ("q4_k_m", "q8_0")}
