@@ -14,6 +14,7 @@ from waveidp.plan import Plan, to_markdown
 from waveidp.render._compose import compose_file
 from waveidp.render._data import defaults
 from waveidp.render._engines import RENDERED_ENGINES, key_env
+from waveidp.render._exporter import exporter_port, node_nvidia
 from waveidp.render._layout import NodeLayout, layout
 from waveidp.render._observe import alert_rules, dashboard_json, grafana_files, prometheus_config
 from waveidp.render._secrets import Kind, env_text, node_secrets
@@ -87,8 +88,10 @@ def render(
 
 
 def _nvidia(lay: NodeLayout) -> bool:
-    return any(u.gpu_ids or u.jetson for u in lay.engines) or any(
-        s in lay.infra for s in ("dcgm-exporter", "nvml-exporter")
+    return (
+        any(u.gpu_ids or u.jetson for u in lay.engines)
+        or lay.runs("dcgm-exporter")
+        or (lay.runs("wave-exporter") and any(node_nvidia(lay.node)))
     )
 
 
@@ -143,9 +146,9 @@ def _node_files(
             files[f"{root}/grafana/dashboards/{key}.json"] = dashboard_json(key)
     if lay.runs("wave-gateway"):
         files[f"{root}/wave/wave.yaml"] = gateway_config(fleet)
-        files[f"{root}/wave/Dockerfile"] = template(
-            "gateway.Dockerfile.j2", node=root, port=fleet.gateway.port
-        )
+    if lay.runs("wave-gateway") or lay.runs("wave-exporter"):
+        port = fleet.gateway.port if lay.runs("wave-gateway") else exporter_port()
+        files[f"{root}/wave/Dockerfile"] = template("gateway.Dockerfile.j2", node=root, port=port)
     if lay.runs("vault"):
         files[f"{root}/vault/config.hcl"] = template("vault.hcl.j2", node=root)
     lxc_gpu = bool(node.lxc and nvidia)
