@@ -73,7 +73,8 @@ class HostReader:
         total = sum(seconds.values())
         percent = None
         if self._prev_busy is not None and total > self._prev_busy[1]:
-            percent = 100 * (busy - self._prev_busy[0]) / (total - self._prev_busy[1])
+            share = (busy - self._prev_busy[0]) / (total - self._prev_busy[1])
+            percent = 100 * min(max(share, 0.0), 1.0)  # float sums can land a hair past 100
         self._prev_busy = (busy, total)
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()

@@ -97,7 +97,8 @@ class NvmlReader:
             )
         if self.watch_xid and self._devices:
             self._start_xid_watch()
-        return SourceState(True, f"{len(self._devices)} GPU(s), driver {self.driver_version or 'unknown'}")
+        detail = f"{len(self._devices)} GPU(s), driver {self.driver_version or 'unknown'}"
+        return SourceState(True, f"{detail}, XID events: {self.xid_watch}")
 
     def _get(self, fn: Any) -> Any:
         try:
