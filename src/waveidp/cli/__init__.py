@@ -14,6 +14,7 @@ from waveidp.cli import (  # noqa: F401  (importing registers the verbs)
     exporter,
     fleet,
     keys,
+    models,
     plan,
     render,
     serve,

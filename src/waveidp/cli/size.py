@@ -199,21 +199,40 @@ def fit(
     ),
     quant: str = typer.Option(None, "--quant", "-q", help="only this weight format"),
     context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence"),
+    max_kld_p95: float = typer.Option(
+        None,
+        "--max-kld-p95",
+        help="for store models with measured quality: the fastest format within this KLD p95 wins "
+        "(default: the limit stored with `wave models quality --max-kld-p95`)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
 ) -> None:
     """Rank the fleet's devices (or this machine's) for each model: best verdict, format and engine."""
     from waveidp import catalog
     from waveidp.sizing._fit import fit_node
 
+    if max_kld_p95 is not None and max_kld_p95 < 0:
+        raise InputError(f"--max-kld-p95 {max_kld_p95:g} is below 0", where="--max-kld-p95", fix="use >= 0")
     if quant:
         catalog.quant(quant)  # unknown ids fail here with suggestions
     models = [catalog.model(m) for m in model] if model else list(catalog.all_models().values())
+    variants, stored_limit = _store_variants(models)
     quants = dict(catalog.all_quants())
     rows: list[FitRow] = []
     wanted = quant.lower() if quant else None
     for node_name, accels, host in _nodes(fleet_file):
         with _options_checked():
-            rows += fit_node(node_name, accels, host, models, quants, quant=wanted, context=context)
+            rows += fit_node(
+                node_name,
+                accels,
+                host,
+                models,
+                quants,
+                quant=wanted,
+                context=context,
+                variants=variants,
+                max_kld_p95=max_kld_p95 if max_kld_p95 is not None else stored_limit,
+            )
     rows.sort(
         key=lambda r: (
             r.model,
@@ -228,30 +247,48 @@ def fit(
 
     where = str(fleet_file) if fleet_file else "this machine (detected)"
     table = Table(title=f"what runs where: {where}, context {context}", title_justify="left")
-    for col in (
-        "model",
-        "node",
-        "devices",
-        "engine",
-        "quant",
-        "verdict",
-        "decode tok/s",
-        "TTFT ms",
-        "max conc",
-    ):
-        table.add_column(col, justify="right" if col in ("decode tok/s", "TTFT ms", "max conc") else "left")
+    cols = ["model", "node", "devices", "engine", "quant", "verdict", "decode tok/s", "TTFT ms", "max conc"]
+    with_kld = any(r.kld_p95 is not None for r in rows)
+    if with_kld:
+        cols.append("KLD p95")
+    for col in cols:
+        numeric = col in ("decode tok/s", "TTFT ms", "max conc", "KLD p95")
+        table.add_column(col, justify="right" if numeric else "left")
     for r in rows:
         style = _VERDICT_STYLE[r.verdict]
-        table.add_row(
-            r.model,
+        cells = [
+            r.model if not r.variant or r.variant == r.model else f"{r.model} ({r.variant})",
             r.node,
             "+".join(_compact(r.devices)),
             r.engine,
             r.quant,
             f"[{style}]{r.verdict}[/]",
             *_speed(r),
-        )
+        ]
+        if with_kld:
+            cells.append("-" if r.kld_p95 is None else f"{r.kld_p95:.4f}")
+        table.add_row(*cells)
     console.print(table)
+    fitted = {r.model for r in rows}
+    for m in models:
+        if m.id not in fitted and m.id in variants:
+            console.print(f"{m.id}: every stored format was refused by its quality policy", highlight=False)
+
+
+def _store_variants(models: list[Any]) -> tuple[dict[str, Any], float | None]:
+    """The store's formats of each model that is a store model, and the tightest stored KLD limit."""
+    from waveidp.models import ModelStore
+    from waveidp.models._variants import fit_variants
+
+    store = ModelStore(create=False)
+    variants: dict[str, Any] = {}
+    limits = []
+    for m in models:
+        if m.source.startswith("model store:") and store.has(m.id):
+            variants[m.id], limit = fit_variants(store, m.id)
+            if limit is not None:
+                limits.append(limit)
+    return variants, min(limits) if limits else None
 
 
 def _speed(r: FitRow) -> tuple[str, str, str]:
