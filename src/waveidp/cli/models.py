@@ -334,7 +334,7 @@ def quality(
 ) -> None:
     """KL divergence and top-token agreement against the base, with the real llama-perplexity."""
     from waveidp.errors import InputError
-    from waveidp.models import Settings, base_logits, measure
+    from waveidp.models import Settings, base_logits, check_comparable, measure
 
     for opt, v, lo, hi in (("--context", context, 16, 1 << 20), ("--chunks", chunks, 1, 100_000)):
         if v < lo or v > hi:
@@ -346,6 +346,8 @@ def quality(
     store = _store(store_dir)
     base = store.get(against)
     candidates = [store.get(n) for n in names]
+    for c in candidates:
+        check_comparable(c, base)  # before the base's (long) run
     settings = Settings(text=text, context=context, chunks=chunks, threads=threads, max_kld_p95=max_kld_p95)
     results = []
     bars = _steps_progress()

@@ -11,7 +11,7 @@ store.get("smollm2-135m-instruct-q4_k_m").manifest    # files, sha256, architect
 from waveidp.models._hub import ChecksumError, HubError, PullPlan, PullProgress, parse_uri, plan_pull, pull
 from waveidp.models._importing import import_path
 from waveidp.models._manifest import Manifest, QualityResult, Source, StoredFile
-from waveidp.models._quality import QualityError, Settings, base_logits, measure
+from waveidp.models._quality import QualityError, Settings, base_logits, check_comparable, measure
 from waveidp.models._quantize import QuantizeError, parse_types, quantize
 from waveidp.models._store import ModelStore, NoSpaceError, StoredModel, sha256_file, store_root
 
@@ -31,6 +31,7 @@ __all__ = [
     "StoredFile",
     "StoredModel",
     "base_logits",
+    "check_comparable",
     "import_path",
     "measure",
     "parse_types",

@@ -35,6 +35,7 @@ from waveidp.models._store import (
     StoredModel,
     check_name,
     ensure_space,
+    file_name_slug,
     place_file,
     sha256_file,
 )
@@ -216,7 +217,7 @@ def plan_pull(store: ModelStore, uri: str, name: str | None = None) -> PullPlan:
         raise HubError(exc.what, where=ref.uri, fix=exc.fix) from None
     if name is None:
         ggufs = [f.path for f in files if f.path.endswith(".gguf")]
-        name = slug_id(Path(ggufs[0]).stem) if len(ggufs) == 1 else slug_id(ref.repo)
+        name = file_name_slug(Path(ggufs[0]).stem) if len(ggufs) == 1 else slug_id(ref.repo)
     license = None
     card = getattr(info, "card_data", None)
     if card is not None:

@@ -19,6 +19,7 @@ from waveidp.models._store import (
     StoredModel,
     check_name,
     ensure_space,
+    file_name_slug,
     place_file,
     sha256_file,
 )
@@ -58,7 +59,7 @@ def import_path(
     src = Path(path).expanduser().resolve()
     folder, rel = local_files(src)
     main_file(rel)  # fails early, before any copy, on a folder that is not one model
-    name = check_name(name or slug_id(src.stem if src.is_file() else src.name))
+    name = check_name(name or (file_name_slug(src.stem) if src.is_file() else slug_id(src.name)))
     staging = store.staging(name)
     sizes = {r: (folder / r).stat().st_size for r in rel}
     ensure_space(staging, sum(sizes.values()), f"importing {src}")

@@ -136,7 +136,7 @@ def measure(
     settings: Settings,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> QualityResult:
-    _same_vocabulary(candidate, base)
+    check_comparable(candidate, base)
     args = [
         "-m",
         str(candidate.weights_path),
@@ -176,7 +176,7 @@ def measure(
     )
 
 
-def _same_vocabulary(candidate: StoredModel, base: StoredModel) -> None:
+def check_comparable(candidate: StoredModel, base: StoredModel) -> None:
     for m in (candidate, base):
         if m.manifest.format != "gguf":
             raise InputError(

@@ -56,6 +56,14 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
+def file_name_slug(stem: str) -> str:
+    """A store name from a weights file's stem: `SmolLM2-135M-Instruct.Q4_1` -> `smollm2-135m-instruct-q4_1`
+    (a dot between digits stays: `Llama-3.1-8B`)."""
+    from waveidp.catalog._hf_config import slug_id
+
+    return slug_id(re.sub(r"(?<!\d)\.|\.(?!\d)", "-", stem))
+
+
 def _valid_name(name: str) -> bool:
     return re.fullmatch(NAME_PATTERN, name) is not None
 
@@ -110,24 +118,24 @@ class ModelStore:
             raise NotFoundError("stored model", name, names, where=str(self.root))
         return StoredModel(folder, read_manifest(folder))
 
-    def derived_from(self, name: str) -> list[StoredModel]:
-        """Models made from `name` (quantized from it)."""
-        return [m for m in self.models() if m.manifest.source.base == name]
-
     def family(self, name: str) -> list[StoredModel]:
-        """`name`, the model it was made from, and every model made from either: the same weights in
-        different formats, for `wave fit` to choose among."""
-        model = self.get(name)
-        root = (
-            model.manifest.source.base
-            if model.manifest.source.base and self.has(model.manifest.source.base)
-            else name
-        )
-        members = {root: self.get(root)}
-        for m in self.derived_from(root):
-            members.setdefault(m.name, m)
-        members.setdefault(name, model)
-        return list(members.values())
+        """`name` and every stored model linked to it by "made from" (quantized from), either way:
+        the same weights in different formats, for `wave fit` to choose among."""
+        everything = {m.name: m for m in self.models()}
+        if name not in everything:
+            self.get(name)  # raises NotFoundError with suggestions
+        linked: dict[str, set[str]] = {n: set() for n in everything}
+        for m in everything.values():
+            base = m.manifest.source.base
+            if base in everything:
+                linked[m.name].add(base)
+                linked[base].add(m.name)
+        seen, todo = {name}, [name]
+        while todo:
+            for other in linked[todo.pop()] - seen:
+                seen.add(other)
+                todo.append(other)
+        return [everything[n] for n in sorted(seen)]
 
     def find_sha256(self, sha256: str, size: int) -> Path | None:
         """A complete file of the store with these bytes (by its manifest), to link instead of downloading."""

@@ -69,10 +69,10 @@ def fit_node(
 ) -> list[FitRow]:
     """The best (quant, engine) per model and device group of one node, best first.
 
-    A model with `variants` (the formats of one model in the store) is sized once per variant file;
-    where their quality was measured, the choice among those that fit equally well is the fastest
-    whose KLD p95 is within `max_kld_p95`, else the one with the lowest KLD; formats a policy
-    refused are never chosen. Without measurements the most precise format wins, as before.
+    A model with `variants` (the formats of one model in the store) is sized once per variant file.
+    Among those with the best verdict, a format whose measured KLD p95 is within `max_kld_p95` wins
+    over one not known to be (the fastest of them); otherwise the most precise format wins, as for
+    catalog models. Formats a quality policy refused are never chosen.
     """
     rows: list[FitRow] = []
     for model in models:
@@ -126,19 +126,16 @@ def fit_node(
                 )
                 found.append(row)
             if found:
-                measured = all(r.kld_p95 is not None for r in found)
-                rows.append(min(found, key=lambda r: _key(r, measured, max_kld_p95)))
-    rows.sort(key=lambda r: (r.model, *_key(r, False, None)))
+                rows.append(min(found, key=lambda r: _key(r, max_kld_p95)))
+    rows.sort(key=lambda r: (r.model, *_key(r, None)))
     return rows
 
 
-def _key(r: FitRow, measured: bool, max_kld_p95: float | None) -> tuple[float, ...]:
-    # the best verdict first; then, with measured quality, the fastest format within the KLD limit
-    # (or the lowest KLD when there is no limit or none is within it); unmeasured, the most precise
-    # format (most bits per weight); speed breaks ties
+def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
+    # the best verdict first; then a format measured within the KLD limit, the fastest of those;
+    # else the most precise format (bits per weight), the lower measured KLD, then speed
     verdict = VERDICT_RANK[r.verdict]
-    if measured and r.kld_p95 is not None:
-        if max_kld_p95 is not None and r.kld_p95 <= max_kld_p95:
-            return verdict, 0, -r.decode_tokens_per_s, r.kld_p95
-        return verdict, 1, r.kld_p95, -r.decode_tokens_per_s
-    return verdict, 0, -r.bits_per_weight, -r.decode_tokens_per_s
+    if max_kld_p95 is not None and r.kld_p95 is not None and r.kld_p95 <= max_kld_p95:
+        return verdict, 0, -r.decode_tokens_per_s, r.kld_p95, 0
+    kld = r.kld_p95 if r.kld_p95 is not None else float("inf")
+    return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
