@@ -11,18 +11,9 @@ from pathlib import Path
 
 from waveidp.catalog._hf_config import slug_id
 from waveidp.errors import InputError
+from waveidp.models import _store as st
 from waveidp.models._describe import describe, main_file
 from waveidp.models._manifest import Source, StoredFile
-from waveidp.models._store import (
-    ModelStore,
-    Progress,
-    StoredModel,
-    check_name,
-    ensure_space,
-    file_name_slug,
-    place_file,
-    sha256_file,
-)
 
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
 
@@ -49,25 +40,25 @@ def local_files(path: Path) -> tuple[Path, list[str]]:
 
 
 def import_path(
-    store: ModelStore,
+    store: st.ModelStore,
     path: str | Path,
     *,
     name: str | None = None,
-    progress: Progress | None = None,
+    progress: st.Progress | None = None,
     source: Source | None = None,
-) -> StoredModel:
+) -> st.StoredModel:
     src = Path(path).expanduser().resolve()
     folder, rel = local_files(src)
     main_file(rel)  # fails early, before any copy, on a folder that is not one model
-    name = check_name(name or (file_name_slug(src.stem) if src.is_file() else slug_id(src.name)))
+    name = st.check_name(name or (st.file_name_slug(src.stem) if src.is_file() else slug_id(src.name)))
     staging = store.staging(name)
     sizes = {r: (folder / r).stat().st_size for r in rel}
-    ensure_space(staging, sum(sizes.values()), f"importing {src}")
+    st.ensure_space(staging, sum(sizes.values()), f"importing {src}")
     stored = []
     for r in rel:
-        sha256 = sha256_file(folder / r)
+        sha256 = st.sha256_file(folder / r)
         existing = store.find_sha256(sha256, sizes[r])
-        place_file(existing or folder / r, staging / r, link=existing is not None, progress=progress)
+        st.place_file(existing or folder / r, staging / r, link=existing is not None, progress=progress)
         stored.append(StoredFile(path=r, sha256=sha256, size=sizes[r]))
     manifest = describe(staging, stored, name=name, source=source or Source(kind="local", uri=str(src)))
     return store.commit(staging, manifest)
