@@ -189,13 +189,7 @@ def main() -> None:
     args = p.parse_args()
     args.types = models.parse_types(args.types)
     packaged = {"smollm2": ("smollm2-135m", embedded_model_path), "gemma": ("gemma-3-270m", gemma_model_path)}
-    results = []
-    with TemporaryDirectory(prefix="wave-quant-quality-") as tmp:
-        store = models.ModelStore(tmp)
-        for key in args.models.split(","):
-            label, path = packaged[key]
-            results.append(one_model(label, path(), args, store))
-            print_table(results[-1])
+    results: list[dict[str, Any]] = []
     doc = {
         "command": shlex.join(["python", "benchmarks/quant_quality.py", *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -204,8 +198,14 @@ def main() -> None:
         "settings": {"context": args.context, "chunks": args.chunks, "text": "jargon"},
         "results": results,
     }
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
+    with TemporaryDirectory(prefix="wave-quant-quality-") as tmp:
+        store = models.ModelStore(tmp)
+        for key in args.models.split(","):
+            label, path = packaged[key]
+            results.append(one_model(label, path(), args, store))
+            print_table(results[-1])
+            args.out.write_text(json.dumps(doc, indent=2) + "\n")  # after each model: a cut run keeps it
+            plot(results, args.out.with_suffix(".png"))
     console.print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
