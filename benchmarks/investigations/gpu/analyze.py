@@ -1,16 +1,18 @@
-"""Measured (H100) vs predicted (`wave size`) per load point for every llama.cpp run under
-benchmarks/results/gpu/runs, grouped by role: the `--cache-ram 0` points the shipped entry's prefill
-factors were fitted on (benchmarks/investigations/gpu/fit_schedule.py), the held-out points of
-calls 1-14 (host prompt cache on), round 7's and round 8's (the f16 8B). Also GPU memory used vs predicted,
-transformers serve against the shipped GPU default, the gateway's overhead (direct vs `wave serve`)
-and `wave calibrate` over the round-3 sweeps.
+"""The sizing model against every H100 measurement under benchmarks/results/gpu/runs.
 
-    .venv/bin/python benchmarks/investigations/gpu/analyze.py            # reads benchmarks/results/gpu/runs
+Per llama.cpp load point: measured vs predicted TTFT, ITL and output tokens/s (p50), and per group
+of runs the median |error| and the worst ratio: the `--cache-ram 0` points the shipped entry's
+prefill factors were fitted on (fit_schedule.py) and the held-out ones (host prompt cache on; the
+later `*-r7-*` runs; the f16 8B, `*-r8-*`), each next to the closed-form model that the scheduler
+simulation replaced (its predictions, computed once, in round3_predictions.json). Also: GPU memory
+used vs `wave size`, transformers serve against the shipped GPU default, the gateway's overhead
+(direct vs `wave serve`), and whether `wave calibrate` over the 8B 542-token burst sweeps moves the
+shipped factors.
 
-"shipped" is the repository's efficiency.yaml with the scheduler simulation (sizing/_schedule.py);
-"round 3" is the entry and closed-form model of commit ROUND3 (the tree before the simulation),
-run from `git archive` in a subprocess. Each run gets its server's `-np` and `--cache-ram 0` from
-its commands.txt (fit_schedule.load_run).
+    .venv/bin/python benchmarks/investigations/gpu/analyze.py
+
+"shipped" is the repository's efficiency.yaml with the scheduler simulation (sizing/_schedule.py).
+Each run gets its server's `-np` and `--cache-ram 0` from its commands.txt (fit_schedule.load_run).
 
 Writes benchmarks/results/gpu/{calibration.yaml, analysis.json, analysis.md, analysis-commands.txt,
 prediction_error.png, arrival.png, gateway_overhead.png}.
@@ -45,6 +47,7 @@ RES = ROOT / "benchmarks/results/gpu"
 RUNS = RES / "runs"
 WAVE = str(ROOT / ".venv/bin/wave")
 ROUND3 = "b0a87e5"  # last commit with the closed-form llama.cpp model and the round-3 entry
+ROUND3_PREDICTIONS = RES / "round3_predictions.json"  # its predict_runs on every run, kept as data
 # `wave calibrate`'s points: the 8B 542-token burst sweeps round 3's decode factors came from.
 CALIBRATE = ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct"]
 TRANSFORMERS = "transformers-serve/direct"
@@ -94,30 +97,14 @@ def llamacpp_runs() -> list[str]:
     return rels
 
 
-def round3_predictions(docs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """predict_runs of commit ROUND3 (its code and entry) on the same documents."""
-    src = Path(tempfile.mkdtemp(prefix="wave-round3-"))
-    archive = subprocess.run(
-        ["git", "archive", ROUND3, "src/waveidp"], check=True, capture_output=True, cwd=ROOT
-    )
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
-    COMMANDS.append(f"$ git archive {ROUND3} src/waveidp | tar -x -C TMP  # round 3's predict_runs")
-    code = (
-        "import json, sys\n"
-        "from waveidp.bench.predict import predict_runs\n"
-        "from waveidp.sizing import efficiency_for\n"
-        "docs = json.load(sys.stdin)\n"
-        "eff = efficiency_for('h100-sxm', 'llamacpp')\n"
-        "rows = {k: predict_runs(d) for k, d in docs.items()}\n"
-        "print(json.dumps({'eff': eff.model_dump(), 'rows': rows}))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(src / "src")}
-    res = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(docs), check=True, capture_output=True, text=True,
-        env=env, cwd=src,
-    )  # fmt: skip
-    doc = json.loads(res.stdout)
-    return doc["rows"], doc["eff"]
+def round3_predictions(rels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """predict_runs of commit ROUND3 (its code and entry) on these runs, from ROUND3_PREDICTIONS."""
+    doc = json.loads(ROUND3_PREDICTIONS.read_text())
+    missing = [rel for rel in rels if rel not in doc["predictions"]]
+    if missing:
+        sys.exit(f"{ROUND3_PREDICTIONS.relative_to(ROOT)} has no prediction for {', '.join(missing)}")
+    COMMANDS.append(f"# round 3's predictions: {ROUND3_PREDICTIONS.relative_to(ROOT)} ({doc['command']})")
+    return doc["predictions"], doc["efficiency"]
 
 
 def calibrate() -> tuple[Any, str]:
@@ -232,7 +219,7 @@ def predictions(shipped: Any, analysis: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-point table and per-group summary, shipped vs round 3; returns the points."""
     rels = llamacpp_runs()
     docs = {rel: load_run(rel) for rel in rels}
-    old_rows, old_eff = round3_predictions(docs)
+    old_rows, old_eff = round3_predictions(rels)
     analysis["efficiency_round3"] = old_eff
     points: list[dict[str, Any]] = []
     for rel in rels:
