@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from waveidp.bench.report import BenchReport
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, llama_tool
 
@@ -52,16 +53,15 @@ def one_run(extra: list[str], work: Path, args: argparse.Namespace) -> list[dict
             "--out", str(work), "--no-plots",
         ]  # fmt: skip
         subprocess.run(bench, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    doc = json.loads((work / "results.json").read_text())
     return [
         {
-            "concurrency": r["concurrency"],
-            "ttft_p50_ms": r["summary"]["ttft_ms"]["p50"],
-            "itl_p50_ms": r["summary"]["itl_ms"]["p50"],
-            "output_tokens_per_s": r["summary"]["output_tokens_per_s"],
+            "concurrency": r.concurrency,
+            "ttft_p50_ms": r.summary.ttft_ms.p50,
+            "itl_p50_ms": r.summary.itl_ms.p50,
+            "output_tokens_per_s": r.summary.output_tokens_per_s,
             "server": server,
         }
-        for r in doc["runs"]
+        for r in BenchReport.load(work).runs
     ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from waveidp.bench.predict import predict_runs
+from waveidp.bench.report import DeploymentRecord
 
 GPU = Path(__file__).resolve().parents[2] / "benchmarks/investigations/gpu"
 sys.path.insert(0, str(GPU))
@@ -43,7 +44,13 @@ def _all_runs() -> list[str]:
 def _rows(rels: list[str]) -> list[dict[str, Any]]:
     if not rels or not (RUNS / rels[0] / "results.json").exists():
         pytest.skip("the H100 results are not in this checkout")
-    return [dict(r, run=rel) for rel in rels for r in predict_runs(load_run(rel))]
+    return [dict(r.model_dump(), run=rel) for rel in rels for r in predict_runs(load_run(rel))]
+
+
+def _deployment(rel: str) -> DeploymentRecord:
+    deployment = load_run(rel).deployment
+    assert deployment is not None, rel
+    return deployment
 
 
 def _ratio(r: dict[str, Any], key: str) -> float:
@@ -59,7 +66,7 @@ def test_fitted_cache_off_points_meet_the_targets() -> None:
 
 
 def test_held_out_cache_on_points_meet_the_median_targets_and_all_but_one_stay_within_2x() -> None:
-    rels = [r for r in _all_runs() if not ROUND.search(r) and load_run(r)["deployment"]["prompt_cache"]]
+    rels = [r for r in _all_runs() if not ROUND.search(r) and _deployment(r).prompt_cache]
     rows = _rows(rels)
     assert len(rows) == 81
     for key, target in TARGET_MEDIAN_PCT.items():
@@ -75,7 +82,7 @@ def test_round7_points_measured_after_the_entry_was_frozen() -> None:
     for key, target in TARGET_MEDIAN_PCT.items():
         assert statistics.median(abs(r[key]["error_pct"]) for r in rows) <= target, key
         assert all(0.5 < _ratio(r, key) < 2 for r in rows), key
-    assert {load_run(r)["deployment"]["model"] for r in {row["run"] for row in rows}} == {
+    assert {_deployment(r).model for r in {row["run"] for row in rows}} == {
         "llama-3.1-8b",
         "smollm2-135m",
         "gemma-3-270m",

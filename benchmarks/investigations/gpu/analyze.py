@@ -36,7 +36,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from fit_schedule import FIT, load_run
 
+from waveidp.bench.metrics import ITL, OUTPUT_THROUGHPUT, TTFT
 from waveidp.bench.predict import predict_runs
+from waveidp.bench.report import BenchReport
 from waveidp.sizing import efficiency_for, load_calibration
 
 # No user calibration file may leak in: "shipped" must mean the repository's efficiency.yaml.
@@ -52,7 +54,7 @@ ROUND3_PREDICTIONS = RES / "round3_predictions.json"  # its predict_runs on ever
 CALIBRATE = ["llama8b-q4_k_m/direct", "llama8b-q8_0/direct"]
 TRANSFORMERS = "transformers-serve/direct"
 GATEWAY = ["llama8b-q4_k_m", "llama8b-q4_k_m-steady", "smollm2-q8_0", "smollm2-q8_0-rerun"]
-KEYS = [("ttft_ms", "TTFT p50 ms"), ("itl_ms", "ITL p50 ms"), ("output_tokens_per_s", "output tok/s")]
+KEYS = [(TTFT.key, "TTFT p50 ms"), (ITL.key, "ITL p50 ms"), (OUTPUT_THROUGHPUT.key, "output tok/s")]
 GROUPS = {
     "fitted (cache off)": "tab:blue",
     "held out, cache on (calls 1-14)": "tab:orange",
@@ -91,8 +93,8 @@ def llamacpp_runs() -> list[str]:
     rels = []
     for path in sorted(RUNS.glob("*/*/results.json")):
         rel = str(path.parent.relative_to(RUNS))
-        doc = json.loads(path.read_text())
-        if (doc.get("deployment") or {}).get("engine") == "llamacpp" and not rel.endswith("/gateway"):
+        deployment = BenchReport.load(path).deployment
+        if deployment and deployment.engine == "llamacpp" and not rel.endswith("/gateway"):
             rels.append(rel)
     return rels
 
@@ -141,22 +143,20 @@ def cell(s: dict[str, float | None]) -> str:
     return f"{s['median_abs_pct']:.0f}% ({s['worst_ratio']:.2f}x)"
 
 
-def load(rel: str) -> dict[str, Any]:
-    path = RUNS / rel / "results.json"
-    doc = json.loads(path.read_text())
-    doc["_path"] = str(path.relative_to(ROOT))
-    return doc
+def load(rel: str) -> BenchReport:
+    return BenchReport.load(RUNS / rel / "results.json")
 
 
 def memory(rel: str, slot_ctx: int) -> dict[str, Any]:
-    doc = load_run(rel)
-    dep = doc["deployment"]
+    report = load_run(rel)
+    dep = report.deployment
+    assert dep is not None, rel
     idle = (RUNS / rel).parent / "gpu-memory-idle.csv"  # slot_ctx: -c / -np of sweep.sh, points.sh
     idle_mib = float(idle.read_text().splitlines()[1].split(",")[1].split()[0])
-    peak = max(r["telemetry"]["gpu_memory_used_bytes_max"] or 0 for r in doc["runs"])
+    peak = max(r.telemetry.gpu_memory_used_bytes_max or 0 for r in report.runs)
     cmd = [
-        WAVE, "size", "-m", dep["model"], "-q", dep["quant"], "-d", dep["devices"][0], "-e", "llamacpp",
-        "-c", str(slot_ctx), "--concurrency", str(dep["parallel"]), "--json",
+        WAVE, "size", "-m", dep.model, "-q", dep.quant, "-d", dep.devices[0], "-e", "llamacpp",
+        "-c", str(slot_ctx), "--concurrency", str(dep.parallel), "--json",
     ]  # fmt: skip
     pred = json.loads(run(cmd))["memory"]["gpu_bytes"]
     return {
@@ -170,17 +170,17 @@ def memory(rel: str, slot_ctx: int) -> dict[str, Any]:
 
 def gateway_rows(label: str) -> list[dict[str, Any]]:
     d, g = load(f"{label}/direct"), load(f"{label}/gateway")
-    by_c = {r["concurrency"]: r["summary"] for r in g["runs"]}
+    by_c = {r.concurrency: r.summary for r in g.runs}
     rows = []
-    for r in d["runs"]:
-        sd, sg = r["summary"], by_c.get(r["concurrency"])
-        if not sd["completed"] or not sg or not sg["completed"]:
+    for r in d.runs:
+        sd, sg = r.summary, by_c.get(r.concurrency)
+        if not sd.completed or not sg or not sg.completed:
             rows.append(
                 {
                     "set": label,
-                    "c": r["concurrency"],
-                    "gateway_errors": sg["errors"] if sg else None,
-                    "errors_by_kind": sg["errors_by_kind"] if sg else None,
+                    "c": r.concurrency,
+                    "gateway_errors": sg.errors if sg else None,
+                    "errors_by_kind": sg.errors_by_kind if sg else None,
                     "note": "no comparison",
                 }
             )
@@ -188,17 +188,17 @@ def gateway_rows(label: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "set": label,
-                "c": r["concurrency"],
-                "ttft_direct": sd["ttft_ms"]["p50"],
-                "ttft_gateway": sg["ttft_ms"]["p50"],
-                "itl_direct": sd["itl_ms"]["p50"],
-                "itl_gateway": sg["itl_ms"]["p50"],
-                "tps_direct": sd["output_tokens_per_s"],
-                "tps_gateway": sg["output_tokens_per_s"],
-                "completed_direct": sd["completed"],
-                "completed_gateway": sg["completed"],
-                "gateway_errors": sg["errors"],
-                "errors_by_kind": sg["errors_by_kind"],
+                "c": r.concurrency,
+                "ttft_direct": sd.ttft_ms.p50,
+                "ttft_gateway": sg.ttft_ms.p50,
+                "itl_direct": sd.itl_ms.p50,
+                "itl_gateway": sg.itl_ms.p50,
+                "tps_direct": sd.output_tokens_per_s,
+                "tps_gateway": sg.output_tokens_per_s,
+                "completed_direct": sd.completed,
+                "completed_gateway": sg.completed,
+                "gateway_errors": sg.errors,
+                "errors_by_kind": sg.errors_by_kind,
             }
         )
     return rows
@@ -223,14 +223,15 @@ def predictions(shipped: Any, analysis: dict[str, Any]) -> list[dict[str, Any]]:
     analysis["efficiency_round3"] = old_eff
     points: list[dict[str, Any]] = []
     for rel in rels:
-        dep = docs[rel]["deployment"]
-        new, old = predict_runs(docs[rel], shipped), old_rows[rel]
+        dep = docs[rel].deployment
+        assert dep is not None, rel
+        new, old = [p.model_dump() for p in predict_runs(docs[rel], shipped)], old_rows[rel]
         for a, b in zip(new, old, strict=True):
             points.append(
                 {
-                    "results": rel, "group": group_of(rel), "model": dep["model"], "quant": dep["quant"],
-                    "slots": dep["parallel"], "prompt_cache": dep["prompt_cache"],
-                    "command": docs[rel]["command"], "shipped": a, "round3": b,
+                    "results": rel, "group": group_of(rel), "model": dep.model, "quant": dep.quant,
+                    "slots": dep.parallel, "prompt_cache": dep.prompt_cache,
+                    "command": docs[rel].command, "shipped": a, "round3": b,
                     "outlier": (rel, a["concurrency"]) == OUTLIER,
                 }
             )  # fmt: skip
@@ -310,7 +311,7 @@ def arrival_plot(points: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for arrival, color in (("burst", "tab:red"), ("steady", "tab:blue")):
         pts = sorted(
-            (a["concurrency"], a["ttft_ms"]["measured"], a["ttft_ms"]["predicted"])
+            (a["concurrency"], a[TTFT.key]["measured"], a[TTFT.key]["predicted"])
             for p in points
             if (a := p["shipped"])["arrival"] == arrival and a["prompt_tokens"] == 542
             and (p["model"], p["quant"], p["slots"], p["prompt_cache"]) == ("llama-3.1-8b", "q8_0", 64, True)
@@ -354,7 +355,7 @@ def main() -> None:
         out(f"| {title} | {fit['error_before_pct'][k]:.1f}% | {fit['error_after_pct'][k]:.1f}% |")
 
     out("\n## transformers serve (shipped GPU default for transformers, not calibrated)\n")
-    t = predict_runs(load(TRANSFORMERS))
+    t = [p.model_dump() for p in predict_runs(load(TRANSFORMERS))]
     analysis["transformers"] = t
     out("| c | TTFT ms measured / predicted | ITL ms | output tok/s |")
     out("|---|---|---|---|")

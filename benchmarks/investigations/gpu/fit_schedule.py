@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from waveidp.bench.predict import predict_runs
+from waveidp.bench.metrics import Metric
+from waveidp.bench.predict import PREDICTED, predict_runs
+from waveidp.bench.report import BenchReport, Prediction
 from waveidp.sizing import efficiency_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,12 +48,11 @@ FIT = [
 PARAMS = {"prefill_compute": (0.02, 0.6), "prefill_layer_token_s": (1e-8, 1e-5), "first_token_s": (1e-4, 0.1)}
 START = {"prefill_compute": 0.1, "prefill_layer_token_s": 1e-6, "first_token_s": 0.01}
 HOST_COPY_BYTES_PER_S = 1.3e9  # runs/device-call9.log: 147.6 MiB per save, one every ~118 ms
-KEYS = ("ttft_ms", "itl_ms", "output_tokens_per_s")
 
 
-def log_loss(rows: list[dict[str, Any]], keys: Iterable[str]) -> float:
-    keys = tuple(keys)
-    return sum(math.log(r[k]["predicted"] / r[k]["measured"]) ** 2 for r in rows for k in keys)
+def log_loss(rows: list[Prediction], metrics: Iterable[Metric]) -> float:
+    values = [r.value(m) for r in rows for m in metrics]
+    return sum(math.log(v.predicted / float(v.measured)) ** 2 for v in values)
 
 
 def golden(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
@@ -67,16 +68,16 @@ def golden(f: Callable[[float], float], lo: float, hi: float, steps: int) -> flo
     return math.exp((a + b) / 2)
 
 
-def load_run(rel: str) -> dict[str, Any]:
+def load_run(rel: str) -> BenchReport:
     """results.json with the server settings its deployment record lacks (slots, prompt cache)."""
-    doc = json.loads((RUNS / rel / "results.json").read_text())
+    report = BenchReport.load(RUNS / rel / "results.json")
     commands = (RUNS / rel).parent.joinpath("commands.txt").read_text().splitlines()
     server = next(line for line in commands if line.split()[0].endswith("llama-server"))
     args = server.split()
-    doc["deployment"]["parallel"] = int(args[args.index("-np") + 1])
-    doc["deployment"]["prompt_cache"] = "--cache-ram 0" not in server
-    doc["_path"] = str((RUNS / rel / "results.json").relative_to(ROOT))
-    return doc
+    assert report.deployment is not None, rel
+    report.deployment.parallel = int(args[args.index("-np") + 1])
+    report.deployment.prompt_cache = "--cache-ram 0" not in server
+    return report
 
 
 def llama_bench(quant: str) -> tuple[float, float]:
@@ -132,7 +133,7 @@ def main() -> None:
     )
 
     def loss(e: Any) -> float:
-        return log_loss([row for d in docs for row in predict_runs(d, e)], KEYS)
+        return log_loss([row for d in docs for row in predict_runs(d, e)], PREDICTED)
 
     for _ in range(5):
         for name, (lo, hi) in PARAMS.items():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
+from waveidp.bench.report import GpuSample, TelemetrySample, TelemetrySummary
 from waveidp.observe import NodeCollector, NodeSample, NvmlReader, RaplZone
 
 
@@ -30,7 +31,7 @@ def _delta_j(a: float | None, b: float | None, wrap: float | None) -> float | No
 @dataclass
 class Telemetry:
     interval_s: float = 0.5
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[TelemetrySample] = field(default_factory=list)
     gpu_names: list[str] = field(default_factory=list)
     nvml_error: str | None = None
     nvml_module: Any = None  # pynvml, or a stand-in for tests
@@ -62,23 +63,23 @@ class Telemetry:
         self._collector.close()
 
     def _record(self, s: NodeSample) -> None:
-        sample: dict[str, Any] = {"t": perf_counter() - self._t0}
+        sample = TelemetrySample(t=perf_counter() - self._t0)
         if s.host is not None:
-            sample["cpu_percent"] = s.host.cpu_percent
-            sample["ram_used_bytes"] = s.host.memory_used_bytes
+            sample.cpu_percent = s.host.cpu_percent
+            sample.ram_used_bytes = s.host.memory_used_bytes
         if s.gpus:
-            sample["gpus"] = [
-                {
-                    "power_w": g.power_w,
-                    "memory_used_bytes": g.memory_used_bytes,
-                    "util_percent": g.util_percent,
-                    "sm_clock_mhz": g.sm_clock_mhz,
-                }
+            sample.gpus = [
+                GpuSample(
+                    power_w=g.power_w,
+                    memory_used_bytes=g.memory_used_bytes,
+                    util_percent=g.util_percent,
+                    sm_clock_mhz=g.sm_clock_mhz,
+                )
                 for g in s.gpus
             ]
         self.samples.append(sample)
 
-    def summary(self, output_tokens: int, price_kwh: float | None) -> dict[str, Any]:
+    def summary(self, output_tokens: int, price_kwh: float | None) -> TelemetrySummary:
         """Energy over the load point and what it means per token."""
         seconds = max(self._t1 - self._t0, 1e-9)
         first, last = self._first, self._last
@@ -94,9 +95,9 @@ class Telemetry:
                 gpu_j, source = sum(deltas), "nvml-energy-counter"
             else:
                 powers = [
-                    sum(g["power_w"] or 0 for g in s["gpus"])
+                    sum(g.power_w or 0 for g in s.gpus or [])
                     for s in self.samples
-                    if any(g["power_w"] is not None for g in s.get("gpus", []))
+                    if any(g.power_w is not None for g in s.gpus or [])
                 ]
                 if powers:
                     gpu_j, source = sum(powers) / len(powers) * seconds, "gpu-power-samples"
@@ -105,34 +106,33 @@ class Telemetry:
             wrap = sum(z.max_energy_j or 0 for z in first.host.rapl if z.name == "package") or None
             cpu_j = _delta_j(_package_j(first.host.rapl), _package_j(last.host.rapl), wrap)
         total_j = (gpu_j or 0) + (cpu_j or 0) if (gpu_j is not None or cpu_j is not None) else None
-        ram = [s["ram_used_bytes"] for s in self.samples if s.get("ram_used_bytes") is not None]
-        out: dict[str, Any] = {
-            "seconds": seconds,
-            "gpus": self.gpu_names,
-            "nvml": self.nvml_error or "ok",
-            "gpu_energy_j": gpu_j,
-            "gpu_energy_source": source,
-            "cpu_energy_j": cpu_j,
-            "cpu_energy_source": "rapl" if cpu_j is not None else "unavailable (RAPL not readable)",
-            "energy_j": total_j,
-            "mean_power_w": total_j / seconds if total_j is not None else None,
-            "tokens_per_joule": output_tokens / total_j if total_j else None,
-            "cost_per_million_tokens": None,
-            "price_kwh": price_kwh,
-            "cpu_percent_mean": _mean(
-                [s["cpu_percent"] for s in self.samples if s.get("cpu_percent") is not None]
-            ),
-            "ram_used_bytes_max": max(ram, default=None),
-        }
+        ram = [s.ram_used_bytes for s in self.samples if s.ram_used_bytes is not None]
+        cost = None
         if total_j and price_kwh is not None and output_tokens:
-            out["cost_per_million_tokens"] = total_j / 3.6e6 * price_kwh / output_tokens * 1e6
-        gpu_samples = [s["gpus"] for s in self.samples if s.get("gpus")]
+            cost = total_j / 3.6e6 * price_kwh / output_tokens * 1e6
+        out = TelemetrySummary(
+            seconds=seconds,
+            gpus=self.gpu_names,
+            nvml=self.nvml_error or "ok",
+            gpu_energy_j=gpu_j,
+            gpu_energy_source=source,
+            cpu_energy_j=cpu_j,
+            cpu_energy_source="rapl" if cpu_j is not None else "unavailable (RAPL not readable)",
+            energy_j=total_j,
+            mean_power_w=total_j / seconds if total_j is not None else None,
+            tokens_per_joule=output_tokens / total_j if total_j else None,
+            cost_per_million_tokens=cost,
+            price_kwh=price_kwh,
+            cpu_percent_mean=_mean([s.cpu_percent for s in self.samples if s.cpu_percent is not None]),
+            ram_used_bytes_max=max(ram, default=None),
+        )
+        gpu_samples = [s.gpus for s in self.samples if s.gpus]
         if gpu_samples:
-            out["gpu_memory_used_bytes_max"] = max(
-                sum(g["memory_used_bytes"] or 0 for g in gpus) for gpus in gpu_samples
+            out.gpu_memory_used_bytes_max = max(
+                sum(g.memory_used_bytes or 0 for g in gpus) for gpus in gpu_samples
             )
-            out["gpu_util_percent_mean"] = _mean(
-                [sum(g["util_percent"] or 0 for g in gpus) / len(gpus) for gpus in gpu_samples]
+            out.gpu_util_percent_mean = _mean(
+                [sum(g.util_percent or 0 for g in gpus) / len(gpus) for gpus in gpu_samples]
             )
         return out
 
