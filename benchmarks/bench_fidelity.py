@@ -21,7 +21,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from waveidp.bench.report import BenchReport, LoadPointResult
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 WAVE = [sys.executable, "-m", "waveidp"]
@@ -51,12 +51,6 @@ POINTS: list[dict[str, Any]] = [
     {"name": "rate200", "step_ms": 25, "prefill_ms": 2, "rate": 200, "requests": 800, "skip": 100,
      "output": 32, "input": 32},
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -80,14 +74,7 @@ def emulator(point: dict[str, Any], log: Path) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"wave emulate did not start; see {log}")
-                time.sleep(0.05)
+            wait_http(url + "/health", proc, timeout=30, log=log)
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):

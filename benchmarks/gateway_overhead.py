@@ -46,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import psutil
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
@@ -89,34 +90,8 @@ MODELS_ANSWER = json.dumps(
 console = Console()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wave_name(workers: int) -> str:
     return "wave" if workers == 1 else f"wave-x{workers}"
-
-
-def wait_ready(
-    url: str,
-    timeout: float = 60,
-    headers: dict[str, str] | None = None,
-    proc: subprocess.Popen | None = None,
-    ok: tuple[int, ...] = (200,),
-) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code in ok:
-                return time.monotonic() - t0
-        time.sleep(0.02)
-    raise TimeoutError(url)
 
 
 class Procs:
@@ -380,8 +355,8 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
                 str(STREAM_TOKENS),
             ],
         )
-        wait_ready(f"http://127.0.0.1:{static_port}/health", proc=nginx)
-        wait_ready(f"http://127.0.0.1:{sse_port}/health", proc=sse)
+        wait_http(f"http://127.0.0.1:{static_port}/health", proc=nginx)
+        wait_http(f"http://127.0.0.1:{sse_port}/health", proc=sse)
         bare_port, fixed_port = free_port(), free_port()
         bare = procs.start(
             "bare",
@@ -422,13 +397,13 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
                 ],
                 env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"wave-home-{n}")},
             )
-            wait_ready(f"http://127.0.0.1:{port}/ready", proc=proc)
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
             while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
                 time.sleep(0.01)  # the parent's ready line: every worker listens
             startup[name] = time.monotonic() - t0
             waves[name] = (port, proc)
-        wait_ready(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
-        wait_ready(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
+        wait_http(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
+        wait_http(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
         paths = {
             "direct": {
                 "plain": f"http://127.0.0.1:{static_port}",
@@ -507,7 +482,7 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
                     ],
                     env={"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
                 )
-                wait_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=ll)
+                wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=ll)
                 paths["litellm"] = {
                     "plain": f"http://127.0.0.1:{port}",
                     "stream": f"http://127.0.0.1:{port}",
@@ -543,7 +518,7 @@ def measure_startup(work: Path, upstream: str, times: int, workers: int = 1) -> 
                 start_new_session=True,
             )
         try:
-            t = wait_ready(f"http://127.0.0.1:{port}/ready", proc=p)
+            t = wait_http(f"http://127.0.0.1:{port}/ready", proc=p)
             t0 = time.monotonic() - t
             while workers > 1 and b"gateway ready" not in log.read_bytes():
                 if p.poll() is not None or time.monotonic() - t0 > 30:

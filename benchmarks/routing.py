@@ -37,11 +37,12 @@ import time
 from pathlib import Path
 
 import aiohttp
-import httpx
 import orjson
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 WAVE = Path(sys.executable).with_name("wave")
@@ -65,28 +66,6 @@ MAX_TOKENS = (32, 64, 96)
 REQUEST_TIMEOUT_S = 10.0  # > the longest request that can meet the lenient SLO (2 s + 96 x 50 ms)
 WORDS = ("river", "stone", "cloud", "lamp", "orbit", "fern", "quartz", "maple", "drift", "ember", "signal")
 console = Console()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -222,7 +201,7 @@ def up(policy: str, work: Path) -> tuple[list[subprocess.Popen], str, dict[str, 
             procs.append(start(cmd, work / f"{name}.log"))
             commands[name] = " ".join(["wave", *cmd[1:]])
         for name, p in zip(FLEET, procs, strict=True):
-            wait_ready(f"http://127.0.0.1:{ports[name]}/health", p)
+            wait_http(f"http://127.0.0.1:{ports[name]}/health", p)
         cfg = work / "wave.yaml"
         cfg.write_text(fleet_yaml(ports, policy))
         port = free_port()
@@ -232,7 +211,7 @@ def up(policy: str, work: Path) -> tuple[list[subprocess.Popen], str, dict[str, 
             env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "home")},
         )
         procs.append(p)
-        wait_ready(f"http://127.0.0.1:{port}/ready", p)
+        wait_http(f"http://127.0.0.1:{port}/ready", p)
     except BaseException:
         down(procs)
         raise

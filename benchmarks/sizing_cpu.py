@@ -41,7 +41,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
-from local_llama import free_port, llama_server
+from local_llama import llama_server
 from rich.console import Console
 from rich.table import Table
 
@@ -50,6 +50,7 @@ from waveidp.bench.report import BenchReport
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.sizing import Deployment, PerfModel
 

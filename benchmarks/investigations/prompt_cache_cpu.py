@@ -30,9 +30,10 @@ from rich.table import Table
 from waveidp.bench.report import BenchReport
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, llama_tool
+from waveidp.loopback import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared llama-server runner
-from local_llama import free_port, llama_server
+from local_llama import llama_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WAVE = Path(sys.executable).with_name("wave")

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from bench_support import WAVE, wave
 
-from support import free_port
+from waveidp.loopback import free_port
 
 
 def test_bench_writes_results_csv_plots_and_report(emulator: str, tmp_path: Path) -> None:
@@ -231,7 +231,7 @@ def test_ctrl_c_writes_partial_results(emulator: str, tmp_path: Path) -> None:
 def test_emulator_timing_follows_the_sizing_model(tmp_path: Path) -> None:
     from bench_support import start_emulator
 
-    from support import wait_http
+    from waveidp.loopback import wait_http
     from waveidp.sizing import Deployment, PerfModel
 
     perf = PerfModel(Deployment.build("llama-3.1-8b", "q4_k_m", ["rtx-5070-ti"], "llamacpp", context=4096))

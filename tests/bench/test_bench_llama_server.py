@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from bench_support import wave
 
-from support import free_port, running, wait_http
+from support import running
 from waveidp.engines.llamacpp import LlamaServerSpec
+from waveidp.loopback import free_port, wait_http
 
 pytestmark = pytest.mark.engine
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from gateway_support import auth
 
-from support import wait_http
+from waveidp.loopback import wait_http
 
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

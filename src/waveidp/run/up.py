@@ -12,7 +12,6 @@ With --workers N (or gateway.workers), the gateway runs as N worker processes
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingCon
 from waveidp.gateway import Gateway, backends_from_fleet, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
 from waveidp.run.supervisor import Child
@@ -41,12 +41,6 @@ class UpInfo:
     key_source: str
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
