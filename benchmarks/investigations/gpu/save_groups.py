@@ -1,12 +1,13 @@
-"""Round 6 (issue 7): how llama-server's finished requests group, from its own log.
+"""How llama-server's finished requests group, and how long its host thread stalls after each group.
 
-In a closed-loop burst the clients drift into groups whose requests finish (slot "release" lines)
-within a few milliseconds of each other; with the host prompt cache on, the server's host thread
-then stalls before it launches the group's next prompts. For every server log of a burst run this
-prints the release-group sizes (releases closer than GAP_MS to the previous one join its group) and
-the stall: from the group's last release to the last launch it triggers.
+In a closed-loop burst the clients drift into groups whose requests finish (slot releases) within
+a few milliseconds of each other; with the host prompt cache on, the server's host thread then
+stalls before it launches the group's next prompts. For every run this prints the release-group
+sizes (releases closer than GAP_MS to the previous one join its group) and the stall: from the
+group's last release to the last launch it triggers. The slot events come from each run's
+llama-server.summary.json (summarise_server_log.py keeps them from the server's log).
 
-    .venv/bin/python benchmarks/investigations/gpu/save_groups.py [RUN_DIR ...]    # default: every burst run
+    .venv/bin/python benchmarks/investigations/gpu/save_groups.py [RUN_DIR ...]    # default: every run
 
 Writes benchmarks/results/gpu/save_groups.json.
 """
@@ -14,27 +15,28 @@ Writes benchmarks/results/gpu/save_groups.json.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+from waveidp.bench.report import BenchReport
+
 ROOT = Path(__file__).resolve().parents[3]
 RUNS = ROOT / "benchmarks/results/gpu/runs"
 OUT = ROOT / "benchmarks/results/gpu/save_groups.json"
 GAP_MS = 30.0
-LINE = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I slot +(release|launch_slot_):")
+SUMMARY = "llama-server.summary.json"
 
 
-def events(log: Path) -> list[tuple[float, str]]:
+def events(summary: Path) -> list[tuple[float, str]]:
     """(seconds, 'R' or 'L') for every slot release and launch, in log order."""
     out = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = LINE.match(line)
-        if m:
-            mins, secs, ms, us = (int(m.group(i)) for i in range(1, 5))
-            out.append((mins * 60 + secs + ms / 1e3 + us / 1e6, "R" if m.group(5) == "release" else "L"))
+    for event in json.loads(summary.read_text())["events"]:
+        stamp, kind = event.split()[:2]
+        if kind in ("R", "L"):
+            mins, secs, ms, us = (int(x) for x in stamp.split("."))
+            out.append((mins * 60 + secs + ms / 1e3 + us / 1e6, kind))
     return out
 
 
@@ -63,12 +65,10 @@ def groups(ev: list[tuple[float, str]]) -> list[dict[str, float]]:
 
 def summarise(run: Path) -> dict[str, Any] | None:
     res = next(run.glob("*/results.json"), None)
-    log = run / "llama-server.log"
+    log = run / SUMMARY
     if res is None or not log.exists():
         return None
-    doc = json.loads(res.read_text())
-    pts = doc.get("runs") or []
-    conc = sorted({int(p.get("concurrency", 0)) for p in pts}) if isinstance(pts, list) else []
+    conc = sorted({r.concurrency or 0 for r in BenchReport.load(res).runs})
     gs = groups(events(log))
     if not gs:
         return None
@@ -90,7 +90,7 @@ def summarise(run: Path) -> dict[str, Any] | None:
 
 
 def main(argv: list[str]) -> None:
-    runs = [Path(a) for a in argv] or sorted(p for p in RUNS.iterdir() if (p / "llama-server.log").exists())
+    runs = [Path(a) for a in argv] or sorted(p for p in RUNS.iterdir() if (p / SUMMARY).exists())
     rows = [r for r in (summarise(p) for p in runs) if r]
     for r in rows:
         print(f"{r['run']:38} c={r['concurrency']!s:12} off={r['cache_off']!s:5} n={r['groups']:3} "
