@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benchmarks/gateway_overhead.py on a many-core machine (the GPU host of issue 7), pinned with
+# benchmarks/gateway_overhead.py on a many-core machine (the device machine), pinned with
 # taskset to 2 and then 4 cores: does the c=64 target follow the core arithmetic in
 # docs/gateway.md ("Why c=64 still misses on 2 cores")? Everything it needs that the host lacks is
 # carried: nginx and wrk with their libraries ($CARRY/cpu, copied from this machine's Debian

@@ -1,6 +1,6 @@
 """Does llama-server's host prompt cache cost the embedded CPU engine what it costs on the H100?
 
-On the H100 (benchmarks/results/gpu/README.md, rounds 4-6) the default cache (`--cache-ram 8192`)
+On the H100 (benchmarks/results/gpu/README.md) the default cache (`--cache-ram 8192`)
 stalls llama-server's host thread 280-390 ms per group of finishing requests and is most of a burst's
 TTFT. Here: the embedded model (SmolLM2-135M, `wave up`'s engine: 1 thread, 4 slots) with the cache on
 (the default) and off (`--cache-ram 0`), alternated, a fresh server per run, the same `wave bench`

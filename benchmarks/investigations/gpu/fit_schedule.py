@@ -9,13 +9,14 @@ Fitted: prefill_compute, prefill_layer_token_s and first_token_s, by coordinate 
 (golden-section in log space, five passes from a fixed start) on the squared log error of TTFT, ITL
 and output tok/s
 p50 of every `--cache-ram 0` run (8B q4_k_m/q8_0 and SmolLM2, bursts c = 4-32 and steady c = 12):
-there nothing but the scheduler, the prefill and the decode acts. The decode factors stay round 3's.
+there nothing but the scheduler, the prefill and the decode acts. The decode factors stay those of
+the closed-form model's `wave calibrate` fit over the 8B 542-token bursts.
 The f16 multipliers (`prefill_compute_by_quant`, `decode_bandwidth_by_quant`) come from the engine's
 own figures alone: llama-bench pp512 and tg128 of the f16 8B against q8_0's (runs/llama-bench-*.json;
 llama.cpp runs f16 prompts on cuBLAS, GGUF quants on its own int8 kernels), so the served f16 points
 stay held out. host_copy_bytes_per_s is not fitted: llama-server's own log gives it (one 147.6 MiB
-prompt-cache entry saved every ~118 ms in call 9, 1.3 GB/s). So every run with the cache on is held
-out (benchmarks/investigations/gpu/analyze.py).
+prompt-cache entry saved every ~118 ms in runs/device-call9.log, 1.3 GB/s). So every run with the
+cache on is held out (benchmarks/investigations/gpu/analyze.py).
 """
 
 from __future__ import annotations

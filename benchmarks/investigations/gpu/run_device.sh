@@ -105,14 +105,15 @@ small() {  # skeleton catalog-id quant label
   benchmarks/investigations/gpu/points.sh "$4" "$f" "$2" "$3" "$DEVICE" $(($(left) - 5)) \
     burst512:512:1,4,16,64:0:0:128:10 steady64:512:64:5:64:192:15
 }
-# Steady points lost in call 5 (the server hung after the 16 x 2048-token burst), on a fresh server.
+# Steady arrivals for the 8B q8_0 on a fresh server (a server that had just run the 16 x 2048-token
+# burst hung before them: runs/device-call5.log).
 stage_steady2() {
   [ "$(left)" -gt 100 ] || return 0
   benchmarks/investigations/gpu/points.sh llama8b-q8_0-steady2 "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 "$DEVICE" \
     $(($(left) - 10)) steady4:512:4:1.5:4:16:6 steady8:512:8:2:8:32:8 steady32:512:32:8:32:96:24
 }
-# The 158-token c=16 outlier of call 5 again on a fresh server, plus steady arrivals at other
-# prompt lengths (held out).
+# The 158-token c=16 burst again on a fresh server (measured after earlier points on one server, its
+# ITL was an outlier), plus steady arrivals at other prompt lengths (held out).
 stage_recheck() {
   [ "$(left)" -gt 100 ] || return 0
   MAXIN=2048 benchmarks/investigations/gpu/points.sh llama8b-q8_0-recheck "$(gen llama-3.1-8b q8_0)" llama-3.1-8b q8_0 \
@@ -132,9 +133,9 @@ stage_tfserve() {
     $C/whl-tf/*.whl || return 0
   benchmarks/investigations/gpu/transformers_serve.sh $C/smollm2-tokenizer.json.gz "$DEVICE" $(($(left) - 5))
 }
-# Round 4 (issue 7): new held-out points for the prefill-batch (burst) and prefill-queueing (steady)
-# terms, on q4_k_m (round 3 held out q8_0 only): 1024-token prompts burst c=8/24 and steady c=8/24/48
-# on one server; 3000-token prompts steady c=8/16 on a fresh one; small models at new concurrencies.
+# Held-out points for the prefill-batch (burst) and prefill-queueing (steady) terms on q4_k_m (the
+# earlier held-out points are q8_0): 1024-token prompts burst c=8/24 and steady c=8/24/48 on one
+# server; 3000-token prompts steady c=8/16 on a fresh one; small models at new concurrencies.
 stage_round4() {
   [ "$(left)" -gt 200 ] || return 0
   local q4; q4=$(gen llama-3.1-8b q4_k_m)
@@ -144,10 +145,10 @@ stage_round4() {
   MAXIN=3072 benchmarks/investigations/gpu/points.sh llama8b-q4_k_m-r4long "$q4" llama-3.1-8b q4_k_m "$DEVICE" \
     $(($(left) - 100)) steady3000x8:3000:8:5:8:32:20 steady3000x16:3000:16:9:16:48:30
 }
-# Call 10: the steady points of call 9 that completed nothing, each on a fresh server. In call 9 a
-# server that had run an earlier point stalled ~19 s at the next point's first requests (GPU idle,
-# the log full of host prompt-cache saves of 148 MiB each), so the c warm-up requests outlasted the
-# run's duration and no measured request was sent.
+# stage_round4's steady points again, each on a fresh server: a server that had run an earlier point
+# stalled ~19 s at the next point's first requests (GPU idle, the log full of host prompt-cache saves
+# of 148 MiB each), so the c warm-up requests outlasted the run's duration and no measured request
+# was sent (runs/device-call9.log).
 fresh() {  # label model catalog quant maxin spec -> one server for this one point
   [ "$(left)" -gt 60 ] || return 0
   MAXIN=$5 benchmarks/investigations/gpu/points.sh "$1" "$2" "$3" "$4" "$DEVICE" $(($(left) - 5)) "$6"
@@ -164,7 +165,7 @@ stage_round4b() {
   [ -f "$g" ] || python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/gemma-3-270m-q4_k_m.skel.gz" "$g"
   fresh gemma-3-270m-q4_k_m-r4b "$g" gemma-3-270m q4_k_m 512 steady32:512:32:3:32:96:10
 }
-# Call 11: is llama-server's host prompt cache (default 8 GiB; it saves a reused slot's KV to host
+# Is llama-server's host prompt cache (default 8 GiB; it saves a reused slot's KV to host
 # memory on the single host thread) behind the burst TTFT the model misses? The same bursts with
 # the cache on (default) and off (--cache-ram 0), each on a fresh server; SmolLM2 likewise.
 stage_cacheab() {
@@ -178,10 +179,10 @@ stage_cacheab() {
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r4c-cacheoff "$f" smollm2-135m q4_1 512 \
     burst512:512:8,32:0:0:96:8
 }
-# Round 5 (issue 7): held-out points for the prompt-cache-save term, each on a fresh server, at a
-# prompt length (768) and concurrencies (4, 12) not used before, on q4_k_m (the term was fitted on
-# q8_0 542-token bursts, call 11): bursts with llama-server's default host prompt cache and with
-# --cache-ram 0, steady c=12 both ways; SmolLM2 burst c=24 both ways.
+# Held-out points for the prompt-cache-save term, each on a fresh server, at a prompt length (768)
+# and concurrencies (4, 12) not used before, on q4_k_m (the term was fitted on stage_cacheab's q8_0
+# 542-token bursts): bursts with llama-server's default host prompt cache and with --cache-ram 0,
+# steady c=12 both ways; SmolLM2 burst c=24 both ways.
 stage_round5() {
   local q4; q4=$(gen llama-3.1-8b q4_k_m)
   fresh llama8b-q4_k_m-r5-on4 "$q4" llama-3.1-8b q4_k_m 768 burst768:768:4:0:0:48:10
@@ -198,7 +199,7 @@ stage_round5() {
   SERVER_EXTRA="--cache-ram 0" fresh smollm2-135m-q4_1-r5-off24 "$f" smollm2-135m q4_1 512 \
     burst512:512:24:0:0:96:8
 }
-# Round 6 (issue 7): held-out points for the grouped prompt-cache save term (fitted on calls 11-12),
+# Held-out points for the grouped prompt-cache save term (fitted on stage_cacheab and stage_round5),
 # each on a fresh server with llama-server's default host prompt cache: 8B q8_0 bursts at
 # concurrencies (6, 20) and a prompt length (1024 at c=16 on q8_0) the fit never saw.
 stage_round6() {
@@ -207,17 +208,17 @@ stage_round6() {
   fresh llama8b-q8_0-r6-on20 "$q8" llama-3.1-8b q8_0 768 burst768:768:20:0:0:120:14
   fresh llama8b-q8_0-r6-on16l "$q8" llama-3.1-8b q8_0 1024 burst1024:1024:16:0:0:96:14
 }
-# Call 14: does reusing a slot cost more than a fresh one with the host prompt cache on? Call 13's
-# fresh servers (64 slots) never reused a slot (fewer requests than slots); with -np 20 and c=20 every
-# round after the first reuses one. Cache on vs --cache-ram 0, the same 768-token q8_0 burst.
+# Does reusing a slot cost more than a fresh one with the host prompt cache on? A fresh server with
+# 64 slots never reuses one in a burst of fewer requests; with -np 20 and c=20 every round after the
+# first does. Cache on vs --cache-ram 0, the same 768-token q8_0 burst.
 stage_reuse() {
   local q8; q8=$(gen llama-3.1-8b q8_0)
   NP=20 fresh llama8b-q8_0-r6-np20on "$q8" llama-3.1-8b q8_0 768 burst768:768:20:0:0:100:36
   NP=20 SERVER_EXTRA="--cache-ram 0" fresh llama8b-q8_0-r6-np20off "$q8" llama-3.1-8b q8_0 768 \
     burst768:768:20:0:0:100:30
 }
-# Round 7 (issue 7): held out for the scheduler simulation (src/waveidp/sizing/_schedule.py), taken
-# after its factors were frozen: prompt/output lengths (384/96, 1536/96) and concurrencies not used
+# Held out for the scheduler simulation (src/waveidp/sizing/_schedule.py), measured after its factors
+# were frozen: prompt/output lengths (384/96, 1536/96) and concurrencies not used
 # before, each bench on a fresh server, llama-server's default host prompt cache unless "off".
 stage_round7a() {
   local q4 q8; q4=$(gen llama-3.1-8b q4_k_m); q8=$(gen llama-3.1-8b q8_0)
@@ -246,7 +247,7 @@ stage_round7b() {
   SERVER_EXTRA="--cache-ram 0" fresh gemma-3-270m-q4_k_m-r7-b48off "$g" gemma-3-270m q4_k_m 384 burst384:384:48:0:0:144:8
   fresh smollm2-135m-q4_1-r7-s32 "$f" smollm2-135m q4_1 384 steady384x32:384:32:2:32:96:6
 }
-# Round 8 (issue 7): the f16 8B itself (cuBLAS half-precision GEMMs instead of the quantized
+# The f16 8B itself (cuBLAS half-precision GEMMs instead of the quantized
 # kernels the factors were fitted on), held out, each bench on a fresh server; llama-bench too.
 stage_round8() {
   local f16=$W/llama-3.1-8b-f16.gguf
