@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from waveidp.loopback import free_port
 
 FIELDS = {
     "DCGM_FI_DEV_FB_USED": "memory.used",
@@ -65,12 +66,6 @@ while time.time() < end:
     n += 20
 print(f"load: {n} products, {n * 2 * 8192**3 / seconds / 1e12:.0f} TFLOP/s", flush=True)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _smi() -> dict[str, float | str]:
@@ -158,7 +153,7 @@ def main() -> None:
         plot(out / "summary.json", out / "exporter_vs_smi.png")
         return
     out.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     log = (out / "exporter.log").open("w")
     exporter = subprocess.Popen(

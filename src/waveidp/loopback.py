@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from waveidp.errors import WaveError
 
 
@@ -41,6 +39,8 @@ def wait_http(
 
     Fails early when `proc` (the server's process) exits; `log` is named in the error.
     """
+    import httpx  # here, not at the top: free_port serves device scripts that run without httpx
+
     fix = f"see its log {log}" if log else None
     t0 = time.monotonic()
     last = "no answer"

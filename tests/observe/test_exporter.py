@@ -18,42 +18,27 @@ from fake_pynvml import FakeNvml, h100
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from waveidp.loopback import free_port, wait_http
 from waveidp.observe import NodeCollector, NvmlReader, TegrastatsReader, start_exporter
 from waveidp.observe.exposition import NodeMetrics
 
 WAVE = str(Path(sys.executable).parent / "wave")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _families(text: str) -> dict[str, list]:
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
 
-def _wait_for(url: str, proc: subprocess.Popen[str], timeout_s: float = 20) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer in {timeout_s} s")
-
-
 def test_wave_exporter_serves_host_metrics_here_and_reports_absent_gpus(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [WAVE, "exporter", "--host", "127.0.0.1", "--port", str(port), "--interval", "0.2",
          "--tegrastats", str(tmp_path / "none"), "--hostname", "test-node"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        first = _wait_for(f"http://127.0.0.1:{port}/metrics", proc)
+        wait_http(f"http://127.0.0.1:{port}/metrics", proc, timeout=20)
+        first = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
         assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain")
         texts = [first.text]
         for _ in range(3):
