@@ -90,11 +90,13 @@ def summarise(log: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories holding a llama-server.log")
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories (those without a log are skipped)")
     ap.add_argument("--remove", action="store_true", help="delete each log once summarised")
     args = ap.parse_args()
     for run in args.runs:
         log = run / "llama-server.log"
+        if not log.is_file():
+            continue
         out = run / NAME
         out.write_text(json.dumps(summarise(log), indent=0) + "\n")
         print(f"{log}: {log.stat().st_size // 1024} kB -> {out.name}: {out.stat().st_size // 1024} kB")
