@@ -26,7 +26,7 @@ from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
-from waveidp.run.supervisor import Child
+from waveidp.run.supervisor import Child, start_children
 from waveidp.security.gateway_security import security_from_cli
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
@@ -140,22 +140,6 @@ def plan(*, host: str, port: int, config: Path | None, logs: Path) -> Plan:
     return Plan(
         children, backends, fleet.routing, fleet.gateway.model_copy(update={"host": host, "port": port})
     )
-
-
-async def start_children(children: list[Child], stop: asyncio.Event, started: list[Child]) -> bool:
-    """Start each child and wait until it is healthy, in order; False if `stop` was set first.
-    Every child begun is appended to `started` (the caller stops them)."""
-    for c in children:
-        starting = asyncio.create_task(c.start())
-        waiting = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        started.append(c)
-        if stop.is_set():
-            starting.cancel()
-            return False
-        starting.result()
-    return True
 
 
 async def up(
