@@ -10,11 +10,9 @@ from __future__ import annotations
 from waveidp.gateway.app import create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.build import backends_from_fleet, backends_from_urls
-from waveidp.gateway.errors import ApiError
 from waveidp.gateway.state import Gateway
 
 __all__ = [
-    "ApiError",
     "BackendState",
     "Gateway",
     "backends_from_fleet",
