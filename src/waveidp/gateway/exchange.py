@@ -347,10 +347,14 @@ class Exchange:
                 return
 
     def _unwatch(self) -> None:
+        # Dropped, not only cancelled: a cancelled task keeps its CancelledError, whose traceback
+        # holds the watcher's frame and so this exchange, a cycle left to the garbage collector.
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
         if self.watcher is not None:
             self.watcher.cancel()
+            self.watcher = None
 
     async def finish(
         self,
