@@ -723,7 +723,10 @@ def main() -> None:
                 progress.advance(task)
                 for mode in ("plain", "stream"):
                     for c in conns:
-                        for name, p in paths.items():
+                        order = list(paths)
+                        random.shuffle(order)  # no path always runs right after another
+                        for name in order:
+                            p = paths[name]
                             pids = {**info["upstream_pids"], **({"proxy": p["pid"]} if "pid" in p else {})}
                             w = wrk(
                                 p[mode] + "/v1/chat/completions",
