@@ -47,17 +47,13 @@ def serve(
 
     from waveidp.errors import InputError
     from waveidp.fleet.models import GatewayConfig, RoutingConfig
-    from waveidp.gateway import (
-        Gateway,
-        backends_from_fleet,
-        backends_from_urls,
-        create_app,
-    )
+    from waveidp.gateway import backends_from_fleet, backends_from_urls
+    from waveidp.gateway.compose import GatewaySetup, serve_workers
+    from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
-    from waveidp.gateway.server import run
-    from waveidp.gateway.workers import become_worker, listen_socket, say_ready
+    from waveidp.gateway.state import Gateway
     from waveidp.run.api_key import resolve_api_key
-    from waveidp.security.gateway_security import security_from_cli
+    from waveidp.security.gateway_security import prepare_workers, security_options
     from waveidp.security.transport import tls_settings
 
     if config is None and not upstream:
@@ -80,87 +76,48 @@ def serve(
     if policy is not None:
         make_policy(policy)  # unknown names fail here with the valid ones listed
         routing = routing.with_policy(policy)
-    host = host or gateway_config.host
-    port = port or gateway_config.port
-    update: dict[str, object] = {"host": host, "port": port}
+    update: dict[str, object] = {"host": host or gateway_config.host, "port": port or gateway_config.port}
     if max_body_bytes is not None:
         update["max_body_bytes"] = max_body_bytes
     if workers is not None:
         update["workers"] = workers
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
-    tls = tls_settings(tls_cert, tls_key)
-    scheme = "https" if tls else "http"
-    worker: int | None = None
-    if gateway_config.workers > 1:
-        worker = _supervise(gateway_config.workers, host, port, scheme, redis, no_auth, api_key, source)
-        if worker is None:
-            return  # the parent, once its workers have stopped
-    security = security_from_cli(
-        host=host,
-        bootstrap_key=api_key,
-        no_auth=no_auth,
-        redis_url=redis,
-        oidc_issuer=oidc_issuer,
-        oidc_audience=oidc_audience,
-        oidc_jwks_url=oidc_jwks_url,
-        log_prompts=log_prompts,
-        workers=gateway_config.workers,
+    setup = GatewaySetup(
+        backends,
+        gateway_config,
+        routing,
+        security_options(
+            bootstrap_key=api_key,
+            no_auth=no_auth,
+            redis_url=redis,
+            oidc_issuer=oidc_issuer,
+            oidc_audience=oidc_audience,
+            oidc_jwks_url=oidc_jwks_url,
+            log_prompts=log_prompts,
+        ),
+        tls_settings(tls_cert, tls_key),
     )
-    gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
+    url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
+    shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    count = gateway_config.workers
 
-    async def ready() -> None:
-        if worker is not None:
-            say_ready()
-            return
-        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    def ready(gw: Gateway) -> None:
+        models = ", ".join(gw.models()) or "(discovering)"
         console.print(
-            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  models: "
-            f"{', '.join(gw.models()) or '(discovering)'}  API key: {shown}",
-            highlight=False,
+            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}", highlight=False
         )
 
-    sock = None
-    if worker is not None:
-        become_worker()
-        sock = listen_socket(host, port)
-    app_ = create_app(gw)
-    security.mount(app_)
-    try:
-        run(app_, host, port, log_level=log_level, on_ready=ready, tls=tls, sock=sock)
-    finally:
-        security.close()
-
-
-def _supervise(
-    workers: int,
-    host: str,
-    port: int,
-    scheme: str,
-    redis: str | None,
-    no_auth: bool,
-    api_key: str,
-    source: str,
-) -> int | None:
-    """`wave serve --workers N`: check once what would fail in every worker, then fork the workers.
-    Returns None in the parent once they have stopped, and the worker's index in each worker."""
-    from waveidp.gateway.workers import Supervisor
-    from waveidp.security.gateway_security import check_redis, check_workers
-    from waveidp.security.transport import check_bind
-
-    check_bind(host, auth_enabled=not no_auth)
-    if redis:
-        check_redis(redis)
-    check_workers(workers=workers, redis_url=redis, auth=not no_auth)
-
-    def ready() -> None:
-        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    def workers_ready() -> None:
         console.print(
-            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  {workers} workers  API key: {shown}",
-            highlight=False,
+            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {shown}", highlight=False
         )
 
-    return Supervisor(workers, host, port).run(ready)
+    if count > 1:
+        prepare_workers(setup.security, host=gateway_config.host, workers=count)
+        serve_workers(setup, on_ready=workers_ready, log_level=log_level)
+    else:
+        serve_gateway(setup, on_ready=ready, log_level=log_level)
 
 
 @app.command()
@@ -183,7 +140,7 @@ def up(
 
     import uvloop
 
-    from waveidp.run.up import UpInfo, up_with_workers, workers_wanted
+    from waveidp.run.up import UpInfo, plan, up_with_workers
     from waveidp.run.up import up as run_up
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -211,17 +168,14 @@ def up(
         console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.", highlight=False)
 
-    count = workers_wanted(config, workers)
+    p = plan(host=host, port=port, config=config, workers=workers)
+    count = p.gateway.config.workers
     if not json:
         err_console.print("starting the engine(s) and the gateway...", highlight=False)
     if count > 1:
-        parent = up_with_workers(
-            host=host, port=port, config=config, workers=count, on_ready=show, log_level=log_level
-        )
-        if not parent:
-            return  # a gateway worker, once stopped
+        up_with_workers(p, on_ready=show, log_level=log_level)
     else:
-        uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
+        uvloop.run(run_up(p, on_ready=show, log_level=log_level))
     if not json:
         console.print("stopped", highlight=False)
 

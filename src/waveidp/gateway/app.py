@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -17,16 +17,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from waveidp.errors import WaveError
-from waveidp.gateway.errors import ApiError, as_api_error
-from waveidp.gateway.forward import error_response, handle, models_list
+from waveidp.errors import ApiError
+from waveidp.gateway.errors import internal_error
+from waveidp.gateway.exchange import handle
 from waveidp.gateway.health import health_loop, probe_all
 from waveidp.gateway.openapi import OPENAPI
 from waveidp.gateway.request_info import PATHS, Endpoint
 from waveidp.gateway.state import Gateway
 
 _JSON = "application/json"
-log = logging.getLogger("waveidp.gateway")
 
 
 class OpenAIEndpoint:
@@ -37,11 +36,7 @@ class OpenAIEndpoint:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            responder = await handle(self.gw, self.endpoint, scope, receive)
-        except Exception as exc:  # a bug must still answer in the OpenAI error shape
-            log.exception("unhandled error on %s", scope["path"])
-            responder = _crashed(exc)
+        responder = await handle(self.gw, self.endpoint, scope, receive)
         await responder(scope, receive, send)
 
 
@@ -50,6 +45,7 @@ class GatewayApp(Starlette):
     routing: measured under wrk, that stack halved the requests/s the gateway passes through."""
 
     hot: dict[str, OpenAIEndpoint]
+    gateway: Gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -60,31 +56,32 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _crashed(exc: Exception) -> Response:
-    return error_response(
-        ApiError(
-            500,
-            f"internal gateway error ({type(exc).__name__}); see the gateway log",
-            code="internal_error",
-            type="api_error",
-        )
-    )
+def models_list(gw: Gateway) -> Response:
+    data = [
+        {
+            "id": m,
+            "object": "model",
+            "created": 0,
+            "owned_by": "wave",
+            "backends": [b.name for b in gw.serving(m)],
+        }
+        for m in gw.models()
+    ]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
 
 
 def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
         try:
             await gw.guard.authenticate(request.headers)
-        except WaveError as exc:
-            return error_response(as_api_error(exc))
-        return await models_list(gw)
+        except ApiError as err:
+            return err.response()
+        return models_list(gw)
 
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
 
     async def ready(request: Request) -> Response:
-        import time
-
         now = time.monotonic()
         body = {
             "status": "ready" if gw.ready() else "not ready",
@@ -100,27 +97,23 @@ def create_app(gw: Gateway) -> GatewayApp:
         return Response(orjson.dumps(OPENAPI), media_type=_JSON)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(
-            ApiError(
-                404,
-                f"no route {request.method} {request.url.path}; the gateway serves "
-                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models",
-                code="unknown_route",
-            )
-        )
+        return ApiError(
+            404,
+            f"no route {request.method} {request.url.path}; the gateway serves "
+            "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models",
+            code="unknown_route",
+        ).response()
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return error_response(
-            ApiError(
-                405,
-                f"method {request.method} is not allowed on {request.url.path}",
-                code="method_not_allowed",
-                type="invalid_request_error",
-            )
-        )
+        return ApiError(
+            405,
+            f"method {request.method} is not allowed on {request.url.path}",
+            code="method_not_allowed",
+            type="invalid_request_error",
+        ).response()
 
     async def crashed(request: Request, exc: Exception) -> Response:
-        return _crashed(exc)
+        return internal_error(exc).response()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -149,6 +142,6 @@ def create_app(gw: Gateway) -> GatewayApp:
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
     )
-    app.state.gateway = gw
+    app.gateway = gw
     app.hot = hot
     return app

@@ -1,22 +1,12 @@
-"""HTTP-facing errors with OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`."""
+"""The gateway's errors beyond the ones its code raises where they happen (all `ApiError`): an
+engine's own error answer in the same shape, the event that ends a stream broken after its first
+byte, and the 500 of a bug."""
 
 from __future__ import annotations
 
 import orjson
 
-from waveidp.errors import WaveError
-from waveidp.security.refusals import ERROR_TYPES, Refusal, error_body
-
-# One class for every refusal on the HTTP side; the gateway's code calls it ApiError.
-ApiError = Refusal
-__all__ = ["ApiError", "as_api_error", "error_body", "sse_error_event", "upstream_error_body"]
-
-
-def as_api_error(exc: WaveError) -> ApiError:
-    """The `ApiError` a WaveError stands for (only refusals carry an HTTP status)."""
-    if isinstance(exc, ApiError):
-        return exc
-    raise TypeError(f"{type(exc).__name__} carries no HTTP status") from exc
+from waveidp.errors import ApiError
 
 
 def upstream_error_body(data: bytes, status: int) -> bytes:
@@ -36,14 +26,25 @@ def upstream_error_body(data: bytes, status: int) -> bytes:
         text = data[:500].decode(errors="replace").strip()
         err = {"message": f"the engine answered HTTP {status}" + (f": {text}" if text else "")}
     message, type_, param, code = (err.get(k) for k in ("message", "type", "param", "code"))
-    return error_body(
+    return ApiError(
+        status,
         message if isinstance(message, str) else f"the engine answered HTTP {status}",
-        type_ if isinstance(type_, str) else ERROR_TYPES.get(status, "api_error"),
-        None if code is None else str(code),
-        param if isinstance(param, str) else None,
-    )
+        type=type_ if isinstance(type_, str) else None,  # None: the status's type
+        code=None if code is None else str(code),
+        param=param if isinstance(param, str) else None,
+    ).json()
 
 
 def sse_error_event(message: str, code: str) -> bytes:
     """What ends a stream that broke after its first byte: an error event, then `[DONE]`."""
-    return b"data: " + error_body(message, "upstream_error", code) + b"\n\ndata: [DONE]\n\n"
+    return b"data: " + ApiError(502, message, code=code).json() + b"\n\ndata: [DONE]\n\n"
+
+
+def internal_error(exc: Exception) -> ApiError:
+    """What a bug in the gateway answers (the traceback goes to the gateway's log)."""
+    return ApiError(
+        500,
+        f"internal gateway error ({type(exc).__name__}); see the gateway log",
+        code="internal_error",
+        type="api_error",
+    )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
-from waveidp.gateway.errors import ApiError
+from waveidp.errors import ApiError
 from waveidp.security.transport import json_depth_exceeds
 
 Endpoint = Literal["chat", "completions", "embeddings"]

@@ -5,29 +5,24 @@ count of content events (a token estimate when the engine sends no usage) and th
 that carries `"usage"`, which is parsed. When the gateway itself added
 `stream_options.include_usage`, that usage-only event is dropped so the client sees the stream
 it asked for. Timeouts: the gap between chunks and the total duration; a failure after the first
-byte ends the stream with an error event and `[DONE]`.
+byte ends the stream with an error event and `[DONE]`. What the relay saw (tokens, usage, the
+error) is accounted by the request's `Exchange` once the stream has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Send
 
-from waveidp.gateway.backends import BackendState
+from waveidp.fleet.models import GatewayConfig
+from waveidp.gateway.backends import BackendState, Work
 from waveidp.gateway.errors import sse_error_event
-from waveidp.gateway.record import RequestRecord
-
-if TYPE_CHECKING:
-    from waveidp.gateway.forward import Exchange
-
-log = logging.getLogger("waveidp.gateway")
 
 _CONTENT = re.compile(rb'"(?:content|text)":\s?"(?!")')
 _USAGE = re.compile(rb'"usage":\s?\{')
@@ -55,69 +50,63 @@ def extract_usage(body: bytes) -> dict[str, Any] | None:
 
 
 class StreamRelay:
-    """An ASGI response that relays one upstream SSE stream to the client."""
+    """Relays one upstream SSE stream, from its first chunk on, to the client."""
+
+    __slots__ = (
+        "b",
+        "config",
+        "content_events",
+        "done",
+        "error",
+        "first",
+        "first_token",
+        "injected",
+        "last_token",
+        "resp",
+        "sent",
+        "tail",
+        "usage",
+        "work",
+    )
 
     def __init__(
         self,
-        ex: Exchange,
+        config: GatewayConfig,
         backend: BackendState,
+        work: Work,
         resp: aiohttp.ClientResponse,
         first: bytes,
         sent: float,
         injected: bool,
     ) -> None:
-        self.ex = ex
+        self.config = config
         self.b = backend
+        self.work = work
         self.resp = resp
         self.first = first
         self.sent = sent  # perf_counter when the upstream request went out
         self.injected = injected
         self.tail = b""
-        self.first_token: float | None = None
+        self.first_token: float | None = None  # perf_counter of the first content event
         self.last_token: float | None = None
         self.content_events = 0
         self.usage: dict[str, Any] | None = None
-        self.done = False
-        self.error: str | None = None
-        self.client_gone = False
+        self.done = False  # `[DONE]` came
+        self.error: str | None = None  # why the stream ended with an error event
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = asyncio.ensure_future(self._watch(receive, task))
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"),
-                        (b"x-accel-buffering", b"no"),
-                        (b"x-wave-backend", self.b.name.encode()),
-                    ],
-                }
-            )
-            await self._pump(send)
-        except asyncio.CancelledError:
-            if not self.client_gone:
-                raise
-            task.uncancel()
-        finally:
-            watcher.cancel()
-            await self._finish()
-
-    async def _watch(self, receive: Receive, task: asyncio.Task[Any]) -> None:
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                task.cancel()
-                return
-
-    async def _pump(self, send: Send) -> None:
-        gw = self.ex.gw
-        cfg = gw.config
+    async def pump(self, send: Send, extra_headers: dict[str, str]) -> None:
+        """Send the answer's head, every complete event as it comes, then the end: the last
+        events, or an error event and `[DONE]` when the backend failed or went quiet."""
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-wave-backend", self.b.name.encode()),
+        ]
+        for k, v in extra_headers.items():
+            headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        cfg = self.config
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.total_timeout_s - (time.perf_counter() - self.sent)
         content = self.resp.content
@@ -141,13 +130,7 @@ class StreamRelay:
             self.error = f"backend {self.b.name} broke the stream: {type(exc).__name__}: {exc}"
         if self.error is None and not self.done:
             self.error = f"backend {self.b.name} ended the stream without [DONE]"
-        if self.error is not None:
-            self.b.breaker.on_failure(time.monotonic())
-            gw.metrics.stream_errors.labels(self.ex.info.model if self.ex.info else "", self.b.name).inc()
-            log.warning("stream of %s failed after the first byte: %s", self.b.name, self.error)
-            tail = sse_error_event(self.error, "upstream_stream_error")
-        else:
-            tail = self.tail
+        tail = sse_error_event(self.error, "upstream_stream_error") if self.error is not None else self.tail
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _take(self, chunk: bytes) -> bytes:
@@ -165,7 +148,7 @@ class StreamRelay:
             now = time.perf_counter()
             if self.first_token is None:
                 self.first_token = now
-                self.b.first_token(self.ex.info, now - self.sent)  # the router learns at once
+                self.b.first_token(self.work, now - self.sent)  # the router learns at once
             self.last_token = now
             before = self.content_events
             self.content_events += n
@@ -193,45 +176,22 @@ class StreamRelay:
             kept.append(event)
         return b"\n\n".join(kept)
 
-    async def _finish(self) -> None:
-        b, ex = self.b, self.ex
-        info = ex.info
-        assert info is not None
-        if self.done and self.error is None and not self.client_gone:
-            self.resp.release()
-            b.breaker.on_success()
-        else:
-            self.resp.close()  # drops the connection, so the engine stops generating
-        b.end(info)
-        completion = self.usage.get("completion_tokens") if self.usage else None
+    def tokens(self) -> tuple[int | None, int | None]:
+        """(prompt, completion) tokens: the engine's usage, else the content events counted."""
+        usage = self.usage or {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if not isinstance(completion, int):
             completion = self.content_events or None
-        prompt = self.usage.get("prompt_tokens") if self.usage else None
-        ttft = self.first_token - ex.t0 if self.first_token is not None else None
-        m = ex.gw.metrics
-        if self.first_token is not None:
-            m.ttft.labels(info.model, b.name).observe(ttft or 0.0)
-            if (
-                completion
-                and completion > 1
-                and self.last_token is not None
-                and self.last_token > self.first_token
-            ):
-                itl = (self.last_token - self.first_token) / (completion - 1)
-                b.itl.observe(itl)
-                m.itl.labels(info.model, b.name).observe(itl)
-        status = 499 if self.client_gone else 200
-        await ex.finish(
-            RequestRecord(
-                info.model,
-                info.endpoint,
-                b.name,
-                status,
-                True,
-                prompt if isinstance(prompt, int) else None,
-                completion,
-                ttft,
-                time.perf_counter() - ex.t0,
-                self.error,
-            )
-        )
+        return (prompt if isinstance(prompt, int) else None), completion
+
+    def itl_s(self, completion: int | None) -> float | None:
+        """The mean time per output token after the first, when there were two or more."""
+        if (
+            completion
+            and completion > 1
+            and self.first_token is not None
+            and self.last_token is not None
+            and self.last_token > self.first_token
+        ):
+            return (self.last_token - self.first_token) / (completion - 1)
+        return None
