@@ -22,7 +22,7 @@ GPU = Path(__file__).resolve().parents[2] / "benchmarks/investigations/gpu"
 sys.path.insert(0, str(GPU))
 from fit_schedule import FIT, RUNS, load_run  # noqa: E402
 
-ROUND = re.compile(r"-r[78]-")  # rounds 7 and 8, measured after the entry was set
+ROUND = re.compile(r"-r[789]-")  # rounds 7-9, measured after the entry was set
 TARGET_MEDIAN_PCT = {"ttft_ms": 25.0, "itl_ms": 15.0, "output_tokens_per_s": 15.0}
 # The one held-out point off by more than 2x (README, round 7), bounded so that a change that makes it
 # worse fails: (run, concurrency) -> {metric: (lowest, highest) predicted/measured}. Call 5: a
