@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +78,7 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> str | None:
 class Emulator:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.scheduler = BatchScheduler(
-            config.timing, max_batch=config.max_batch, speed=config.speed, on_finish=self._finished
-        )
+        self.scheduler = _scheduler(config, self._finished)
         self.metrics = EngineMetrics(config.engine, self.scheduler, config.model)
         self._task: asyncio.Task[None] | None = None
 
@@ -264,6 +263,18 @@ class Emulator:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def _scheduler(config: EmulatorConfig, on_finish: Callable[[Sequence], None]) -> BatchScheduler:
+    """llama.cpp timed by the sizing model runs llama-server's own loop (the one `wave size`
+    simulates); everything else the continuous-batching loop of `BatchScheduler`."""
+    from waveidp.sizing import PerfModel
+
+    if config.engine == "llamacpp" and isinstance(config.timing, PerfModel):
+        from waveidp.bench.emulator.llama_server import LlamaServerScheduler
+
+        return LlamaServerScheduler(config.timing, speed=config.speed, on_finish=on_finish)
+    return BatchScheduler(config.timing, max_batch=config.max_batch, speed=config.speed, on_finish=on_finish)
 
 
 EMULATOR = web.AppKey("emulator", Emulator)
