@@ -55,6 +55,7 @@ class ClosedLoop:
     output_tokens: int
     requests: int  # in all, the excluded first ones included
     ramp_s: float = 0.0  # client i starts at i x ramp_s / concurrency
+    starts: tuple[float, ...] = ()  # or at these offsets (s): a recorded run's first sends, as they came
     skip: int = 0  # the first requests are not measured (wave bench --point-warmup)
     duration_s: float = math.inf  # no request is sent after this
     dirty_slots: int = 0  # slots whose last sequence is not yet saved (earlier requests on the server)
@@ -324,7 +325,8 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     """`load`'s closed-loop clients against one llama-server, on a virtual clock."""
     c, prompt, output = load.concurrency, load.prompt_tokens, load.output_tokens
     loop = ServerLoop(perf, dirty_slots=load.dirty_slots, dirty_tokens=prompt + output)
-    arrivals: list[tuple[float, int, int]] = [(load.ramp_s * i / c, i, i) for i in range(c)]
+    start = load.starts if len(load.starts) == c else [load.ramp_s * i / c for i in range(c)]
+    arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
     finished: list[_Client] = []
