@@ -98,6 +98,16 @@ def test_round8_f16_points_held_out_of_every_fit() -> None:
         assert all(0.67 < _ratio(r, key) < 1.5 for r in rows), key
 
 
+def test_round9_a_shape_and_quant_no_fit_has_seen() -> None:
+    """The Llama-3.2-3B shape in q5_k_m (~1k-token prompts, 128 output tokens, fresh servers), measured
+    after the entry was set; its one new factor (q5_k_m's decode share) comes from llama-bench alone."""
+    rows = _rows([r for r in _all_runs() if "-r9-" in r])
+    assert len(rows) == 6 and {r["arrival"] for r in rows} == {"burst", "steady"}
+    for key, target in TARGET_MEDIAN_PCT.items():
+        assert statistics.median(abs(r[key]["error_pct"]) for r in rows) <= target, key
+        assert all(0.67 < _ratio(r, key) < 1.5 for r in rows), key
+
+
 def test_steady_arrivals_are_predicted_as_steady() -> None:
     """Spread-out clients (ramp ~ one request, first round excluded) see a short TTFT; the prediction
     that results.json's config selects follows them instead of the burst's convoy."""
