@@ -92,9 +92,11 @@ class _Slots:
     that sequence's length in tokens."""
 
     def __init__(self, count: int, dirty: int, dirty_tokens: int) -> None:
-        self.free = [(-math.inf if s >= dirty else -1.0, -s) for s in range(count)]
+        # earlier requests took the highest slots first (never-used, ties to the highest index)
+        used = range(max(0, count - dirty), count)
+        self.free = [(-1.0 if s in used else -math.inf, -s) for s in range(count)]
         heapq.heapify(self.free)
-        self.unsaved = dict.fromkeys(range(min(dirty, count)), dirty_tokens)
+        self.unsaved = dict.fromkeys(used, dirty_tokens)
 
     def take(self) -> int:
         return -heapq.heappop(self.free)[1]
