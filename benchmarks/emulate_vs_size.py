@@ -1,14 +1,17 @@
 """Does `wave emulate --engine llamacpp` serve what `wave size` predicts? Measured through HTTP.
 
-Both run one model of llama-server's scheduler (`waveidp.sizing.ServerLoop`). For each repeat a
-fresh `wave emulate` (Llama-3.1-8B q4_k_m on an RTX 5070 Ti, `--parallel 8`, the sizing model's
-timing, real time) is measured by the real `wave bench -c 1,4,8 --predict` (512-token prompts,
-64 output tokens); the prediction is the replay of each recorded run (`predict_runs`, as
-`--predict` prints it). Printed and saved: TTFT p50, ITL p50 and output tok/s, measured and
+Both run one model of llama-server's scheduler (`waveidp.sizing.ServerLoop`). For each repeat and
+concurrency c = 1, 4, 8 a fresh `wave emulate` (Llama-3.1-8B q4_k_m on an RTX 5070 Ti,
+`--parallel 8`, the sizing model's timing, real time) is measured by the real `wave bench -c C
+--predict` (512-token prompts, 64 output tokens); the prediction is the replay of the recorded run
+(`predict_runs`, as `--predict` prints it). A fresh server per point, as on the H100: which slots
+earlier points used decides which slots a burst gets, and non-consecutive slots cost llama-server
+(and so the emulator) an extra pass over the weights per decode step, which the replay of one
+point cannot know. Printed and saved: TTFT p50, ITL p50 and output tok/s, measured and
 predicted, per concurrency and repeat; the load average before each repeat (the emulator and the
 client share this machine's cores, so client and scheduling jitter show up as error).
 
-    .venv/bin/python benchmarks/emulate_vs_size.py            # 3 repeats, ~1.5 minutes
+    .venv/bin/python benchmarks/emulate_vs_size.py            # 3 repeats, ~2 minutes
 """
 
 from __future__ import annotations
@@ -34,17 +37,17 @@ DEPLOY = ["--model", "llama-3.1-8b", "--quant", "q4_k_m", "--device", "rtx-5070-
 KEYS = ("ttft_ms", "itl_ms", "output_tokens_per_s")
 
 
-def one_run(work: Path, repeat: int) -> tuple[list[dict[str, Any]], list[str]]:
+def one_run(work: Path, repeat: int, conc: int) -> tuple[list[dict[str, Any]], list[str]]:
     from waveidp.bench.predict import predict_runs
 
     port = free_port()
     emulate = [*WAVE, "emulate", *DEPLOY, "--parallel", "8", "--served-name", "llama", "--port", str(port)]
-    out = work / f"repeat{repeat}"
-    bench = [*WAVE, "bench", "--url", f"http://127.0.0.1:{port}", "--model", "llama", "-c", "1,4,8",
-             "-n", "24", "--duration", "60", "--input-tokens", "512", "--output-tokens", "64",
+    out = work / f"repeat{repeat}-c{conc}"
+    bench = [*WAVE, "bench", "--url", f"http://127.0.0.1:{port}", "--model", "llama", "-c", str(conc),
+             "-n", str(3 * conc), "--duration", "60", "--input-tokens", "512", "--output-tokens", "64",
              "--predict", "--model-id", "llama-3.1-8b", "--quant", "q4_k_m", "--device", "rtx-5070-ti",
              "--engine", "llamacpp", "--parallel", "8", "--no-plots", "--out", str(out)]  # fmt: skip
-    with (work / f"emulate{repeat}.log").open("wb") as log:
+    with (work / f"emulate{repeat}-c{conc}.log").open("wb") as log:
         proc = subprocess.Popen(emulate, stdout=log, stderr=subprocess.STDOUT)
         try:
             import httpx
@@ -74,7 +77,11 @@ def main() -> None:
     commands: list[str] = []
     for repeat in range(args.repeats):
         load = os.getloadavg()[0]
-        runs, commands = one_run(work, repeat)
+        runs: list[dict[str, Any]] = []
+        for conc in (1, 4, 8):
+            point, cmds = one_run(work, repeat, conc)
+            runs += point
+            commands += cmds if repeat == 0 else []
         for r in runs:
             row = {"repeat": repeat, "load_average": round(load, 2), "concurrency": r["concurrency"]}
             row |= {k: r[k] for k in KEYS}
