@@ -39,6 +39,7 @@ KEYS = ("ttft_ms", "itl_ms", "output_tokens_per_s")
 
 def one_run(work: Path, repeat: int, conc: int) -> tuple[list[dict[str, Any]], list[str]]:
     from waveidp.bench.predict import predict_runs
+    from waveidp.bench.report import BenchReport
 
     port = free_port()
     emulate = [*WAVE, "emulate", *DEPLOY, "--parallel", "8", "--served-name", "llama", "--port", str(port)]
@@ -62,8 +63,8 @@ def one_run(work: Path, repeat: int, conc: int) -> tuple[list[dict[str, Any]], l
         finally:
             proc.terminate()
             proc.wait(10)
-    doc = json.loads((out / "results.json").read_text())
-    return predict_runs(doc), [shlex.join(emulate[2:]), shlex.join(bench[2:])]
+    report = BenchReport.load(out / "results.json")
+    return [r.model_dump() for r in predict_runs(report)], [shlex.join(emulate[2:]), shlex.join(bench[2:])]
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def served(eff: Efficiency) -> dict[str, dict[str, float]]:
         for p in RUNS.glob("*/*/results.json")
         if any(tag in str(p) for tag in SERVED)
     )
-    rows = [r for rel in rels for r in predict_runs(load_run(rel), eff)]
+    rows = [r.model_dump() for rel in rels for r in predict_runs(load_run(rel), eff)]
     return {
         k: {
             "median_error": round(statistics.median(abs(r[k]["error_pct"]) for r in rows) / 100, 4),
