@@ -57,6 +57,21 @@ class ServedModel(_Strict):
     context: int | None = Field(default=None, gt=0, le=10_000_000)
 
 
+# The gateway's routes beyond chat, completions and embeddings (`waveidp.gateway.request_info.PATHS`).
+ApiRoute = Literal[
+    "responses",
+    "messages",
+    "count_tokens",
+    "rerank",
+    "score",
+    "tokenize",
+    "detokenize",
+    "transcriptions",
+    "translations",
+    "speech",
+]
+
+
 class Backend(_Strict):
     """An inference engine reachable over HTTP (or started locally when `embedded`)."""
 
@@ -71,6 +86,11 @@ class Backend(_Strict):
     max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
     tensor_parallel: int = Field(default=1, ge=1, le=64)
     port: int | None = Field(default=None, ge=1, le=65535, description="host port when Wave renders it")
+    routes: list[ApiRoute] | None = Field(
+        default=None,
+        description="the API routes it serves beyond chat, completions and embeddings (default: what its "
+        "engine kind serves); Responses and Messages are translated to chat completions where absent",
+    )
 
     def served(self) -> list[ServedModel]:
         return [ServedModel(name=m) if isinstance(m, str) else m for m in self.models]
@@ -177,6 +197,11 @@ class GatewayConfig(_Strict):
     retries: int = Field(default=2, ge=0, le=10)
     workers: int = Field(
         default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the gateway (CORS), e.g. http://localhost:3000; "
+        "'*' for any; empty: CORS off",
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -18,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from waveidp.errors import WaveError
+from waveidp.gateway.request_ids import log_with_request_ids
 
 
 def uvicorn_config(
@@ -113,7 +113,7 @@ def run(
     tls: dict[str, str] | None = None,
     sock: socket.socket | None = None,
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_with_request_ids(log_level)
     import uvloop
 
     uvloop.run(

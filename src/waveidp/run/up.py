@@ -22,8 +22,9 @@ from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path
 from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.compose import GatewaySetup, compose, serve_workers
+from waveidp.gateway.compose import GatewaySetup, body_limit_setting, compose, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
@@ -147,7 +148,13 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
     by_name = {b.name: b for b in backends}
     for c in children:
         link(c, by_name[c.name])
-    setup = GatewaySetup(backends, fleet.gateway.model_copy(update=listen), fleet.routing, security)
+    setup = GatewaySetup(
+        backends,
+        fleet.gateway.model_copy(update=listen),
+        fleet.routing,
+        security,
+        body_limit_setting=body_limit_setting(fleet.gateway, config),
+    )
     return Plan(children, setup, key, key_source, logs)
 
 
@@ -162,6 +169,7 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
     stop_on_signals(stop)
     cfg = p.gateway.config
     started: list[Child] = []
+    sock = listen_socket(cfg.host, cfg.port, reuse_port=False)  # a port in use fails before any engine starts
     with compose(p.gateway) as app:
         try:
             if not await start_children(p.children, stop, started):
@@ -173,6 +181,7 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
                 log_level=log_level,
                 on_ready=lambda: on_ready(p.info(app.gateway.models(), _pids(p.children))),
                 stop=stop,
+                sock=sock,
             )
         finally:
             await asyncio.gather(*(c.stop() for c in started))
@@ -191,7 +200,7 @@ def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: s
         models = sorted({m for b in p.gateway.backends for m in b.models})
         serve_workers(
             p.gateway,
-            on_ready=lambda: on_ready(p.info(models, pids)),
+            on_ready=lambda routable: on_ready(p.info(models, pids)),
             log_level=log_level,
             needed=keeper.gone,
         )
