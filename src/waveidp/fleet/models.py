@@ -189,7 +189,9 @@ class GatewayConfig(_Strict):
     node: str | None = Field(default=None, description="node that runs the gateway")
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    # 32 MiB: a two-turn chat with four 12 MP phone photos as data URLs, as Open WebUI sends it, is
+    # ~18-30 MiB (benchmarks/multimodal_body.py); 4 MiB refused one photo.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
     connect_timeout_s: float = Field(default=3.0, gt=0, le=600)
     first_token_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)

@@ -22,6 +22,7 @@ it has taken WATCH_AFTER_S.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from typing import Any
 
 import aiohttp
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
@@ -177,6 +178,49 @@ def _serving_route(serving: list[BackendState], info: RequestInfo) -> list[Backe
     return able
 
 
+# A refusal sent before the body was read, to a client that asked to close the connection, reads
+# (and drops) the rest of the body first: closing a socket with unread data resets it, and a
+# client still sending (Python's urllib) would see the reset instead of the answer. Bounded.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_S = 10.0
+
+
+class LingeringAnswer:
+    """`answer`, sent at once; the connection closed only once the client has finished sending
+    (or LINGER_BYTES / LINGER_S), as nginx's lingering close does."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: ASGIApp) -> None:
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_open(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                message = {**message, "more_body": True}
+            await send(message)
+
+        await self.answer(scope, receive, send_open)
+        drained = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while drained < LINGER_BYTES:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    drained += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _closes(scope: Scope) -> bool:
+    """The client asked to close the connection after this request (or speaks HTTP/1.0)."""
+    if scope.get("http_version") == "1.0":
+        return True
+    return any(k == b"connection" and b"close" in v.lower() for k, v in scope["headers"])
+
+
 class PlainAnswer:
     """A complete answer as two ASGI messages with a header list built here (Starlette's `Response`
     rebuilds, lowercases and re-encodes its headers on every request)."""
@@ -203,6 +247,7 @@ class Exchange:
 
     __slots__ = (
         "admission",
+        "body_read",
         "ctype",
         "endpoint",
         "gone",
@@ -232,6 +277,7 @@ class Exchange:
         self.principal: Principal | None = None
         self.info: RequestInfo | None = None
         self.raw = b""
+        self.body_read = False
         self.admission: Admission | None = None
         self.relay: StreamRelay | None = None  # the stream being relayed, once one is committed
         self.task: asyncio.Task[Any] | None = None  # the task serving the request
@@ -266,6 +312,7 @@ class Exchange:
             check_headers(scope["headers"], gw.input_limits)
             self.principal = await gw.guard.authenticate(headers)
             self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
+            self.body_read = True
             if self.endpoint in MULTIPART:
                 self.ctype = headers.get("content-type")
             self.info = info = parse_request(
@@ -283,6 +330,8 @@ class Exchange:
             return await self._attempts(route(gw, info))
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
+            if not self.body_read and err.status != CLIENT_CLOSED and _closes(scope):
+                return LingeringAnswer(self.refuse(err))  # refused before its whole body was read
             return self.refuse(err)
         except Exception as exc:  # a bug must still answer in the API's error shape, and free the slot
             log.exception("unhandled error on %s", scope["path"])

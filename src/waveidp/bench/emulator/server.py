@@ -538,7 +538,8 @@ def create_app(config: EmulatorConfig) -> web.Application:
     emu = Emulator(config)
     # A client that disconnects cancels its handler (whatever runner serves the app), so a request
     # waiting for KV, which writes nothing, is aborted at once instead of when a write would fail.
-    app = web.Application(client_max_size=16 * 1024 * 1024, handler_args={"handler_cancellation": True})
+    # vLLM sets no body limit; a multimodal chat with a few photos is tens of MiB
+    app = web.Application(client_max_size=1024**3, handler_args={"handler_cancellation": True})
     app[EMULATOR] = emu
     app.on_startup.append(emu.start)
     app.on_cleanup.append(emu.stop)
