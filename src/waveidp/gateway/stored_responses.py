@@ -44,7 +44,6 @@ async def forward_stored(gw: Gateway, request: Request) -> Response:
             code="response_not_found",
         )
     headers_out = {"x-request-id": CURRENT.get()}
-    last: tuple[int, bytes] | None = None
     body = await request.body()
     for b in keepers:
         headers = {**upstream_headers(b), **headers_out}
@@ -54,16 +53,17 @@ async def forward_stored(gw: Gateway, request: Request) -> Response:
                 headers=headers, timeout=_TIMEOUT,
             ) as resp:  # fmt: skip
                 data = await resp.read()
-                if resp.status != 404:
-                    if resp.status >= 400:
-                        raise upstream_error(data, resp.status)
-                    ctype = resp.headers.get("content-type", "application/json")
-                    return Response(data, resp.status, headers={"x-wave-backend": b.name}, media_type=ctype)
-                last = (resp.status, data)
+                if resp.status in (404, 405):  # not there (or no such route on that backend)
+                    continue
+                if resp.status >= 400:
+                    raise upstream_error(data, resp.status)
+                ctype = resp.headers.get("content-type", "application/json")
+                return Response(data, resp.status, headers={"x-wave-backend": b.name}, media_type=ctype)
         except (aiohttp.ClientError, TimeoutError):
             continue
-    if last is not None:
-        raise upstream_error(last[1], last[0])
     raise ApiError(
-        502, f"no backend that may keep responses answered {request.method} {path}", code="upstream_error"
+        404,
+        f"no backend here has response '{request.path_params['rid']}' ({request.method} {path}); "
+        f"asked {', '.join(b.name for b in keepers)}",
+        code="response_not_found",
     )
