@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from clients_support import EMU, KEY, LLAMA, TRANSLATED, Fleet
+from clients_support import EMU, FAKE, KEY, LLAMA, TRANSLATED, Fleet
 
 pytestmark = pytest.mark.engine
 HI = [{"role": "user", "content": "Say hi"}]
@@ -35,6 +35,11 @@ def test_messages_plain_and_streamed(client: anthropic.Anthropic, model: str) ->
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text and final.content[0].text == text and final.usage.output_tokens > 0
+
+
+def test_a_backend_without_messages_is_translated_after_its_404(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model=FAKE, max_tokens=3, messages=HI)
+    assert message.content[0].text == "fake tok tok" and message.stop_reason == "max_tokens"
 
 
 def test_tool_use_and_its_result(client: anthropic.Anthropic) -> None:

@@ -261,3 +261,12 @@ def test_wave_up_on_a_busy_port_starts_no_engine(tmp_path: Path) -> None:
     assert run.returncode == 2 and f"could not listen on 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr and time.monotonic() - t0 < 20
     assert not (tmp_path / "logs" / "embedded.log").exists()  # no engine was started
+
+
+def test_the_fleet_files_route_names_are_the_gateways() -> None:
+    from typing import get_args
+
+    from waveidp.fleet.models import ApiRoute
+    from waveidp.gateway.request_info import HOT, PATHS
+
+    assert set(get_args(ApiRoute)) == set(PATHS) - HOT

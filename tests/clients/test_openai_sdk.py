@@ -91,6 +91,13 @@ def test_responses_plain_and_streamed(client: openai.OpenAI, model: str) -> None
     assert text and final.output_text == text and final.usage.output_tokens > 0
 
 
+def test_a_backend_that_answers_responses_with_404_gets_it_translated(client: openai.OpenAI) -> None:
+    # the test upstream is a generic OpenAI server (routes not known) without /v1/responses
+    raw = client.responses.with_raw_response.create(model=FAKE, input="hi", max_output_tokens=3)
+    assert raw.headers["x-wave-backend"] == "fake" and raw.parse().output_text == "fake tok tok"
+    assert client.responses.create(model=FAKE, input="again", max_output_tokens=2).output_text == "fake tok"
+
+
 def test_responses_tool_call_and_its_result(client: openai.OpenAI) -> None:
     tool = {"type": "function", **WEATHER["function"]}
     first = client.responses.create(

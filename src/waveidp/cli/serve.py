@@ -188,10 +188,16 @@ def up(
                     "logs": str(info.logs),
                     "children": info.children,
                     "workers": count,
+                    "routable": info.routable,
                 }
             )
             return
-        console.print("[bold green]Wave is up[/]", highlight=False)
+        if info.routable:
+            console.print("[bold green]Wave is up[/]", highlight=False)
+        else:
+            console.print(
+                "[bold yellow]Wave is listening, no backend up yet[/] (see /ready)", highlight=False
+            )
         console.print(f"  URL      {info.url}", highlight=False, soft_wrap=True)
         console.print(f"  models   {', '.join(info.models)}", highlight=False, soft_wrap=True)
         if count > 1:

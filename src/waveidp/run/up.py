@@ -44,6 +44,7 @@ class UpInfo:
     key_source: str
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
+    routable: bool = True  # a backend takes requests (a fleet's remote ones may all be down)
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -122,9 +123,10 @@ class Plan:
     key_source: str
     logs: Path
 
-    def info(self, models: list[str], pids: dict[str, int | None]) -> UpInfo:
+    def info(self, models: list[str], pids: dict[str, int | None], routable: bool = True) -> UpInfo:
         cfg = self.gateway.config
-        return UpInfo(f"http://{cfg.host}:{cfg.port}/v1", models, self.key, self.key_source, self.logs, pids)
+        url = f"http://{cfg.host}:{cfg.port}/v1"
+        return UpInfo(url, models, self.key, self.key_source, self.logs, pids, routable)
 
 
 def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
@@ -179,7 +181,9 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
                 cfg.host,
                 cfg.port,
                 log_level=log_level,
-                on_ready=lambda: on_ready(p.info(app.gateway.models(), _pids(p.children))),
+                on_ready=lambda: on_ready(
+                    p.info(app.gateway.models(), _pids(p.children), app.gateway.ready())
+                ),
                 stop=stop,
                 sock=sock,
             )
@@ -200,7 +204,7 @@ def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: s
         models = sorted({m for b in p.gateway.backends for m in b.models})
         serve_workers(
             p.gateway,
-            on_ready=lambda routable: on_ready(p.info(models, pids)),
+            on_ready=lambda routable: on_ready(p.info(models, pids, routable)),
             log_level=log_level,
             needed=keeper.gone,
         )
