@@ -4,6 +4,7 @@ and the routes of `vllm serve` beyond chat (no `/v1/audio/speech`)."""
 from __future__ import annotations
 
 from waveidp.engines._adapter import EngineAdapter
+from waveidp.protocols.routes import API_ROUTES
 
 ADAPTER = EngineAdapter(
     kind="vllm",
@@ -16,18 +17,6 @@ ADAPTER = EngineAdapter(
     prefix_cache=True,
     # vLLM's documented OpenAI server routes (recent releases): Responses with retrieve and
     # cancel, Anthropic's Messages with count_tokens, rerank/score, tokenize, Whisper audio.
-    routes=frozenset(
-        {
-            "responses",
-            "messages",
-            "count_tokens",
-            "rerank",
-            "score",
-            "tokenize",
-            "detokenize",
-            "transcriptions",
-            "translations",
-        }
-    ),
+    routes=API_ROUTES - {"speech"},
     keeps_responses=True,
 )

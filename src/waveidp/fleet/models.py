@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from waveidp.protocols.routes import ApiRoute
+
 EngineKind = Literal[
     "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
 ]
@@ -55,21 +57,6 @@ class ServedModel(_Strict):
     model: str | None = Field(default=None, description="catalog id or path used for sizing")
     quant: str | None = None
     context: int | None = Field(default=None, gt=0, le=10_000_000)
-
-
-# The gateway's routes beyond chat, completions and embeddings (`waveidp.gateway.request_info.PATHS`).
-ApiRoute = Literal[
-    "responses",
-    "messages",
-    "count_tokens",
-    "rerank",
-    "score",
-    "tokenize",
-    "detokenize",
-    "transcriptions",
-    "translations",
-    "speech",
-]
 
 
 class Backend(_Strict):

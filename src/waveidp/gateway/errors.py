@@ -64,6 +64,16 @@ def stream_error(endpoint: Endpoint, message: str) -> bytes:
     return sse_error_event(message, "upstream_stream_error")
 
 
+def model_not_found(model: str, available: list[str]) -> ApiError:
+    """The 404 for a model no backend serves, listing the ones that are."""
+    return ApiError(
+        404,
+        f"model '{model}' is not served here; available models: {', '.join(available) or 'none'}",
+        code="model_not_found",
+        param="model",
+    )
+
+
 def internal_error(exc: Exception) -> ApiError:
     """What a bug in the gateway answers (the traceback goes to the gateway's log)."""
     return ApiError(

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.errors import error_json, internal_error, upstream_error
+from waveidp.gateway.errors import error_json, internal_error, model_not_found, upstream_error
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_ids import CURRENT, accept_request_id
 from waveidp.gateway.request_info import (
@@ -138,13 +138,7 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
                 code="no_healthy_backend",
                 headers={"retry-after": "1"},
             )
-        available = ", ".join(gw.models()) or "none"
-        raise ApiError(
-            404,
-            f"model '{info.model}' is not served here; available models: {available}",
-            code="model_not_found",
-            param="model",
-        )
+        raise model_not_found(info.model, gw.models())
     if info.endpoint not in HOT and info.endpoint not in TRANSLATED:
         serving = _serving_route(serving, info)
     routable = [b for b in serving if b.routable(now)]

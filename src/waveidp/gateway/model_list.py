@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from waveidp.errors import ApiError
+from waveidp.gateway.errors import model_not_found
 from waveidp.gateway.state import Gateway
 
 
@@ -41,11 +41,5 @@ def model_list(gw: Gateway, anthropic: bool = False) -> dict[str, Any]:
 def one_model(gw: Gateway, model: str, anthropic: bool = False) -> dict[str, Any]:
     """One model's entry; 404 `model_not_found` for a model no backend serves."""
     if not gw.serving(model):
-        available = ", ".join(gw.models()) or "none"
-        raise ApiError(
-            404,
-            f"model '{model}' is not served here; available models: {available}",
-            code="model_not_found",
-            param="model",
-        )
+        raise model_not_found(model, gw.models())
     return anthropic_entry(model) if anthropic else openai_entry(gw, model)

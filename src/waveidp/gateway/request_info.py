@@ -18,23 +18,10 @@ from typing import Any, Literal
 import orjson
 
 from waveidp.errors import ApiError
+from waveidp.protocols.routes import ApiRoute
 from waveidp.security.transport import json_depth_exceeds
 
-Endpoint = Literal[
-    "chat",
-    "completions",
-    "embeddings",
-    "responses",
-    "messages",
-    "count_tokens",
-    "rerank",
-    "score",
-    "tokenize",
-    "detokenize",
-    "transcriptions",
-    "translations",
-    "speech",
-]
+Endpoint = Literal["chat", "completions", "embeddings", ApiRoute]
 
 PATHS: dict[Endpoint, str] = {
     "chat": "/v1/chat/completions",

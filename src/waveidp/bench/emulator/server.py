@@ -183,13 +183,10 @@ class Emulator:
 
     async def messages(self, req: web.Request) -> web.StreamResponse:
         """`POST /v1/messages`, as the chat completion it translates to; Anthropic-shaped errors."""
-        body = await _json_body(req, anthropic_errors=True)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            chat_body = anthropic_api.request_to_chat(body)
-        except ApiError as err:
-            return _anthropic_error(400, err.message)
+        asked = await _anthropic_request(req)
+        if isinstance(asked, web.Response):
+            return asked
+        body, chat_body = asked
         if body.get("stream"):
             translator = anthropic_api.StreamFromChat(body)
             answer = await self._generate(req, chat_body, chat=True, translator=translator)
@@ -202,13 +199,10 @@ class Emulator:
         return answer
 
     async def count_tokens(self, req: web.Request) -> web.Response:
-        body = await _json_body(req, anthropic_errors=True)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            chat_body = anthropic_api.request_to_chat(body)
-        except ApiError as err:
-            return _anthropic_error(400, err.message)
+        asked = await _anthropic_request(req)
+        if isinstance(asked, web.Response):
+            return asked
+        _, chat_body = asked
         return _json({"input_tokens": max(1, approx_token_count(_prompt_text(chat_body, True) or ""))})
 
     async def embeddings(self, req: web.Request) -> web.Response:
@@ -515,6 +509,17 @@ async def _json_body(req: web.Request, anthropic_errors: bool = False) -> dict[s
         message = "request body must be a JSON object"
         return _anthropic_error(400, message) if anthropic_errors else _error(400, message, "BadRequestError")
     return body
+
+
+async def _anthropic_request(req: web.Request) -> tuple[dict[str, Any], dict[str, Any]] | web.Response:
+    """A Messages request and the chat request it translates to, or its 400 in Anthropic's shape."""
+    body = await _json_body(req, anthropic_errors=True)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        return body, anthropic_api.request_to_chat(body)
+    except ApiError as err:
+        return _anthropic_error(400, err.message)
 
 
 def _json(obj: Any) -> web.Response:
