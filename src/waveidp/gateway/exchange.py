@@ -208,11 +208,16 @@ class LingeringAnswer:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _closes(scope: Scope) -> bool:
-    """The client asked to close the connection after this request (or speaks HTTP/1.0)."""
-    if scope.get("http_version") == "1.0":
-        return True
-    return any(k == b"connection" and b"close" in v.lower() for k, v in scope["headers"])
+def _lingers(scope: Scope) -> bool:
+    """The client asked to close the connection after this request (or speaks HTTP/1.0), and is
+    sending its body without waiting for a `100 Continue` (which it will not get: it gets the
+    refusal, and sends nothing more)."""
+    headers = scope["headers"]
+    if any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers):
+        return False
+    return scope.get("http_version") == "1.0" or any(
+        k == b"connection" and b"close" in v.lower() for k, v in headers
+    )
 
 
 class PlainAnswer:
@@ -324,7 +329,7 @@ class Exchange:
             return await self._attempts(route(gw, info))
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
-            if not self.body_read and err.status != CLIENT_CLOSED and _closes(scope):
+            if not self.body_read and err.status != CLIENT_CLOSED and _lingers(scope):
                 return LingeringAnswer(self.refuse(err))  # refused before its whole body was read
             return self.refuse(err)
         except Exception as exc:  # a bug must still answer in the API's error shape, and free the slot
