@@ -129,6 +129,9 @@ def test_responses_stored_by_the_engine_are_retrieved_through_the_gateway(client
     assert again.id == made.id and again.output_text == made.output_text
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_does_not_exist")
+    with pytest.raises(openai.NotFoundError) as exc:  # vLLM keeps responses, but deletes none
+        client.responses.delete(made.id)
+    assert "emu: cannot do that" in exc.value.message
 
 
 def test_previous_response_id_over_a_stateless_backend_is_a_clear_400(client: openai.OpenAI) -> None:

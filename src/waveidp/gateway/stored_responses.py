@@ -45,6 +45,7 @@ async def forward_stored(gw: Gateway, request: Request) -> Response:
         )
     headers_out = {"x-request-id": CURRENT.get()}
     body = await request.body()
+    asked: list[str] = []  # what each backend said
     for b in keepers:
         headers = {**upstream_headers(b), **headers_out}
         try:
@@ -53,17 +54,19 @@ async def forward_stored(gw: Gateway, request: Request) -> Response:
                 headers=headers, timeout=_TIMEOUT,
             ) as resp:  # fmt: skip
                 data = await resp.read()
-                if resp.status in (404, 405):  # not there (or no such route on that backend)
+                if resp.status in (404, 405):  # not there, or no such route on that backend
+                    asked.append(f"{b.name}: {'not found' if resp.status == 404 else 'cannot do that'}")
                     continue
                 if resp.status >= 400:
                     raise upstream_error(data, resp.status)
                 ctype = resp.headers.get("content-type", "application/json")
                 return Response(data, resp.status, headers={"x-wave-backend": b.name}, media_type=ctype)
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            asked.append(f"{b.name}: {type(exc).__name__}")
             continue
     raise ApiError(
         404,
-        f"no backend here has response '{request.path_params['rid']}' ({request.method} {path}); "
-        f"asked {', '.join(b.name for b in keepers)}",
+        f"no backend here answered {request.method} {path} for response '{request.path_params['rid']}' "
+        f"({'; '.join(asked)})",
         code="response_not_found",
     )
