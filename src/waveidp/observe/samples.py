@@ -7,10 +7,23 @@ a made-up zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 GpuSource = Literal["nvml", "tegrastats"]
+
+# NVML's clocks-event (throttle) reason bits, named as nvml.h names them
+CLOCKS_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,25 @@ class GpuSample:
         """Memory a new allocation can still take (on a Jetson: the shared RAM still free)."""
         return self.memory_free_bytes
 
+    @property
+    def memory_headroom_share(self) -> float | None:
+        """`memory_headroom_bytes` as a share (0-1) of the memory total."""
+        free, total = self.memory_free_bytes, self.memory_total_bytes
+        return min(1.0, max(0.0, free / total)) if free is not None and total else None
+
+    @property
+    def clocks_events(self) -> list[str]:
+        """The clocks-event (throttle) reasons active now, by name."""
+        bits = self.clocks_event_reasons or 0
+        return [name for bit, name in CLOCKS_EVENT_REASONS.items() if bits & bit]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["xid_counts"] = {str(k): v for k, v in self.xid_counts.items()}
+        out["memory_headroom_bytes"] = self.memory_headroom_bytes
+        out["clocks_events"] = self.clocks_events
+        return out
+
 
 @dataclass(frozen=True)
 class RaplZone:
@@ -81,6 +113,14 @@ class HostSample:
     def memory_used_bytes(self) -> int:
         return self.memory_total_bytes - self.memory_available_bytes
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the per-core CPU times (their sum is `cpu_percent`)."""
+        out = asdict(self)
+        del out["cpu_seconds"]
+        out["memory_used_bytes"] = self.memory_used_bytes
+        out["load"] = list(self.load) if self.load is not None else None
+        return out
+
 
 @dataclass(frozen=True)
 class JetsonSample:
@@ -111,3 +151,16 @@ class NodeSample:
     gpus: tuple[GpuSample, ...]
     jetson: JetsonSample | None
     sources: dict[str, SourceState]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (the gateway's `/admin/telemetry`)."""
+        return {
+            "taken_at": self.taken_at,
+            "duration_s": self.duration_s,
+            "hostname": self.hostname,
+            "driver_version": self.driver_version,
+            "host": self.host.to_dict() if self.host is not None else None,
+            "gpus": [g.to_dict() for g in self.gpus],
+            "jetson": asdict(self.jetson) if self.jetson is not None else None,
+            "sources": {name: asdict(state) for name, state in self.sources.items()},
+        }
