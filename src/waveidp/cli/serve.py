@@ -53,6 +53,7 @@ def serve(
     from waveidp.errors import InputError
     from waveidp.fleet.models import GatewayConfig, RoutingConfig
     from waveidp.gateway import backends_from_fleet, backends_from_urls
+    from waveidp.gateway.build import telemetry_from_fleet
     from waveidp.gateway.compose import GatewaySetup, body_limit_setting, serve_workers
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
@@ -68,12 +69,14 @@ def serve(
             fix="pass --upstream http://host:port (repeatable) or --config wave.yaml",
         )
     backends = []
+    telemetry = []
     gateway_config, routing = GatewayConfig(), RoutingConfig()
     if config is not None:
         from waveidp import fleet
 
         f = fleet.load(config)
         backends += backends_from_fleet(f)
+        telemetry = telemetry_from_fleet(f)
         gateway_config, routing = f.gateway, f.routing
     limit_setting = body_limit_setting(gateway_config, config, flag=max_body_bytes is not None)
     if upstream:
@@ -106,6 +109,7 @@ def serve(
         ),
         tls_settings(tls_cert, tls_key),
         body_limit_setting=limit_setting,
+        telemetry=telemetry,
     )
     url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
     shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"

@@ -12,6 +12,7 @@ With --workers N (or gateway.workers), the gateway runs as N worker processes
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path
 from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
+from waveidp.gateway.build import telemetry_from_fleet
 from waveidp.gateway.compose import GatewaySetup, body_limit_setting, compose, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.gateway.telemetry import NodeTelemetry
 from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
@@ -141,6 +144,8 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
     if config is None:
         child, backend = default_embedded(logs)
         setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
+        backend.node = socket.gethostname()  # its GPUs are this machine's: all of them
+        setup.telemetry = [NodeTelemetry(backend.node, local=True)]
         return Plan([child], setup, key, key_source, logs)
     from waveidp import fleet as fleet_mod
 
@@ -156,6 +161,8 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
         fleet.routing,
         security,
         body_limit_setting=body_limit_setting(fleet.gateway, config),
+        # this machine's own devices from a collector in the gateway's process, the others' scraped
+        telemetry=telemetry_from_fleet(fleet, local=fleet.gateway.node or socket.gethostname()),
     )
     return Plan(children, setup, key, key_source, logs)
 
