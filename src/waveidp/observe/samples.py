@@ -7,8 +7,8 @@ a made-up zero.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 GpuSource = Literal["nvml", "tegrastats"]
 
@@ -67,19 +67,6 @@ class GpuSample:
         free, total = self.memory_free_bytes, self.memory_total_bytes
         return min(1.0, max(0.0, free / total)) if free is not None and total else None
 
-    @property
-    def clocks_events(self) -> list[str]:
-        """The clocks-event (throttle) reasons active now, by name."""
-        bits = self.clocks_event_reasons or 0
-        return [name for bit, name in CLOCKS_EVENT_REASONS.items() if bits & bit]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["xid_counts"] = {str(k): v for k, v in self.xid_counts.items()}
-        out["memory_headroom_bytes"] = self.memory_headroom_bytes
-        out["clocks_events"] = self.clocks_events
-        return out
-
 
 @dataclass(frozen=True)
 class RaplZone:
@@ -113,14 +100,6 @@ class HostSample:
     def memory_used_bytes(self) -> int:
         return self.memory_total_bytes - self.memory_available_bytes
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the per-core CPU times (their sum is `cpu_percent`)."""
-        out = asdict(self)
-        del out["cpu_seconds"]
-        out["memory_used_bytes"] = self.memory_used_bytes
-        out["load"] = list(self.load) if self.load is not None else None
-        return out
-
 
 @dataclass(frozen=True)
 class JetsonSample:
@@ -151,16 +130,3 @@ class NodeSample:
     gpus: tuple[GpuSample, ...]
     jetson: JetsonSample | None
     sources: dict[str, SourceState]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (the gateway's `/admin/telemetry`)."""
-        return {
-            "taken_at": self.taken_at,
-            "duration_s": self.duration_s,
-            "hostname": self.hostname,
-            "driver_version": self.driver_version,
-            "host": self.host.to_dict() if self.host is not None else None,
-            "gpus": [g.to_dict() for g in self.gpus],
-            "jetson": asdict(self.jetson) if self.jetson is not None else None,
-            "sources": {name: asdict(state) for name, state in self.sources.items()},
-        }
