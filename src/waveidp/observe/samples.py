@@ -24,6 +24,10 @@ CLOCKS_EVENT_REASONS: dict[int, str] = {
     0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
 }
+# The reasons that mean a GPU is slowed by heat or an external power brake (hw_slowdown,
+# sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown): the GPUClocksThrottled alert
+# and the router's headroom hook. The power cap and idle are a GPU working as configured.
+SLOWDOWN_REASONS = (0x8, 0x20, 0x40, 0x80)
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from waveidp.gateway.backends import BackendState
-from waveidp.observe.samples import CLOCKS_EVENT_REASONS, GpuSample
+from waveidp.observe.samples import CLOCKS_EVENT_REASONS, SLOWDOWN_REASONS, GpuSample
 
 # GPU memory share in use from which a GPU counts as full: the GPUMemoryPressure alert's ratio
 # (render/data/defaults.yaml). vLLM takes 0.90 by design and stays below it.
 MEMORY_FULL_RATIO = 0.97
-# Clock-event bits that mean the GPU is slowed by heat or a power brake: the GPUClocksThrottled
-# alert's set. The software power cap (0x4) and idle (0x1) are a GPU working as configured.
-THROTTLING = 0x8 | 0x20 | 0x40 | 0x80
+THROTTLING = sum(SLOWDOWN_REASONS)  # as one bitmask
 
 
 def pressure(gpus: Iterable[GpuSample], engine_reports_kv: bool) -> str | None:
