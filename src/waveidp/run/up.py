@@ -86,6 +86,12 @@ def _is_local(fleet: Fleet, node: Node) -> bool:
     return node.address in LOCAL_HOSTS or (fleet.gateway.node is not None and node.name == fleet.gateway.node)
 
 
+def _local_node(fleet: Fleet) -> str:
+    """The node this machine is, for its telemetry: the first local one of the file, else the
+    host's name (its own devices are read all the same)."""
+    return next((n.name for n in fleet.nodes if _is_local(fleet, n)), socket.gethostname())
+
+
 def fleet_children(fleet: Fleet, logs: Path) -> list[Child]:
     """A llama-server child for each `embedded` backend on this machine."""
     from urllib.parse import urlparse
@@ -162,7 +168,7 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
         security,
         body_limit_setting=body_limit_setting(fleet.gateway, config),
         # this machine's own devices from a collector in the gateway's process, the others' scraped
-        telemetry=telemetry_from_fleet(fleet, local=fleet.gateway.node or socket.gethostname()),
+        telemetry=telemetry_from_fleet(fleet, local=_local_node(fleet)),
     )
     return Plan(children, setup, key, key_source, logs)
 
