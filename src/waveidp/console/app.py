@@ -60,6 +60,7 @@ class Console:
         self.oidc = OidcClient(options.oidc) if options.oidc else None
         self.failed_signins = FailedSignIns()
         self._closers: list[Callable[[], None]] = []
+        self.hot: dict[str, Any] = {}  # the gateway's OpenAI endpoints, for the playground and benchmarks
         self.env = Environment(
             loader=PackageLoader("waveidp.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -135,6 +136,7 @@ def mount_console(app: Starlette, security: GatewaySecurity, options: ConsoleOpt
     gw: Gateway = app.state.gateway
     console = Console(gw, security, options)
     gw.recent = RecentRequests(options.recent_requests)
+    console.hot = dict(getattr(app, "hot", {}))
     app.router.routes.insert(0, Mount(PATH, app=console.asgi))
     app.router.routes.insert(0, console.root_redirect)
     return console

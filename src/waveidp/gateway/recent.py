@@ -7,6 +7,9 @@ console is mounted (`Gateway.recent` is None otherwise); adding one costs a tupl
 
 from __future__ import annotations
 
+import itertools
+import os
+import secrets
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,6 +29,17 @@ class RecentRequest:
 class RecentRequests:
     def __init__(self, size: int = 2000) -> None:
         self._ring: deque[tuple[float, str, str | None, RequestRecord]] = deque(maxlen=size)
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count(1)
+
+    def next_id(self) -> str:
+        """An id for a request that came without `x-request-id`, unique across worker processes (they
+        fork from one parent), so the audit row and this ring's entry can be matched."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._prefix, self._counter = pid, f"{secrets.token_hex(3)}{pid:x}", itertools.count(1)
+        return f"{self._prefix}-{next(self._counter)}"
 
     def add(self, record: RequestRecord, principal: str, request_id: str | None) -> None:
         self._ring.append((time.time(), principal, request_id, record))
@@ -33,6 +47,9 @@ class RecentRequests:
     def newest_first(self) -> Iterator[RecentRequest]:
         for entry in reversed(self._ring.copy()):
             yield RecentRequest(*entry)
+
+    def by_id(self) -> dict[str, RecentRequest]:
+        return {e[2]: RecentRequest(*e) for e in self._ring.copy() if e[2] is not None}
 
     def __len__(self) -> int:
         return len(self._ring)

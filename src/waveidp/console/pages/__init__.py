@@ -11,9 +11,9 @@ if TYPE_CHECKING:
 
 
 def build(console: Console) -> list[BaseRoute]:
-    from waveidp.console.pages import fleet
+    from waveidp.console.pages import audit_log, fleet, keys, playground, requests
 
     routes: list[BaseRoute] = []
-    for module in (fleet,):
+    for module in (fleet, requests, keys, audit_log, playground):
         routes += module.routes(console)
     return routes
