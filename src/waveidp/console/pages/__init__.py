@@ -11,9 +11,9 @@ if TYPE_CHECKING:
 
 
 def build(console: Console) -> list[BaseRoute]:
-    from waveidp.console.pages import audit_log, fleet, keys, playground, requests
+    from waveidp.console.pages import audit_log, bench, fleet, keys, playground, requests, sizing
 
     routes: list[BaseRoute] = []
-    for module in (fleet, requests, keys, audit_log, playground):
+    for module in (fleet, requests, keys, audit_log, sizing, bench, playground):
         routes += module.routes(console)
     return routes
