@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip --disable-pip-version-check
 APT_PACKAGES := nginx-light prometheus redis-server docker-compose wrk chromium
 APT_COMMANDS := nginx promtool redis-server docker-compose wrk chromium
 
-.PHONY: up test venv engine models system-deps console-assets lint typecheck clean
+.PHONY: up test venv engine models system-deps console-assets screenshots lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ $(CONSOLE_VENDOR): web/console/package-lock.json scripts/console-assets.sh
 
 console-assets: $(CONSOLE_VENDOR)
 
+## The OpenID Connect provider the console's sign-in test runs (oidc-provider from the npm registry).
+OIDC_PROVIDER := tests/console/oidc_provider/node_modules/.package-lock.json
+$(OIDC_PROVIDER): tests/console/oidc_provider/package-lock.json
+	cd tests/console/oidc_provider && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+## Refresh the screenshots in docs/console/ (the browser tests take them).
+screenshots: venv models engine console-assets $(OIDC_PROVIDER)
+	WAVE_SCREENSHOTS=1 $(BIN)/pytest tests/console -q
+
 ## Debian servers the tests drive for real: nginx, prometheus/promtool, redis, docker-compose, wrk;
 ## Debian's chromium for the console's browser tests (Playwright drives it).
 system-deps:
@@ -52,7 +61,7 @@ up: venv models engine console-assets
 	$(BIN)/wave fit
 	$(BIN)/wave up
 
-test: system-deps venv models engine console-assets
+test: system-deps venv models engine console-assets $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.engine
 
 
 def test_admin_key_signs_in_and_out(stack: Stack, page: Page) -> None:
+    assert stack.info["console_url"] == stack.console  # wave up prints it beside the API URL
     violations = csp_violations(page)
     page.goto(stack.console + "/")
     expect(page).to_have_url(f"{stack.console}/login?next=/console/")

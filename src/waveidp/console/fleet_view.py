@@ -233,7 +233,9 @@ class RoutingShare:
         self.metrics = metrics
         self.window_s = window_s
         self.every_s = every_s
-        self._samples: deque[tuple[float, dict[str, float]]] = deque()
+        # the counters start at zero with the gateway: the first baseline, so traffic before the
+        # first look at the page still counts
+        self._samples: deque[tuple[float, dict[str, float]]] = deque([(time.monotonic(), {})])
 
     def _counts(self) -> dict[str, float]:
         counts: dict[str, float] = {}
