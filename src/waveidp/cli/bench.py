@@ -13,7 +13,7 @@ from waveidp.cli._app import app, console, err_console, print_json
 from waveidp.errors import InputError, WaveError
 
 if TYPE_CHECKING:
-    from waveidp.bench.report import BenchReport
+    pass
 
 bench_app = typer.Typer(
     help="Benchmark an OpenAI-compatible endpoint (AIPerf metric definitions).",

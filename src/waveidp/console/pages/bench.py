@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from waveidp.bench.report import BenchReport
 from waveidp.console.access import Refused
 from waveidp.console.bench_job import MAX_DURATION_S, MAX_OUTPUT_TOKENS, MAX_REQUESTS, BenchJob, BenchSpec
 from waveidp.console.options import PATH
 from waveidp.console.sessions import Session
-from waveidp.bench.report import BenchReport
 from waveidp.errors import InputError, WaveError
 
 if TYPE_CHECKING:
