@@ -27,7 +27,7 @@ from waveidp.console import filters
 from waveidp.console.access import Access, FailedSignIns, Refused
 from waveidp.console.headers import SecurityHeaders
 from waveidp.console.oidc import OidcClient
-from waveidp.console.options import PATH, ConsoleOptions
+from waveidp.console.options import PATH, ConsoleOptions, missing_assets
 from waveidp.console.sessions import SessionStore
 from waveidp.errors import ConfigError
 from waveidp.gateway.recent import RecentRequests
@@ -37,11 +37,10 @@ from waveidp.security.gateway_security import GatewaySecurity
 
 log = logging.getLogger("waveidp.console")
 STATIC = Path(__file__).parent / "static"
-VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "eventsource-parser.js")
 
 
 def check_assets() -> None:
-    missing = [f for f in VENDOR_FILES if not (STATIC / "vendor" / f).is_file()]
+    missing = missing_assets()
     if missing:
         raise ConfigError(
             f"the console's browser libraries are missing ({', '.join(missing)} in {STATIC / 'vendor'})",

@@ -51,6 +51,15 @@ def check_console_bind(host: str, admin_key: Secret | None) -> None:
         )
 
 
+VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "eventsource-parser.js")
+
+
+def missing_assets() -> list[str]:
+    """The browser libraries `make console-assets` puts into the package that are not there."""
+    vendor = Path(__file__).parent / "static" / "vendor"
+    return [f for f in VENDOR_FILES if not (vendor / f).is_file()]
+
+
 def options_from_cli(
     *,
     host: str,
@@ -62,12 +71,23 @@ def options_from_cli(
     oidc_jwks_url: str | None = None,
     oidc_client_id: str | None = None,
     oidc_admin_group: str | None = None,
-) -> ConsoleOptions:
-    """`wave serve` / `wave up`'s console options; refuses a public bind without an admin key. The
+) -> ConsoleOptions | None:
+    """`wave serve` / `wave up`'s console options (None, with a warning, when the browser libraries
+    are missing from the package); refuses a public bind without an admin key. The
     OIDC client secret (a confidential client) comes from WAVE_CONSOLE_OIDC_SECRET[_FILE|_VAULT]."""
     from waveidp.security.secrets import resolve
 
     check_console_bind(host, admin_key)
+    missing = missing_assets()
+    if missing:
+        import sys
+
+        print(
+            f"warning: serving no console: its browser libraries are missing ({', '.join(missing)}); "
+            "run `make console-assets`",
+            file=sys.stderr,
+        )
+        return None
     oidc = None
     if oidc_client_id:
         if not oidc_issuer:

@@ -336,21 +336,6 @@ def page(
         db.close()
 
 
-def distinct(path: Path | None = None, column: str = "principal", limit: int = 500) -> list[str]:
-    """The values a filter can take (principals, models, backends, endpoints), most recent first."""
-    if column not in ("principal", "model", "backend", "endpoint"):
-        raise ValueError(column)
-    db = _open_readonly(path or default_path())
-    try:
-        query = (
-            f"SELECT {column} FROM audit WHERE {column} IS NOT NULL "
-            f"GROUP BY {column} ORDER BY MAX(id) DESC LIMIT ?"
-        )
-        return [r[0] for r in db.execute(query, (limit,))]
-    finally:
-        db.close()
-
-
 @dataclass(frozen=True)
 class UsageBucket:
     start: float  # epoch seconds

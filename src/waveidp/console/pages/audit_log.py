@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from waveidp.console.access import Refused
+from waveidp.console.pages.requests import filter_choices
 from waveidp.console.sessions import Session
 from waveidp.errors import WaveError
 from waveidp.security import audit
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 
 PAGE = 100
 AROUND = 10
+ENDPOINTS = ("chat", "completions", "embeddings")
+CONSOLE_ACTIONS = tuple(
+    f"console.{a}"
+    for a in (
+        "sign-in", "sign-in.oidc", "sign-out", "keys.create", "keys.rotate", "keys.revoke", "keys.edit",
+        "audit.verify", "bench.start", "bench.stop",
+    )
+)  # fmt: skip
 
 
 def _int(value: str | None) -> int | None:
@@ -52,8 +61,8 @@ def routes(console: Console) -> list[Route]:
             where=where,
             around=around,
             older=rows[-1]["id"] if len(rows) >= PAGE and around is None else None,
-            principals=audit.distinct(p, "principal") if p.exists() else [],
-            endpoints=audit.distinct(p, "endpoint") if p.exists() else [],
+            principals=filter_choices(console)["principal"],
+            endpoints=[*ENDPOINTS, *CONSOLE_ACTIONS],
         )
 
     async def verify(request: Request, session: Session) -> Response:

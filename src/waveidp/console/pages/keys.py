@@ -19,6 +19,7 @@ from waveidp.console.access import Refused
 from waveidp.console.charts import Chart
 from waveidp.console.options import PATH
 from waveidp.console.sessions import Session
+from waveidp.console.ttl_cache import TtlCache
 from waveidp.errors import InputError, NotFoundError
 from waveidp.security import audit
 from waveidp.security.keys import ApiKey, IssuedKey, KeyStore, parse_expiry
@@ -68,12 +69,30 @@ def usage_charts(path: Any, principal: str | None, span: str) -> list[dict[str, 
 
 def routes(console: Console) -> list[Route]:
     access = console.access
+    aggregates = TtlCache(ttl_s=10.0)
 
     def store() -> KeyStore:
         keys = console.security.keys
         if keys is None:
             raise Refused(409, "authentication is off (--no-auth): there are no API keys to manage")
         return keys
+
+    def shown(
+        request: Request, principal: str | None, issued: IssuedKey | None, error: str | None
+    ) -> dict[str, Any]:
+        """What both key pages show: the secret just made (once), an error, the usage charts."""
+        path = console.security.audit_path
+        span = request.query_params.get("range", "24h")
+        return {
+            "issued": issued,
+            "secret": issued.key.reveal() if issued else None,
+            "error": error,
+            "charts": aggregates.get(("usage", principal, span), lambda: usage_charts(path, principal, span))
+            if path and path.exists()
+            else [],
+            "span": span,
+            "ranges": list(RANGES),
+        }
 
     def listing(
         request: Request,
@@ -85,23 +104,20 @@ def routes(console: Console) -> list[Route]:
     ) -> Response:
         keys = store().list(include_revoked=request.query_params.get("all") == "1")
         path = console.security.audit_path
-        day = audit.totals(path, since=time.time() - 86400) if path and path.exists() else {}
-        span = request.query_params.get("range", "24h")
-        charts = usage_charts(path, None, span) if path and path.exists() else []
+        day = (
+            aggregates.get("totals", lambda: audit.totals(path, since=time.time() - 86400))
+            if path and path.exists()
+            else {}
+        )
         return console.render(
             request,
             "keys.html",
             status=status,
             keys=keys,
             day=day,
-            issued=issued,
-            secret=issued.key.reveal() if issued else None,
-            error=error,
-            charts=charts,
-            span=span,
-            ranges=list(RANGES),
             form=form or {},
             show_all=request.query_params.get("all") == "1",
+            **shown(request, None, issued, error),
         )
 
     async def index(request: Request, session: Session) -> Response:
@@ -133,20 +149,8 @@ def routes(console: Console) -> list[Route]:
         error: str | None = None,
         status: int = 200,
     ) -> Response:
-        path = console.security.audit_path
-        span = request.query_params.get("range", "24h")
-        charts = usage_charts(path, key.name, span) if path and path.exists() else []
         return console.render(
-            request,
-            "key.html",
-            status=status,
-            key=key,
-            issued=issued,
-            secret=issued.key.reveal() if issued else None,
-            error=error,
-            charts=charts,
-            span=span,
-            ranges=list(RANGES),
+            request, "key.html", status=status, key=key, **shown(request, key.name, issued, error)
         )
 
     def find(key_id: str) -> ApiKey:
