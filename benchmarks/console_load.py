@@ -43,6 +43,8 @@ import httpx
 import psutil
 from rich.console import Console
 
+from waveidp.loopback import free_port, wait_http
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 WAVE = Path(sys.executable).with_name("wave")
@@ -52,14 +54,6 @@ NODES, PER_NODE, KEYS, AUDIT_ROWS, ENGINES = 10, 5, 200, 40_000, 5
 MODELS = ("llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b", "mistral-7b", "llama-3.2-1b")
 GPUS = ("rtx-5070-ti", "rtx-4090", "l40s", "h100-sxm", "rtx-3090")
 out = Console(stderr=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fleet_yaml(engine_ports: list[int]) -> str:
@@ -203,16 +197,6 @@ def started(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def live_updates(

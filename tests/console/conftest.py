@@ -18,7 +18,8 @@ from console_support import (
 )
 from playwright.sync_api import BrowserContext, Page
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 FLEET = """
 version: 1

@@ -12,7 +12,8 @@ import pytest
 from console_support import EMU_MODEL, WAVE, wait_until
 from playwright.sync_api import BrowserContext, Page, expect
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 PROVIDER = Path(__file__).parent / "oidc_provider"
 pytestmark = pytest.mark.engine
