@@ -29,16 +29,13 @@ class RecentRequest:
 class RecentRequests:
     def __init__(self, size: int = 2000) -> None:
         self._ring: deque[tuple[float, str, str | None, RequestRecord]] = deque(maxlen=size)
-        self._pid = -1
-        self._prefix = ""
+        # built in the process that serves (after a worker's fork), so the prefix is that process's
+        self._prefix = f"{secrets.token_hex(3)}{os.getpid():x}"
         self._counter = itertools.count(1)
 
     def next_id(self) -> str:
-        """An id for a request that came without `x-request-id`, unique across worker processes (they
-        fork from one parent), so the audit row and this ring's entry can be matched."""
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid, self._prefix, self._counter = pid, f"{secrets.token_hex(3)}{pid:x}", itertools.count(1)
+        """An id for a request that came without `x-request-id`, unique across worker processes, so
+        that the audit row and this ring's entry can be matched."""
         return f"{self._prefix}-{next(self._counter)}"
 
     def add(self, record: RequestRecord, principal: str, request_id: str | None) -> None:
