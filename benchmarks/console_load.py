@@ -117,7 +117,7 @@ def seed_keys_and_audit(home: Path) -> None:
 
 
 def render_times(home: Path, config: Path, rounds: int) -> dict[str, Any]:
-    """Part 1: the console app as `wave serve` mounts it, in this process, requests through ASGI."""
+    """Part 1: the console app as `gateway.compose` mounts it, in this process, requests through ASGI."""
     os.environ["WAVE_HOME"] = str(home)
     from waveidp import fleet as fleet_mod
     from waveidp.console import ConsoleOptions, mount_console
@@ -128,7 +128,8 @@ def render_times(home: Path, config: Path, rounds: int) -> dict[str, Any]:
     f = fleet_mod.load(config)
     admin = Secret(ADMIN_KEY, name="admin key")
     security = build_security(
-        SecurityOptions(admin_key=admin, keys_db=home / "keys.db", audit_db=home / "audit.db")
+        SecurityOptions(admin_key=admin, keys_db=home / "keys.db", audit_db=home / "audit.db"),
+        host="127.0.0.1",
     )
     gw = Gateway(backends_from_fleet(f), security.guard, config=f.gateway, routing=f.routing)
     app = create_app(gw)

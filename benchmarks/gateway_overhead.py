@@ -345,10 +345,10 @@ def wrk(
 # ---------------------------------------------------------------- the run
 
 
-@contextlib.contextmanager
 CONSOLE_ADMIN_KEY = "bench-console-admin-0123456789"
 
 
+@contextlib.contextmanager
 def servers(
     work: Path, with_litellm: bool, workers: list[int], baseline: Path | None = None, console_ab: bool = False
 ) -> Iterator[dict]:

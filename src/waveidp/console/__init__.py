@@ -2,11 +2,18 @@
 playground in the browser, served by the gateway itself at `/console` (docs/console.md).
 
     options = options_from_cli(host=..., admin_key=..., bootstrap_key=...)
-    console = mount_console(app, security, options)     # after create_app and security.mount
-    ...serve...; console.close()
+    setup.mounts.append(console_mount(options))         # gateway.compose mounts it, and closes it
 """
 
-from waveidp.console.app import Console, mount_console
+from waveidp.console.app import Console
 from waveidp.console.options import ConsoleOptions, check_console_bind, options_from_cli
+from waveidp.console.site import console_mount, mount_console
 
-__all__ = ["Console", "ConsoleOptions", "check_console_bind", "mount_console", "options_from_cli"]
+__all__ = [
+    "Console",
+    "ConsoleOptions",
+    "check_console_bind",
+    "console_mount",
+    "mount_console",
+    "options_from_cli",
+]

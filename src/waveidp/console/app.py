@@ -1,13 +1,6 @@
-"""The console's Starlette sub-app, mounted at `/console` of the gateway's app.
-
-    console = mount_console(app, security, ConsoleOptions(admin_key=..., bootstrap_key=...))
-    ...serve...
-    console.close()
-
-Only `/console/...` paths reach it: the gateway's three OpenAI POST routes are answered before
-Starlette's router runs (`gateway.app.GatewayApp`), so the console costs them nothing but the
-`RecentRequests` ring it turns on.
-"""
+"""What every console page works with: the gateway's state and security, the options, sessions,
+access rules, templates, and the audit of console actions (`Console`). The routes are put
+together in `console.site`."""
 
 from __future__ import annotations
 
@@ -17,20 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse, Response
 
 from waveidp.console import filters
-from waveidp.console.access import Access, FailedSignIns, Refused
-from waveidp.console.headers import SecurityHeaders
+from waveidp.console.access import Access, FailedSignIns
 from waveidp.console.oidc import OidcClient
 from waveidp.console.options import PATH, ConsoleOptions, missing_assets
 from waveidp.console.sessions import SessionStore
 from waveidp.errors import ConfigError
-from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.state import Gateway
 from waveidp.security.audit import AuditEntry
 from waveidp.security.gateway_security import GatewaySecurity
@@ -68,39 +56,6 @@ class Console:
         )
         filters.install(self.env)
         self.env.globals["base"] = PATH
-        from waveidp.console import pages
-
-        self.pages = pages.build(self)
-        self.asgi = SecurityHeaders(self._starlette())
-
-    def _starlette(self) -> Starlette:
-        from waveidp.console import signin
-
-        async def refused(request: Request, exc: Exception) -> Response:
-            assert isinstance(exc, Refused)
-            return self.refusal(request, exc.status, exc.message)
-
-        async def not_found(request: Request, exc: Exception) -> Response:
-            return self.refusal(request, 404, f"no console page at {request.url.path}")
-
-        async def crashed(request: Request, exc: Exception) -> Response:
-            log.exception("console error on %s", request.url.path)
-            return self.refusal(request, 500, f"internal console error ({type(exc).__name__}); see the log")
-
-        async def root(request: Request) -> Response:
-            return RedirectResponse(PATH + "/", status_code=308)
-
-        routes: list[Any] = [
-            *signin.routes(self),
-            *self.pages,
-            Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-        ]
-        app = Starlette(
-            routes=routes,
-            exception_handlers={Refused: refused, 404: not_found, 405: not_found, Exception: crashed},
-        )
-        self.root_redirect = Route(PATH, root, methods=["GET"])
-        return app
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         session = getattr(request.state, "session", None)
@@ -128,14 +83,3 @@ class Console:
         for fn in self._closers:
             fn()
         self.sessions.close()
-
-
-def mount_console(app: Starlette, security: GatewaySecurity, options: ConsoleOptions) -> Console:
-    """Serve the console at `/console` of the gateway's app (its `state.gateway`)."""
-    gw: Gateway = app.state.gateway
-    console = Console(gw, security, options)
-    gw.recent = RecentRequests(options.recent_requests)
-    console.hot = dict(getattr(app, "hot", {}))
-    app.router.routes.insert(0, Mount(PATH, app=console.asgi))
-    app.router.routes.insert(0, console.root_redirect)
-    return console

@@ -205,7 +205,7 @@ class Exchange:
         gw = self.gw
         try:
             headers = request_headers(scope["headers"])
-            self.request_id = headers.get("x-request-id")
+            self.request_id = headers.get("x-request-id") or (gw.recent.next_id() if gw.recent else None)
             check_headers(scope["headers"], gw.input_limits)
             self.principal = await gw.guard.authenticate(headers)
             self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes)
@@ -390,6 +390,8 @@ class Exchange:
             m.child(m.tokens, record.model, "input").inc(prompt_tokens)
         if completion_tokens:
             m.child(m.tokens, record.model, "output").inc(completion_tokens)
+        if self.gw.recent is not None:
+            self.gw.recent.add(record, self.principal.name if self.principal else "-", self.request_id)
         guard = self.gw.guard
         try:
             if self.admission is not None:
