@@ -73,8 +73,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """One browser per test module, not per session: Playwright's sync API keeps an event loop marked
+    running in this thread while it is open, and any later test calling asyncio.run() would fail."""
     with browser(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
 
