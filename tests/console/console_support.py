@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import orjson
 from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from support import running
 
 WAVE = Path(sys.executable).with_name("wave")
 CHROMIUM = "/usr/bin/chromium"
@@ -108,24 +109,10 @@ def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.05) ->
 def wave_up(
     home: Path, config: Path, port: int, env: dict[str, str]
 ) -> Iterator[tuple[subprocess.Popen, dict]]:
-    proc = subprocess.Popen(
-        [str(WAVE), "up", "--port", str(port), "--json", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=open(home / "up.err", "wb"),  # noqa: SIM115
-        env={**os.environ, **env, "WAVE_HOME": str(home)},
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, f"wave up exited: {(home / 'up.err').read_text()}"
-        yield proc, orjson.loads(line)
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+    """`wave up --json --config CONFIG`; yields the process and its ready line."""
+    log = home / "up.log"
+    cmd = [WAVE, "up", "--port", str(port), "--json", "--config", config]
+    with running(cmd, log=log, env={**env, "WAVE_HOME": str(home)}) as proc:
+        ready = wait_until(lambda: log.read_bytes().startswith(b"{") or proc.poll() is not None, 120, 0.1)
+        assert proc.poll() is None, f"wave up exited after {ready:.1f} s: {log.read_text()[-2000:]}"
+        yield proc, orjson.loads(log.read_bytes().splitlines()[0])

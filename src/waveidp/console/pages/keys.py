@@ -50,6 +50,17 @@ def _expiry(form: Any) -> float | None:
     return parse_expiry(raw) if raw else None
 
 
+def _key_settings(form: Any) -> dict[str, Any]:
+    """Models, expiry and limits as the create and edit forms give them (blank = none)."""
+    return {
+        "models": _models(form),
+        "expires_at": _expiry(form),
+        "rpm": _int(form, "rpm"),
+        "tpm": _int(form, "tpm"),
+        "max_concurrent": _int(form, "max_concurrent"),
+    }
+
+
 def usage_charts(path: Any, principal: str | None, span: str) -> list[dict[str, Any]]:
     seconds, bucket = RANGES.get(span, RANGES["24h"])
     now = time.time()
@@ -127,14 +138,7 @@ def routes(console: Console) -> list[Route]:
         form = request.state.form
         name = str(form.get("name", "")).strip()
         try:
-            issued = store().create(
-                name,
-                models=_models(form),
-                expires_at=_expiry(form),
-                rpm=_int(form, "rpm"),
-                tpm=_int(form, "tpm"),
-                max_concurrent=_int(form, "max_concurrent"),
-            )
+            issued = store().create(name, **_key_settings(form))
         except InputError as exc:
             console.audit_action(session.subject, "console.keys.create", 400, name[:64])
             return listing(request, error=str(exc), status=400, form=form)
@@ -181,14 +185,7 @@ def routes(console: Console) -> list[Route]:
         key = find(request.path_params["key_id"])
         form = request.state.form
         try:
-            updated = store().update(
-                key.id,
-                models=_models(form),
-                expires_at=_expiry(form),
-                rpm=_int(form, "rpm"),
-                tpm=_int(form, "tpm"),
-                max_concurrent=_int(form, "max_concurrent"),
-            )
+            updated = store().update(key.id, **_key_settings(form))
         except InputError as exc:
             return detail_page(request, key, error=str(exc), status=400)
         console.audit_action(session.subject, "console.keys.edit", 200, key.name)
