@@ -13,6 +13,7 @@ from yarl import URL
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
+from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.security.transport import InputLimits
 
@@ -50,6 +51,7 @@ class Gateway:
         # header count/size and JSON nesting checked on every model request (431, 400)
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
+        self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request
