@@ -8,6 +8,9 @@ fast fake upstreams, measured in one run, interleaved.
     .venv/bin/python benchmarks/gateway_overhead.py --soak 600 # also: RSS of the gateway over 10 minutes
     .venv/bin/python benchmarks/gateway_overhead.py --baseline /tmp/wave-main --wrk-rounds 3
                                     # this tree vs another (e.g. `git worktree add /tmp/wave-main main`)
+    .venv/bin/python benchmarks/gateway_overhead.py --console --wrk-rounds 3
+                                    # `wave` (console mounted, a chromium tab open on its Fleet page
+                                    # all along) vs `noconsole` (the same tree, --no-console)
 
 Upstreams: non-streaming answers come from an nginx `return 200` of a fixed chat completion (the
 fastest upstream this machine has, so no proxy is limited by it); streamed answers (32 content
@@ -342,9 +345,12 @@ def wrk(
 # ---------------------------------------------------------------- the run
 
 
+CONSOLE_ADMIN_KEY = "bench-console-admin-0123456789"
+
+
 @contextlib.contextmanager
 def servers(
-    work: Path, with_litellm: bool, workers: list[int], baseline: Path | None = None
+    work: Path, with_litellm: bool, workers: list[int], baseline: Path | None = None, console_ab: bool = False
 ) -> Iterator[dict]:
     procs = Procs(work)
     try:
@@ -388,9 +394,13 @@ def servers(
         )
         waves: dict[str, tuple[int, subprocess.Popen]] = {}
         startup: dict[str, float] = {}
-        trees = [("wave", None)] + ([("base", baseline)] if baseline is not None else [])
+        trees: list[tuple[str, Path | None, list[str]]] = [("wave", None, [])]
+        if baseline is not None:
+            trees.append(("base", baseline, []))
+        if console_ab:
+            trees.append(("noconsole", None, ["--no-console"]))
         for n in workers:
-            for label, src in trees:
+            for label, src, extra in trees:
                 name = wave_name(n, label)
                 port = free_port()
                 t0 = time.monotonic()
@@ -408,14 +418,30 @@ def servers(
                         "--upstream",
                         f"http://127.0.0.1:{sse_port}",
                         *(["--workers", str(n)] if n != 1 else []),
+                        *extra,
                     ],
-                    env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"{name}-home"), **source_env(src)},
+                    env={
+                        "WAVE_API_KEY": KEY,
+                        "WAVE_ADMIN_KEY": CONSOLE_ADMIN_KEY,
+                        "WAVE_HOME": str(work / f"{name}-home"),
+                        **source_env(src),
+                    },
                 )
                 wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
                 while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
                     time.sleep(0.01)  # the parent's ready line: every worker listens
                 startup[name] = time.monotonic() - t0
                 waves[name] = (port, proc)
+        if console_ab:  # a browser tab polls `wave`'s Fleet page for the whole run
+            tab = procs.start(
+                "console-tab",
+                [sys.executable, str(REPO / "benchmarks" / "console_tab.py"), "--url",
+                 f"http://127.0.0.1:{waves['wave'][0]}", "--admin-key", CONSOLE_ADMIN_KEY],
+            )  # fmt: skip
+            while b"console tab open" not in (work / "console-tab.log").read_bytes():
+                if tab.poll() is not None:
+                    raise RuntimeError(f"the console tab did not open: see {work / 'console-tab.log'}")
+                time.sleep(0.1)
         wait_http(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
         wait_http(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
         paths = {
@@ -572,6 +598,11 @@ def main() -> None:
         type=Path,
         help="another Wave source tree (e.g. a git worktree of main) to serve as `base` beside this one",
     )
+    ap.add_argument(
+        "--console",
+        action="store_true",
+        help="also `noconsole` (this tree with --no-console) beside `wave`, which has a console tab open",
+    )
     args = ap.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
         sys.exit("needs nginx and wrk (Debian packages nginx-light, wrk): make system-deps")
@@ -593,7 +624,7 @@ def main() -> None:
             sys.exit(f"--baseline {args.baseline}: no src/waveidp there")
         result["baseline"] = {"source": str(args.baseline), "revision": git_revision(args.baseline)}
         result["revision"] = git_revision(REPO)
-    with servers(args.work_dir, not args.no_litellm, args.workers, args.baseline) as info:
+    with servers(args.work_dir, not args.no_litellm, args.workers, args.baseline, args.console) as info:
         paths = info["paths"]
         result["wave_startup_s"] = info["wave_startup_s"]
         if "litellm" in paths:
@@ -851,6 +882,8 @@ def summarise(r: dict) -> dict:
         s["targets"]["rss_growth_under_5pct"] = r["soak"]["growth_pct"] < 5
     if "baseline" in r:
         s["versus_baseline"] = versus_baseline(r, proxies, lat)
+    if "noconsole" in proxies:
+        s["versus_noconsole"] = versus_baseline(r, proxies, lat, "noconsole")
     s["ratios"] = {
         "wave_rps_over_nginx": round(w / n, 3) if w and n else None,
         "wave_rps_over_litellm": round(w / ll, 1) if w and ll else None,
@@ -865,10 +898,10 @@ def summarise(r: dict) -> dict:
     return s
 
 
-def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
-    """This tree (`wave`, `wave-xN`) over the baseline tree (`base`, `base-xN`): wrk requests/s and
-    the proxy's CPU per request round by round (the two ran back to back within each round), and the
-    closed loop's added latencies."""
+def versus_baseline(r: dict, proxies: list[str], lat: Any, label: str = "base") -> dict:
+    """This tree (`wave`, `wave-xN`) over the baseline tree (`base`, `base-xN`), or over the same tree
+    without its console (`label` noconsole): wrk requests/s and the proxy's CPU per request round by
+    round (the two ran back to back within each round), and the closed loop's added latencies."""
 
     def by_round(path: str, mode: str, conns: int, key: str) -> dict[int, float]:
         """Rounds with errors answered (non-2xx: an overloaded upstream) are left out: cheap error
@@ -890,7 +923,7 @@ def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
 
     out: dict = {}
     for new in [p for p in proxies if p == "wave" or p.startswith("wave-x")]:
-        old = "base" + new[len("wave") :]
+        old = label + new[len("wave") :]
         if old not in proxies:
             continue
         conns = sorted({x["connections"] for x in r["wrk"] if x["path"] == new})

@@ -43,11 +43,22 @@ def serve(
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
     ),
+    no_console: bool = typer.Option(False, "--no-console", help="do not serve the web console at /console"),
+    console_bench_dir: Path | None = typer.Option(
+        None, "--console-bench-dir", help="wave bench result folders the console lists (WAVE_HOME/bench)"
+    ),
+    oidc_client_id: str | None = typer.Option(
+        None, help="console sign-in through the --oidc-issuer (authorization code + PKCE) as this client"
+    ),
+    oidc_admin_group: str | None = typer.Option(
+        None, help="OIDC group (claim 'groups') whose members are console admins (default wave-admins)"
+    ),
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream.
 
     API keys (`wave keys`), limits, the audit log (`wave audit`) and `/admin/keys` are on; see
-    docs/security.md. With --workers N, N processes share the port (docs/gateway.md, Workers)."""
+    docs/security.md. The web console is at /console (docs/console.md). With --workers N, N
+    processes share the port (docs/gateway.md, Workers)."""
     import os
 
     from waveidp.errors import InputError
@@ -58,9 +69,9 @@ def serve(
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.state import Gateway
-    from waveidp.run.api_key import resolve_api_key
+    from waveidp.run.api_key import resolve_admin_key, resolve_api_key
     from waveidp.security.gateway_security import prepare_workers, security_options
-    from waveidp.security.transport import tls_settings
+    from waveidp.security.transport import check_bind, tls_settings
 
     if config is None and not upstream:
         raise InputError(
@@ -71,6 +82,7 @@ def serve(
     backends = []
     telemetry = []
     gateway_config, routing = GatewayConfig(), RoutingConfig()
+    f = None
     if config is not None:
         from waveidp import fleet
 
@@ -94,6 +106,9 @@ def serve(
         update["cors_origins"] = cors_origin
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
+    host_ = gateway_config.host
+    check_bind(host_, auth_enabled=not no_auth)  # before the console's own check: the graver refusal
+    admin_key, _ = resolve_admin_key(host_)
     setup = GatewaySetup(
         backends,
         gateway_config,
@@ -106,14 +121,34 @@ def serve(
             oidc_audience=oidc_audience,
             oidc_jwks_url=oidc_jwks_url,
             log_prompts=log_prompts,
+            admin_key=admin_key,
         ),
         tls_settings(tls_cert, tls_key),
         body_limit_setting=limit_setting,
         telemetry=telemetry,
     )
-    url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
+    base = f"{'https' if setup.tls else 'http'}://{host_}:{gateway_config.port}"
+    url = base + "/v1"
     shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
     count = gateway_config.workers
+    console_url = ""
+    if not no_console:
+        from waveidp.console import console_mount, options_from_cli
+
+        options = options_from_cli(
+            host=host_,
+            admin_key=admin_key,
+            bootstrap_key=None if no_auth else api_key,
+            fleet=f,
+            bench_dir=console_bench_dir,
+            oidc_issuer=oidc_issuer,
+            oidc_jwks_url=oidc_jwks_url,
+            oidc_client_id=oidc_client_id,
+            oidc_admin_group=oidc_admin_group,
+        )
+        if options is not None:
+            setup.mounts.append(console_mount(options))
+            console_url = f"  console: {base}/console"
 
     # One line whatever the terminal's width, also when written to a file (Rich wraps at 80
     # columns there): supervisors and scripts read it.
@@ -123,7 +158,7 @@ def serve(
             return
         models = ", ".join(gw.models()) or "(discovering)"
         console.print(
-            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}",
+            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
@@ -145,7 +180,7 @@ def serve(
             say_not_routable(None)
             return
         console.print(
-            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {shown}",
+            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {shown}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
@@ -169,6 +204,7 @@ def up(
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
     ),
+    no_console: bool = typer.Option(False, "--no-console", help="do not serve the web console at /console"),
 ) -> None:
     """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it.
 
@@ -193,6 +229,8 @@ def up(
                     "children": info.children,
                     "workers": count,
                     "routable": info.routable,
+                    "console_url": info.console_url,
+                    "admin_key_source": info.admin_key_source,
                 }
             )
             return
@@ -203,6 +241,12 @@ def up(
                 "[bold yellow]Wave is listening, no backend up yet[/] (see /ready)", highlight=False
             )
         console.print(f"  URL      {info.url}", highlight=False, soft_wrap=True)
+        if info.console_url:
+            console.print(
+                f"  Console  {info.console_url}  (sign in with the admin key: {info.admin_key_source})",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(f"  models   {', '.join(info.models)}", highlight=False, soft_wrap=True)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
@@ -210,7 +254,7 @@ def up(
         console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.", highlight=False)
 
-    p = plan(host=host, port=port, config=config, workers=workers)
+    p = plan(host=host, port=port, config=config, workers=workers, console=not no_console)
     count = p.gateway.config.workers
     if not json:
         err_console.print("starting the engine(s) and the gateway...", highlight=False)

@@ -6,6 +6,10 @@ each of their `--workers`) build it.
     prepare_workers(...); serve_workers(setup, on_ready=...)  # setup.config.workers processes
     with compose(setup) as app: ...                         # the app, in an event loop of the caller's
 
+`setup.mounts` add parts above the gateway (the console, `waveidp.console.console_mount`): each is
+called with the app and its security once they exist, in the process that serves, and returns what
+closes it.
+
 The backends are built (and, for `--upstream`, their engines detected) once, in the command's
 process; the security parts (key store, audit writer, limits) are built in the process that
 serves, after the fork, since none of them may cross one.
@@ -26,7 +30,10 @@ from waveidp.gateway.server import run
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.telemetry import NodeTelemetry
 from waveidp.gateway.workers import Supervisor, listen_socket
-from waveidp.security.gateway_security import SecurityOptions, build_security
+from waveidp.security.gateway_security import GatewaySecurity, SecurityOptions, build_security
+
+# Mounts something on the app (after /admin) in the serving process; returns its close.
+Mount = Callable[[GatewayApp, GatewaySecurity], Callable[[], None]]
 
 
 @dataclass
@@ -42,6 +49,7 @@ class GatewaySetup:
     security: SecurityOptions
     tls: dict[str, str] = field(default_factory=dict)
     body_limit_setting: str = "the default; raise it with --max-body-bytes or gateway.max_body_bytes"
+    mounts: list[Mount] = field(default_factory=list)
     telemetry: list[NodeTelemetry] = field(default_factory=list)
 
 
@@ -60,6 +68,7 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
     the key store closed on the way out."""
     cfg = setup.config
     security = build_security(setup.security, host=cfg.host, workers=cfg.workers)
+    closes: list[Callable[[], None]] = []
     try:
         gw = Gateway(
             setup.backends,
@@ -71,8 +80,11 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
         )
         app = create_app(gw)
         security.mount(app)
+        closes += [mount(app, security) for mount in setup.mounts]
         yield app
     finally:
+        for close in reversed(closes):
+            close()
         security.close()
 
 

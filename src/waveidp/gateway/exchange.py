@@ -535,6 +535,8 @@ class Exchange:
             m.child(m.tokens, record.model, "input").inc(prompt_tokens)
         if completion_tokens:
             m.child(m.tokens, record.model, "output").inc(completion_tokens)
+        if self.gw.recent is not None:
+            self.gw.recent.add(record, self.principal.name if self.principal else "-", self.request_id)
         guard = self.gw.guard
         try:
             if self.admission is not None:

@@ -13,6 +13,7 @@ from yarl import URL
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
+from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.gateway.telemetry import NodeTelemetry, TelemetryMetrics
 from waveidp.observe.samples import NodeSample
@@ -53,6 +54,7 @@ class Gateway:
         # header count/size and JSON nesting checked on every model request (431, 400)
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
+        self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
         self.probe_interval_s = probe_interval_s
         # GPU/host telemetry by node, read off the request path (gateway/health.py)
         self.telemetry = {t.node: t for t in telemetry}

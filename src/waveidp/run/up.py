@@ -30,7 +30,7 @@ from waveidp.gateway.telemetry import NodeTelemetry
 from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
-from waveidp.run.api_key import resolve_api_key
+from waveidp.run.api_key import resolve_admin_key, resolve_api_key
 from waveidp.run.keeper import EngineKeeper
 from waveidp.run.supervisor import Child, start_children
 from waveidp.security.gateway_security import prepare_workers, security_options
@@ -48,6 +48,8 @@ class UpInfo:
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
     routable: bool = True  # a backend takes requests (a fleet's remote ones may all be down)
+    console_url: str | None = None
+    admin_key_source: str | None = None  # where the admin key that opens the console is kept
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -131,19 +133,35 @@ class Plan:
     key: str  # the bootstrap key it prints
     key_source: str
     logs: Path
+    admin_key_source: str | None = None  # set when the console is served
 
     def info(self, models: list[str], pids: dict[str, int | None], routable: bool = True) -> UpInfo:
         cfg = self.gateway.config
-        url = f"http://{cfg.host}:{cfg.port}/v1"
-        return UpInfo(url, models, self.key, self.key_source, self.logs, pids, routable)
+        base = f"http://{cfg.host}:{cfg.port}"
+        console = base + "/console" if self.admin_key_source else None
+        return UpInfo(
+            base + "/v1",
+            models,
+            self.key,
+            self.key_source,
+            self.logs,
+            pids,
+            routable,
+            console,
+            self.admin_key_source,
+        )
 
 
-def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
-    """The engines and the gateway; `workers`: --workers, else the fleet file's gateway.workers."""
+def plan(
+    *, host: str, port: int, config: Path | None, workers: int | None = None, console: bool = True
+) -> Plan:
+    """The engines and the gateway; `workers`: --workers, else the fleet file's gateway.workers;
+    `console`: the web console at /console."""
     logs = wave_home() / "logs"
     key, key_source = resolve_api_key()
+    admin_key, admin_source = resolve_admin_key(host)
     # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
-    security = security_options(bootstrap_key=key)
+    security = security_options(bootstrap_key=key, admin_key=admin_key)
     listen: dict[str, object] = {"host": host, "port": port}
     if workers is not None:
         listen["workers"] = workers
@@ -152,25 +170,35 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
         setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
         backend.node = socket.gethostname()  # its GPUs are this machine's: all of them
         setup.telemetry = [NodeTelemetry(backend.node, local=True)]
-        return Plan([child], setup, key, key_source, logs)
-    from waveidp import fleet as fleet_mod
+        p = Plan([child], setup, key, key_source, logs)
+        fleet = None
+    else:
+        from waveidp import fleet as fleet_mod
 
-    fleet = fleet_mod.load(config)
-    children = fleet_children(fleet, logs)
-    backends = backends_from_fleet(fleet)
-    by_name = {b.name: b for b in backends}
-    for c in children:
-        link(c, by_name[c.name])
-    setup = GatewaySetup(
-        backends,
-        fleet.gateway.model_copy(update=listen),
-        fleet.routing,
-        security,
-        body_limit_setting=body_limit_setting(fleet.gateway, config),
-        # this machine's own devices from a collector in the gateway's process, the others' scraped
-        telemetry=telemetry_from_fleet(fleet, local=_local_node(fleet)),
-    )
-    return Plan(children, setup, key, key_source, logs)
+        fleet = fleet_mod.load(config)
+        children = fleet_children(fleet, logs)
+        backends = backends_from_fleet(fleet)
+        by_name = {b.name: b for b in backends}
+        for c in children:
+            link(c, by_name[c.name])
+        setup = GatewaySetup(
+            backends,
+            fleet.gateway.model_copy(update=listen),
+            fleet.routing,
+            security,
+            body_limit_setting=body_limit_setting(fleet.gateway, config),
+            # this machine's own devices from a collector in the gateway's process, the others' scraped
+            telemetry=telemetry_from_fleet(fleet, local=_local_node(fleet)),
+        )
+        p = Plan(children, setup, key, key_source, logs)
+    if console:
+        from waveidp.console import console_mount, options_from_cli
+
+        options = options_from_cli(host=host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
+        if options is not None:
+            setup.mounts.append(console_mount(options))
+            p.admin_key_source = admin_source
+    return p
 
 
 def _pids(children: list[Child]) -> dict[str, int | None]:

@@ -287,3 +287,105 @@ def rows(path: Path | None = None, *, last: int | None = None) -> Iterator[dict[
             yield dict(row)
     finally:
         db.close()
+
+
+# --- queries for the console (newest first, filtered in SQL) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Rows to show: each set field must match exactly; `status` is a class ("2xx", "4xx", "5xx")."""
+
+    principal: str | None = None
+    model: str | None = None
+    backend: str | None = None
+    endpoint: str | None = None
+    status: str | None = None
+    requests_only: bool = False  # leave out the console's own actions (endpoint `console.*`)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = (
+            ["(endpoint IS NULL OR endpoint NOT LIKE 'console.%')"] if self.requests_only else []
+        )
+        args: list[Any] = []
+        for column in ("principal", "model", "backend", "endpoint"):
+            value = getattr(self, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.status and len(self.status) == 3 and self.status[0].isdigit() and self.status[1:] == "xx":
+            low = int(self.status[0]) * 100
+            clauses += ["status >= ?", "status < ?"]
+            args += [low, low + 100]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def page(
+    path: Path | None = None, *, where: AuditFilter | None = None, before: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Up to `limit` rows, newest first, older than row id `before` (the next page), matching `where`."""
+    db = _open_readonly(path or default_path())
+    try:
+        sql, args = (where or AuditFilter()).where()
+        if before is not None:
+            sql += (" AND" if sql else " WHERE") + " id < ?"
+            args.append(before)
+        query = f"SELECT * FROM audit{sql} ORDER BY id DESC LIMIT ?"
+        return [dict(r) for r in db.execute(query, (*args, limit))]
+    finally:
+        db.close()
+
+
+@dataclass(frozen=True)
+class UsageBucket:
+    start: float  # epoch seconds
+    requests: int
+    errors: int  # status >= 400
+    tokens_in: int
+    tokens_out: int
+
+
+def usage(
+    path: Path | None = None,
+    *,
+    since: float,
+    bucket_s: float,
+    principal: str | None = None,
+) -> list[UsageBucket]:
+    """Requests, errors and tokens per `bucket_s` since `since`, for one principal or all; model
+    requests only (the console's own actions, endpoint `console.*`, are rows of the chain too)."""
+    db = _open_readonly(path or default_path())
+    try:
+        sql = (
+            "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, COUNT(*), SUM(status >= 400), "
+            "COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM audit "
+            "WHERE ts >= ? AND (endpoint IS NULL OR endpoint NOT LIKE 'console.%')"
+        )
+        args: list[Any] = [since, bucket_s, since]
+        if principal is not None:
+            sql += " AND principal = ?"
+            args.append(principal)
+        sql += " GROUP BY b ORDER BY b"
+        return [
+            UsageBucket(since + b * bucket_s, n, int(err or 0), int(tin), int(tout))
+            for b, n, err, tin, tout in db.execute(sql, args)
+        ]
+    finally:
+        db.close()
+
+
+def totals(path: Path | None = None, *, since: float) -> dict[str, UsageBucket]:
+    """Per principal since `since`: requests, errors and tokens (model requests only)."""
+    db = _open_readonly(path or default_path())
+    try:
+        sql = (
+            "SELECT principal, COUNT(*), SUM(status >= 400), COALESCE(SUM(tokens_in), 0), "
+            "COALESCE(SUM(tokens_out), 0) FROM audit WHERE ts >= ? "
+            "AND (endpoint IS NULL OR endpoint NOT LIKE 'console.%') GROUP BY principal"
+        )
+        return {
+            p: UsageBucket(since, n, int(err or 0), int(tin), int(tout))
+            for p, n, err, tin, tout in db.execute(sql, (since,))
+        }
+    finally:
+        db.close()

@@ -50,6 +50,8 @@ class GatewaySecurity:
     guard: Guard
     keys: KeyStore | None
     admin_app: Any
+    admin_key: Secret | None = None  # what opens /admin and the console
+    audit_path: Path | None = None  # the audit log's file, when auditing is on
 
     @property
     def auth_enabled(self) -> bool:
@@ -96,7 +98,7 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
         admin_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         install_handlers(admin_app)
         admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
-    return GatewaySecurity(guard, keys, admin_app)
+    return GatewaySecurity(guard, keys, admin_app, options.admin_key, audit.path if audit else None)
 
 
 def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
@@ -163,9 +165,10 @@ def security_options(
     oidc_jwks_url: str | None = None,
     log_prompts: bool = False,
     audit: bool = True,
+    admin_key: Secret | None = None,
 ) -> SecurityOptions:
     """`wave serve`'s and `wave up`'s security options, checked (the three OIDC options together,
-    Redis reachable); the admin key from WAVE_ADMIN_KEY[_FILE|_VAULT]."""
+    Redis reachable); the admin key `admin_key`, else from WAVE_ADMIN_KEY[_FILE|_VAULT]."""
     from waveidp.security.secrets import resolve
 
     oidc = None
@@ -186,5 +189,5 @@ def security_options(
         redis_url=redis_url,
         audit=audit,
         log_prompts=log_prompts,
-        admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
+        admin_key=None if no_auth else admin_key or resolve("WAVE_ADMIN_KEY", required=False),
     )

@@ -291,6 +291,33 @@ class KeyStore:
             self._write("UPDATE api_keys SET revoked_at=? WHERE id=?", (time.time(), key.id))
         return self.get(key.id)
 
+    def update(
+        self,
+        name_or_id: str,
+        *,
+        models: Sequence[str],
+        expires_at: float | None,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrent: int | None,
+    ) -> ApiKey:
+        """New models and limits for an active key (None = no limit / no expiry); its secret stays."""
+        key = self.get(name_or_id)
+        if key.revoked_at is not None:
+            raise InputError(f"key '{key.name}' ({key.id}) is revoked", fix="create a new key instead")
+        patterns = tuple(p.strip() for p in models if p.strip())
+        if not patterns:
+            raise InputError("a key needs at least one model pattern", fix="e.g. '*' or 'llama-*'")
+        for value, label in ((rpm, "rpm"), (tpm, "tpm"), (max_concurrent, "max-concurrent")):
+            _positive(label, value)
+        if expires_at is not None and expires_at <= time.time():
+            raise InputError("expiry is in the past", fix="give a future date or a duration like 30d")
+        self._write(
+            "UPDATE api_keys SET models=?, rpm=?, tpm=?, max_concurrent=?, expires_at=? WHERE id=?",
+            (json.dumps(list(patterns)), rpm, tpm, max_concurrent, expires_at, key.id),
+        )
+        return self.get(key.id)
+
     def rotate(self, name_or_id: str) -> IssuedKey:
         """A new secret for the same key (id, name, models, limits); the old secret stops working now."""
         key = self.get(name_or_id)
