@@ -20,6 +20,7 @@ from gateway_support import API_KEY, WAVE, auth
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import running
+from waveidp.console.fleet_view import device_rows
 from waveidp.engines import adapter
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.exchange import route
@@ -164,6 +165,8 @@ def test_node_samples_and_gpu_pressure_from_an_exporter_of_an_h100() -> None:
                 and cool.gpu_pressure is None
             )
             assert all(route(gw, info)[0] is cool for _ in range(4))  # round after round, hot goes last
+            (row,) = device_rows(None, gw.node_samples)  # what the console's fleet page shows
+            assert (row.node, row.hardware, row.memory_used_bytes) == ("box", g.name, g.memory_used_bytes)
             exporter._server.shutdown()  # the exporter goes away (its port closes)
             exporter._server.server_close()
             await read_node(gw, box)
