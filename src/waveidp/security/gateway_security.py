@@ -25,7 +25,9 @@ from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
 from waveidp.security.limits import make_limiter
+from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.secrets import Secret
+from waveidp.security.state import audit_table, key_table
 from waveidp.security.transport import check_bind
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class SecurityOptions:
     audit_db: Path | None = None
     log_prompts: bool = False
     admin_key: Secret | None = None
+    database_url: str | None = None  # PostgreSQL for keys and the audit log; None: SQLite in WAVE_HOME
+    audit_spool_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -77,14 +81,24 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
     `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
     public bind without authentication."""
     check_bind(host, auth_enabled=options.auth)
-    keys = KeyStore(options.keys_db) if options.auth else None
+    keys = KeyStore(key_table(options.database_url, options.keys_db)) if options.auth else None
+    if keys is not None:
+        keys.table.watch()
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
     authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
     unshared = workers if workers > 1 and not options.redis_url else 0
     if unshared and keys is not None:
         refuse_unshared_limits(keys, workers)
-    audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
+    audit = (
+        AuditLog(
+            audit_table(options.database_url, options.audit_db),
+            log_prompts=options.log_prompts,
+            spool_max_bytes=options.audit_spool_max_bytes,
+        )
+        if options.audit
+        else None
+    )
     guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
     admin_app = None
     if keys is not None:
@@ -116,16 +130,14 @@ def prepare_workers(options: SecurityOptions, *, host: str, workers: int) -> Non
     create the key and audit databases the workers will open."""
     check_bind(host, auth_enabled=options.auth)
     if options.auth:
-        store = KeyStore(options.keys_db)
+        store = KeyStore(key_table(options.database_url, options.keys_db))
         try:
             if workers > 1 and not options.redis_url:
                 refuse_unshared_limits(store, workers)
         finally:
             store.close()
     if options.audit:
-        from waveidp.security.audit import prepare
-
-        prepare(options.audit_db)
+        audit_table(options.database_url, options.audit_db).close()
 
 
 def check_redis(url: str) -> None:

@@ -66,7 +66,7 @@ class Authenticator:
         if self.default_key is not None and self.default_key.matches(token):
             return DEFAULT_PRINCIPAL
         if token.startswith(PREFIX) and self.keys is not None:
-            return self.keys.authenticate(token).principal()
+            return (await self.keys.authenticate_async(token)).principal()
         if self.jwt is not None and token.count(".") == 2:
             return await self.jwt.verify(token)
         raise unauthorized("invalid API key")
@@ -206,11 +206,16 @@ class Guard:
             )
 
     async def close(self) -> None:
+        """Close the connections of the event loop (Redis, the JWKS client, PostgreSQL's async pool)
+        and flush the audit log; the gateway calls it as its event loop ends."""
         await self.limiter.close()
         if self.jwt is not None:
             await self.jwt.close()
+        if self.authenticator.keys is not None:
+            await self.authenticator.keys.aclose()
         if self.audit is not None:
             self.audit.close()
+            self.audit = None
 
     @property
     def jwt(self) -> JwtVerifier | None:
