@@ -47,6 +47,7 @@ class Gateway:
         # header count/size and JSON nesting checked on every model request (431, 400)
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
+        guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request

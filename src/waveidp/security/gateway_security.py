@@ -15,7 +15,7 @@ tokens when configured. Limits live in this process, or in Redis with `redis_url
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from waveidp.security.audit import AuditLog
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
-from waveidp.security.limits import make_limiter
+from waveidp.security.limits import RedisDown, make_limiter, redacted_url
 from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.secrets import Secret
 from waveidp.security.state import audit_table, key_table
@@ -47,6 +47,7 @@ class SecurityOptions:
     admin_key: Secret | None = None
     database_url: str | None = None  # PostgreSQL for keys and the audit log; None: SQLite in WAVE_HOME
     audit_spool_max_bytes: int = DEFAULT_MAX_BYTES
+    redis_down: RedisDown = field(default_factory=RedisDown)  # what each limit does while Redis is down
 
 
 @dataclass
@@ -99,7 +100,8 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
         if options.audit
         else None
     )
-    guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
+    limiter = make_limiter(options.redis_url, options.redis_down)
+    guard = Guard(authenticator, limiter, audit, unshared_workers=unshared)
     admin_app = None
     if keys is not None:
         from fastapi import FastAPI
@@ -149,20 +151,9 @@ def check_redis(url: str) -> None:
         client.close()
     except (redis.RedisError, ValueError) as exc:
         raise ConfigError(
-            f"cannot reach Redis at --redis {_safe_url(url)}: {type(exc).__name__}",
+            f"cannot reach Redis at --redis {redacted_url(url)}: {type(exc).__name__}",
             fix="check the URL, e.g. redis://127.0.0.1:6379/0",
         ) from None
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password (redis://user:pass@host -> redis://user:***@host)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def security_options(
