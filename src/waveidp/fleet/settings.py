@@ -44,7 +44,7 @@ def variables() -> dict[str, str]:
 
 
 def _from_env(name: str, raw: str) -> Any:
-    annotation = GatewayConfig.model_fields[name].annotation
+    annotation: Any = GatewayConfig.model_fields[name].annotation
     value: Any = raw
     if str(annotation).startswith("list["):
         value = [part.strip() for part in raw.split(",") if part.strip()]
