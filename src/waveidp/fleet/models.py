@@ -171,14 +171,22 @@ class RoutingConfig(_Strict):
 
 class GatewayConfig(_Strict):
     node: str | None = Field(default=None, description="node that runs the gateway")
-    host: str = "127.0.0.1"
-    port: int = Field(default=4000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
-    connect_timeout_s: float = Field(default=3.0, gt=0, le=600)
-    first_token_timeout_s: float = Field(default=120.0, gt=0, le=3600)
-    chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    total_timeout_s: float = Field(default=900.0, gt=0, le=86_400)
-    retries: int = Field(default=2, ge=0, le=10)
+    host: str = Field(default="127.0.0.1", description="listen address (another needs auth on)")
+    port: int = Field(default=4000, ge=1, le=65535, description="listen port")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=1024**3, description="largest request body accepted (413)"
+    )
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=600, description="connecting to a backend")
+    first_token_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="a backend's first byte of answer"
+    )
+    chunk_gap_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="between two chunks of a stream"
+    )
+    total_timeout_s: float = Field(default=900.0, gt=0, le=86_400, description="a whole request")
+    retries: int = Field(
+        default=2, ge=0, le=10, description="other backends tried before the first byte (502/504 after)"
+    )
     workers: int = Field(
         default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
     )

@@ -122,3 +122,15 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             if close:
                 out.append(f"{name} (did you mean {close[0]}?)")
     return out
+
+
+def variables_table() -> str:
+    """docs/configuration.md's table of every variable (tests/fleet/test_settings.py keeps it true)."""
+    rows = ["| variable | `gateway:` key | default | what |", "|---|---|---|---|"]
+    for name, f in GatewayConfig.model_fields.items():
+        default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+        shown = "" if default is None or default == [] else f"`{default}`"
+        rows.append(f"| `{env_name(name)}` | `{name}` | {shown} | {f.description or ''} |")
+    for name, what in OUTSIDE_THE_FILE.items():
+        rows.append(f"| `{name}` | | | {what} |")
+    return "\n".join(rows)

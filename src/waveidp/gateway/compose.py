@@ -1,7 +1,7 @@
 """One gateway put together from its configuration: the one place `wave serve` and `wave up` (and
 each of their `--workers`) build it.
 
-    setup = GatewaySetup(backends, GatewayConfig(port=4000), RoutingConfig(), security_options(...))
+    setup = GatewaySetup(backends, cfg, RoutingConfig(), security_options(cfg, key))  # cfg: fleet.settings
     serve(setup, on_ready=lambda gw: print(gw.models()))   # one process, until SIGINT/SIGTERM
     prepare_workers(...); serve_workers(setup, on_ready=...)  # setup.config.workers processes
     with compose(setup) as app: ...                         # the app, in an event loop of the caller's
@@ -14,8 +14,9 @@ serves, after the fork, since none of them may cross one.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
@@ -91,3 +92,44 @@ def serve_workers(
         serve(setup, on_ready=lambda gw: ready(), log_level=log_level, sock=sock)
 
     Supervisor(cfg.workers, cfg.host, cfg.port, needed=needed).run(on_ready, worker)
+
+
+def security_options(
+    cfg: GatewayConfig, bootstrap_key: str | None, environ: Mapping[str, str] | None = None
+) -> SecurityOptions:
+    """The security side of one gateway configuration (`waveidp.fleet.settings`): checked once
+    (Redis and PostgreSQL reachable), the admin key read from `WAVE_ADMIN_KEY` or the file or Vault
+    path the configuration names."""
+    from waveidp.security.gateway_security import check_redis
+    from waveidp.security.jwt_auth import OidcConfig
+    from waveidp.security.limits import RedisDown
+    from waveidp.security.secrets import Secret, resolve
+
+    env = os.environ if environ is None else environ
+    if cfg.redis_url:
+        check_redis(cfg.redis_url)
+    if cfg.database_url:
+        from waveidp.security.state import prepare
+
+        prepare(cfg.database_url)  # reachable, and the tables exist before any worker opens them
+    oidc = None
+    if cfg.oidc_issuer and cfg.oidc_audience and cfg.oidc_jwks_url:
+        oidc = OidcConfig(jwks_url=cfg.oidc_jwks_url, issuer=cfg.oidc_issuer, audience=cfg.oidc_audience)
+    admin_key = None
+    if cfg.auth:
+        sources = {k: v for k, v in env.items() if k == "WAVE_ADMIN_KEY" or k.startswith("VAULT_")}
+        sources["WAVE_ADMIN_KEY_FILE"] = cfg.admin_key_file or ""
+        sources["WAVE_ADMIN_KEY_VAULT"] = cfg.admin_key_vault or ""
+        admin_key = resolve("WAVE_ADMIN_KEY", env=sources, required=False)
+    return SecurityOptions(
+        auth=cfg.auth,
+        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key and cfg.auth else None,
+        oidc=oidc,
+        redis_url=cfg.redis_url,
+        audit=cfg.audit,
+        log_prompts=cfg.log_prompts,
+        admin_key=admin_key,
+        database_url=cfg.database_url,
+        audit_spool_max_bytes=cfg.audit_spool_max_bytes,
+        redis_down=RedisDown(cfg.redis_down_rpm, cfg.redis_down_tpm, cfg.redis_down_concurrency),
+    )

@@ -19,17 +19,17 @@ from pathlib import Path
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
-from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
+from waveidp.fleet.models import Backend, Fleet, Node, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.compose import GatewaySetup, compose, serve_workers
+from waveidp.gateway.compose import GatewaySetup, compose, security_options, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
 from waveidp.run.keeper import EngineKeeper
 from waveidp.run.supervisor import Child, start_children
-from waveidp.security.gateway_security import prepare_workers, security_options
+from waveidp.security.gateway_security import prepare_workers
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 EMBEDDED_SLOTS = 4
@@ -126,29 +126,32 @@ class Plan:
         return UpInfo(f"http://{cfg.host}:{cfg.port}/v1", models, self.key, self.key_source, self.logs, pids)
 
 
-def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
-    """The engines and the gateway; `workers`: --workers, else the fleet file's gateway.workers."""
+def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
+    """The engines and the gateway; the gateway's configuration is `flags` > WAVE_* > the fleet
+    file's gateway: section > defaults (`waveidp.fleet.settings`)."""
+    import os
+
+    from waveidp.fleet.settings import resolve
+
     logs = wave_home() / "logs"
     key, key_source = resolve_api_key()
-    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
-    security = security_options(bootstrap_key=key)
-    listen: dict[str, object] = {"host": host, "port": port}
-    if workers is not None:
-        listen["workers"] = workers
-    if config is None:
-        child, backend = default_embedded(logs)
-        setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
-        return Plan([child], setup, key, key_source, logs)
-    from waveidp import fleet as fleet_mod
+    fleet = None
+    if config is not None:
+        from waveidp import fleet as fleet_mod
 
-    fleet = fleet_mod.load(config)
+        fleet = fleet_mod.load(config)
+    cfg = resolve(fleet.gateway if fleet else None, os.environ, flags, file_name=str(config))
+    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
+    security = security_options(cfg, key)
+    if fleet is None:
+        child, backend = default_embedded(logs)
+        return Plan([child], GatewaySetup([backend], cfg, RoutingConfig(), security), key, key_source, logs)
     children = fleet_children(fleet, logs)
     backends = backends_from_fleet(fleet)
     by_name = {b.name: b for b in backends}
     for c in children:
         link(c, by_name[c.name])
-    setup = GatewaySetup(backends, fleet.gateway.model_copy(update=listen), fleet.routing, security)
-    return Plan(children, setup, key, key_source, logs)
+    return Plan(children, GatewaySetup(backends, cfg, fleet.routing, security), key, key_source, logs)
 
 
 def _pids(children: list[Child]) -> dict[str, int | None]:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from waveidp.errors import ConfigError
 from waveidp.security.audit import AuditLog
+from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
 from waveidp.security.limits import RedisDown, make_limiter, redacted_url
-from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.secrets import Secret
 from waveidp.security.state import audit_table, key_table
 from waveidp.security.transport import check_bind
@@ -154,40 +154,3 @@ def check_redis(url: str) -> None:
             f"cannot reach Redis at --redis {redacted_url(url)}: {type(exc).__name__}",
             fix="check the URL, e.g. redis://127.0.0.1:6379/0",
         ) from None
-
-
-def security_options(
-    *,
-    bootstrap_key: str | None,
-    no_auth: bool = False,
-    redis_url: str | None = None,
-    oidc_issuer: str | None = None,
-    oidc_audience: str | None = None,
-    oidc_jwks_url: str | None = None,
-    log_prompts: bool = False,
-    audit: bool = True,
-) -> SecurityOptions:
-    """`wave serve`'s and `wave up`'s security options, checked (the three OIDC options together,
-    Redis reachable); the admin key from WAVE_ADMIN_KEY[_FILE|_VAULT]."""
-    from waveidp.security.secrets import resolve
-
-    oidc = None
-    given = {"--oidc-issuer": oidc_issuer, "--oidc-audience": oidc_audience, "--oidc-jwks-url": oidc_jwks_url}
-    if any(given.values()):
-        missing = [flag for flag, value in given.items() if not value]
-        if missing:
-            raise ConfigError(
-                f"OIDC needs {', '.join(missing)} as well", fix="give all three --oidc-* options"
-            )
-        oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
-    if redis_url:
-        check_redis(redis_url)
-    return SecurityOptions(
-        auth=not no_auth,
-        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
-        oidc=oidc,
-        redis_url=redis_url,
-        audit=audit,
-        log_prompts=log_prompts,
-        admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
-    )

@@ -28,6 +28,7 @@ from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
 
+
 class GuardObserver(Protocol):
     """What the guard reports beyond a request's outcome (the gateway's metrics implement it)."""
 
