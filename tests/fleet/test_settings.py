@@ -47,11 +47,11 @@ def test_every_setting_has_one_variable_read_with_its_type() -> None:
 
 
 def test_bad_values_name_where_they_came_from() -> None:
-    with pytest.raises(ConfigError, match="environment WAVE_PORT: .*integer.*'x'"):
+    with pytest.raises(ConfigError, match=r"environment WAVE_PORT: .*integer.*'x'"):
         resolve(None, {"WAVE_PORT": "x"}, {})
     with pytest.raises(ConfigError, match="environment WAVE_REDIS_DOWN_RPM"):
         resolve(None, {"WAVE_REDIS_DOWN_RPM": "sometimes"}, {})
-    with pytest.raises(ConfigError, match="wave.yaml: gateway.database_url holds a password") as err:
+    with pytest.raises(ConfigError, match=r"wave\.yaml: gateway\.database_url holds a password") as err:
         resolve(GatewayConfig(database_url="postgresql://u:hunter2@db/wave"), {}, {}, file_name="wave.yaml")
     assert "hunter2" not in str(err.value) and "WAVE_DATABASE_URL" in str(err.value)
     with pytest.raises(InputError, match="OIDC needs"):
