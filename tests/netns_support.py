@@ -94,6 +94,8 @@ def sweep() -> None:
 def _delete(ns: str) -> None:
     pids = ip("netns", "pids", ns, check=False).stdout.split()
     for pid in pids:
+        if pid == str(os.getpid()):
+            continue  # a driver that moved itself into the namespace (`enter`)
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
     ip("netns", "del", ns, check=False)
@@ -190,6 +192,8 @@ class Host:
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process of the host (a host that crashed, with `SIGKILL`)."""
         for pid in ip("netns", "pids", self.ns, check=False).stdout.split():
+            if pid == str(os.getpid()):
+                continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), sig)
         for p in self.procs:

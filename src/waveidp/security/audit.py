@@ -238,6 +238,8 @@ def verify(where: Path | AuditTable | None = None) -> Verdict:
     """Walk the chain; stop at the first row that was edited, deleted or cut off."""
     table = _table(where, readonly=True)
     try:
+        # the id counter first: rows appended while the walk goes on are past it, never "missing"
+        top = table.assigned()
         prev, last_id, count = GENESIS, 0, 0
         for values in table.rows():
             rid = values["id"]
@@ -251,7 +253,6 @@ def verify(where: Path | AuditTable | None = None) -> Verdict:
             if row_hash(prev, rid, values) != values["hash"]:
                 return Verdict(False, count, prev, rid, "contents do not match the row's hash (edited)")
             prev, last_id, count = values["hash"], rid, count + 1
-        top = table.assigned()
         if top > last_id:
             first = last_id + 1
             return Verdict(
