@@ -24,8 +24,9 @@ PostgreSQL server this script starts (Debian's, as tests/state_support.py runs i
 of SQLite, and both `wave` and `wave-pg` are called with a key made by `wave keys create` (not the
 bootstrap key), so the key store is on every request's path; the summary's `postgres_vs_sqlite`
 compares them. With `--baseline DIR`, a second Wave source tree is served beside this one by the
-same venv (its `src/` first on PYTHONPATH) as `base` (`base-xN`), every measurement of it interleaved with this tree's,
-and the summary gives this tree's ratios to it: old vs new code in one run.
+same venv (its `src/` first on PYTHONPATH) as `base` (`base-xN`), every measurement of it
+interleaved with this tree's, and the summary gives this tree's ratios to it: old vs new code in
+one run.
 
 Latency: a closed loop at concurrency 1/16/64/256 per path, rounds interleaved in shuffled order;
 added latency = the path's percentile minus the direct path's in the same run. Throughput: wrk

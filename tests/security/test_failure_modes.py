@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from state_support import Redis
-from support import free_port
+from waveidp.errors import ApiError
+from waveidp.loopback import free_port
 from waveidp.security.audit import AuditEntry, AuditLog
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.limits import Limits, RedisDown, RedisLimiter
 from waveidp.security.principal import Principal
-from waveidp.security.refusals import Refusal
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_redis_down_rates_fail_open_budgets_fail_closed_logged_counted_and_back_
 
     async def go() -> None:
         first = await guard.admit(rated, "m")
-        with pytest.raises(Refusal) as busy:
+        with pytest.raises(ApiError) as busy:
             await guard.admit(rated, "m")  # its one concurrency slot is taken: Redis counts
         assert busy.value.status == 429
         await guard.finish(first, status=200)
@@ -63,7 +63,7 @@ def test_redis_down_rates_fail_open_budgets_fail_closed_logged_counted_and_back_
             t0 = time.monotonic()
             admitted = [await guard.admit(rated, "m") for _ in range(5)]  # over rpm 2 and 1 slot: open
             assert time.monotonic() - t0 < 2.0  # one timeout at most, then Redis is not asked
-            with pytest.raises(Refusal) as closed:
+            with pytest.raises(ApiError) as closed:
                 await guard.admit(budget, "m")
         assert closed.value.status == 503 and closed.value.code == "limits_unavailable"
         assert closed.value.headers["Retry-After"] == "1" and "tpm" in closed.value.what
@@ -78,7 +78,7 @@ def test_redis_down_rates_fail_open_budgets_fail_closed_logged_counted_and_back_
         await asyncio.sleep(RedisLimiter.RETRY_S + 0.1)
         again = await guard.admit(rated, "m")
         assert not again.decision.unchecked
-        with pytest.raises(Refusal) as shared:
+        with pytest.raises(ApiError) as shared:
             await guard.admit(rated, "m")  # counted in Redis again
         assert shared.value.status == 429
         await guard.finish(again, status=200)
@@ -117,7 +117,7 @@ def test_a_full_audit_spool_stops_admission_until_the_rows_can_be_written(tmp_pa
             admission = await guard.admit(someone, "m")
             await guard.finish(admission, status=200)
             assert log.flush()
-        with pytest.raises(Refusal) as err:
+        with pytest.raises(ApiError) as err:
             await guard.admit(someone, "m")
         assert err.value.status == 503 and err.value.code == "audit_unavailable"
 

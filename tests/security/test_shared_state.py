@@ -16,12 +16,12 @@ import psycopg
 import pytest
 
 from state_support import Postgres, postgres_server
-from support import free_port
+from waveidp.errors import ApiError
+from waveidp.loopback import free_port
 from waveidp.security import audit
 from waveidp.security.audit import AuditEntry, AuditLog
 from waveidp.security.audit_spool import Spool
 from waveidp.security.keys import KeyStore
-from waveidp.security.refusals import Refusal
 from waveidp.security.state import StoreUnavailable, audit_table, key_table
 
 
@@ -51,7 +51,7 @@ def refused(loop: asyncio.Runner, store: KeyStore, key: str) -> bool:
     try:
         loop.run(store.authenticate_async(key))
         return False
-    except Refusal:
+    except ApiError:
         return True
 
 
@@ -69,7 +69,7 @@ def test_a_key_created_on_one_replica_works_on_the_other_at_once_and_a_revocatio
         a.revoke("alice")
         took = wait_for(lambda: refused(loop, b, key), timeout=2.0)
         assert took < 1.0  # a notification away, not a poll interval
-        with pytest.raises(Refusal) as err:
+        with pytest.raises(ApiError) as err:
             loop.run(b.authenticate_async(key))
         assert err.value.code == "api_key_revoked"
         assert [k.name for k in b.list(include_revoked=True)] == ["alice"]
@@ -155,7 +155,7 @@ def test_postgres_down_cached_keys_go_on_new_keys_fail_clearly_audit_rows_spool_
 
         own_postgres.stop()
         assert loop.run(store.authenticate_async(known)).name == "known"
-        with pytest.raises(Refusal) as err:
+        with pytest.raises(ApiError) as err:
             loop.run(store.authenticate_async(other))
         assert err.value.status == 503 and err.value.code == "key_store_unavailable"
         with pytest.raises(StoreUnavailable) as down:
