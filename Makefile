@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
-APT_PACKAGES := nginx-light prometheus redis-server docker-compose wrk postgresql iproute2
-APT_COMMANDS := nginx promtool redis-server docker-compose wrk ip
+APT_PACKAGES := nginx-light prometheus redis-server docker-compose wrk postgresql iproute2 curl
+APT_COMMANDS := nginx promtool redis-server docker-compose wrk ip curl
 
 .PHONY: up test venv engine models system-deps lint typecheck clean
 
@@ -31,7 +31,7 @@ engine: venv
 	scripts/install-engine.sh $(VENV)
 
 ## Debian servers the tests drive for real: nginx, prometheus/promtool, redis, docker-compose, wrk,
-## PostgreSQL (its server lives off PATH, in /usr/lib/postgresql/N/bin) and iproute2 (ip netns, tc).
+## PostgreSQL (its server lives off PATH, in /usr/lib/postgresql/N/bin), iproute2 (ip netns, tc) and curl.
 system-deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \

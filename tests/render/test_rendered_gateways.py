@@ -22,6 +22,7 @@ from render_support import write_tree
 from netns_support import Host, TestNet, available
 from state_support import PG_DB, Postgres, Redis, postgres_bin
 from waveidp import fleet
+from waveidp.fleet.settings import variables
 from waveidp.plan import make_plan
 from waveidp.render import fill, parse_env, render, required_secrets
 
@@ -106,6 +107,7 @@ def test_compose_render_runs_as_rendered(tmp_path: Path) -> None:
         tree = write_tree(tmp_path / "out", render(f, plan, "compose", fill(required_secrets(f, plan), {})))
         service = yaml.safe_load((tree / "gw/docker-compose.yml").read_text())["services"]["wave-gateway"]
         assert service["command"] == ["wave", "serve"]
+        assert set(service["environment"]) <= set(variables())  # the contract, nothing else
         secrets = parse_env((tree / "gw/.env").read_text())
         env = {
             k: re.sub(r"\$\{(\w+)\}", lambda m: secrets[m.group(1)], v)
