@@ -51,9 +51,12 @@ CREATE TABLE IF NOT EXISTS wave_api_keys (
 CREATE UNIQUE INDEX IF NOT EXISTS wave_api_keys_active_name ON wave_api_keys(name) WHERE revoked_at IS NULL;
 CREATE OR REPLACE FUNCTION wave_keys_notify() RETURNS trigger AS $$
 BEGIN PERFORM pg_notify('{CHANNEL}', ''); RETURN NULL; END $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS wave_api_keys_changed ON wave_api_keys;
-CREATE TRIGGER wave_api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON wave_api_keys
-  FOR EACH STATEMENT EXECUTE FUNCTION wave_keys_notify();
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'wave_api_keys_changed') THEN
+    CREATE TRIGGER wave_api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON wave_api_keys
+      FOR EACH STATEMENT EXECUTE FUNCTION wave_keys_notify();
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS wave_audit (
   id bigint PRIMARY KEY,
   ts double precision NOT NULL,
