@@ -10,7 +10,7 @@ is stopped, Redis stops and PostgreSQL stops. Measures issue 14's targets:
 - a limit across the two replicas stays within one request of the configured rate;
 - the audit chain verifies after every fault (`wave audit verify` against PostgreSQL).
 
-    sudo .venv/bin/python benchmarks/fleet_faults.py                # the full scenario, ~3 minutes
+    sudo .venv/bin/python benchmarks/fleet_faults.py                # the full scenario, ~2 minutes
     sudo .venv/bin/python benchmarks/fleet_faults.py --short --out DIR   # what tests/netns runs
 
 The fleet is hosts in network namespaces (tests/netns_support.py; as root): `client` (this
