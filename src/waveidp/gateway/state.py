@@ -52,6 +52,7 @@ class Gateway:
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
         self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
+        guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request

@@ -19,10 +19,16 @@ from pathlib import Path
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
-from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
+from waveidp.fleet.models import Backend, Fleet, Node, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.compose import GatewaySetup, body_limit_setting, compose, serve_workers
+from waveidp.gateway.compose import (
+    GatewaySetup,
+    body_limit_setting,
+    compose,
+    security_options,
+    serve_workers,
+)
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
@@ -30,7 +36,7 @@ from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_admin_key, resolve_api_key
 from waveidp.run.keeper import EngineKeeper
 from waveidp.run.supervisor import Child, start_children
-from waveidp.security.gateway_security import prepare_workers, security_options
+from waveidp.security.gateway_security import prepare_workers
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 EMBEDDED_SLOTS = 4
@@ -143,45 +149,43 @@ class Plan:
         )
 
 
-def plan(
-    *, host: str, port: int, config: Path | None, workers: int | None = None, console: bool = True
-) -> Plan:
-    """The engines and the gateway; `workers`: --workers, else the fleet file's gateway.workers;
-    `console`: the web console at /console."""
+def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
+    """The engines and the gateway; the gateway's configuration is `flags` > WAVE_* > the fleet
+    file's gateway: section > defaults (`waveidp.fleet.settings`); the web console at /console
+    unless `console` is off."""
+    import os
+
+    from waveidp.fleet.settings import resolve
+
     logs = wave_home() / "logs"
     key, key_source = resolve_api_key()
-    admin_key, admin_source = resolve_admin_key(host)
-    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
-    security = security_options(bootstrap_key=key, admin_key=admin_key)
-    listen: dict[str, object] = {"host": host, "port": port}
-    if workers is not None:
-        listen["workers"] = workers
-    if config is None:
-        child, backend = default_embedded(logs)
-        setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
-        p = Plan([child], setup, key, key_source, logs)
-        fleet = None
-    else:
+    fleet = None
+    if config is not None:
         from waveidp import fleet as fleet_mod
 
         fleet = fleet_mod.load(config)
+    file_config = fleet.gateway if fleet else None
+    cfg = resolve(file_config, os.environ, flags, file_name=str(config))
+    admin_key, admin_source = resolve_admin_key(cfg)
+    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
+    security = security_options(cfg, key, admin_key)
+    limit = body_limit_setting(file_config, config, os.environ)
+    if fleet is None:
+        child, backend = default_embedded(logs)
+        children = [child]
+        setup = GatewaySetup([backend], cfg, RoutingConfig(), security, body_limit_setting=limit)
+    else:
         children = fleet_children(fleet, logs)
         backends = backends_from_fleet(fleet)
         by_name = {b.name: b for b in backends}
         for c in children:
             link(c, by_name[c.name])
-        setup = GatewaySetup(
-            backends,
-            fleet.gateway.model_copy(update=listen),
-            fleet.routing,
-            security,
-            body_limit_setting=body_limit_setting(fleet.gateway, config),
-        )
-        p = Plan(children, setup, key, key_source, logs)
-    if console:
+        setup = GatewaySetup(backends, cfg, fleet.routing, security, body_limit_setting=limit)
+    p = Plan(children, setup, key, key_source, logs)
+    if cfg.console:
         from waveidp.console import console_mount, options_from_cli
 
-        options = options_from_cli(host=host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
+        options = options_from_cli(host=cfg.host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
         if options is not None:
             setup.mounts.append(console_mount(options))
             p.admin_key_source = admin_source
