@@ -17,6 +17,7 @@ import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.app import GatewayApp, create_app
@@ -37,6 +38,7 @@ class GatewaySetup:
     routing: RoutingConfig
     security: SecurityOptions
     tls: dict[str, str] = field(default_factory=dict)
+    admin_routers: list[Any] = field(default_factory=list)  # more routes under /admin (wave up's deployments)
 
 
 @contextlib.contextmanager
@@ -44,7 +46,9 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
     """The gateway's app (`app.gateway` its state), security mounted; the audit log is flushed and
     the key store closed on the way out."""
     cfg = setup.config
-    security = build_security(setup.security, host=cfg.host, workers=cfg.workers)
+    security = build_security(
+        setup.security, host=cfg.host, workers=cfg.workers, admin_routers=setup.admin_routers
+    )
     try:
         gw = Gateway(setup.backends, security.guard, config=cfg, routing=setup.routing)
         app = create_app(gw)
