@@ -307,7 +307,7 @@ def _compact(ids: list[str]) -> list[str]:
 
 def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]], Hardware | None]]:
     """(node name, [(accelerator hardware, count)], host CPU hardware or None) per node."""
-    from waveidp import catalog
+    from waveidp.sizing._fit import node_hardware
 
     if fleet_file is None:
         from waveidp.fleet.detect import detect_local_node
@@ -317,25 +317,7 @@ def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]
         from waveidp import fleet
 
         nodes = fleet.load(fleet_file).nodes
-    out: list[tuple[str, list[tuple[Hardware, int]], Hardware | None]] = []
-    for node in nodes:
-        accels: list[tuple[Hardware, int]] = []
-        host: Hardware | None = None
-        for dev in node.devices:
-            hw = catalog.hardware(dev.hardware)
-            update: dict[str, object] = {}
-            if dev.memory_gib:
-                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
-            cores = getattr(dev, "cores", None)
-            if hw.kind == "cpu" and cores:
-                update["cores"] = cores
-            hw = hw.model_copy(update=update) if update else hw
-            if hw.kind == "cpu":
-                host = hw
-            else:
-                accels.append((hw, dev.count))
-        out.append((node.name, accels, host))
-    return out
+    return [(node.name, *node_hardware(node.devices)) for node in nodes]
 
 
 @app.command("claims")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 from pydantic import BaseModel, Field
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
@@ -38,6 +41,41 @@ class FitRow(BaseModel):
     engine_flags: dict[str, str | int | float]
     variant: str | None = Field(default=None, description="the store model (file) chosen among the variants")
     kld_p95: float | None = None
+
+
+class DeviceEntry(Protocol):
+    """A fleet file's device as sizing reads it (`fleet.models.Device`)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def memory_gib(self) -> float | None: ...
+    @property
+    def cores(self) -> int | None: ...
+
+
+def node_hardware(devices: Iterable[DeviceEntry]) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A node's accelerators (hardware, count) and its host CPU, with the fleet file's overrides of
+    memory and cores applied: what `fit_node` takes."""
+    from waveidp import catalog
+
+    accels: list[tuple[Hardware, int]] = []
+    host: Hardware | None = None
+    for dev in devices:
+        hw = catalog.hardware(dev.hardware)
+        update: dict[str, object] = {}
+        if dev.memory_gib:
+            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+        if hw.kind == "cpu" and dev.cores:
+            update["cores"] = dev.cores
+        hw = hw.model_copy(update=update) if update else hw
+        if hw.kind == "cpu":
+            host = hw
+        else:
+            accels.append((hw, dev.count))
+    return accels, host
 
 
 def _candidates(
