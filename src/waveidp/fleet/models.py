@@ -94,6 +94,11 @@ class Node(_Strict):
     services: list[str] = Field(default_factory=list, description="service catalog ids pinned to this node")
     lxc: Lxc | None = None
     kubernetes: bool = False
+    models_dir: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description="the node's model store (WAVE_MODELS_DIR there): engines mount it at /models",
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Node:
