@@ -7,31 +7,38 @@ every `embedded` backend on this machine is started the same way, every other ba
 connected to over HTTP. SIGINT/SIGTERM stop the gateway first, then the children.
 With --workers N (or gateway.workers), the gateway runs as N worker processes
 (`gateway.workers`, as `wave serve`) and the engines are supervised in a process of their own.
+What `wave deploy` deployed (`WAVE_HOME/deployments.json`) comes back: in one process through the
+deployer (`run.deployer`, which also serves `/admin/deployments`), with workers as engines that
+always run (deploying, swapping and loading on demand need the one process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from waveidp.deploy.planning import is_local
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
-from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
+from waveidp.fleet.models import Backend, Fleet, GatewayConfig, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.compose import GatewaySetup, compose, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
-from waveidp.run.api_key import resolve_api_key
+from waveidp.run.api_key import resolve_admin_key, resolve_api_key
+from waveidp.run.deploy_api import deployments_router
+from waveidp.run.deployer import Deployer, server_spec
 from waveidp.run.keeper import EngineKeeper
 from waveidp.run.supervisor import Child, start_children
 from waveidp.security.gateway_security import prepare_workers, security_options
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+log = logging.getLogger("waveidp.run")
 EMBEDDED_SLOTS = 4
 
 
@@ -43,6 +50,7 @@ class UpInfo:
     key_source: str
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
+    admin_key_source: str | None = None  # where `wave deploy` finds the admin key
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -77,17 +85,13 @@ def link(child: Child, backend: BackendState) -> Child:
     return child
 
 
-def _is_local(fleet: Fleet, node: Node) -> bool:
-    return node.address in LOCAL_HOSTS or (fleet.gateway.node is not None and node.name == fleet.gateway.node)
-
-
 def fleet_children(fleet: Fleet, logs: Path) -> list[Child]:
     """A llama-server child for each `embedded` backend on this machine."""
     from urllib.parse import urlparse
 
     children = []
     for node, b in fleet.backends():
-        if b.engine != "embedded" or not _is_local(fleet, node):
+        if b.engine != "embedded" or not is_local(fleet, node):
             continue
         url = urlparse(b.url)
         served = b.served()
@@ -120,10 +124,20 @@ class Plan:
     key: str  # the bootstrap key it prints
     key_source: str
     logs: Path
+    deployer: Deployer
 
     def info(self, models: list[str], pids: dict[str, int | None]) -> UpInfo:
         cfg = self.gateway.config
-        return UpInfo(f"http://{cfg.host}:{cfg.port}/v1", models, self.key, self.key_source, self.logs, pids)
+        admin = self.gateway.security.admin_key
+        return UpInfo(
+            f"http://{cfg.host}:{cfg.port}/v1",
+            models,
+            self.key,
+            self.key_source,
+            self.logs,
+            pids,
+            admin.name if admin is not None else None,
+        )
 
 
 def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
@@ -132,23 +146,35 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
     key, key_source = resolve_api_key()
     # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
     security = security_options(bootstrap_key=key)
+    if security.auth and security.admin_key is None:
+        security.admin_key = resolve_admin_key(create=True)  # WAVE_HOME/admin.key, for `wave deploy`
     listen: dict[str, object] = {"host": host, "port": port}
     if workers is not None:
         listen["workers"] = workers
     if config is None:
-        child, backend = default_embedded(logs)
-        setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
-        return Plan([child], setup, key, key_source, logs)
-    from waveidp import fleet as fleet_mod
+        cfg = GatewayConfig(**listen)  # type: ignore[arg-type]
+        deployer = Deployer(logs, drain_timeout_s=cfg.total_timeout_s)
+        children, backends = [], []
+        if EMBEDDED_MODEL_NAME not in {d.name for d in deployer.recorded()}:  # else deployed over
+            child, backend = default_embedded(logs)
+            children, backends = [child], [backend]
+            deployer.adoptable[EMBEDDED_MODEL_NAME] = (backend, child)
+        setup = GatewaySetup(backends, cfg, RoutingConfig(), security)
+    else:
+        from waveidp import fleet as fleet_mod
 
-    fleet = fleet_mod.load(config)
-    children = fleet_children(fleet, logs)
-    backends = backends_from_fleet(fleet)
-    by_name = {b.name: b for b in backends}
-    for c in children:
-        link(c, by_name[c.name])
-    setup = GatewaySetup(backends, fleet.gateway.model_copy(update=listen), fleet.routing, security)
-    return Plan(children, setup, key, key_source, logs)
+        fleet = fleet_mod.load(config)
+        children = fleet_children(fleet, logs)
+        backends = backends_from_fleet(fleet)
+        by_name = {b.name: b for b in backends}
+        for c in children:
+            link(c, by_name[c.name])
+        cfg = fleet.gateway.model_copy(update=listen)
+        deployer = Deployer(logs, drain_timeout_s=cfg.total_timeout_s)
+        setup = GatewaySetup(backends, cfg, fleet.routing, security)
+    if cfg.workers == 1:
+        setup.admin_routers.append(deployments_router(deployer, security.admin_key))
+    return Plan(children, setup, key, key_source, logs, deployer)
 
 
 def _pids(children: list[Child]) -> dict[str, int | None]:
@@ -166,6 +192,8 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
         try:
             if not await start_children(p.children, stop, started):
                 return
+            for problem in await p.deployer.restore(app.gateway):
+                log.warning("%s", problem)
             await serve_until_stopped(
                 app,
                 cfg.host,
@@ -175,7 +203,33 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
                 stop=stop,
             )
         finally:
+            await p.deployer.close()
             await asyncio.gather(*(c.stop() for c in started))
+
+
+def recorded_engines(p: Plan) -> tuple[list[Child], list[BackendState]]:
+    """The recorded deployments as engines that always run (with gateway workers, which the
+    deployer cannot reach: each worker only routes)."""
+    from waveidp.models import ModelStore
+
+    store = ModelStore(create=False)
+    children: list[Child] = []
+    backends: list[BackendState] = []
+    for d in p.deployer.recorded():
+        if not store.has(d.revision.model):
+            log.warning("deployment %s: %s is no longer in the store; skipped", d.name, d.revision.model)
+            continue
+        spec = server_spec(d.name, d.revision, store.get(d.revision.model).weights_path, free_port())
+        backend = BackendState(
+            name=f"{d.name}@1",
+            root=spec.url,
+            adapter=adapter("llamacpp"),
+            models={d.name},
+            max_concurrency=spec.parallel,
+        )
+        children.append(link(embedded_child(spec, backend.name, p.logs), backend))
+        backends.append(backend)
+    return children, backends
 
 
 def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "warning") -> None:
@@ -183,6 +237,9 @@ def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: s
     workers forked by the same supervisor as `wave serve --workers N`; returns once all have stopped."""
     cfg = p.gateway.config
     prepare_workers(p.gateway.security, host=cfg.host, workers=cfg.workers)  # before any engine starts
+    children, backends = recorded_engines(p)
+    p.children += children
+    p.gateway.backends += backends
     keeper = EngineKeeper(p.children)
     try:
         pids = keeper.start()
