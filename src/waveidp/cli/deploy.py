@@ -38,7 +38,7 @@ class DeployFailed(WaveError):
 def deploy(
     model: str = typer.Argument(..., help="a store model (wave models list); fit picks among its formats"),
     on: str = typer.Option(
-        None, "--on", help="NODE[/DEVICE] (default: this machine, the device fit ranks first)"
+        None, "--on", help="NODE or NODE/DEVICE (default: this machine, the device fit ranks first)"
     ),
     fleet_file: Path = typer.Option(None, "--fleet", "-f", help="wave.yaml, for --on a fleet node"),
     name: str = typer.Option(

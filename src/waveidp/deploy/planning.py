@@ -50,7 +50,7 @@ class Placement:
 
 
 def resolve_target(on: str | None, *, fleet_file: Path | None) -> Target:
-    """`--on NODE[/DEVICE]` against the fleet file (or this machine, detected, when there is none)."""
+    """`--on NODE or NODE/DEVICE` against the fleet file (or this machine, detected, when there is none)."""
     node_name, _, device = (on or "").partition("/")
     if fleet_file is None:
         from waveidp.fleet.detect import detect_local_node
@@ -60,7 +60,7 @@ def resolve_target(on: str | None, *, fleet_file: Path | None) -> Target:
             raise InputError(
                 f"node '{node_name}' is not this machine ({node.name}) and no fleet file names it",
                 where="--on",
-                fix="give the fleet file with -f wave.yaml, or --on local[/DEVICE]",
+                fix="give the fleet file with -f wave.yaml, or --on local or --on local/DEVICE",
             )
         target = Target(node, device or None, True)
     else:
@@ -73,7 +73,7 @@ def resolve_target(on: str | None, *, fleet_file: Path | None) -> Target:
                 raise InputError(
                     f"the fleet file names {len(local)} nodes on this machine; say which",
                     where="--on",
-                    fix="--on NODE[/DEVICE] with a node of " + str(fleet_file),
+                    fix="--on NODE or NODE/DEVICE with a node of " + str(fleet_file),
                 )
             node_name = local[0].name
         try:
