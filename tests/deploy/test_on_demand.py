@@ -86,6 +86,11 @@ def test_recorded_deployments_come_back_and_load_on_demand(tmp_path: Path, store
             time.sleep(min(2.0, int(r.headers["retry-after"])))
         assert r.status_code == 200 and r.headers["x-wave-backend"] == "impatient@2"
 
+        # wave up's own engine (the packaged SmolLM2) is swapped out by a deployment of its name
+        taken = up.admin("POST", "", {"name": "smollm2-135m-instruct", "model": SMOLLM2, "flags": SMALL})
+        assert taken.status_code == 201 and taken.json()["replaced"] == "embedded"
+        assert ask(up, "smollm2-135m-instruct").headers["x-wave-backend"] == "smollm2-135m-instruct@4"
+
         # the admin API refuses what it cannot do, in OpenAI's error shape
         assert up.admin("GET", "", key="not-the-admin-key").status_code == 401
         assert up.admin("GET", "", key=KEY).status_code == 401  # an API key never opens /admin
