@@ -211,9 +211,12 @@ def admin_call(gateway: str | None, method: str, path: str, body: dict[str, Any]
         raise InputError(
             f"cannot reach the gateway at {url}: {exc}", fix="start `wave up`, or give --gateway URL"
         ) from None
-    if r.status_code == 404 and r.headers.get("content-type", "").startswith("application/json"):
-        code = (r.json().get("error") or {}).get("code")
-        if code == "unknown_route":
+    if r.status_code == 404:
+        try:
+            code = r.json()["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = None  # the admin app's own 404: no such route
+        if code in (None, "unknown_route"):
             raise InputError(
                 f"the gateway at {url} has no deployments API",
                 fix="wave deploy needs `wave up` in one process (not --workers, not wave serve)",
