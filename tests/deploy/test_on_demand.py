@@ -4,15 +4,15 @@ with the real llama-server; the admin API's refusals; `wave deploy`'s errors."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from deploy_support import GEMMA, SMOLLM2, WAVE, Up, shared_store, wave_up
+from deploy_support import GEMMA, SMOLLM2, Up, shared_store, wave_up
 
+from support import run_cli
 from waveidp.deploy import Deployment, Residence, Revision, save_deployments
 
 pytestmark = pytest.mark.engine
@@ -106,18 +106,22 @@ def test_recorded_deployments_come_back_and_load_on_demand(tmp_path: Path, store
         assert ask(up, "lazy").status_code == 404
 
 
-def test_wave_deploy_says_what_is_wrong_in_one_line(store: Path) -> None:
-    env = {**os.environ, "WAVE_MODELS_DIR": str(store)}
+def test_wave_deploy_says_what_is_wrong_in_one_line(
+    store: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAVE_MODELS_DIR", str(store))
+    monkeypatch.delenv("WAVE_ADMIN_KEY", raising=False)
 
-    def wave(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([WAVE, *args], env=env, capture_output=True, text=True, timeout=120)
+    def wave(*args: str) -> str:
+        return run_cli(capsys, *args).error  # exit 2, one line, no traceback
 
-    unknown = wave("deploy", "smollm2-135m-instruct-q4_2")
-    assert unknown.returncode == 2 and "did you mean smollm2-135m-instruct-q4_1" in unknown.stderr
-    assert "Traceback" not in unknown.stderr
-    nowhere = wave("deploy", SMOLLM2, "--on", "gpu-box/gpu0")
-    assert nowhere.returncode == 2 and "no fleet file names it" in nowhere.stderr
-    no_gateway = wave("deploy", SMOLLM2, "--gateway", "http://127.0.0.1:9", "--load-timeout", "10s")
-    assert no_gateway.returncode == 2 and "no admin key" in no_gateway.stderr  # nothing ever ran here
-    bad_time = wave("deploy", SMOLLM2, "--idle-unload", "soon")
-    assert bad_time.returncode == 2 and "--idle-unload: cannot read the duration 'soon'" in bad_time.stderr
+    assert "did you mean smollm2-135m-instruct-q4_1" in wave("deploy", "smollm2-135m-instruct-q4_2")
+    assert "no fleet file names it" in wave("deploy", SMOLLM2, "--on", "gpu-box/gpu0")
+    assert "no admin key" in wave("deploy", SMOLLM2, "--gateway", "http://127.0.0.1:9")  # no wave up ran here
+    assert "--idle-unload: cannot read the duration 'soon'" in wave(
+        "deploy", SMOLLM2, "--idle-unload", "soon"
+    )
+    monkeypatch.setenv("WAVE_ADMIN_KEY", "some-admin-key")
+    assert "cannot reach the gateway at http://127.0.0.1:9" in wave(
+        "deployments", "--gateway", "http://127.0.0.1:9"
+    )

@@ -4,13 +4,13 @@ node's backend, `wave render`'s files follow from it, and the commands to run th
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import GEMMA, SMOLLM2, WAVE, shared_store
+from deploy_support import GEMMA, SMOLLM2, shared_store
+
+from support import Ran, run_cli
 
 FLEET = """\
 # the fleet under the desk
@@ -36,27 +36,30 @@ def store(gemma_path: Path, smollm2_path: Path) -> Path:
     return shared_store(gemma_path, smollm2_path)
 
 
-def wave(store: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WAVE_MODELS_DIR": str(store)}
-    return subprocess.run([WAVE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
+@pytest.fixture
+def wave(store: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("WAVE_MODELS_DIR", str(store))
+    return lambda *args: run_cli(capsys, *args)
 
 
-def test_a_remote_node_gets_its_backend_files_and_commands(tmp_path: Path, store: Path) -> None:
-    (tmp_path / "wave.yaml").write_text(FLEET)
-    args = ["deploy", SMOLLM2, "--name", "chat", "--on", "gpu-box/gpu0", "-f", "wave.yaml", "--out", "out"]
-    r = wave(store, tmp_path, *args, "--json")
-    assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout)
+def test_a_remote_node_gets_its_backend_files_and_commands(tmp_path: Path, store: Path, wave) -> None:  # type: ignore[no-untyped-def]
+    fleet, out = tmp_path / "wave.yaml", tmp_path / "out"
+    fleet.write_text(FLEET)
+    r: Ran = wave(
+        "deploy", SMOLLM2, "--name", "chat", "--on", "gpu-box/gpu0", "-f", fleet, "--out", out, "--json"
+    )
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
     assert result["backend"]["url"] == "http://10.0.0.7:8080" and result["backend"]["devices"] == ["gpu0"]
 
-    text = (tmp_path / "wave.yaml").read_text()
+    text = fleet.read_text()
     assert text.startswith("# the fleet under the desk\n")
     (node,) = [n for n in yaml.safe_load(text)["nodes"] if n["name"] == "gpu-box"]
     (backend,) = node["backends"]
     assert backend["engine"] == "llamacpp" and backend["max_concurrency"] == 4
     assert backend["models"] == [{"name": "chat", "model": SMOLLM2, "quant": "q4_1", "context": 4096}]
 
-    compose = yaml.safe_load((tmp_path / "out/gpu-box/docker-compose.yml").read_text())
+    compose = yaml.safe_load((out / "gpu-box/docker-compose.yml").read_text())
     engine = compose["services"]["chat"]
     weights = next((store / SMOLLM2).glob("*.gguf")).name
     assert engine["command"][:2] == ["-m", f"/models/{SMOLLM2}/{weights}"]  # the store's own layout
@@ -70,34 +73,15 @@ def test_a_remote_node_gets_its_backend_files_and_commands(tmp_path: Path, store
     assert "cd wave/gpu-box && docker compose up -d chat" in commands
 
     # the same name again, another model: the node's backend is replaced, on the same port
-    again = wave(
-        store,
-        tmp_path,
-        "deploy",
-        GEMMA,
-        "--name",
-        "chat",
-        "--on",
-        "gpu-box",
-        "-f",
-        "wave.yaml",
-        "--out",
-        "out",
-    )
-    assert again.returncode == 0, again.stderr
-    (node,) = [
-        n for n in yaml.safe_load((tmp_path / "wave.yaml").read_text())["nodes"] if n["name"] == "gpu-box"
-    ]
+    again = wave("deploy", GEMMA, "--name", "chat", "--on", "gpu-box", "-f", fleet, "--out", out)
+    assert again.code == 0, again.err
+    (node,) = [n for n in yaml.safe_load(fleet.read_text())["nodes"] if n["name"] == "gpu-box"]
     (backend,) = node["backends"]
     assert backend["models"][0]["model"] == GEMMA and backend["url"] == "http://10.0.0.7:8080"
-    assert "docker compose up -d chat" in again.stdout
+    assert "docker compose up -d chat" in again.out
 
 
-def test_models_dir_must_be_an_absolute_path(tmp_path: Path, store: Path) -> None:
+def test_models_dir_must_be_an_absolute_path(tmp_path: Path, wave) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "wave.yaml").write_text(FLEET.replace("/var/lib/wave/models", "models"))
-    r = wave(store, tmp_path, "deploy", SMOLLM2, "--on", "gpu-box", "-f", "wave.yaml", "--dry-run")
-    assert (
-        r.returncode == 2
-        and "wave.yaml:10: nodes[1].models_dir: " in r.stderr
-        and "must be an absolute path" in r.stderr
-    )
+    r: Ran = wave("deploy", SMOLLM2, "--on", "gpu-box", "-f", tmp_path / "wave.yaml", "--dry-run")
+    assert "wave.yaml:10: nodes[1].models_dir: must be an absolute path" in r.error
