@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from deploy_support import GEMMA, SMOLLM2, WAVE, SteadyLoad, shared_store, wave_up
@@ -81,6 +82,10 @@ def test_a_swap_and_a_rollback_under_load_fail_no_request(tmp_path: Path, store:
             assert finished, f"no request of {old} was in flight when {new} took over"
         drained_streams = [o for o in load.outcomes if o.stream and o.backend in ("chat@1", "chat@2")]
         assert drained_streams and all(o.tokens >= 20 for o in drained_streams)
+
+        metrics = httpx.get(up.base + "/metrics", timeout=10).text
+        assert 'wave_backend_healthy{backend="chat@3"} 1.0' in metrics
+        assert 'wave_backend_healthy{backend="chat@1"}' not in metrics  # gone with its engine
 
         # what is deployed is on disk for the next start, and the admin actions are audited
         (d,) = load_deployments(home / "deployments.json")

@@ -81,6 +81,7 @@ class Gateway:
         if b in self.backends:
             self.backends.remove(b)
             self.reindex()
+            self.metrics.forget_backend(b.name)
 
     def models(self) -> list[str]:
         return sorted(self._by_model)
