@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from models_support import Ran, run_cli, tiny_gguf
+from models_support import tiny_gguf
 
+from support import Ran, run_cli
 from waveidp.engines.local_files import GEMMA_STORE_NAME
 from waveidp.models import ModelStore
 

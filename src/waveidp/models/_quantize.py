@@ -75,11 +75,7 @@ def parse_types(text: str) -> list[str]:
 
 def output_name(base: StoredModel, qtype: str) -> str:
     """`smollm2-135m-instruct-f16` + Q4_K_M -> `smollm2-135m-instruct-q4_k_m`."""
-    stem = base.name
-    own = (base.manifest.quant or "").lower()
-    if own and stem.endswith(f"-{own}"):
-        stem = stem[: -len(own) - 1]
-    return check_name(f"{stem}-{qtype.lower()}")
+    return check_name(f"{base.stem}-{qtype.lower()}")
 
 
 def quantize(

@@ -91,6 +91,15 @@ class StoredModel:
     def weights_path(self) -> Path:
         return self.folder / self.manifest.weights
 
+    @property
+    def stem(self) -> str:
+        """The name without its own format's suffix: `smollm2-135m-instruct-q4_k_m` -> `smollm2-135m-instruct`
+        (the name its other formats share)."""
+        own = (self.manifest.quant or "").lower()
+        if own and self.name.endswith(f"-{own}"):
+            return self.name[: -len(own) - 1]
+        return self.name
+
 
 class ModelStore:
     def __init__(self, root: str | Path | None = None, *, create: bool = True) -> None:

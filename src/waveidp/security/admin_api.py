@@ -44,22 +44,25 @@ def _issued(issued: IssuedKey) -> dict[str, Any]:
     return {**issued.record.to_dict(), "key": issued.key.reveal()}
 
 
+def check_admin(admin_key: Secret | None, headers: Any) -> None:
+    """Nothing when `headers` carry the admin key; else the 403 (no admin key configured) or 401."""
+    if admin_key is None:
+        raise ApiError(
+            403,
+            "the admin API is disabled: no admin key is configured",
+            type="permission_error",
+            code="admin_disabled",
+        )
+    token = bearer_token(headers)
+    if token is None:
+        raise unauthorized("the admin API needs 'Authorization: Bearer <admin key>'", code="missing_api_key")
+    if not admin_key.matches(token):
+        raise unauthorized("invalid admin key")
+
+
 def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/admin") -> APIRouter:
     def require_admin(request: Request) -> None:
-        if admin_key is None:
-            raise ApiError(
-                403,
-                "the admin API is disabled: no admin key is configured",
-                type="permission_error",
-                code="admin_disabled",
-            )
-        token = bearer_token(request.headers)
-        if token is None:
-            raise unauthorized(
-                "the admin API needs 'Authorization: Bearer <admin key>'", code="missing_api_key"
-            )
-        if not admin_key.matches(token):
-            raise unauthorized("invalid admin key")
+        check_admin(admin_key, request.headers)
 
     router = APIRouter(prefix=prefix, tags=["admin"], dependencies=[Depends(require_admin)])
 

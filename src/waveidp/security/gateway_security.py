@@ -15,6 +15,7 @@ tokens when configured. Limits live in this process, or in Redis with `redis_url
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,10 +81,13 @@ class GatewaySecurity:
             self.keys = None
 
 
-def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> GatewaySecurity:
+def build_security(
+    options: SecurityOptions, *, host: str, workers: int = 1, admin_routers: Sequence[Any] = ()
+) -> GatewaySecurity:
     """The guard, key store, audit log and admin app of a gateway listening on `host`, one of
     `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
-    public bind without authentication."""
+    public bind without authentication. `admin_routers`: more FastAPI routers under `/admin` (each
+    checks the admin key itself, e.g. `wave up`'s `/admin/deployments`)."""
     check_bind(host, auth_enabled=options.auth)
     keys = KeyStore(key_table(options.database_url, options.keys_db)) if options.auth else None
     if keys is not None:
@@ -115,6 +119,8 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
         admin_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         install_handlers(admin_app)
         admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
+        for router in admin_routers:
+            admin_app.include_router(router)
     audit_where = (options.database_url or options.audit_db or default_path()) if options.audit else None
     return GatewaySecurity(guard, keys, admin_app, options.admin_key, audit_where)
 
