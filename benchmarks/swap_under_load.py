@@ -47,8 +47,9 @@ from rich.console import Console
 from rich.table import Table
 
 from waveidp import models
-from waveidp.engines.local_files import embedded_model_path, gemma_model_path
+from waveidp.engines.local_files import embedded_model_path
 from waveidp.loopback import free_port
+from waveidp.models import gemma_model_path
 
 RESULTS = Path(__file__).parent / "results"
 WAVE = Path(sys.executable).with_name("wave")

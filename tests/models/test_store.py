@@ -14,8 +14,7 @@ import pytest
 from models_support import tiny_gguf
 
 from support import Ran, run_cli
-from waveidp.engines.local_files import GEMMA_STORE_NAME
-from waveidp.models import ModelStore
+from waveidp.models import GEMMA_STORE_NAME, ModelStore
 
 pytestmark = pytest.mark.timeout(300)
 

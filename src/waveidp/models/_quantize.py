@@ -16,9 +16,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from waveidp.catalog.store_manifest import Source, StoredFile
 from waveidp.errors import InputError, WaveError
 from waveidp.models._describe import describe
-from waveidp.models._manifest import Source, StoredFile
 from waveidp.models._store import ModelStore, StoredModel, check_name, ensure_space, sha256_file
 
 # llama-quantize's type names (the ones `llama-quantize --help` lists that produce a whole-model file),
