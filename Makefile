@@ -47,10 +47,12 @@ $(OIDC_PROVIDER): tests/console/oidc_provider/package-lock.json
 screenshots: venv models engine console-assets $(OIDC_PROVIDER)
 	WAVE_SCREENSHOTS=1 $(BIN)/pytest tests/console -q
 
-## Debian servers the tests drive for real: nginx, prometheus/promtool, redis, docker-compose, wrk;
+## Debian servers the tests drive for real: nginx, prometheus/promtool, redis, docker-compose, wrk,
+## PostgreSQL (its server lives off PATH, in /usr/lib/postgresql/N/bin), iproute2 (ip netns, tc), curl;
 ## Debian's chromium for the console's browser tests (Playwright drives it).
 system-deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -55,6 +55,7 @@ class Gateway:
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
         self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
+        guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
         # GPU/host telemetry by node, read off the request path (gateway/health.py)
         self.telemetry = {t.node: t for t in telemetry}
@@ -64,6 +65,7 @@ class Gateway:
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request
         self._policies: dict[str, Policy] = {}
         self._by_model: dict[str, list[BackendState]] = {}
+        self.on_demand = False  # some backend's engine is loaded on demand (`BackendState.residency`)
         self.reindex()
         c = self.config
         self.plain_timeout = aiohttp.ClientTimeout(
@@ -79,6 +81,20 @@ class Gateway:
             for m in sorted(b.models):
                 index.setdefault(m, []).append(b)
         self._by_model = index
+        self.on_demand = any(b.residency is not None for b in self.backends)
+
+    def add_backend(self, b: BackendState) -> None:
+        """Serve through `b` from the next request on (a deployment's new engine)."""
+        self.backends.append(b)
+        self.reindex()
+
+    def remove_backend(self, b: BackendState) -> None:
+        """No new request goes to `b`; the requests in flight there finish (`b.inflight` says how
+        many). Health probes of it stop."""
+        if b in self.backends:
+            self.backends.remove(b)
+            self.reindex()
+            self.metrics.forget_backend(b.name)
 
     def models(self) -> list[str]:
         return sorted(self._by_model)

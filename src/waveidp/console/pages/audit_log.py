@@ -37,8 +37,8 @@ def _int(value: str | None) -> int | None:
 
 
 def routes(console: Console) -> list[Route]:
-    def path() -> Path:
-        p = console.security.audit_path
+    def path() -> Path | str:
+        p = console.security.audit_where
         if p is None:
             raise Refused(409, "auditing is off: the gateway keeps no audit log")
         return p
@@ -49,11 +49,11 @@ def routes(console: Console) -> list[Route]:
         around = _int(q.get("around"))
         p = path()
         rows = []
-        if p.exists():
+        if audit.readable(p):
             if around is not None:
-                rows = audit.page(p, where=where, before=around + AROUND + 1, limit=2 * AROUND + 1)
+                rows = audit.page(p, match=where, before=around + AROUND + 1, limit=2 * AROUND + 1)
             else:
-                rows = audit.page(p, where=where, before=_int(q.get("before")), limit=PAGE)
+                rows = audit.page(p, match=where, before=_int(q.get("before")), limit=PAGE)
         return console.render(
             request,
             "audit.html",

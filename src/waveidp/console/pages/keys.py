@@ -92,14 +92,14 @@ def routes(console: Console) -> list[Route]:
         request: Request, principal: str | None, issued: IssuedKey | None, error: str | None
     ) -> dict[str, Any]:
         """What both key pages show: the secret just made (once), an error, the usage charts."""
-        path = console.security.audit_path
+        path = console.security.audit_where
         span = request.query_params.get("range", "24h")
         return {
             "issued": issued,
             "secret": issued.key.reveal() if issued else None,
             "error": error,
             "charts": aggregates.get(("usage", principal, span), lambda: usage_charts(path, principal, span))
-            if path and path.exists()
+            if audit.readable(path)
             else [],
             "span": span,
             "ranges": list(RANGES),
@@ -114,10 +114,10 @@ def routes(console: Console) -> list[Route]:
         form: Any = None,
     ) -> Response:
         keys = store().list(include_revoked=request.query_params.get("all") == "1")
-        path = console.security.audit_path
+        path = console.security.audit_where
         day = (
             aggregates.get("totals", lambda: audit.totals(path, since=time.time() - 86400))
-            if path and path.exists()
+            if audit.readable(path)
             else {}
         )
         return console.render(

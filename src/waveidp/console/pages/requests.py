@@ -133,11 +133,11 @@ def routes(console: Console) -> list[Route]:
         q = request.query_params
         where = audit.AuditFilter(**{f: (q.get(f) or None) for f in FILTERS}, requests_only=True)
         before = q.get("before")
-        path = console.security.audit_path
+        path = console.security.audit_where
         recent = console.gw.recent
-        if path is not None and path.exists():
+        if audit.readable(path):
             rows = audit.page(
-                path, where=where, before=int(before) if before and before.isdigit() else None, limit=PAGE
+                path, match=where, before=int(before) if before and before.isdigit() else None, limit=PAGE
             )
             shown = join(rows, recent.by_id() if recent else {})
             source = "audit log"
