@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import sys
 import time
@@ -180,3 +181,30 @@ def test_node_samples_and_gpu_pressure_from_an_exporter_of_an_h100() -> None:
         asyncio.run(scenario())
     finally:
         exporter.collector.close()
+
+
+def test_wave_ups_own_collector_stuck_on_a_device_shows_the_node_down() -> None:
+    collector = NodeCollector(
+        0.2, nvml=NvmlReader(nvml=FakeNvml([h100()])), tegrastats=TegrastatsReader("/x")
+    )
+    here = NodeTelemetry("here", local=True, collector=collector)
+    gw = Gateway([], Guard(Authenticator()), telemetry=[here])
+
+    async def read() -> None:
+        await read_node(gw, here)
+
+    try:
+        asyncio.run(read())
+        assert here.status_line() == "no telemetry yet: the node collector has no sample yet"
+        fresh = collector.open()
+        asyncio.run(read())
+        assert gw.node_samples == {"here": fresh}
+        # the collector's thread hangs in NVML: its last sample ages past the exporter's own limit
+        collector._latest = dataclasses.replace(fresh, taken_at=fresh.taken_at - 60)
+        asyncio.run(read())
+        assert gw.node_samples == {"here": None}
+        assert (
+            "last sample is from" in here.status_line() and "a device stopped answering" in here.status_line()
+        )
+    finally:
+        collector.close()

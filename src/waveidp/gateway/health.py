@@ -24,7 +24,7 @@ import orjson
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.routing.headroom import pressure
 from waveidp.gateway.state import Gateway
-from waveidp.gateway.telemetry import NodeTelemetry, backend_gpus, metrics_url, shown_url
+from waveidp.gateway.telemetry import NodeTelemetry, backend_gpus, metrics_url, shown_url, wall_clock
 from waveidp.observe import NodeCollector
 from waveidp.observe.exporter import stale_after
 from waveidp.observe.samples import NodeSample
@@ -140,9 +140,8 @@ def _local_sample(t: NodeTelemetry) -> NodeSample:
     if c is None or sample is None:
         raise TelemetryUnavailable("the node collector has no sample yet")
     if time.time() - sample.taken_at > stale_after(c.interval_s):
-        raise TelemetryUnavailable(
-            f"the node collector's last sample is from {_clock(sample.taken_at)} (a device stopped answering)"
-        )
+        when = wall_clock(sample.taken_at)
+        raise TelemetryUnavailable(f"the collector's last sample is from {when}: a device stopped answering")
     return sample
 
 
@@ -182,10 +181,10 @@ async def telemetry_loop(gw: Gateway) -> None:
     collector runs in this process meanwhile."""
     nodes = list(gw.telemetry.values())
     local = [t for t in nodes if t.local]
-    for t in local:
-        t.collector = NodeCollector(gw.config.telemetry_interval_s)
-        await asyncio.to_thread(t.collector.start)  # opening NVML can take a second
     try:
+        for t in local:
+            t.collector = NodeCollector(gw.config.telemetry_interval_s)
+            await asyncio.to_thread(t.collector.start)  # opening NVML can take a second
         await asyncio.gather(*(_node_loop(gw, t) for t in nodes))
     finally:
         for t in local:
@@ -200,10 +199,6 @@ async def _node_loop(gw: Gateway, t: NodeTelemetry) -> None:
         except Exception:  # a bug in one read must not end the node's reads
             log.exception("reading the telemetry of node %s failed", t.node)
         await asyncio.sleep(gw.config.telemetry_interval_s)
-
-
-def _clock(unix: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(unix))
 
 
 def _describe(exc: BaseException) -> str:

@@ -90,7 +90,7 @@ class NodeTelemetry:
         if self.error is not None:
             if self.read_at is None:
                 return f"no telemetry yet: {self.error}"
-            return f"no telemetry since {_clock(self.read_at)}: {self.error}"
+            return f"no telemetry since {wall_clock(self.read_at)}: {self.error}"
         if self.read_at is None:
             return "waiting for the first read"
         return f"read {time.time() - self.read_at:.0f} s ago"
@@ -101,7 +101,8 @@ def backend_gpus(sample: NodeSample, indices: tuple[int, ...] | None) -> list[Gp
     return [g for g in sample.gpus if indices is None or g.index in indices]
 
 
-def _clock(unix: float) -> str:
+def wall_clock(unix: float) -> str:
+    """A Unix time as people read it in a status line (local HH:MM:SS)."""
     return time.strftime("%H:%M:%S", time.localtime(unix))
 
 
