@@ -94,8 +94,9 @@ def aiperf(exe: Path, url: str, out: Path, tokenizer: Path, endpoint: str = "cha
            "--extra-inputs", "ignore_eos:true", "--extra-inputs", f"min_tokens:{LOAD['output']}",
            "--tokenizer", str(tokenizer), "--use-server-token-count", "--random-seed", "1",
            "--artifact-dir", str(out), "--no-auto-plot"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=out.parent, env=env)
+    # Not HF_HUB_OFFLINE: aiperf 0.13's offline mode looks a tokenizer up as a hub repo id even when it
+    # is a local folder, and fails; online, a local folder is loaded as it is (nothing is fetched).
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=out.parent)
     export = out / "profile_export_aiperf.json"
     shown = shlex.join(["aiperf", *cmd[1:]])
     if r.returncode != 0 or not export.exists():
