@@ -107,7 +107,11 @@ def aiperf(exe: Path, url: str, out: Path, tokenizer: Path, endpoint: str = "cha
         "command": shown,
         "aiperf_version": data.get("aiperf_version"),
         "ttft_ms_mean": data["time_to_first_token"]["avg"],
-        "itl_ms_mean": data["inter_token_latency"]["avg"],
+        # without token counts (AIPerf 0.13 reads a Responses stream's usage only from
+        # `response.completed`; a run that stops at max_output_tokens ends in `response.incomplete`,
+        # as OpenAI's does) AIPerf has no ITL, only the gap between chunks
+        "itl_ms_mean": (data.get("inter_token_latency") or data["inter_chunk_latency"])["avg"],
+        "itl_source": "inter_token_latency" if "inter_token_latency" in data else "inter_chunk_latency",
         "completed": data.get("request_count", {}).get("avg"),
     }
 
