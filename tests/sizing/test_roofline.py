@@ -55,7 +55,9 @@ def test_hybrid_split_time_adds_each_memorys_share() -> None:
     d = Deployment(
         model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090, RYZEN_9900X], engine="llamacpp", n_gpu_layers=16
     )
-    perf = PerfModel(d, EFF, every_device=True)
+    # compute that never binds (the CPU's llama.cpp kernels scaled up), so each device's time is
+    # its bytes over its achieved bandwidth
+    perf = PerfModel(d, EFF.model_copy(update={"decode_compute": 10.0}), every_device=True)
     gpu, cpu = plan_memory(d).placements
     kv = 100 * 131072
     expected = (

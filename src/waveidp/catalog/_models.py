@@ -47,6 +47,14 @@ class Hardware(_Entry):
     tdp_watts: float | None = None
     cores: int | None = None
     cpu_flags: tuple[str, ...] = ()
+    threads: int | None = Field(default=None, description="logical CPUs (SMT threads); None = cores")
+    core_bandwidth_bytes_per_s: float | None = Field(
+        default=None, gt=0, description="what one core streams from memory, measured (a CPU thread's limit)"
+    )
+    calibration: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="engine -> efficiency factors measured on this device (its fleet node's calibration)",
+    )
 
 
 class ModelSpec(_Entry):

@@ -91,8 +91,13 @@ def size(
         help="bf16, fp8, awq, q4_k_m, ... (default: the file's, else bf16 for vLLM, q4_k_m for llama.cpp)",
     ),
     device: list[str] = typer.Option(
-        ..., "--device", "-d", help="hardware id; repeat for GPU + CPU (hybrid)"
+        ...,
+        "--device",
+        "-d",
+        help="hardware id, or NODE/DEVICE of the --fleet file (its detected description and calibration); "
+        "repeat for GPU + CPU (hybrid)",
     ),
+    fleet_file: Path = typer.Option(None, "--fleet", "-f", help="fleet file for NODE/DEVICE ids (wave.yaml)"),
     engine: str = typer.Option(None, "--engine", "-e", help="vllm | llamacpp | transformers | trtllm"),
     context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence (max-model-len / slot)"),
     prompt_tokens: int = typer.Option(512, "--prompt-tokens", help="prompt length of a request"),
@@ -130,7 +135,7 @@ def size(
     if threads is not None:
         extra["threads"] = threads
     with _options_checked():
-        d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
+        d = Deployment.build(model, quant, _devices(device, fleet_file), engine, tp=tp, **extra)
         request = SizingRequest(
             deployment=d,
             prompt_tokens=prompt_tokens,
@@ -143,6 +148,31 @@ def size(
         print_json(result)
     else:
         _print_result(result)
+
+
+def _devices(ids: list[str], fleet_file: Path | None) -> list[Hardware]:
+    """Catalog ids as they are; NODE/DEVICE as that fleet device (detected description, calibration)."""
+    from waveidp import catalog, fleet
+
+    f = fleet.load(fleet_file) if fleet_file is not None else None
+    out = []
+    for ref in ids:
+        if "/" not in ref:
+            out.append(catalog.hardware(ref))
+            continue
+        if f is None:
+            raise InputError(f"{ref} names a fleet device but no --fleet file is given", where="--device")
+        node_name, _, dev_id = ref.partition("/")
+        try:
+            node = f.node(node_name)
+            dev = next(d for d in node.devices if d.id == dev_id)
+        except (KeyError, StopIteration):
+            known = ", ".join(f"{n.name}/{d.id}" for n in f.nodes for d in n.devices) or "none"
+            raise InputError(
+                f"no device {ref} in {fleet_file}", where="--device", fix=f"one of {known}"
+            ) from None
+        out.append(fleet.device_hardware(dev, node))  # one unit, like a catalog id (--tp for more)
+    return out
 
 
 def _print_result(r: SizingResult) -> None:
@@ -307,7 +337,7 @@ def _compact(ids: list[str]) -> list[str]:
 
 def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]], Hardware | None]]:
     """(node name, [(accelerator hardware, count)], host CPU hardware or None) per node."""
-    from waveidp import catalog
+    from waveidp.fleet import device_hardware
 
     if fleet_file is None:
         from waveidp.fleet.detect import detect_local_node
@@ -322,14 +352,7 @@ def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]
         accels: list[tuple[Hardware, int]] = []
         host: Hardware | None = None
         for dev in node.devices:
-            hw = catalog.hardware(dev.hardware)
-            update: dict[str, object] = {}
-            if dev.memory_gib:
-                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
-            cores = getattr(dev, "cores", None)
-            if hw.kind == "cpu" and cores:
-                update["cores"] = cores
-            hw = hw.model_copy(update=update) if update else hw
+            hw = device_hardware(dev, node)
             if hw.kind == "cpu":
                 host = hw
             else:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from waveidp.fleet._loading import load, loads, source_map
 from waveidp.fleet._resolving import ResolvedFleet, resolve
 from waveidp.fleet._writing import dump, merge_node, merge_node_text
+from waveidp.fleet.hardware import device_hardware
 from waveidp.fleet.models import (
     Backend,
+    Calibration,
     Device,
     EngineKind,
     Fleet,
@@ -28,6 +30,7 @@ from waveidp.fleet.models import (
 
 __all__ = [
     "Backend",
+    "Calibration",
     "Device",
     "EngineKind",
     "Fleet",
@@ -40,6 +43,7 @@ __all__ = [
     "RoutingConfig",
     "RoutingPolicy",
     "ServedModel",
+    "device_hardware",
     "dump",
     "load",
     "loads",

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from waveidp.catalog._models import Dtype
+
 EngineKind = Literal[
     "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
 ]
@@ -36,6 +38,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Calibration(_Strict):
+    """Efficiency factors measured on one device, with when and how (`wave fleet detect --calibrate`)."""
+
+    factors: dict[str, float] = Field(description="sizing efficiency fields and their measured values")
+    measured_at: str = Field(description="ISO 8601 time of the measurement")
+    method: str = Field(description="what ran: tool, its build, models, threads, tests")
+    points: int = Field(default=0, ge=0, description="measurements the factors were fitted to")
+    error_before: dict[str, float] = Field(
+        default_factory=dict, description="median |predicted/measured - 1| per metric with the prior"
+    )
+    error_after: dict[str, float] = Field(
+        default_factory=dict, description="the same with the fitted factors"
+    )
+
+
 class Device(_Strict):
     """One physical device on a node, pointing at a hardware catalog id."""
 
@@ -46,6 +63,24 @@ class Device(_Strict):
     name: str | None = Field(default=None, description="model name as detected (/proc/cpuinfo, NVML)")
     cores: int | None = Field(default=None, ge=1, le=4096, description="physical CPU cores (CPUs only)")
     flags: list[str] = Field(default_factory=list, description="detected CPU features that matter to engines")
+    threads: int | None = Field(default=None, ge=1, le=16384, description="logical CPUs (SMT threads)")
+    base_ghz: float | None = Field(default=None, gt=0, le=10, description="nominal clock (CPUs)")
+    max_ghz: float | None = Field(default=None, gt=0, le=10, description="highest boost clock the OS reports")
+    l2_kib: int | None = Field(default=None, gt=0, description="L2 cache per core, KiB")
+    l3_mib: float | None = Field(default=None, gt=0, description="last-level cache in all, MiB")
+    flop_per_cycle: dict[Dtype, float] = Field(
+        default_factory=dict, description="peak FLOP (int8: OP) per cycle per core, from the detected flags"
+    )
+    memory_bandwidth_gb_s: float | None = Field(
+        default=None, gt=0, le=100_000, description="streaming read of all cores, measured on the node"
+    )
+    core_bandwidth_gb_s: float | None = Field(
+        default=None, gt=0, le=100_000, description="streaming read of one core, measured on the node"
+    )
+    calibration: dict[str, Calibration] = Field(
+        default_factory=dict,
+        description="engine -> factors measured on this device (wave fleet detect --calibrate)",
+    )
 
 
 class ServedModel(_Strict):

@@ -10,6 +10,7 @@ from waveidp.sizing._efficiency import (
     Efficiency,
     calibration_path,
     efficiency_for,
+    efficiency_of,
     load_calibration,
     save_calibration,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "SizingResult",
     "calibration_path",
     "efficiency_for",
+    "efficiency_of",
     "estimate",
     "gb",
     "kv_bytes",

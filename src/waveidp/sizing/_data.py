@@ -27,7 +27,6 @@ class EngineRule(_Strict):
     context_padding: int = 1
     n_ubatch: int = 512
     gpu_free_margin_bytes: int = 0
-    cpu_compute_dtype: str | None = None
     source: str
 
 

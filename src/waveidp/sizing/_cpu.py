@@ -1,0 +1,187 @@
+"""llama.cpp on a CPU: which ggml-cpu kernel runs each weight format on each instruction-set tier,
+what share of the core's peak it reaches, and how that scales with threads and prompt length.
+
+What ggml-cpu does (llama.cpp b11434, ggml/src/ggml-cpu):
+
+- token generation (one row of activations, `n = 1`) runs each weight row through the format's
+  `vec_dot` against activations quantized to the format's partner (`type_traits_cpu[].vec_dot_type`:
+  q8_0 for q4_0/q5_0/q8_0/iq4_nl, q8_1 for q4_1/q5_1, q8_K for the k-quants; f16 and bf16 dot their
+  own type), except for repacked weights, which use the repack `gemv`;
+- prompt processing (`n >= 2`) goes to, in order: an extra buffer type that claimed the weights at
+  load (AMX on Sapphire Rapids and later for q4_0/q4_1/q8_0/q4_K/q5_K/q6_K/iq4_xs; the repacked
+  interleaved layouts `repack.cpp` picks: q4_0, q4_K, iq4_nl and mxfp4 to 8x8 blocks with AVX2,
+  q2_K with AVX-512, q4_0/q4_K/q5_K/q6_K/q8_0 with NEON dotprod/i8mm); then llamafile's tinyBLAS
+  (`llamafile/sgemm.cpp`: f32/f16/bf16 tiles on AVX/AVX-512/NEON, bf16 through VDPBF16PS with
+  AVX512-BF16, and int8 tiles for q8_0/q4_0/q5_0/iq4_nl with VPDPBUSD under AVX512-VNNI or
+  maddubs under AVX2); else the same `vec_dot` per (row, column) pair as token generation.
+
+So a weight format's speed depends on the tier, not one generic efficiency. `data/cpu_kernels.yaml`
+holds, per tier and format, the kernel and its measured rate as a share of the core's peak for the
+dtype it computes in (int8 dot products, bf16 dots or fp32 FMAs; `Hardware.dense_flops`); a
+tier or format not measured borrows the nearest measured cell and says so.
+
+Threads multiply the compute (up to the physical cores), less `threads_compute` (all-core clocks
+are below one core's boost, and threads wait for each other at every op); each thread streams at
+most its core's bandwidth (measured by the probe, else a rule) and all together at most the
+memory's peak, the two limits combined harmonically, of which llama.cpp reaches
+`decode_bandwidth`. Prompt processing reaches its rate
+only for long enough prompts: the tiles fill up (`tokens / (tokens + half_tokens)`).
+
+On CPUs the `Efficiency` of llama.cpp scales this table: `prefill_compute` and `decode_compute` are
+multipliers on the cells' shares (1 = as measured on the reference CPU), which is what a node's
+calibration fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from waveidp.catalog._models import Dtype, Hardware
+from waveidp.errors import ConfigError
+from waveidp.sizing._data import DATA, read_yaml
+from waveidp.sizing._efficiency import Efficiency
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    """An instruction-set level of ggml-cpu: a CPU with all `flags` runs this tier's kernels."""
+
+    id: str
+    flags: tuple[str, ...]
+    like: str | None = Field(default=None, description="an unmeasured tier borrows this tier's cells")
+    note: str = ""
+
+
+class Kernel(_Strict):
+    """One (tier, weight format) cell: the kernels ggml-cpu runs and the shares of peak they reach."""
+
+    prefill: str = Field(description="the kernel of prompt processing (n >= 2)")
+    decode: str = Field(description="the kernel of token generation (n = 1)")
+    dtype: Dtype = Field(description="the arithmetic whose peak bounds both (int8, bf16 or fp32)")
+    prefill_share: float = Field(gt=0, le=1, description="share of that peak per core, long prompts")
+    decode_share: float = Field(gt=0, le=1, description="share of that peak per thread in token generation")
+    half_tokens: float = Field(ge=0, description="prompt length at which prefill reaches half its rate")
+    source: str = ""
+
+
+class CpuTable(_Strict):
+    tiers: tuple[Tier, ...]
+    formats: dict[str, str] = Field(
+        description="weight format (quant id) -> the measured format it runs like"
+    )
+    kernels: dict[str, dict[str, Kernel]]
+    attention_share: float = Field(gt=0, le=1, description="share of the fp32 peak in attention")
+    threads_compute: float = Field(
+        gt=0,
+        le=1,
+        description="share of n x the one-thread rate n >= 2 threads reach (Efficiency.threads_compute)",
+    )
+    threads_falloff: float = Field(
+        ge=0, le=1, description="and its decline with more threads: x n^-falloff (sync, all-core clocks)"
+    )
+    source: str
+
+
+@cache
+def table() -> CpuTable:
+    path = DATA / "cpu_kernels.yaml"
+    try:
+        return CpuTable.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(err["msg"], where=f"{path}: {'.'.join(map(str, err['loc']))}") from exc
+
+
+def tier_of(flags: tuple[str, ...] | frozenset[str]) -> Tier:
+    """The most capable tier whose flags the CPU has."""
+    have = set(flags)
+    return next(t for t in table().tiers if set(t.flags) <= have)
+
+
+def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tier, Kernel, str]:
+    """(tier, cell, note) of `quant` on a CPU with `flags`; the note says what was borrowed."""
+    t = table()
+    tier = tier_of(flags)
+    fmt = t.formats.get(quant, quant)
+    notes = []
+    if fmt != quant:
+        notes.append(f"{quant} runs like {fmt}")
+    measured = tier
+    while measured.id not in t.kernels or fmt not in t.kernels[measured.id]:
+        if measured.like is None:
+            raise ConfigError(
+                f"no CPU kernel rate for {fmt} on tier {tier.id}", where=str(DATA / "cpu_kernels.yaml")
+            )
+        measured = next(x for x in t.tiers if x.id == measured.like)
+    if measured.id != tier.id:
+        notes.append(f"tier {tier.id} not measured: rates of {measured.id}")
+    return tier, t.kernels[measured.id][fmt], "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class CpuRates:
+    """What llama.cpp achieves on one CPU for one weight format and thread count (all threads)."""
+
+    tier: str
+    kernel: Kernel
+    note: str
+    matmul_flops: float  # prompt processing, long prompts
+    gemv_flops: float  # token generation
+    attention_flops: float
+    stream_bytes: float  # weight bytes per second in token generation
+
+    def prefill_matmul_flops(self, tokens: int) -> float:
+        """Prompt matmul rate for a batch of `tokens` rows (the tiles fill up with the batch)."""
+        n = max(1, tokens)
+        return max(self.gemv_flops, self.matmul_flops * n / (n + self.kernel.half_tokens))
+
+    def decode_flops(self, batch: int) -> float:
+        """Matmul rate of a decode step of `batch` sequences: one gemv each, or the prompt kernels
+        when the batch is large enough to make them faster."""
+        return self.gemv_flops if batch <= 1 else self.prefill_matmul_flops(batch)
+
+
+def cpu_rates(
+    hw: Hardware, quant: str, threads: int | None, eff: Efficiency, *, core_bandwidth: float
+) -> CpuRates:
+    """llama.cpp's rates on `hw` with `threads` threads (None = one per core)."""
+    t = table()
+    tier, kernel, note = kernel_for(hw.cpu_flags, quant)
+    cores = hw.cores or 1
+    used = min(threads or cores, cores)
+    per_core = peak_per_core(hw, kernel.dtype)
+    fp32 = peak_per_core(hw, "fp32")
+    per_thread_bw = hw.core_bandwidth_bytes_per_s or core_bandwidth
+    decode_scale = eff.decode_compute if eff.decode_compute is not None else eff.prefill_compute
+    # n threads compute n x one thread's rate, less what all-core clocks and per-op syncs cost
+    if used > 1:
+        share = eff.threads_compute if eff.threads_compute is not None else t.threads_compute
+        parallel = used * share * used**-t.threads_falloff
+    else:
+        parallel = 1.0
+    # each thread streams at most its core's rate and all of them the memory's: the two limits
+    # combine harmonically (measured on the H100 host: 1-16 threads within 15%), of which llama.cpp
+    # reaches `decode_bandwidth`
+    stream = eff.decode_bandwidth / (1 / (per_thread_bw * used) + 1 / hw.memory_bandwidth_bytes_per_s)
+    return CpuRates(
+        tier=tier.id,
+        kernel=kernel,
+        note=note,
+        matmul_flops=per_core * kernel.prefill_share * eff.prefill_compute * parallel,
+        gemv_flops=per_core * kernel.decode_share * decode_scale * parallel,
+        attention_flops=fp32 * t.attention_share * eff.prefill_compute * parallel,
+        stream_bytes=stream,
+    )
+
+
+def peak_per_core(hw: Hardware, dtype: Dtype) -> float:
+    """One core's peak for `dtype` (the catalog's all-core figure over the cores)."""
+    flops = hw.dense_flops
+    value = flops.get(dtype) or flops.get("fp32") or max(flops.values(), default=0.0)
+    return value / (hw.cores or 1)
