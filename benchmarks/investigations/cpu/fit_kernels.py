@@ -2,7 +2,7 @@
 
 Input: the rows of `benchmarks/sizing_cpu.py` (this machine: the native, AVX2, AVX-512 and
 AVX-512 VNNI/BF16 builds, the generated 1B in each format, threads 1 and 2, prompt lengths 2-512)
-and, with --device, the GPU machine's host CPU (`benchmarks/cpu/device_cpu.sh`: its AMX build at
+and, with --device, the GPU machine's host CPU (`benchmarks/investigations/cpu/device_cpu.sh`: its AMX build at
 threads 1-16). Each cell of the table (instruction-set tier x weight format) gets the shares of the
 core's peak that reproduce its rows through the sizing model itself (`PerfModel` with the
 candidate table), so the table and the model cannot drift apart:
@@ -10,12 +10,12 @@ candidate table), so the table and the model cannot drift apart:
   * prefill_share and half_tokens from the prompt-processing rows (prompt lengths 2-512),
   * decode_share from the token-generation rows,
 
-against the core's peaks at the clock it was measured to run at (`benchmarks/cpu/clock.c`), not
+against the core's peaks at the clock it was measured to run at (`benchmarks/investigations/cpu/clock.c`), not
 the nominal clock a VM reports, so the shares carry over to CPUs whose clock is known. Global:
 the attention share and the fixed time per decode step. Prints the cells as YAML and the fit's
 error per cell; writes benchmarks/results/cpu/kernel_fit.json.
 
-    .venv/bin/python benchmarks/cpu/fit_kernels.py --clock-ghz 3.7 [--device benchmarks/results/cpu/gpu_host]
+    .venv/bin/python benchmarks/investigations/cpu/fit_kernels.py --clock-ghz 3.7 [--device benchmarks/results/cpu/gpu_host]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from waveidp import catalog  # noqa: E402
@@ -86,7 +86,7 @@ def reference_cpu(
         dense_flops={k: cores * ghz * 1e9 * v for k, v in per_cycle.items()},  # type: ignore[misc]
         cores=cores,
         core_bandwidth_bytes_per_s=core_bw,
-        source="benchmarks/cpu/fit_kernels.py",
+        source="benchmarks/investigations/cpu/fit_kernels.py",
     )
 
 
@@ -182,7 +182,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/sizing_cpu.json")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "build/models")
-    ap.add_argument("--clock-ghz", type=float, required=True, help="benchmarks/cpu/clock.c on this machine")
+    ap.add_argument("--clock-ghz", type=float, required=True, help="benchmarks/investigations/cpu/clock.c on this machine")
     ap.add_argument(
         "--core-bandwidth-gb-s", type=float, required=True, help="the probe's one-core figure here"
     )
