@@ -238,7 +238,7 @@ def test_bandwidth_probe_measures_this_machine() -> None:
 
 
 def test_the_gpu_machines_host_cpu_as_recorded_there() -> None:
-    """/proc/cpuinfo and sysfs of the H100 machine's host (benchmarks/investigations/cpu/device_cpu.sh): an Emerald
+    """/proc/cpuinfo and sysfs of the H100 machine's host (investigations/cpu/device_cpu.sh): an Emerald
     Rapids Xeon (family 6 model 207) that a VM names only "Intel(R) Xeon(R) Processor", 16 cores,
     2 MiB L2 each, 300 MiB L3, AMX in its flags; no cpufreq, so `cpu MHz` is its base clock."""
     cpu = _cpu("xeon-emr-h100-host")

@@ -2,8 +2,8 @@
 
 Input: the rows of `benchmarks/sizing_cpu.py` (this machine: the native, AVX2, AVX-512 and
 AVX-512 VNNI/BF16 builds, the generated 1B in each format, threads 1 and 2, prompt lengths 2-512)
-and, with --device, the GPU machine's host CPU (`benchmarks/investigations/cpu/device_cpu.sh`: its AMX build at
-threads 1-16). Each cell of the table (instruction-set tier x weight format) gets the shares of the
+and, with --device, the GPU machine's host CPU
+(`benchmarks/investigations/cpu/device_cpu.sh`: threads 1-16). Each cell of the table (instruction-set tier x weight format) gets the shares of the
 core's peak that reproduce its rows through the sizing model itself (`PerfModel` with the
 candidate table), so the table and the model cannot drift apart:
 
@@ -15,7 +15,7 @@ the nominal clock a VM reports, so the shares carry over to CPUs whose clock is 
 the attention share and the fixed time per decode step. Prints the cells as YAML and the fit's
 error per cell; writes benchmarks/results/cpu/kernel_fit.json.
 
-    .venv/bin/python benchmarks/investigations/cpu/fit_kernels.py --clock-ghz 3.7 [--device benchmarks/results/cpu/gpu_host]
+    .venv/bin/python benchmarks/investigations/cpu/fit_kernels.py --clock-ghz 3.7 --core-bandwidth-gb-s 40
 """
 
 from __future__ import annotations
@@ -182,7 +182,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/sizing_cpu.json")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "build/models")
-    ap.add_argument("--clock-ghz", type=float, required=True, help="benchmarks/investigations/cpu/clock.c on this machine")
+    ap.add_argument(
+        "--clock-ghz", type=float, required=True, help="benchmarks/investigations/cpu/clock.c on this machine"
+    )
     ap.add_argument(
         "--core-bandwidth-gb-s", type=float, required=True, help="the probe's one-core figure here"
     )
