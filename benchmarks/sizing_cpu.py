@@ -3,7 +3,8 @@ and `llama-server`, before and after `wave fleet detect --calibrate`.
 
 llama-bench runs with llama.cpp built for several instruction-set levels of this one CPU (an
 AVX-512 VNNI/BF16 EPYC): the venv's native build, and the builds of
-`benchmarks/investigations/cpu/build_isa_variants.sh` restricted to AVX2 (haswell: stands in for the i9-9980HK class), to AVX-512 without VNNI
+`benchmarks/investigations/cpu/build_isa_variants.sh` restricted to AVX2 (haswell: stands in for the
+i9-9980HK class), to AVX-512 without VNNI
 and BF16 (skylakex) and to AVX-512 VNNI/BF16 (zen4: the Ryzen 9 9900X class). Models: SmolLM2-135M
 (Q4_1, the embedded model), Gemma 3 270M (Q4_K_M) and a generated random-weight Llama-shaped 1.07B
 in many formats (f16, then `llama-quantize`). Threads 1 and 2; prompt lengths from 2 to 512.

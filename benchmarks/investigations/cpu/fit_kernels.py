@@ -3,7 +3,8 @@
 Input: the rows of `benchmarks/sizing_cpu.py` (this machine: the native, AVX2, AVX-512 and
 AVX-512 VNNI/BF16 builds, the generated 1B in each format, threads 1 and 2, prompt lengths 2-512)
 and, with --device, the GPU machine's host CPU
-(`benchmarks/investigations/cpu/device_cpu.sh`: threads 1-16). Each cell of the table (instruction-set tier x weight format) gets the shares of the
+(`benchmarks/investigations/cpu/device_cpu.sh`: threads 1-16). Each cell of the table (instruction-
+set tier x weight format) gets the shares of the
 core's peak that reproduce its rows through the sizing model itself (`PerfModel` with the
 candidate table), so the table and the model cannot drift apart:
 
