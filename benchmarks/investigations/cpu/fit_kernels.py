@@ -1,22 +1,23 @@
-"""Fit the CPU kernel table (src/waveidp/sizing/data/cpu_kernels.yaml) to llama-bench measurements.
+"""Fit the CPU kernel table (src/waveidp/sizing/data/cpu_kernels.yaml) to llama-bench sweeps.
 
-Input: the rows of `benchmarks/sizing_cpu.py` (this machine: the native, AVX2, AVX-512 and
-AVX-512 VNNI/BF16 builds, the generated 1B in each format, threads 1 and 2, prompt lengths 2-512)
-and, with --device, the GPU machine's host CPU
-(`benchmarks/investigations/cpu/device_cpu.sh`: threads 1-16). Each cell of the table (instruction-
-set tier x weight format) gets the shares of the
-core's peak that reproduce its rows through the sizing model itself (`PerfModel` with the
-candidate table), so the table and the model cannot drift apart:
+Input: sweeps of `benchmarks/sizing_cpu.py --no-calibrate` on this machine (an AVX-512 VNNI/BF16
+Zen 4 EPYC) with llama.cpp built for three instruction-set levels: the native build (tier
+avx512_vnni_bf16), `build_isa_variants.sh`'s skylakex (avx512: AVX-512 without VNNI/BF16) and
+haswell (avx2). One thread, timed by CPU time; the generated Llama-shaped 1B in every format,
+prompt lengths 2-256 and 32 generated tokens.
 
-  * prefill_share and half_tokens from the prompt-processing rows (prompt lengths 2-512),
-  * decode_share from the token-generation rows,
+Each cell of the table (tier x weight format) gets the shares of one core's peak that reproduce its
+rows through the sizing model itself (`PerfModel` with the candidate table), so table and model
+cannot drift apart: prefill_share and half_tokens from the prompt rows, decode_share from the
+generation row. The peaks are the core's at the clock it was measured to run at
+(`clock.c`: 3.675 GHz here; Zen 4 does 32 fp32 FLOP, 64 bf16 and 128 int8 OP per cycle), not the
+nominal clock the VM reports, so the shares carry over to CPUs whose clock is known; its one-core
+streaming read is the probe's (`waveidp.fleet.probe`) with idle neighbours.
 
-against the core's peaks at the clock it was measured to run at (`benchmarks/investigations/cpu/clock.c`), not
-the nominal clock a VM reports, so the shares carry over to CPUs whose clock is known. Global:
-the attention share and the fixed time per decode step. Prints the cells as YAML and the fit's
-error per cell; writes benchmarks/results/cpu/kernel_fit.json.
+Prints each cell and its median error, writes the cells into the YAML (--write) and a JSON record.
 
-    .venv/bin/python benchmarks/investigations/cpu/fit_kernels.py --clock-ghz 3.7 --core-bandwidth-gb-s 40
+    .venv/bin/python benchmarks/investigations/cpu/fit_kernels.py --clock-ghz 3.675 \\
+        --core-bandwidth-gb-s 40 benchmarks/results/cpu/sweep_{native,isa}.json --write
 """
 
 from __future__ import annotations
@@ -29,10 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from waveidp import catalog  # noqa: E402
 from waveidp.bench.calibrate import nelder_mead  # noqa: E402
@@ -46,188 +44,178 @@ BUILD_TIER = {
     "avx512": "avx512",
     "avx2": "avx2",
 }
+BASE = ("sse4_2", "avx", "avx2", "fma", "f16c")
 TIER_FLAGS = {
-    "avx2": ("avx2", "fma", "f16c"),
-    "avx512": ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"),
-    "avx512_vnni_bf16": (
-        "avx2",
-        "fma",
-        "f16c",
-        "avx512f",
-        "avx512bw",
-        "avx512vl",
-        "avx512_vnni",
-        "avx512_bf16",
-    ),
-    "amx": (
-        "avx2",
-        "fma",
-        "f16c",
-        "avx512f",
-        "avx512bw",
-        "avx512vl",
-        "avx512_vnni",
-        "avx512_bf16",
-        "amx_int8",
-        "amx_tile",
-    ),
+    "avx2": BASE,
+    "avx512": (*BASE, "avx512f", "avx512bw", "avx512vl"),
+    "avx512_vnni_bf16": (*BASE, "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"),
 }
+ZEN4_PER_CYCLE = {"fp32": 32.0, "bf16": 64.0, "int8": 128.0}  # catalog/data/cpu_cores.yaml
 
 
-def reference_cpu(
-    name: str, ghz: float, per_cycle: dict[str, float], cores: int, core_bw: float, mem_bw: float
-) -> Hardware:
+def reference_cpu(ghz: float, core_bw: float) -> Hardware:
     return Hardware(
         id="cpu-fit-reference",
-        name=name,
+        name="the Zen 4 EPYC core of benchmarks/sizing_cpu.py at its measured clock",
         kind="cpu",
-        vendor="measured",
-        memory_bytes=64 * 1024**3,
-        memory_bandwidth_bytes_per_s=mem_bw,
-        dense_flops={k: cores * ghz * 1e9 * v for k, v in per_cycle.items()},  # type: ignore[misc]
-        cores=cores,
+        vendor="amd",
+        memory_bytes=16 * 1024**3,
+        memory_bandwidth_bytes_per_s=1e12,  # one thread: its own stream binds, not the memory's
+        dense_flops={k: ghz * 1e9 * v for k, v in ZEN4_PER_CYCLE.items()},  # type: ignore[misc]
+        cores=1,
         core_bandwidth_bytes_per_s=core_bw,
         source="benchmarks/investigations/cpu/fit_kernels.py",
     )
 
 
-def predict(hw: Hardware, row: dict[str, Any], eff: Efficiency, spec_cache: dict[str, Any]) -> float:
-    path = row["path"]
-    if path not in spec_cache:
-        spec_cache[path] = catalog.model(path)
-    d = Deployment.build(
-        spec_cache[path],
-        row["quant"],
-        [hw],
-        "llamacpp",
-        threads=row["threads"],
-        context=row["n_prompt"] + row["n_gen"] + 256,
-    )
-    perf = PerfModel(d, eff)
-    if row["n_prompt"]:
-        return row["n_prompt"] / perf.prefill_seconds(row["n_prompt"])
-    return 1.0 / perf.decode_step_seconds(1, max(1, row["n_gen"] // 2))
+class Predictor:
+    def __init__(self) -> None:
+        self.specs: dict[str, Any] = {}
 
-
-def with_cell(base: cpu.CpuTable, tier: str, fmt: str, cell: cpu.Kernel, **globals_: float) -> cpu.CpuTable:
-    kernels = {t: dict(cells) for t, cells in base.kernels.items()}
-    kernels.setdefault(tier, {})[fmt] = cell
-    return base.model_copy(update={"kernels": kernels, **globals_})
+    def __call__(self, hw: Hardware, row: dict[str, Any], eff: Efficiency) -> float:
+        path = row["path"]
+        if path not in self.specs:
+            self.specs[path] = catalog.model(path)
+        ctx = row["n_prompt"] + row["n_gen"] + 256
+        d = Deployment.build(self.specs[path], row["quant"], [hw], "llamacpp", threads=1, context=ctx)
+        perf = PerfModel(d, eff)
+        if row["n_prompt"]:
+            return float(row["n_prompt"] / perf.prefill_seconds(row["n_prompt"]))
+        return float(1.0 / perf.decode_step_seconds(1, max(1, row["n_gen"] // 2)))
 
 
 def use(table: cpu.CpuTable) -> None:
     cpu.table = lambda: table  # type: ignore[method-assign]
 
 
+def with_cell(base: cpu.CpuTable, tier: str, fmt: str, cell: cpu.Kernel) -> cpu.CpuTable:
+    kernels = {t: dict(cells) for t, cells in base.kernels.items()}
+    kernels.setdefault(tier, {})[fmt] = cell
+    return base.model_copy(update={"kernels": kernels})
+
+
+def start_cell(base: cpu.CpuTable, tier: str, fmt: str) -> cpu.Kernel:
+    _, cell, _ = cpu.kernel_for(TIER_FLAGS[tier], fmt)
+    return cell
+
+
 def fit_cell(
-    hw: Hardware, rows: list[dict[str, Any]], base: cpu.CpuTable, tier: str, fmt: str, eff: Efficiency
+    hw: Hardware, rows: list[dict[str, Any]], table: cpu.CpuTable, tier: str, fmt: str, predict: Predictor
 ) -> tuple[cpu.Kernel, dict[str, float]]:
-    start = base.kernels.get(tier, {}).get(fmt) or base.kernels["avx2"][fmt]
+    use(table)
+    start = start_cell(table, tier, fmt)
+    eff = Efficiency(decode_bandwidth=1.0, prefill_compute=1.0, decode_compute=1.0, step_overhead_s=0.0002)
     pp = [r for r in rows if r["n_prompt"]]
     tg = [r for r in rows if not r["n_prompt"]]
-    cache: dict[str, Any] = {}
+    fit_half = len({r["n_prompt"] for r in pp}) >= 3  # else the half-rate length stays as borrowed
 
     def cell_at(x: list[float]) -> cpu.Kernel:
         return start.model_copy(
             update={
                 "prefill_share": min(1.0, max(1e-3, start.prefill_share * math.exp(x[0]))),
-                "half_tokens": min(512.0, max(0.0, start.half_tokens * math.exp(x[1]))),
+                "half_tokens": min(512.0, max(0.05, max(start.half_tokens, 0.05) * math.exp(x[1]))),
                 "decode_share": min(1.0, max(1e-3, start.decode_share * math.exp(x[2]))),
             }
         )
 
     def loss(x: list[float], which: list[dict[str, Any]]) -> float:
-        use(with_cell(base, tier, fmt, cell_at(x)))
-        return sum(math.log(predict(hw, r, eff, cache) / r["measured"]) ** 2 for r in which)
+        use(with_cell(table, tier, fmt, cell_at(x)))
+        return sum(math.log(predict(hw, r, eff) / r["measured"]) ** 2 for r in which)
 
     x = [0.0, 0.0, 0.0]
-    if pp:
-        best = nelder_mead(lambda v: loss([v[0], v[1], 0.0], pp), [0.0, 0.0], step=0.4, iters=200)
-        x[0], x[1] = best
+    if pp and fit_half:
+        x[0], x[1] = nelder_mead(lambda v: loss([v[0], v[1], 0.0], pp), [0.0, 0.0], step=0.5, iters=300)
+    elif pp:
+        x[0] = nelder_mead(lambda v: loss([v[0], 0.0, 0.0], pp), [0.0], step=0.5, iters=150)[0]
     if tg:
-        best = nelder_mead(lambda v: loss([x[0], x[1], v[0]], tg), [0.0], step=0.4, iters=100)
-        x[2] = best[0]
+        x[2] = nelder_mead(lambda v: loss([x[0], x[1], v[0]], tg), [0.0], step=0.5, iters=150)[0]
     cell = cell_at(x)
-    use(with_cell(base, tier, fmt, cell))
+    use(with_cell(table, tier, fmt, cell))
     err = {
-        kind: statistics.median(abs(predict(hw, r, eff, cache) / r["measured"] - 1) for r in which)
+        kind: round(statistics.median(abs(predict(hw, r, eff) / r["measured"] - 1) for r in which), 4)
         for kind, which in (("pp", pp), ("tg", tg))
         if which
     }
     return cell, err
 
 
-def local_rows(path: Path, models_dir: Path) -> list[dict[str, Any]]:
-    doc = json.loads(path.read_text())
+def sweep_rows(paths: list[Path]) -> list[dict[str, Any]]:
     out = []
-    for r in doc["rows"]:
-        if r["model"].split()[0] != "random-llama-1b" or r["build"] not in BUILD_TIER:
-            continue
-        out.append(
-            {
-                "tier": BUILD_TIER[r["build"]],
-                "build": r["build"],
-                "format": r["quant"],
-                "quant": r["quant"],
-                "path": str(models_dir / r["file"]),
-                "threads": r["threads"],
-                "n_prompt": r["n_prompt"],
-                "n_gen": r["n_gen"],
-                "measured": r["measured_tokens_per_s"],
-            }
-        )
+    for path in paths:
+        for r in json.loads(path.read_text())["rows"]:
+            if r["model"].split()[0] != "random-llama-1b" or r["threads"] != 1:
+                continue
+            out.append(
+                {
+                    "tier": BUILD_TIER[r["build"]],
+                    "format": r["quant"],
+                    "quant": r["quant"],
+                    "path": str(ROOT / "build/models" / r["file"]),
+                    "n_prompt": r["n_prompt"],
+                    "n_gen": r["n_gen"],
+                    "measured": r["measured_tokens_per_s"],
+                }
+            )
     return out
+
+
+def write_cells(path: Path, cells: dict[str, dict[str, dict[str, Any]]], source: str) -> None:
+    """Replace the `kernels:` section of the YAML (kept at the end of the file) with `cells`."""
+    text = path.read_text()
+    head = text[: text.index("\nkernels:\n") + 1]
+    lines = ["kernels:"]
+    for tier, fmts in cells.items():
+        lines.append(f"  {tier}:")
+        for fmt, c in fmts.items():
+            lines.append(
+                f"    {fmt}: {{prefill: {json.dumps(c['prefill'])}, decode: {json.dumps(c['decode'])}, "
+                f"dtype: {c['dtype']}, "
+                f"prefill_share: {c['prefill_share']:.4g}, decode_share: {c['decode_share']:.4g}, "
+                f"half_tokens: {c['half_tokens']:.3g}}}"
+            )
+    path.write_text(head + "\n".join(lines) + "\n")
+    del source
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/sizing_cpu.json")
-    ap.add_argument("--models-dir", type=Path, default=ROOT / "build/models")
-    ap.add_argument(
-        "--clock-ghz", type=float, required=True, help="benchmarks/investigations/cpu/clock.c on this machine"
-    )
-    ap.add_argument(
-        "--core-bandwidth-gb-s", type=float, required=True, help="the probe's one-core figure here"
-    )
-    ap.add_argument("--threads", type=int, default=1, help="fit on rows with this many threads")
+    ap.add_argument("sweeps", type=Path, nargs="+", help="sizing_cpu.py --no-calibrate JSON files")
+    ap.add_argument("--clock-ghz", type=float, required=True, help="clock.c on this machine")
+    ap.add_argument("--core-bandwidth-gb-s", type=float, required=True, help="the probe's one-core figure")
+    ap.add_argument("--write", action="store_true", help="write the cells into cpu_kernels.yaml")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cpu/kernel_fit.json")
     args = ap.parse_args()
 
-    rows = [r for r in local_rows(args.results, args.models_dir) if r["threads"] == args.threads]
-    # this machine: Zen 4, 2 x 256-bit FMA (catalog/data/cpu_cores.yaml), at the clock it runs at
-    hw = reference_cpu(
-        "reference: the EPYC (Zen 4) of benchmarks/sizing_cpu.py",
-        args.clock_ghz,
-        {"fp32": 32, "bf16": 64, "int8": 128},
-        2,
-        args.core_bandwidth_gb_s * 1e9,
-        2 * args.core_bandwidth_gb_s * 1e9,
-    )
-    eff = Efficiency(decode_bandwidth=1.0, prefill_compute=1.0, decode_compute=1.0, step_overhead_s=0.0002)
-    base = cpu.table()
-    cells: dict[str, dict[str, Any]] = {}
+    rows = sweep_rows(args.sweeps)
+    hw = reference_cpu(args.clock_ghz, args.core_bandwidth_gb_s * 1e9)
+    predict = Predictor()
+    table = cpu.table()
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
     report = []
-    table = base
-    for tier in sorted({r["tier"] for r in rows}):
+    for tier in ("avx512_vnni_bf16", "avx512", "avx2"):
         for fmt in sorted({r["format"] for r in rows if r["tier"] == tier}):
             picked = [r for r in rows if r["tier"] == tier and r["format"] == fmt]
             hw_tier = hw.model_copy(update={"cpu_flags": TIER_FLAGS[tier]})
-            cell, err = fit_cell(hw_tier, picked, table, tier, fmt, eff)
+            cell, err = fit_cell(hw_tier, picked, table, tier, fmt, predict)
             table = with_cell(table, tier, fmt, cell)
-            cells.setdefault(tier, {})[fmt] = cell.model_dump(exclude_defaults=True)
+            cells.setdefault(tier, {})[fmt] = cell.model_dump()
             report.append(
                 {"tier": tier, "format": fmt, "rows": len(picked), "median_error": err, **cell.model_dump()}
             )
             print(
-                f"{tier:18s} {fmt:7s} rows {len(picked):2d}  prefill {cell.prefill_share:.3f} "
-                f"(half {cell.half_tokens:.1f} tok)  decode {cell.decode_share:.3f}  error {err}"
+                f"{tier:17s} {fmt:7s} rows {len(picked)}  prefill {cell.prefill_share:.3f} of {cell.dtype} "
+                f"(half at {cell.half_tokens:.1f} tokens)  decode {cell.decode_share:.3f}  error {err}"
             )
-    print(yaml.safe_dump({"kernels": cells}, sort_keys=False, width=140))
+    if args.write:
+        write_cells(ROOT / "src/waveidp/sizing/data/cpu_kernels.yaml", cells, " ".join(sys.argv))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"command": " ".join(sys.argv), "clock_ghz": args.clock_ghz, "cells": report}, indent=1)
-        + "\n"
-    )
+    doc = {
+        "command": " ".join(sys.argv),
+        "clock_ghz": args.clock_ghz,
+        "core_bandwidth_gb_s": args.core_bandwidth_gb_s,
+        "cells": report,
+    }
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

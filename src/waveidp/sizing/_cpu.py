@@ -105,23 +105,25 @@ def tier_of(flags: tuple[str, ...] | frozenset[str]) -> Tier:
 
 
 def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tier, Kernel, str]:
-    """(tier, cell, note) of `quant` on a CPU with `flags`; the note says what was borrowed."""
+    """(tier, cell, note) of `quant` on a CPU with `flags`: the format's own cell on the CPU's tier,
+    else the format it runs like (`formats`) there, else the same on the tier it borrows from
+    (`like`); the note says what was borrowed."""
     t = table()
     tier = tier_of(flags)
-    fmt = t.formats.get(quant, quant)
-    notes = []
-    if fmt != quant:
-        notes.append(f"{quant} runs like {fmt}")
-    measured = tier
-    while measured.id not in t.kernels or fmt not in t.kernels[measured.id]:
-        if measured.like is None:
-            raise ConfigError(
-                f"no CPU kernel rate for {fmt} on tier {tier.id}", where=str(DATA / "cpu_kernels.yaml")
-            )
-        measured = next(x for x in t.tiers if x.id == measured.like)
-    if measured.id != tier.id:
-        notes.append(f"tier {tier.id} not measured: rates of {measured.id}")
-    return tier, t.kernels[measured.id][fmt], "; ".join(notes)
+    like = t.formats.get(quant, quant)
+    measured: Tier | None = tier
+    while measured is not None:
+        cells = t.kernels.get(measured.id, {})
+        for fmt in dict.fromkeys((quant, like)):
+            if fmt in cells:
+                notes = [f"{quant} runs like {fmt}"] if fmt != quant else []
+                if measured.id != tier.id:
+                    notes.append(f"tier {tier.id} not measured: rates of {measured.id}")
+                return tier, cells[fmt], "; ".join(notes)
+        measured = next((x for x in t.tiers if x.id == measured.like), None)
+    raise ConfigError(
+        f"no CPU kernel rate for {quant} on tier {tier.id}", where=str(DATA / "cpu_kernels.yaml")
+    )
 
 
 @dataclass(frozen=True)
