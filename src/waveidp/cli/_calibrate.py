@@ -17,6 +17,7 @@ from rich.table import Table
 from waveidp.cli._app import err_console
 from waveidp.errors import InputError
 from waveidp.fleet import Calibration, Node, device_hardware
+from waveidp.fleet.models import CalibrationPoint
 
 
 def default_models() -> list[Path]:
@@ -72,6 +73,18 @@ def calibrate_node(
         points=len(result.tests),
         error_before=result.error(result.prior),
         error_after=result.error(result.fitted),
+        measurements=[
+            CalibrationPoint(
+                model=str(m.row.model),
+                quant=m.quant,
+                threads=m.row.threads,
+                n_prompt=m.row.n_prompt,
+                n_gen=m.row.n_gen,
+                tokens_per_s=round(m.row.tokens_per_s, 3),
+                timing="cpu" if m.row.threads == 1 else "wall",
+            )
+            for m in result.tests
+        ],
     )
     devices = list(node.devices)
     devices[index] = device.model_copy(update={"calibration": {**device.calibration, "llamacpp": cal}})

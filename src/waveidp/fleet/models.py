@@ -38,6 +38,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CalibrationPoint(_Strict):
+    """One test a calibration measured: a llama-bench row."""
+
+    model: str = Field(description="the model file (path on the node)")
+    quant: str
+    threads: int = Field(ge=1)
+    n_prompt: int = Field(ge=0, description="prompt tokens (a prompt-processing test), else 0")
+    n_gen: int = Field(ge=0, description="generated tokens (a generation test), else 0")
+    tokens_per_s: float = Field(gt=0)
+    timing: Literal["cpu", "wall"] = Field(description="one thread by CPU time, more by the wall clock")
+
+
 class Calibration(_Strict):
     """Efficiency factors measured on one device, with when and how (`wave fleet detect --calibrate`)."""
 
@@ -50,6 +62,9 @@ class Calibration(_Strict):
     )
     error_after: dict[str, float] = Field(
         default_factory=dict, description="the same with the fitted factors"
+    )
+    measurements: list[CalibrationPoint] = Field(
+        default_factory=list, description="what was measured, so a later prior can be refitted to it"
     )
 
 

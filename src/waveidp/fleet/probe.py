@@ -3,7 +3,8 @@
 Decode on a CPU reads every weight once per token, so this is the number that bounds it where a
 catalog entry cannot say (an unknown CPU, a VM, a board with other memory). Each core runs its
 own Python process (numpy's one-thread BLAS dot product over two arrays well beyond the caches);
-the processes start reading at the same instant and read for a fixed time. About 2 seconds.
+the processes start reading at the same instant and read for a fixed time. About 2 seconds. One
+core's figure counts the reader's CPU time, so a busy machine's other processes do not lower it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ b = np.ones_like(a)
 np.dot(a, b)
 while time.time() < start:
     time.sleep(0.001)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 n = 0
 while True:
     np.dot(a, b)
@@ -36,11 +37,12 @@ while True:
     t = time.perf_counter() - t0
     if t >= seconds:
         break
-print(n * 2 * a.nbytes / t)
+print(n * 2 * a.nbytes / t, n * 2 * a.nbytes / max(time.process_time() - c0, 1e-9))
 """
 
 
-def _readers(count: int, mib: int, seconds: float) -> float:
+def _readers(count: int, mib: int, seconds: float) -> tuple[float, float]:
+    """(bytes/s all readers streamed together by the wall clock, the same by each one's CPU time)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.time() + 0.5 + 0.1 * count  # every process allocated and warm by then
     procs = [
@@ -53,19 +55,23 @@ def _readers(count: int, mib: int, seconds: float) -> float:
         )
         for _ in range(count)
     ]
-    total = 0.0
+    wall = cpu = 0.0
     for p in procs:
         out, err = p.communicate(timeout=60)
         if p.returncode != 0:
             raise WaveError(f"memory bandwidth probe failed: {err.strip().splitlines()[-1:] or p.returncode}")
-        total += float(out.strip())
-    return total
+        by_wall, by_cpu = map(float, out.split())
+        wall += by_wall
+        cpu += by_cpu
+    return wall, cpu
 
 
 def measure_bandwidth(cores: int, *, seconds: float = 0.4, l3_mib: float | None = None) -> Bandwidth:
     """Bytes per second one core streams, then `cores` cores together (each its own process)."""
     cores = max(1, min(cores, os.cpu_count() or cores))
     per_reader = int(max(64, min(512, 4 * (l3_mib or 32) / cores)))
-    one = _readers(1, max(per_reader, 256), seconds)
-    every = _readers(cores, per_reader, seconds) if cores > 1 else one
+    # one core by its CPU time, so other processes' time slices on a shared machine do not count;
+    # all cores together by the wall clock (what they stream at once is the point)
+    _, one = _readers(1, max(per_reader, 256), seconds)
+    every = _readers(cores, per_reader, seconds)[0] if cores > 1 else one
     return Bandwidth(all_cores=max(every, one), one_core=one)
