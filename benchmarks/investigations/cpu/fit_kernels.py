@@ -9,10 +9,10 @@ prompt lengths 2-256 and 32 generated tokens.
 Each cell of the table (tier x weight format) gets the shares of one core's peak that reproduce its
 rows through the sizing model itself (`PerfModel` with the candidate table), so table and model
 cannot drift apart: prefill_share and half_tokens from the prompt rows, decode_share from the
-generation row. The peaks are the core's at the clock it was measured to run at
-(`clock.c`: 3.675 GHz here; Zen 4 does 32 fp32 FLOP, 64 bf16 and 128 int8 OP per cycle), not the
-nominal clock the VM reports, so the shares carry over to CPUs whose clock is known; its one-core
-streaming read is the probe's (`waveidp.fleet.probe`) with idle neighbours.
+generation row. The shares are multiples of the core's fp32 FMA peak at the clock it was measured
+to run at (`clock.c`: 3.675 GHz here; Zen 4 does 32 fp32 FLOP per cycle), not the nominal clock
+the VM reports, so they carry over to CPUs whose clock is known; its one-core streaming read is the
+probe's (`waveidp.fleet.probe`).
 
 Prints each cell and its median error, writes the cells into the YAML (--write) and a JSON record.
 
@@ -112,9 +112,9 @@ def fit_cell(
     def cell_at(x: list[float]) -> cpu.Kernel:
         return start.model_copy(
             update={
-                "prefill_share": min(1.0, max(1e-3, start.prefill_share * math.exp(x[0]))),
+                "prefill_share": min(16.0, max(1e-3, start.prefill_share * math.exp(x[0]))),
                 "half_tokens": min(512.0, max(0.05, max(start.half_tokens, 0.05) * math.exp(x[1]))),
-                "decode_share": min(1.0, max(1e-3, start.decode_share * math.exp(x[2]))),
+                "decode_share": min(16.0, max(1e-3, start.decode_share * math.exp(x[2]))),
             }
         )
 
@@ -203,11 +203,13 @@ def main() -> None:
                 {"tier": tier, "format": fmt, "rows": len(picked), "median_error": err, **cell.model_dump()}
             )
             print(
-                f"{tier:17s} {fmt:7s} rows {len(picked)}  prefill {cell.prefill_share:.3f} of {cell.dtype} "
-                f"(half at {cell.half_tokens:.1f} tokens)  decode {cell.decode_share:.3f}  error {err}"
+                f"{tier:17s} {fmt:7s} rows {len(picked)}  prefill {cell.prefill_share:.3f} x fp32 "
+                f"({cell.dtype}, half at {cell.half_tokens:.1f} tokens)  decode {cell.decode_share:.3f}  "
+                f"error {err}"
             )
-    if args.write:
-        write_cells(ROOT / "src/waveidp/sizing/data/cpu_kernels.yaml", cells, " ".join(sys.argv))
+    if args.write:  # every tier's cells, the fitted ones replaced
+        every = {t: {f: c.model_dump() for f, c in fmts.items()} for t, fmts in table.kernels.items()}
+        write_cells(ROOT / "src/waveidp/sizing/data/cpu_kernels.yaml", every, " ".join(sys.argv))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "command": " ".join(sys.argv),

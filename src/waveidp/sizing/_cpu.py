@@ -16,9 +16,12 @@ What ggml-cpu does (llama.cpp b11434, ggml/src/ggml-cpu):
   maddubs under AVX2); else the same `vec_dot` per (row, column) pair as token generation.
 
 So a weight format's speed depends on the tier, not one generic efficiency. `data/cpu_kernels.yaml`
-holds, per tier and format, the kernel and its measured rate as a share of the core's peak for the
-dtype it computes in (int8 dot products, bf16 dots or fp32 FMAs; `Hardware.dense_flops`); a
-tier or format not measured borrows the nearest measured cell and says so.
+holds, per tier and format, the kernels and their measured rates in multiples of the core's fp32
+FMA peak (`Hardware.dense_flops["fp32"]`): int8 dot products (VPDPBUSD, maddubs, SDOT) and bf16
+dots do more than that, so a share may exceed 1. The fp32 rate is the one figure every CPU
+description has, and on each tier the int8 and bf16 units scale with the same SIMD width (an AMX
+tile unit does not: the `amx` tier would need its own cells). A tier or format not measured
+borrows the nearest measured cell and says so.
 
 Threads multiply the compute (up to the physical cores), less `threads_compute` (all-core clocks
 are below one core's boost, and threads wait for each other at every op); each thread streams at
@@ -63,9 +66,13 @@ class Kernel(_Strict):
 
     prefill: str = Field(description="the kernel of prompt processing (n >= 2)")
     decode: str = Field(description="the kernel of token generation (n = 1)")
-    dtype: Dtype = Field(description="the arithmetic whose peak bounds both (int8, bf16 or fp32)")
-    prefill_share: float = Field(gt=0, le=1, description="share of that peak per core, long prompts")
-    decode_share: float = Field(gt=0, le=1, description="share of that peak per thread in token generation")
+    dtype: Dtype = Field(description="the arithmetic the kernels do (int8 dots, bf16 dots or fp32 FMAs)")
+    prefill_share: float = Field(
+        gt=0, le=16, description="weight FLOP/s per core in long prompts, in multiples of the fp32 FMA peak"
+    )
+    decode_share: float = Field(
+        gt=0, le=16, description="the same per thread in token generation (dequantize + dot, one row)"
+    )
     half_tokens: float = Field(ge=0, description="prompt length at which prefill reaches half its rate")
     source: str = ""
 
@@ -157,7 +164,6 @@ def cpu_rates(
     tier, kernel, note = kernel_for(hw.cpu_flags, quant)
     cores = hw.cores or 1
     used = min(threads or cores, cores)
-    per_core = peak_per_core(hw, kernel.dtype)
     fp32 = peak_per_core(hw, "fp32")
     per_thread_bw = hw.core_bandwidth_bytes_per_s or core_bandwidth
     decode_scale = eff.decode_compute if eff.decode_compute is not None else eff.prefill_compute
@@ -175,15 +181,16 @@ def cpu_rates(
         tier=tier.id,
         kernel=kernel,
         note=note,
-        matmul_flops=per_core * kernel.prefill_share * eff.prefill_compute * parallel,
-        gemv_flops=per_core * kernel.decode_share * decode_scale * parallel,
+        matmul_flops=fp32 * kernel.prefill_share * eff.prefill_compute * parallel,
+        gemv_flops=fp32 * kernel.decode_share * decode_scale * parallel,
         attention_flops=fp32 * t.attention_share * eff.prefill_compute * parallel,
         stream_bytes=stream,
     )
 
 
 def peak_per_core(hw: Hardware, dtype: Dtype) -> float:
-    """One core's peak for `dtype` (the catalog's all-core figure over the cores)."""
+    """One core's peak for `dtype` (the catalog's all-core figure over the cores; a CPU listing no
+    fp32 figure falls back to its widest)."""
     flops = hw.dense_flops
     value = flops.get(dtype) or flops.get("fp32") or max(flops.values(), default=0.0)
     return value / (hw.cores or 1)
