@@ -294,7 +294,7 @@ def row_doc(build: str, m: Model, x: Measured) -> dict[str, Any]:
 
 def add_predictions(rows: list[dict[str, Any]], prior: Hardware, calibrated: Hardware) -> None:
     """Each row's prediction for this CPU as detected (prior) and after its calibration."""
-    from waveidp.sizing._cpu import kernel_for
+    from waveidp.sizing import cpu_kernel_for as kernel_for
 
     specs: dict[str, Any] = {}
     for row in rows:

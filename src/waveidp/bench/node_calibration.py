@@ -102,9 +102,9 @@ def _value(eff: Efficiency, name: str) -> float:
     if value is None and name == "decode_compute":
         value = eff.prefill_compute
     if value is None and name == "threads_compute":
-        from waveidp.sizing._cpu import table
+        from waveidp.sizing import cpu_kernel_table
 
-        value = table().threads_compute
+        value = cpu_kernel_table().threads_compute
     lo, hi = FITTED[name]
     return float(min(hi, max(lo, value)))
 
