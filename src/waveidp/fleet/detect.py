@@ -19,6 +19,7 @@ import yaml
 
 from waveidp.catalog._cpu_core import CoreFacts, core_flop_per_cycle
 from waveidp.fleet.models import Device, Node
+from waveidp.fleet.probe import Bandwidth
 
 GENERIC_CPU = "cpu-generic"
 # what detection knows better than a curated fleet file; merging into an existing node takes only these
@@ -47,14 +48,6 @@ class CpuClocks:
     l2_kib: int | None = None
     l3_mib: float | None = None
     scaling: bool = False  # a cpufreq driver runs, so `cpu MHz` is a momentary clock
-
-
-@dataclass(frozen=True)
-class Bandwidth:
-    """Streaming-read rates measured on the machine (`waveidp.fleet.probe`), bytes per second."""
-
-    all_cores: float
-    one_core: float
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,20 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from waveidp.errors import WaveError
-from waveidp.fleet.detect import Bandwidth
 
 _MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Streaming-read rates measured on the machine, bytes per second."""
+
+    all_cores: float
+    one_core: float
+
 
 # One reader: allocate, warm up, wait for the common start, then read for `seconds`; print bytes/s.
 _WORKER = """

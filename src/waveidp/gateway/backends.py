@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
-from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.request_info import STREAMING, RequestInfo
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
@@ -26,16 +26,15 @@ class Ewma:
         self.count += 1
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Work:
-    """One request the gateway has in flight on a backend: what it asked for and how far it got."""
+    """One attempt in flight on a backend: what it asked for and how far it got. `BackendState.begin`
+    hands it out as the attempt's token; `first_token` and `end` take it back."""
 
     prompt_tokens: int
     output_tokens: int  # its max_tokens (the most it can cost), 0 for embeddings
     started: float  # monotonic, when it was sent
     queued: bool  # it found every slot taken when it was sent
-    # Held so that its id, the key in `BackendState.active`, cannot be reused while it is there.
-    info: RequestInfo = field(repr=False)
     first_token: float | None = None  # monotonic, when its first token came back
 
 
@@ -47,10 +46,19 @@ class BackendState:
     models: set[str] = field(default_factory=set)
     discover_models: bool = False
     api_key: str | None = field(default=None, repr=False)  # a secret: never in reprs or logs
+    # Whether its model list has been read once (a `discover_models` backend not yet asked may
+    # serve any model: requests for unknown ones wait with 503 rather than 404).
+    discovered: bool = False
+    # The engine's own entry of each model in its `/v1/models` (max_model_len, owned_by, ...).
+    model_entries: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
+    # Routes it answered with 404/405 although its kind may have them (an older build): the
+    # gateway translates those to chat completions from then on.
+    lacks: set[str] = field(default_factory=set)
     max_concurrency: int | None = None
     predictions: dict[str, Prediction] = field(default_factory=dict)  # by model name, from sizing
     inflight: int = 0
-    # The requests in flight, in the order they were sent (keyed by their RequestInfo's id).
+    # The attempts in flight, in the order they were sent, keyed by the id of their `Work` (which
+    # the entry holds, so the id cannot be reused while it is there).
     active: dict[int, Work] = field(default_factory=dict, repr=False)
     _load: EngineLoad = field(default_factory=EngineLoad, repr=False)
     inflight_at_scrape: int = 0  # our own in-flight count when `load` was last read
@@ -86,28 +94,28 @@ class BackendState:
         direct client's): its count minus ours at the moment it was read."""
         return max(0, int(self._load.queued) - self.inflight_at_scrape)
 
-    def begin(self, info: RequestInfo) -> None:
-        """A request goes out to this backend (one attempt; `end` follows whatever happens)."""
+    def begin(self, info: RequestInfo) -> Work:
+        """An attempt of `info` goes out to this backend: its token, which `end` takes back whatever
+        happens (at once for a complete answer, when a stream ends for a stream)."""
         slots = self.slots
-        out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
+        out = (info.max_tokens or DEFAULT_OUTPUT_TOKENS) if info.endpoint in STREAMING else 0
         queued = slots is not None and len(self.active) + self.foreign() >= slots
-        self.active[id(info)] = Work(info.prompt_tokens_est, out, time.monotonic(), queued, info)
+        work = Work(info.prompt_tokens_est, out, time.monotonic(), queued)
+        self.active[id(work)] = work
         self.inflight += 1
+        return work
 
-    def first_token(self, info: RequestInfo | None, ttft_s: float) -> None:
-        """The request's first token arrived `ttft_s` after it was sent. Only requests that started
+    def first_token(self, work: Work, ttft_s: float) -> None:
+        """The attempt's first token arrived `ttft_s` after it was sent. Only attempts that started
         at once teach the TTFT average: a queued one's wait is the router's queue estimate."""
-        work = self.active.get(id(info))
-        if work is None:
-            self.ttft.observe(ttft_s)
-            return
         work.first_token = work.started + ttft_s
         if not work.queued:
             self.ttft.observe(ttft_s)
 
-    def end(self, info: RequestInfo | None) -> None:
-        self.active.pop(id(info), None)
-        self.inflight -= 1
+    def end(self, work: Work) -> None:
+        """The attempt is over (answered, failed or cancelled); a second `end` of it counts nothing."""
+        if self.active.pop(id(work), None) is not None:
+            self.inflight -= 1
 
     @property
     def engine(self) -> str:

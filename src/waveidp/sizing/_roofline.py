@@ -91,6 +91,20 @@ class PerfModel:
         self._host_link_bw = rules().memory.host_link_bytes_per_s
         self._core_bw = par.cpu_core_bandwidth_bytes_per_s
 
+    @property
+    def runs_cpu_kernels(self) -> bool:
+        """The primary device is a CPU that llama.cpp runs through the kernel table (`_cpu.py`)."""
+        return (self.d.accelerators or self.d.devices)[0].id in self._cpu
+
+    def reported_factors(self) -> tuple[float, float]:
+        """(decode bandwidth, prefill compute) of the primary device as the model uses them: shares
+        of the peaks, or, for llama.cpp on a CPU, the scales on its kernel table (which exceed 1.0
+        where the kernel beats the table; clipping them would hide a calibration)."""
+        q = self.d.quant.id
+        if self.runs_cpu_kernels:
+            return self.eff.decode_bandwidth, self.eff.prefill_compute
+        return self.eff.decode_bandwidth_for(q), self.eff.prefill_compute_for(q)
+
     # ---- device rates -----------------------------------------------------------------------
     def _bandwidth(self, p: Placement) -> float:
         hw = p.device
