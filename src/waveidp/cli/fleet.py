@@ -88,6 +88,14 @@ def detect(
         write_atomic(merge, new_text)
         verb = "updated" if node.name in before else "added"
         err_console.print(f"{verb} node [bold]{node.name}[/] in {merge}", highlight=False)
+        if calibrate:
+            err_console.print(
+                f"sizing uses the calibration with --fleet {merge}: e.g. `wave size -m MODEL --fleet "
+                f"{merge} --device {node.name}/cpu`, `wave fit --fleet {merge}`, `wave plan`, `wave render`, "
+                "the router",
+                highlight=False,
+                soft_wrap=True,
+            )
     _warn_unknown_hardware(node)
     if as_json:
         print_json(node)
