@@ -8,8 +8,9 @@ import pytest
 from specs import LLAMA_31_8B, RYZEN_9900X
 
 from waveidp import catalog
+from waveidp.catalog import ModelSpec
 from waveidp.sizing import Deployment, Efficiency, PerfModel, efficiency_of
-from waveidp.sizing._cpu import kernel_for, table, tier_of
+from waveidp.sizing._cpu import cpu_rates, kernel_for, table, tier_of
 
 H100_HOST_FLAGS = [  # tests/fleet/data/detect-h100-nvml.txt: the H100 machine's Xeon host
     "sse4_2",
@@ -117,3 +118,34 @@ def test_a_bad_device_calibration_names_the_field() -> None:
 def test_shipped_cpu_factors_are_scales_near_one() -> None:
     eff: Efficiency = efficiency_of(catalog.hardware("cpu-generic"), "llamacpp")
     assert 0.5 <= eff.prefill_compute <= 2 and 0.5 <= (eff.decode_compute or 0) <= 2
+
+
+def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
+    """Gemma 3 270M's q4_k_m file: rows of 640 are not multiples of 256, so most layers are q5_0 and
+    the tied output q8_0 (read from the file's tensors); it decodes at those kernels' rates."""
+    from waveidp.sizing._cpu import weight_mix
+
+    gemma = catalog.model("gemma-3-270m").model_copy(
+        update={
+            "file_weight_types": {
+                "layers": {"Q5_0": 63_406_080, "Q4_K": 23_592_960, "Q6_K": 11_796_480, "Q8_0": 1_474_560},
+                "output": {"Q8_0": 167_772_160},
+            }
+        }
+    )
+    layers, whole = weight_mix("q4_k_m", gemma)
+    assert layers["q5_0"] == pytest.approx(0.63, abs=0.01) and layers["q4_k_m"] == pytest.approx(
+        0.35, abs=0.01
+    )
+    assert whole["q8_0"] > 0.6  # the logits matmul over a 262k vocabulary is most of a token's weights
+
+    def gemv_flops(spec: ModelSpec) -> float:
+        hw = catalog.hardware("ryzen-9-9900x")
+        return cpu_rates(
+            hw, "q4_k_m", 1, efficiency_of(hw, "llamacpp"), core_bandwidth=40e9, model=spec
+        ).gemv_flops
+
+    plain = catalog.model("gemma-3-270m")
+    assert weight_mix("q4_k_m", plain) == ({"q4_k_m": 1.0}, {"q4_k_m": 1.0})  # no file: its nominal format
+    # q5_0 and q8_0 gemv are slower than q4_K's repacked one on this tier
+    assert gemv_flops(gemma) < 0.85 * gemv_flops(plain)

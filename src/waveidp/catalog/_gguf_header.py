@@ -45,6 +45,7 @@ class _Header:
     values: dict[str, Any]
     tensor_names: frozenset[str]
     params: int
+    weight_types: dict[str, dict[str, int]]  # "layers" / "output" -> GGUF tensor type -> parameters
 
 
 # Parsing a header walks every tokenizer string in Python (seconds for a 256K vocabulary), and one
@@ -65,10 +66,21 @@ def _header(file: Path, size: int, mtime_ns: int) -> _Header:
             values[key] = len(field.data)
         else:
             values[key] = field.contents()
+    names = {t.name for t in reader.tensors}
+    output = "output.weight" if "output.weight" in names else "token_embd.weight"  # tied: the embedding
+    weight_types: dict[str, dict[str, int]] = {"layers": {}, "output": {}}
+    for t in reader.tensors:
+        if len(t.shape) < 2 or not t.name.endswith(".weight"):
+            continue  # norms and biases are not matmul weights
+        part = "layers" if t.name.startswith("blk.") else "output" if t.name == output else None
+        if part is not None:
+            kind = t.tensor_type.name
+            weight_types[part][kind] = weight_types[part].get(kind, 0) + int(t.n_elements)
     return _Header(
         values=values,
-        tensor_names=frozenset(t.name for t in reader.tensors),
+        tensor_names=frozenset(names),
         params=int(sum(int(t.n_elements) for t in reader.tensors)),
+        weight_types=weight_types,
     )
 
 
@@ -143,6 +155,7 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
             sliding_window_layers=window_layers,
             file_quant=quant,
             file_bytes=size,
+            file_weight_types=header.weight_types,
         )
     except ValidationError as exc:
         err = exc.errors()[0]

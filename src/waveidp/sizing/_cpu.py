@@ -42,7 +42,7 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from waveidp.catalog._models import Dtype, Hardware
+from waveidp.catalog._models import Dtype, Hardware, ModelSpec
 from waveidp.errors import ConfigError
 from waveidp.sizing._data import DATA, read_yaml
 from waveidp.sizing._efficiency import Efficiency
@@ -135,20 +135,25 @@ def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tie
 
 @dataclass(frozen=True)
 class CpuRates:
-    """What llama.cpp achieves on one CPU for one weight format and thread count (all threads)."""
+    """What llama.cpp achieves on one CPU for one weight file and thread count (all threads)."""
 
     tier: str
     kernel: Kernel
     note: str
-    matmul_flops: float  # prompt processing, long prompts
-    gemv_flops: float  # token generation
+    matmul_flops: float  # prompt processing, long prompts (the file's layer weights as a whole)
+    gemv_flops: float  # token generation (layers and output)
     attention_flops: float
     stream_bytes: float  # weight bytes per second in token generation
+    # (share of the layer weights, long-prompt rate, half_tokens) per kernel the file's layers run on
+    prefill_mix: tuple[tuple[float, float, float], ...] = ()
 
     def prefill_matmul_flops(self, tokens: int) -> float:
-        """Prompt matmul rate for a batch of `tokens` rows (the tiles fill up with the batch)."""
+        """Prompt matmul rate for a batch of `tokens` rows (the tiles fill up with the batch); a
+        file whose layers run on several kernels takes the sum of their times."""
         n = max(1, tokens)
-        return max(self.gemv_flops, self.matmul_flops * n / (n + self.kernel.half_tokens))
+        mix = self.prefill_mix or ((1.0, self.matmul_flops, self.kernel.half_tokens),)
+        seconds_per_flop = sum(w / max(self.gemv_flops, rate * n / (n + half)) for w, rate, half in mix)
+        return 1.0 / seconds_per_flop
 
     def decode_flops(self, batch: int) -> float:
         """Matmul rate of a decode step of `batch` sequences: one gemv each, or the prompt kernels
@@ -156,10 +161,52 @@ class CpuRates:
         return self.gemv_flops if batch <= 1 else self.prefill_matmul_flops(batch)
 
 
+# GGUF tensor types -> the kernel table's format that runs them
+_TENSOR_FORMAT = {
+    "F32": "f16", "F16": "f16", "BF16": "bf16", "Q4_0": "q4_0", "Q4_1": "q4_1", "Q5_0": "q5_0",
+    "Q5_1": "q5_1", "Q8_0": "q8_0", "Q2_K": "q2_k", "Q3_K": "q3_k_m", "Q4_K": "q4_k_m", "Q5_K": "q5_k_m",
+    "Q6_K": "q6_k", "IQ4_XS": "iq4_xs", "IQ4_NL": "q4_0",
+}  # fmt: skip
+
+
+def weight_mix(quant: str, model: ModelSpec | None) -> tuple[dict[str, float], dict[str, float]]:
+    """(layers, layers + output): the share of matmul parameters each table format runs, from the
+    tensor types of the model's file. A k-quant file's k-quant tensors are its format (its cell was
+    measured on such a mix: q4_k_m keeps some q6_K); other types run their own kernels (a q4_k_m
+    file whose rows are not multiples of 256 holds q5_0 and q8_0 tensors). No file: all `quant`."""
+    types = model.file_weight_types if model is not None else None
+    if not types or not types.get("layers"):
+        return {quant: 1.0}, {quant: 1.0}
+    k_file = "_k" in quant
+
+    def fmt(kind: str) -> str:
+        own = _TENSOR_FORMAT.get(kind)
+        if own is None or own == quant or (k_file and kind.endswith("_K")):
+            return quant
+        return own
+
+    def shares(parts: list[dict[str, int]]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for part in parts:
+            for kind, n in part.items():
+                out[fmt(kind)] = out.get(fmt(kind), 0.0) + n
+        total = sum(out.values())
+        return {f: n / total for f, n in out.items()}
+
+    return shares([types["layers"]]), shares([types["layers"], types.get("output", {})])
+
+
 def cpu_rates(
-    hw: Hardware, quant: str, threads: int | None, eff: Efficiency, *, core_bandwidth: float
+    hw: Hardware,
+    quant: str,
+    threads: int | None,
+    eff: Efficiency,
+    *,
+    core_bandwidth: float,
+    model: ModelSpec | None = None,
 ) -> CpuRates:
-    """llama.cpp's rates on `hw` with `threads` threads (None = one per core)."""
+    """llama.cpp's rates on `hw` with `threads` threads (None = one per core) for a `quant` file
+    (`model`'s tensor types, when it was read from one, pick the kernels of each part)."""
     t = table()
     tier, kernel, note = kernel_for(hw.cpu_flags, quant)
     cores = hw.cores or 1
@@ -177,14 +224,25 @@ def cpu_rates(
     # combine harmonically (measured on the H100 host: 1-16 threads within 15%), of which llama.cpp
     # reaches `decode_bandwidth`
     stream = eff.decode_bandwidth / (1 / (per_thread_bw * used) + 1 / hw.memory_bandwidth_bytes_per_s)
+    layers, whole = weight_mix(quant, model)
+    cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole}}
+    prefill_scale = fp32 * eff.prefill_compute * parallel
+    decode_share = 1.0 / sum(w / cells[f].decode_share for f, w in whole.items())
+    prefill_mix = tuple(
+        (w, prefill_scale * cells[f].prefill_share, cells[f].half_tokens) for f, w in sorted(layers.items())
+    )
+    if len(cells) > 1:
+        parts = ", ".join(f"{f} {w:.0%}" for f, w in sorted(whole.items(), key=lambda x: -x[1]))
+        note = "; ".join(x for x in (note, f"the file's matmul weights: {parts}") if x)
     return CpuRates(
         tier=tier.id,
         kernel=kernel,
         note=note,
-        matmul_flops=fp32 * kernel.prefill_share * eff.prefill_compute * parallel,
-        gemv_flops=fp32 * kernel.decode_share * decode_scale * parallel,
+        matmul_flops=1.0 / sum(w / r for w, r, _ in prefill_mix),
+        gemv_flops=fp32 * decode_share * decode_scale * parallel,
         attention_flops=fp32 * t.attention_share * eff.prefill_compute * parallel,
         stream_bytes=stream,
+        prefill_mix=prefill_mix,
     )
 
 

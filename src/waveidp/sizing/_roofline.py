@@ -65,6 +65,7 @@ class PerfModel:
                 d.threads,
                 self._effs[p.device.id],
                 core_bandwidth=par.cpu_core_bandwidth_bytes_per_s,
+                model=d.model,
             )
             for p in self.plan.placements
             if p.device.kind == "cpu" and d.engine == "llamacpp" and not physical_bound
