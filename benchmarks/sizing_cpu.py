@@ -66,8 +66,9 @@ from waveidp.bench.node_calibration import Measured, model_of, predict_tokens_pe
 from waveidp.bench.report import BenchReport
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec
-from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.engines.local_files import embedded_model_path, llama_tool
 from waveidp.loopback import free_port
+from waveidp.models import gemma_model_path
 from waveidp.sizing import Deployment, efficiency_of
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,8 @@ from waveidp.fleet.models import CalibrationPoint
 
 def default_models() -> list[Path]:
     """The models that ship with Wave: SmolLM2-135M (always) and Gemma 3 270M (when installed)."""
-    from waveidp.engines.local_files import MissingComponentError, embedded_model_path, gemma_model_path
+    from waveidp.engines.local_files import MissingComponentError, embedded_model_path
+    from waveidp.models import gemma_model_path
 
     out = [embedded_model_path()]
     try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
 from pydantic import BaseModel, Field
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
@@ -38,6 +42,56 @@ class FitRow(BaseModel):
     engine_flags: dict[str, str | int | float]
     variant: str | None = Field(default=None, description="the store model (file) chosen among the variants")
     kld_p95: float | None = None
+
+
+class DeviceEntry(Protocol):
+    """A fleet file's device as sizing reads it (`fleet.models.Device`)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def memory_gib(self) -> float | None: ...
+    @property
+    def cores(self) -> int | None: ...
+
+
+class NodeEntry(Protocol):
+    """A fleet file's node as sizing reads it (`fleet.models.Node`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def devices(self) -> Sequence[DeviceEntry]: ...
+
+
+def node_hardware(
+    devices: Iterable[DeviceEntry], hardware_of: Callable[[Any], Hardware] | None = None
+) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A node's accelerators (hardware, count) and its host CPU: what `fit_node` takes. Each device
+    is `hardware_of(device)` (`fleet.device_hardware` with its node: detected description and
+    calibration), else its catalog entry with the fleet file's memory and cores applied."""
+    from waveidp import catalog
+
+    accels: list[tuple[Hardware, int]] = []
+    host: Hardware | None = None
+    for dev in devices:
+        if hardware_of is not None:
+            hw = hardware_of(dev)
+        else:
+            hw = catalog.hardware(dev.hardware)
+            update: dict[str, object] = {}
+            if dev.memory_gib:
+                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+            if hw.kind == "cpu" and dev.cores:
+                update["cores"] = dev.cores
+            hw = hw.model_copy(update=update) if update else hw
+        if hw.kind == "cpu":
+            host = hw
+        else:
+            accels.append((hw, dev.count))
+    return accels, host
 
 
 def _candidates(
@@ -139,3 +193,41 @@ def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
         return verdict, 0, -r.decode_tokens_per_s, r.kld_p95, 0
     kld = r.kld_p95 if r.kld_p95 is not None else float("inf")
     return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
+
+
+def _of_node(hardware_of: Callable[[Any, Any], Hardware], node: Any, device: Any) -> Hardware:
+    return hardware_of(device, node)
+
+
+def fit_fleet(
+    nodes: Sequence[NodeEntry],
+    models: list[ModelSpec],
+    *,
+    quant: str | None = None,
+    context: int = 4096,
+    variants: dict[str, list[Variant]] | None = None,
+    max_kld_p95: float | None = None,
+    hardware_of: Callable[[Any, Any], Hardware] | None = None,
+) -> list[FitRow]:
+    """`wave fit` over nodes: per model, best verdict first, then the fastest decode. `hardware_of`
+    (device, node) -> Hardware is `fleet.device_hardware` for a fleet's nodes."""
+    from waveidp import catalog
+
+    quants = dict(catalog.all_quants())
+    rows: list[FitRow] = []
+    for node in nodes:
+        of = functools.partial(_of_node, hardware_of, node) if hardware_of is not None else None
+        accels, host = node_hardware(node.devices, of)
+        rows += fit_node(
+            node.name,
+            accels,
+            host,
+            models,
+            quants,
+            quant=quant,
+            context=context,
+            variants=variants,
+            max_kld_p95=max_kld_p95,
+        )
+    rows.sort(key=lambda r: (r.model, VERDICT_RANK[r.verdict], -r.decode_tokens_per_s))
+    return rows
