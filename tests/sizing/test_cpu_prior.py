@@ -78,7 +78,9 @@ def test_threads_speed_decode_up_to_the_memory_wall() -> None:
 
 
 def test_long_prompts_run_faster_per_token_than_short_ones() -> None:
-    d = Deployment.build(LLAMA_31_8B, "q4_0", [_cpu(("avx2", "fma"))], "llamacpp", threads=4)
+    # q6_K's vec_dot prompts on AVX2 measured 16.5 tok/s at pp8 and 52.7 at pp128 (one thread, the
+    # 1B); q4_0's repacked gemm is flat from 8 tokens on (43.6 / 43.4), so only its first tokens gain
+    d = Deployment.build(LLAMA_31_8B, "q6_k", [_cpu(("avx2", "fma"))], "llamacpp", threads=4)
     perf = PerfModel(d)
     rates = [n / perf.prefill_seconds(n) for n in (2, 8, 64, 256)]
     assert rates == sorted(rates) and rates[-1] > 3 * rates[0]
@@ -91,7 +93,7 @@ def test_int8_dot_product_tiers_beat_avx2_on_quantized_prompts_but_not_on_f16() 
 
     vnni = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
     avx2 = ("avx2", "fma")
-    assert pp(vnni, "q8_0") > 1.2 * pp(avx2, "q8_0")  # same core peaks: the kernels differ
+    assert pp(vnni, "q8_0") > pp(avx2, "q8_0")  # same core: VPDPBUSD tiles vs maddubs, measured 1.09x
     assert pp(vnni, "bf16") > 1.2 * pp(avx2, "bf16")  # VDPBF16PS against a conversion to fp32
 
 

@@ -40,11 +40,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from waveidp.catalog._models import Dtype, Hardware, ModelSpec
 from waveidp.errors import ConfigError
-from waveidp.sizing._data import DATA, read_yaml
+from waveidp.sizing._data import DATA, read_typed
 from waveidp.sizing._efficiency import Efficiency
 
 
@@ -97,12 +97,7 @@ class CpuTable(_Strict):
 
 @cache
 def table() -> CpuTable:
-    path = DATA / "cpu_kernels.yaml"
-    try:
-        return CpuTable.model_validate(read_yaml(path))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(err["msg"], where=f"{path}: {'.'.join(map(str, err['loc']))}") from exc
+    return read_typed(DATA / "cpu_kernels.yaml", CpuTable)
 
 
 def tier_of(flags: tuple[str, ...] | frozenset[str]) -> Tier:
