@@ -9,6 +9,7 @@ from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
 from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.routing.learning import BackendLearning, RequestMark
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
@@ -37,6 +38,7 @@ class Work:
     # Held so that its id, the key in `BackendState.active`, cannot be reused while it is there.
     info: RequestInfo = field(repr=False)
     first_token: float | None = None  # monotonic, when its first token came back
+    mark: RequestMark | None = field(default=None, repr=False)  # the router's learning (routing.learning)
 
 
 @dataclass(eq=False)
@@ -60,6 +62,9 @@ class BackendState:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft: Ewma = field(default_factory=Ewma)  # seconds to the first token
     itl: Ewma = field(default_factory=Ewma)  # seconds per output token after the first
+    # The router's learned load curves and the bookkeeping behind them (routing.learning): fed by
+    # the hooks marked "learning" below, read by the predicted-latency forecast.
+    learning: BackendLearning = field(default_factory=BackendLearning, repr=False)
 
     @property
     def load(self) -> EngineLoad:
@@ -70,6 +75,7 @@ class BackendState:
     def load(self, value: EngineLoad) -> None:
         self._load = value
         self.inflight_at_scrape = self.inflight
+        self.learning.occupancy(self.occupied(), time.monotonic())  # learning
 
     @property
     def slots(self) -> int | None:
@@ -86,13 +92,25 @@ class BackendState:
         direct client's): its count minus ours at the moment it was read."""
         return max(0, int(self._load.queued) - self.inflight_at_scrape)
 
+    def occupied(self) -> int:
+        """Sequences the engine runs now: ours and others' in flight, at most its slot count."""
+        n = len(self.active) + self.foreign()
+        slots = self.slots
+        return min(n, slots) if slots else n
+
     def begin(self, info: RequestInfo) -> None:
         """A request goes out to this backend (one attempt; `end` follows whatever happens)."""
         slots = self.slots
         out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
         queued = slots is not None and len(self.active) + self.foreign() >= slots
-        self.active[id(info)] = Work(info.prompt_tokens_est, out, time.monotonic(), queued, info)
+        now = time.monotonic()
+        work = Work(info.prompt_tokens_est, out, now, queued, info)
+        # learning: the load it found, then the load it makes
+        pred = self.predictions.get(info.model)
+        work.mark = self.learning.sent(info.model, pred, info.prompt_tokens_est, self.occupied(), queued, now)
+        self.active[id(info)] = work
         self.inflight += 1
+        self.learning.occupancy(self.occupied(), now)
 
     def first_token(self, info: RequestInfo | None, ttft_s: float) -> None:
         """The request's first token arrived `ttft_s` after it was sent. Only requests that started
@@ -104,10 +122,25 @@ class BackendState:
         work.first_token = work.started + ttft_s
         if not work.queued:
             self.ttft.observe(ttft_s)
+        if work.mark is not None:  # learning
+            self.learning.first_token(work.mark, ttft_s, work.first_token)
 
-    def end(self, info: RequestInfo | None) -> None:
-        self.active.pop(id(info), None)
+    def progress(self, info: RequestInfo | None, tokens: int, now: float) -> None:
+        """The request has streamed `tokens` tokens by `now` (monotonic): the router learns its ITL."""
+        work = self.active.get(id(info))
+        if work is not None and work.mark is not None:  # learning
+            self.learning.progress(work.mark, tokens, now)
+
+    def answered(self, work: Work | None, elapsed_s: float, tokens: int) -> None:
+        """A non-streamed answer of `tokens` tokens took `elapsed_s` (`work` is what `end` returned)."""
+        if work is not None and work.mark is not None:  # learning
+            self.learning.answered(work.mark, elapsed_s, tokens, time.monotonic())
+
+    def end(self, info: RequestInfo | None) -> Work | None:
+        work = self.active.pop(id(info), None)
         self.inflight -= 1
+        self.learning.occupancy(self.occupied(), time.monotonic())  # learning
+        return work
 
     @property
     def engine(self) -> str:

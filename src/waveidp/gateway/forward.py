@@ -26,6 +26,7 @@ from waveidp.gateway.backends import BackendState
 from waveidp.gateway.errors import ApiError, as_api_error, upstream_error_body
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo, parse_request
+from waveidp.gateway.routing import Ranked
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stream import StreamRelay, extract_usage
 from waveidp.security.principal import Principal
@@ -122,7 +123,18 @@ class PlainAnswer:
 class Exchange:
     """One client request on its way through the gateway."""
 
-    __slots__ = ("admission", "endpoint", "gw", "info", "principal", "raw", "request_id", "started", "t0")
+    __slots__ = (
+        "admission",
+        "decision",
+        "endpoint",
+        "gw",
+        "info",
+        "principal",
+        "raw",
+        "request_id",
+        "started",
+        "t0",
+    )
 
     def __init__(self, gw: Gateway, endpoint: Endpoint, request_id: str | None) -> None:
         self.gw = gw
@@ -134,6 +146,7 @@ class Exchange:
         self.info: RequestInfo | None = None
         self.raw = b""
         self.admission: Any = None
+        self.decision: Ranked | None = None  # the routing decision (its trace is built on demand)
 
     @property
     def extra_headers(self) -> dict[str, str]:
@@ -141,6 +154,7 @@ class Exchange:
         return dict(self.admission.headers) if self.admission is not None else {}
 
     async def finish(self, record: RequestRecord, refusal: ApiError | None = None) -> None:
+        record.decision = self.decision
         m = self.gw.metrics
         m.child(m.requests, record.model, record.backend or "", str(record.status)).inc()
         if record.backend:
@@ -202,7 +216,7 @@ async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive
             ex.admission = await gw.guard.admit(
                 ex.principal, info.model, endpoint=endpoint, request_id=ex.request_id
             )
-            ranked = route(gw, info)
+            ex.decision, ranked = route(gw, info)
             if info.stream:
                 return await open_stream(ex, ranked, receive)
             return await forward_plain(ex, ranked, receive)
@@ -231,7 +245,8 @@ def error_response(err: ApiError, extra: dict[str, str] | None = None) -> Respon
     return Response(orjson.dumps(err.body()), err.status, headers=headers, media_type="application/json")
 
 
-def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
+def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
+    """The policy's decision, and the backends to try in order."""
     serving = gw.serving(info.model)
     if not serving:
         available = ", ".join(gw.models()) or "none (no backend is up yet)"
@@ -254,10 +269,12 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
+    if ranked.reason == "exploration":
+        gw.metrics.child(gw.metrics.explorations, info.model, ranked[0].name).inc()
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1
-    return (ranked * attempts)[:attempts]
+    return ranked, (ranked * attempts)[:attempts]
 
 
 def body_for(info: RequestInfo, raw: bytes, b: BackendState) -> tuple[bytes, bool]:
@@ -334,7 +351,7 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
                 failures.append(_failure(b, exc))
                 continue
             finally:
-                b.end(info)
+                work = b.end(info)
             if status in RETRY_STATUSES:
                 _retryable_status(b, status)
                 failures.append(
@@ -349,6 +366,7 @@ async def forward_plain(ex: Exchange, ranked: list[BackendState], receive: Recei
             prompt_tokens, completion_tokens = _tokens(usage)
             if status == 200:
                 _observe_plain(b, info, elapsed, completion_tokens)
+                b.answered(work, elapsed, completion_tokens or 0)  # learning
             await ex.finish(
                 RequestRecord(
                     info.model,

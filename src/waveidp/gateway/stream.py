@@ -171,6 +171,7 @@ class StreamRelay:
             self.content_events += n
             if before < EARLY_ITL_EVENTS <= self.content_events:
                 self.b.itl.observe((now - self.first_token) / (self.content_events - 1))
+                self.b.progress(self.ex.info, self.content_events, time.monotonic())  # learning
         if _USAGE.search(out):
             out = self._read_usage(out)
         if not self.done and b"data: [DONE]" in out:
@@ -202,6 +203,8 @@ class StreamRelay:
             b.breaker.on_success()
         else:
             self.resp.close()  # drops the connection, so the engine stops generating
+        if self.last_token is not None:  # learning: the ITL since the early report
+            b.progress(info, self.content_events, time.monotonic() - (time.perf_counter() - self.last_token))
         b.end(info)
         completion = self.usage.get("completion_tokens") if self.usage else None
         if not isinstance(completion, int):
