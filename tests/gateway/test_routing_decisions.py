@@ -75,21 +75,39 @@ def running(b: BackendState, n: int) -> None:
 
 
 def test_a_backend_that_meets_the_slo_only_at_a_smaller_batch_is_saturated_not_overflow() -> None:
-    """Issue 17's GPU, 2x slower than predicted: 20 ms a token alone, over the SLO's 25 ms (less
-    headroom) a few sequences in. Past that batch it is saturated (its room is kept for requests
-    that still meet the SLO), and the excess goes to a backend that meets it, not to the GPU."""
+    """Issue 17's GPU, 2x slower than predicted: 20 ms a token alone, over the SLO's 25 ms a few
+    sequences in. Past that batch it is saturated (its room is kept for requests that still meet
+    the SLO), and the excess goes to a backend that meets it, then to one that never can; not to
+    the GPU, whose learned ITL is over the SLO only because of the load the router put on it."""
     gpu = learn(backend("gpu", 0.03, 0.01, 16), 0.5)
     edge = learn(backend("edge", 0.06, 0.034, 2), 2.0)  # 17 ms a token: meets, 2 slots
     cpu = learn(backend("cpu", 1.3, 0.08, 2), 2.0)  # 40 ms a token: cannot meet
     policy = make_policy("predicted-latency", affinity=False, slo=STRICT)
-    assert slo_tier(forecast(gpu, req()), STRICT) == Tier.MEETS
-    running(gpu, 2)
-    f = forecast(gpu, req())
-    assert f.itl_s > 0.025 * 0.9 and f.itl_idle_s < 0.025
+    assert slo_tier(forecast(gpu, req(), 1.0), STRICT) <= Tier.LIKELY  # forecast to meet
+    running(gpu, 4)
+    f = forecast(gpu, req(), 1.0)
+    assert f.itl_s > 0.025 > f.itl_idle_s
     assert slo_tier(f, STRICT) == Tier.SATURATED
-    assert policy.rank([gpu, cpu, edge], req(), time.monotonic())[0] is edge
+    assert policy.rank([gpu, cpu, edge], req(), 1.0)[0] is edge
     running(edge, 6)  # the edge's queue is now too long too: the request that will miss goes where
-    assert policy.rank([gpu, edge, cpu], req(), time.monotonic())[0] is cpu  # it can harm no one
+    assert policy.rank([gpu, edge, cpu], req(), 1.0)[0] is cpu  # it can harm no one
+
+
+def test_a_borderline_backend_takes_requests_while_they_likely_meet_but_not_past_the_streams_there() -> None:
+    """A GPU that just makes the ITL bound (23 ms of 25 alone) is the only one that can meet it:
+    requests go there while they are likely to (rather than to one that never can), and stop
+    before one more would cost the streams already there more than it gains."""
+    gpu = learn(backend("gpu", 0.03, 0.01, 16), 0.45)
+    cpu = learn(backend("cpu", 1.3, 0.08, 2), 1.0)
+    policy = make_policy("predicted-latency", affinity=False, slo=STRICT)
+    assert slo_tier(forecast(gpu, req(), 1.0), STRICT) == Tier.LIKELY
+    assert policy.rank([cpu, gpu], req(), 1.0)[0] is gpu
+    taken = 0
+    while policy.rank([cpu, gpu], req(), 1.0)[0] is gpu and taken < 16:
+        running(gpu, 1)
+        taken += 1
+    assert 1 <= taken < 6  # its batch stays where the ITL it adds is worth it
+    assert slo_tier(forecast(gpu, req(), 1.0), STRICT) == Tier.SATURATED
 
 
 def test_a_request_never_goes_to_a_backend_forecast_to_miss_while_one_forecast_to_meet_has_room() -> None:
@@ -112,9 +130,9 @@ def test_a_request_never_goes_to_a_backend_forecast_to_miss_while_one_forecast_t
             now = time.monotonic() + i
             ranked = policy.rank(fleet, info, now)
             tiers = [slo_tier(forecast(b, info, now), STRICT) for b in fleet]
-            if Tier.MEETS in tiers:
+            if min(tiers) <= Tier.LIKELY:  # one is forecast to meet it, with room
                 checked += 1
-                assert slo_tier(forecast(ranked[0], info, now), STRICT) == Tier.MEETS, ranked.trace()
+                assert slo_tier(forecast(ranked[0], info, now), STRICT) <= Tier.LIKELY, ranked.trace()
     assert checked > 50
 
 
@@ -153,7 +171,7 @@ def test_with_right_priors_and_room_on_the_fast_backend_nothing_is_explored() ->
 
 
 def test_when_the_favoured_backend_cannot_meet_the_slo_an_uncertain_one_is_explored_within_bounds() -> None:
-    gpu = learn(backend("gpu", 0.03, 0.01, 16), 0.4)  # 26 ms a token even alone: overflow
+    gpu = learn(backend("gpu", 0.03, 0.01, 16), 0.35)  # 29 ms a token even alone: overflow
     edge = backend("edge", 0.06, 0.034, 2)  # its catalog prior says 34 ms; it may be faster
     cpu = learn(backend("cpu", 1.3, 0.08, 2), 1.0)
     policy = PredictedLatency(affinity=False, slo=STRICT)

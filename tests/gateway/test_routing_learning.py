@@ -130,11 +130,11 @@ def test_bookkeeping_pairs_each_stream_with_the_batch_it_ran_in_and_the_prefills
     window, so the first ran at a mean batch between 1 and 2 and one prefill landed inside it."""
     prior = FixedPrediction(ttft=0.1, itl=0.01, slots=4, provenance="default")
     learning = BackendLearning()
-    a = learning.sent("m", prior, 100, 0, False, 0.0)
+    a = learning.sent("m", prior, 100, 60, 0, False, 4, 0.0)
     learning.occupancy(1, 0.0)
     learning.first_token(a, 0.2, 0.2)  # its own prefill (2x the prior's 0.1 s)
     window_start = a.area
-    b = learning.sent("m", prior, 100, 1, False, 0.5)
+    b = learning.sent("m", prior, 100, 60, 1, False, 4, 0.5)
     learning.occupancy(2, 0.5)
     learning.first_token(b, 0.23, 0.73)  # 2x its prefill, and 1.5 steps of a's (2x 10 ms)
     # a: 60 tokens at 20 ms from 0.2 s, plus b's prefill (0.2 s) in between: until 1.6 s
@@ -150,7 +150,7 @@ def test_bookkeeping_pairs_each_stream_with_the_batch_it_ran_in_and_the_prefills
 def test_queued_requests_do_not_teach_the_prefill() -> None:
     prior = FixedPrediction(ttft=0.1, itl=0.01, slots=1, provenance="default")
     learning = BackendLearning()
-    mark = learning.sent("m", prior, 100, 1, True, 0.0)
+    mark = learning.sent("m", prior, 100, 60, 1, True, 1, 0.0)
     learning.first_token(mark, 3.0, 3.0)  # it waited ~2.9 s for the slot
     assert learning.curves["m"].observations == 0
     assert math.isclose(learning.curves["m"].speed()[1], 1.0)

@@ -107,7 +107,9 @@ class BackendState:
         work = Work(info.prompt_tokens_est, out, now, queued, info)
         # learning: the load it found, then the load it makes
         pred = self.predictions.get(info.model)
-        work.mark = self.learning.sent(info.model, pred, info.prompt_tokens_est, self.occupied(), queued, now)
+        work.mark = self.learning.sent(
+            info.model, pred, info.prompt_tokens_est, out, self.occupied(), queued, slots, now
+        )
         self.active[id(info)] = work
         self.inflight += 1
         self.learning.occupancy(self.occupied(), now)
@@ -140,6 +142,8 @@ class BackendState:
         work = self.active.pop(id(info), None)
         self.inflight -= 1
         self.learning.occupancy(self.occupied(), time.monotonic())  # learning
+        if work is not None and work.mark is not None:
+            self.learning.ended(work.mark)
         return work
 
     @property

@@ -12,8 +12,8 @@ gets any). A backend is explored with this request when all of these hold:
 - optimistically (`EXPLORE_Z` standard deviations faster) it would have been ranked ahead of the
   winner: a better tier, or the same tier and a shorter total. A backend that could not win even
   at its best is not worth a request;
-- the tier rule holds: while the winner meets the SLO, only a backend whose own forecast also
-  meets it is explored (a request is never sent to a backend forecast to miss while one forecast
+- the tier rule holds: while the winner is forecast to meet the SLO, only a backend whose own
+  forecast also meets it is explored (a request is never sent to a backend forecast to miss while one forecast
   to meet has room);
 - the budget allows: at most `EXPLORE_SHARE` of the decisions (plus one) explore.
 
@@ -65,7 +65,7 @@ class Explorer:
             if now - self.last.get(b.name, -PROBE_INTERVAL_S) < PROBE_INTERVAL_S:
                 continue
             if f.known:
-                if self.budget < 1.0 or (best_tier == Tier.MEETS and tiers[id(b)] != Tier.MEETS):
+                if self.budget < 1.0 or (best_tier <= Tier.LIKELY < tiers[id(b)]):
                     continue
                 opt = f.optimistic(EXPLORE_Z)
                 if (tier_of(opt), opt.total_s) >= (best_tier, best_total):

@@ -37,9 +37,15 @@ class Forecast:
     itl_idle_s: float  # what it would see on the idle backend: can it meet an SLO at all?
     prefill_idle_s: float
     sigma_idle: float  # log-sd of the idle decode step (an extrapolation when only busy was seen)
+    itl_spread: float  # log-sd of how far streams' life ITL lately landed from such forecasts
     batch: int  # sequences it would run beside, itself included
     known: bool  # there is a prior or an observation behind it (not only a placeholder)
     speed: tuple[float, float]  # learned (decode, prefill) speed relative to the prior
+    # The streams it would slow down: how many run there now, their ITL now, and how much theirs
+    # grows (relative) once this request joins: one more sequence and its prefill in their lives.
+    running: int = 0
+    itl_running_s: float = 0.0
+    slowdown: float = 0.0
 
     @property
     def ttft_s(self) -> float:
@@ -67,9 +73,13 @@ class Forecast:
             self.itl_idle_s * d,
             self.prefill_idle_s * p,
             self.sigma_idle,
+            self.itl_spread,
             self.batch,
             self.known,
             self.speed,
+            self.running,
+            self.itl_running_s * d,
+            self.slowdown,
         )
 
 
@@ -90,7 +100,7 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
     running = min(depth, slots) if slots else depth
     joins = running if slots is None or depth < slots else slots - 1  # beside it once it has a slot
     batch = joins + 1
-    itl = curve.itl_s(batch, context, rate) if n_out else 0.0
+    itl = curve.stream_itl_s(batch, context, rate, now) if n_out else 0.0
     prefill = curve.ttft_s(prompt, joins, context)
     if not slots:
         wait = depth * prefill  # nothing known about batching: each request ahead costs a prefill
@@ -109,6 +119,13 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
                 ahead.append(max(step, (w.output_tokens - done) * step))
         wait = _slot_free_at(ahead, slots)
     sigma_decode, sigma_prefill = curve.sigma(batch, now)
+    itl_running = slowdown = 0.0
+    if n_out and running and depth < (slots or depth + 1):
+        itl_running = curve.stream_itl_s(running, context, rate, now)
+        # its own prefill lands once in the remaining life of each running stream (half of theirs)
+        mean_out = sum(w.output_tokens for w in works) / len(works) if works else DEFAULT_OUTPUT_TOKENS
+        life = max(1.0, mean_out / 2) * itl_running
+        slowdown = itl / itl_running - 1 + curve.prefill_s(prompt) / life
     return Forecast(
         wait_s=wait,
         prefill_s=prefill,
@@ -119,9 +136,13 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
         itl_idle_s=curve.decode_s(1, context) if n_out else 0.0,
         prefill_idle_s=curve.prefill_s(prompt),
         sigma_idle=curve.sigma(1, now)[0] if batch > 1 else sigma_decode,
+        itl_spread=curve.life.spread(now),
         batch=batch,
         known=pred is not None or curve.observations > 0,
         speed=curve.speed(),
+        running=running if itl_running else 0,
+        itl_running_s=itl_running,
+        slowdown=slowdown,
     )
 
 

@@ -28,6 +28,7 @@ from waveidp.gateway.prediction import Prediction
 from waveidp.gateway.routing.load_curve import LoadCurve
 
 PREFILL_RATE_TAU_S = 5.0
+MIN_LIFE_TOKENS = 8  # a stream shorter than this says little about its life-average ITL
 
 
 @dataclass(slots=True)
@@ -40,6 +41,12 @@ class RequestMark:
     area: float  # the backend's occupancy integral at `t`
     prefill: float  # the backend's landed-prefill counter at `t`
     tokens: int = 0  # tokens it had produced at `t`
+    # the load it was sent into (0 batch: not a stream to compare): its batch, mean context and the
+    # prefill rate then, for the curve's ITL forecast at its end
+    sent_batch: float = 0.0
+    sent_context: int = 0
+    sent_rate: float = 0.0
+    first_at: float = 0.0  # when its first token came back
 
 
 @dataclass(slots=True)
@@ -80,12 +87,20 @@ class BackendLearning:
         model: str,
         prior: Prediction | None,
         prompt_tokens: int,
+        output_tokens: int,
         running: float,
         queued: bool,
+        slots: int | None,
         now: float,
     ) -> RequestMark:
+        """A request of `prompt_tokens` asking for `output_tokens` goes out beside `running` others."""
         curve = self.curve(model, prior, now)
-        return RequestMark(curve, prompt_tokens, running, queued, now, self.area(now), self.landed)
+        mark = RequestMark(curve, prompt_tokens, running, queued, now, self.area(now), self.landed)
+        if output_tokens > 1:
+            mark.sent_batch = min(running + 1, slots) if slots else running + 1
+            mark.sent_context = prompt_tokens + output_tokens // 2
+            mark.sent_rate = self.prefill_rate(now)
+        return mark
 
     def first_token(self, mark: RequestMark, ttft_s: float, now: float) -> None:
         """Its first token came back at `now`, `ttft_s` after it was sent: its prefill has landed."""
@@ -95,6 +110,7 @@ class BackendLearning:
         self._land(curve.prior_ttft(mark.prompt_tokens), now)
         # its own prefill is not interleaved with its own decode steps
         mark.t, mark.area, mark.prefill, mark.tokens = now, self.area(now), self.landed, 1
+        mark.first_at = now
 
     def progress(self, mark: RequestMark, tokens: int, now: float) -> None:
         """It has produced `tokens` tokens by `now`: teach the ITL since the last report."""
@@ -107,6 +123,14 @@ class BackendLearning:
         context = mark.prompt_tokens + (mark.tokens + tokens) // 2
         mark.curve.observe_itl(dt / k, k, batch, context, max(0.0, landed - mark.prefill) / k, now)
         mark.t, mark.area, mark.prefill, mark.tokens = now, area, landed, tokens
+
+    def ended(self, mark: RequestMark) -> None:
+        """It is over: how its life-average ITL compares with what the curve, as learned by now,
+        forecasts for the load it was sent into (the curve's own learning lag is not counted)."""
+        if mark.sent_batch and mark.tokens >= MIN_LIFE_TOKENS and mark.t > mark.first_at:
+            realized = (mark.t - mark.first_at) / (mark.tokens - 1)
+            forecast = mark.curve.itl_s(mark.sent_batch, mark.sent_context, mark.sent_rate)
+            mark.curve.life.observe(math.log(realized / forecast), mark.t)
 
     def answered(self, mark: RequestMark, elapsed_s: float, tokens: int, now: float) -> None:
         """A non-streamed answer of `tokens` tokens came back at `now`, `elapsed_s` after it was sent

@@ -27,6 +27,10 @@ log space (errors of a prior are multiplicative: "2x slower", not "+10 ms"):
 - An observation far outside the belief (a stall, a GC pause) moves it at most 3 standard
   deviations' worth.
 
+Beside the curve, `life`: how the ITL a stream averaged over its life compared with the curve's
+forecast when it was sent (more requests join while it runs, the curve is a model). Its mean
+corrects the forecast; its spread is the margin the SLO tiers keep (`tiers.ITL_Z`).
+
 Pure: no clocks, no sockets; callers pass times.
 """
 
@@ -62,7 +66,50 @@ MAX_INNOVATION_SD = 3.0
 STEP_WAIT_STEPS = 1.5
 MAX_PREFILL_SHARE = 0.6  # prefills can take at most this share of a busy engine's time in a forecast
 
+# The life residual: an exponentially weighted mean and variance over about this many streams,
+# starting from a spread that is worth RESIDUAL_PRIOR_N streams.
+RESIDUAL_WINDOW = 50
+RESIDUAL_PRIOR_SD = 0.1
+RESIDUAL_PRIOR_N = 5.0
+RESIDUAL_FADE_S = 10.0
+
 Vec = tuple[float, float, float]
+
+
+@dataclass(slots=True)
+class Residual:
+    """Log-ratios of realized to forecast times: their recent mean and spread. What they say fades
+    (`RESIDUAL_FADE_S`) when no new ones come: a backend that stopped getting streams, because its
+    last ones landed badly, is judged on its prior margin again before long."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    weight: float = 0.0  # streams behind it, at most RESIDUAL_WINDOW
+    updated: float = 0.0
+
+    def observe(self, log_ratio: float, now: float) -> None:
+        self.weight = min(self._weight(now) + 1.0, RESIDUAL_WINDOW)
+        self.updated = now
+        a = 1.0 / self.weight
+        delta = log_ratio - self.mean
+        self.mean += a * delta
+        self.var += a * (delta * (log_ratio - self.mean) - self.var)
+
+    def _weight(self, now: float | None) -> float:
+        if now is None or now <= self.updated:
+            return self.weight
+        return self.weight * math.exp(-(now - self.updated) / RESIDUAL_FADE_S)
+
+    def bias(self, now: float | None = None) -> float:
+        """The mean, shrunk towards 0 while few (or only old) streams are behind it."""
+        w = self._weight(now)
+        return self.mean * w / (w + RESIDUAL_PRIOR_N)
+
+    def spread(self, now: float | None = None) -> float:
+        w = self._weight(now)
+        return math.sqrt((RESIDUAL_PRIOR_N * RESIDUAL_PRIOR_SD**2 + w * self.var) / (RESIDUAL_PRIOR_N + w))
+
+
 DECODE, PREFILL = 0, 1
 
 
@@ -74,6 +121,7 @@ class LoadCurve:
     prior_var: tuple[float, float, float] = (0.0, 0.0, 0.0)
     updated: float | None = None  # when drift was last applied
     observations: int = 0
+    life: Residual = field(default_factory=Residual)  # streams' life ITL vs the forecast at sending
 
     @classmethod
     def start(cls, prior: Prediction | None, now: float | None = None) -> LoadCurve:
@@ -113,6 +161,13 @@ class LoadCurve:
         prefill work per second): the decode steps run in the time the prefills leave."""
         share = min(MAX_PREFILL_SHARE, math.exp(self.mean[1]) * prefill_rate)
         return self.decode_s(batch, context) / (1.0 - share)
+
+    def stream_itl_s(
+        self, batch: float, context: int, prefill_rate: float, now: float | None = None
+    ) -> float:
+        """What a stream sent now is expected to average over its life: `itl_s` corrected by how
+        far streams lately landed from it."""
+        return self.itl_s(batch, context, prefill_rate) * math.exp(self.life.bias(now))
 
     def sigma(self, batch: float, now: float | None = None) -> tuple[float, float]:
         """Log-sd of the decode step at `batch` and of the prefill: how far the medians may be off."""

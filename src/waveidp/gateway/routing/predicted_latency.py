@@ -29,7 +29,7 @@ from waveidp.gateway.request_info import RequestInfo
 from waveidp.gateway.routing.affinity import preferred
 from waveidp.gateway.routing.exploration import Explorer
 from waveidp.gateway.routing.forecast import Forecast, forecast
-from waveidp.gateway.routing.tiers import Tier, slo_tier
+from waveidp.gateway.routing.tiers import Tier, chance, slo_tier
 from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
 
 log = logging.getLogger("waveidp.gateway.routing")
@@ -64,12 +64,21 @@ class PredictedLatency:
         self._turn += 1
         n = len(candidates)
         forecasts = {id(b): forecast(b, info, now) for b in candidates}
-        tiers = {id(b): self.tier_of(f) for b, f in zip(candidates, forecasts.values(), strict=True)}
+        slo = self.slo
+        chances = {
+            id(b): chance(f, slo) if slo else 1.0 for b, f in zip(candidates, forecasts.values(), strict=True)
+        }
+        tiers = {id(b): self.tier_of(forecasts[id(b)]) for b in candidates}
         depths = {id(b): b.queue_depth() for b in candidates}
         order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
-        ranked = sorted(
-            candidates, key=lambda b: (tiers[id(b)], forecasts[id(b)].total_s, depths[id(b)], order[id(b)])
-        )
+
+        def key(b: BackendState) -> tuple[int, float, float, float, int]:
+            tier = tiers[id(b)]
+            # a borderline backend: the better its chance, the sooner
+            likely = -round(chances[id(b)], 1) if tier == Tier.LIKELY else 0.0
+            return (tier, likely, forecasts[id(b)].total_s, depths[id(b)], order[id(b)])
+
+        ranked = sorted(candidates, key=key)
         reason: Reason = "best-forecast"
         tied = _tied(ranked, forecasts, tiers)
         if len(tied) > 1:
@@ -95,7 +104,7 @@ class PredictedLatency:
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
                     reason = "affinity"
-        result = Ranked(ranked, reason, self._explainer(info, forecasts, tiers, depths))
+        result = Ranked(ranked, reason, self._explainer(info, forecasts, tiers, depths, chances))
         if log.isEnabledFor(logging.DEBUG):
             trace = result.trace()
             assert trace is not None
@@ -108,12 +117,19 @@ class PredictedLatency:
         forecasts: dict[int, Forecast],
         tiers: dict[int, Tier],
         depths: dict[int, float],
+        chances: dict[int, float],
     ) -> Callable[[Ranked], RouteTrace]:
         slo = self.slo
 
         def explain(ranked: Ranked) -> RouteTrace:
             views = tuple(
-                _view(b, forecasts[id(b)], tiers[id(b)] if slo is not None else None, depths[id(b)])
+                _view(
+                    b,
+                    forecasts[id(b)],
+                    tiers[id(b)] if slo is not None else None,
+                    depths[id(b)],
+                    chances[id(b)] if slo is not None else None,
+                )
                 for b in ranked
             )
             return RouteTrace(
@@ -151,11 +167,12 @@ def _tied(
     return out
 
 
-def _view(b: BackendState, f: Forecast, tier: Tier | None, depth: float) -> CandidateTrace:
+def _view(b: BackendState, f: Forecast, tier: Tier | None, depth: float, p: float | None) -> CandidateTrace:
     return CandidateTrace(
         backend=b.name,
         outstanding=depth,
         tier=tier.label if tier is not None else None,
+        slo_chance=round(p, 3) if p is not None else None,
         wait_s=round(f.wait_s, 4),
         ttft_s=round(f.ttft_s, 4),
         itl_s=round(f.itl_s, 5),

@@ -1,19 +1,26 @@
 """SLO tiers: which backends a request may go to first when its model has an SLO.
 
-- MEETS: forecast to meet the SLO with this request on it (TTFT within `TTFT_HEADROOM` of the
-  bound, ITL at the batch it would make within `ITL_HEADROOM`): it has room.
-- OVERFLOW: cannot meet it even idle (its prefill alone, or its ITL at batch 1, is over), and
-  surely so: the chance that it could (from the idle forecast's spread) is under
-  `OVERFLOW_BELOW`. A request that will miss anyway harms no one's SLO there. A backend that may
-  well meet the SLO when idle is kept out of this tier even if its median says it would not: the
-  excess sent to it would take the room of requests that meet the SLO there.
-- SATURATED: could meet it with less load, but not with this request added (its queue is too
-  long, or one more sequence would stretch every step past the ITL bound): sending it there
-  would push the requests that still meet the SLO there over it.
+Each forecast is a median with a spread, so it gives the chance that this request, sent there,
+meets the SLO (`chance`): the ITL it is expected to average against `itl_s` (spread: how far
+streams there lately landed from such forecasts, and how unsure the learned curve still is), its
+TTFT against `ttft_s` (spread `TTFT_SPREAD`: the queue model misses by tens of percent when the
+engine's steps stretch). The tiers, best first:
 
-The ranking is tier first, so a request never goes to a backend forecast to miss while one
-forecast to meet has room. Medians decide the tier; the spread of a forecast only decides ties
-within one (`predicted_latency`).
+- MEETS: forecast to meet it, surely (a chance of at least `SURE`): it has room.
+- LIKELY: forecast to meet it (the median does, a chance of at least one half), but close to the
+  bound: a borderline backend (a GPU that just makes the ITL bound) still takes requests there
+  rather than losing them to a backend that cannot meet the SLO at all.
+- OVERFLOW: cannot meet it even idle (its prefill alone, or its ITL at batch 1, is over), and
+  surely so: the chance that it could is under `OVERFLOW_BELOW`. A request that will miss anyway
+  harms no one's SLO there. A backend that may well meet the SLO when idle stays out of this tier
+  even when its median says it would not: excess sent to it would take the room of requests that
+  meet the SLO there.
+- SATURATED: forecast to miss now (its queue is too long, or one more sequence would stretch
+  every step past the ITL bound) though it could meet it with less load: sending it there would
+  push the requests that still meet the SLO there over it.
+
+So a request never goes to a backend forecast to miss the SLO while one forecast to meet it has
+room (MEETS and LIKELY come first); within a tier the policy ranks by forecast (`predicted_latency`).
 """
 
 from __future__ import annotations
@@ -24,18 +31,19 @@ from enum import IntEnum
 from waveidp.fleet.models import Slo
 from waveidp.gateway.routing.forecast import Forecast
 
-# The forecast assumes every request ahead runs to its max_tokens at the learned ITL and misses by
-# tens of percent when the engine's steps stretch (benchmarks/results/routing.json, `headroom`).
-TTFT_HEADROOM = 0.8
-# A stream's ITL is its average over its life: more requests join after it starts.
-ITL_HEADROOM = 0.9
-OVERFLOW_BELOW = 0.2  # a chance under this that the idle backend meets the SLO: overflow
+SURE = 0.9
+TTFT_SURE = 0.8  # a LIKELY backend still keeps its queue this sure of the TTFT bound
+OVERFLOW_BELOW = 0.2
+# Log-sd of the TTFT forecast: at 0.8 of the bound a request is forecast to meet it with ~80 %
+# (the margin the benchmark's queue needed, benchmarks/results/routing.json).
+TTFT_SPREAD = 0.25
 
 
 class Tier(IntEnum):
     MEETS = 0
-    OVERFLOW = 1
-    SATURATED = 2
+    LIKELY = 1
+    OVERFLOW = 2
+    SATURATED = 3
 
     @property
     def label(self) -> str:
@@ -43,27 +51,58 @@ class Tier(IntEnum):
 
 
 def slo_tier(f: Forecast, slo: Slo) -> Tier:
-    itl_bound = slo.itl_s * ITL_HEADROOM if slo.itl_s is not None else None
-    ttft_bound = slo.ttft_s * TTFT_HEADROOM if slo.ttft_s is not None else None
-    if capable(f, itl_bound, ttft_bound) < OVERFLOW_BELOW:
+    p_itl, p_ttft = chances(f, slo)
+    if p_ttft >= TTFT_SURE:
+        value = p_itl * p_ttft - harm(f, slo)
+        if value >= SURE:
+            return Tier.MEETS
+        if value >= 0.5:
+            return Tier.LIKELY
+    if capable(f, slo) < OVERFLOW_BELOW:
         return Tier.OVERFLOW
-    if (itl_bound is not None and f.itl_s > itl_bound) or (ttft_bound is not None and f.ttft_s > ttft_bound):
-        return Tier.SATURATED
-    return Tier.MEETS
+    return Tier.SATURATED
 
 
-def capable(f: Forecast, itl_bound: float | None, ttft_bound: float | None) -> float:
-    """The chance that the idle backend meets both bounds (log-normal forecasts; the lesser of the
-    two chances, as decode and prefill errors go together)."""
+def harm(f: Forecast, slo: Slo) -> float:
+    """How much chance of meeting the ITL bound the streams running there lose, together, when this
+    request joins them (they all run at the step time it stretches)."""
+    if slo.itl_s is None or not f.running or f.slowdown <= 0:
+        return 0.0
+    s = math.hypot(f.itl_spread, f.sigma_decode)
+    before = _below(f.itl_running_s, slo.itl_s, s)
+    # a running stream has on average half its life left: its average moves half as far
+    after = _below(f.itl_running_s * (1 + f.slowdown / 2), slo.itl_s, s)
+    return f.running * max(0.0, before - after)
+
+
+def chance(f: Forecast, slo: Slo) -> float:
+    """The chance that a request sent now meets the SLO there (ITL and TTFT errors taken as
+    independent)."""
+    p_itl, p_ttft = chances(f, slo)
+    return p_itl * p_ttft
+
+
+def chances(f: Forecast, slo: Slo) -> tuple[float, float]:
+    p_itl = p_ttft = 1.0
+    if slo.itl_s is not None and f.itl_s > 0:
+        p_itl = _below(f.itl_s, slo.itl_s, math.hypot(f.itl_spread, f.sigma_decode))
+    if slo.ttft_s is not None:
+        p_ttft = _below(f.ttft_s, slo.ttft_s, math.hypot(TTFT_SPREAD, f.sigma_prefill))
+    return p_itl, p_ttft
+
+
+def capable(f: Forecast, slo: Slo) -> float:
+    """The chance that the idle backend meets the SLO."""
     p = 1.0
-    if itl_bound is not None and f.itl_idle_s > 0:
-        p = min(p, _below(f.itl_idle_s, itl_bound, f.sigma_idle))
-    if ttft_bound is not None:
-        p = min(p, _below(f.prefill_idle_s, ttft_bound, f.sigma_prefill))
+    if slo.itl_s is not None and f.itl_idle_s > 0:
+        p *= _below(f.itl_idle_s, slo.itl_s, math.hypot(f.itl_spread, f.sigma_idle))
+    if slo.ttft_s is not None:
+        p *= _below(f.prefill_idle_s, slo.ttft_s, math.hypot(TTFT_SPREAD, f.sigma_prefill))
     return p
 
 
 def _below(median: float, bound: float, sigma: float) -> float:
+    """P(X <= bound) for a log-normal X of this median and log-sd."""
     if sigma <= 0:
         return 1.0 if median <= bound else 0.0
     return 0.5 * math.erfc(-math.log(bound / median) / (sigma * math.sqrt(2)))

@@ -33,7 +33,8 @@ class CandidateTrace:
 
     backend: str
     outstanding: float  # requests in flight or queued there (the engine's count or ours)
-    tier: str | None = None  # meets / overflow / saturated, with an SLO
+    tier: str | None = None  # meets / likely / overflow / saturated, with an SLO
+    slo_chance: float | None = None  # the forecast chance that it meets the SLO there
     wait_s: float | None = None
     ttft_s: float | None = None
     itl_s: float | None = None
@@ -86,6 +87,8 @@ def _describe(c: CandidateTrace) -> str:
     )
     if c.tier:
         text += f" {c.tier}"
+    if c.slo_chance is not None:
+        text += f" p={c.slo_chance:.2f}"
     return text
 
 
