@@ -370,16 +370,41 @@ def down(procs: list[subprocess.Popen]) -> None:
             p.wait(5)
 
 
-def convergence(results: list[dict], samples: list, speeds: dict[str, float]) -> dict[str, dict]:
+def prompt_units() -> dict[str, float]:
+    """Per backend, what the router's learned prefill speed reads when the engine runs exactly as
+    predicted: the gateway sizes a prompt at 4 characters a token, `wave emulate` counts words (the
+    benchmark's prompts are words that are single tokens), so the prefill the router learns is per
+    estimated token. The prior's prefill time at the gateway's estimate over that at the
+    emulator's count, summed over the benchmark's prompts."""
+    from waveidp.bench.datasets.tokens import approx_token_count
+    from waveidp.gateway.prediction import from_sizing
+
+    rng = random.Random(0)
+    texts = [prompt(rng, i) for i in range(200)]
+    out = {}
+    for name, (hw, engine, quant, batch) in FLEET.items():
+        pred = from_sizing(MODEL, quant, [hw], engine, batch)
+        assert pred is not None
+        est = sum(pred.ttft_s(max(1, len(t) // 4)) for t in texts)
+        real = sum(pred.ttft_s(max(1, approx_token_count(t))) for t in texts)
+        out[name] = round(est / real, 3)
+    return out
+
+
+def convergence(
+    results: list[dict], samples: list, speeds: dict[str, float], units: dict[str, float]
+) -> dict[str, dict]:
     """Per backend that got traffic: seconds from its first request until the learned speed stayed
-    within CONVERGED of the real one, per phase (None: not by the end of the run)."""
+    within CONVERGED of the real one, per phase (None: not by the end of the run). The real prefill
+    speed is the engine's times the prompt-size units (`prompt_units`)."""
     out: dict[str, dict] = {}
-    for b, real in speeds.items():
+    for b, speed in speeds.items():
         sent = sorted(r["at"] for r in results if r["backend"] == b)
         if not sent:
             continue
-        row: dict = {"requests": len(sent), "first_request_s": sent[0], "real_speed": real}
+        row: dict = {"requests": len(sent), "first_request_s": sent[0], "real_speed": speed}
         for phase in ("decode", "prefill"):
+            real = speed * (units[b] if phase == "prefill" else 1.0)
             series = [(t, s[b][phase]) for t, s in samples if b in s and phase in s[b]]
             ok = [abs(math.log(v / real)) <= math.log(CONVERGED) for _, v in series]
             at = None
@@ -394,7 +419,7 @@ def convergence(results: list[dict], samples: list, speeds: dict[str, float]) ->
 
 
 def summarise_run(
-    case: str, policy: str, rate: float, seed: int, load: dict, dur: float, speeds: dict
+    case: str, policy: str, rate: float, seed: int, load: dict, dur: float, speeds: dict, units: dict
 ) -> dict:
     results = load["results"]
     ok = [r for r in results if r["ok"]]
@@ -432,7 +457,7 @@ def summarise_run(
     }
     if policy == NEW:
         row["explorations"] = load["explored"]
-        row["convergence"] = convergence(results, load["samples"], speeds)
+        row["convergence"] = convergence(results, load["samples"], speeds, units)
         row["speed_samples"] = load["samples"]
     return row
 
@@ -508,6 +533,7 @@ def main() -> None:
         "fleet_file_routing": {"slo": SLOS["strict"]},
         "cases": dict(cases),
         "speed_range": SPEED_RANGE,
+        "prompt_units": prompt_units(),
         "draw_seed": args.draw_seed,
         "workload": {
             "prompt_words": PROMPT_WORDS,
@@ -539,7 +565,11 @@ def main() -> None:
                     down(procs)
                 for name, cmd in commands.items():
                     result["fleet"][name].setdefault("commands", {})[case] = cmd
-                result["runs"].append(summarise_run(case, policy, rate, seed, load, args.seconds, speeds))
+                result["runs"].append(
+                    summarise_run(
+                        case, policy, rate, seed, load, args.seconds, speeds, result["prompt_units"]
+                    )
+                )
                 progress.advance(task)
     result["wall_s"] = round(time.monotonic() - started)
     result["summary"] = summarise(result["runs"], cases, rates)

@@ -4,7 +4,7 @@ is forecast to meet it, and never into a backend whose room is kept for the requ
 Per candidate a `forecast.Forecast` (from the backend's learned load curve, the work outstanding
 there and the load this request adds), then:
 
-1. SLO tier first (`tiers`): meets, then overflow, then saturated.
+1. SLO tier first (`tiers`): meets, likely, overflow, saturated.
 2. Within the best tier, the least forecast total time; but the backends whose forecasts cannot be
    told apart from the best one's (their difference is within `TIE_Z` standard deviations of the
    two spreads) are tied, and a tie goes to the one with the fewest requests outstanding. So when
@@ -29,7 +29,7 @@ from waveidp.gateway.request_info import RequestInfo
 from waveidp.gateway.routing.affinity import preferred
 from waveidp.gateway.routing.exploration import Explorer
 from waveidp.gateway.routing.forecast import Forecast, forecast
-from waveidp.gateway.routing.tiers import Tier, chance, slo_tier
+from waveidp.gateway.routing.tiers import Tier, assess, slo_tier
 from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
 
 log = logging.getLogger("waveidp.gateway.routing")
@@ -65,10 +65,10 @@ class PredictedLatency:
         n = len(candidates)
         forecasts = {id(b): forecast(b, info, now) for b in candidates}
         slo = self.slo
-        chances = {
-            id(b): chance(f, slo) if slo else 1.0 for b, f in zip(candidates, forecasts.values(), strict=True)
-        }
-        tiers = {id(b): self.tier_of(forecasts[id(b)]) for b in candidates}
+        tiers: dict[int, Tier] = {}
+        chances: dict[int, float] = {}
+        for b in candidates:
+            tiers[id(b)], chances[id(b)] = assess(forecasts[id(b)], slo) if slo else (Tier.MEETS, 1.0)
         depths = {id(b): b.queue_depth() for b in candidates}
         order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
 

@@ -7,9 +7,15 @@ TTFT against `ttft_s` (spread `TTFT_SPREAD`: the queue model misses by tens of p
 engine's steps stretch). The tiers, best first:
 
 - MEETS: forecast to meet it, surely (a chance of at least `SURE`): it has room.
-- LIKELY: forecast to meet it (the median does, a chance of at least one half), but close to the
-  bound: a borderline backend (a GPU that just makes the ITL bound) still takes requests there
-  rather than losing them to a backend that cannot meet the SLO at all.
+- LIKELY: forecast to meet it (the median does, a chance of at least one half) with its queue
+  still within the TTFT margin (`TTFT_SURE`), but close to the ITL bound: a borderline backend (a
+  GPU that just makes the bound) still takes requests rather than losing them to a backend that
+  cannot meet the SLO at all.
+
+  For both, what the request costs the streams already running there is subtracted from its
+  own chance (`harm`): one more sequence and its prefill stretch every step they run, and near
+  the bound that costs them together more than this request gains. So a backend takes requests
+  while they are worth it, not until its median sits on the bound.
 - OVERFLOW: cannot meet it even idle (its prefill alone, or its ITL at batch 1, is over), and
   surely so: the chance that it could is under `OVERFLOW_BELOW`. A request that will miss anyway
   harms no one's SLO there. A backend that may well meet the SLO when idle stays out of this tier
@@ -51,16 +57,22 @@ class Tier(IntEnum):
 
 
 def slo_tier(f: Forecast, slo: Slo) -> Tier:
+    return assess(f, slo)[0]
+
+
+def assess(f: Forecast, slo: Slo) -> tuple[Tier, float]:
+    """The tier, and the chance that a request sent now meets the SLO there."""
     p_itl, p_ttft = chances(f, slo)
+    p = p_itl * p_ttft
     if p_ttft >= TTFT_SURE:
-        value = p_itl * p_ttft - harm(f, slo)
+        value = p - harm(f, slo)
         if value >= SURE:
-            return Tier.MEETS
+            return Tier.MEETS, p
         if value >= 0.5:
-            return Tier.LIKELY
+            return Tier.LIKELY, p
     if capable(f, slo) < OVERFLOW_BELOW:
-        return Tier.OVERFLOW
-    return Tier.SATURATED
+        return Tier.OVERFLOW, p
+    return Tier.SATURATED, p
 
 
 def harm(f: Forecast, slo: Slo) -> float:
@@ -75,14 +87,8 @@ def harm(f: Forecast, slo: Slo) -> float:
     return f.running * max(0.0, before - after)
 
 
-def chance(f: Forecast, slo: Slo) -> float:
-    """The chance that a request sent now meets the SLO there (ITL and TTFT errors taken as
-    independent)."""
-    p_itl, p_ttft = chances(f, slo)
-    return p_itl * p_ttft
-
-
 def chances(f: Forecast, slo: Slo) -> tuple[float, float]:
+    """The chances of meeting the ITL and the TTFT bound (their errors taken as independent)."""
     p_itl = p_ttft = 1.0
     if slo.itl_s is not None and f.itl_s > 0:
         p_itl = _below(f.itl_s, slo.itl_s, math.hypot(f.itl_spread, f.sigma_decode))
