@@ -108,7 +108,7 @@ class BackendState:
         # learning: the load it found, then the load it makes
         pred = self.predictions.get(info.model)
         work.mark = self.learning.sent(
-            info.model, pred, info.prompt_tokens_est, out, self.occupied(), queued, slots, now
+            info.model, pred, info.prompt_tokens_est, out, self.occupied(), queued, slots, now, id(info)
         )
         self.active[id(info)] = work
         self.inflight += 1

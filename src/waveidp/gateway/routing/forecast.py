@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState
 from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.routing.load_curve import QUEUE_PRIOR_SD
 
 SIMULATED_MAX = 512  # requests ahead simulated one by one; beyond, their work is spread over the slots
 
@@ -38,6 +39,7 @@ class Forecast:
     prefill_idle_s: float
     sigma_idle: float  # log-sd of the idle decode step (an extrapolation when only busy was seen)
     itl_spread: float  # log-sd of how far streams' life ITL lately landed from such forecasts
+    ttft_spread: float  # log-sd of the TTFT forecast: the queue model's recent misses when queued
     batch: int  # sequences it would run beside, itself included
     known: bool  # there is a prior or an observation behind it (not only a placeholder)
     speed: tuple[float, float]  # learned (decode, prefill) speed relative to the prior
@@ -74,6 +76,7 @@ class Forecast:
             self.prefill_idle_s * p,
             self.sigma_idle,
             self.itl_spread,
+            self.ttft_spread,
             self.batch,
             self.known,
             self.speed,
@@ -84,7 +87,8 @@ class Forecast:
 
 
 def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Forecast:
-    """What `info` would see on `b` at `now` (monotonic; default: now)."""
+    """What `info` would see on `b` at `now` (monotonic; default: now). When it would queue, the
+    TTFT forecast is noted on `b` for this request, to compare with its TTFT if it is sent there."""
     now = time.monotonic() if now is None else now
     pred = b.predictions.get(info.model)
     curve = b.learning.curve(info.model, pred, now)
@@ -118,14 +122,20 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
                 done = (now - w.first_token) / step + 1
                 ahead.append(max(step, (w.output_tokens - done) * step))
         wait = _slot_free_at(ahead, slots)
+    queued = bool(slots) and depth >= (slots or 0)
+    if queued:
+        b.learning.forecast_ttft(id(info), wait + prefill)  # compared with its TTFT if it goes there
+        bias = math.exp(curve.queue.bias(now))
+        wait, prefill = wait * bias, prefill * bias
     sigma_decode, sigma_prefill = curve.sigma(batch, now)
     itl_running = slowdown = 0.0
-    if n_out and running and depth < (slots or depth + 1):
+    if n_out and running:
         itl_running = curve.stream_itl_s(running, context, rate, now)
-        # its own prefill lands once in the remaining life of each running stream (half of theirs)
+        # its own prefill lands once in the remaining life of each running stream (half of theirs);
+        # unqueued, it also makes the batch one larger
         mean_out = sum(w.output_tokens for w in works) / len(works) if works else DEFAULT_OUTPUT_TOKENS
         life = max(1.0, mean_out / 2) * itl_running
-        slowdown = itl / itl_running - 1 + curve.prefill_s(prompt) / life
+        slowdown = curve.prefill_s(prompt) / life + (0.0 if queued else itl / itl_running - 1)
     return Forecast(
         wait_s=wait,
         prefill_s=prefill,
@@ -137,6 +147,7 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
         prefill_idle_s=curve.prefill_s(prompt),
         sigma_idle=curve.sigma(1, now)[0] if batch > 1 else sigma_decode,
         itl_spread=curve.life.spread(now),
+        ttft_spread=curve.queue.spread(now) if queued else QUEUE_PRIOR_SD,
         batch=batch,
         known=pred is not None or curve.observations > 0,
         speed=curve.speed(),

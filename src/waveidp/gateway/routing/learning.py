@@ -47,6 +47,7 @@ class RequestMark:
     sent_context: int = 0
     sent_rate: float = 0.0
     first_at: float = 0.0  # when its first token came back
+    ttft_forecast: float = 0.0  # what the router forecast for its TTFT, when it found a queue
 
 
 @dataclass(slots=True)
@@ -58,6 +59,13 @@ class BackendLearning:
     landed: float = 0.0  # prior seconds of prefill work that has landed, in total
     _rate_acc: float = 0.0
     _rate_t: float = 0.0
+    # The TTFT the router last forecast here and for which request (its id): the request that is
+    # sent next picks it up if it is that one (a policy ranks and the gateway sends without a
+    # pause between them).
+    forecast_for: tuple[int, float] = (0, 0.0)
+
+    def forecast_ttft(self, key: int, ttft_s: float) -> None:
+        self.forecast_for = (key, ttft_s)
 
     def curve(self, model: str, prior: Prediction | None, now: float | None = None) -> LoadCurve:
         found = self.curves.get(model)
@@ -92,10 +100,14 @@ class BackendLearning:
         queued: bool,
         slots: int | None,
         now: float,
+        key: int = 0,
     ) -> RequestMark:
-        """A request of `prompt_tokens` asking for `output_tokens` goes out beside `running` others."""
+        """A request of `prompt_tokens` asking for `output_tokens` goes out beside `running` others
+        (`key`: its id, for the forecast the router made for it)."""
         curve = self.curve(model, prior, now)
         mark = RequestMark(curve, prompt_tokens, running, queued, now, self.area(now), self.landed)
+        if queued and key and self.forecast_for[0] == key:
+            mark.ttft_forecast = self.forecast_for[1]
         if output_tokens > 1:
             mark.sent_batch = min(running + 1, slots) if slots else running + 1
             mark.sent_context = prompt_tokens + output_tokens // 2
@@ -107,6 +119,8 @@ class BackendLearning:
         curve = mark.curve
         if not mark.queued:  # a queued one's TTFT is mostly its wait, which the queue model forecasts
             curve.observe_ttft(ttft_s, mark.prompt_tokens, mark.running, mark.prompt_tokens, now)
+        elif mark.ttft_forecast > 0:  # and teaches how far that forecast lands
+            curve.queue.observe(math.log(ttft_s / mark.ttft_forecast), now)
         self._land(curve.prior_ttft(mark.prompt_tokens), now)
         # its own prefill is not interleaved with its own decode steps
         mark.t, mark.area, mark.prefill, mark.tokens = now, self.area(now), self.landed, 1

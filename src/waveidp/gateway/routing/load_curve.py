@@ -27,9 +27,11 @@ log space (errors of a prior are multiplicative: "2x slower", not "+10 ms"):
 - An observation far outside the belief (a stall, a GC pause) moves it at most 3 standard
   deviations' worth.
 
-Beside the curve, `life`: how the ITL a stream averaged over its life compared with the curve's
-forecast when it was sent (more requests join while it runs, the curve is a model). Its mean
-corrects the forecast; its spread is the margin the SLO tiers keep (`tiers.ITL_Z`).
+Beside the curve, two residuals: `life`, how the ITL a stream averaged over its life compared
+with the curve's forecast for the load it was sent into (more requests join while it runs, the
+curve is a model), and `queue`, how a queued request's TTFT compared with the queue forecast
+when it was sent. Their means correct the forecasts; their spreads are the forecasts' errors in
+the SLO tiers' chances.
 
 Pure: no clocks, no sockets; callers pass times.
 """
@@ -72,16 +74,21 @@ RESIDUAL_WINDOW = 50
 RESIDUAL_PRIOR_SD = 0.1
 RESIDUAL_PRIOR_N = 5.0
 RESIDUAL_FADE_S = 10.0
+# The queue model's error before any queued request came back: at 0.8 of the TTFT bound a request
+# is forecast to meet it with ~80 % (the margin the benchmark's queue needed before).
+QUEUE_PRIOR_SD = 0.25
 
 Vec = tuple[float, float, float]
 
 
 @dataclass(slots=True)
 class Residual:
-    """Log-ratios of realized to forecast times: their recent mean and spread. What they say fades
-    (`RESIDUAL_FADE_S`) when no new ones come: a backend that stopped getting streams, because its
-    last ones landed badly, is judged on its prior margin again before long."""
+    """Log-ratios of realized to forecast times: their recent mean and spread (`prior_sd` before
+    any). What they say fades (`RESIDUAL_FADE_S`) when no new ones come: a backend that stopped
+    getting requests, because its last ones landed badly, is judged on its prior margin again
+    before long."""
 
+    prior_sd: float = RESIDUAL_PRIOR_SD
     mean: float = 0.0
     var: float = 0.0
     weight: float = 0.0  # streams behind it, at most RESIDUAL_WINDOW
@@ -107,7 +114,7 @@ class Residual:
 
     def spread(self, now: float | None = None) -> float:
         w = self._weight(now)
-        return math.sqrt((RESIDUAL_PRIOR_N * RESIDUAL_PRIOR_SD**2 + w * self.var) / (RESIDUAL_PRIOR_N + w))
+        return math.sqrt((RESIDUAL_PRIOR_N * self.prior_sd**2 + w * self.var) / (RESIDUAL_PRIOR_N + w))
 
 
 DECODE, PREFILL = 0, 1
@@ -122,6 +129,7 @@ class LoadCurve:
     updated: float | None = None  # when drift was last applied
     observations: int = 0
     life: Residual = field(default_factory=Residual)  # streams' life ITL vs the forecast at sending
+    queue: Residual = field(default_factory=lambda: Residual(QUEUE_PRIOR_SD))  # queued requests' TTFT
 
     @classmethod
     def start(cls, prior: Prediction | None, now: float | None = None) -> LoadCurve:

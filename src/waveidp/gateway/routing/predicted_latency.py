@@ -4,7 +4,7 @@ is forecast to meet it, and never into a backend whose room is kept for the requ
 Per candidate a `forecast.Forecast` (from the backend's learned load curve, the work outstanding
 there and the load this request adds), then:
 
-1. SLO tier first (`tiers`): meets, likely, overflow, saturated.
+1. SLO tier first (`tiers`): meets, likely, possible, overflow, saturated.
 2. Within the best tier, the least forecast total time; but the backends whose forecasts cannot be
    told apart from the best one's (their difference is within `TIE_Z` standard deviations of the
    two spreads) are tied, and a tie goes to the one with the fewest requests outstanding. So when
@@ -75,7 +75,7 @@ class PredictedLatency:
         def key(b: BackendState) -> tuple[int, float, float, float, int]:
             tier = tiers[id(b)]
             # a borderline backend: the better its chance, the sooner
-            likely = -round(chances[id(b)], 1) if tier == Tier.LIKELY else 0.0
+            likely = -round(chances[id(b)], 1) if tier in (Tier.LIKELY, Tier.POSSIBLE) else 0.0
             return (tier, likely, forecasts[id(b)].total_s, depths[id(b)], order[id(b)])
 
         ranked = sorted(candidates, key=key)

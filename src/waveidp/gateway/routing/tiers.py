@@ -16,6 +16,8 @@ engine's steps stretch). The tiers, best first:
   own chance (`harm`): one more sequence and its prefill stretch every step they run, and near
   the bound that costs them together more than this request gains. So a backend takes requests
   while they are worth it, not until its median sits on the bound.
+- POSSIBLE: forecast to miss it, but with a fair chance (net of that cost, over `WORTH`) and its
+  queue within the TTFT margin: better than a backend that surely misses.
 - OVERFLOW: cannot meet it even idle (its prefill alone, or its ITL at batch 1, is over), and
   surely so: the chance that it could is under `OVERFLOW_BELOW`. A request that will miss anyway
   harms no one's SLO there. A backend that may well meet the SLO when idle stays out of this tier
@@ -36,20 +38,20 @@ from enum import IntEnum
 
 from waveidp.fleet.models import Slo
 from waveidp.gateway.routing.forecast import Forecast
+from waveidp.gateway.routing.load_curve import QUEUE_PRIOR_SD
 
 SURE = 0.9
+WORTH = 0.1
 TTFT_SURE = 0.8  # a LIKELY backend still keeps its queue this sure of the TTFT bound
 OVERFLOW_BELOW = 0.2
-# Log-sd of the TTFT forecast: at 0.8 of the bound a request is forecast to meet it with ~80 %
-# (the margin the benchmark's queue needed, benchmarks/results/routing.json).
-TTFT_SPREAD = 0.25
 
 
 class Tier(IntEnum):
     MEETS = 0
     LIKELY = 1
-    OVERFLOW = 2
-    SATURATED = 3
+    POSSIBLE = 2
+    OVERFLOW = 3
+    SATURATED = 4
 
     @property
     def label(self) -> str:
@@ -70,6 +72,8 @@ def assess(f: Forecast, slo: Slo) -> tuple[Tier, float]:
             return Tier.MEETS, p
         if value >= 0.5:
             return Tier.LIKELY, p
+        if value > WORTH:
+            return Tier.POSSIBLE, p
     if capable(f, slo) < OVERFLOW_BELOW:
         return Tier.OVERFLOW, p
     return Tier.SATURATED, p
@@ -93,7 +97,7 @@ def chances(f: Forecast, slo: Slo) -> tuple[float, float]:
     if slo.itl_s is not None and f.itl_s > 0:
         p_itl = _below(f.itl_s, slo.itl_s, math.hypot(f.itl_spread, f.sigma_decode))
     if slo.ttft_s is not None:
-        p_ttft = _below(f.ttft_s, slo.ttft_s, math.hypot(TTFT_SPREAD, f.sigma_prefill))
+        p_ttft = _below(f.ttft_s, slo.ttft_s, math.hypot(f.ttft_spread, f.sigma_prefill))
     return p_itl, p_ttft
 
 
@@ -103,7 +107,7 @@ def capable(f: Forecast, slo: Slo) -> float:
     if slo.itl_s is not None and f.itl_idle_s > 0:
         p *= _below(f.itl_idle_s, slo.itl_s, math.hypot(f.itl_spread, f.sigma_idle))
     if slo.ttft_s is not None:
-        p *= _below(f.prefill_idle_s, slo.ttft_s, math.hypot(TTFT_SPREAD, f.sigma_prefill))
+        p *= _below(f.prefill_idle_s, slo.ttft_s, math.hypot(QUEUE_PRIOR_SD, f.sigma_prefill))
     return p
 
 
