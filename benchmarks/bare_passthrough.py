@@ -5,8 +5,8 @@ answer, streams relayed chunk by chunk. No auth, routing, metrics or accounting.
     python benchmarks/bare_passthrough.py --port 9000 --upstream http://127.0.0.1:8000
     python benchmarks/bare_passthrough.py --port 9000 --fixed   # no upstream: a fixed body
 
-`gateway_overhead.py` runs it as the `bare` path (the issue's "bare aiohttp pass-through") and, with
-`--fixed`, as the cost of uvicorn alone.
+`gateway_overhead.py` runs it as the `bare` path (the plain aiohttp pass-through every gateway is
+compared with) and, with `--fixed`, as the cost of uvicorn alone.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from waveidp.bench.report import BenchReport, LoadPointResult
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 WAVE = [sys.executable, "-m", "waveidp"]
@@ -49,12 +51,6 @@ POINTS: list[dict[str, Any]] = [
     {"name": "rate200", "step_ms": 25, "prefill_ms": 2, "rate": 200, "requests": 800, "skip": 100,
      "output": 32, "input": 32},
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -78,14 +74,7 @@ def emulator(point: dict[str, Any], log: Path) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"wave emulate did not start; see {log}")
-                time.sleep(0.05)
+            wait_http(url + "/health", proc, timeout=30, log=log)
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -93,14 +82,14 @@ def emulator(point: dict[str, Any], log: Path) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-def breakdown(url: str, run: dict[str, Any]) -> dict[str, float]:
+def breakdown(url: str, run: LoadPointResult) -> dict[str, float]:
     """Where the client's extra TTFT goes, per request, at concurrency 1 (requests pair up in order):
     client send -> server handler, token emission -> socket write, socket write -> client read."""
     trace = sorted(
         httpx.get(url + "/emulator/trace", timeout=30).json()["requests"], key=lambda r: r["received"]
     )
-    t0 = run["clock_origin_s"]
-    rows = sorted(run["requests"], key=lambda r: r["sent_s"])
+    t0 = run.clock_origin_s or 0.0
+    rows = sorted(run.requests, key=lambda r: r.sent_s or 0.0)
     parts: dict[str, list[float]] = {
         "client_lag": [],
         "send_to_server": [],
@@ -108,10 +97,10 @@ def breakdown(url: str, run: dict[str, Any]) -> dict[str, float]:
         "write_to_read": [],
     }
     for c, s in zip(rows, trace, strict=True):
-        parts["client_lag"].append(c["client_lag_ms"])
-        parts["send_to_server"].append((s["received"] - (t0 + c["sent_s"])) * 1000)
+        parts["client_lag"].append(c.client_lag_ms or 0.0)
+        parts["send_to_server"].append((s["received"] - (t0 + (c.sent_s or 0.0))) * 1000)
         parts["emit_to_write"].append((s["first_write"] - s["first_token"]) * 1000)
-        parts["write_to_read"].append((t0 + c["first_token_s"] - s["first_write"]) * 1000)
+        parts["write_to_read"].append((t0 + (c.first_token_s or 0.0) - s["first_write"]) * 1000)
     return {k + "_ms_mean": sum(v) / len(v) for k, v in parts.items()}
 
 
@@ -144,7 +133,7 @@ def server_truth(url: str, skip: int) -> dict[str, Any]:
     }
 
 
-def run_wave_bench(url: str, point: dict[str, Any], out: Path) -> tuple[list[str], dict[str, Any]]:
+def run_wave_bench(url: str, point: dict[str, Any], out: Path) -> tuple[list[str], LoadPointResult]:
     load = ["-c", str(point["concurrency"])] if "concurrency" in point else ["-r", str(point["rate"])]
     cmd = [
         "wave",
@@ -176,7 +165,7 @@ def run_wave_bench(url: str, point: dict[str, Any], out: Path) -> tuple[list[str
         str(out),
     ]
     subprocess.run([*WAVE, *cmd[1:]], check=True, capture_output=True, timeout=300)
-    return cmd, json.loads((out / "results.json").read_text())["runs"][0]
+    return cmd, BenchReport.load(out).runs[0]
 
 
 def aiperf_bin(work: Path, allow_install: bool) -> Path | None:
@@ -289,18 +278,18 @@ def measure(point: dict[str, Any], work: Path, exe: Path | None) -> dict[str, An
         truth = server_truth(url, point["skip"])
         if point.get("concurrency") == 1:
             truth["ttft_breakdown"] = breakdown(url, run)
-    s = run["summary"]
-    all_lag = [r["client_lag_ms"] for r in run["requests"] if r["client_lag_ms"] is not None]
+    s = run.summary
+    all_lag = [r.client_lag_ms for r in run.requests if r.client_lag_ms is not None]
     wave = {
-        "completed": s["completed"], "errors": s["errors"],
-        "ttft_ms_mean": s["ttft_ms"]["mean"], "itl_ms_mean": s["itl_ms"]["mean"],
-        "ttft_error_pct": pct(s["ttft_ms"]["mean"], truth["ttft_ms_mean"]),
-        "itl_error_pct": pct(s["itl_ms"]["mean"], truth["itl_ms_mean"]),
-        "ttft_error_vs_wire_pct": pct(s["ttft_ms"]["mean"], truth["ttft_wire_ms_mean"]),
-        "itl_error_vs_wire_pct": pct(s["itl_ms"]["mean"], truth["itl_wire_ms_mean"]),
-        "client_lag_ms": s["client_lag_ms"],
+        "completed": s.completed, "errors": s.errors,
+        "ttft_ms_mean": s.ttft_ms.mean, "itl_ms_mean": s.itl_ms.mean,
+        "ttft_error_pct": pct(s.ttft_ms.mean, truth["ttft_ms_mean"]),
+        "itl_error_pct": pct(s.itl_ms.mean, truth["itl_ms_mean"]),
+        "ttft_error_vs_wire_pct": pct(s.ttft_ms.mean, truth["ttft_wire_ms_mean"]),
+        "itl_error_vs_wire_pct": pct(s.itl_ms.mean, truth["itl_wire_ms_mean"]),
+        "client_lag_ms": s.client_lag_ms.model_dump(),
         "client_lag_ms_p99_including_warmup_wave": sorted(all_lag)[int(0.99 * (len(all_lag) - 1))],
-        "loop_delay_ms": s["loop_delay_ms"], "output_tokens_per_s": s["output_tokens_per_s"],
+        "loop_delay_ms": s.loop_delay_ms.model_dump(), "output_tokens_per_s": s.output_tokens_per_s,
     }  # fmt: skip
     row: dict[str, Any] = {
         "point": name, "emulator": {"step_ms": point["step_ms"], "prefill_ms": point["prefill_ms"]},
@@ -321,7 +310,7 @@ def measure(point: dict[str, Any], work: Path, exe: Path | None) -> dict[str, An
         f"{name}: wave TTFT {wave['ttft_ms_mean']:.2f} ms vs server {truth['ttft_ms_mean']:.2f} ms "
         f"(wire {truth['ttft_wire_ms_mean']:.2f}), "
         f"ITL {wave['itl_ms_mean']:.3f} vs {truth['itl_ms_mean']:.3f} ms, "
-        f"lag p99 {s['client_lag_ms']['p99']:.3f} ms"
+        f"lag p99 {s.client_lag_ms.p99 or 0:.3f} ms"
     )
     return row
 

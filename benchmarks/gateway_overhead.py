@@ -6,6 +6,8 @@ fast fake upstreams, measured in one run, interleaved.
     .venv/bin/python benchmarks/gateway_overhead.py --quick    # fewer rounds, shorter wrk
     .venv/bin/python benchmarks/gateway_overhead.py --workers 1 2   # wave with 1 and 2 workers
     .venv/bin/python benchmarks/gateway_overhead.py --soak 600 # also: RSS of the gateway over 10 minutes
+    .venv/bin/python benchmarks/gateway_overhead.py --baseline /tmp/wave-main --wrk-rounds 3
+                                    # this tree vs another (e.g. `git worktree add /tmp/wave-main main`)
 
 Upstreams: non-streaming answers come from an nginx `return 200` of a fixed chat completion (the
 fastest upstream this machine has, so no proxy is limited by it); streamed answers (32 content
@@ -14,7 +16,10 @@ process (nginx: one worker; LiteLLM: one worker; wave: one uvicorn process, `wav
 `bare`: benchmarks/bare_passthrough.py, a raw ASGI app under the same uvicorn making one pooled
 aiohttp call) with auth on where it has auth (wave: the full security guard with an API key,
 audit log on; LiteLLM: its master key). `uvicorn-fixed` (wrk only) is that uvicorn answering a
-fixed body with no upstream: what serving HTTP in Python costs before any proxying.
+fixed body with no upstream: what serving HTTP in Python costs before any proxying. With
+`--baseline DIR`, a second Wave source tree is served beside this one by the same venv (its `src/`
+first on PYTHONPATH) as `base` (`base-xN`), every measurement of it interleaved with this tree's,
+and the summary gives this tree's ratios to it: old vs new code in one run.
 
 Latency: a closed loop at concurrency 1/16/64/256 per path, rounds interleaved in shuffled order;
 added latency = the path's percentile minus the direct path's in the same run. Throughput: wrk
@@ -46,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import psutil
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
@@ -89,34 +95,13 @@ MODELS_ANSWER = json.dumps(
 console = Console()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def wave_name(workers: int, label: str = "wave") -> str:
+    return label if workers == 1 else f"{label}-x{workers}"
 
 
-def wave_name(workers: int) -> str:
-    return "wave" if workers == 1 else f"wave-x{workers}"
-
-
-def wait_ready(
-    url: str,
-    timeout: float = 60,
-    headers: dict[str, str] | None = None,
-    proc: subprocess.Popen | None = None,
-    ok: tuple[int, ...] = (200,),
-) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code in ok:
-                return time.monotonic() - t0
-        time.sleep(0.02)
-    raise TimeoutError(url)
+def source_env(src: Path | None) -> dict[str, str]:
+    """The environment that makes `wave` run the Wave source tree `src` (None: the installed one)."""
+    return {"PYTHONPATH": str(src / "src")} if src is not None else {}
 
 
 class Procs:
@@ -358,7 +343,9 @@ def wrk(
 
 
 @contextlib.contextmanager
-def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict]:
+def servers(
+    work: Path, with_litellm: bool, workers: list[int], baseline: Path | None = None
+) -> Iterator[dict]:
     procs = Procs(work)
     try:
         static_port, sse_port = free_port(), free_port()
@@ -380,8 +367,8 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
                 str(STREAM_TOKENS),
             ],
         )
-        wait_ready(f"http://127.0.0.1:{static_port}/health", proc=nginx)
-        wait_ready(f"http://127.0.0.1:{sse_port}/health", proc=sse)
+        wait_http(f"http://127.0.0.1:{static_port}/health", proc=nginx)
+        wait_http(f"http://127.0.0.1:{sse_port}/health", proc=sse)
         bare_port, fixed_port = free_port(), free_port()
         bare = procs.start(
             "bare",
@@ -401,34 +388,36 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
         )
         waves: dict[str, tuple[int, subprocess.Popen]] = {}
         startup: dict[str, float] = {}
+        trees = [("wave", None)] + ([("base", baseline)] if baseline is not None else [])
         for n in workers:
-            name = wave_name(n)
-            port = free_port()
-            t0 = time.monotonic()
-            proc = procs.start(
-                name,
-                [
-                    str(WAVE),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--upstream",
-                    f"http://127.0.0.1:{static_port}",
-                    "--engine",
-                    "openai",
-                    "--upstream",
-                    f"http://127.0.0.1:{sse_port}",
-                    *(["--workers", str(n)] if n != 1 else []),
-                ],
-                env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"wave-home-{n}")},
-            )
-            wait_ready(f"http://127.0.0.1:{port}/ready", proc=proc)
-            while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
-                time.sleep(0.01)  # the parent's ready line: every worker listens
-            startup[name] = time.monotonic() - t0
-            waves[name] = (port, proc)
-        wait_ready(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
-        wait_ready(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
+            for label, src in trees:
+                name = wave_name(n, label)
+                port = free_port()
+                t0 = time.monotonic()
+                proc = procs.start(
+                    name,
+                    [
+                        str(WAVE),
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--upstream",
+                        f"http://127.0.0.1:{static_port}",
+                        "--engine",
+                        "openai",
+                        "--upstream",
+                        f"http://127.0.0.1:{sse_port}",
+                        *(["--workers", str(n)] if n != 1 else []),
+                    ],
+                    env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"{name}-home"), **source_env(src)},
+                )
+                wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+                while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
+                    time.sleep(0.01)  # the parent's ready line: every worker listens
+                startup[name] = time.monotonic() - t0
+                waves[name] = (port, proc)
+        wait_http(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
+        wait_http(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
         paths = {
             "direct": {
                 "plain": f"http://127.0.0.1:{static_port}",
@@ -507,7 +496,7 @@ def servers(work: Path, with_litellm: bool, workers: list[int]) -> Iterator[dict
                     ],
                     env={"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
                 )
-                wait_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=ll)
+                wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=ll)
                 paths["litellm"] = {
                     "plain": f"http://127.0.0.1:{port}",
                     "stream": f"http://127.0.0.1:{port}",
@@ -526,7 +515,9 @@ def rss_mb(pid: int) -> float:
     return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
 
 
-def measure_startup(work: Path, upstream: str, times: int, workers: int = 1) -> list[float]:
+def measure_startup(
+    work: Path, upstream: str, times: int, workers: int = 1, src: Path | None = None
+) -> list[float]:
     """Seconds from `wave serve` to /ready answering (with workers: to the parent's ready line,
     printed once every worker listens)."""
     out = []
@@ -537,13 +528,18 @@ def measure_startup(work: Path, upstream: str, times: int, workers: int = 1) -> 
             p = subprocess.Popen(
                 [str(WAVE), "serve", "--port", str(port), "--upstream", upstream, "--engine", "openai"]
                 + (["--workers", str(workers)] if workers > 1 else []),
-                env={**os.environ, "WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-home")},
+                env={
+                    **os.environ,
+                    "WAVE_API_KEY": KEY,
+                    "WAVE_HOME": str(work / "wave-home"),
+                    **source_env(src),
+                },
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         try:
-            t = wait_ready(f"http://127.0.0.1:{port}/ready", proc=p)
+            t = wait_http(f"http://127.0.0.1:{port}/ready", proc=p)
             t0 = time.monotonic() - t
             while workers > 1 and b"gateway ready" not in log.read_bytes():
                 if p.poll() is not None or time.monotonic() - t0 > 30:
@@ -568,6 +564,14 @@ def main() -> None:
         "--workers", type=int, nargs="+", default=[1], help="run wave once per count (e.g. 1 2), side by side"
     )
     ap.add_argument("--wrk-only", action="store_true", help="skip the closed-loop latency rounds")
+    ap.add_argument(
+        "--wrk-rounds", type=int, default=1, help="repeat the wrk runs; the summary takes medians"
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another Wave source tree (e.g. a git worktree of main) to serve as `base` beside this one",
+    )
     args = ap.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
         sys.exit("needs nginx and wrk (Debian packages nginx-light, wrk): make system-deps")
@@ -584,7 +588,12 @@ def main() -> None:
         },
         "method": __doc__.split("\n\n", 2)[2],
     }
-    with servers(args.work_dir, not args.no_litellm, args.workers) as info:
+    if args.baseline is not None:
+        if not (args.baseline / "src" / "waveidp").is_dir():
+            sys.exit(f"--baseline {args.baseline}: no src/waveidp there")
+        result["baseline"] = {"source": str(args.baseline), "revision": git_revision(args.baseline)}
+        result["revision"] = git_revision(REPO)
+    with servers(args.work_dir, not args.no_litellm, args.workers, args.baseline) as info:
         paths = info["paths"]
         result["wave_startup_s"] = info["wave_startup_s"]
         if "litellm" in paths:
@@ -672,38 +681,42 @@ def main() -> None:
         wrk_rows = []
         with Progress(console=console) as progress:
             conns = [64, 256] if not args.quick else [64]
-            task = progress.add_task("wrk", total=len(paths) * 2 * len(conns) + 1)
-            # the floor under every Python path: uvicorn + uvloop + httptools answering a fixed body
-            w = wrk(
-                info["fixed"]["url"] + "/v1/chat/completions",
-                {},
-                False,
-                64,
-                wrk_s,
-                args.work_dir,
-                {"proxy": info["fixed"]["pid"]},
-            )
-            w.update(path="uvicorn-fixed", mode="plain", connections=64)
-            wrk_rows.append(w)
-            progress.advance(task)
-            for mode in ("plain", "stream"):
-                for c in conns:
-                    for name, p in paths.items():
-                        pids = {**info["upstream_pids"], **({"proxy": p["pid"]} if "pid" in p else {})}
-                        w = wrk(
-                            p[mode] + "/v1/chat/completions",
-                            p["headers"],
-                            mode == "stream",
-                            c,
-                            wrk_s,
-                            args.work_dir,
-                            pids,
-                        )
-                        w.update(path=name, mode=mode, connections=c)
-                        if mode == "stream" and w["requests_per_s"]:
-                            w["content_chunks_per_s"] = round(w["requests_per_s"] * STREAM_TOKENS)
-                        wrk_rows.append(w)
-                        progress.advance(task)
+            task = progress.add_task("wrk", total=args.wrk_rounds * (len(paths) * 2 * len(conns) + 1))
+            for rnd in range(args.wrk_rounds):
+                # the floor under every Python path: uvicorn + uvloop + httptools answering a fixed body
+                w = wrk(
+                    info["fixed"]["url"] + "/v1/chat/completions",
+                    {},
+                    False,
+                    64,
+                    wrk_s,
+                    args.work_dir,
+                    {"proxy": info["fixed"]["pid"]},
+                )
+                w.update(path="uvicorn-fixed", mode="plain", connections=64, round=rnd)
+                wrk_rows.append(w)
+                progress.advance(task)
+                for mode in ("plain", "stream"):
+                    for c in conns:
+                        order = list(paths)
+                        random.shuffle(order)  # no path always runs right after another
+                        for name in order:
+                            p = paths[name]
+                            pids = {**info["upstream_pids"], **({"proxy": p["pid"]} if "pid" in p else {})}
+                            w = wrk(
+                                p[mode] + "/v1/chat/completions",
+                                p["headers"],
+                                mode == "stream",
+                                c,
+                                wrk_s,
+                                args.work_dir,
+                                pids,
+                            )
+                            w.update(path=name, mode=mode, connections=c, round=rnd)
+                            if mode == "stream" and w["requests_per_s"]:
+                                w["content_chunks_per_s"] = round(w["requests_per_s"] * STREAM_TOKENS)
+                            wrk_rows.append(w)
+                            progress.advance(task)
         result["wrk"] = wrk_rows
         result["rss_mb_after"] = {n: round(rss_mb(p["pid"]), 1) for n, p in paths.items() if "pid" in p}
         if args.soak:
@@ -712,6 +725,11 @@ def main() -> None:
         result["wave_startup_runs_s_by_workers"] = {
             n: measure_startup(args.work_dir, paths["direct"]["plain"], 5, n) for n in args.workers
         }
+        if args.baseline is not None:
+            result["base_startup_runs_s_by_workers"] = {
+                n: measure_startup(args.work_dir, paths["direct"]["plain"], 5, n, args.baseline)
+                for n in args.workers
+            }
     result["summary"] = summarise(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -774,26 +792,22 @@ def summarise(r: dict) -> dict:
         )
 
     def rps(path: str, mode: str, conns: int = 64) -> float | None:
-        return next(
-            (
-                x["requests_per_s"]
-                for x in r["wrk"]
-                if (x["path"], x["mode"], x["connections"]) == (path, mode, conns)
-            ),
-            None,
-        )
+        xs = [
+            x["requests_per_s"]
+            for x in r["wrk"]
+            if (x["path"], x["mode"], x["connections"]) == (path, mode, conns) and x["requests_per_s"]
+        ]
+        return statistics.median(xs) if xs else None
 
     proxies = [p for p in dict.fromkeys(x["path"] for x in r["wrk"]) if p not in ("direct", "uvicorn-fixed")]
 
     def cpu(path: str) -> dict | None:
-        return next(
-            (
-                x["cpu_us_per_request"]
-                for x in r["wrk"]
-                if (x["path"], x["mode"], x["connections"]) == (path, "plain", 64)
-            ),
-            None,
-        )
+        rows = [
+            x["cpu_us_per_request"]
+            for x in r["wrk"]
+            if (x["path"], x["mode"], x["connections"]) == (path, "plain", 64) and x["cpu_us_per_request"]
+        ]
+        return {k: round(statistics.median(row[k] for row in rows), 1) for k in rows[0]} if rows else None
 
     s: dict = {
         "added_p50_ms_c1": {p: lat(p, "plain", 1, "added_latency_p50_ms") for p in proxies},
@@ -835,6 +849,8 @@ def summarise(r: dict) -> dict:
     }
     if "soak" in r:
         s["targets"]["rss_growth_under_5pct"] = r["soak"]["growth_pct"] < 5
+    if "baseline" in r:
+        s["versus_baseline"] = versus_baseline(r, proxies, lat)
     s["ratios"] = {
         "wave_rps_over_nginx": round(w / n, 3) if w and n else None,
         "wave_rps_over_litellm": round(w / ll, 1) if w and ll else None,
@@ -847,6 +863,76 @@ def summarise(r: dict) -> dict:
                 None if pa is None or n64 is None else pa <= 3 * max(n64, 0.0)
             )
     return s
+
+
+def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
+    """This tree (`wave`, `wave-xN`) over the baseline tree (`base`, `base-xN`): wrk requests/s and
+    the proxy's CPU per request round by round (the two ran back to back within each round), and the
+    closed loop's added latencies."""
+
+    def by_round(path: str, mode: str, conns: int, key: str) -> dict[int, float]:
+        """Rounds with errors answered (non-2xx: an overloaded upstream) are left out: cheap error
+        answers make a different workload."""
+        out = {}
+        for x in r["wrk"]:
+            if (x["path"], x["mode"], x["connections"]) == (path, mode, conns) and x["requests_per_s"]:
+                if x["non_2xx"]:
+                    continue
+                out[x.get("round", 0)] = (
+                    x["requests_per_s"] if key == "rps" else (x["cpu_us_per_request"] or {}).get("proxy")
+                )
+        return out
+
+    def ratios(new: str, old: str, mode: str, conns: int, key: str) -> dict:
+        a, b = by_round(new, mode, conns, key), by_round(old, mode, conns, key)
+        rs = [round(a[k] / b[k], 3) for k in sorted(a) if k in b and a[k] and b[k]]
+        return {"per_round": rs, "median": statistics.median(rs) if rs else None}
+
+    out: dict = {}
+    for new in [p for p in proxies if p == "wave" or p.startswith("wave-x")]:
+        old = "base" + new[len("wave") :]
+        if old not in proxies:
+            continue
+        conns = sorted({x["connections"] for x in r["wrk"] if x["path"] == new})
+        out[f"{new}_over_{old}"] = {
+            **{
+                f"wrk_rps_{mode}_c{c}": ratios(new, old, mode, c, "rps")
+                for mode in ("plain", "stream")
+                for c in conns
+            },
+            **{
+                f"proxy_cpu_us_per_request_{mode}_c{c}": ratios(new, old, mode, c, "cpu")
+                for mode in ("plain", "stream")
+                for c in conns
+            },
+            **{
+                f"added_{what}_p50_ms_c{c}": {
+                    new: lat(new, mode, c, f"added_{what}_p50_ms"),
+                    old: lat(old, mode, c, f"added_{what}_p50_ms"),
+                }
+                for what, mode in (("latency", "plain"), ("ttft", "stream"))
+                for c in sorted({x["concurrency"] for x in r["latency"]})
+            },
+        }
+    return out
+
+
+def git_revision(tree: Path) -> str | None:
+    """The commit a source tree is at (and `+dirty` when it has uncommitted changes)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tree), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head, dirty = (
+            git("rev-parse", "--short", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def show(r: dict) -> None:

@@ -55,11 +55,12 @@ import time
 from pathlib import Path
 
 import aiohttp
-import httpx
 import orjson
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 WAVE = Path(sys.executable).with_name("wave")
@@ -90,28 +91,6 @@ CONVERGED = 1.25  # within this factor of the engine's real speed
 SAMPLE_S = 0.5
 WORDS = ("river", "stone", "cloud", "lamp", "orbit", "fern", "quartz", "maple", "drift", "ember", "signal")
 console = Console()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -353,8 +332,8 @@ def up(
         )
         procs.append(p)
         for name, e in zip(FLEET, procs, strict=False):
-            wait_ready(f"http://127.0.0.1:{ports[name]}/health", e)
-        wait_ready(f"http://127.0.0.1:{port}/ready", p)
+            wait_http(f"http://127.0.0.1:{ports[name]}/health", e)
+        wait_http(f"http://127.0.0.1:{port}/ready", p)
     except BaseException:
         down(procs)
         raise

@@ -41,14 +41,16 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
-from local_llama import free_port, llama_server
+from local_llama import llama_server
 from rich.console import Console
 from rich.table import Table
 
 from waveidp import catalog
+from waveidp.bench.report import BenchReport
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.sizing import Deployment, PerfModel
 
@@ -269,9 +271,9 @@ def wave_bench_served(
             "--json",
         ]
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=180)
-        doc = json.loads((Path(tmp) / "results.json").read_text())
-    (row,) = predict_runs(doc)
-    s = doc["runs"][0]["summary"]
+        report = BenchReport.load(Path(tmp))
+    (row,) = (p.model_dump() for p in predict_runs(report))
+    s = report.runs[0].summary.model_dump()
     return {
         "server_command": server_cmd,
         "bench_command": shlex.join([*cmd[:-3], "--out", "DIR", "--json"]),

@@ -1,49 +1,15 @@
-"""Shared test plumbing: free ports, waiting for a server to answer, and child processes that
-always get cleaned up. Polling a real endpoint is the synchronisation; no fixed sleeps."""
+"""Shared test plumbing: child processes that always get cleaned up, and a self-signed certificate.
+Free ports and waiting for a server to answer are `waveidp.loopback`'s (shared with the benchmarks);
+polling a real endpoint is the synchronisation, no fixed sleeps."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import httpx
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(
-    url: str,
-    *,
-    timeout: float = 30.0,
-    ok: tuple[int, ...] = (200,),
-    proc: subprocess.Popen | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """Poll `url` until it answers one of `ok`; fail early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    last: Exception | str = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-        try:
-            r = httpx.get(url, timeout=2.0, headers=headers)
-            if r.status_code in ok:
-                return r
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
 
 
 @contextlib.contextmanager

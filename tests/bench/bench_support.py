@@ -7,7 +7,8 @@ import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from support import free_port, running
+from support import running
+from waveidp.loopback import free_port
 
 WAVE = [sys.executable, "-m", "waveidp"]
 

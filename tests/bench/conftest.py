@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from bench_support import start_emulator
 
-from support import wait_http
+from waveidp.loopback import wait_http
 
 
 @pytest.fixture

@@ -10,25 +10,65 @@ import pytest
 from bench_support import wave
 
 from waveidp.bench.calibrate import calibrate
+from waveidp.bench.metrics import Distribution
 from waveidp.bench.predict import deployment_record, predict_runs
+from waveidp.bench.report import (
+    BenchReport,
+    HardwareInfo,
+    LoadPointResult,
+    LoadPointSummary,
+    RunConfig,
+    Target,
+    TelemetrySummary,
+    WarmupCount,
+)
 from waveidp.errors import InputError
 
+CS = (1, 2, 4, 8)  # the measured concurrencies
 
-def results_doc(true_eff: Any, path: str = "synthetic.json") -> dict[str, Any]:
+
+def _dist(**stats: float) -> Distribution:
+    return Distribution.model_validate({k: stats.get(k) for k in Distribution.model_fields} | {"count": 10})
+
+
+def _summary() -> LoadPointSummary:
+    """The figures prediction reads, as a measured load point of 10 requests has them."""
+    empty = _dist()
+    return LoadPointSummary(
+        ttft_ms=_dist(p50=1.0, mean=1.0), itl_ms=_dist(p50=1.0), e2e_ms=_dist(mean=1.0), client_lag_ms=empty,
+        output_tokens=_dist(mean=64), input_tokens=_dist(mean=300), output_tokens_per_s=1.0,
+        requests_per_s=1.0, goodput_per_s=0.0, slo={}, duration_s=None, sent=10, completed=10, errors=0,
+        errors_by_kind={}, error_examples={}, cancelled=0, resent_on_stale_connection=0,
+        output_token_source="usage", input_token_source="usage", loop_delay_ms=empty,
+    )  # fmt: skip
+
+
+def results_doc(true_eff: Any, *, ramp_s: float = 0.0, point_warmup: int = 0) -> BenchReport:
     """A results.json as `wave bench --predict` writes it, measured on a device whose real
-    efficiency is `true_eff` (the prediction with `true_eff` stands in for the measurement)."""
+    efficiency is `true_eff` (the prediction with `true_eff` stands in for the measurement).
+    No run plan (requests_planned 0): each point is predicted as the sizing model's default run."""
     dep = deployment_record("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp")
-    runs = []
-    for c in (1, 2, 4, 8):
-        summary = {"completed": 10, "ttft_ms": {"p50": 1.0, "mean": 1.0}, "itl_ms": {"p50": 1.0},
-                   "e2e_ms": {"mean": 1.0}, "input_tokens": {"mean": 300}, "output_tokens": {"mean": 64},
-                   "output_tokens_per_s": 1.0, "requests_per_s": 1.0}  # fmt: skip
-        runs.append({"load": "concurrency", "concurrency": c, "summary": summary})
-    doc = {"schema": "wave-bench/1", "deployment": dep, "runs": runs, "_path": path}
+    telemetry = TelemetrySummary(
+        seconds=1.0, gpus=[], nvml="ok", gpu_energy_j=None, gpu_energy_source=None, cpu_energy_j=None,
+        cpu_energy_source="unavailable", energy_j=None, mean_power_w=None, tokens_per_joule=None,
+        cost_per_million_tokens=None, price_kwh=None, cpu_percent_mean=None, ram_used_bytes_max=None,
+    )  # fmt: skip
+    point = {"load": "concurrency", "requests_planned": 0, "duration_planned_s": 0.0, "interrupted": False,
+             "telemetry": telemetry, "telemetry_samples": [], "requests": []}  # fmt: skip
+    runs = [LoadPointResult.model_validate({**point, "concurrency": c, "summary": _summary()}) for c in CS]
+    doc = BenchReport(
+        schema="wave-bench/1", command="wave bench", started_at="", partial=False,
+        target=Target(url="http://127.0.0.1:1", model="m", endpoint="chat", ignore_eos=True, timeout_s=1.0),
+        dataset={}, config=RunConfig(warmup=0, point_warmup=point_warmup, ramp_s=ramp_s, grace_s=0.0, seed=0,
+                                     slo={}, price_kwh=None),
+        deployment=dep, warmup=WarmupCount(requests=0, completed=0), versions={},
+        hardware=HardwareInfo(cpu="cpu", logical_cpus=1, ram_bytes=1, gpus=[], platform="linux"), runs=runs,
+    )  # fmt: skip
     for run, pred in zip(runs, predict_runs(doc, true_eff), strict=True):
-        run["summary"]["ttft_ms"]["p50"] = pred["ttft_ms"]["predicted"]
-        run["summary"]["itl_ms"]["p50"] = pred["itl_ms"]["predicted"]
-        run["summary"]["output_tokens_per_s"] = pred["output_tokens_per_s"]["predicted"]
+        s = run.summary
+        s.ttft_ms = s.ttft_ms.model_copy(update={"p50": pred.ttft_ms.predicted})
+        s.itl_ms = s.itl_ms.model_copy(update={"p50": pred.itl_ms.predicted})
+        s.output_tokens_per_s = pred.output_tokens_per_s.predicted
     return doc
 
 
@@ -50,8 +90,7 @@ def test_cli_writes_the_calibration_that_sizing_then_reads(tmp_path: Path) -> No
     from waveidp.sizing import efficiency_for
 
     true_eff = efficiency_for("cpu-generic", "llamacpp").model_copy(update={"decode_bandwidth": 0.25})
-    res = tmp_path / "results.json"
-    res.write_text(json.dumps(results_doc(true_eff, str(res))))
+    results_doc(true_eff).save(tmp_path)
     out = tmp_path / "calibration.yaml"
     r = wave("calibrate", str(tmp_path), "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
@@ -63,7 +102,7 @@ def test_cli_writes_the_calibration_that_sizing_then_reads(tmp_path: Path) -> No
 
 def test_results_without_a_deployment_are_refused_with_the_fix() -> None:
     with pytest.raises(InputError, match="--device"):
-        calibrate([{"runs": [], "_path": "x.json"}])
+        calibrate([results_doc(None).model_copy(update={"deployment": None, "runs": []})])
     r = wave("calibrate", "/nonexistent/results.json")
     assert r.returncode == 2 and "no such results file" in r.stderr
 
@@ -93,9 +132,9 @@ def test_prediction_is_the_steady_state_point_of_each_measured_shape() -> None:
     rows = predict_runs(doc)
     d = Deployment.build("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp", context=4096)
     for row in rows:
-        pt = steady_state_point(PerfModel(d), row["concurrency"], 300, 64)
-        assert row["itl_ms"]["predicted"] == pt.itl_ms
-        assert row["ttft_ms"]["predicted"] == pt.ttft_ms
+        pt = steady_state_point(PerfModel(d), row.concurrency, 300, 64)
+        assert row.itl_ms.predicted == pt.itl_ms
+        assert row.ttft_ms.predicted == pt.ttft_ms
 
 
 def test_the_recorded_arrival_pattern_picks_the_prediction() -> None:
@@ -106,17 +145,17 @@ def test_the_recorded_arrival_pattern_picks_the_prediction() -> None:
 
     d = Deployment.build("smollm2-135m", "q4_1", ["cpu-generic"], "llamacpp", context=4096)
     burst = results_doc(None)
-    steady = {**results_doc(None), "config": {"ramp_s": 5.0, "point_warmup": 8}}
-    for run in steady["runs"]:
-        run["summary"]["e2e_ms"]["mean"] = 2000.0
-    ramp_only = {**results_doc(None), "config": {"ramp_s": 5.0, "point_warmup": 0}}
+    steady = results_doc(None, ramp_s=5.0, point_warmup=8)
+    for run in steady.runs:
+        run.summary.e2e_ms = run.summary.e2e_ms.model_copy(update={"mean": 2000.0})
+    ramp_only = results_doc(None, ramp_s=5.0, point_warmup=0)
     for doc, arrival in ((burst, "burst"), (steady, "steady"), (ramp_only, "burst")):
         for row in predict_runs(doc):
-            assert row["arrival"] == arrival
-            pt = steady_state_point(PerfModel(d), row["concurrency"], 300, 64, arrival)  # type: ignore[arg-type]
-            assert row["ttft_ms"]["predicted"] == pt.ttft_ms
-    c8 = next(r for r in predict_runs(steady) if r["concurrency"] == 8)
-    assert c8["output_tokens_per_s"]["measured"] == pytest.approx(8 * 64 / 2.0)
+            assert row.arrival == arrival
+            pt = steady_state_point(PerfModel(d), row.concurrency, 300, 64, arrival)  # type: ignore[arg-type]
+            assert row.ttft_ms.predicted == pt.ttft_ms
+    c8 = next(r for r in predict_runs(steady) if r.concurrency == 8)
+    assert c8.output_tokens_per_s.measured == pytest.approx(8 * 64 / 2.0)
     rate = results_doc(None)
-    rate["runs"][0].update({"load": "rate", "rate": 2.0})
-    assert predict_runs(rate)[0]["arrival"] == "steady"
+    rate.runs[0] = rate.runs[0].model_copy(update={"load": "rate", "concurrency": None, "rate": 2.0})
+    assert predict_runs(rate)[0].arrival == "steady"

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from bench_support import WAVE, wave
 
-from support import free_port
+from waveidp.bench.report import BenchReport
+from waveidp.loopback import free_port
 
 
 def test_bench_writes_results_csv_plots_and_report(emulator: str, tmp_path: Path) -> None:
@@ -146,9 +147,9 @@ def test_without_usage_tokens_are_counted_from_chunks_and_labelled(
                  + b"data: [DONE]\n\n")  # fmt: skip
     r = wave("bench", "--url", url, "--model", "m", "-n", "3", "--out", str(tmp_path), "--no-plots")
     assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "results.json").read_text())["runs"][0]["summary"]
-    assert s["completed"] == 3 and s["output_tokens"]["mean"] == 3
-    assert s["output_token_source"] == "chunks" and s["input_token_source"] == "approx"
+    s = BenchReport.load(tmp_path).runs[0].summary
+    assert s.completed == 3 and s.output_tokens.mean == 3
+    assert s.output_token_source == "chunks" and s.input_token_source == "approx"
 
 
 def test_a_stalled_stream_is_a_timeout(fake_server: tuple[str, dict[str, bytes | int]]) -> None:
@@ -162,9 +163,9 @@ def test_duration_bounds_a_load_point(emulator: str, tmp_path: Path) -> None:
     r = wave("bench", "--url", emulator, "--model", "emu-model", "-c", "2", "-n", "10000", "--duration", "1",
              "--output-tokens", "4", "--out", str(tmp_path), "--no-plots")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
-    assert 0 < run["summary"]["completed"] < 200  # ~60 ms per request, 2 at a time, for ~1 s
-    assert max(q["scheduled_s"] for q in run["requests"]) < 1.0
+    run = BenchReport.load(tmp_path).runs[0]
+    assert 0 < run.summary.completed < 200  # ~60 ms per request, 2 at a time, for ~1 s
+    assert max(q.scheduled_s for q in run.requests) < 1.0
 
 
 def test_bad_options_are_one_line_errors() -> None:
@@ -222,16 +223,16 @@ def test_ctrl_c_writes_partial_results(emulator: str, tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted: partial results written" in stderr
-    doc = json.loads((out / "results.json").read_text())
-    assert doc["partial"] is True and doc["runs"][0]["interrupted"] is True
-    assert doc["runs"][0]["summary"]["completed"] >= 1
+    report = BenchReport.load(out)
+    assert report.partial is True and report.runs[0].interrupted is True
+    assert report.runs[0].summary.completed >= 1
     assert (out / "report.html").exists()
 
 
 def test_emulator_timing_follows_the_sizing_model(tmp_path: Path) -> None:
     from bench_support import start_emulator
 
-    from support import wait_http
+    from waveidp.loopback import wait_http
     from waveidp.sizing import Deployment, PerfModel
 
     perf = PerfModel(Deployment.build("llama-3.1-8b", "q4_k_m", ["rtx-5070-ti"], "llamacpp", context=4096))
@@ -244,11 +245,11 @@ def test_emulator_timing_follows_the_sizing_model(tmp_path: Path) -> None:
                  "--output-tokens", "24", "--out", str(out), "--no-plots")  # fmt: skip
         metrics = httpx.get(url + "/metrics").text
     assert r.returncode == 0, r.stderr
-    s = json.loads((out / "results.json").read_text())["runs"][0]["summary"]
+    s = BenchReport.load(out).runs[0].summary
     # TTFT = prefill plus loopback HTTP (~1 ms idle, tens of ms when the 2 shared cores are busy)
     prefill_ms = perf.prefill_seconds(64) * 1000
-    assert prefill_ms <= s["ttft_ms"]["p50"] <= prefill_ms + 25
-    assert s["itl_ms"]["p50"] == pytest.approx(perf.decode_step_seconds(1, 64 + 12) * 1000, rel=0.1)
+    assert s.ttft_ms.p50 is not None and prefill_ms <= s.ttft_ms.p50 <= prefill_ms + 25
+    assert s.itl_ms.p50 == pytest.approx(perf.decode_step_seconds(1, 64 + 12) * 1000, rel=0.1)
     assert "llamacpp:requests_processing" in metrics and "vllm:" not in metrics
 
 

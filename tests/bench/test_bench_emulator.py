@@ -13,8 +13,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from support import free_port
 from waveidp.bench.emulator import EmulatorConfig, FixedTiming, create_app
+from waveidp.loopback import free_port
 
 
 @contextlib.asynccontextmanager

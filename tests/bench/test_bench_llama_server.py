@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from bench_support import wave
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.bench.report import BenchReport
 from waveidp.engines.llamacpp import LlamaServerSpec
+from waveidp.loopback import free_port, wait_http
 
 pytestmark = pytest.mark.engine
 
@@ -59,15 +60,16 @@ def test_bench_against_llama_server_end_to_end(
             timeout=120,
         )
     assert r.returncode == 0, r.stderr
-    doc = json.loads((out / "results.json").read_text())
-    for run in doc["runs"]:
-        s = run["summary"]
-        assert s["completed"] == 4 and s["errors"] == 0
-        assert s["output_token_source"] == "usage" and s["input_token_source"] == "usage"
-        assert s["output_tokens"]["mean"] == 12  # ignore_eos honoured by llama.cpp
-        assert 0 < s["ttft_ms"]["p50"] < s["e2e_ms"]["p50"]
-        assert s["itl_ms"]["p50"] > 0 and s["output_tokens_per_s"] > 0
-    assert doc["deployment"]["model"] == "smollm2-135m" and len(doc["predictions"]) == 2
-    assert all(p["itl_ms"]["error_pct"] is not None for p in doc["predictions"])
+    report = BenchReport.load(out)
+    for run in report.runs:
+        s = run.summary
+        assert s.completed == 4 and s.errors == 0
+        assert s.output_token_source == "usage" and s.input_token_source == "usage"
+        assert s.output_tokens.mean == 12  # ignore_eos honoured by llama.cpp
+        assert 0 < (s.ttft_ms.p50 or 0) < (s.e2e_ms.p50 or 0)
+        assert (s.itl_ms.p50 or 0) > 0 and s.output_tokens_per_s > 0
+    assert report.deployment and report.deployment.model == "smollm2-135m"
+    assert report.predictions and len(report.predictions) == 2
+    assert all(p.itl_ms.error_pct is not None for p in report.predictions)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "Sizing prediction vs measurement" in html

@@ -71,12 +71,12 @@ def test_errors_and_timeouts_are_counted_by_kind_and_excluded_from_latencies() -
         rec(0.8, 0.8, [], 0.8, error="cancelled"),
     ]
     s = summarize(good + bad, Slo())
-    assert s["completed"] == 3
-    assert s["errors"] == 3  # cancelled (interrupted in flight) is not a server error
-    assert s["cancelled"] == 1
-    assert s["errors_by_kind"] == {"http": 1, "timeout": 1, "connect": 1}
-    assert s["error_examples"]["http"] == "HTTP 500: boom"
-    assert s["ttft_ms"]["count"] == 3 and s["ttft_ms"]["mean"] == pytest.approx(100)
+    assert s.completed == 3
+    assert s.errors == 3  # cancelled (interrupted in flight) is not a server error
+    assert s.cancelled == 1
+    assert s.errors_by_kind == {"http": 1, "timeout": 1, "connect": 1}
+    assert s.error_examples["http"] == "HTTP 500: boom"
+    assert s.ttft_ms.count == 3 and s.ttft_ms.mean == pytest.approx(100)
     # the timed-out request's late byte does not stretch the throughput window
     assert window_s(good + bad) == pytest.approx(2.2)
 
@@ -93,7 +93,7 @@ def test_warmup_requests_are_excluded_everywhere() -> None:
     rs = [warm, rec(0.0, 0.0, [0.5], 1.0, usage=10)]
     assert window_s(rs) == pytest.approx(1.0)
     assert output_tokens_per_s(rs) == pytest.approx(10)
-    assert summarize(rs, Slo())["completed"] == 1
+    assert summarize(rs, Slo()).completed == 1
 
 
 def test_warmup_tokens_inside_the_window_count_toward_output_throughput() -> None:
@@ -105,8 +105,8 @@ def test_warmup_tokens_inside_the_window_count_toward_output_throughput() -> Non
     assert window_s(rs) == pytest.approx(2.0)
     assert output_tokens_per_s(rs) == pytest.approx((10 + 8 * 2 / 4) / 2.0)
     summary = summarize(rs, Slo())
-    assert summary["output_tokens_per_s"] == pytest.approx(7.0)
-    assert summary["completed"] == 1 and summary["ttft_ms"]["count"] == 1
+    assert summary.output_tokens_per_s == pytest.approx(7.0)
+    assert summary.completed == 1 and summary.ttft_ms.count == 1
 
 
 def test_goodput_counts_requests_meeting_every_slo() -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import free_port, running, wait_http
+from support import running
 from waveidp.engines import adapter, detect
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.errors import NotFoundError
+from waveidp.loopback import free_port, wait_http
 
 # As vLLM 0.6-0.9 exposes them (V0 engine name for the KV gauge), two models on one server.
 VLLM_METRICS = """\

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from gateway_support import API_KEY, HERE, WAVE, auth  # noqa: F401  (tests import them from there)
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 
 @dataclass

@@ -9,7 +9,7 @@ import httpx
 import orjson
 from gateway_support import auth
 
-from support import wait_http
+from waveidp.loopback import wait_http
 
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
 

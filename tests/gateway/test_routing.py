@@ -6,9 +6,9 @@ import pytest
 from gateway_support import FixedPrediction, teach
 
 from waveidp.engines import EngineLoad, adapter
+from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.breaker import CircuitBreaker
-from waveidp.gateway.errors import ApiError
 from waveidp.gateway.request_info import parse_request
 from waveidp.gateway.routing import make_policy
 from waveidp.gateway.routing.predicted_latency import estimate

@@ -69,9 +69,7 @@ def req(max_tokens: int = 64, user: str | None = None) -> RequestInfo:
 def running(b: BackendState, n: int) -> None:
     """`n` requests in flight on `b` that have started streaming."""
     for _ in range(n):
-        info = req(96)
-        b.begin(info)
-        b.active[id(info)].first_token = time.monotonic()
+        b.begin(req(96)).first_token = time.monotonic()
 
 
 def test_a_backend_that_meets_the_slo_only_at_a_smaller_batch_is_saturated_not_overflow() -> None:
@@ -179,9 +177,9 @@ def test_when_the_favoured_backend_cannot_meet_the_slo_an_uncertain_one_is_explo
     assert explorer is not None
     first = policy.rank([gpu, edge, cpu], req(), 1.0)
     assert first[0] is edge and first.reason == "exploration"
-    edge.begin(req())  # that request is in flight: it will report, no second probe meanwhile
+    probe = edge.begin(req())  # that request is in flight: it will report, no second probe meanwhile
     assert all(policy.rank([gpu, edge, cpu], req(), 1.1 + i * 0.1)[0] is not edge for i in range(5))
-    edge.end(next(iter(edge.active.values())).info)  # it ended without teaching anything
+    edge.end(probe)  # it ended without teaching anything
     decisions = [policy.rank([gpu, edge, cpu], req(), 1.0 + PROBE_INTERVAL_S + i * 0.05) for i in range(200)]
     explored = sum(r.reason == "exploration" for r in decisions)
     assert 1 <= explored <= 1 + EXPLORE_SHARE * 200  # the budget bounds it

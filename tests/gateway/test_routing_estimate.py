@@ -11,7 +11,7 @@ import pytest
 from gateway_support import FixedPrediction, teach
 
 from waveidp.engines import EngineLoad, adapter
-from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState
+from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState, Work
 from waveidp.gateway.request_info import RequestInfo, parse_request
 from waveidp.gateway.routing.forecast import forecast
 
@@ -37,14 +37,11 @@ def req(max_tokens: int | None = 64) -> RequestInfo:
     return parse_request("chat", orjson.dumps(body))
 
 
-def send(
-    b: BackendState, max_tokens: int | None, *, first_token_after: float | None = PREFILL
-) -> RequestInfo:
-    info = req(max_tokens)
-    b.begin(info)
+def send(b: BackendState, max_tokens: int | None, *, first_token_after: float | None = PREFILL) -> Work:
+    work = b.begin(req(max_tokens))
     if first_token_after is not None:
-        b.first_token(info, first_token_after)
-    return info
+        b.first_token(work, first_token_after)
+    return work
 
 
 def test_an_idle_or_partly_busy_backend_has_no_wait() -> None:
@@ -125,8 +122,7 @@ def test_only_requests_that_started_at_once_teach_the_ttft_average() -> None:
     for _ in range(SLOTS):
         send(b, 64, first_token_after=0.04)
     assert b.ttft.count == SLOTS and b.ttft.value == pytest.approx(0.04)
-    queued = req(64)
-    b.begin(queued)
+    queued = b.begin(req(64))
     assert b.active[id(queued)].queued
     b.first_token(queued, 0.9)  # 0.86 s of that was waiting for a slot: the queue model's part
     assert b.ttft.count == SLOTS and b.ttft.value == pytest.approx(0.04)

@@ -59,9 +59,8 @@ def load(b: BackendState, n: int, max_tokens: int = 96) -> None:
 def started(b: BackendState, n: int, ago: float, max_tokens: int = 96) -> None:
     """`n` requests in flight on `b` whose first token came `ago` seconds ago."""
     for _ in range(n):
-        info = req(max_tokens)
-        b.begin(info)
-        b.active[id(info)].first_token = time.monotonic() - ago
+        work = b.begin(req(max_tokens))
+        work.first_token = time.monotonic() - ago
 
 
 def names(ranked: list[BackendState]) -> list[str]:

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 from gateway_support import HERE, auth
 
-from support import free_port, running, wait_http
+from support import running
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import embedded_model_path, llama_tool
+from waveidp.loopback import free_port, wait_http
 
 
 def _stale_upstream(tmp_path: Path, *flags: str):  # -> context manager of (url, proc)

@@ -57,7 +57,7 @@ def test_seed_fleet_single_user_decisions_are_defensible() -> None:
     }
     assert _where(plan, "wave-gateway") == {"sclimers-gateway": "must"}
     assert _where(plan, "nginx") == {"sclimers-gateway": "must"}
-    # DCGM does not support GeForce or Jetson: Won't there, and the NVML exporter takes over where it can.
+    # DCGM does not support GeForce or Jetson: Won't there, and Wave's exporter takes over (NVML, tegrastats).
     assert _where(plan, "dcgm-exporter") == {
         "schlimers-server": "wont",
         "xps15-inference": "wont",
@@ -67,12 +67,12 @@ def test_seed_fleet_single_user_decisions_are_defensible() -> None:
     assert (
         "GeForce RTX 5070 Ti" in dcgm["schlimers-server"] and "covers it instead" in dcgm["schlimers-server"]
     )
-    assert _where(plan, "nvml-exporter") == {
+    assert _where(plan, "wave-exporter") == {
         "schlimers-server": "should",
         "xps15-inference": "should",
-        "jetson": "wont",
+        "jetson": "should",
     }
-    assert any(u.startswith("jetson: no GPU exporter") for u in plan.uncertainties)
+    assert not any("no GPU exporter" in u for u in plan.uncertainties)
     # Single user: no Kubernetes scheduler, no paid suite, no training framework.
     for sid in ("runai", "ai-enterprise", "nemo", "rapids", "redis"):
         assert _where(plan, sid) == {None: "wont"}, sid

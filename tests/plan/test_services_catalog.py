@@ -17,7 +17,7 @@ ISSUE_SERVICES = {
     "tensorrt-llm",
     "nim",
     "dcgm-exporter",
-    "nvml-exporter",
+    "wave-exporter",
     "prometheus",
     "grafana",
     "loki",

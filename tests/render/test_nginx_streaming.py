@@ -11,7 +11,8 @@ import httpx
 import pytest
 from test_real_tools import _self_signed
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 pytestmark = [
     pytest.mark.servers,

@@ -112,10 +112,17 @@ def test_prometheus_config_and_rules_pass_promtool(home_lab_tree: Path, tmp_path
             (work / job["authorization"]["credentials_file"]).write_text("test-key")
     _run(["promtool", "check", "config", str(work / "prometheus.yml")])
     r = _run(["promtool", "check", "rules", str(prom / "alerts.yml")])
-    assert "SUCCESS: 7 rules found" in r.stdout
-    jobs = {j["job_name"] for j in config["scrape_configs"]}
-    assert {"wave-gateway", "engine-vllm-5070ti", "engine-llamacpp-jetson", "gpu-nvml"} <= jobs
+    assert "SUCCESS: 9 rules found" in r.stdout
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert {"wave-gateway", "engine-vllm-5070ti", "engine-llamacpp-jetson", "wave-exporter"} <= set(jobs)
     assert "gpu-dcgm" not in jobs  # DCGM runs nowhere in the seed fleet (GeForce and Jetson only)
+    # Wave's exporter on each GPU node, the Jetson included (tegrastats)
+    targets = {c["labels"]["node"]: c["targets"] for c in jobs["wave-exporter"]["static_configs"]}
+    assert targets == {
+        "schlimers-server": ["schlimers-server:9401"],
+        "xps15-inference": ["192.168.1.15:9401"],
+        "jetson": ["192.168.100.50:9401"],
+    }
 
 
 @needs("promtool")
@@ -171,8 +178,10 @@ def test_dashboards_match_schema_and_use_gateway_metric_names(home_lab_tree: Pat
     text = "\n".join(exprs)
     for metric in GATEWAY_METRICS:
         assert metric in text, metric
-    for metric in ("DCGM_FI_DEV_FB_USED", "nvidia_smi_memory_used_bytes", "vllm:", "llamacpp:"):
+    for metric in ("DCGM_FI_DEV_FB_USED", "node_cpu_seconds_total", "vllm:", "llamacpp:"):
         assert metric in text
+    # one set of GPU names: DCGM exporter's, which `wave exporter` publishes too
+    assert "nvidia_smi_" not in text
     prov = yaml.safe_load(
         (home_lab_tree / "sclimers-gateway/grafana/provisioning/datasources/wave.yml").read_text()
     )

@@ -17,7 +17,8 @@ import orjson
 import psutil
 import pytest
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 pytestmark = pytest.mark.engine
 WAVE = Path(sys.executable).with_name("wave")

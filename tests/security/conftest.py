@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 WAVE = Path(sys.executable).with_name("wave")
 FAKE_UPSTREAM = Path(__file__).resolve().parent.parent / "gateway" / "fake_upstream.py"
@@ -95,36 +96,10 @@ def start_gateway(
     }
     proc = stack.enter_context(running(cmd, log=log, env=environment))
     url = f"{scheme}://127.0.0.1:{port}"
-    verify = env.get("SSL_CERT_FILE") if env else None
-    _wait_ready(url, proc, verify)
+    cafile = env.get("SSL_CERT_FILE") if env else None
+    verify = ssl.create_default_context(cafile=cafile) if cafile else True
+    wait_http(url + "/ready", proc, timeout=30, verify=verify, log=log)
     return RunningGateway(url, home, log, proc)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, verify: str | None) -> None:
-    if verify is None:
-        wait_http(url + "/ready", proc=proc, timeout=30)
-        return
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        try:
-            if (
-                httpx.get(
-                    url + "/ready", verify=ssl.create_default_context(cafile=verify), timeout=2
-                ).status_code
-                == 200
-            ):
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not ready")
-        time.sleep(0.05)
 
 
 def wave_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 from waveidp.security.keys import KeyStore
 
 from .gateway_fixtures import FAKE_UPSTREAM, RunningGateway, start_gateway

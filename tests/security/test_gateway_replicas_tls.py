@@ -14,7 +14,8 @@ import httpx
 import jwt
 import pytest
 
-from support import free_port, running, self_signed_cert, wait_http
+from support import running, self_signed_cert
+from waveidp.loopback import free_port, wait_http
 from waveidp.security.keys import KeyStore
 
 from .gateway_fixtures import BOOTSTRAP_KEY, MODEL, start_gateway, start_llama, wave_cli

@@ -15,7 +15,8 @@ import httpx
 import psutil
 import pytest
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 from waveidp.security.audit import verify
 from waveidp.security.keys import KeyStore
 

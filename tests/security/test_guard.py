@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from waveidp.errors import ApiError
 from waveidp.security import audit
 from waveidp.security.audit import AuditLog
 from waveidp.security.guard import Authenticator, Guard, bearer_token
 from waveidp.security.keys import KeyStore
-from waveidp.security.refusals import Refusal
 
 
 def test_bearer_token_sources() -> None:
@@ -41,7 +41,7 @@ def test_guard_authenticates_scopes_limits_and_audits(tmp_path: Path) -> None:
             try:
                 principal = await guard.authenticate(h)
                 admission = await guard.admit(principal, model, endpoint="/v1/chat/completions")
-            except Refusal as r:
+            except ApiError as r:
                 guard.refused(r, principal=principal, endpoint="/v1/chat/completions", model=model)
                 statuses.append(r.status)
                 if r.status == 429:
@@ -79,7 +79,7 @@ def test_concurrency_limit_until_finish(tmp_path: Path, concurrent: int) -> None
     async def go() -> None:
         p = await guard.authenticate({"authorization": f"Bearer {key}"})
         first = await guard.admit(p, "m")
-        with pytest.raises(Refusal) as info:
+        with pytest.raises(ApiError) as info:
             await guard.admit(p, "m")
         assert info.value.status == 429 and info.value.code == "rate_limit_concurrency"
         await guard.finish(first, status=200)
@@ -103,7 +103,7 @@ def test_unlimited_principal_takes_no_limiter_ticket(tmp_path: Path) -> None:
         limited = Principal(kind="key", name="k", bucket="key:k", limits=Limits(max_concurrent=1))
         first = await guard.admit(limited, "m")
         assert first.decision.ticket is not None
-        with pytest.raises(Refusal):
+        with pytest.raises(ApiError):
             await guard.admit(limited, "m")
         await guard.finish(first, status=200)
         await guard.finish(await guard.admit(limited, "m"), status=200)

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from waveidp.errors import ApiError
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.limits import Limits
 from waveidp.security.principal import Principal
-from waveidp.security.refusals import Refusal
 
 ISSUER = "https://auth.example.test/application/o/wave/"
 AUDIENCE = "wave-gateway"
@@ -74,10 +74,10 @@ def config(url: str, **kw: Any) -> OidcConfig:
     return OidcConfig(jwks_url=url, issuer=ISSUER, audience=AUDIENCE, **kw)
 
 
-async def outcome(verifier: JwtVerifier, token: str) -> Principal | Refusal:
+async def outcome(verifier: JwtVerifier, token: str) -> Principal | ApiError:
     try:
         return await verifier.verify(token)
-    except Refusal as r:
+    except ApiError as r:
         return r
 
 
@@ -109,7 +109,7 @@ def test_valid_expired_wrong_audience_wrong_issuer_unknown_kid() -> None:
     assert valid.may_use("smollm2-135m") and valid.may_use("qwen3") and not valid.may_use("llama-70b")
     assert r.pop("fetches") == 1  # cached; the unknown kid did not refetch inside refetch_min_s
     for name, result in r.items():
-        assert isinstance(result, Refusal), name
+        assert isinstance(result, ApiError), name
         assert result.status == 401 and result.type == "authentication_error", name
     assert r["expired"].code == "token_expired"
     assert "audience" in r["audience"].what and "issuer" in r["issuer"].what
@@ -144,7 +144,7 @@ def test_unreachable_jwks_is_a_clear_503() -> None:
             await v.close()
 
     r = asyncio.run(go())
-    assert isinstance(r, Refusal) and r.status == 503 and r.code == "jwks_unavailable"
+    assert isinstance(r, ApiError) and r.status == 503 and r.code == "jwks_unavailable"
 
 
 @pytest.mark.parametrize("scope", ["openid", ""])

@@ -9,10 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from waveidp.cli import app
-from waveidp.errors import InputError, NotFoundError
+from waveidp.errors import ApiError, InputError, NotFoundError
 from waveidp.security.keys import KeyStore, parse_expiry
 from waveidp.security.limits import Limits
-from waveidp.security.refusals import Refusal
 
 
 @pytest.fixture
@@ -20,8 +19,8 @@ def store(tmp_path: Path) -> KeyStore:
     return KeyStore(tmp_path / "keys.db")
 
 
-def refused(store: KeyStore, key: str) -> Refusal:
-    with pytest.raises(Refusal) as info:
+def refused(store: KeyStore, key: str) -> ApiError:
+    with pytest.raises(ApiError) as info:
         store.authenticate(key)
     assert info.value.status == 401
     assert not key or (key not in str(info.value) and key not in json.dumps(info.value.body()))
@@ -72,8 +71,8 @@ def test_expired_key_is_refused(store: KeyStore) -> None:
     assert refused_at(store, plain, time.time() + 61).code == "api_key_expired"
 
 
-def refused_at(store: KeyStore, key: str, now: float) -> Refusal:
-    with pytest.raises(Refusal) as info:
+def refused_at(store: KeyStore, key: str, now: float) -> ApiError:
+    with pytest.raises(ApiError) as info:
         store.authenticate(key, now=now)
     assert info.value.status == 401
     return info.value

@@ -6,17 +6,15 @@ import importlib.util
 
 import orjson
 
-from waveidp.gateway.errors import ApiError, as_api_error
-from waveidp.gateway.forward import error_response
-from waveidp.security.refusals import Refusal, unauthorized
+from waveidp.errors import ApiError
+from waveidp.security.refusals import unauthorized
 from waveidp.security.transport import InputLimits, check_headers
 
 
 def test_security_refusals_answer_through_the_gateway_unchanged() -> None:
-    assert ApiError is Refusal
     refusal = unauthorized("invalid API key")
-    assert as_api_error(refusal) is refusal
-    response = error_response(refusal)
+    assert isinstance(refusal, ApiError)
+    response = refusal.response()
     assert response.status_code == 401 and response.headers["www-authenticate"] == 'Bearer realm="wave"'
     assert orjson.loads(response.body)["error"] == {
         "message": "invalid API key",

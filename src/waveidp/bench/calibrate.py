@@ -14,7 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from waveidp.bench.metrics import ITL, TTFT
 from waveidp.bench.predict import mean_abs_error_pct, predict_runs, primary_device
+from waveidp.bench.report import BenchReport
 from waveidp.errors import InputError
 
 _BOUNDS = {"decode_bandwidth": (1e-3, 1.0), "prefill_compute": (1e-4, 1.0), "step_overhead_s": (1e-6, 0.5)}
@@ -32,12 +34,12 @@ class CalibrationFit:
     points: int
 
 
-def _loss(docs: list[dict[str, Any]], eff: Any) -> float:
+def _loss(reports: list[BenchReport], eff: Any) -> float:
     total = 0.0
-    for doc in docs:
-        for row in predict_runs(doc, eff):
-            for key in ("ttft_ms", "itl_ms"):
-                p, m = row[key]["predicted"], row[key]["measured"]
+    for report in reports:
+        for row in predict_runs(report, eff):
+            for metric in (TTFT, ITL):
+                p, m = row.value(metric).predicted, row.value(metric).measured
                 if p and m and p > 0 and m > 0:
                     total += abs(math.log(p / m))
     return total
@@ -48,7 +50,7 @@ def _eff_at(start: Any, x: list[float]) -> Any:
     return start.model_copy(update=values)
 
 
-def _nelder_mead(
+def nelder_mead(
     f: Any, x0: list[float], step: float = 0.5, iters: int = 300, tol: float = 1e-12
 ) -> list[float]:
     n = len(x0)
@@ -88,8 +90,8 @@ def _nelder_mead(
     return simplex[min(range(n + 1), key=lambda k: scores[k])]
 
 
-def fit(docs: list[dict[str, Any]], start: Any, steps: int = 9) -> Any:
-    best, best_loss = start, _loss(docs, start)
+def fit(reports: list[BenchReport], start: Any, steps: int = 9) -> Any:
+    best, best_loss = start, _loss(reports, start)
     span = 3.0  # natural-log half width of the scan (x20 either way)
     for _ in range(2):
         for name, (lo, hi) in _BOUNDS.items():
@@ -97,52 +99,47 @@ def fit(docs: list[dict[str, Any]], start: Any, steps: int = 9) -> Any:
             for i in range(steps):
                 value = min(hi, max(lo, center * math.exp(span * (2 * i / (steps - 1) - 1))))
                 cand = best.model_copy(update={name: value})
-                loss = _loss(docs, cand)
+                loss = _loss(reports, cand)
                 if loss < best_loss:
                     best, best_loss = cand, loss
         span /= 3.0
     x0 = [math.log(max(getattr(best, n), lo)) for n, (lo, _) in _BOUNDS.items()]
-    x = _nelder_mead(lambda v: _loss(docs, _eff_at(start, v)), x0)
+    x = nelder_mead(lambda v: _loss(reports, _eff_at(start, v)), x0)
     refined = _eff_at(start, x)
-    return refined if _loss(docs, refined) < best_loss else best
+    return refined if _loss(reports, refined) < best_loss else best
 
 
-def calibrate(docs: list[dict[str, Any]]) -> list[CalibrationFit]:
+def calibrate(reports: list[BenchReport]) -> list[CalibrationFit]:
     from waveidp.sizing import efficiency_for
 
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        dep = doc.get("deployment")
+    groups: dict[tuple[str, str], list[BenchReport]] = defaultdict(list)
+    for report in reports:
+        dep = report.deployment
         if not dep:
             raise InputError(
                 "results carry no deployment description",
-                where=doc.get("_path"),
+                where=report.where,
                 fix="run wave bench with --model-id, --device and --engine",
             )
-        groups[(primary_device(dep), str(dep["engine"]))].append(doc)
+        groups[(primary_device(dep), dep.engine)].append(report)
     fits = []
     for (hw, engine), group in sorted(groups.items()):
         before = efficiency_for(hw, engine)
         rows_before = [r for d in group for r in predict_runs(d, before)]
+        where = [d.where for d in group]
         if not rows_before:
-            raise InputError(
-                f"no completed load point to fit {hw}/{engine} on",
-                where=", ".join(str(d.get("_path")) for d in group),
-            )
+            raise InputError(f"no completed load point to fit {hw}/{engine} on", where=", ".join(where))
         after = fit(group, before)
         n_runs = len(rows_before)
         after = after.model_copy(
-            update={
-                "source": f"wave calibrate: fitted to {n_runs} load point(s) of "
-                + ", ".join(str(d.get("_path")) for d in group)
-            }
+            update={"source": f"wave calibrate: fitted to {n_runs} load point(s) of " + ", ".join(where)}
         )
         rows_after = [r for d in group for r in predict_runs(d, after)]
         fits.append(
             CalibrationFit(
                 hw,
                 engine,
-                [str(d.get("_path")) for d in group],
+                where,
                 before,
                 after,
                 mean_abs_error_pct(rows_before),

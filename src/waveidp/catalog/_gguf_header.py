@@ -8,6 +8,7 @@ which is exact for the file (it is what llama.cpp prints as `model params`).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,27 @@ def model_from_gguf(path: str | Path) -> ModelSpec:
     return _read(file, stat.st_size, stat.st_mtime_ns)
 
 
+def gguf_metadata(path: str | Path) -> dict[str, Any]:
+    """A GGUF file's metadata values; an array of strings (the vocabulary...) appears as its length."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("GGUF file not found", where=str(file))
+    stat = file.stat()
+    return dict(_header(file, stat.st_size, stat.st_mtime_ns).values)
+
+
+@dataclass(frozen=True)
+class _Header:
+    values: dict[str, Any]
+    tensor_names: frozenset[str]
+    params: int
+
+
 # Parsing a header walks every tokenizer string in Python (seconds for a 256K vocabulary), and one
-# command may size the same file several times: remember results per (path, size, mtime).
+# command may read the same file several times: remember results per (path, size, mtime).
 @functools.lru_cache(maxsize=32)
-def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
-    from gguf import GGUFReader, LlamaFileType
+def _header(file: Path, size: int, mtime_ns: int) -> _Header:
+    from gguf import GGUFReader, GGUFValueType
 
     try:
         reader = GGUFReader(file, "r")
@@ -42,10 +59,27 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
         raise ConfigError(
             f"not a readable GGUF file ({type(exc).__name__}: {exc})", where=str(file)
         ) from None
+    values: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if field.types[:2] == [GGUFValueType.ARRAY, GGUFValueType.STRING]:
+            values[key] = len(field.data)
+        else:
+            values[key] = field.contents()
+    return _Header(
+        values=values,
+        tensor_names=frozenset(t.name for t in reader.tensors),
+        params=int(sum(int(t.n_elements) for t in reader.tensors)),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
+    from gguf import LlamaFileType
+
+    header = _header(file, size, mtime_ns)
 
     def value(key: str) -> Any:
-        field = reader.fields.get(key)
-        return None if field is None else field.contents()
+        return header.values.get(key)
 
     arch = value("general.architecture")
     if not isinstance(arch, str) or not arch:
@@ -67,9 +101,8 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
     layers = integer("block_count")
     hidden = integer("embedding_length")
     heads = integer("attention.head_count")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab = integer("vocab_size", len(tokens.data) if tokens is not None else None)
-    names = {t.name for t in reader.tensors}
+    vocab = integer("vocab_size", value("tokenizer.ggml.tokens"))
+    names = header.tensor_names
     window = value(f"{arch}.attention.sliding_window")
     window_layers = 0
     if isinstance(window, int) and window > 0:
@@ -96,7 +129,7 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
             name=str(name),
             source=str(file),
             architecture=arch,
-            params=int(sum(int(t.n_elements) for t in reader.tensors)),
+            params=header.params,
             layers=layers,
             hidden_size=hidden,
             intermediate_size=integer("feed_forward_length"),

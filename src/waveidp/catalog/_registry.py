@@ -46,7 +46,8 @@ def quant(quant_id: str) -> Quant:
 
 
 def model(model_id_or_path: str | Path) -> ModelSpec:
-    """A built-in model by id, or one read from a HF config.json, a directory holding one, or a .gguf."""
+    """A built-in model by id, one read from a HF config.json, a directory holding one, or a .gguf,
+    or a model of the local store (`wave models list`) by name, read from its own file."""
     text = str(model_id_or_path).strip()
     entries = all_models()
     found = entries.get(text.lower())
@@ -64,4 +65,19 @@ def model(model_id_or_path: str | Path) -> ModelSpec:
         raise ConfigError("directory holds no config.json (nor exactly one .gguf)", where=str(path))
     if path.suffix.lower() == ".json" or path.is_file():
         return model_from_hf_config(path)
-    raise NotFoundError("model", text, entries)
+    stored = _stored_model(text)
+    if isinstance(stored, ModelSpec):
+        return stored
+    raise NotFoundError("model", text, [*entries, *stored])
+
+
+def _stored_model(name: str) -> ModelSpec | list[str]:
+    """The store's model of that name, else the store's names (for suggestions)."""
+    from waveidp.models._describe import stored_spec
+    from waveidp.models._store import ModelStore
+
+    store = ModelStore(create=False)
+    if store.has(name):
+        m = store.get(name)
+        return stored_spec(m.name, m.folder, m.manifest.weights, m.manifest.source.uri)
+    return [m.name for m in store.models()]

@@ -11,8 +11,10 @@ import sys
 from waveidp.cli import (  # noqa: F401  (importing registers the verbs)
     audit,
     bench,
+    exporter,
     fleet,
     keys,
+    models,
     plan,
     render,
     serve,

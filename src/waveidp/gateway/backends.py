@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
-from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.request_info import STREAMING, RequestInfo
 from waveidp.gateway.routing.learning import BackendLearning, RequestMark
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
@@ -27,16 +27,15 @@ class Ewma:
         self.count += 1
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Work:
-    """One request the gateway has in flight on a backend: what it asked for and how far it got."""
+    """One attempt in flight on a backend: what it asked for and how far it got. `BackendState.begin`
+    hands it out as the attempt's token; `first_token` and `end` take it back."""
 
     prompt_tokens: int
     output_tokens: int  # its max_tokens (the most it can cost), 0 for embeddings
     started: float  # monotonic, when it was sent
     queued: bool  # it found every slot taken when it was sent
-    # Held so that its id, the key in `BackendState.active`, cannot be reused while it is there.
-    info: RequestInfo = field(repr=False)
     first_token: float | None = None  # monotonic, when its first token came back
     mark: RequestMark | None = field(default=None, repr=False)  # the router's learning (routing.learning)
 
@@ -49,10 +48,19 @@ class BackendState:
     models: set[str] = field(default_factory=set)
     discover_models: bool = False
     api_key: str | None = field(default=None, repr=False)  # a secret: never in reprs or logs
+    # Whether its model list has been read once (a `discover_models` backend not yet asked may
+    # serve any model: requests for unknown ones wait with 503 rather than 404).
+    discovered: bool = False
+    # The engine's own entry of each model in its `/v1/models` (max_model_len, owned_by, ...).
+    model_entries: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
+    # Routes it answered with 404/405 although its kind may have them (an older build): the
+    # gateway translates those to chat completions from then on.
+    lacks: set[str] = field(default_factory=set)
     max_concurrency: int | None = None
     predictions: dict[str, Prediction] = field(default_factory=dict)  # by model name, from sizing
     inflight: int = 0
-    # The requests in flight, in the order they were sent (keyed by their RequestInfo's id).
+    # The attempts in flight, in the order they were sent, keyed by the id of their `Work` (which
+    # the entry holds, so the id cannot be reused while it is there).
     active: dict[int, Work] = field(default_factory=dict, repr=False)
     _load: EngineLoad = field(default_factory=EngineLoad, repr=False)
     inflight_at_scrape: int = 0  # our own in-flight count when `load` was last read
@@ -98,53 +106,57 @@ class BackendState:
         slots = self.slots
         return min(n, slots) if slots else n
 
-    def begin(self, info: RequestInfo) -> None:
-        """A request goes out to this backend (one attempt; `end` follows whatever happens)."""
+    def begin(self, info: RequestInfo) -> Work:
+        """An attempt of `info` goes out to this backend: its token, which `end` takes back whatever
+        happens (at once for a complete answer, when a stream ends for a stream)."""
         slots = self.slots
-        out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
+        out = (info.max_tokens or DEFAULT_OUTPUT_TOKENS) if info.endpoint in STREAMING else 0
         queued = slots is not None and len(self.active) + self.foreign() >= slots
         now = time.monotonic()
-        work = Work(info.prompt_tokens_est, out, now, queued, info)
-        # learning: the load it found, then the load it makes
-        pred = self.predictions.get(info.model)
+        work = Work(info.prompt_tokens_est, out, now, queued)
+        # learning: the load it found (and the forecast the router made for `info`), then the load it makes
         work.mark = self.learning.sent(
-            info.model, pred, info.prompt_tokens_est, out, self.occupied(), queued, slots, now, id(info)
+            info.model,
+            self.predictions.get(info.model),
+            info.prompt_tokens_est,
+            out,
+            self.occupied(),
+            queued,
+            slots,
+            now,
+            id(info),
         )
-        self.active[id(info)] = work
+        self.active[id(work)] = work
         self.inflight += 1
         self.learning.occupancy(self.occupied(), now)
+        return work
 
-    def first_token(self, info: RequestInfo | None, ttft_s: float) -> None:
-        """The request's first token arrived `ttft_s` after it was sent. Only requests that started
+    def first_token(self, work: Work, ttft_s: float) -> None:
+        """The attempt's first token arrived `ttft_s` after it was sent. Only attempts that started
         at once teach the TTFT average: a queued one's wait is the router's queue estimate."""
-        work = self.active.get(id(info))
-        if work is None:
-            self.ttft.observe(ttft_s)
-            return
         work.first_token = work.started + ttft_s
         if not work.queued:
             self.ttft.observe(ttft_s)
         if work.mark is not None:  # learning
             self.learning.first_token(work.mark, ttft_s, work.first_token)
 
-    def progress(self, info: RequestInfo | None, tokens: int, now: float) -> None:
-        """The request has streamed `tokens` tokens by `now` (monotonic): the router learns its ITL."""
-        work = self.active.get(id(info))
-        if work is not None and work.mark is not None:  # learning
+    def progress(self, work: Work, tokens: int, now: float) -> None:
+        """The attempt has streamed `tokens` tokens by `now` (monotonic): the router learns its ITL."""
+        if work.mark is not None:  # learning
             self.learning.progress(work.mark, tokens, now)
 
-    def answered(self, work: Work | None, elapsed_s: float, tokens: int) -> None:
-        """A non-streamed answer of `tokens` tokens took `elapsed_s` (`work` is what `end` returned)."""
-        if work is not None and work.mark is not None:  # learning
+    def answered(self, work: Work, elapsed_s: float, tokens: int) -> None:
+        """A complete (non-streamed) answer of `tokens` tokens took `elapsed_s`."""
+        if work.mark is not None:  # learning
             self.learning.answered(work.mark, elapsed_s, tokens, time.monotonic())
 
-    def end(self, info: RequestInfo | None) -> Work | None:
-        work = self.active.pop(id(info), None)
-        self.inflight -= 1
-        self.learning.occupancy(self.occupied(), time.monotonic())  # learning
-        if work is not None and work.mark is not None:
-            self.learning.ended(work.mark)
-        return work
+    def end(self, work: Work) -> None:
+        """The attempt is over (answered, failed or cancelled); a second `end` of it counts nothing."""
+        if self.active.pop(id(work), None) is not None:
+            self.inflight -= 1
+            self.learning.occupancy(self.occupied(), time.monotonic())  # learning
+            if work.mark is not None:
+                self.learning.ended(work.mark)
 
     @property
     def engine(self) -> str:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class RequestRecord:
+    request_id: str
     model: str
     endpoint: str
     backend: str | None

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 
 import uvicorn
 from starlette.applications import Starlette
+
+from waveidp.errors import WaveError
+from waveidp.gateway.request_ids import log_with_request_ids
 
 
 def uvicorn_config(
@@ -72,7 +74,7 @@ async def serve_until_stopped(
     port: int,
     *,
     log_level: str = "warning",
-    on_ready: Callable[[], Awaitable[None]] | None = None,
+    on_ready: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
     tls: dict[str, str] | None = None,
     sock: socket.socket | None = None,
@@ -89,15 +91,13 @@ async def serve_until_stopped(
         if stop.is_set():
             break
     if server.started and on_ready is not None and not stop.is_set():
-        await on_ready()
+        on_ready()
     tune_gc()
     await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     stopped.cancel()
     await serving
     if not server.started and not stop.is_set():
-        from waveidp.errors import WaveError
-
         raise WaveError(
             f"the gateway could not listen on {host}:{port}", fix="is the port in use? try --port"
         )
@@ -109,11 +109,11 @@ def run(
     port: int,
     *,
     log_level: str = "warning",
-    on_ready: Callable[[], Awaitable[None]] | None = None,
+    on_ready: Callable[[], None] | None = None,
     tls: dict[str, str] | None = None,
     sock: socket.socket | None = None,
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_with_request_ids(log_level)
     import uvloop
 
     uvloop.run(

@@ -304,12 +304,12 @@ def _fleet_uncertainties(plan: Plan, facts: list[NodeFacts], measured: set[str])
                     f"{hw.name}: no calibration measured on this device yet; its throughput and "
                     "latency figures are predictions (run `wave bench` and `wave calibrate`)"
                 )
-    exporters = {"dcgm-exporter", "nvml-exporter"}
+    exporters = {"dcgm-exporter", "wave-exporter"}
     for f in facts:
         if f.nvidia and not any(d.service in exporters for d in plan.on_node(f.name)):
             out.append(
                 f"{f.name}: no GPU exporter supports the {f.describe_gpus()}; its GPU memory and errors "
-                "are not in Prometheus (tegrastats or jtop can fill the gap)"
+                "are not in Prometheus"
             )
     return out
 

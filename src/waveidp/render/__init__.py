@@ -7,7 +7,8 @@ Rendering is pure; `wave render` writes the files, keeps existing `.env` secrets
 """
 
 from waveidp.render._errors import RenderError
-from waveidp.render._render import Target, gateway_config, layouts, render, required_secrets
+from waveidp.render._gateway import gateway_config
+from waveidp.render._render import Target, layouts, render, required_secrets
 from waveidp.render._secrets import fill, parse_env
 
 __all__ = [

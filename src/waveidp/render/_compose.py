@@ -8,6 +8,7 @@ from waveidp.catalog.services import service
 from waveidp.fleet.models import Fleet
 from waveidp.render._data import containers, defaults
 from waveidp.render._engines import EngineUnit, key_env
+from waveidp.render._exporter import compose_exporter
 from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command
 from waveidp.render._layout import NodeLayout
 
@@ -58,6 +59,8 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
     body: dict[str, Any] = {"image": svc.deploy.image, "restart": RESTART}
     if sid == "wave-gateway":
         return _gateway(lay, fleet)
+    if sid == "wave-exporter":
+        return compose_exporter(lay.node, lay.runs("dcgm-exporter"), RESTART, _gpu(None))
     if sid == "nginx":
         body["network_mode"] = "host"  # reaches the gateway on 127.0.0.1 and keeps client addresses
         body["volumes"] = [

@@ -33,6 +33,10 @@ class AlertDefaults(_Strict):
     throughput_drop_for: str
     gateway_error_ratio: float
     gateway_error_for: str
+    gpu_throttle_for: str
+    host_memory_available_ratio: float
+    host_memory_for: str
+    exporter_stall_s: int
 
 
 class Defaults(_Strict):

@@ -1,8 +1,10 @@
-"""The gateway container's command and key variables, the same under Compose and Kubernetes."""
+"""The gateway container's command, key variables and configuration file, the same under Compose and
+Kubernetes."""
 
 from __future__ import annotations
 
-from waveidp.fleet.models import Fleet
+from waveidp.fleet import dump
+from waveidp.fleet.models import Backend, Fleet
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 
 CONFIG_PATH = "/etc/wave/wave.yaml"
@@ -15,3 +17,14 @@ def serve_command(port: int) -> list[str]:
 def backend_key_envs(fleet: Fleet) -> list[str]:
     """The variables holding backend keys: one per engine Wave renders, plus any the fleet names."""
     return [key_env(b) for _, b in fleet.backends() if b.engine in RENDERED_ENGINES or b.api_key_env]
+
+
+def gateway_config(fleet: Fleet) -> str:
+    """The fleet file as the gateway reads it, with the key variables of rendered engines filled in."""
+    data = fleet.model_dump(mode="json")
+    for node in data["nodes"]:
+        for b in node["backends"]:
+            if b["engine"] in RENDERED_ENGINES and not b.get("api_key_env"):
+                b["api_key_env"] = key_env(Backend.model_validate(b))
+    head = "# The Wave gateway's configuration: the fleet file, written by `wave render`.\n"
+    return head + dump(Fleet.model_validate(data))

@@ -11,7 +11,7 @@ import yaml
 from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
 from waveidp.render._engines import EngineUnit
-from waveidp.render._gateway import backend_key_envs, serve_command
+from waveidp.render._gateway import backend_key_envs, gateway_config, serve_command
 from waveidp.render._layout import NodeLayout
 from waveidp.render._observe import alert_rules
 
@@ -113,8 +113,6 @@ def _engine(u: EngineUnit) -> list[dict[str, Any]]:
 
 
 def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[str, Any]]:
-    from waveidp.render._render import gateway_config
-
     port = fleet.gateway.port
     in_cluster = fleet.model_copy(deep=True)
     by_name = {u.backend.name: u for u in engines}

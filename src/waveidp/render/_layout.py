@@ -21,7 +21,7 @@ RENDERED_INFRA = (
     "redis",
     "vault",
     "dcgm-exporter",
-    "nvml-exporter",
+    "wave-exporter",
     "mlflow",
     "n8n",
 )

@@ -14,6 +14,9 @@ from waveidp.render._data import dashboards, defaults
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 
 DATASOURCE_UID = "wave-prometheus"
+# NVML clocks event reasons that mean a GPU is slowed by heat or an external power brake (hw_slowdown,
+# sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown); the power cap and idle are normal
+_THROTTLE_BITS = (0x8, 0x20, 0x40, 0x80)
 LOKI_UID = "wave-loki"
 
 
@@ -56,7 +59,7 @@ def prometheus_config(fleet: Fleet, plan: Plan, node: str) -> dict[str, Any]:
         if b.engine in ("vllm", "llamacpp"):
             job["authorization"] = {"type": "Bearer", "credentials_file": f"keys/{key_env(b)}"}
         jobs.append(job)
-    for sid, job_name in (("dcgm-exporter", "gpu-dcgm"), ("nvml-exporter", "gpu-nvml")):
+    for sid, job_name in (("dcgm-exporter", "gpu-dcgm"), ("wave-exporter", "wave-exporter")):
         port = next(iter(service(sid).deploy.ports.values()))
         targets = [
             (fleet.node(x.node), x.node) for x in plan.must + plan.should if x.service == sid and x.node
@@ -104,20 +107,42 @@ def alert_rules() -> dict[str, Any]:
             % (ratio * 100),
         ),
         rule(
-            "GPUMemoryPressureNvml",
-            f"nvidia_smi_memory_used_bytes / nvidia_smi_memory_total_bytes > {ratio}",
-            a.gpu_memory_pressure_for,
-            "warning",
-            "GPU {{ $labels.uuid }} on {{ $labels.instance }} has used more than %g%% of its memory"
-            % (ratio * 100),
-        ),
-        rule(
             "GPUXidError",
             "DCGM_FI_DEV_XID_ERRORS != 0",
             "0m",
             "critical",
-            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID {{ $value }} (DCGM only; on "
-            "GeForce/Jetson XIDs appear in the kernel log: journalctl -k | grep Xid)",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID {{ $value }} (from DCGM or "
+            "from NVML events in wave exporter; Jetson XIDs appear only in the kernel log)",
+        ),
+        rule(
+            "GPUClocksThrottled",
+            "DCGM_FI_DEV_CLOCKS_EVENT_REASONS and ("
+            + " or ".join(
+                f"floor(DCGM_FI_DEV_CLOCKS_EVENT_REASONS / {bit}) % 2 == 1" for bit in _THROTTLE_BITS
+            )
+            + ")",
+            a.gpu_throttle_for,
+            "warning",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} runs below its clocks for heat or a power "
+            "brake (NVML clocks event reasons bitmask {{ $value }}; the power cap and idle do not count)",
+        ),
+    ]
+    host = [
+        rule(
+            "HostMemoryPressure",
+            f"node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < {a.host_memory_available_ratio}",
+            a.host_memory_for,
+            "warning",
+            "{{ $labels.instance }} has less than %g%% of its memory available"
+            % (a.host_memory_available_ratio * 100),
+        ),
+        rule(
+            "ExporterStalled",
+            f"time() - wave_exporter_last_sample_timestamp_seconds > {a.exporter_stall_s}",
+            "2m",
+            "warning",
+            "wave exporter on {{ $labels.instance }} has not finished a device read for over "
+            f"{a.exporter_stall_s} s (a GPU or tegrastats is hanging)",
         ),
     ]
     serving = [
@@ -130,7 +155,7 @@ def alert_rules() -> dict[str, Any]:
         ),
         rule(
             "ScrapeTargetDown",
-            'up{job=~"engine-.*|gpu-.*|wave-gateway"} == 0',
+            'up{job=~"engine-.*|gpu-.*|wave-gateway|wave-exporter"} == 0',
             a.backend_down_for,
             "critical",
             "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}",
@@ -154,7 +179,13 @@ def alert_rules() -> dict[str, Any]:
             "more than %g%% of gateway requests fail with 5xx" % (a.gateway_error_ratio * 100),
         ),
     ]
-    return {"groups": [{"name": "wave-gpu", "rules": gpu}, {"name": "wave-serving", "rules": serving}]}
+    return {
+        "groups": [
+            {"name": "wave-gpu", "rules": gpu},
+            {"name": "wave-host", "rules": host},
+            {"name": "wave-serving", "rules": serving},
+        ]
+    }
 
 
 def grafana_files(loki: bool) -> dict[str, Any]:

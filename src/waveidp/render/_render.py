@@ -9,11 +9,13 @@ from typing import Any, Literal
 import jinja2
 import yaml
 
-from waveidp.fleet.models import Backend, Fleet
+from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan, to_markdown
 from waveidp.render._compose import compose_file
 from waveidp.render._data import defaults
-from waveidp.render._engines import RENDERED_ENGINES, key_env
+from waveidp.render._exporter import exporter_port, node_nvidia
+from waveidp.render._gateway import gateway_config
+from waveidp.render._k8s import render_k8s
 from waveidp.render._layout import NodeLayout, layout
 from waveidp.render._observe import alert_rules, dashboard_json, grafana_files, prometheus_config
 from waveidp.render._secrets import Kind, env_text, node_secrets
@@ -53,27 +55,12 @@ def required_secrets(fleet: Fleet, plan: Plan, target: Target = "compose") -> di
     return dict(sorted(out.items()))
 
 
-def gateway_config(fleet: Fleet) -> str:
-    """The fleet file as the gateway reads it, with the key variables of rendered engines filled in."""
-    from waveidp.fleet import dump
-
-    data = fleet.model_dump(mode="json")
-    for node in data["nodes"]:
-        for b in node["backends"]:
-            if b["engine"] in RENDERED_ENGINES and not b.get("api_key_env"):
-                b["api_key_env"] = key_env(Backend.model_validate(b))
-    head = "# The Wave gateway's configuration: the fleet file, written by `wave render`.\n"
-    return head + dump(Fleet.model_validate(data))
-
-
 def render(
     fleet: Fleet, plan: Plan, target: Target = "compose", secrets: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """All deployment files for the fleet, by relative path. Same input, same bytes."""
     lays = layouts(fleet, plan)  # port clashes and impossible sizings raise here, before any output
     if target == "k8s":
-        from waveidp.render._k8s import render_k8s
-
         files = render_k8s(fleet, plan, lays)
     else:
         files = {}
@@ -87,8 +74,10 @@ def render(
 
 
 def _nvidia(lay: NodeLayout) -> bool:
-    return any(u.gpu_ids or u.jetson for u in lay.engines) or any(
-        s in lay.infra for s in ("dcgm-exporter", "nvml-exporter")
+    return (
+        any(u.gpu_ids or u.jetson for u in lay.engines)
+        or lay.runs("dcgm-exporter")
+        or (lay.runs("wave-exporter") and any(node_nvidia(lay.node)))
     )
 
 
@@ -143,9 +132,9 @@ def _node_files(
             files[f"{root}/grafana/dashboards/{key}.json"] = dashboard_json(key)
     if lay.runs("wave-gateway"):
         files[f"{root}/wave/wave.yaml"] = gateway_config(fleet)
-        files[f"{root}/wave/Dockerfile"] = template(
-            "gateway.Dockerfile.j2", node=root, port=fleet.gateway.port
-        )
+    if lay.runs("wave-gateway") or lay.runs("wave-exporter"):
+        port = fleet.gateway.port if lay.runs("wave-gateway") else exporter_port()
+        files[f"{root}/wave/Dockerfile"] = template("gateway.Dockerfile.j2", node=root, port=port)
     if lay.runs("vault"):
         files[f"{root}/vault/config.hcl"] = template("vault.hcl.j2", node=root)
     lxc_gpu = bool(node.lxc and nvidia)

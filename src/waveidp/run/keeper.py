@@ -23,7 +23,7 @@ import orjson
 
 from waveidp.errors import WaveError
 from waveidp.parent_death import die_with_parent
-from waveidp.run.supervisor import Child
+from waveidp.run.supervisor import Child, start_children
 
 STOP_GRACE_S = 15.0  # the keeper's own 10 s per engine, and some
 
@@ -135,8 +135,6 @@ def _keeper_main(children: list[Child], report_fd: int, parent: int) -> None:
 
 
 async def _keep(children: list[Child], report_fd: int) -> None:
-    from waveidp.run.up import start_children
-
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     started: list[Child] = []

@@ -1,5 +1,6 @@
-"""Supervise one local engine process: start it, wait until healthy, restart it after a crash
-with exponential backoff, keep its output in a log file, stop it (and its process group) cleanly."""
+"""Supervise local engine processes: start one, wait until healthy, restart it after a crash with
+exponential backoff, keep its output in a log file, stop it (and its process group) cleanly;
+start several in order (`start_children`, used by `wave up` and by its engine keeper)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,19 @@ class Child:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
         log.info("%s stopped", self.name)
+
+
+async def start_children(children: list[Child], stop: asyncio.Event, started: list[Child]) -> bool:
+    """Start each child and wait until it is healthy, in order; False if `stop` was set first.
+    Every child begun is appended to `started` (the caller stops them)."""
+    for c in children:
+        starting = asyncio.create_task(c.start())
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        started.append(c)
+        if stop.is_set():
+            starting.cancel()
+            return False
+        starting.result()
+    return True

@@ -12,7 +12,6 @@ With --workers N (or gateway.workers), the gateway runs as N worker processes
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,17 @@ from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
 from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
-from waveidp.gateway import Gateway, backends_from_fleet, create_app
+from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
+from waveidp.gateway.compose import GatewaySetup, body_limit_setting, compose, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.gateway.workers import listen_socket
+from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
-from waveidp.run.supervisor import Child
-from waveidp.security.gateway_security import security_from_cli
+from waveidp.run.keeper import EngineKeeper
+from waveidp.run.supervisor import Child, start_children
+from waveidp.security.gateway_security import prepare_workers, security_options
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 EMBEDDED_SLOTS = 4
@@ -41,12 +44,7 @@ class UpInfo:
     key_source: str
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    routable: bool = True  # a backend takes requests (a fleet's remote ones may all be down)
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -117,18 +115,33 @@ def _model_file(b: Backend) -> Path:
 
 @dataclass
 class Plan:
-    """What `wave up` runs: the engine processes it starts and the backends the gateway routes to."""
+    """What `wave up` runs: the engine processes it starts and the gateway in front of them."""
 
     children: list[Child]
-    backends: list[BackendState]
-    routing: RoutingConfig | None
-    gateway: GatewayConfig
+    gateway: GatewaySetup
+    key: str  # the bootstrap key it prints
+    key_source: str
+    logs: Path
+
+    def info(self, models: list[str], pids: dict[str, int | None], routable: bool = True) -> UpInfo:
+        cfg = self.gateway.config
+        url = f"http://{cfg.host}:{cfg.port}/v1"
+        return UpInfo(url, models, self.key, self.key_source, self.logs, pids, routable)
 
 
-def plan(*, host: str, port: int, config: Path | None, logs: Path) -> Plan:
+def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
+    """The engines and the gateway; `workers`: --workers, else the fleet file's gateway.workers."""
+    logs = wave_home() / "logs"
+    key, key_source = resolve_api_key()
+    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
+    security = security_options(bootstrap_key=key)
+    listen: dict[str, object] = {"host": host, "port": port}
+    if workers is not None:
+        listen["workers"] = workers
     if config is None:
         child, backend = default_embedded(logs)
-        return Plan([child], [backend], None, GatewayConfig(host=host, port=port))
+        setup = GatewaySetup([backend], GatewayConfig(**listen), RoutingConfig(), security)  # type: ignore[arg-type]
+        return Plan([child], setup, key, key_source, logs)
     from waveidp import fleet as fleet_mod
 
     fleet = fleet_mod.load(config)
@@ -137,122 +150,63 @@ def plan(*, host: str, port: int, config: Path | None, logs: Path) -> Plan:
     by_name = {b.name: b for b in backends}
     for c in children:
         link(c, by_name[c.name])
-    return Plan(
-        children, backends, fleet.routing, fleet.gateway.model_copy(update={"host": host, "port": port})
+    setup = GatewaySetup(
+        backends,
+        fleet.gateway.model_copy(update=listen),
+        fleet.routing,
+        security,
+        body_limit_setting=body_limit_setting(fleet.gateway, config),
     )
+    return Plan(children, setup, key, key_source, logs)
 
 
-async def start_children(children: list[Child], stop: asyncio.Event, started: list[Child]) -> bool:
-    """Start each child and wait until it is healthy, in order; False if `stop` was set first.
-    Every child begun is appended to `started` (the caller stops them)."""
-    for c in children:
-        starting = asyncio.create_task(c.start())
-        waiting = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        started.append(c)
-        if stop.is_set():
-            starting.cancel()
-            return False
-        starting.result()
-    return True
+def _pids(children: list[Child]) -> dict[str, int | None]:
+    return {c.name: c.proc.pid if c.proc else None for c in children}
 
 
-async def up(
-    *,
-    host: str,
-    port: int,
-    config: Path | None,
-    on_ready: Callable[[UpInfo], None],
-    log_level: str = "warning",
-) -> None:
+async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "warning") -> None:
     """One gateway process in this process's event loop, the engines supervised next to it (their
     death takes their backend out of rotation at once)."""
-    key, key_source = resolve_api_key()
-    # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
-    security = security_from_cli(host=host, bootstrap_key=key)
-    logs = wave_home() / "logs"
     stop = asyncio.Event()
     stop_on_signals(stop)
-    p = plan(host=host, port=port, config=config, logs=logs)
+    cfg = p.gateway.config
     started: list[Child] = []
-    try:
-        if not await start_children(p.children, stop, started):
-            return
-        gw = Gateway(p.backends, security.guard, config=p.gateway, routing=p.routing)
-
-        async def ready() -> None:
-            pids = {c.name: c.proc.pid if c.proc else None for c in p.children}
-            on_ready(UpInfo(f"http://{host}:{port}/v1", gw.models(), key, key_source, logs, pids))
-
-        app = create_app(gw)
-        security.mount(app)
-        await serve_until_stopped(app, host, port, log_level=log_level, on_ready=ready, stop=stop)
-    finally:
-        await asyncio.gather(*(c.stop() for c in started))
-        security.close()
-
-
-def workers_wanted(config: Path | None, workers: int | None) -> int:
-    """--workers, else the fleet file's gateway.workers, else 1."""
-    if workers is not None:
-        return workers
-    if config is None:
-        return 1
-    from waveidp import fleet as fleet_mod
-
-    return fleet_mod.load(config).gateway.workers
+    sock = listen_socket(cfg.host, cfg.port, reuse_port=False)  # a port in use fails before any engine starts
+    with compose(p.gateway) as app:
+        try:
+            if not await start_children(p.children, stop, started):
+                return
+            await serve_until_stopped(
+                app,
+                cfg.host,
+                cfg.port,
+                log_level=log_level,
+                on_ready=lambda: on_ready(
+                    p.info(app.gateway.models(), _pids(p.children), app.gateway.ready())
+                ),
+                stop=stop,
+                sock=sock,
+            )
+        finally:
+            await asyncio.gather(*(c.stop() for c in started))
 
 
-def up_with_workers(
-    *,
-    host: str,
-    port: int,
-    config: Path | None,
-    workers: int,
-    on_ready: Callable[[UpInfo], None],
-    log_level: str = "warning",
-) -> bool:
+def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "warning") -> None:
     """`wave up --workers N`: the engines in one process of their own (`run.keeper`), then N gateway
-    workers forked by the same supervisor as `wave serve --workers N`. Returns True in the parent
-    once everything has stopped, False in a worker once it has stopped serving."""
-    from waveidp.gateway.server import run
-    from waveidp.gateway.workers import Supervisor, become_worker, listen_socket, say_ready
-    from waveidp.run.keeper import EngineKeeper
-    from waveidp.security.gateway_security import check_workers
-
-    key, key_source = resolve_api_key()
-    check_workers(workers=workers, redis_url=None, auth=True)
-    logs = wave_home() / "logs"
-    p = plan(host=host, port=port, config=config, logs=logs)
-    gateway_config = p.gateway.model_copy(update={"workers": workers})
+    workers forked by the same supervisor as `wave serve --workers N`; returns once all have stopped."""
+    cfg = p.gateway.config
+    prepare_workers(p.gateway.security, host=cfg.host, workers=cfg.workers)  # before any engine starts
     keeper = EngineKeeper(p.children)
-    worker: int | None = None
     try:
         pids = keeper.start()
         if pids is None:
-            return True  # stopped while the engines started
-        models = sorted({m for b in p.backends for m in b.models})
-        url = f"http://{host}:{port}/v1"
-        worker = Supervisor(workers, host, port, needed=keeper.gone).run(
-            lambda: on_ready(UpInfo(url, models, key, key_source, logs, pids))
+            return  # stopped while the engines started
+        models = sorted({m for b in p.gateway.backends for m in b.models})
+        serve_workers(
+            p.gateway,
+            on_ready=lambda routable: on_ready(p.info(models, pids, routable)),
+            log_level=log_level,
+            needed=keeper.gone,
         )
-        if worker is None:
-            return True
     finally:
-        if worker is None:
-            keeper.stop()
-    become_worker()
-    security = security_from_cli(host=host, bootstrap_key=key, workers=workers)
-    gw = Gateway(p.backends, security.guard, config=gateway_config, routing=p.routing)
-
-    async def ready() -> None:
-        say_ready()
-
-    app = create_app(gw)
-    security.mount(app)
-    try:
-        run(app, host, port, log_level=log_level, on_ready=ready, sock=listen_socket(host, port))
-    finally:
-        security.close()
-    return False
+        keeper.stop()

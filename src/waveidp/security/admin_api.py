@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from waveidp.errors import InputError, NotFoundError
+from waveidp.errors import ApiError, InputError, NotFoundError
 from waveidp.security.guard import bearer_token
 from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
-from waveidp.security.refusals import Refusal, refusal_response, unauthorized
+from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
 
 
@@ -46,7 +46,7 @@ def _issued(issued: IssuedKey) -> dict[str, Any]:
 def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/admin") -> APIRouter:
     def require_admin(request: Request) -> None:
         if admin_key is None:
-            raise Refusal(
+            raise ApiError(
                 403,
                 "the admin API is disabled: no admin key is configured",
                 type="permission_error",
@@ -65,14 +65,14 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
     def guarded(call: Any) -> Any:
         try:
             return call()
-        except Refusal as r:
-            return refusal_response(r)
+        except ApiError as err:
+            return err.response()
         except NotFoundError as e:
-            return refusal_response(
-                Refusal(404, str(e), type="invalid_request_error", code="key_not_found", param="name_or_id")
-            )
+            return ApiError(
+                404, str(e), type="invalid_request_error", code="key_not_found", param="name_or_id"
+            ).response()
         except InputError as e:
-            return refusal_response(Refusal(400, str(e), code="invalid_key_request"))
+            return ApiError(400, str(e), code="invalid_key_request").response()
 
     @router.get("/keys")
     def list_keys(include_revoked: bool = False) -> Any:

@@ -1,9 +1,12 @@
 """Everything security the gateway needs, built from one options object.
 
-    security = build_security(SecurityOptions(bootstrap_key=..., redis_url=..., oidc=...))
+    options = SecurityOptions(bootstrap_key=..., redis_url=..., oidc=...)   # or security_options(...)
+    security = build_security(options, host="127.0.0.1")
     gw = Gateway(backends, security.guard, ...)      # the gateway's seam (`waveidp.security.guard.Guard`)
     app = create_app(gw); security.mount(app)        # adds /admin/keys
     ...serve...; security.close()                    # flushes the audit log
+
+(`waveidp.gateway.compose` does this for `wave serve` and `wave up`.)
 
 The guard accepts the bootstrap key (`WAVE_API_KEY` / `WAVE_HOME/gateway.key`, the one `wave up`
 prints; every model, no limits), keys from `wave keys create` (their models and limits), and OIDC
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
 
 @dataclass
 class SecurityOptions:
-    host: str = "127.0.0.1"
     auth: bool = True
     bootstrap_key: Secret | None = None
     keys_db: Path | None = None
@@ -41,7 +43,6 @@ class SecurityOptions:
     audit_db: Path | None = None
     log_prompts: bool = False
     admin_key: Secret | None = None
-    workers: int = 1  # gateway processes sharing the key store, audit log and (with Redis) the limits
 
 
 @dataclass
@@ -71,16 +72,18 @@ class GatewaySecurity:
             self.keys = None
 
 
-def build_security(options: SecurityOptions) -> GatewaySecurity:
-    """The guard, key store, audit log and admin app; refuses a public bind without authentication."""
-    check_bind(options.host, auth_enabled=options.auth)
+def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> GatewaySecurity:
+    """The guard, key store, audit log and admin app of a gateway listening on `host`, one of
+    `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
+    public bind without authentication."""
+    check_bind(host, auth_enabled=options.auth)
     keys = KeyStore(options.keys_db) if options.auth else None
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
     authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
-    unshared = options.workers if options.workers > 1 and not options.redis_url else 0
+    unshared = workers if workers > 1 and not options.redis_url else 0
     if unshared and keys is not None:
-        refuse_unshared_limits(keys, options.workers)
+        refuse_unshared_limits(keys, workers)
     audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
     guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
     admin_app = None
@@ -107,28 +110,22 @@ def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
         )
 
 
-def check_workers(
-    *,
-    workers: int,
-    redis_url: str | None,
-    auth: bool,
-    audit: bool = True,
-    keys_db: Path | None = None,
-    audit_db: Path | None = None,
-) -> None:
-    """What `wave serve --workers N` does once in its parent before it starts any worker: refuse
-    limits it could not share, and create the key and audit databases the workers will open."""
-    if auth:
-        store = KeyStore(keys_db)
+def prepare_workers(options: SecurityOptions, *, host: str, workers: int) -> None:
+    """What `--workers N` does once in its parent before it starts any worker: refuse what every
+    worker would refuse (a public bind without authentication, limits it could not share), and
+    create the key and audit databases the workers will open."""
+    check_bind(host, auth_enabled=options.auth)
+    if options.auth:
+        store = KeyStore(options.keys_db)
         try:
-            if workers > 1 and not redis_url:
+            if workers > 1 and not options.redis_url:
                 refuse_unshared_limits(store, workers)
         finally:
             store.close()
-    if audit:
+    if options.audit:
         from waveidp.security.audit import prepare
 
-        prepare(audit_db)
+        prepare(options.audit_db)
 
 
 def check_redis(url: str) -> None:
@@ -156,9 +153,8 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def security_from_cli(
+def security_options(
     *,
-    host: str,
     bootstrap_key: str | None,
     no_auth: bool = False,
     redis_url: str | None = None,
@@ -167,9 +163,9 @@ def security_from_cli(
     oidc_jwks_url: str | None = None,
     log_prompts: bool = False,
     audit: bool = True,
-    workers: int = 1,
-) -> GatewaySecurity:
-    """`wave serve`'s security options -> `GatewaySecurity` (admin key from WAVE_ADMIN_KEY[_FILE|_VAULT])."""
+) -> SecurityOptions:
+    """`wave serve`'s and `wave up`'s security options, checked (the three OIDC options together,
+    Redis reachable); the admin key from WAVE_ADMIN_KEY[_FILE|_VAULT]."""
     from waveidp.security.secrets import resolve
 
     oidc = None
@@ -183,16 +179,12 @@ def security_from_cli(
         oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
     if redis_url:
         check_redis(redis_url)
-    return build_security(
-        SecurityOptions(
-            host=host,
-            auth=not no_auth,
-            bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
-            oidc=oidc,
-            redis_url=redis_url,
-            audit=audit,
-            log_prompts=log_prompts,
-            admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
-            workers=workers,
-        )
+    return SecurityOptions(
+        auth=not no_auth,
+        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
+        oidc=oidc,
+        redis_url=redis_url,
+        audit=audit,
+        log_prompts=log_prompts,
+        admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
     )

@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from waveidp.errors import ApiError
 from waveidp.security.audit import AuditEntry, AuditLog
 from waveidp.security.jwt_auth import JwtVerifier
 from waveidp.security.keys import PREFIX, KeyStore
 from waveidp.security.limits import Decision, Limiter, MemoryLimiter
 from waveidp.security.principal import ANONYMOUS, Principal
-from waveidp.security.refusals import Refusal, forbidden, unauthorized
+from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
 
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
@@ -121,7 +121,7 @@ class Guard:
             decision = Decision(True, principal.limits)
             return Admission(principal, model, endpoint, decision, started, request_id)
         if self.unshared_workers > 1:
-            raise Refusal(
+            raise ApiError(
                 503,
                 f"'{principal.name}' has per-key limits, and this gateway runs {self.unshared_workers} "
                 "workers without --redis, where each would count them on its own; "
@@ -141,7 +141,7 @@ class Guard:
                 "tokens": principal.limits.tpm,
                 "concurrency": principal.limits.max_concurrent,
             }[decision.reason or "requests"]
-            raise Refusal(
+            raise ApiError(
                 429,
                 f"rate limit reached for '{principal.name}': {limit} {what}",
                 type="rate_limit_error",
@@ -183,7 +183,7 @@ class Guard:
 
     def refused(
         self,
-        refusal: Any,
+        refusal: ApiError,
         *,
         principal: Principal | None = None,
         endpoint: str | None = None,
@@ -191,7 +191,7 @@ class Guard:
         request_id: str | None = None,
         started: float | None = None,
     ) -> None:
-        """Audit a request turned away without an admission (`refusal`: anything with an HTTP `status`)."""
+        """Audit a request turned away without an admission."""
         if self.audit is not None:
             self.audit.record(
                 AuditEntry(

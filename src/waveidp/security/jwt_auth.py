@@ -21,9 +21,10 @@ from typing import Any
 
 import jwt
 
+from waveidp.errors import ApiError
 from waveidp.security.limits import Limits
 from waveidp.security.principal import Principal
-from waveidp.security.refusals import Refusal, unauthorized
+from waveidp.security.refusals import unauthorized
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class JwtVerifier:
             r.raise_for_status()
             keyset = jwt.PyJWKSet.from_dict(r.json())
         except Exception as exc:  # network, HTTP status, JSON, unusable keys: the IdP is unusable now
-            raise Refusal(
+            raise ApiError(
                 503,
                 f"cannot fetch the identity provider's signing keys ({type(exc).__name__})",
                 type="server_error",

@@ -216,7 +216,7 @@ class KeyStore:
         raise NotFoundError("key", name_or_id, [k.name for k in keys if k.revoked_at is None])
 
     def authenticate(self, presented: str, now: float | None = None) -> ApiKey:
-        """The key's record, or a 401 `Refusal` that never echoes what was presented."""
+        """The key's record, or a 401 `ApiError` that never echoes what was presented."""
         m = _KEY_RE.match(presented)
         if m is None:
             raise unauthorized("invalid API key")

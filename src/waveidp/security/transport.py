@@ -1,8 +1,9 @@
 """Transport and input hygiene: TLS settings, the loopback rule, request size/shape limits.
 
-Small pure functions the gateway calls at its edges. Each refusal is a `Refusal` with the
-OpenAI error shape: 413 for a body over the limit, 431 for too many or too large headers, 400 for
-malformed JSON, JSON nested too deep, or a body that is not a JSON object.
+Small pure functions the gateway calls at its edges. A refusal is an `ApiError` with the OpenAI
+error shape: 431 for too many or too large headers here; the gateway answers a body over
+`max_body_bytes` with 413 (`body_too_large`) and JSON nested deeper than `max_json_depth` with 400
+(`json_too_deep`, found by `json_depth_exceeds`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from waveidp.errors import ConfigError
-from waveidp.security.refusals import Refusal
+from waveidp.errors import ApiError, ConfigError
 
 
 @dataclass(frozen=True)
 class InputLimits:
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024  # gateway.max_body_bytes sets it
     max_headers: int = 100
     max_header_bytes: int = 32 * 1024
     max_json_depth: int = 32
@@ -69,26 +67,6 @@ def tls_settings(cert: str | Path | None, key: str | Path | None) -> dict[str, s
     return {"ssl_certfile": str(cert_p), "ssl_keyfile": str(key_p)}
 
 
-def check_content_length(value: str | None, limits: InputLimits) -> None:
-    """413 when a declared Content-Length is over the limit (before reading the body)."""
-    if value is None:
-        return
-    try:
-        length = int(value)
-    except ValueError:
-        raise Refusal(400, "Content-Length is not a number", code="invalid_content_length") from None
-    if length > limits.max_body_bytes:
-        raise too_large(limits)
-
-
-def too_large(limits: InputLimits) -> Refusal:
-    return Refusal(
-        413,
-        f"request body is larger than the limit of {limits.max_body_bytes} bytes",
-        code="request_too_large",
-    )
-
-
 def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: InputLimits) -> None:
     """431 for more than `max_headers` headers or more than `max_header_bytes` of them in total."""
     count = size = 0
@@ -96,7 +74,7 @@ def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: InputLimits) -
         count += 1
         size += len(name) + len(value)
     if count > limits.max_headers or size > limits.max_header_bytes:
-        raise Refusal(
+        raise ApiError(
             431,
             f"request headers exceed the limit ({limits.max_headers} headers, "
             f"{limits.max_header_bytes} bytes)",
@@ -118,26 +96,3 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
     return False
-
-
-def parse_json_object(body: bytes, limits: InputLimits) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    if len(body) > limits.max_body_bytes:
-        raise too_large(limits)
-    if not body.strip():
-        raise Refusal(400, "request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Refusal(
-            400,
-            f"malformed JSON in request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            code="invalid_json",
-        ) from None
-    if not isinstance(value, dict):
-        raise Refusal(
-            400, f"request body must be a JSON object, got {type(value).__name__}", code="invalid_json"
-        )
-    if json_depth_exceeds(value, limits.max_json_depth):
-        raise Refusal(400, f"JSON nested deeper than {limits.max_json_depth} levels", code="json_too_deep")
-    return value

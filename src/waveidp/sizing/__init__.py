@@ -6,21 +6,21 @@ print(estimate(SizingRequest(deployment=d, concurrency=4)).verdict)
 """
 
 from waveidp.sizing._deployment import ENGINES, Deployment, Engine
-from waveidp.sizing._efficiency import Efficiency, calibration_path, efficiency_for, save_calibration
-from waveidp.sizing._estimate import (
-    ARRIVALS,
-    Arrival,
-    CurvePoint,
-    Memory,
-    Performance,
-    SizingRequest,
-    SizingResult,
-    estimate,
-    steady_state_point,
+from waveidp.sizing._efficiency import (
+    Efficiency,
+    calibration_path,
+    efficiency_for,
+    load_calibration,
+    save_calibration,
 )
+from waveidp.sizing._estimate import estimate
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
+from waveidp.sizing._queueing import steady_state_point
+from waveidp.sizing._request import ARRIVALS, Arrival, SizingRequest
+from waveidp.sizing._result import CurvePoint, Memory, Performance, SizingResult
 from waveidp.sizing._roofline import PerfModel
-from waveidp.sizing._schedule import ClosedLoop
+from waveidp.sizing._schedule import ClosedLoop, ServerLoop, ServerTask
+from waveidp.sizing._units import gb
 
 __all__ = [
     "ARRIVALS",
@@ -36,13 +36,17 @@ __all__ = [
     "PerfModel",
     "Performance",
     "Placement",
+    "ServerLoop",
+    "ServerTask",
     "SizingRequest",
     "SizingResult",
     "calibration_path",
     "efficiency_for",
     "estimate",
+    "gb",
     "kv_bytes",
     "kv_bytes_per_token_full",
+    "load_calibration",
     "plan_memory",
     "save_calibration",
     "steady_state_point",

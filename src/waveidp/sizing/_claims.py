@@ -20,7 +20,8 @@ from waveidp.errors import ConfigError, InputError, WaveError
 from waveidp.sizing._data import read_yaml, rules
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._efficiency import Efficiency
-from waveidp.sizing._estimate import SizingRequest, estimate
+from waveidp.sizing._estimate import estimate
+from waveidp.sizing._request import SizingRequest
 from waveidp.sizing._roofline import PerfModel, peak_flops
 
 Metric = Literal["decode_tokens_per_s", "throughput_tokens_per_s", "memory_gb", "max_concurrency", "ttft_ms"]

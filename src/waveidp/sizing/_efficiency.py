@@ -124,7 +124,8 @@ def calibration_path() -> Path:
     return wave_home() / "calibration.yaml"
 
 
-def _user(path: Path) -> _Table:
+def load_calibration(path: Path) -> dict[str, dict[str, Efficiency]]:
+    """The factors a calibration file holds, {hardware id: {engine: Efficiency}}; {} if it is absent."""
     if not path.exists():
         return {}
     raw = read_yaml(path) or {}
@@ -135,7 +136,7 @@ def _user(path: Path) -> _Table:
 
 def efficiency_for(hardware_id: str, engine: str, *, kind: str | None = None) -> Efficiency:
     """Efficiency of `engine` on `hardware_id`; `kind` skips the catalog lookup for the kind default."""
-    user = _user(calibration_path())
+    user = load_calibration(calibration_path())
     if engine in user.get(hardware_id, {}):
         return user[hardware_id][engine]
     kinds, devices = _shipped()
@@ -161,7 +162,7 @@ def efficiency_for(hardware_id: str, engine: str, *, kind: str | None = None) ->
 def save_calibration(entries: dict[tuple[str, str], Efficiency], path: Path | None = None) -> Path:
     """Merge measured factors into the user calibration file and return its path."""
     path = path or calibration_path()
-    table = _user(path)
+    table = load_calibration(path)
     for (hardware_id, engine), eff in entries.items():
         table.setdefault(hardware_id, {})[engine] = eff
     doc = {

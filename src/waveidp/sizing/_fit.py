@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
 from waveidp.errors import WaveError
 from waveidp.sizing._deployment import Deployment
-from waveidp.sizing._estimate import SizingRequest, estimate
+from waveidp.sizing._estimate import estimate
+from waveidp.sizing._request import SizingRequest
 
 VERDICT_RANK = {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}
 DEFAULT_QUANTS = {"vllm": ("bf16", "fp8", "awq"), "llamacpp": ("q4_k_m", "q8_0")}
+
+
+class Variant(BaseModel):
+    """One file of a model in one format (a store model), with what its format costs in quality."""
+
+    spec: ModelSpec
+    kld_p95: float | None = Field(default=None, description="95th-percentile KLD against the base (base: 0)")
+    refused: bool = Field(default=False, description="a quality policy refused this format")
 
 
 class FitRow(BaseModel):
@@ -27,6 +36,8 @@ class FitRow(BaseModel):
     total_bytes: int
     reason: str
     engine_flags: dict[str, str | int | float]
+    variant: str | None = Field(default=None, description="the store model (file) chosen among the variants")
+    kld_p95: float | None = None
 
 
 def _candidates(
@@ -53,15 +64,31 @@ def fit_node(
     context: int = 4096,
     prompt_tokens: int = 512,
     output_tokens: int = 256,
+    variants: dict[str, list[Variant]] | None = None,
+    max_kld_p95: float | None = None,
 ) -> list[FitRow]:
-    """The best (quant, engine) per model and device group of one node, best first."""
+    """The best (quant, engine) per model and device group of one node, best first.
+
+    A model with `variants` (the formats of one model in the store) is sized once per variant file.
+    Among those with the best verdict, a format whose measured KLD p95 is within `max_kld_p95` wins
+    over one not known to be (the fastest of them); otherwise the most precise format wins, as for
+    catalog models. Formats a quality policy refused are never chosen.
+    """
     rows: list[FitRow] = []
     for model in models:
         ctx = min(context, model.max_context)
+        choices = [v for v in (variants or {}).get(model.id) or [Variant(spec=model)] if not v.refused]
+        if quant and any(v.spec.file_quant == quant for v in choices):
+            choices = [v for v in choices if v.spec.file_quant == quant]
         for devices, engine in _candidates(accels, host):
-            names = [quant] if quant else [model.file_quant] if model.file_quant else DEFAULT_QUANTS[engine]
-            best: FitRow | None = None
-            for qname in names:
+            options: list[tuple[Variant, str]] = []
+            for v in choices:
+                spec = v.spec
+                names = [quant] if quant else [spec.file_quant] if spec.file_quant else DEFAULT_QUANTS[engine]
+                options += [(v, n) for n in names]
+            found: list[FitRow] = []
+            for v, qname in options:
+                spec = v.spec
                 q = quants.get(qname)
                 if q is None or (q.engines and engine not in q.engines):
                     continue
@@ -69,7 +96,7 @@ def fit_node(
                     continue
                 try:
                     d = Deployment.build(
-                        model, q, devices, engine, tp=len(devices) if engine == "vllm" else 1, context=ctx
+                        spec, q, devices, engine, tp=len(devices) if engine == "vllm" else 1, context=ctx
                     )
                     r = estimate(
                         SizingRequest(
@@ -94,15 +121,21 @@ def fit_node(
                     total_bytes=r.memory.total_bytes,
                     reason=r.reasons[0] if r.reasons else "",
                     engine_flags=r.engine_flags,
+                    variant=spec.id if spec.id != model.id or len(choices) > 1 else None,
+                    kld_p95=v.kld_p95,
                 )
-                if best is None or _key(row) < _key(best):
-                    best = row
-            if best is not None:
-                rows.append(best)
-    rows.sort(key=lambda r: (r.model, *_key(r)))
+                found.append(row)
+            if found:
+                rows.append(min(found, key=lambda r: _key(r, max_kld_p95)))
+    rows.sort(key=lambda r: (r.model, *_key(r, None)))
     return rows
 
 
-def _key(r: FitRow) -> tuple[int, float, float]:
-    # the best verdict first; among equal verdicts the most precise format (quality), then speed
-    return VERDICT_RANK[r.verdict], -r.bits_per_weight, -r.decode_tokens_per_s
+def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
+    # the best verdict first; then a format measured within the KLD limit, the fastest of those;
+    # else the most precise format (bits per weight), the lower measured KLD, then speed
+    verdict = VERDICT_RANK[r.verdict]
+    if max_kld_p95 is not None and r.kld_p95 is not None and r.kld_p95 <= max_kld_p95:
+        return verdict, 0, -r.decode_tokens_per_s, r.kld_p95, 0
+    kld = r.kld_p95 if r.kld_p95 is not None else float("inf")
+    return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s

@@ -13,6 +13,7 @@ from waveidp.catalog._models import Hardware, ModelSpec, Quant
 from waveidp.errors import InputError
 from waveidp.sizing._data import EngineRule, rules
 from waveidp.sizing._deployment import Deployment
+from waveidp.sizing._units import gb
 
 GIB = 1024**3
 
@@ -267,7 +268,7 @@ def _plan_paged(d: Deployment) -> MemoryPlan:
         )
         if free <= 0:
             problems.append(
-                f"weights {_gb(w)} + overhead {_gb(overhead)} exceed the {_gb(min(pool, reserved or pool))} "
+                f"weights {gb(w)} + overhead {gb(overhead)} exceed the {gb(min(pool, reserved or pool))} "
                 f"available on {hw.name}"
             )
     cap_tokens = capacity or 0
@@ -414,15 +415,16 @@ def _llamacpp_split(
 
 def _over(p: Placement | PoolUse) -> str:
     shared = (
-        f" (shared by CPU and GPU, after the OS reserve; {_gb(p.cpu_side_bytes)} of it CPU-side)"
+        f" (shared by CPU and GPU, after the OS reserve; {gb(p.cpu_side_bytes)} of it CPU-side)"
         if isinstance(p, PoolUse) and p.role == "unified"
         else ""
     )
     return (
-        f"{p.device.name}: weights {_gb(p.weights_bytes)} + KV {_gb(p.kv_bytes)} + overhead "
-        f"{_gb(p.overhead_bytes)} = {_gb(p.used_bytes)} exceeds the {_gb(p.pool_bytes)} available{shared}"
+        f"{p.device.name}: weights {gb(p.weights_bytes)} + KV {gb(p.kv_bytes)} + overhead "
+        f"{gb(p.overhead_bytes)} = {gb(p.used_bytes)} exceeds the {gb(p.pool_bytes)} available{shared}"
     )
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+def is_stand_in(p: PoolUse, d: Deployment) -> bool:
+    """The host-RAM share of a discrete GPU when no CPU device was given: shown, never judged."""
+    return p.role == "host" and d.host is None and p.layers == 0

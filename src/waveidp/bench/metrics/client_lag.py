@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from waveidp.bench.metrics.metric import RequestMetric
 from waveidp.bench.records import RequestRecord
 
 
@@ -9,3 +10,8 @@ def client_lag_s(r: RequestRecord) -> float | None:
     if r.sent is None:
         return None
     return r.sent - r.scheduled
+
+
+CLIENT_LAG = RequestMetric(
+    "client_lag_ms", "ms", "client lag", "actual send - scheduled send", value=client_lag_s, scale=1000
+)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 PERCENTILES = (50, 90, 95, 99)
 
 
-@dataclass(frozen=True)
-class Distribution:
+class Distribution(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     count: int
     mean: float | None
     p50: float | None
@@ -21,16 +22,20 @@ class Distribution:
     min: float | None
     max: float | None
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
-
 
 def distribution(values: Iterable[float | None], scale: float = 1.0) -> Distribution:
     """Mean/percentiles (numpy linear interpolation, as AIPerf) of the defined values times `scale`."""
     arr = np.array([v for v in values if v is not None], dtype=float) * scale
     if arr.size == 0:
-        return Distribution(0, None, None, None, None, None, None, None)
+        return Distribution(count=0, mean=None, p50=None, p90=None, p95=None, p99=None, min=None, max=None)
     p50, p90, p95, p99 = (float(x) for x in np.percentile(arr, PERCENTILES))
     return Distribution(
-        int(arr.size), float(arr.mean()), p50, p90, p95, p99, float(arr.min()), float(arr.max())
+        count=int(arr.size),
+        mean=float(arr.mean()),
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        min=float(arr.min()),
+        max=float(arr.max()),
     )

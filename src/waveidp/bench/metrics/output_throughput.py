@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from waveidp.bench.metrics.metric import Metric
 from waveidp.bench.metrics.request_throughput import window
 from waveidp.bench.records import RequestRecord
+
+OUTPUT_THROUGHPUT = Metric(
+    "output_tokens_per_s", "tokens/s", "out tok/s", "output token throughput", larger_is_better=True
+)
 
 
 def output_tokens_per_s(records: Sequence[RequestRecord]) -> float:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from waveidp.bench.metrics.metric import Metric
 from waveidp.bench.records import RequestRecord
+
+REQUEST_THROUGHPUT = Metric(
+    "requests_per_s", "requests/s", "req/s", "completed requests per second", larger_is_better=True
+)
 
 
 def window(records: Sequence[RequestRecord]) -> tuple[float, float] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from waveidp.bench.metrics.metric import RequestMetric
 from waveidp.bench.records import RequestRecord
 
 
@@ -9,3 +10,6 @@ def ttft_s(r: RequestRecord) -> float | None:
     if not r.ok:
         return None
     return r.content_times[0] - r.scheduled
+
+
+TTFT = RequestMetric("ttft_ms", "ms", "TTFT", "time to first token", value=ttft_s, scale=1000)

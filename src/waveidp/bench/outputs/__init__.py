@@ -4,15 +4,13 @@ from waveidp.bench.outputs.console import print_compare, print_summary
 from waveidp.bench.outputs.csv_table import write_csv
 from waveidp.bench.outputs.html_report import write_html
 from waveidp.bench.outputs.plots import write_plots
-from waveidp.bench.outputs.results_json import build_document, load_document, write_document
+from waveidp.bench.outputs.results_json import build_report
 
 __all__ = [
-    "build_document",
-    "load_document",
+    "build_report",
     "print_compare",
     "print_summary",
     "write_csv",
-    "write_document",
     "write_html",
     "write_plots",
 ]

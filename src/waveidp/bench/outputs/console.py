@@ -8,105 +8,118 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from waveidp.bench.outputs.results_json import run_label
+from waveidp.bench.metrics import (
+    CLIENT_LAG,
+    E2E,
+    GOODPUT,
+    ITL,
+    OUTPUT_THROUGHPUT,
+    REQUEST_THROUGHPUT,
+    TTFT,
+    Metric,
+)
+from waveidp.bench.report import BenchReport, LoadPointSummary
 
 
 def _f(v: float | None, nd: int = 1) -> str:
     return "–" if v is None else f"{v:,.{nd}f}"
 
 
-def print_summary(doc: dict[str, Any], console: Console) -> None:
-    target = doc["target"]
+def print_summary(report: BenchReport, console: Console) -> None:
+    target = report.target
     t = Table(
-        title=f"wave bench: {target['model']} ({target['endpoint']}) at {target['url']}",
+        title=f"wave bench: {target.model} ({target.endpoint}) at {target.url}",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    slo = bool(doc["config"].get("slo"))
-    heads = ["load", "ok", "err", "TTFT50", "TTFT99", "ITL50", "ITL99", "tok/s", "lag99"]
+    slo = bool(report.config.slo)
+    heads = [
+        "load", "ok", "err", f"{TTFT.label}50", f"{TTFT.label}99", f"{ITL.label}50", f"{ITL.label}99",
+        "tok/s", "lag99",
+    ]  # fmt: skip
     for col in heads + (["good/s"] if slo else []):
         t.add_column(col, justify="left" if col == "load" else "right", no_wrap=True)
-    for run in doc["runs"]:
-        s = run["summary"]
+    for run in report.runs:
+        s = run.summary
         cells = [
-            run_label(run),
-            str(s["completed"]),
-            str(s["errors"]),
-            _f(s["ttft_ms"]["p50"], 0),
-            _f(s["ttft_ms"]["p99"], 0),
-            _f(s["itl_ms"]["p50"]),
-            _f(s["itl_ms"]["p99"]),
-            _f(s["output_tokens_per_s"], 0),
-            _f(s["client_lag_ms"]["p99"], 2),
+            run.label,
+            str(s.completed),
+            str(s.errors),
+            _f(s.ttft_ms.p50, 0),
+            _f(s.ttft_ms.p99, 0),
+            _f(s.itl_ms.p50),
+            _f(s.itl_ms.p99),
+            _f(s.output_tokens_per_s, 0),
+            _f(s.client_lag_ms.p99, 2),
         ]
-        t.add_row(*cells, *([_f(s["goodput_per_s"], 2)] if slo else []))
+        t.add_row(*cells, *([_f(s.goodput_per_s, 2)] if slo else []))
     console.print(t)
     console.print(
-        "[dim]ms; 50/99 = p50/p99; lag = client send lag; all figures in results.json; tokens from "
-        f"{doc['runs'][0]['summary']['output_token_source'] if doc['runs'] else '–'}[/]"
+        f"[dim]{TTFT.unit}; 50/99 = p50/p99; lag = {CLIENT_LAG.label}; all figures in results.json; "
+        f"tokens from {report.runs[0].summary.output_token_source if report.runs else '–'}[/]"
     )
-    for run in doc["runs"]:
-        s = run["summary"]
-        if s["errors"]:
-            examples = "; ".join(f"{k}: {v}" for k, v in s["error_examples"].items())
+    for run in report.runs:
+        s = run.summary
+        if s.errors:
+            examples = "; ".join(f"{k}: {v}" for k, v in s.error_examples.items())
+            console.print(f"[yellow]{run.label}: {s.errors} errors {s.errors_by_kind} — {examples}[/]")
+        tel = run.telemetry
+        if tel.tokens_per_joule:
+            cost = tel.cost_per_million_tokens
             console.print(
-                f"[yellow]{run_label(run)}: {s['errors']} errors {s['errors_by_kind']} — {examples}[/]"
-            )
-        tel = run["telemetry"]
-        if tel.get("tokens_per_joule"):
-            cost = tel.get("cost_per_million_tokens")
-            console.print(
-                f"{run_label(run)}: {tel['tokens_per_joule']:.3f} tokens/J, {tel['mean_power_w']:.0f} W"
+                f"{run.label}: {tel.tokens_per_joule:.3f} tokens/J, {tel.mean_power_w or 0:.0f} W"
                 + (f", {cost:.4f} per 1M tokens" if cost is not None else "")
             )
-    for p in doc.get("predictions") or []:
+    for p in report.predictions or []:
         console.print(
-            f"{p['label']}: predicted TTFT {_f(p['ttft_ms']['predicted'])} ms "
-            f"({_f(p['ttft_ms']['error_pct'])}% off), ITL {_f(p['itl_ms']['predicted'], 2)} ms "
-            f"({_f(p['itl_ms']['error_pct'])}% off), {_f(p['output_tokens_per_s']['predicted'])} tok/s "
-            f"({_f(p['output_tokens_per_s']['error_pct'])}% off)"
+            f"{p.label}: predicted {TTFT.label} {_f(p.ttft_ms.predicted)} {TTFT.unit} "
+            f"({_f(p.ttft_ms.error_pct)}% off), {ITL.label} {_f(p.itl_ms.predicted, 2)} {ITL.unit} "
+            f"({_f(p.itl_ms.error_pct)}% off), {_f(p.output_tokens_per_s.predicted)} "
+            f"{OUTPUT_THROUGHPUT.unit} ({_f(p.output_tokens_per_s.error_pct)}% off)"
         )
 
 
-_COMPARE = (
-    ("TTFT p50 ms", ("ttft_ms", "p50")),
-    ("TTFT p99 ms", ("ttft_ms", "p99")),
-    ("ITL p50 ms", ("itl_ms", "p50")),
-    ("ITL p99 ms", ("itl_ms", "p99")),
-    ("E2E p50 ms", ("e2e_ms", "p50")),
-    ("out tok/s", ("output_tokens_per_s",)),
-    ("req/s", ("requests_per_s",)),
-    ("goodput/s", ("goodput_per_s",)),
-    ("errors", ("errors",)),
+# (metric, statistic of its distribution or None for a per-second figure)
+_COMPARE: tuple[tuple[Metric, str | None], ...] = (
+    (TTFT, "p50"),
+    (TTFT, "p99"),
+    (ITL, "p50"),
+    (ITL, "p99"),
+    (E2E, "p50"),
+    (OUTPUT_THROUGHPUT, None),
+    (REQUEST_THROUGHPUT, None),
+    (GOODPUT, None),
 )
 
 
-def _get(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    v: Any = summary
-    for k in path:
-        v = v.get(k) if isinstance(v, dict) else None
-    return v if isinstance(v, int | float) else None
-
-
-def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Runs matched by load point; per metric the two values and B/A."""
-    b_runs = {run_label(r): r for r in b["runs"]}
-    rows = []
-    for ra in a["runs"]:
-        label = run_label(ra)
-        rb = b_runs.get(label)
-        if rb is None:
-            continue
-        for name, path in _COMPARE:
-            va, vb = _get(ra["summary"], path), _get(rb["summary"], path)
-            ratio = vb / va if va and vb is not None else None
-            rows.append({"load": label, "metric": name, "a": va, "b": vb, "ratio": ratio})
+def _compared(summary: LoadPointSummary) -> list[tuple[str, float | None]]:
+    rows: list[tuple[str, float | None]] = []
+    for metric, stat in _COMPARE:
+        if stat is None:
+            rows.append((metric.label, summary.per_s(metric)))
+        else:
+            rows.append((f"{metric.label} {stat} {metric.unit}", getattr(summary.distribution(metric), stat)))
+    rows.append(("errors", summary.errors))
     return rows
 
 
-def print_compare(a: dict[str, Any], b: dict[str, Any], console: Console) -> list[dict[str, Any]]:
+def compare_rows(a: BenchReport, b: BenchReport) -> list[dict[str, Any]]:
+    """Runs matched by load point; per metric the two values and B/A."""
+    b_runs = {r.label: r for r in b.runs}
+    rows = []
+    for ra in a.runs:
+        rb = b_runs.get(ra.label)
+        if rb is None:
+            continue
+        for (name, va), (_, vb) in zip(_compared(ra.summary), _compared(rb.summary), strict=True):
+            ratio = vb / va if va and vb is not None else None
+            rows.append({"load": ra.label, "metric": name, "a": va, "b": vb, "ratio": ratio})
+    return rows
+
+
+def print_compare(a: BenchReport, b: BenchReport, console: Console) -> list[dict[str, Any]]:
     rows = compare_rows(a, b)
-    console.print(f"A = {a['_path']}\nB = {b['_path']}", highlight=False, soft_wrap=True)
+    console.print(f"A = {a.where}\nB = {b.where}", highlight=False, soft_wrap=True)
     t = Table(box=box.SIMPLE_HEAD)
     for col in ("load", "metric", "A", "B", "B/A"):
         t.add_column(col, justify="left" if col in ("load", "metric") else "right")

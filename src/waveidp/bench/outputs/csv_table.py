@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
-from waveidp.bench.outputs.results_json import run_label
+from waveidp.bench.report import BenchReport, RequestRow
 
-COLUMNS = (
-    "load_point",
-    "scheduled_s",
-    "sent_s",
-    "first_token_s",
-    "done_s",
-    "ttft_ms",
-    "itl_ms",
-    "e2e_ms",
-    "client_lag_ms",
-    "input_tokens",
-    "input_token_source",
-    "output_tokens",
-    "output_token_source",
-    "status",
-    "warmup",
-    "error",
-    "error_detail",
-)
+# every field of a request row but the chunk times and counts and the resend count
+_LEFT_OUT = ("content_chunks", "attempts", "chunk_ms")
+COLUMNS = ("load_point", *(f for f in RequestRow.model_fields if f not in _LEFT_OUT))
 
 
-def write_csv(doc: dict[str, Any], out_dir: Path) -> Path:
+def write_csv(report: BenchReport, out_dir: Path) -> Path:
     path = out_dir / "results.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
-        for run in doc["runs"]:
-            label = run_label(run)
-            for row in run["requests"]:
-                w.writerow([label, *(row.get(c) for c in COLUMNS[1:])])
+        for run in report.runs:
+            for row in run.requests:
+                w.writerow([run.label, *(getattr(row, c) for c in COLUMNS[1:])])
     return path

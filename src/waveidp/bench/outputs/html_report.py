@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
 
-from waveidp.bench.outputs.results_json import run_label
+from waveidp.bench import metrics
+from waveidp.bench.report import BenchReport
 
 
-def write_html(doc: dict[str, Any], plots: list[Path], out_dir: Path) -> Path:
+def write_html(report: BenchReport, plots: list[Path], out_dir: Path) -> Path:
     import jinja2
 
     env = jinja2.Environment(
@@ -20,7 +20,7 @@ def write_html(doc: dict[str, Any], plots: list[Path], out_dir: Path) -> Path:
     env.filters["num"] = lambda v, nd=2: "–" if v is None else f"{v:,.{nd}f}"
     images = [(p.stem.replace("_", " "), base64.b64encode(p.read_bytes()).decode()) for p in plots]
     html = env.get_template("report.html.j2").render(
-        doc=doc, images=images, runs=[(run_label(r), r) for r in doc["runs"]]
+        doc=report, images=images, runs=[(r.label, r) for r in report.runs], m=metrics
     )
     path = out_dir / "report.html"
     path.write_text(html, encoding="utf-8")

@@ -1,0 +1,29 @@
+"""waveidp.loopback: waiting for a server stops at once, and says where to look, when it dies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from waveidp.loopback import NotReady, free_port, wait_http
+
+
+def test_a_server_that_exits_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    t0 = time.monotonic()
+    with pytest.raises(NotReady, match="exited with code 3") as err:
+        wait_http(f"http://127.0.0.1:{free_port()}/health", proc, timeout=30, log=log)
+    assert time.monotonic() - t0 < 10
+    assert err.value.fix == f"see its log {log}"
+
+
+def test_a_port_nobody_listens_on_times_out_naming_the_last_failure() -> None:
+    url = f"http://127.0.0.1:{free_port()}/ready"
+    with pytest.raises(NotReady, match=r"not ready after 0\.3s \(ConnectError") as err:
+        wait_http(url, timeout=0.3)
+    assert err.value.where == url
