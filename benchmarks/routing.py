@@ -526,11 +526,7 @@ def main() -> None:
                     down(procs)
                 for name, cmd in commands.items():
                     result["fleet"][name].setdefault("commands", {})[case] = cmd
-                result["runs"].append(
-                    summarise_run(
-                        case, policy, rate, seed, load, args.seconds, speeds, result["prompt_units"]
-                    )
-                )
+                result["runs"].append(summarise_run(case, policy, rate, seed, load, args.seconds, speeds))
                 progress.advance(task)
     result["wall_s"] = round(time.monotonic() - started)
     result["summary"] = summarise(result["runs"], cases, rates)

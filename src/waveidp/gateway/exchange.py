@@ -66,6 +66,7 @@ from waveidp.security.principal import Principal
 from waveidp.security.transport import check_headers
 
 log = logging.getLogger("waveidp.gateway")
+decisions_log = logging.getLogger("waveidp.gateway.routing")  # `--log-level debug`: one line a decision
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, never sent
 # A plain request starts watching for the client's hang-up only once it has taken this long: the
 # watcher is a task per request (~10 % of the gateway's CPU under wrk), and an answer that comes
@@ -157,6 +158,10 @@ def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
     if ranked.reason == "exploration":
         gw.metrics.child(gw.metrics.explorations, info.model, ranked[0].name).inc()
+    if decisions_log.isEnabledFor(logging.DEBUG):
+        trace = ranked.trace()
+        if trace is not None:
+            decisions_log.debug("%s", trace.summary())
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1

@@ -14,12 +14,11 @@ there and the load this request adds), then:
 4. Affinity keeps a session on its backend while that one is in the same tier and close to the
    best (prefix caches).
 
-`Ranked.trace()` explains the decision (docs/routing.md); at debug level every decision is logged.
+`Ranked.trace()` explains the decision (docs/routing.md); the gateway logs it at debug level.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
@@ -31,8 +30,6 @@ from waveidp.gateway.routing.exploration import Explorer
 from waveidp.gateway.routing.forecast import Forecast, forecast
 from waveidp.gateway.routing.tiers import Tier, assess, slo_tier
 from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
-
-log = logging.getLogger("waveidp.gateway.routing")
 
 AFFINITY_SLACK = 1.25  # keep the affine backend while it is within 25% (+50 ms) of the best
 AFFINITY_SLACK_S = 0.05
@@ -104,12 +101,7 @@ class PredictedLatency:
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
                     reason = "affinity"
-        result = Ranked(ranked, reason, self._explainer(info, forecasts, tiers, depths, chances))
-        if log.isEnabledFor(logging.DEBUG):
-            trace = result.trace()
-            assert trace is not None
-            log.debug("%s", trace.summary())
-        return result
+        return Ranked(ranked, reason, self._explainer(info, forecasts, tiers, depths, chances))
 
     def _explainer(
         self,
