@@ -89,6 +89,7 @@ SPEED_RANGE = (0.4, 2.5)
 ISSUE_CASE = "issue=gpu:0.5,cpu:2,edge:2"
 CONVERGED = 1.25  # within this factor of the engine's real speed
 SAMPLE_S = 0.5
+TOP = 1.8  # the ratio plot's top: a higher ceiling is drawn as an arrow head with its value
 WORDS = ("river", "stone", "cloud", "lamp", "orbit", "fern", "quartz", "maple", "drift", "ember", "signal")
 console = Console()
 
@@ -663,8 +664,9 @@ def show(r: dict) -> None:
 
 def plot(r: dict, path: Path) -> None:
     """Left: predicted-latency's goodput over the better baseline per case and rate (and today's code
-    on the exact prior). Right: the learned decode speed over the real one, every backend that got
-    traffic, in the wrong-prior runs, against time since its first request."""
+    on the exact prior; a dash marks each wrong-prior case's ceiling, every arrival good). Right:
+    the learned decode speed over the real one, every backend that got traffic, in the wrong-prior
+    runs, against time since its first request."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -691,9 +693,29 @@ def plot(r: dict, path: Path) -> None:
             ceil = [per_rate[str(q)]["ratio_ceiling"] for q in rates]
             ax.plot(rates, ceil, ls=":", color="grey", label="exact: ceiling (every arrival good)")
         else:
-            ax.plot(rates, ratios, marker="o", alpha=0.8, label=label)
+            (line,) = ax.plot(rates, ratios, marker="o", alpha=0.8, label=label)
+            before = [
+                (q, per_rate[str(q)][BASE] / max(per_rate[str(q)].get(p, 0.0) for p in BASELINES))
+                for q in rates
+                if BASE in per_rate[str(q)]
+            ]
+            if before:
+                ax.plot(
+                    *zip(*before, strict=True),
+                    ls="--",
+                    marker="x",
+                    color=line.get_color(),
+                    label=f"{case}: before",
+                )
+            for q in rates:  # its own ceiling; one above the plot's top as a labelled arrow head
+                c = per_rate[str(q)]["ratio_ceiling"]
+                shown = min(c, TOP - 0.02)
+                ax.plot([q], [shown], ls="", marker="_" if c < TOP else "^", ms=12, color=line.get_color())
+                if c >= TOP:
+                    ax.annotate(f"{c:g}", (q, shown), textcoords="offset points", xytext=(6, -4), fontsize=7)
     ax.axhline(1.0, color="red", lw=0.8)
     ax.axhline(1.2, color="red", lw=0.8, ls="--")
+    ax.set_ylim(None, TOP)
     ax.set_xlabel("offered load (requests/s, Poisson)")
     ax.set_ylabel("goodput / best of least-outstanding, round-robin")
     ax.set_title("strict SLO (TTFT <= 1 s, ITL <= 25 ms); speeds gpu/cpu/edge")
