@@ -65,9 +65,7 @@ def measure(n: int) -> dict[str, float]:
             name, f"http://{name}", adapter(engine), {"m"}, max_concurrency=slots, predictions={"m": pred}
         )
         for i in range(busy):
-            info = request(i)
-            b.begin(info)
-            b.first_token(info, 0.05)
+            b.first_token(b.begin(request(i)), 0.05)
         fleet.append(b)
     policy = make_policy("predicted-latency", affinity=True, slo=Slo(ttft_s=1.0, itl_s=0.025))
     infos = [request(i) for i in range(64)]
@@ -83,13 +81,12 @@ def measure(n: int) -> dict[str, float]:
     progress = getattr(gpu, "progress", None)
     t0 = time.perf_counter()
     for i in range(n):
-        info = infos[i % 64]
-        gpu.begin(info)
-        gpu.first_token(info, 0.03)
+        work = gpu.begin(infos[i % 64])
+        gpu.first_token(work, 0.03)
         if progress is not None:
-            progress(info, 8, time.monotonic())
-            progress(info, 64, time.monotonic())
-        gpu.end(info)
+            progress(work, 8, time.monotonic())
+            progress(work, 64, time.monotonic())
+        gpu.end(work)
     out["hooks_us"] = (time.perf_counter() - t0) / n * 1e6
 
     if hasattr(ranked, "trace"):
