@@ -101,11 +101,11 @@ class PredictedLatency:
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
                     reason = "affinity"
-        return Ranked(ranked, reason, self._explainer(info, forecasts, tiers, depths, chances))
+        return Ranked(ranked, reason, self._explainer(info.model, forecasts, tiers, depths, chances))
 
     def _explainer(
         self,
-        info: RequestInfo,
+        model: str,  # not the request: the console keeps decisions, and a request holds its prompt
         forecasts: dict[int, Forecast],
         tiers: dict[int, Tier],
         depths: dict[int, float],
@@ -126,7 +126,7 @@ class PredictedLatency:
             )
             return RouteTrace(
                 self.name,
-                info.model,
+                model,
                 ranked[0].name,
                 ranked.reason,
                 _detail(ranked, forecasts, tiers, depths, slo is not None),
