@@ -17,6 +17,7 @@ from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway import backends_from_urls
 from waveidp.gateway.compose import GatewaySetup, compose
 from waveidp.gateway.health import probe_all
+from waveidp.gateway.recent import RecentRequests
 from waveidp.security.gateway_security import SecurityOptions
 from waveidp.security.secrets import Secret
 
@@ -46,7 +47,7 @@ async def post(app: object, body: dict[str, object]) -> tuple[int, str]:
     return int(sent[0]["status"]), headers[b"x-wave-backend"].decode()  # type: ignore[call-overload]
 
 
-def test_each_decision_is_logged_and_the_answers_teach_the_router(
+def test_each_decision_is_on_its_record_and_in_the_log_and_the_answers_teach_the_router(
     fake_upstream: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("WAVE_HOME", str(tmp_path))
@@ -60,9 +61,12 @@ def test_each_decision_is_logged_and_the_answers_teach_the_router(
     )
     chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 24}
 
+    records = RecentRequests()  # the ring the console's Requests page reads
+
     async def run() -> list[tuple[int, str]]:
         with compose(setup) as app:
             gw = app.gateway
+            gw.recent = records
             await gw.start()
             try:
                 await probe_all(gw)
@@ -81,6 +85,16 @@ def test_each_decision_is_logged_and_the_answers_teach_the_router(
     with caplog.at_level(logging.DEBUG, logger="waveidp.gateway.routing"):
         answers = asyncio.run(run())
     assert all(status == 200 for status, _ in answers)
+    # what the console shows: the record's decision, as plain JSON, names the backend that answered
+    for (_, backend), recent in zip(answers, reversed(list(records.newest_first())), strict=True):
+        assert recent.record.backend == backend and recent.record.decision is not None
+        trace = recent.record.decision.trace()
+        assert trace is not None
+        shown = orjson.loads(orjson.dumps(trace.to_dict()))
+        assert shown["winner"] == backend and shown["policy"] == "predicted-latency"
+        assert shown["reason"] in ("exploration", "best-forecast", "uncertain-tie", "affinity")
+        assert {c["backend"] for c in shown["candidates"]} == {"upstream0", "upstream1"}
+        assert all({"total_s", "uncertainty", "ttft_s", "itl_s"} <= c.keys() for c in shown["candidates"])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("route m -> ")]
     assert len(lines) == len(answers)
     for line, (_, backend) in zip(lines, answers, strict=True):

@@ -155,6 +155,8 @@ def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
         )
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
+    if gw.on_demand and not policy.counts_load_time:
+        ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
     if ranked.reason == "exploration":
         gw.metrics.child(gw.metrics.explorations, info.model, ranked[0].name).inc()
@@ -373,6 +375,11 @@ class Exchange:
                 again = False
                 if unsupported and any(u.backend is b for u in unsupported):
                     continue
+                residency = b.residency
+                if residency is not None:
+                    residency.last_used = time.monotonic()
+                    if not residency.loaded:
+                        await residency.wait_loaded(info.model, b.name, self.started)
                 endpoint, body, injected, translation = plan_call(info, self.raw, b)
                 b.breaker.on_attempt()
                 work = b.begin(info)
@@ -550,6 +557,8 @@ class Exchange:
             m.child(m.tokens, record.model, "input").inc(prompt_tokens)
         if completion_tokens:
             m.child(m.tokens, record.model, "output").inc(completion_tokens)
+        if self.gw.recent is not None:
+            self.gw.recent.add(record, self.principal.name if self.principal else "-", self.request_id)
         guard = self.gw.guard
         try:
             if self.admission is not None:

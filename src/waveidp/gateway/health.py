@@ -24,6 +24,8 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0, sock_connect=1.0)
 
 
 async def probe(gw: Gateway, b: BackendState) -> None:
+    if b.residency is not None and not b.residency.loaded:
+        return  # nothing to probe until it is loaded; its loader waited for health itself
     headers = {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
     try:
         health = b.adapter.health_url(b.root)
@@ -98,6 +100,8 @@ async def health_loop(gw: Gateway) -> None:
     while True:
         try:
             await probe_all(gw)
+            if gw.guard.audit is not None:
+                gw.metrics.audit_spooled.set(gw.guard.audit.spooled)
         except Exception:  # a bug in one round must not end health checking
             log.exception("health round failed")
         await asyncio.sleep(gw.probe_interval_s)

@@ -8,6 +8,7 @@ histograms are summed; each gauge says how its workers' values combine (`multipr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -121,6 +122,23 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.limits_unavailable_count = Counter(
+            "wave_limits_unavailable",
+            "Limit checks Redis could not make, by limit and what the request got (fail open or closed)",
+            ["limit", "outcome"],
+            registry=r,
+        )
+        self.audit_spooled = Gauge(
+            "wave_audit_spooled_rows",
+            "Audit rows waiting in the local spool for the audit table to answer",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+
+    def limits_unavailable(self, limit: str, outcome: str) -> None:
+        """`GuardObserver`: a limit Redis could not check."""
+        self.child(self.limits_unavailable_count, limit, outcome).inc()
+
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, remembered: prometheus-client's lookup takes a lock and ~2 us."""
         key = (id(metric), values)
@@ -128,6 +146,12 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found
+
+    def forget_backend(self, name: str) -> None:
+        """Drop a backend's gauges (it left the gateway): a stale `healthy 1` would outlive it."""
+        for gauge in (self.healthy, self.inflight, self.engine_queue):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
 
     def exposition(self) -> bytes:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -13,6 +13,7 @@ from yarl import URL
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import GatewayMetrics
+from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.security.transport import InputLimits
 
@@ -50,11 +51,14 @@ class Gateway:
         # header count/size and JSON nesting checked on every model request (431, 400)
         self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
         self.metrics = GatewayMetrics()
+        self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
+        guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request
         self._policies: dict[str, Policy] = {}
         self._by_model: dict[str, list[BackendState]] = {}
+        self.on_demand = False  # some backend's engine is loaded on demand (`BackendState.residency`)
         self.reindex()
         c = self.config
         self.plain_timeout = aiohttp.ClientTimeout(
@@ -70,6 +74,20 @@ class Gateway:
             for m in sorted(b.models):
                 index.setdefault(m, []).append(b)
         self._by_model = index
+        self.on_demand = any(b.residency is not None for b in self.backends)
+
+    def add_backend(self, b: BackendState) -> None:
+        """Serve through `b` from the next request on (a deployment's new engine)."""
+        self.backends.append(b)
+        self.reindex()
+
+    def remove_backend(self, b: BackendState) -> None:
+        """No new request goes to `b`; the requests in flight there finish (`b.inflight` says how
+        many). Health probes of it stop."""
+        if b in self.backends:
+            self.backends.remove(b)
+            self.reindex()
+            self.metrics.forget_backend(b.name)
 
     def models(self) -> list[str]:
         return sorted(self._by_model)

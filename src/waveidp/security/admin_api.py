@@ -22,6 +22,7 @@ from waveidp.security.guard import bearer_token
 from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
+from waveidp.security.state import StoreUnavailable
 
 
 class KeyCreate(BaseModel):
@@ -43,22 +44,25 @@ def _issued(issued: IssuedKey) -> dict[str, Any]:
     return {**issued.record.to_dict(), "key": issued.key.reveal()}
 
 
+def check_admin(admin_key: Secret | None, headers: Any) -> None:
+    """Nothing when `headers` carry the admin key; else the 403 (no admin key configured) or 401."""
+    if admin_key is None:
+        raise ApiError(
+            403,
+            "the admin API is disabled: no admin key is configured",
+            type="permission_error",
+            code="admin_disabled",
+        )
+    token = bearer_token(headers)
+    if token is None:
+        raise unauthorized("the admin API needs 'Authorization: Bearer <admin key>'", code="missing_api_key")
+    if not admin_key.matches(token):
+        raise unauthorized("invalid admin key")
+
+
 def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/admin") -> APIRouter:
     def require_admin(request: Request) -> None:
-        if admin_key is None:
-            raise ApiError(
-                403,
-                "the admin API is disabled: no admin key is configured",
-                type="permission_error",
-                code="admin_disabled",
-            )
-        token = bearer_token(request.headers)
-        if token is None:
-            raise unauthorized(
-                "the admin API needs 'Authorization: Bearer <admin key>'", code="missing_api_key"
-            )
-        if not admin_key.matches(token):
-            raise unauthorized("invalid admin key")
+        check_admin(admin_key, request.headers)
 
     router = APIRouter(prefix=prefix, tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -73,6 +77,11 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
             ).response()
         except InputError as e:
             return ApiError(400, str(e), code="invalid_key_request").response()
+        except StoreUnavailable as e:  # PostgreSQL down: keys in use go on, none can be made or changed
+            headers = {"Retry-After": "5"}
+            return ApiError(
+                503, str(e), type="api_error", code="key_store_unavailable", headers=headers
+            ).response()
 
     @router.get("/keys")
     def list_keys(include_revoked: bool = False) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from waveidp.errors import ApiError
 from waveidp.security.audit import AuditEntry, AuditLog
@@ -26,6 +27,13 @@ from waveidp.security.limits import Decision, Limiter, MemoryLimiter
 from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
+
+
+class GuardObserver(Protocol):
+    """What the guard reports beyond a request's outcome (the gateway's metrics implement it)."""
+
+    def limits_unavailable(self, limit: str, outcome: str) -> None: ...
+
 
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
 DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
@@ -66,7 +74,7 @@ class Authenticator:
         if self.default_key is not None and self.default_key.matches(token):
             return DEFAULT_PRINCIPAL
         if token.startswith(PREFIX) and self.keys is not None:
-            return self.keys.authenticate(token).principal()
+            return (await self.keys.authenticate_async(token)).principal()
         if self.jwt is not None and token.count(".") == 2:
             return await self.jwt.verify(token)
         raise unauthorized("invalid API key")
@@ -101,6 +109,7 @@ class Guard:
         self.limiter: Limiter = limiter or MemoryLimiter()
         self.audit = audit
         self.unshared_workers = unshared_workers
+        self.observer: GuardObserver | None = None  # the gateway's metrics count what it reports
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
@@ -115,6 +124,15 @@ class Guard:
     ) -> Admission:
         """Check the model scope (403) and take from the limits (429); the caller must `finish`."""
         started = time.monotonic()
+        if self.audit is not None and self.audit.full:
+            raise ApiError(
+                503,
+                "the audit log's table is unavailable and its local spool is full: no request is "
+                "served until it can be recorded",
+                type="api_error",
+                code="audit_unavailable",
+                headers={"Retry-After": "5"},
+            )
         if model is not None and not principal.may_use(model):
             raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
         if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
@@ -130,6 +148,19 @@ class Guard:
                 code="limits_need_redis",
             )
         decision = await self.limiter.acquire(principal.bucket, principal.limits)
+        if decision.unchecked and self.observer is not None:
+            outcome = "allowed" if decision.allowed else "refused"
+            for unchecked in decision.unchecked:
+                self.observer.limits_unavailable(unchecked, outcome)
+        if decision.reason == "unavailable":
+            raise ApiError(
+                503,
+                f"'{principal.name}' has a {decision.unchecked[0]} limit, which cannot be checked while "
+                "the limits' Redis is unreachable; try again shortly",
+                type="api_error",
+                code="limits_unavailable",
+                headers={"Retry-After": "1"},
+            )
         if not decision.allowed:
             what = {
                 "requests": "requests per minute",
@@ -206,11 +237,16 @@ class Guard:
             )
 
     async def close(self) -> None:
+        """Close the connections of the event loop (Redis, the JWKS client, PostgreSQL's async pool)
+        and flush the audit log; the gateway calls it as its event loop ends."""
         await self.limiter.close()
         if self.jwt is not None:
             await self.jwt.close()
+        if self.authenticator.keys is not None:
+            await self.authenticator.keys.aclose()
         if self.audit is not None:
             self.audit.close()
+            self.audit = None
 
     @property
     def jwt(self) -> JwtVerifier | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
 from pydantic import BaseModel, Field
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
@@ -38,6 +41,50 @@ class FitRow(BaseModel):
     engine_flags: dict[str, str | int | float]
     variant: str | None = Field(default=None, description="the store model (file) chosen among the variants")
     kld_p95: float | None = None
+
+
+class DeviceEntry(Protocol):
+    """A fleet file's device as sizing reads it (`fleet.models.Device`)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def memory_gib(self) -> float | None: ...
+    @property
+    def cores(self) -> int | None: ...
+
+
+class NodeEntry(Protocol):
+    """A fleet file's node as sizing reads it (`fleet.models.Node`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def devices(self) -> Sequence[DeviceEntry]: ...
+
+
+def node_hardware(devices: Iterable[DeviceEntry]) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A node's accelerators (hardware, count) and its host CPU, with the fleet file's overrides of
+    memory and cores applied: what `fit_node` takes."""
+    from waveidp import catalog
+
+    accels: list[tuple[Hardware, int]] = []
+    host: Hardware | None = None
+    for dev in devices:
+        hw = catalog.hardware(dev.hardware)
+        update: dict[str, object] = {}
+        if dev.memory_gib:
+            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+        if hw.kind == "cpu" and dev.cores:
+            update["cores"] = dev.cores
+        hw = hw.model_copy(update=update) if update else hw
+        if hw.kind == "cpu":
+            host = hw
+        else:
+            accels.append((hw, dev.count))
+    return accels, host
 
 
 def _candidates(
@@ -139,3 +186,34 @@ def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
         return verdict, 0, -r.decode_tokens_per_s, r.kld_p95, 0
     kld = r.kld_p95 if r.kld_p95 is not None else float("inf")
     return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
+
+
+def fit_fleet(
+    nodes: Sequence[NodeEntry],
+    models: list[ModelSpec],
+    *,
+    quant: str | None = None,
+    context: int = 4096,
+    variants: dict[str, list[Variant]] | None = None,
+    max_kld_p95: float | None = None,
+) -> list[FitRow]:
+    """`wave fit` over nodes: per model, best verdict first, then the fastest decode."""
+    from waveidp import catalog
+
+    quants = dict(catalog.all_quants())
+    rows: list[FitRow] = []
+    for node in nodes:
+        accels, host = node_hardware(node.devices)
+        rows += fit_node(
+            node.name,
+            accels,
+            host,
+            models,
+            quants,
+            quant=quant,
+            context=context,
+            variants=variants,
+            max_kld_p95=max_kld_p95,
+        )
+    rows.sort(key=lambda r: (r.model, VERDICT_RANK[r.verdict], -r.decode_tokens_per_s))
+    return rows

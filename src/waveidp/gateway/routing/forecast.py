@@ -127,6 +127,10 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
         b.learning.forecast_ttft(id(info), wait + prefill)  # compared with its TTFT if it goes there
         bias = math.exp(curve.queue.bias(now))
         wait, prefill = wait * bias, prefill * bias
+    # Load on demand: an engine that is not loaded starts this request only once it is
+    # (`BackendState.ready_in_s`: its predicted load time, 0 when loaded). Its TTFT is timed from
+    # then on, so the queue forecast noted above leaves it out.
+    wait += b.ready_in_s(now)
     sigma_decode, sigma_prefill = curve.sigma(batch, now)
     itl_running = slowdown = 0.0
     if n_out and running:

@@ -9,6 +9,7 @@ from waveidp.gateway.routing.trace import Ranked, by_outstanding
 
 class LeastOutstanding:
     name = "least-outstanding"
+    counts_load_time = False  # the gateway puts loaded engines first
 
     def __init__(self) -> None:
         self._turn = 0

@@ -43,6 +43,7 @@ def estimate(b: BackendState, info: RequestInfo, now: float | None = None) -> fl
 
 class PredictedLatency:
     name = "predicted-latency"
+    counts_load_time = True  # a backend loaded on demand: its load time is in its forecast
 
     def __init__(self, *, affinity: bool = True, slo: Slo | None = None, explore: bool = True) -> None:
         self.affinity = affinity
