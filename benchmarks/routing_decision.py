@@ -12,7 +12,9 @@ alternate so the machine's noise hits both alike.
 
 - rank: `policy.rank(candidates, request, now)` for one request.
 - hooks: what the gateway's request path calls on the backend for one streamed request
-  (begin, first token, the progress reports the new code adds, end).
+  (begin, first token, the progress reports the new code adds, end), on a backend the policy
+  ranks; hooks_alone: the same on a backend never ranked against another (the only one of its
+  model, where the new code learns nothing).
 - trace: `Ranked.trace()` plus `to_dict()` and `orjson.dumps` (new code only; paid only when a
   log at debug level or a console reads it).
 """
@@ -77,17 +79,29 @@ def measure(n: int) -> dict[str, float]:
         ranked = policy.rank(fleet, infos[i % 64], now + i * 1e-4)
     out["rank_us"] = (time.perf_counter() - t0) / n * 1e6
 
-    gpu = fleet[0]
-    progress = getattr(gpu, "progress", None)
-    t0 = time.perf_counter()
-    for i in range(n):
-        work = gpu.begin(infos[i % 64])
-        gpu.first_token(work, 0.03)
-        if progress is not None:
-            progress(work, 8, time.monotonic())
-            progress(work, 64, time.monotonic())
-        gpu.end(work)
-    out["hooks_us"] = (time.perf_counter() - t0) / n * 1e6
+    def hooks(b: BackendState) -> float:
+        progress = getattr(b, "progress", None)
+        t0 = time.perf_counter()
+        for i in range(n):
+            work = b.begin(infos[i % 64])
+            b.first_token(work, 0.03)
+            if progress is not None:  # reports at 11 ms a token after the first: both teach
+                progress(work, 8, work.started + 0.03 + 7 * 0.011)
+                progress(work, 64, work.started + 0.03 + 63 * 0.011)
+            b.end(work)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    out["hooks_us"] = hooks(fleet[0])
+    hw, engine, quant, slots, _ = FLEET["gpu"]
+    alone = BackendState(
+        "alone",
+        "http://alone",
+        adapter(engine),
+        {"m"},
+        max_concurrency=slots,
+        predictions={"m": from_sizing("llama-3.2-3b", quant, [hw], engine, slots)},
+    )
+    out["hooks_alone_us"] = hooks(alone)  # never ranked against another backend
 
     if hasattr(ranked, "trace"):
         t0 = time.perf_counter()
@@ -144,7 +158,8 @@ def main() -> None:
         "method": __doc__.split("\n\n", 2)[2],
         "median_us": medians,
         "ratio_new_over_base": {
-            k: round(medians["new"][k] / medians["base"][k], 2) for k in ("rank_us", "hooks_us")
+            k: round(medians["new"][k] / medians["base"][k], 2)
+            for k in ("rank_us", "hooks_us", "hooks_alone_us")
         },
         "rounds": rounds,
     }

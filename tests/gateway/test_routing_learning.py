@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 from gateway_support import FixedPrediction
 
+from waveidp.engines import adapter
+from waveidp.gateway.backends import BackendState
 from waveidp.gateway.prediction import Provenance
+from waveidp.gateway.request_info import parse_request
+from waveidp.gateway.routing import make_policy
 from waveidp.gateway.routing.learning import BackendLearning
 from waveidp.gateway.routing.load_curve import PRIOR_SIGMA, LoadCurve
 
@@ -154,3 +159,28 @@ def test_queued_requests_do_not_teach_the_prefill() -> None:
     learning.first_token(mark, 3.0, 3.0)  # it waited ~2.9 s for the slot
     assert learning.curves["m"].observations == 0
     assert math.isclose(learning.curves["m"].speed()[1], 1.0)
+
+
+def test_a_backend_learns_once_the_router_ranks_it_against_another() -> None:
+    """The only backend of its models pays nothing for a forecast nobody reads; once a ranking has
+    forecast it, what its requests see teaches its curve."""
+
+    def backend(name: str) -> BackendState:
+        return BackendState(name, f"http://{name}", adapter("vllm"), {"m"}, predictions={"m": gpu_prior()})
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi " * 40}], "max_tokens": 32}
+    info = parse_request("chat", orjson.dumps(body))
+    alone, other = backend("alone"), backend("other")
+
+    def serve(b: BackendState, t: float) -> None:
+        work = b.begin(info)
+        b.first_token(work, 0.05)
+        b.progress(work, 16, work.started + 0.05 + t)
+        b.end(work)
+
+    serve(alone, 0.3)
+    assert not alone.learning.curves  # served alone: nothing learned, nothing spent
+    make_policy("predicted-latency", affinity=False).rank([alone, other], info, 0.0)
+    serve(alone, 0.3)  # 20 ms a token, twice its prior's 10 ms
+    assert alone.learning.curves["m"].observations >= 2
+    assert alone.learning.curves["m"].speed()[0] < 0.8

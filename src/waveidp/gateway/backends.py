@@ -85,7 +85,8 @@ class BackendState:
     def load(self, value: EngineLoad) -> None:
         self._load = value
         self.inflight_at_scrape = self.inflight
-        self.learning.occupancy(self.occupied(), time.monotonic())  # learning
+        if self.learning.armed:  # learning
+            self.learning.occupancy(self.occupied(), time.monotonic())
 
     @property
     def slots(self) -> int | None:
@@ -116,21 +117,23 @@ class BackendState:
         queued = slots is not None and len(self.active) + self.foreign() >= slots
         now = time.monotonic()
         work = Work(info.prompt_tokens_est, out, now, queued)
-        # learning: the load it found (and the forecast the router made for `info`), then the load it makes
-        work.mark = self.learning.sent(
-            info.model,
-            self.predictions.get(info.model),
-            info.prompt_tokens_est,
-            out,
-            self.occupied(),
-            queued,
-            slots,
-            now,
-            id(info),
-        )
+        learning = self.learning
+        if learning.armed:  # learning: the load it found (and the forecast made for `info`)
+            work.mark = learning.sent(
+                info.model,
+                self.predictions.get(info.model),
+                info.prompt_tokens_est,
+                out,
+                self.occupied(),
+                queued,
+                slots,
+                now,
+                id(info),
+            )
         self.active[id(work)] = work
         self.inflight += 1
-        self.learning.occupancy(self.occupied(), now)
+        if learning.armed:  # and the load it makes
+            learning.occupancy(self.occupied(), now)
         return work
 
     def first_token(self, work: Work, ttft_s: float) -> None:
@@ -156,7 +159,8 @@ class BackendState:
         """The attempt is over (answered, failed or cancelled); a second `end` of it counts nothing."""
         if self.active.pop(id(work), None) is not None:
             self.inflight -= 1
-            self.learning.occupancy(self.occupied(), time.monotonic())  # learning
+            if self.learning.armed:  # learning
+                self.learning.occupancy(self.occupied(), time.monotonic())
             if work.mark is not None:
                 self.learning.ended(work.mark)
 

@@ -90,6 +90,8 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
     """What `info` would see on `b` at `now` (monotonic; default: now). When it would queue, the
     TTFT forecast is noted on `b` for this request, to compare with its TTFT if it is sent there."""
     now = time.monotonic() if now is None else now
+    if not b.learning.armed:  # ranked against another backend: from now on it learns
+        b.learning.arm(b.occupied(), now)
     pred = b.predictions.get(info.model)
     curve = b.learning.curve(info.model, pred, now)
     works = list(b.active.values())

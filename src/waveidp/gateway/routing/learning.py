@@ -15,7 +15,8 @@ A request carries a `RequestMark` from `sent` on: the last point its ITL was mea
 stream reports its progress twice (after a few tokens, and at its end); each report teaches the
 ITL over the tokens since the previous one, so the two are independent observations.
 
-The gateway calls these from `BackendState` (begin, first token, progress, end, each scrape);
+The gateway calls these from `BackendState` (begin, first token, progress, end, each scrape) once
+the router has forecast the backend (`arm`: a backend never ranked against another learns nothing);
 nothing here reads a clock or a socket.
 """
 
@@ -52,6 +53,9 @@ class RequestMark:
 
 @dataclass(slots=True)
 class BackendLearning:
+    # Off until the router first forecasts this backend (`arm`): the hooks cost ~25 us a request,
+    # which a backend never ranked against another (the only one for its models) does not pay.
+    armed: bool = False
     curves: dict[str, LoadCurve] = field(default_factory=dict)
     occupied: float = 0.0  # sequences running now
     _since: float | None = None
@@ -72,6 +76,11 @@ class BackendLearning:
         if found is None:
             found = self.curves[model] = LoadCurve.start(prior, now)
         return found
+
+    def arm(self, occupied: float, now: float) -> None:
+        """Start learning: `occupied` sequences run now; requests sent from now on report."""
+        self.armed = True
+        self.occupancy(occupied, now)
 
     def occupancy(self, occupied: float, now: float) -> None:
         """The number of sequences running changed to `occupied` at `now`."""
