@@ -152,18 +152,10 @@ def serve(
     shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
     console_url = ""
     if cfg.console:
-        from waveidp.console import console_mount, options_from_cli
+        from waveidp.console import console_mount, console_options
 
-        options = options_from_cli(
-            host=cfg.host,
-            admin_key=admin_key,
-            bootstrap_key=api_key if cfg.auth else None,
-            fleet=f,
-            bench_dir=Path(cfg.console_bench_dir) if cfg.console_bench_dir else None,
-            oidc_issuer=cfg.oidc_issuer,
-            oidc_jwks_url=cfg.oidc_jwks_url,
-            oidc_client_id=cfg.oidc_client_id,
-            oidc_admin_group=cfg.oidc_admin_group,
+        options = console_options(
+            cfg, admin_key=admin_key, bootstrap_key=api_key if cfg.auth else None, fleet=f
         )
         if options is not None:
             setup.mounts.append(console_mount(options))

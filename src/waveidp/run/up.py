@@ -193,9 +193,11 @@ def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
         setup.admin_routers.append(deployments_router(deployer, admin_key))
     p = Plan(children, setup, key, key_source, logs, deployer, admin_source)
     if cfg.console:
-        from waveidp.console import console_mount, options_from_cli
+        from waveidp.console import console_mount, console_options
 
-        options = options_from_cli(host=cfg.host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
+        options = console_options(
+            cfg, admin_key=admin_key, bootstrap_key=key if cfg.auth else None, fleet=fleet
+        )
         if options is not None:
             setup.mounts.append(console_mount(options))
             p.console = True
