@@ -97,6 +97,8 @@ def test_each_decision_is_on_its_record_and_in_the_log_and_the_answers_teach_the
         assert all({"total_s", "uncertainty", "ttft_s", "itl_s"} <= c.keys() for c in shown["candidates"])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("route m -> ")]
     assert len(lines) == len(answers)
+    # neither has a prior: the first request goes to one of them as its first, and says so
+    assert "(exploration: no prior and nothing observed yet: its first request)" in lines[0]
     for line, (_, backend) in zip(lines, answers, strict=True):
         assert line.startswith(f"route m -> {backend} (")
         assert "upstream0=ttft" in line and "upstream1=ttft" in line  # every candidate's forecast

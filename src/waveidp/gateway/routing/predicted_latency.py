@@ -188,6 +188,8 @@ def _detail(
     w = ranked[0]
     f = forecasts[id(w)]
     tier = f"{tiers[id(w)].label}, " if with_slo else ""
+    if ranked.reason == "exploration" and not f.known:
+        return "no prior and nothing observed yet: its first request"
     if ranked.reason == "exploration":
         return f"its forecast is uncertain (±{f.sigma * 100:.0f}%) and at its best it would win"
     if ranked.reason == "uncertain-tie":
