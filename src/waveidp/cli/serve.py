@@ -78,6 +78,7 @@ def serve(
     from waveidp.fleet.models import RoutingConfig
     from waveidp.fleet.settings import resolve
     from waveidp.gateway import backends_from_fleet, backends_from_urls
+    from waveidp.gateway.build import telemetry_from_fleet
     from waveidp.gateway.compose import GatewaySetup, body_limit_setting, security_options, serve_workers
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
@@ -146,6 +147,7 @@ def serve(
         body_limit_setting=body_limit_setting(
             file_config, config, os.environ, flag=max_body_bytes is not None
         ),
+        telemetry=telemetry_from_fleet(f) if f is not None else [],
     )
     base = f"{'https' if setup.tls else 'http'}://{cfg.host}:{cfg.port}"
     url = base + "/v1"
