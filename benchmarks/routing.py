@@ -1,25 +1,40 @@
-"""Does routing by predicted latency pay on a fleet of unequal devices? Goodput under a TTFT/ITL SLO
-for `predicted-latency`, `least-outstanding` and `round-robin`, at several Poisson request rates.
+"""Does routing by predicted latency pay on a fleet of unequal devices, also when the predictions are
+wrong? Goodput under a TTFT/ITL SLO for `predicted-latency`, `least-outstanding` and `round-robin`
+at several Poisson request rates, on engines that run at the speed the fleet file predicts (the
+exact-prior case) and on engines whose real speed is drawn at random, unknown to the gateway.
 
-    flock /tmp/wave-bench.lock .venv/bin/python benchmarks/routing.py --seeds 2   # ~9 minutes
-    .venv/bin/python benchmarks/routing.py --quick                               # ~2 minutes
+    flock /tmp/wave-bench.lock nice .venv/bin/python benchmarks/routing.py        # ~20 minutes
+    .venv/bin/python benchmarks/routing.py --quick                               # ~4 minutes
 
 The fleet is a home one serving llama-3.2-3b, each engine emulated by `wave emulate` (continuous
 batching, finite KV cache, step times from the sizing model, the engine's own /metrics): an
-RTX 5070 Ti under vLLM (bf16), a laptop CPU (i9-9980HK) and a Jetson Orin Nano Super under
-llama.cpp (q4_k_m, 2 slots each). The fleet file gives each backend its model, quant and device,
-so `predicted-latency` starts from the same sizing prediction. Everything runs in real time
-(`--speed 1`): the GPU's batch is capped at the 16 sequences of 4096 tokens its KV cache holds
-(`wave size`), which keeps its saturation within what two shared cores can stream.
+RTX 5070 Ti under vLLM (bf16, 16 sequences), a laptop CPU (i9-9980HK) and a Jetson Orin Nano
+Super under llama.cpp (q4_k_m, 2 slots each). The fleet file gives each backend its model, quant
+and device, so `predicted-latency` starts from sizing's prediction (a catalog default for all
+three: the weakest prior). In a wrong-prior case each engine runs `--speed s` times faster than
+that prediction (s < 1: slower), s drawn per backend log-uniformly within 0.4x-2.5x from a seeded
+generator (`--draws`, `--draw-seed`); the fleet file is the same, so the gateway must find out.
+`predicted-latency@base` is the same policy from the code before its learning router (a copy of
+`--baseline-rev` run from a temporary directory): "today's" goodput, on the exact prior and the
+named cases (by default the one issue 17 was filed on: GPU 0.5x, CPU and Jetson 2x).
+
 Every run starts a fresh fleet (three `wave emulate` processes and one `wave serve` with the
 generated fleet file, whose routing section sets the run's policy and the strict SLO for the
-model), so no backlog or learned EWMA carries over; policies run in shuffled order at each rate,
-all with the same seeded arrivals (`--seeds N`: N draws per rate, each run by every policy).
-Requests stream and have distinct prompts (so prefix affinity does not pin them); arrivals are
-Poisson; the clock of a request starts at its scheduled arrival (no coordinated omission). TTFT
-is time to the first non-empty content chunk, ITL is (E2E - TTFT) / (tokens - 1) per request.
+model), so no backlog or learned state carries over; within a (case, rate) every policy runs the
+same seeded arrivals, in shuffled order. Requests stream and have distinct prompts (so prefix
+affinity does not pin them); arrivals are Poisson; the clock of a request starts at its scheduled
+arrival (no coordinated omission). TTFT is time to the first non-empty content chunk, ITL is
+(E2E - TTFT) / (tokens - 1) per request. Goodput = requests meeting every SLO / run duration.
 
-Goodput = requests meeting every SLO / run duration.
+Convergence: during `predicted-latency` runs the script reads the gateway's
+`wave_backend_speed_ratio` gauges (the router's learned speed relative to the prior, per backend
+and phase, updated once a second) twice a second. A backend's decode estimate has converged at
+the first sample from which every later one is within 25 % of the engine's real speed; the
+figure reported is that moment minus the send time of the backend's first request. The prefill
+estimate is in the router's own units (prompt sizes estimated at 4 characters a token, TTFT with
+the gateway's part), so its settling is measured against its own final value, and that value is
+reported beside the engine's speed. Explorations are the gateway's
+`wave_routing_explorations_total`.
 """
 
 from __future__ import annotations
@@ -27,12 +42,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,7 +66,9 @@ REPO = Path(__file__).resolve().parent.parent
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
 KEY = "routing-bench-key-0123"
-POLICIES = ("predicted-latency", "least-outstanding", "round-robin")
+NEW, BASE = "predicted-latency", "predicted-latency@base"
+BASELINES = ("least-outstanding", "round-robin")
+POLICIES = (NEW, *BASELINES, BASE)
 MODEL = "llama-3.2-3b"
 # name: (hardware catalog id, engine, quant, max batch = vLLM --max-num-seqs / llama.cpp -np)
 FLEET = {
@@ -64,6 +84,12 @@ SLOS = {"strict": {"ttft_s": 1.0, "itl_s": 0.025}, "lenient": {"ttft_s": 2.0, "i
 PROMPT_WORDS = (20, 120)
 MAX_TOKENS = (32, 64, 96)
 REQUEST_TIMEOUT_S = 10.0  # > the longest request that can meet the lenient SLO (2 s + 96 x 50 ms)
+SPEED_RANGE = (0.4, 2.5)
+# The case issue 17 was filed on: the GPU 2x slower than its prior, the CPU and the Jetson 2x faster.
+ISSUE_CASE = "issue=gpu:0.5,cpu:2,edge:2"
+CONVERGED = 1.25  # within this factor of the engine's real speed
+SAMPLE_S = 0.5
+TOP = 1.8  # the ratio plot's top: a higher ceiling is drawn as an arrow head with its value
 WORDS = ("river", "stone", "cloud", "lamp", "orbit", "fern", "quartz", "maple", "drift", "ember", "signal")
 console = Console()
 
@@ -131,6 +157,25 @@ def sizing_table() -> dict[str, dict]:
     return out
 
 
+def speed_draws(n: int, seed: int) -> list[dict[str, float]]:
+    """`n` draws of each backend's real speed relative to its prediction, log-uniform in SPEED_RANGE."""
+    rng = random.Random(seed)
+    lo, hi = (math.log(x) for x in SPEED_RANGE)
+    return [{name: round(math.exp(rng.uniform(lo, hi)), 2) for name in FLEET} for _ in range(n)]
+
+
+def named(text: str) -> tuple[str, dict[str, float]]:
+    """`NAME=gpu:0.5,cpu:2,edge:2` -> (NAME, speeds); a backend not named runs as predicted."""
+    name, _, spec = text.partition("=")
+    speeds = dict.fromkeys(FLEET, 1.0)
+    for part in filter(None, spec.split(",")):
+        b, _, v = part.partition(":")
+        if b not in FLEET:
+            raise SystemExit(f"--case {text}: no backend '{b}' (the fleet has {', '.join(FLEET)})")
+        speeds[b] = float(v)
+    return name, speeds
+
+
 def prompt(rng: random.Random, i: int) -> str:
     n = rng.randint(*PROMPT_WORDS)
     return f"request {i}: " + " ".join(rng.choice(WORDS) for _ in range(n))
@@ -153,26 +198,63 @@ async def one(session: aiohttp.ClientSession, url: str, scheduled: float, max_to
         async with session.post(url, json=body, headers={"authorization": f"Bearer {KEY}"}) as r:
             backend = r.headers.get("x-wave-backend")
             if r.status != 200:
-                return {"ok": False, "status": r.status, "backend": backend}
+                return {"ok": False, "status": r.status, "backend": backend, "at": scheduled}
             async for line in r.content:
                 if not line.startswith(b"data: {"):
                     continue
                 event = orjson.loads(line[6:])
                 if "error" in event:
-                    return {"ok": False, "status": "stream-error", "backend": backend}
+                    return {"ok": False, "status": "stream-error", "backend": backend, "at": scheduled}
                 # a token is non-empty content: vLLM's first chunk (role, content "") is not one
                 if any(c.get("delta", {}).get("content") for c in event.get("choices") or ()):
                     chunks += 1
                     if first is None:
                         first = time.perf_counter() - scheduled
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return {"ok": False, "status": type(exc).__name__, "backend": backend}
+        return {"ok": False, "status": type(exc).__name__, "backend": backend, "at": scheduled}
     e2e = time.perf_counter() - scheduled
     itl = (e2e - first) / (chunks - 1) if first is not None and chunks > 1 else None
-    return {"ok": True, "ttft": first, "itl": itl, "e2e": e2e, "chunks": chunks, "backend": backend}
+    return {
+        "ok": True,
+        "ttft": first,
+        "itl": itl,
+        "e2e": e2e,
+        "chunks": chunks,
+        "backend": backend,
+        "at": scheduled,
+    }
 
 
-async def run_load(url: str, rate: float, seconds: float, seed: int) -> tuple[list[dict], float]:
+_SAMPLE = re.compile(r"^(?P<name>wave_[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def metric_rows(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of metric `name` in a Prometheus exposition: (labels, value)."""
+    return [
+        (dict(_LABEL.findall(m["labels"])), float(m["value"]))
+        for m in _SAMPLE.finditer(text)
+        if m["name"] == name
+    ]
+
+
+async def sample_speeds(session: aiohttp.ClientSession, metrics: str, t0: float, out: list) -> None:
+    """Every SAMPLE_S: (seconds since the run's start, {backend: {phase: learned speed ratio}})."""
+    while True:
+        try:
+            async with session.get(metrics) as r:
+                text = await r.text()
+            seen: dict[str, dict[str, float]] = {}
+            for labels, value in metric_rows(text, "wave_backend_speed_ratio"):
+                seen.setdefault(labels["backend"], {})[labels["phase"]] = value
+            if seen:
+                out.append((round(time.perf_counter() - t0, 2), seen))
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(SAMPLE_S)
+
+
+async def run_load(gateway: str, rate: float, seconds: float, seed: int, sample: bool) -> dict:
     rng = random.Random(seed)
     t = 0.0
     arrivals = []
@@ -182,13 +264,49 @@ async def run_load(url: str, rate: float, seconds: float, seed: int) -> tuple[li
             break
         arrivals.append((t, rng.choice(MAX_TOKENS), prompt(rng, len(arrivals))))
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)  # a request queued longer counts as failed
+    url = gateway + "/v1/chat/completions"
+    samples: list = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
         t0 = time.perf_counter() + 0.2
+        sampler = (
+            asyncio.ensure_future(sample_speeds(session, gateway + "/metrics", t0, samples))
+            if sample
+            else None
+        )
         results = await asyncio.gather(*(one(session, url, t0 + at, n, p) for at, n, p in arrivals))
-    return list(results), seconds
+        explored: dict[str, int] = {}
+        if sampler is not None:
+            sampler.cancel()
+            async with session.get(gateway + "/metrics") as r:
+                for labels, value in metric_rows(await r.text(), "wave_routing_explorations_total"):
+                    explored[labels["backend"]] = int(value)
+    for r in results:
+        r["at"] = round(r["at"] - t0, 3)
+    return {"results": list(results), "samples": samples, "explored": explored}
 
 
-def up(policy: str, work: Path) -> tuple[list[subprocess.Popen], str, dict[str, str]]:
+class Baseline:
+    """The gateway's source at `rev`, exported to a temporary directory and run with that first on
+    the import path (the venv's packages, this tree's `wave emulate`)."""
+
+    def __init__(self, rev: str, work: Path) -> None:
+        self.rev = git("rev-parse", rev)
+        if not self.rev:
+            raise SystemExit(f"--baseline-rev {rev}: no such revision")
+        self.dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=work))
+        archive = subprocess.run(
+            ["git", "archive", self.rev, "src"], cwd=REPO, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(self.dir)], input=archive.stdout, check=True)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        code = "import sys; from waveidp.cli import main; sys.argv[0] = 'wave'; main()"
+        return [sys.executable, "-c", code], {"PYTHONPATH": str(self.dir / "src")}
+
+
+def up(
+    policy: str, work: Path, speeds: dict[str, float], baseline: Baseline | None
+) -> tuple[list[subprocess.Popen], str, dict[str, str]]:
     """Start the three emulated engines and one `wave serve` in front of them; wait until ready."""
     procs: list[subprocess.Popen] = []
     commands = {}
@@ -198,19 +316,24 @@ def up(policy: str, work: Path) -> tuple[list[subprocess.Popen], str, dict[str, 
             cmd = [str(WAVE), "emulate", "--model", MODEL, "--quant", quant, "--device", hw]
             cmd += ["--engine", engine, "--port", str(ports[name]), "--context", "4096"]
             cmd += ["--parallel", str(batch)] if engine == "llamacpp" else ["--max-batch", str(batch)]
+            cmd += ["--speed", str(speeds[name])]
             procs.append(start(cmd, work / f"{name}.log"))
             commands[name] = " ".join(["wave", *cmd[1:]])
-        for name, p in zip(FLEET, procs, strict=True):
-            wait_http(f"http://127.0.0.1:{ports[name]}/health", p)
         cfg = work / "wave.yaml"
-        cfg.write_text(fleet_yaml(ports, policy))
+        cfg.write_text(fleet_yaml(ports, NEW if policy == BASE else policy))
         port = free_port()
+        serve, env = [str(WAVE)], {}
+        if policy == BASE:
+            assert baseline is not None
+            serve, env = baseline.command()
         p = start(
-            [str(WAVE), "serve", "--config", str(cfg), "--port", str(port)],
+            [*serve, "serve", "--config", str(cfg), "--port", str(port)],
             work / f"gateway-{policy}.log",
-            env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "home")},
+            env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "home"), **env},
         )
         procs.append(p)
+        for name, e in zip(FLEET, procs, strict=False):
+            wait_http(f"http://127.0.0.1:{ports[name]}/health", e)
         wait_http(f"http://127.0.0.1:{port}/ready", p)
     except BaseException:
         down(procs)
@@ -230,7 +353,38 @@ def down(procs: list[subprocess.Popen]) -> None:
             p.wait(5)
 
 
-def summarise_run(policy: str, rate: float, seed: int, results: list[dict], dur: float) -> dict:
+def convergence(results: list[dict], samples: list, speeds: dict[str, float]) -> dict[str, dict]:
+    """Per backend that got traffic: seconds from its first request until the learned decode speed
+    stayed within CONVERGED of the engine's real one (None: not by the end of the run), and until
+    the learned prefill speed stayed within CONVERGED of where it settled. The prefill is learned in
+    the router's own units (prompts sized at 4 characters a token, where `wave emulate` counts
+    words; TTFT with the gateway's and the network's part), so its final value is reported beside
+    the engine's speed rather than held to it."""
+    out: dict[str, dict] = {}
+    for b, real in speeds.items():
+        sent = sorted(r["at"] for r in results if r["backend"] == b)
+        if not sent:
+            continue
+        row: dict = {"requests": len(sent), "first_request_s": sent[0], "real_speed": real}
+        for phase in ("decode", "prefill"):
+            series = [(t, s[b][phase]) for t, s in samples if b in s and phase in s[b]]
+            target = real if phase == "decode" else (series[-1][1] if series else real)
+            ok = [abs(math.log(v / target)) <= math.log(CONVERGED) for _, v in series]
+            at = None
+            for i in range(len(series)):
+                if all(ok[i:]):
+                    at = series[i][0]
+                    break
+            row[f"{phase}_learned"] = round(series[-1][1], 3) if series else None
+            row[f"{phase}_converged_after_s"] = None if at is None else round(max(0.0, at - sent[0]), 2)
+        out[b] = row
+    return out
+
+
+def summarise_run(
+    case: str, policy: str, rate: float, seed: int, load: dict, dur: float, speeds: dict
+) -> dict:
+    results = load["results"]
     ok = [r for r in results if r["ok"]]
     share: dict[str, int] = {}
     failures: dict[str, int] = {}
@@ -239,7 +393,9 @@ def summarise_run(policy: str, rate: float, seed: int, results: list[dict], dur:
         if not r["ok"]:
             why = str(r.get("status"))
             failures[why] = failures.get(why, 0) + 1
-    return {
+    row = {
+        "case": case,
+        "speeds": speeds,
         "policy": policy,
         "rate": rate,
         "seed": seed,
@@ -262,6 +418,11 @@ def summarise_run(policy: str, rate: float, seed: int, results: list[dict], dur:
             b: sum(1 for r in results if r["backend"] == b and meets(r, SLOS["strict"])) for b in FLEET
         },
     }
+    if policy == NEW:
+        row["explorations"] = load["explored"]
+        row["convergence"] = convergence(results, load["samples"], speeds)
+        row["speed_samples"] = load["samples"]
+    return row
 
 
 def meets(r: dict, slo: dict) -> bool:
@@ -284,19 +445,37 @@ def pct(xs: list[float], q: float) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="one rate, two draws")
     ap.add_argument("--rates", type=float, nargs="+")
-    ap.add_argument("--seconds", type=float)
-    ap.add_argument("--seeds", type=int, default=1, help="arrival draws per rate (each runs every policy)")
+    ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument("--draws", type=int, default=4, help="random speed draws (besides the exact prior)")
+    ap.add_argument("--draw-seed", type=int, default=17)
+    ap.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME=gpu:S,cpu:S,edge:S",
+        help="a named case of fixed speeds besides the draws (repeatable); default: the issue's",
+    )
+    ap.add_argument("--no-exact", action="store_true", help="skip the exact-prior case")
     ap.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    ap.add_argument(
+        "--baseline-rev", help="the code predicted-latency@base runs (default: where this branch left main)"
+    )
+    ap.add_argument("--baseline-on-draws", action="store_true", help="also run @base on the wrong priors")
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/wave-routing-bench"))
     ap.add_argument("--out", type=Path, default=RESULTS / "routing.json")
     args = ap.parse_args()
-    rates = args.rates or ([4.0, 16.0] if args.quick else [3.0, 8.0, 16.0, 24.0])
-    seconds = args.seconds or (15.0 if args.quick else 12.0)
+    rates = args.rates or ([8.0] if args.quick else [3.0, 8.0, 16.0])
+    draws = speed_draws(2 if args.quick else args.draws, args.draw_seed)
+    cases = [] if args.no_exact else [("exact", dict.fromkeys(FLEET, 1.0))]
+    cases += [named(text) for text in args.case or [ISSUE_CASE]]
+    cases += [(f"draw{i + 1}", d) for i, d in enumerate(draws)]
     policies = [p for p in POLICIES if p in args.policies]
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
+    base_rev = args.baseline_rev or git("merge-base", "HEAD", "main")
+    baseline = Baseline(base_rev, work) if BASE in policies else None
     result: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -309,160 +488,256 @@ def main() -> None:
             "commit": git("rev-parse", "HEAD"),
             # `wave serve` runs from the working tree: say whether the gateway had uncommitted edits
             "gateway_uncommitted": git("status", "--porcelain", "--", "src/waveidp/gateway").splitlines(),
+            "baseline": {"rev": base_rev, "commit": baseline.rev} if baseline else None,
         },
         "model": MODEL,
         "fleet": sizing_table(),
         "slos": SLOS,
-        "fleet_file_routing": {"slo": SLOS["strict"], "slo_headroom": slo_headroom()},
+        "fleet_file_routing": {"slo": SLOS["strict"]},
+        "cases": dict(cases),
+        "speed_range": SPEED_RANGE,
+        "draw_seed": args.draw_seed,
         "workload": {
             "prompt_words": PROMPT_WORDS,
             "max_tokens": MAX_TOKENS,
             "request_timeout_s": REQUEST_TIMEOUT_S,
         },
-        "seconds_per_run": seconds,
-        "seeds": args.seeds,
+        "seconds_per_run": args.seconds,
         "method": __doc__.split("\n\n", 2)[2],
         "runs": [],
     }
+    plan = []
+    for ci, (case, speeds) in enumerate(cases):
+        for ri, rate in enumerate(rates):
+            drawn = case.startswith("draw")
+            these = [p for p in policies if p != BASE or not drawn or args.baseline_on_draws]
+            plan.append((case, speeds, rate, 1000 + 10 * ri + 100 * ci, these))
+    started = time.monotonic()
     with Progress(console=console) as progress:
-        task = progress.add_task("rates x seeds x policies", total=len(rates) * args.seeds * len(policies))
-        for i, rate in enumerate(rates):
-            for k in range(args.seeds):
-                seed = 1000 + i + 100 * k
-                order = list(policies)
-                random.shuffle(order)
-                for policy in order:
-                    # a fresh fleet and gateway per run: no backlog or learned EWMA carries over
-                    procs, gateway, commands = up(policy, work)
-                    try:
-                        results, dur = asyncio.run(
-                            run_load(gateway + "/v1/chat/completions", rate, seconds, seed=seed)
-                        )
-                    finally:
-                        down(procs)
-                    for name, cmd in commands.items():
-                        result["fleet"][name]["command"] = cmd
-                    result["runs"].append(summarise_run(policy, rate, seed, results, dur))
-                    progress.advance(task)
-    result["summary"] = summarise(result["runs"], rates, policies)
+        task = progress.add_task("cases x rates x policies", total=sum(len(p[4]) for p in plan))
+        for case, speeds, rate, seed, these in plan:
+            order = list(these)
+            random.shuffle(order)
+            for policy in order:
+                # a fresh fleet and gateway per run: no backlog or learned state carries over
+                procs, gateway, commands = up(policy, work, speeds, baseline)
+                try:
+                    load = asyncio.run(run_load(gateway, rate, args.seconds, seed, sample=policy == NEW))
+                finally:
+                    down(procs)
+                for name, cmd in commands.items():
+                    result["fleet"][name].setdefault("commands", {})[case] = cmd
+                result["runs"].append(summarise_run(case, policy, rate, seed, load, args.seconds, speeds))
+                progress.advance(task)
+    result["wall_s"] = round(time.monotonic() - started)
+    result["summary"] = summarise(result["runs"], cases, rates)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     show(result)
     plot(result, args.out.with_suffix(".png"))
     console.print(f"results: {args.out}")
-
-
-def slo_headroom() -> float:
-    from waveidp.gateway.routing.predicted_latency import SLO_HEADROOM
-
-    return SLO_HEADROOM
 
 
 def mean(xs: list[float]) -> float:
     return round(sum(xs) / len(xs), 3) if xs else 0.0
 
 
-def summarise(runs: list[dict], rates: list[float], policies: list[str]) -> dict:
-    """Per SLO and rate: mean goodput per policy over the seeds, the ratio of predicted-latency to
-    the better baseline, and the ceiling of that ratio: even if every request that arrived met the
-    SLO, predicted-latency's goodput could not exceed the arrival rate of the draw."""
-    out: dict = {}
+def summarise(runs: list[dict], cases: list[tuple[str, dict]], rates: list[float]) -> dict:
+    """Per case and rate: goodput per policy, predicted-latency over the better baseline and the
+    ceiling of that ratio (predicted-latency cannot exceed the arrivals), and the targets."""
+    table: dict = {}
     for slo in SLOS:
-        per_rate = {}
-        for rate in rates:
-            at = [r for r in runs if r["rate"] == rate]
-            g = {p: mean([r["goodput"][slo] for r in at if r["policy"] == p]) for p in policies}
-            arrived = mean([r["arrived_per_s"] for r in at if r["policy"] == policies[0]])
-            row: dict = {**g, "arrived_per_s": arrived}
-            baselines = [g[p] for p in ("least-outstanding", "round-robin") if p in g]
-            if "predicted-latency" in g and baselines and max(baselines):
-                best = max(baselines)
-                row["ratio_vs_best_baseline"] = round(g["predicted-latency"] / best, 2)
-                row["ratio_ceiling"] = round(arrived / best, 2)
-                seeds = sorted({r["seed"] for r in at})
-                per_seed = []
-                for sd in seeds:
-                    gs = {r["policy"]: r["goodput"][slo] for r in at if r["seed"] == sd}
-                    b = max(gs.get("least-outstanding", 0.0), gs.get("round-robin", 0.0))
-                    if b:
-                        per_seed.append(round(gs["predicted-latency"] / b, 2))
-                row["ratio_per_seed"] = per_seed
-            per_rate[str(rate)] = row
-        out[slo] = per_rate
-    ratios = [v["ratio_vs_best_baseline"] for v in out["strict"].values() if v.get("ratio_vs_best_baseline")]
-    out["target_1.5x_at_strict_slo"] = {
-        "min_ratio": min(ratios) if ratios else None,
-        "met_at_every_rate": bool(ratios) and min(ratios) >= 1.5,
-        "reachable_at": [
-            rate for rate, v in out["strict"].items() if v.get("ratio_ceiling") and v["ratio_ceiling"] >= 1.5
-        ],
+        per_case: dict = {}
+        for case, _ in cases:
+            per_rate = {}
+            for rate in rates:
+                at = [r for r in runs if r["case"] == case and r["rate"] == rate]
+                if not at:
+                    continue
+                g = {r["policy"]: r["goodput"][slo] for r in at}
+                row: dict = {**g, "arrived_per_s": at[0]["arrived_per_s"]}
+                best = max((g[p] for p in BASELINES if p in g), default=0.0)
+                if NEW in g:
+                    row["ratio_vs_best_baseline"] = round(g[NEW] / best, 2) if best else None
+                    row["ratio_ceiling"] = round(row["arrived_per_s"] / best, 2) if best else None
+                    if BASE in g:
+                        row["ratio_vs_base"] = round(g[NEW] / g[BASE], 3) if g[BASE] else None
+                per_rate[str(rate)] = row
+            per_case[case] = per_rate
+        table[slo] = per_case
+    strict = table["strict"]
+    exact = strict.get("exact", {})
+    wrong = {c: v for c, v in strict.items() if c != "exact"}
+    equal, headroom = [], []
+    for case, per_rate in wrong.items():
+        for rate, row in per_rate.items():
+            if NEW not in row:
+                continue
+            best = max(row.get(p, 0.0) for p in BASELINES)
+            equal.append(
+                {"case": case, "rate": rate, "ok": row[NEW] >= best, "ratio": row["ratio_vs_best_baseline"]}
+            )
+            exact_ratio = exact.get(rate, {}).get("ratio_vs_best_baseline")
+            if exact_ratio and exact_ratio >= 1.2:
+                headroom.append(
+                    {
+                        "case": case,
+                        "rate": rate,
+                        "ratio": row["ratio_vs_best_baseline"],
+                        "ceiling": row["ratio_ceiling"],
+                        "ok": bool(row["ratio_vs_best_baseline"] and row["ratio_vs_best_baseline"] >= 1.2),
+                    }
+                )
+    conv = []
+    for r in runs:
+        for b, c in (r.get("convergence") or {}).items():
+            conv.append({"case": r["case"], "rate": r["rate"], "backend": b, **c})
+    slowest = {
+        phase: max(
+            (c[f"{phase}_converged_after_s"] for c in conv if c[f"{phase}_converged_after_s"] is not None),
+            default=None,
+        )
+        for phase in ("decode", "prefill")
     }
-    return out
+    never = [
+        {
+            k: c[k]
+            for k in (
+                "case",
+                "rate",
+                "backend",
+                "requests",
+                "real_speed",
+                "decode_learned",
+                "prefill_learned",
+            )
+        }
+        for c in conv
+        if c["decode_converged_after_s"] is None or c["prefill_converged_after_s"] is None
+    ]
+    vs_base = [row.get("ratio_vs_base") for row in exact.values() if row.get("ratio_vs_base") is not None]
+    targets = {
+        "exact_prior_within_5pct_of_base": {
+            "min_ratio_vs_base": min(vs_base) if vs_base else None,
+            "met": bool(vs_base) and min(vs_base) >= 0.95,
+        },
+        "wrong_prior_at_least_best_baseline": {
+            "met": all(x["ok"] for x in equal),
+            "min_ratio": min((x["ratio"] for x in equal if x["ratio"] is not None), default=None),
+            "missed": [x for x in equal if not x["ok"]],
+        },
+        "wrong_prior_1.2x_where_exact_has_headroom": {
+            "met": all(x["ok"] for x in headroom),
+            "points": headroom,
+        },
+        "convergence_within_5s": {
+            "slowest_s": slowest,
+            "met": all(v is not None and v <= 5.0 for v in slowest.values()) and not never,
+            "not_converged": never,
+        },
+        "explorations_per_run": {
+            case: [sum(r["explorations"].values()) for r in runs if r["case"] == case and r["policy"] == NEW]
+            for case, _ in cases
+        },
+    }
+    return {"goodput": table, "targets": targets}
 
 
 def show(r: dict) -> None:
-    t = Table(title="goodput (requests/s meeting the SLO)")
-    cols = (
-        "rate",
-        "seed",
-        "policy",
-        "strict",
-        "attained",
-        "lenient",
-        "ttft p50",
-        "itl p50",
-        "failed",
-        "share",
-    )
-    for col in cols:
+    t = Table(title="goodput (requests/s meeting the strict SLO)")
+    for col in ("case", "speeds gpu/cpu/edge", "rate", *POLICIES, "ratio", "ceiling"):
         t.add_column(col)
-    for x in sorted(r["runs"], key=lambda x: (x["rate"], x["seed"], x["policy"])):
-        t.add_row(
-            str(x["rate"]),
-            str(x["seed"]),
-            x["policy"],
-            str(x["goodput"]["strict"]),
-            f"{x['attainment']['strict']:.0%}",
-            str(x["goodput"]["lenient"]),
-            str(x["ttft_p50_s"]),
-            str(x["itl_p50_s"]),
-            str(x["failed"]),
-            json.dumps(x["backend_share"]),
-        )
+    for case, per_rate in r["summary"]["goodput"]["strict"].items():
+        sp = r["cases"][case]
+        for rate, row in per_rate.items():
+            t.add_row(
+                case,
+                "/".join(f"{sp[b]:g}" for b in FLEET),
+                rate,
+                *(str(row.get(p, "")) for p in POLICIES),
+                str(row.get("ratio_vs_best_baseline")),
+                str(row.get("ratio_ceiling")),
+            )
     console.print(t)
-    console.print_json(data=r["summary"])
+    console.print_json(data={k: v for k, v in r["summary"]["targets"].items()})
 
 
 def plot(r: dict, path: Path) -> None:
-    """Mean goodput over the seeds per policy and rate (each seed a faint dot), with the arrivals."""
+    """Left: predicted-latency's goodput over the better baseline per case and rate (and today's code
+    on the exact prior; a dash marks each wrong-prior case's ceiling, every arrival good). Right:
+    the learned decode speed over the real one, every backend that got traffic, in the wrong-prior
+    runs, against time since its first request."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SLOS), figsize=(11, 4))
-    rates = sorted({x["rate"] for x in r["runs"]})
-    for ax, slo in zip(axes, SLOS, strict=True):
-        for policy in POLICIES:
-            rows = [x for x in r["runs"] if x["policy"] == policy]
-            if not rows:
-                continue
-            means = [mean([x["goodput"][slo] for x in rows if x["rate"] == q]) for q in rates]
-            (line,) = ax.plot(rates, means, marker="o", label=policy)
-            ax.scatter(
-                [x["rate"] for x in rows],
-                [x["goodput"][slo] for x in rows],
-                s=10,
-                alpha=0.35,
-                color=line.get_color(),
-            )
-        arrived = [mean([x["arrived_per_s"] for x in r["runs"] if x["rate"] == q]) for q in rates]
-        ax.plot(rates, arrived, ls=":", color="grey", label="arrivals (the seeded draws)")
-        s = SLOS[slo]
-        ax.set_title(f"{slo} SLO: TTFT <= {s['ttft_s']}s, ITL <= {s['itl_s'] * 1000:g}ms")
-        ax.set_xlabel("offered load (requests/s, Poisson)")
-        ax.set_ylabel(f"goodput (requests/s, mean of {r['seeds']} draws)")
-        ax.legend()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
+    strict = r["summary"]["goodput"]["strict"]
+    for case, per_rate in strict.items():
+        rates = [float(q) for q in per_rate if per_rate[q].get("ratio_vs_best_baseline")]
+        ratios = [per_rate[str(q)]["ratio_vs_best_baseline"] for q in rates]
+        sp = r["cases"][case]
+        label = f"{case} ({'/'.join(f'{sp[b]:g}' for b in FLEET)})"
+        if case == "exact":
+            ax.plot(rates, ratios, marker="o", lw=2.5, color="black", label=f"{label}: learning router")
+            base = [
+                per_rate[str(q)][BASE] / max(per_rate[str(q)].get(p, 0.0) for p in BASELINES)
+                for q in rates
+                if BASE in per_rate[str(q)]
+            ]
+            if base:
+                ax.plot(
+                    rates[: len(base)], base, ls="--", marker="x", color="black", label="exact: before (base)"
+                )
+            ceil = [per_rate[str(q)]["ratio_ceiling"] for q in rates]
+            ax.plot(rates, ceil, ls=":", color="grey", label="exact: ceiling (every arrival good)")
+        else:
+            (line,) = ax.plot(rates, ratios, marker="o", alpha=0.8, label=label)
+            before = [
+                (q, per_rate[str(q)][BASE] / max(per_rate[str(q)].get(p, 0.0) for p in BASELINES))
+                for q in rates
+                if BASE in per_rate[str(q)]
+            ]
+            if before:
+                ax.plot(
+                    *zip(*before, strict=True),
+                    ls="--",
+                    marker="x",
+                    color=line.get_color(),
+                    label=f"{case}: before",
+                )
+            for q in rates:  # its own ceiling; one above the plot's top as a labelled arrow head
+                c = per_rate[str(q)]["ratio_ceiling"]
+                shown = min(c, TOP - 0.02)
+                ax.plot([q], [shown], ls="", marker="_" if c < TOP else "^", ms=12, color=line.get_color())
+                if c >= TOP:
+                    ax.annotate(f"{c:g}", (q, shown), textcoords="offset points", xytext=(6, -4), fontsize=7)
+    ax.axhline(1.0, color="red", lw=0.8)
+    ax.axhline(1.2, color="red", lw=0.8, ls="--")
+    ax.set_ylim(None, TOP)
+    ax.set_xlabel("offered load (requests/s, Poisson)")
+    ax.set_ylabel("goodput / best of least-outstanding, round-robin")
+    ax.set_title("strict SLO (TTFT <= 1 s, ITL <= 25 ms); speeds gpu/cpu/edge")
+    ax.legend(fontsize=7)
+    for run in r["runs"]:
+        if run["policy"] != NEW or run["case"] == "exact":
+            continue
+        for b, c in run["convergence"].items():
+            real = c["real_speed"]
+            pts = [
+                (t - c["first_request_s"], s[b]["decode"] / real) for t, s in run["speed_samples"] if b in s
+            ]
+            if pts:
+                ax2.plot([p[0] for p in pts], [p[1] for p in pts], lw=0.8, alpha=0.6)
+    ax2.axhspan(1 / CONVERGED, CONVERGED, color="green", alpha=0.12, label="within 25 % of the real speed")
+    ax2.axvline(5.0, color="red", lw=0.8, ls="--", label="5 s")
+    ax2.set_yscale("log")
+    ax2.set_xlim(-1, None)
+    ax2.set_xlabel("seconds since the backend's first request")
+    ax2.set_ylabel("learned decode speed / real speed")
+    ax2.set_title("wrong priors: the router's estimate of each backend")
+    ax2.legend(fontsize=7)
     fig.suptitle(f"{MODEL}: RTX 5070 Ti (vLLM) + i9-9980HK + Jetson Orin Nano (llama.cpp), wave emulate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -8,6 +8,7 @@ from waveidp.errors import ConfigError
 from waveidp.fleet import loads
 from waveidp.gateway.build import api_root, backends_from_fleet
 from waveidp.gateway.request_info import parse_request
+from waveidp.gateway.routing.forecast import forecast
 from waveidp.gateway.routing.predicted_latency import estimate
 
 FLEET = """
@@ -44,13 +45,14 @@ def test_fleet_backends_carry_sizing_predictions(monkeypatch: pytest.MonkeyPatch
         4,
         {"llama"},
     )
-    assert mystery.api_key == "s3cret" and mystery.predictions == {}  # no devices: observed EWMA only
+    assert mystery.api_key == "s3cret" and mystery.predictions == {}  # no devices: observations only
+    assert gpu.predictions["llama"].provenance == "default"  # catalog factors: a weak prior
     info = parse_request(
         "chat", b'{"model": "llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}'
     )
     fast, slow = estimate(gpu, info), estimate(cpu, info)
-    assert fast is not None and slow is not None and slow > 3 * fast  # 896 GB/s GDDR7 vs dual-channel DDR5
-    assert estimate(mystery, info) is None
+    assert slow > 3 * fast  # 896 GB/s GDDR7 vs dual-channel DDR5
+    assert not forecast(mystery, info).known  # nothing but a placeholder until it answers
 
 
 def test_missing_backend_key_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,3 +64,17 @@ def test_missing_backend_key_variable_is_a_config_error(monkeypatch: pytest.Monk
 @pytest.mark.parametrize("url", ["http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"])
 def test_api_root(url: str) -> None:
     assert api_root(url) == "http://h:1"
+
+
+def test_a_device_calibrated_in_the_fleet_file_gives_the_router_a_trusted_prior(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WAVE_TEST_BACKEND_KEY", "s3cret")
+    calibrated = FLEET.replace(
+        "{id: cpu, hardware: ryzen-9-9900x}",
+        "{id: cpu, hardware: ryzen-9-9900x, calibration: {llamacpp: {factors: {decode_bandwidth: 0.5},"
+        " measured_at: '2026-12-06T00:00:00Z', method: llama-bench}}}",
+    )
+    gpu, cpu, _ = backends_from_fleet(loads(calibrated, "wave.yaml"))
+    assert cpu.predictions["llama"].provenance == "calibrated"  # measured on its node: a strong prior
+    assert gpu.predictions["llama"].provenance == "default"  # its GPU was not calibrated

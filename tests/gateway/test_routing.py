@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gateway_support import FixedPrediction
+from gateway_support import FixedPrediction, teach
 
 from waveidp.engines import EngineLoad, adapter
 from waveidp.errors import ApiError
@@ -29,9 +29,7 @@ def req(max_tokens: int = 100, prompt: str = "hello", user: str | None = None) -
 
 
 def observed(b: BackendState, ttft: float, itl: float, n: int = 20) -> BackendState:
-    for _ in range(n):
-        b.ttft.observe(ttft)
-        b.itl.observe(itl)
+    teach(b, ttft, itl, n)
     return b
 
 
@@ -65,15 +63,19 @@ def test_predicted_latency_weighs_max_tokens() -> None:
     assert p.rank([runner, starter], req(max_tokens=1000), 0)[0] is runner
 
 
-def test_sizing_prediction_dominates_until_observations_accumulate() -> None:
-    b = backend("b", predictions={"m": FixedPrediction(ttft=0.1, itl=0.01)})
-    assert estimate(b, req(max_tokens=10)) == pytest.approx(0.1 + 10 * 0.01)
-    b.ttft.observe(1.1)
-    b.itl.observe(0.11)
-    one = estimate(b, req(max_tokens=10))
-    assert one == pytest.approx((1 / 6 * 1.1 + 5 / 6 * 0.1) + 10 * (1 / 6 * 0.11 + 5 / 6 * 0.01))
-    observed(b, 1.1, 0.11, n=200)
-    assert estimate(b, req(max_tokens=10)) == pytest.approx(1.1 + 1.1, rel=0.05)
+def test_observations_replace_a_default_prior_and_refine_a_calibrated_one() -> None:
+    """What a prior weighs is what it deserves: a catalog default (a factor of 2 either way) gives
+    way to the first observations; a calibrated one (+-15 %) only to evidence that insists."""
+    ests = {}
+    for provenance in ("default", "calibrated"):
+        b = backend("b", predictions={"m": FixedPrediction(ttft=0.1, itl=0.01, provenance=provenance)})
+        assert estimate(b, req(max_tokens=10)) == pytest.approx(0.1 + 10 * 0.01)
+        observed(b, 0.2, 0.02, n=1)  # twice as slow as predicted
+        ests[provenance] = estimate(b, req(max_tokens=10))
+        observed(b, 0.2, 0.02, n=30)
+        assert estimate(b, req(max_tokens=10)) == pytest.approx(0.2 + 10 * 0.02, rel=0.1)
+    assert ests["default"] == pytest.approx(0.2 + 10 * 0.02, rel=0.25)
+    assert ests["calibrated"] < 0.2 + 10 * 0.015
 
 
 def test_unknown_backends_get_tried() -> None:

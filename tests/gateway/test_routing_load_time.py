@@ -97,4 +97,4 @@ def test_the_baselines_put_a_loaded_engine_first() -> None:
         )
         assert gw.on_demand
         for _ in range(4):
-            assert route(gw, req())[0] is warm, name
+            assert route(gw, req())[1][0] is warm, name  # (decision, backends to try)

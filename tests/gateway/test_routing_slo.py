@@ -22,7 +22,10 @@ from waveidp.fleet.models import Slo
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo, parse_request
 from waveidp.gateway.routing import make_policy
-from waveidp.gateway.routing.predicted_latency import MEETS, OVERFLOW, SATURATED, forecast, slo_tier
+from waveidp.gateway.routing.forecast import forecast
+from waveidp.gateway.routing.tiers import Tier, slo_tier
+
+MEETS, OVERFLOW, SATURATED = Tier.MEETS, Tier.OVERFLOW, Tier.SATURATED
 
 STRICT = Slo(ttft_s=1.0, itl_s=0.025)
 
@@ -66,10 +69,10 @@ def names(ranked: list[BackendState]) -> list[str]:
 
 def test_tiers_say_who_can_meet_the_slo_now_who_never_can_and_who_is_full() -> None:
     gpu, edge, cpu = fleet_of_three()
-    tier = {b.name: slo_tier(forecast(b, req()), STRICT) for b in (gpu, edge, cpu)}  # type: ignore[arg-type]
+    tier = {b.name: slo_tier(forecast(b, req()), STRICT) for b in (gpu, edge, cpu)}
     assert tier == {"gpu": MEETS, "edge": OVERFLOW, "cpu": OVERFLOW}  # ITL 34 / 80 ms > 25 ms
     load(gpu, 24)  # a batch and a half of 96-token requests ahead: ~1.1 s before a slot frees
-    assert slo_tier(forecast(gpu, req()), STRICT) == SATURATED  # type: ignore[arg-type]
+    assert slo_tier(forecast(gpu, req()), STRICT) == SATURATED
     assert slo_tier(forecast(cpu, req()), Slo(ttft_s=1.0)) == OVERFLOW  # its prefill alone is 1.3 s
     assert slo_tier(forecast(edge, req()), Slo(ttft_s=1.0)) == MEETS  # no ITL bound: it starts in time
 
@@ -100,7 +103,7 @@ def test_the_gpu_takes_requests_while_its_queue_still_meets_the_slo() -> None:
     started(gpu, 16, ago=0.5)  # 16 running, half-way through 96 tokens
     load(gpu, 4)  # and 4 waiting: slots free ~0.55 s from now
     f = forecast(gpu, req())
-    assert f is not None and 0 < f.ttft_s < 0.8
+    assert 0 < f.ttft_s < 0.8
     assert slo.rank([edge, cpu, gpu], req(), time.monotonic())[0] is gpu
 
 

@@ -165,7 +165,7 @@ def test_node_samples_and_gpu_pressure_from_an_exporter_of_an_h100() -> None:
                 hot.gpu_pressure == "GPU 0 memory 99% used; GPU 0 clocks slowed (hw_thermal_slowdown)"
                 and cool.gpu_pressure is None
             )
-            assert all(route(gw, info)[0] is cool for _ in range(4))  # round after round, hot goes last
+            assert all(route(gw, info)[1][0] is cool for _ in range(4))  # round after round, hot goes last
             (row,) = device_rows(None, gw.node_samples)  # what the console's fleet page shows
             assert (row.node, row.hardware, row.memory_used_bytes) == ("box", g.name, g.memory_used_bytes)
             exporter._server.shutdown()  # the exporter goes away (its port closes)

@@ -10,6 +10,7 @@ from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
 from waveidp.gateway.request_info import STREAMING, RequestInfo
 from waveidp.gateway.residency import Residency
+from waveidp.gateway.routing.learning import BackendLearning, RequestMark
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
@@ -37,6 +38,7 @@ class Work:
     started: float  # monotonic, when it was sent
     queued: bool  # it found every slot taken when it was sent
     first_token: float | None = None  # monotonic, when its first token came back
+    mark: RequestMark | None = field(default=None, repr=False)  # the router's learning (routing.learning)
 
 
 @dataclass(eq=False)
@@ -74,6 +76,9 @@ class BackendState:
     # why its GPUs have no headroom (routing/headroom.py), from its node's last telemetry read
     gpu_pressure: str | None = None
     residency: Residency | None = None  # an engine loaded on demand (None: always there)
+    # The router's learned load curves and the bookkeeping behind them (routing.learning): fed by
+    # the hooks marked "learning" below, read by the predicted-latency forecast.
+    learning: BackendLearning = field(default_factory=BackendLearning, repr=False)
 
     @property
     def load(self) -> EngineLoad:
@@ -84,6 +89,8 @@ class BackendState:
     def load(self, value: EngineLoad) -> None:
         self._load = value
         self.inflight_at_scrape = self.inflight
+        if self.learning.armed:  # learning
+            self.learning.occupancy(self.occupied(), time.monotonic())
 
     @property
     def slots(self) -> int | None:
@@ -100,15 +107,37 @@ class BackendState:
         direct client's): its count minus ours at the moment it was read."""
         return max(0, int(self._load.queued) - self.inflight_at_scrape)
 
+    def occupied(self) -> int:
+        """Sequences the engine runs now: ours and others' in flight, at most its slot count."""
+        n = len(self.active) + self.foreign()
+        slots = self.slots
+        return min(n, slots) if slots else n
+
     def begin(self, info: RequestInfo) -> Work:
         """An attempt of `info` goes out to this backend: its token, which `end` takes back whatever
         happens (at once for a complete answer, when a stream ends for a stream)."""
         slots = self.slots
         out = (info.max_tokens or DEFAULT_OUTPUT_TOKENS) if info.endpoint in STREAMING else 0
         queued = slots is not None and len(self.active) + self.foreign() >= slots
-        work = Work(info.prompt_tokens_est, out, time.monotonic(), queued)
+        now = time.monotonic()
+        work = Work(info.prompt_tokens_est, out, now, queued)
+        learning = self.learning
+        if learning.armed:  # learning: the load it found (and the forecast made for `info`)
+            work.mark = learning.sent(
+                info.model,
+                self.predictions.get(info.model),
+                info.prompt_tokens_est,
+                out,
+                self.occupied(),
+                queued,
+                slots,
+                now,
+                id(info),
+            )
         self.active[id(work)] = work
         self.inflight += 1
+        if learning.armed:  # and the load it makes
+            learning.occupancy(self.occupied(), now)
         return work
 
     def first_token(self, work: Work, ttft_s: float) -> None:
@@ -117,11 +146,27 @@ class BackendState:
         work.first_token = work.started + ttft_s
         if not work.queued:
             self.ttft.observe(ttft_s)
+        if work.mark is not None:  # learning
+            self.learning.first_token(work.mark, ttft_s, work.first_token)
+
+    def progress(self, work: Work, tokens: int, now: float) -> None:
+        """The attempt has streamed `tokens` tokens by `now` (monotonic): the router learns its ITL."""
+        if work.mark is not None:  # learning
+            self.learning.progress(work.mark, tokens, now)
+
+    def answered(self, work: Work, elapsed_s: float, tokens: int) -> None:
+        """A complete (non-streamed) answer of `tokens` tokens took `elapsed_s`."""
+        if work.mark is not None:  # learning
+            self.learning.answered(work.mark, elapsed_s, tokens, time.monotonic())
 
     def end(self, work: Work) -> None:
         """The attempt is over (answered, failed or cancelled); a second `end` of it counts nothing."""
         if self.active.pop(id(work), None) is not None:
             self.inflight -= 1
+            if self.learning.armed:  # learning
+                self.learning.occupancy(self.occupied(), time.monotonic())
+            if work.mark is not None:
+                self.learning.ended(work.mark)
 
     @property
     def engine(self) -> str:

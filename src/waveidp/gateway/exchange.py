@@ -46,6 +46,7 @@ from waveidp.gateway.request_info import (
     RequestInfo,
     parse_request,
 )
+from waveidp.gateway.routing import Ranked
 from waveidp.gateway.routing.headroom import deprioritise
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stream import StreamRelay, extract_usage, usage_tokens
@@ -66,6 +67,7 @@ from waveidp.security.principal import Principal
 from waveidp.security.transport import check_headers
 
 log = logging.getLogger("waveidp.gateway")
+decisions_log = logging.getLogger("waveidp.gateway.routing")  # `--log-level debug`: one line a decision
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, never sent
 # A plain request starts watching for the client's hang-up only once it has taken this long: the
 # watcher is a task per request (~10 % of the gateway's CPU under wrk), and an answer that comes
@@ -122,10 +124,11 @@ def _too_large(size: int, limit: int, setting: str) -> ApiError:
     )
 
 
-def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
-    """The backends to try, in order: the policy's ranking of the routable ones serving the model
-    (and the route). 404 for a model no backend declares; 503 with Retry-After while the model is
-    known, or may still be (backends not yet asked for their models), but none is up."""
+def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
+    """The policy's decision (its ranking of the routable backends serving the model and the
+    route, which can explain itself) and the backends to try, in order. 404 for a model no
+    backend declares; 503 with Retry-After while the model is known, or may still be (backends
+    not yet asked for their models), but none is up."""
     serving = gw.serving(info.model)
     now = time.monotonic()
     if not serving:
@@ -154,14 +157,20 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
     if gw.telemetry:
-        ranked = deprioritise(ranked)
+        ranked[:] = deprioritise(ranked)  # in place: the decision keeps its explanation
     if gw.on_demand and not policy.counts_load_time:
         ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
+    if ranked.reason == "exploration":
+        gw.metrics.child(gw.metrics.explorations, info.model, ranked[0].name).inc()
+    if decisions_log.isEnabledFor(logging.DEBUG):
+        trace = ranked.trace()
+        if trace is not None:
+            decisions_log.debug("%s", trace.summary())
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1
-    return (ranked * attempts)[:attempts]
+    return ranked, (ranked * attempts)[:attempts]
 
 
 def _serving_route(serving: list[BackendState], info: RequestInfo) -> list[BackendState]:
@@ -253,6 +262,7 @@ class Exchange:
         "admission",
         "body_read",
         "ctype",
+        "decision",
         "endpoint",
         "gone",
         "gw",
@@ -283,6 +293,7 @@ class Exchange:
         self.raw = b""
         self.body_read = False
         self.admission: Admission | None = None
+        self.decision: Ranked | None = None  # the router's ranking; its trace is built when read
         self.relay: StreamRelay | None = None  # the stream being relayed, once one is committed
         self.task: asyncio.Task[Any] | None = None  # the task serving the request
         self.gone = False  # the client hung up
@@ -331,7 +342,8 @@ class Exchange:
             self.admission = await gw.guard.admit(
                 self.principal, info.model, endpoint=self.endpoint, request_id=self.request_id
             )
-            return await self._attempts(route(gw, info))
+            self.decision, attempts = route(gw, info)
+            return await self._attempts(attempts)
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
             if not self.body_read and err.status != CLIENT_CLOSED and _lingers(scope):
@@ -412,7 +424,9 @@ class Exchange:
                 prompt_tokens = completion_tokens = None
                 if status == 200:
                     prompt_tokens, completion_tokens = _tokens(extract_usage(data))
-                    _observe_plain(b, info, time.perf_counter() - sent, completion_tokens)
+                    elapsed = time.perf_counter() - sent
+                    _observe_plain(b, info, elapsed, completion_tokens)
+                    b.answered(work, elapsed, completion_tokens or 0)  # the router learns
                     if translation is not None:
                         data = translation.answer(data)
                 await self.finish(
@@ -466,6 +480,9 @@ class Exchange:
             b.breaker.on_success()
         else:
             relay.resp.close()  # drops the connection, so the engine stops generating
+        if relay.last_token is not None:  # the router learns the ITL since the early report
+            last = time.monotonic() - (time.perf_counter() - relay.last_token)
+            b.progress(relay.work, relay.content_events, last)
         b.end(relay.work)
         prompt, completion = relay.tokens()
         ttft = relay.first_token - self.t0 if relay.first_token is not None else None
@@ -533,6 +550,7 @@ class Exchange:
             ttft_s=ttft_s,
             duration_s=time.perf_counter() - self.t0,
             error=error,
+            decision=self.decision,
         )
         m = self.gw.metrics
         m.child(m.requests, record.model, backend or "", str(status)).inc()

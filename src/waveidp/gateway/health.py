@@ -96,6 +96,17 @@ async def probe_all(gw: Gateway) -> None:
         gw.metrics.healthy.labels(b.name).set(1.0 if b.probe_ok else 0.0)
         gw.metrics.inflight.labels(b.name).set(b.inflight)
         gw.metrics.engine_queue.labels(b.name).set(b.load.queued)
+        publish_learning(gw, b)
+
+
+def publish_learning(gw: Gateway, b: BackendState) -> None:
+    """The router's learned speed per model of `b` (routing.learning) as gauges."""
+    now = time.monotonic()
+    for model, curve in list(b.learning.curves.items()):
+        decode, prefill = curve.speed()
+        gw.metrics.child(gw.metrics.speed, model, b.name, "decode").set(decode)
+        gw.metrics.child(gw.metrics.speed, model, b.name, "prefill").set(prefill)
+        gw.metrics.child(gw.metrics.uncertainty, model, b.name).set(curve.sigma(1, now)[0])
 
 
 async def health_loop(gw: Gateway) -> None:

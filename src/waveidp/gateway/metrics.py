@@ -86,6 +86,28 @@ class GatewayMetrics:
             ["policy", "backend"],
             registry=r,
         )
+        self.explorations = Counter(
+            "wave_routing_explorations",
+            "Requests predicted-latency sent to a backend to refresh an uncertain forecast",
+            ["model", "backend"],
+            registry=r,
+        )
+        # The router's learned speed of each backend relative to sizing's prior (2 = twice as fast),
+        # and how sure it is (log-sd): set once a second by the health loop, never on a request's path.
+        self.speed = Gauge(
+            "wave_backend_speed_ratio",
+            "Learned speed of the backend relative to the sizing prediction, by phase (decode, prefill)",
+            ["model", "backend", "phase"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.uncertainty = Gauge(
+            "wave_backend_forecast_uncertainty",
+            "Log standard deviation of the router's decode-speed estimate (0.1 is about +-10 %)",
+            ["model", "backend"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.retries = Counter(
             "wave_retries", "Requests retried on another backend before the first byte", ["model"], registry=r
         )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from waveidp.gateway.routing import Ranked
 
 
 @dataclass(slots=True)
@@ -18,3 +22,6 @@ class RequestRecord:
     ttft_s: float | None
     duration_s: float
     error: str | None = None
+    # How the backend was chosen: `decision.trace()` is the typed, JSON-ready `RouteTrace` (built
+    # only when read). None when the request was refused before routing.
+    decision: Ranked | None = None

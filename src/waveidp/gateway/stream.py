@@ -188,6 +188,7 @@ class StreamRelay:
             self.content_events += n
             if before < EARLY_ITL_EVENTS <= self.content_events:
                 self.b.itl.observe((now - self.first_token) / (self.content_events - 1))
+                self.b.progress(self.work, self.content_events, time.monotonic())  # learning
         if _USAGE.search(out):
             out = self._read_usage(out)
         if not self.done and (b"data: [DONE]" in out if self.end is None else self.end.search(out)):

@@ -1,25 +1,27 @@
 """Routing policies: each ranks the routable backends for one request, best first.
 
 The gateway sends the request to the first and retries down the list. Policies are chosen per
-model in the fleet file (`routing.models.<name>.policy`), default `predicted-latency`.
+model in the fleet file (`routing.models.<name>.policy`), default `predicted-latency`. A ranking
+is a `Ranked` list that can explain itself (`Ranked.trace()`, a `RouteTrace`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from waveidp.gateway.backends import BackendState
-from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.routing.trace import CandidateTrace, Ranked, RouteTrace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # backends imports routing.learning: keep this package importable from there
     from waveidp.fleet.models import Slo
+    from waveidp.gateway.backends import BackendState
+    from waveidp.gateway.request_info import RequestInfo
 
 
 class Policy(Protocol):
     name: str
     counts_load_time: bool  # ranks a backend loaded on demand by its load time (else: loaded first)
 
-    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]: ...
+    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> Ranked: ...
 
 
 def make_policy(name: str, *, affinity: bool = True, slo: Slo | None = None) -> Policy:
@@ -40,4 +42,4 @@ def make_policy(name: str, *, affinity: bool = True, slo: Slo | None = None) -> 
     raise NotFoundError("routing policy", name, ["round-robin", "least-outstanding", "predicted-latency"])
 
 
-__all__ = ["Policy", "make_policy"]
+__all__ = ["CandidateTrace", "Policy", "Ranked", "RouteTrace", "make_policy"]

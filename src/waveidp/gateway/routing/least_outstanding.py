@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.routing.trace import Ranked, by_outstanding
 
 
 class LeastOutstanding:
@@ -13,10 +14,15 @@ class LeastOutstanding:
     def __init__(self) -> None:
         self._turn = 0
 
-    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]:
+    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> Ranked:
         if len(candidates) < 2:
-            return candidates
+            return Ranked(
+                candidates, "only-backend", by_outstanding(self.name, info.model, "one routable backend")
+            )
         self._turn += 1
         n = len(candidates)
         order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
-        return sorted(candidates, key=lambda b: (b.queue_depth(), order[id(b)]))
+        ranked = sorted(candidates, key=lambda b: (b.queue_depth(), order[id(b)]))
+        return Ranked(
+            ranked, "fewest-outstanding", by_outstanding(self.name, info.model, "fewest requests outstanding")
+        )

@@ -1,180 +1,199 @@
-"""Predicted latency: send each request where it is expected to finish first; with an SLO, where it
-is expected to meet it, and never into the queue of a backend whose queue is kept for that.
+"""Predicted latency: send each request where it is forecast to finish first; with an SLO, where it
+is forecast to meet it, and never into a backend whose room is kept for the requests that do.
 
-Per backend a `Forecast`: wait for a slot + TTFT(prompt) + max_tokens x ITL(batch). TTFT and ITL
-are blends of the sizing prediction for the backend's (device, model, engine) and the EWMA of
-what the gateway observed; the prediction dominates until observations accumulate
-(`PRIOR_WEIGHT`). The wait comes from the work really outstanding on the backend: the requests
-this gateway has in flight there (each with its own max_tokens, progress measured from its first
-token), plus the requests the engine reports that came from elsewhere. Below the backend's slot
-count a request starts at once (continuous batching, its cost is in ITL); above it, the slots
-are simulated first-come-first-served to find when one frees for this request. docs/routing.md
-explains the SLO tiers.
+Per candidate a `forecast.Forecast` (from the backend's learned load curve, the work outstanding
+there and the load this request adds), then:
+
+1. SLO tier first (`tiers`): meets, likely, possible, overflow, saturated.
+2. Within the best tier, the least forecast total time; but the backends whose forecasts cannot be
+   told apart from the best one's (their difference is within `TIE_Z` standard deviations of the
+   two spreads) are tied, and a tie goes to the one with the fewest requests outstanding. So when
+   every forecast is uncertain (no priors, nothing observed yet) the policy acts like
+   least-outstanding, and as forecasts firm up it acts on them.
+3. Exploration (`exploration.Explorer`) may give this request to an uncertain backend instead.
+4. Affinity keeps a session on its backend while that one is in the same tier and close to the
+   best (prefix caches).
+
+`Ranked.trace()` explains the decision (docs/routing.md); the gateway logs it at debug level.
 """
 
 from __future__ import annotations
 
-import heapq
-import logging
-import time
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
 
 from waveidp.fleet.models import Slo
-from waveidp.gateway.backends import DEFAULT_OUTPUT_TOKENS, BackendState, Ewma
+from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo
 from waveidp.gateway.routing.affinity import preferred
+from waveidp.gateway.routing.exploration import Explorer
+from waveidp.gateway.routing.forecast import Forecast, forecast
+from waveidp.gateway.routing.tiers import Tier, assess, slo_tier
+from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
 
-log = logging.getLogger("waveidp.gateway.routing")
-
-PRIOR_WEIGHT = 5.0  # observations that count as much as the sizing prediction
 AFFINITY_SLACK = 1.25  # keep the affine backend while it is within 25% (+50 ms) of the best
 AFFINITY_SLACK_S = 0.05
-# A backend "meets" a TTFT SLO when its forecast is within this share of it: the forecast assumes
-# every request ahead runs to its max_tokens at the average ITL, and misses by tens of percent
-# when the engine's steps stretch (benchmarks/results/routing.json, `slo_headroom`).
-SLO_HEADROOM = 0.8
-SIMULATED_MAX = 512  # requests ahead simulated one by one; beyond, their work is spread over the slots
-
-# SLO tiers, best first (see `PredictedLatency.rank`).
-MEETS, OVERFLOW, SATURATED = 0, 1, 2
+TIE_Z = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    """What a request would see on one backend."""
-
-    wait_s: float  # until a slot frees for it
-    prefill_s: float  # its TTFT once it has a slot
-    itl_s: float  # seconds per output token while it runs
-    total_s: float  # until its last token
-
-    @property
-    def ttft_s(self) -> float:
-        return self.wait_s + self.prefill_s
-
-
-def _blend(obs: Ewma, predicted: float | None) -> float | None:
-    if obs.value is None:
-        return predicted
-    if predicted is None:
-        return obs.value
-    w = obs.count / (obs.count + PRIOR_WEIGHT)
-    return w * obs.value + (1 - w) * predicted
-
-
-def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Forecast | None:
-    """What `info` would see on `b` now, or None when nothing is known about `b` yet."""
-    now = time.monotonic() if now is None else now
-    pred = b.predictions.get(info.model)
-    works = list(b.active.values())
-    # requests counted but not described (another gateway's, or in flight before tracking began)
-    unknown = b.foreign() + max(0, b.inflight - len(works))
-    depth = len(works) + unknown
-    n_out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
-    slots = b.slots
-    batch = min(depth + 1, slots) if slots else depth + 1
-    prefill = _blend(b.ttft, pred.ttft_s(info.prompt_tokens_est) if pred else None)
-    itl = _blend(b.itl, pred.itl_s(batch, info.prompt_tokens_est + n_out) if pred else None)
-    if prefill is None or itl is None:
-        return None
-    if not slots:
-        wait = depth * prefill  # nothing known about batching: each request ahead costs a prefill
-    elif depth < slots:
-        wait = 0.0
-    else:
-        mean_out = sum(w.output_tokens for w in works) / len(works) if works else DEFAULT_OUTPUT_TOKENS
-        ahead = [prefill + mean_out / 2 * itl] * unknown  # progress unknown: half their work left
-        for w in works:
-            if w.first_token is None:
-                ahead.append(prefill + w.output_tokens * itl)
-            else:
-                done = (now - w.first_token) / itl + 1
-                ahead.append(max(itl, (w.output_tokens - done) * itl))
-        wait = _slot_free_at(ahead, slots)
-    # Load on demand: an engine that is not loaded starts this request only once it is
-    # (`BackendState.ready_in_s`: its predicted load time, 0 when loaded).
-    wait += b.ready_in_s(now)
-    return Forecast(wait, prefill, itl, wait + prefill + n_out * itl)
-
-
-def _slot_free_at(ahead: list[float], slots: int) -> float:
-    """When a slot frees for the next request, if `ahead` (remaining seconds of each request ahead,
-    in arrival order) fill `slots` first-come-first-served."""
-    rest = ahead[SIMULATED_MAX:]
-    free = ahead[:slots]
-    heapq.heapify(free)
-    for need in ahead[slots:SIMULATED_MAX]:
-        heapq.heappushpop(free, free[0] + need)
-    return free[0] + sum(rest) / slots
-
-
-def estimate(b: BackendState, info: RequestInfo, now: float | None = None) -> float | None:
-    """Seconds until this request would be done on `b`, or None when nothing is known yet."""
-    f = forecast(b, info, now)
-    return None if f is None else f.total_s
-
-
-def slo_tier(f: Forecast, slo: Slo) -> int:
-    """MEETS: predicted to meet the SLO now. SATURATED: it could when idle but its queue is too
-    long now (its queue holds requests that still meet it). OVERFLOW: it cannot meet the SLO even
-    idle (too slow), so a request that will miss anyway harms nobody's SLO there."""
-    itl_ok = slo.itl_s is None or f.itl_s <= slo.itl_s
-    if slo.ttft_s is None:
-        return MEETS if itl_ok else OVERFLOW
-    if not itl_ok or f.prefill_s > slo.ttft_s * SLO_HEADROOM:
-        return OVERFLOW
-    return MEETS if f.ttft_s <= slo.ttft_s * SLO_HEADROOM else SATURATED
+def estimate(b: BackendState, info: RequestInfo, now: float | None = None) -> float:
+    """Seconds until this request would be done on `b` (the forecast's median)."""
+    return forecast(b, info, now).total_s
 
 
 class PredictedLatency:
     name = "predicted-latency"
     counts_load_time = True  # a backend loaded on demand: its load time is in its forecast
 
-    def __init__(self, *, affinity: bool = True, slo: Slo | None = None) -> None:
+    def __init__(self, *, affinity: bool = True, slo: Slo | None = None, explore: bool = True) -> None:
         self.affinity = affinity
         self.slo = slo
+        self.explorer = Explorer() if explore else None
         self._turn = 0
 
-    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]:
+    def tier_of(self, f: Forecast) -> Tier:
+        return slo_tier(f, self.slo) if self.slo is not None else Tier.MEETS
+
+    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> Ranked:
         if len(candidates) < 2:
-            return candidates
+            return Ranked(
+                candidates, "only-backend", by_outstanding(self.name, info.model, "one routable backend")
+            )
         self._turn += 1
         n = len(candidates)
-        known = {id(b): forecast(b, info, now) for b in candidates}
-        values = [f.total_s for f in known.values() if f is not None]
-        # A backend never observed and without a prediction is tried as if it were the best known,
-        # one request at a time: while that one runs, it ranks after every backend that is known.
-        floor = min(values) if values else 0.0
-        exploring = max(values) * 2 + 1.0 if values else 0.0
-        order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
+        forecasts = {id(b): forecast(b, info, now) for b in candidates}
         slo = self.slo
+        tiers: dict[int, Tier] = {}
+        chances: dict[int, float] = {}
+        for b in candidates:
+            tiers[id(b)], chances[id(b)] = assess(forecasts[id(b)], slo) if slo else (Tier.MEETS, 1.0)
+        depths = {id(b): b.queue_depth() for b in candidates}
+        order = {id(b): (i - self._turn) % n for i, b in enumerate(candidates)}
 
-        def score(b: BackendState) -> tuple[int, float, float, int]:
-            f = known[id(b)]
-            if f is None:
-                v = (floor if b.inflight == 0 else exploring) + b.ready_in_s(now)  # load on demand
-                tier = MEETS if b.inflight == 0 else OVERFLOW
-            else:
-                v = f.total_s
-                tier = slo_tier(f, slo) if slo is not None else MEETS
-            return (tier, v, b.queue_depth(), order[id(b)])
+        def key(b: BackendState) -> tuple[int, float, float, float, int]:
+            tier = tiers[id(b)]
+            # a borderline backend: the better its chance, the sooner
+            likely = -round(chances[id(b)], 1) if tier in (Tier.LIKELY, Tier.POSSIBLE) else 0.0
+            return (tier, likely, forecasts[id(b)].total_s, depths[id(b)], order[id(b)])
 
-        scores = {id(b): score(b) for b in candidates}
-        ranked = sorted(candidates, key=lambda b: scores[id(b)])
-        if self.affinity and info.affinity and ranked[0].adapter.prefix_cache:
+        ranked = sorted(candidates, key=key)
+        reason: Reason = "best-forecast"
+        tied = _tied(ranked, forecasts, tiers)
+        if len(tied) > 1:
+            pick = min(tied, key=lambda b: (depths[id(b)], forecasts[id(b)].total_s, order[id(b)]))
+            if pick is not ranked[0]:
+                ranked.remove(pick)
+                ranked.insert(0, pick)
+                reason = "uncertain-tie"
+        if self.explorer is not None:
+            probe = self.explorer.choose(ranked, forecasts, tiers, self.tier_of, now)
+            if probe is not None:
+                ranked.remove(probe)
+                ranked.insert(0, probe)
+                reason = "exploration"
+        if reason != "exploration" and self.affinity and info.affinity and ranked[0].adapter.prefix_cache:
             sticky = preferred(candidates, info.affinity)
             if sticky is not ranked[0] and sticky.adapter.prefix_cache:
-                best, mine = scores[id(ranked[0])], scores[id(sticky)]
-                if mine[0] == best[0] and mine[1] <= best[1] * AFFINITY_SLACK + AFFINITY_SLACK_S:
+                best, mine = forecasts[id(ranked[0])], forecasts[id(sticky)]
+                if (
+                    tiers[id(sticky)] == tiers[id(ranked[0])]
+                    and mine.total_s <= best.total_s * AFFINITY_SLACK + AFFINITY_SLACK_S
+                ):
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("route %s: %s", info.model, ", ".join(_explain(b, known[id(b)], slo) for b in ranked))
-        return ranked
+                    reason = "affinity"
+        return Ranked(ranked, reason, self._explainer(info.model, forecasts, tiers, depths, chances))
+
+    def _explainer(
+        self,
+        model: str,  # not the request: the console keeps decisions, and a request holds its prompt
+        forecasts: dict[int, Forecast],
+        tiers: dict[int, Tier],
+        depths: dict[int, float],
+        chances: dict[int, float],
+    ) -> Callable[[Ranked], RouteTrace]:
+        slo = self.slo
+
+        def explain(ranked: Ranked) -> RouteTrace:
+            views = tuple(
+                _view(
+                    b,
+                    forecasts[id(b)],
+                    tiers[id(b)] if slo is not None else None,
+                    depths[id(b)],
+                    chances[id(b)] if slo is not None else None,
+                )
+                for b in ranked
+            )
+            return RouteTrace(
+                self.name,
+                model,
+                ranked[0].name,
+                ranked.reason,
+                _detail(ranked, forecasts, tiers, depths, slo is not None),
+                views,
+                self._slo_dict(),
+            )
+
+        return explain
+
+    def _slo_dict(self) -> dict[str, float] | None:
+        if self.slo is None:
+            return None
+        return {k: v for k, v in (("ttft_s", self.slo.ttft_s), ("itl_s", self.slo.itl_s)) if v is not None}
 
 
-def _explain(b: BackendState, f: Forecast | None, slo: Slo | None) -> str:
-    if f is None:
-        return f"{b.name}=?"
-    tier = ("meets", "overflow", "saturated")[slo_tier(f, slo)] if slo is not None else ""
-    return f"{b.name}=ttft {f.ttft_s:.3f}s itl {f.itl_s * 1000:.1f}ms total {f.total_s:.3f}s {tier}".rstrip()
+def _tied(
+    ranked: list[BackendState], forecasts: dict[int, Forecast], tiers: dict[int, Tier]
+) -> list[BackendState]:
+    """The backends of the best tier whose forecast cannot be told apart from the best one's."""
+    best = forecasts[id(ranked[0])]
+    tier = tiers[id(ranked[0])]
+    out = [ranked[0]]
+    for b in ranked[1:]:
+        if tiers[id(b)] != tier:
+            break
+        f = forecasts[id(b)]
+        gap = math.log(max(f.total_s, 1e-9) / max(best.total_s, 1e-9))
+        if gap <= TIE_Z * math.hypot(f.sigma, best.sigma):
+            out.append(b)
+    return out
+
+
+def _view(b: BackendState, f: Forecast, tier: Tier | None, depth: float, p: float | None) -> CandidateTrace:
+    return CandidateTrace(
+        backend=b.name,
+        outstanding=depth,
+        tier=tier.label if tier is not None else None,
+        slo_chance=round(p, 3) if p is not None else None,
+        wait_s=round(f.wait_s, 4),
+        ttft_s=round(f.ttft_s, 4),
+        itl_s=round(f.itl_s, 5),
+        total_s=round(f.total_s, 4),
+        uncertainty=round(f.sigma, 3),
+        batch=f.batch,
+        decode_speed=round(f.speed[0], 3),
+        prefill_speed=round(f.speed[1], 3),
+        known=f.known,
+    )
+
+
+def _detail(
+    ranked: Ranked,
+    forecasts: dict[int, Forecast],
+    tiers: dict[int, Tier],
+    depths: dict[int, float],
+    with_slo: bool,
+) -> str:
+    w = ranked[0]
+    f = forecasts[id(w)]
+    tier = f"{tiers[id(w)].label}, " if with_slo else ""
+    if ranked.reason == "exploration" and not f.known:
+        return "no prior and nothing observed yet: its first request"
+    if ranked.reason == "exploration":
+        return f"its forecast is uncertain (±{f.sigma * 100:.0f}%) and at its best it would win"
+    if ranked.reason == "uncertain-tie":
+        return f"{tier}forecasts within their uncertainty of the best; fewest outstanding ({depths[id(w)]:g})"
+    if ranked.reason == "affinity":
+        return f"{tier}the session's backend, within {AFFINITY_SLACK - 1:.0%} of the best forecast"
+    return f"{tier}least forecast total {f.total_s:.3f}s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.routing.trace import Ranked, by_outstanding
 
 
 class RoundRobin:
@@ -13,9 +14,15 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]:
+    def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> Ranked:
         if len(candidates) < 2:
-            return candidates
+            return Ranked(
+                candidates, "only-backend", by_outstanding(self.name, info.model, "one routable backend")
+            )
         start = self._next % len(candidates)
         self._next += 1
-        return candidates[start:] + candidates[:start]
+        return Ranked(
+            candidates[start:] + candidates[:start],
+            "in-turn",
+            by_outstanding(self.name, info.model, "its turn"),
+        )
