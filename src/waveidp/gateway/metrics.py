@@ -92,6 +92,13 @@ class GatewayMetrics:
             ["backend"],
             registry=r,
         )
+        self.connections_closed = Counter(
+            "wave_connections_closed",
+            "Connections the gateway closed before or instead of an answer: header_timeout, "
+            "body_timeout, write_timeout, too_many_connections (one client address)",
+            ["reason"],
+            registry=r,
+        )
         self.stream_errors = Counter(
             "wave_stream_errors",
             "Streams ended by an error event after the first byte",

@@ -17,7 +17,8 @@ from collections.abc import Callable, Generator
 import uvicorn
 from starlette.applications import Starlette
 
-from waveidp.errors import WaveError
+from waveidp.errors import ApiError, WaveError
+from waveidp.gateway.http_protocol import ConnectionLimits, guarded_protocol
 
 
 def uvicorn_config(
@@ -29,7 +30,8 @@ def uvicorn_config(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_http(app),
+        ws="none",
         access_log=False,
         log_level=log_level,
         lifespan="on",
@@ -40,6 +42,44 @@ def uvicorn_config(
         proxy_headers=False,
         **(tls or {}),  # type: ignore[arg-type]
     )
+
+
+def guarded_http(app: Starlette) -> type[asyncio.Protocol]:
+    """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it answers is
+    counted and audited as a request, a connection it closes is counted by reason."""
+    gw = app.state.gateway
+    c = gw.config
+    limits = ConnectionLimits(
+        max_header_bytes=c.max_header_bytes,
+        max_headers=c.max_headers,
+        header_timeout_s=c.header_timeout_s,
+        body_timeout_s=c.body_timeout_s,
+        write_timeout_s=c.write_timeout_s,
+        max_connections_per_client=c.max_connections_per_client,
+        uncapped=tuple(c.uncapped_addresses),
+    )
+    too_large = ApiError(431, "request headers too large", code="request_header_fields_too_large")
+
+    def on_refused(kind: str, what: str | int) -> None:
+        m = gw.metrics
+        if kind == "request":
+            m.child(m.requests, "", "", str(what)).inc()
+            gw.guard.refused(too_large)
+        else:
+            m.child(m.connections_closed, str(what)).inc()
+
+    return guarded_protocol(limits, on_refused)
+
+
+def raise_open_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit (often 1024 soft against
+    500k hard), so that a few hundred idle connections cannot starve the rest."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
 
 
 class GatewayServer(uvicorn.Server):
@@ -83,6 +123,7 @@ async def serve_until_stopped(
     `sock`: an already listening socket (a `--workers` worker's) instead of binding host:port."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
+    raise_open_file_limit()
     server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level, tls=tls))
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     stopped = asyncio.create_task(stop.wait())

@@ -45,7 +45,11 @@ class Gateway:
         self.routing = routing or RoutingConfig()
         self.guard = guard
         # header count/size and JSON nesting checked on every model request (431, 400)
-        self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
+        self.input_limits = InputLimits(
+            max_body_bytes=self.config.max_body_bytes,
+            max_headers=self.config.max_headers,
+            max_header_bytes=self.config.max_header_bytes,
+        )
         self.metrics = GatewayMetrics()
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
