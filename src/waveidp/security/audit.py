@@ -99,8 +99,10 @@ def default_path() -> Path:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+    from waveidp.paths import private_file
+
+    # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
+    db = sqlite3.connect(private_file(path), isolation_level=None, timeout=30.0, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     # WAL + NORMAL: a commit survives a crash of the gateway, and the chain stays consistent after
     # a power cut, which may lose the last commits (as it loses the entries still queued); FULL
@@ -115,7 +117,6 @@ def prepare(path: Path | None = None) -> None:
     same moment (switching a new file to WAL takes a lock that a second opener cannot wait for)."""
     path = path or default_path()
     _connect(path).close()
-    path.chmod(0o600)
 
 
 def _head(db: sqlite3.Connection) -> tuple[int, str]:
@@ -152,7 +153,6 @@ class AuditLog:
         self.path = path or default_path()
         self.log_prompts = log_prompts
         self._db = _connect(self.path)
-        self.path.chmod(0o600)
         self._queue: queue.SimpleQueue[AuditEntry | threading.Event | None] = queue.SimpleQueue()
         self.written = 0
         self.failed = 0

@@ -154,13 +154,16 @@ class KeyStore:
             from waveidp.paths import wave_home
 
             path = wave_home() / "keys.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from waveidp.paths import private_file
+
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
+        self._db = sqlite3.connect(
+            private_file(path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
         self._cache: dict[str, tuple[ApiKey, bytes, bytes]] = {}
         # presented key -> its record, once its HMAC matched; emptied whenever the table changes
         # (data_version is still read per request, so a revocation is seen by the next request)
