@@ -47,7 +47,7 @@ from waveidp.loopback import free_port, wait_http
 REPO = Path(__file__).resolve().parent.parent
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
-KEY = "routing-bench-key-0123"
+KEY = "routing-bench-key-0123456789abcdefgh"
 POLICIES = ("predicted-latency", "least-outstanding", "round-robin")
 MODEL = "llama-3.2-3b"
 # name: (hardware catalog id, engine, quant, max batch = vLLM --max-num-seqs / llama.cpp -np)

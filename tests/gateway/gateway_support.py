@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-API_KEY = "test-key-123"
+API_KEY = "test-key-0123456789abcdefghijklmnopqrstuv"  # passes check_strength
 WAVE = Path(sys.executable).with_name("wave")
 
 

@@ -1,5 +1,6 @@
-"""The gateway's single API key: `WAVE_API_KEY`, else one generated once and kept (mode 0600)
-in `WAVE_HOME/gateway.key`."""
+"""The gateway's bootstrap API key: `WAVE_API_KEY`, else one generated once and kept (mode 0600
+from its creation) in `WAVE_HOME/gateway.key`. A key from either place must pass
+`check_strength` (32 characters or more, of 10 kinds or more): it opens every model."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
-from waveidp.paths import wave_home
+from waveidp.paths import wave_home, write_private
+from waveidp.security.secrets import Secret, check_strength
 
 KEY_FILE = "gateway.key"
 
@@ -20,15 +22,12 @@ def resolve_api_key() -> tuple[str, str]:
     """(key, where it came from)."""
     env = os.environ.get("WAVE_API_KEY")
     if env:
-        return env, "WAVE_API_KEY"
+        return check_strength(Secret(env, name="WAVE_API_KEY")).reveal(), "WAVE_API_KEY"
     path = key_path()
     if path.exists():
         key = path.read_text().strip()
         if key:
-            return key, str(path)
+            return check_strength(Secret(key, name=f"the key in {path}")).reveal(), str(path)
     key = "wave-" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, key + "\n")
     return key, str(path)

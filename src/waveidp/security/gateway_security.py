@@ -43,6 +43,7 @@ class SecurityOptions:
     audit_db: Path | None = None
     log_prompts: bool = False
     admin_key: Secret | None = None
+    status_key: Secret | None = None  # WAVE_METRICS_KEY: /metrics and /ready with gateway.status_auth
 
 
 @dataclass
@@ -80,23 +81,23 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
     keys = KeyStore(options.keys_db) if options.auth else None
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
-    authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
+    authenticator = Authenticator(
+        keys=keys,
+        jwt=verifier,
+        default_key=bootstrap,
+        status_key=options.status_key if options.auth else None,
+    )
     unshared = workers if workers > 1 and not options.redis_url else 0
     if unshared and keys is not None:
         refuse_unshared_limits(keys, workers)
     audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
     guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
-    admin_app = None
+    admin = None
     if keys is not None:
-        from fastapi import FastAPI
+        from waveidp.security.admin_api import admin_app
 
-        from waveidp.security.admin_api import admin_router
-        from waveidp.security.refusals import install_handlers
-
-        admin_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-        install_handlers(admin_app)
-        admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
-    return GatewaySecurity(guard, keys, admin_app)
+        admin = admin_app(keys, options.admin_key, audit)
+    return GatewaySecurity(guard, keys, admin)
 
 
 def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
@@ -131,26 +132,17 @@ def prepare_workers(options: SecurityOptions, *, host: str, workers: int) -> Non
 def check_redis(url: str) -> None:
     import redis
 
+    from waveidp.security.secrets import redact_urls
+
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
         client.ping()
         client.close()
     except (redis.RedisError, ValueError) as exc:
         raise ConfigError(
-            f"cannot reach Redis at --redis {_safe_url(url)}: {type(exc).__name__}",
+            f"cannot reach Redis at --redis {redact_urls(url)}: {type(exc).__name__}",
             fix="check the URL, e.g. redis://127.0.0.1:6379/0",
         ) from None
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password (redis://user:pass@host -> redis://user:***@host)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def security_options(
@@ -165,8 +157,9 @@ def security_options(
     audit: bool = True,
 ) -> SecurityOptions:
     """`wave serve`'s and `wave up`'s security options, checked (the three OIDC options together,
-    Redis reachable); the admin key from WAVE_ADMIN_KEY[_FILE|_VAULT]."""
-    from waveidp.security.secrets import resolve
+    Redis reachable, the admin and metrics keys strong enough); the admin key from
+    WAVE_ADMIN_KEY[_FILE|_VAULT], the metrics key from WAVE_METRICS_KEY[_FILE|_VAULT]."""
+    from waveidp.security.secrets import check_strength, resolve
 
     oidc = None
     given = {"--oidc-issuer": oidc_issuer, "--oidc-audience": oidc_audience, "--oidc-jwks-url": oidc_jwks_url}
@@ -179,6 +172,8 @@ def security_options(
         oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
     if redis_url:
         check_redis(redis_url)
+    admin_key = resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None
+    status_key = resolve("WAVE_METRICS_KEY", required=False) if not no_auth else None
     return SecurityOptions(
         auth=not no_auth,
         bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
@@ -186,5 +181,6 @@ def security_options(
         redis_url=redis_url,
         audit=audit,
         log_prompts=log_prompts,
-        admin_key=resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None,
+        admin_key=check_strength(admin_key) if admin_key is not None else None,
+        status_key=check_strength(status_key) if status_key is not None else None,
     )

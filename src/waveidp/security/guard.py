@@ -29,6 +29,8 @@ from waveidp.security.secrets import Secret
 
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
 DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
+# WAVE_METRICS_KEY: reads /metrics and /ready (with gateway.status_auth), uses no model.
+STATUS_PRINCIPAL = Principal(kind="key", name="metrics", bucket="key:metrics", models=())
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -47,11 +49,16 @@ class Authenticator:
     """API keys and/or OIDC tokens; with neither configured, everyone is `ANONYMOUS`."""
 
     def __init__(
-        self, keys: KeyStore | None = None, jwt: JwtVerifier | None = None, default_key: Secret | None = None
+        self,
+        keys: KeyStore | None = None,
+        jwt: JwtVerifier | None = None,
+        default_key: Secret | None = None,
+        status_key: Secret | None = None,
     ) -> None:
         self.keys = keys
         self.jwt = jwt
         self.default_key = default_key
+        self.status_key = status_key
 
     @property
     def enabled(self) -> bool:
@@ -70,6 +77,15 @@ class Authenticator:
         if self.jwt is not None and token.count(".") == 2:
             return await self.jwt.verify(token)
         raise unauthorized("invalid API key")
+
+    async def authenticate_status(self, headers: Mapping[str, str]) -> Principal:
+        """Who reads `/metrics` or `/ready` where they need a key: the status key
+        (`WAVE_METRICS_KEY`, for Prometheus), or any credential a model request would take."""
+        if self.status_key is not None:
+            token = bearer_token(headers)
+            if token is not None and self.status_key.matches(token):
+                return STATUS_PRINCIPAL
+        return await self.authenticate(headers)
 
 
 @dataclass
@@ -104,6 +120,9 @@ class Guard:
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
+
+    async def authenticate_status(self, headers: Mapping[str, str]) -> Principal:
+        return await self.authenticator.authenticate_status(headers)
 
     async def admit(
         self,
