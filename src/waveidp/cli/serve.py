@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from waveidp.cli._app import app, console, err_console
+from waveidp.cli._app import app, console, err_console, shown
 
 
 @app.command()
@@ -35,6 +35,9 @@ def serve(
     oidc_audience: str | None = typer.Option(None, help="audience (aud) the OIDC tokens must carry"),
     oidc_jwks_url: str | None = typer.Option(None, help="the issuer's JWKS URL"),
     log_prompts: bool = typer.Option(False, "--log-prompts", help="keep prompt text in the audit log"),
+    status_auth: bool = typer.Option(
+        False, "--status-auth", help="/metrics needs a key (WAVE_METRICS_KEY or an API key); /ready shows less"
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
     ),
@@ -81,8 +84,11 @@ def serve(
         update["max_body_bytes"] = max_body_bytes
     if workers is not None:
         update["workers"] = workers
+    if status_auth:
+        update["status_auth"] = True
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
-    api_key, source = resolve_api_key()
+    # --no-auth: no key is needed, so none is made, checked or printed
+    api_key, source = (None, "--no-auth") if no_auth else resolve_api_key()
     setup = GatewaySetup(
         backends,
         gateway_config,
@@ -99,18 +105,23 @@ def serve(
         tls_settings(tls_cert, tls_key),
     )
     url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
-    shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    key_line = _key_line(api_key, source)
     count = gateway_config.workers
 
     def ready(gw: Gateway) -> None:
-        models = ", ".join(gw.models()) or "(discovering)"
         console.print(
-            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}", highlight=False
+            f"[bold green]gateway ready[/] {url}  models:",
+            shown(", ".join(gw.models()) or "(discovering)"),  # names the upstreams chose
+            f" API key: {key_line}",
+            highlight=False,
+            soft_wrap=True,  # one line, whatever the terminal width (logs, supervisors)
         )
 
     def workers_ready() -> None:
         console.print(
-            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {shown}", highlight=False
+            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {key_line}",
+            highlight=False,
+            soft_wrap=True,
         )
 
     if count > 1:
@@ -118,6 +129,12 @@ def serve(
         serve_workers(setup, on_ready=workers_ready, log_level=log_level)
     else:
         serve_gateway(setup, on_ready=ready, log_level=log_level)
+
+
+def _key_line(api_key: str | None, source: str) -> str:
+    if api_key is None:
+        return "none needed (--no-auth)"
+    return "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
 
 
 @app.command()
@@ -161,7 +178,7 @@ def up(
             return
         console.print("[bold green]Wave is up[/]", highlight=False)
         console.print(f"  URL      {info.url}", highlight=False)
-        console.print(f"  models   {', '.join(info.models)}", highlight=False)
+        console.print("  models  ", shown(", ".join(info.models)), highlight=False)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
         console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)

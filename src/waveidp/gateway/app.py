@@ -70,27 +70,60 @@ def models_list(gw: Gateway) -> Response:
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
 
 
+def _refused(gw: Gateway, err: ApiError, endpoint: str) -> Response:
+    """A refusal of a GET route, audited and counted like a model request's."""
+    gw.metrics.child(gw.metrics.requests, "", "", str(err.status)).inc()
+    gw.guard.refused(err, endpoint=endpoint)
+    return err.response()
+
+
 def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
         try:
             await gw.guard.authenticate(request.headers)
         except ApiError as err:
-            return err.response()
+            return _refused(gw, err, "models")
         return models_list(gw)
+
+    async def may_read_status(request: Request, endpoint: str) -> Response | bool:
+        """With gateway.status_auth: True for the status key or any valid credential, False
+        without one, the 401 for a wrong one. Without it: True."""
+        if not gw.config.status_auth:
+            return True
+        if "authorization" not in request.headers and "x-api-key" not in request.headers:
+            return False
+        try:
+            await gw.guard.authenticate_status(request.headers)
+        except ApiError as err:
+            return _refused(gw, err, endpoint)
+        return True
 
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
 
     async def ready(request: Request) -> Response:
+        allowed = await may_read_status(request, "ready")
+        if isinstance(allowed, Response):
+            return allowed
         now = time.monotonic()
-        body = {
-            "status": "ready" if gw.ready() else "not ready",
-            "backends": {b.name: b.status_line(now) for b in gw.backends},
-            "models": gw.models(),
-        }
+        body: dict[str, object] = {"status": "ready" if gw.ready() else "not ready"}
+        if allowed:  # without a key (gateway.status_auth), probes still read the status code
+            body["backends"] = {b.name: b.status_line(now) for b in gw.backends}
+            body["models"] = gw.models()
         return Response(orjson.dumps(body), 200 if gw.ready() else 503, media_type=_JSON)
 
     async def metrics(request: Request) -> Response:
+        allowed = await may_read_status(request, "metrics")
+        if isinstance(allowed, Response):
+            return allowed
+        if not allowed:
+            from waveidp.security.refusals import unauthorized
+
+            return _refused(
+                gw,
+                unauthorized("/metrics needs a key here (gateway.status_auth)", "missing_api_key"),
+                "metrics",
+            )
         return Response(gw.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi(request: Request) -> Response:

@@ -9,7 +9,7 @@ from waveidp.fleet.models import Fleet
 from waveidp.render._data import containers, defaults
 from waveidp.render._engines import EngineUnit, key_env
 from waveidp.render._exporter import compose_exporter
-from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command
+from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command, status_key_envs
 from waveidp.render._layout import NodeLayout
 
 RESTART = "unless-stopped"
@@ -74,6 +74,7 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
         return body
     if sid == "prometheus":
         keys = [key_env(b) for _, b in fleet.backends() if b.engine in ("vllm", "llamacpp", "triton")]
+        keys += status_key_envs(fleet)
         # Prometheus reads bearer tokens only from files: copy the config next to a keys/ folder
         # written from the environment at start, so no secret lands in a rendered file.
         script = "mkdir -p /prometheus/config/keys && cp /etc/prometheus/*.yml /prometheus/config/"
@@ -103,7 +104,7 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
 def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
     port = fleet.gateway.port
     bind = "127.0.0.1:" if lay.runs("nginx") else ""
-    env = {name: "${" + name + "}" for name in backend_key_envs(fleet)}
+    env = {name: "${" + name + "}" for name in backend_key_envs(fleet) + status_key_envs(fleet)}
     if lay.runs("redis"):
         env["WAVE_REDIS_URL"] = "redis://:${REDIS_PASSWORD}@redis:6379/0"
     probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{port}/health')"

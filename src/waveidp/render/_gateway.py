@@ -28,3 +28,11 @@ def gateway_config(fleet: Fleet) -> str:
                 b["api_key_env"] = key_env(Backend.model_validate(b))
     head = "# The Wave gateway's configuration: the fleet file, written by `wave render`.\n"
     return head + dump(Fleet.model_validate(data))
+
+
+# The key Prometheus reads the gateway's /metrics with when the fleet sets gateway.status_auth.
+STATUS_KEY_ENV = "WAVE_METRICS_KEY"
+
+
+def status_key_envs(fleet: Fleet) -> list[str]:
+    return [STATUS_KEY_ENV] if fleet.gateway.status_auth else []

@@ -11,7 +11,7 @@ import yaml
 from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
 from waveidp.render._engines import EngineUnit
-from waveidp.render._gateway import backend_key_envs, gateway_config, serve_command
+from waveidp.render._gateway import backend_key_envs, gateway_config, serve_command, status_key_envs
 from waveidp.render._layout import NodeLayout
 from waveidp.render._observe import alert_rules
 
@@ -126,7 +126,7 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[
         "metadata": _meta("wave-gateway", "gateway"),
         "data": {"wave.yaml": gateway_config(in_cluster)},
     }
-    env = [_secret_env(name, name) for name in backend_key_envs(fleet)]
+    env = [_secret_env(name, name) for name in backend_key_envs(fleet) + status_key_envs(fleet)]
     if redis:
         env.append(_secret_env("REDIS_PASSWORD", "REDIS_PASSWORD"))
         env.append(
@@ -184,7 +184,7 @@ def _redis() -> list[dict[str, Any]]:
     ]
 
 
-def _monitors(engines: list[EngineUnit]) -> list[dict[str, Any]]:
+def _monitors(engines: list[EngineUnit], status_keys: list[str]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for u in engines:
         endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "15s"}
@@ -208,11 +208,18 @@ def _monitors(engines: list[EngineUnit]) -> list[dict[str, Any]]:
             "metadata": _meta("wave-gateway", "gateway"),
             "spec": {
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "wave-gateway"}},
-                "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+                "podMetricsEndpoints": [_gateway_endpoint(status_keys)],
             },
         }
     )
     return docs
+
+
+def _gateway_endpoint(status_keys: list[str]) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "15s"}
+    for name in status_keys:  # gateway.status_auth: /metrics needs the key
+        endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": SECRET, "key": name}}
+    return endpoint
 
 
 def _docs(docs: list[dict[str, Any]]) -> str:
@@ -235,7 +242,7 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         "k8s/10-gateway.yaml": _docs(_gateway(fleet, engines, redis)),
         "k8s/30-monitoring.yaml": _docs(
             [
-                *_monitors(engines),
+                *_monitors(engines, status_key_envs(fleet)),
                 {
                     "apiVersion": "monitoring.coreos.com/v1",
                     "kind": "PrometheusRule",
@@ -253,6 +260,7 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         {u.key_env for u in engines}
         | ({"REDIS_PASSWORD"} if redis else set())
         | {b.api_key_env for _, b in fleet.backends() if b.api_key_env}
+        | set(status_key_envs(fleet))
     )
     files["k8s/wave-secrets.env.example"] = (
         "# Keys of the Secret `wave-secrets` the manifests use. Fill in a copy (never commit it), then:\n"
