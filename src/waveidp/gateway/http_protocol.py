@@ -7,10 +7,11 @@ request head is never closed (`timeout_keep_alive` only runs between requests), 
 that trickles its body, and one client may hold every file descriptor the process has.
 
 - **Head size and count**: more than `max_header_bytes` of request line and headers, or more than
-  `max_headers` headers -> 431 and the connection is closed, on every route. The bytes are counted
-  after each read that leaves the head unfinished, the read where the head began not counted (it
-  may carry earlier pipelined requests), so the most a head can buffer is the limit plus two reads
-  (uvloop reads at most 256 KiB); an ordinary head arrives whole in its first read.
+  `max_headers` headers -> 431 and the connection is closed, on every route. A read that goes on
+  an unfinished head is parsed only as far as the head may still grow; a head that begins in a
+  read longer than the limit is measured once complete. So the most a head makes httptools parse
+  is the read it began in (uvloop reads at most 256 KiB) and the limit, and an ordinary head, whole
+  in a short first read, costs one comparison.
 - **Head timeout**: a request head (from the connection's opening, or from its first byte on a
   kept-alive connection) not complete within `header_timeout_s` -> 408 and closed (closed without
   an answer when not a byte of it came).
@@ -117,7 +118,8 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._address: str | None = None  # counted in per_client
         self._in_head = False  # a request head has begun and is not complete
-        self._head_began = False  # ...in the read being parsed
+        self._measure_head = False  # it began in a read longer than max_header_bytes
+        self._read_len = 0
         self._in_body = False  # its head is complete and its body is not
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -165,6 +167,31 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
+        self._read_len = len(data)
+        if self._in_head:  # this read goes on a head begun in an earlier one
+            room = self.limits.max_header_bytes - self._head_bytes
+            if len(data) > room:
+                # parse no more of it than the head may still take: a head not complete by then is
+                # over the limit; what follows a complete one (body, pipelined requests) is parsed
+                view = memoryview(data)
+                if not self._feed(view[:room]):
+                    return
+                if self._in_head:
+                    self._refuse_head()
+                    return
+                data = view[room:]
+            else:
+                self._head_bytes += len(data)
+        if not self._feed(data):
+            return
+        if self._in_head:  # the head goes on in the next read
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+        elif self._in_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        """Parse `data`; False once the connection is refused or closed (a malformed request)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -174,24 +201,17 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
                 # uvicorn logs a warning per malformed request: a client could fill the log
                 log.debug("invalid HTTP request from %s", self._address)
                 self.send_400_response("Invalid HTTP request received.")
-            return
-        if self._in_head:
-            if self._head_began:
-                self._head_began = False
-            else:
-                self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_header_bytes:
-                self._refuse_head()
-            elif self._head_timer is None:
-                self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
-        elif self._in_body and self._body_timer is None:
-            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+                self._refused = True
+            return False
+        return not self._refused
 
     # --- parser callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._in_head = self._head_began = True
+        self._in_head = True
         self._head_bytes = 0
+        # a head that begins in a read longer than the limit may end in it too: measure it whole
+        self._measure_head = self._read_len > self.limits.max_header_bytes
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -199,11 +219,15 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        if len(self.headers) > self.limits.max_headers:
+        if len(self.headers) > self.limits.max_headers or (self._measure_head and self._head_size_over()):
             self._refuse_head()
-            raise _Refused  # stops httptools inside its callback; caught in data_received
+            raise _Refused  # stops httptools inside its callback; caught in _feed
         self._in_body = True
         super().on_headers_complete()
+
+    def _head_size_over(self) -> bool:
+        size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
+        return size > self.limits.max_header_bytes
 
     def on_message_complete(self) -> None:
         self._in_body = False
