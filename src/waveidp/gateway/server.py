@@ -48,15 +48,11 @@ def guarded_http(app: Starlette) -> type[asyncio.Protocol]:
     """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it answers is
     counted and audited as a request, a connection it closes is counted by reason."""
     gw = app.state.gateway
-    c = gw.config
+    same = ("max_header_bytes", "max_headers", "header_timeout_s", "body_timeout_s", "write_timeout_s")
     limits = ConnectionLimits(
-        max_header_bytes=c.max_header_bytes,
-        max_headers=c.max_headers,
-        header_timeout_s=c.header_timeout_s,
-        body_timeout_s=c.body_timeout_s,
-        write_timeout_s=c.write_timeout_s,
-        max_connections_per_client=c.max_connections_per_client,
-        uncapped=tuple(c.uncapped_addresses),
+        **{name: getattr(gw.config, name) for name in same},
+        max_connections_per_client=gw.config.max_connections_per_client,
+        uncapped=tuple(gw.config.uncapped_addresses),
     )
     too_large = ApiError(431, "request headers too large", code="request_header_fields_too_large")
 
