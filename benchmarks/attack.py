@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -47,10 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+from waveidp.loopback import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
@@ -62,24 +62,6 @@ ATTACKS = ("headers", "model-labels", "slowloris", "nested-json")
 HONEST_CLIENTS = 4
 HONEST_ADDRESS = "127.0.0.2"  # another loopback address: the cap counts the attacker's alone
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 # --- the attacker (a process of its own: `attack.py --attacker KIND`) ---------------------------------
@@ -344,7 +326,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         procs.append(upstream)
-        wait_ready(f"http://127.0.0.1:{up_port}/health", upstream)
+        wait_http(f"http://127.0.0.1:{up_port}/health", upstream)
         up_url = f"http://127.0.0.1:{up_port}"
         config = args.work_dir / "wave.yaml"
         config.write_text("gateway:\n  uncapped_addresses: []\n")
@@ -357,7 +339,7 @@ def main() -> None:
         )
         procs.append(gateway)
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/ready", gateway)
+        wait_http(url + "/ready", gateway)
         rows = []
         for kind in args.attacks:
             console.print(f"attack: {kind} ({args.seconds:g} s)")

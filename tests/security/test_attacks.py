@@ -28,7 +28,8 @@ import psutil
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from support import free_port, running, wait_http
+from support import running
+from waveidp.loopback import free_port, wait_http
 
 from .gateway_fixtures import ADMIN_KEY, BOOTSTRAP_KEY, FAKE_UPSTREAM, WAVE, wave_cli
 
