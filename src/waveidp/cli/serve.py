@@ -36,7 +36,9 @@ def serve(
     oidc_jwks_url: str | None = typer.Option(None, help="the issuer's JWKS URL"),
     log_prompts: bool = typer.Option(False, "--log-prompts", help="keep prompt text in the audit log"),
     status_auth: bool = typer.Option(
-        False, "--status-auth", help="/metrics needs a key (WAVE_METRICS_KEY or an API key); /ready shows less"
+        False,
+        "--status-auth",
+        help="/metrics needs a key (WAVE_METRICS_KEY or an API key); /ready shows less",
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"

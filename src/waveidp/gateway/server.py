@@ -13,16 +13,19 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
 
 import uvicorn
-from starlette.applications import Starlette
 
 from waveidp.errors import ApiError, WaveError
 from waveidp.gateway.http_protocol import ConnectionLimits, guarded_protocol
 
+if TYPE_CHECKING:
+    from waveidp.gateway.app import GatewayApp
+
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, *, log_level: str = "warning", tls: dict[str, str] | None = None
+    app: GatewayApp, host: str, port: int, *, log_level: str = "warning", tls: dict[str, str] | None = None
 ) -> uvicorn.Config:
     """`tls`: uvicorn's ssl_certfile/ssl_keyfile, from `waveidp.security.transport.tls_settings`."""
     return uvicorn.Config(
@@ -44,10 +47,10 @@ def uvicorn_config(
     )
 
 
-def guarded_http(app: Starlette) -> type[asyncio.Protocol]:
-    """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it answers is
-    counted and audited as a request, a connection it closes is counted by reason."""
-    gw = app.state.gateway
+def guarded_http(app: GatewayApp) -> type[asyncio.Protocol]:
+    """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it
+    answers is counted and audited as a request, a connection it closes is counted by reason."""
+    gw = app.gateway
     same = ("max_header_bytes", "max_headers", "header_timeout_s", "body_timeout_s", "write_timeout_s")
     limits = ConnectionLimits(
         **{name: getattr(gw.config, name) for name in same},
@@ -105,7 +108,7 @@ def tune_gc() -> None:
 
 
 async def serve_until_stopped(
-    app: Starlette,
+    app: GatewayApp,
     host: str,
     port: int,
     *,
@@ -141,7 +144,7 @@ async def serve_until_stopped(
 
 
 def run(
-    app: Starlette,
+    app: GatewayApp,
     host: str,
     port: int,
     *,
