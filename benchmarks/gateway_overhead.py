@@ -871,9 +871,13 @@ def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
     closed loop's added latencies."""
 
     def by_round(path: str, mode: str, conns: int, key: str) -> dict[int, float]:
+        """Rounds with errors answered (non-2xx: an overloaded upstream) are left out: cheap error
+        answers make a different workload."""
         out = {}
         for x in r["wrk"]:
             if (x["path"], x["mode"], x["connections"]) == (path, mode, conns) and x["requests_per_s"]:
+                if x["non_2xx"]:
+                    continue
                 out[x.get("round", 0)] = (
                     x["requests_per_s"] if key == "rps" else (x["cpu_us_per_request"] or {}).get("proxy")
                 )
@@ -896,7 +900,11 @@ def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
                 for mode in ("plain", "stream")
                 for c in conns
             },
-            "proxy_cpu_us_per_request_plain_c64": ratios(new, old, "plain", 64, "cpu"),
+            **{
+                f"proxy_cpu_us_per_request_{mode}_c{c}": ratios(new, old, mode, c, "cpu")
+                for mode in ("plain", "stream")
+                for c in conns
+            },
             **{
                 f"added_{what}_p50_ms_c{c}": {
                     new: lat(new, mode, c, f"added_{what}_p50_ms"),

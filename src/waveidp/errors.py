@@ -107,10 +107,13 @@ class ApiError(WaveError):
     def json(self) -> bytes:
         return orjson.dumps(self.body())
 
-    def response(self, extra_headers: Mapping[str, str] | None = None) -> Response:
-        """The answer: this status, the OpenAI body, this error's headers over `extra_headers`
-        (the admission's `x-ratelimit-*`)."""
+    def response(
+        self, extra_headers: Mapping[str, str] | None = None, *, body: bytes | None = None
+    ) -> Response:
+        """The answer: this status, the OpenAI body (or `body`, the same error in another API's
+        shape), this error's headers over `extra_headers` (the request id, `x-ratelimit-*`)."""
         from starlette.responses import Response
 
         headers = {**extra_headers, **self.headers} if extra_headers else self.headers
-        return Response(self.json(), self.status, headers=headers, media_type="application/json")
+        content = self.json() if body is None else body
+        return Response(content, self.status, headers=headers, media_type="application/json")

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+MAX_TOKENS = 4096  # the most it generates, whatever a request asks (a context's worth)
+
 
 def build(args: argparse.Namespace) -> web.Application:
     slots = asyncio.Semaphore(args.slots)
@@ -63,6 +65,7 @@ def build(args: argparse.Namespace) -> web.Application:
                 status=404,
             )
         n = int(body.get("max_tokens") or body.get("max_completion_tokens") or args.default_tokens)
+        n = min(n, MAX_TOKENS)
         prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
         prompt_tokens = max(1, len(prompt) // 4)
         stream = bool(body.get("stream"))
@@ -161,6 +164,29 @@ def build(args: argparse.Namespace) -> web.Application:
             }
         )
 
+    # Routes no engine here serves for real (no Whisper, TTS or reranker model on this machine):
+    # enough of their shape to show the gateway passes them through as they are.
+    async def transcriptions(request: web.Request) -> web.Response:
+        try:
+            form = await request.post()
+        except Exception as exc:  # a form it cannot parse: what an engine answers, a 400
+            return web.json_response(
+                {"error": {"message": f"bad form: {exc}", "type": "BadRequestError"}}, status=400
+            )
+        audio = form.get("file")
+        size = len(audio.file.read()) if hasattr(audio, "file") else 0
+        return web.json_response({"text": f"{args.name} heard {size} bytes as {form.get('model')}"})
+
+    async def speech(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.Response(body=b"ID3" + str(body.get("input", "")).encode(), content_type="audio/mpeg")
+
+    async def rerank(request: web.Request) -> web.Response:
+        body = await request.json()
+        docs = body.get("documents") or []
+        results = [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(docs))]
+        return web.json_response({"id": "rerank-fake", "model": body.get("model"), "results": results})
+
     async def fail(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "fake failure", "type": "server_error"}}, status=500)
 
@@ -179,6 +205,9 @@ def build(args: argparse.Namespace) -> web.Application:
     app.router.add_post("/v1/chat/completions", fail if args.fail else chat)
     app.router.add_post("/v1/completions", fail if args.fail else completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_post("/v1/rerank", rerank)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from waveidp.gateway.errors import upstream_error_body
+from waveidp.gateway.errors import upstream_error
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ from waveidp.gateway.errors import upstream_error_body
     ],
 )
 def test_upstream_error_bodies_are_normalised(raw: bytes, status: int, want: dict) -> None:
-    assert orjson.loads(upstream_error_body(raw, status)) == {"error": want}
+    assert orjson.loads(upstream_error(raw, status).json()) == {"error": want}
 
 
 def test_an_engine_that_compresses_still_gives_the_client_readable_json(fake_upstream, gateway) -> None:

@@ -179,10 +179,21 @@ def audit_rows(gw: Gateway, after: int, *, at_least: int = 1) -> list[dict]:
 
 
 def last_audit_id(gw: Gateway) -> int:
+    """The newest row's id once the writer has settled (a row of an earlier test's request, such as
+    a cut-off stream's, may still be on its way: unchanged for 0.25 s, five commit periods)."""
     from waveidp.security import audit
 
-    rows = list(audit.rows(gw.audit_db, last=1))
-    return rows[0]["id"] if rows else 0
+    def newest() -> int:
+        rows = list(audit.rows(gw.audit_db, last=1))
+        return rows[0]["id"] if rows else 0
+
+    seen, since, deadline = newest(), time.monotonic(), time.monotonic() + 10
+    while time.monotonic() - since < 0.25 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = newest()
+        if now != seen:
+            seen, since = now, time.monotonic()
+    return seen
 
 
 def disk_bytes(gw: Gateway) -> int:
@@ -312,7 +323,8 @@ def _stall(gw: Gateway, requests: bytes) -> None:
 
 
 def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(gw: Gateway) -> None:
-    # a stream of 100k tokens (~15 MB) whose reader stops at once: the upstream request ends too
+    # streams whose reader stops at once: the upstream request ends too. The test upstream sends
+    # at most 4096 tokens (~600 KB, which loopback's socket buffers can hold): 40 pipelined.
     body = json.dumps(
         {
             "model": MODEL,
@@ -323,7 +335,7 @@ def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(gw: Gate
     ).encode()
     head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     head += b"Authorization: Bearer " + BOOTSTRAP_KEY.encode() + b"\r\n"
-    _stall(gw, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    _stall(gw, (head + b"Content-Length: %d\r\n\r\n" % len(body) + body) * 40)
     # pipelined requests (8 KB answers) that fill the socket buffers one after another
     _stall(gw, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
     assert honest(gw).status_code == 200
@@ -508,7 +520,7 @@ def test_no_auth_on_loopback_makes_and_prints_no_key(tmp_path: Path) -> None:
     ) as proc:
         wait_http(f"http://127.0.0.1:{port}/health", proc=proc, timeout=30)
         deadline = time.monotonic() + 10
-        while "gateway ready" not in (tmp_path / "serve.log").read_text():
+        while "API key:" not in (tmp_path / "serve.log").read_text():  # no backend up: not "ready"
             assert time.monotonic() < deadline
             time.sleep(0.05)
     line = (tmp_path / "serve.log").read_text()
@@ -519,12 +531,12 @@ def test_no_auth_on_loopback_makes_and_prints_no_key(tmp_path: Path) -> None:
 # --- not fixed yet (phase 2 of the issue: the request path) ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 item 1: request ids are stored unbounded")
 def test_a_request_id_is_stored_bounded(gw: Gateway) -> None:
     after = last_audit_id(gw)
-    httpx.post(gw.url + "/v1/chat/completions", json={}, headers={"x-request-id": "i" * 20_000}, timeout=10)
+    r = httpx.post(gw.url + "/v1/chat/completions", json={}, headers={"x-request-id": "i" * 20_000}, timeout=10)
     rows = audit_rows(gw, after)
-    assert rows and len(rows[-1]["request_id"] or "") <= 128
+    assert rows and 0 < len(rows[-1]["request_id"]) <= 128
+    assert rows[-1]["request_id"] == r.headers["x-request-id"]  # replaced by one the gateway made
 
 
 @pytest.mark.xfail(strict=True, reason="issue 19 item 2: unknown model names become metric labels")

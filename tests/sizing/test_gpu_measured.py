@@ -22,7 +22,7 @@ GPU = Path(__file__).resolve().parents[2] / "benchmarks/investigations/gpu"
 sys.path.insert(0, str(GPU))
 from fit_schedule import FIT, RUNS, load_run  # noqa: E402
 
-ROUND = re.compile(r"-r[78]-")  # rounds 7 and 8, measured after the entry was set
+ROUND = re.compile(r"-r[789]-")  # rounds 7-9, measured after the entry was set
 TARGET_MEDIAN_PCT = {"ttft_ms": 25.0, "itl_ms": 15.0, "output_tokens_per_s": 15.0}
 # The one held-out point off by more than 2x (README, round 7), bounded so that a change that makes it
 # worse fails: (run, concurrency) -> {metric: (lowest, highest) predicted/measured}. Call 5: a
@@ -93,6 +93,16 @@ def test_round8_f16_points_held_out_of_every_fit() -> None:
     """The f16 8B (cuBLAS prompts) with its multipliers taken from llama-bench alone."""
     rows = _rows([r for r in _all_runs() if "-r8-" in r])
     assert len(rows) == 4 and {r["concurrency"] for r in rows} == {1, 8, 16, 32}
+    for key, target in TARGET_MEDIAN_PCT.items():
+        assert statistics.median(abs(r[key]["error_pct"]) for r in rows) <= target, key
+        assert all(0.67 < _ratio(r, key) < 1.5 for r in rows), key
+
+
+def test_round9_a_shape_and_quant_no_fit_has_seen() -> None:
+    """The Llama-3.2-3B shape in q5_k_m (~1k-token prompts, 128 output tokens, fresh servers), measured
+    after the entry was set; its one new factor (q5_k_m's decode share) comes from llama-bench alone."""
+    rows = _rows([r for r in _all_runs() if "-r9-" in r])
+    assert len(rows) == 6 and {r["arrival"] for r in rows} == {"burst", "steady"}
     for key, target in TARGET_MEDIAN_PCT.items():
         assert statistics.median(abs(r[key]["error_pct"]) for r in rows) <= target, key
         assert all(0.67 < _ratio(r, key) < 1.5 for r in rows), key

@@ -48,9 +48,11 @@ class Shape:
     tied: bool
 
 
-# From the models' config.json on Hugging Face (meta-llama/Llama-3.1-8B, HuggingFaceTB/SmolLM2-135M).
+# From the models' config.json on Hugging Face (meta-llama/Llama-3.1-8B, meta-llama/Llama-3.2-3B,
+# HuggingFaceTB/SmolLM2-135M).
 SHAPES = {
     "llama-3.1-8b": Shape(4096, 32, 32, 8, 14336, 128256, 500000.0, 131072, tied=False),
+    "llama-3.2-3b": Shape(3072, 28, 24, 8, 8192, 128256, 500000.0, 131072, tied=True),
     "smollm2-135m": Shape(576, 30, 9, 3, 1536, 49152, 100000.0, 8192, tied=True),
 }
 

@@ -260,6 +260,41 @@ stage_round8() {
   fresh llama8b-f16-r8-b32 "$f16" llama-3.1-8b f16 512 burst512:512:32:0:0:96:20
   fresh llama8b-f16-r8-s16 "$f16" llama-3.1-8b f16 512 steady512x16:512:16:4:16:64:16
 }
+# llama-bench's prompt rate at several prompt sizes (one ubatch of 64-512 tokens, then 2-4 of 512) and
+# its generation rate: how prefill time splits into per-token compute and per-batch cost, per shape.
+bench_sweep() {  # model.gguf label
+  [ "$(left)" -gt 60 ] || return 0
+  cmd=($BIN/llama-bench -m "$1" -ngl 99 -fa 1 -p 64,128,256,512,1024,2048 -n 128 -r 2 -o json)
+  echo "${cmd[*]}" >>"$RESULTS/llama-bench-commands.txt"
+  timeout $(($(left) - 15)) "${cmd[@]}" >"$RESULTS/llama-bench-$2.json" 2>"$RESULTS/llama-bench-$2.log"
+  python3 -c "import json,sys; [print(sys.argv[2], r['n_prompt'], r['n_gen'], round(r['avg_ts'], 1)) for r in json.load(open(sys.argv[1]))]" \
+    "$RESULTS/llama-bench-$2.json" "$2"
+}
+filled() {  # skeleton -> path of its random-weight copy
+  local f=$W/${1%.skel.gz}.gguf
+  [ -f "$f" ] || python3 benchmarks/gpu/make_random_gguf.py fill "$C/$1" "$f" >&2
+  echo "$f"
+}
+# Round 9 (issue 18): a shape and quant no fit has seen, the Llama-3.2-3B shape in q5_k_m. llama-bench
+# sweeps of it and of the two small models first, then held-out served points (~1k-token prompts,
+# burst and steady, c = 1-48), each on a fresh llama-server.
+stage_r9bench() {
+  bench_sweep "$(gen llama-3.2-3b q5_k_m)" llama-3.2-3b-q5_k_m
+}
+stage_r9small() {
+  bench_sweep "$(filled smollm2-135m-q4_1.skel.gz)" smollm2-135m-q4_1
+  bench_sweep "$(filled gemma-3-270m-q4_k_m.skel.gz)" gemma-3-270m-q4_k_m
+}
+stage_r9served() {
+  local m; m=$(gen llama-3.2-3b q5_k_m)
+  export OUTTOK=128
+  fresh llama3b-q5_k_m-r9-b1 "$m" llama-3.2-3b q5_k_m 1024 burst1024:1024:1:0:0:8:8
+  fresh llama3b-q5_k_m-r9-b4 "$m" llama-3.2-3b q5_k_m 1024 burst1024:1024:4:0:0:16:10
+  fresh llama3b-q5_k_m-r9-b16 "$m" llama-3.2-3b q5_k_m 1024 burst1024:1024:16:0:0:48:14
+  fresh llama3b-q5_k_m-r9-s8 "$m" llama-3.2-3b q5_k_m 1024 steady1024x8:1024:8:2.5:8:32:12
+  fresh llama3b-q5_k_m-r9-b48 "$m" llama-3.2-3b q5_k_m 1024 burst1024:1024:48:0:0:96:20
+  fresh llama3b-q5_k_m-r9-s24 "$m" llama-3.2-3b q5_k_m 1024 steady1024x24:1024:24:6.5:24:72:22
+}
 small4() {  # skeleton catalog-id quant label spec...
   [ "$(left)" -gt 45 ] || return 0
   local skel=$1 id=$2 quant=$3 label=$4 f=$W/$4.gguf

@@ -50,7 +50,7 @@ def _eff_at(start: Any, x: list[float]) -> Any:
     return start.model_copy(update=values)
 
 
-def _nelder_mead(
+def nelder_mead(
     f: Any, x0: list[float], step: float = 0.5, iters: int = 300, tol: float = 1e-12
 ) -> list[float]:
     n = len(x0)
@@ -104,7 +104,7 @@ def fit(reports: list[BenchReport], start: Any, steps: int = 9) -> Any:
                     best, best_loss = cand, loss
         span /= 3.0
     x0 = [math.log(max(getattr(best, n), lo)) for n, (lo, _) in _BOUNDS.items()]
-    x = _nelder_mead(lambda v: _loss(reports, _eff_at(start, v)), x0)
+    x = nelder_mead(lambda v: _loss(reports, _eff_at(start, v)), x0)
     refined = _eff_at(start, x)
     return refined if _loss(reports, refined) < best_loss else best
 

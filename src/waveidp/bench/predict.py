@@ -16,6 +16,7 @@ from waveidp.bench.report import (
     LoadPointResult,
     PredictedValue,
     Prediction,
+    RunConfig,
 )
 from waveidp.errors import InputError
 
@@ -72,12 +73,14 @@ def _measured_loads(report: BenchReport) -> list[tuple[LoadPointResult, int, int
             if run.load == "concurrency":
                 conc = int(run.concurrency or 0)
                 if run.requests_planned:
+                    sent = _burst_starts(run, cfg, conc)
                     load = ClosedLoop(
                         concurrency=conc,
                         prompt_tokens=prompt,
                         output_tokens=output,
                         requests=run.requests_planned,
                         ramp_s=cfg.ramp_s,
+                        starts=sent,
                         skip=cfg.point_warmup,
                         duration_s=run.duration_planned_s or float("inf"),
                         dirty_slots=dirty,
@@ -87,6 +90,17 @@ def _measured_loads(report: BenchReport) -> list[tuple[LoadPointResult, int, int
             points.append((run, conc, prompt, output, load))
         dirty = int(run.concurrency or dirty)
     return points
+
+
+def _burst_starts(run: LoadPointResult, cfg: RunConfig, conc: int) -> tuple[float, ...]:
+    """When the clients of a burst (no --ramp) actually sent their first requests, relative to the
+    first: the c earliest sends (none ends that soon). A client that sends a few ms late misses the
+    first batch, and the burst then drifts into groups that the replay should follow (seen with a
+    busy client host: 0.3-14 ms late at c = 4). () when not recorded or when starts were ramped."""
+    if cfg.ramp_s > 0:
+        return ()
+    sent = sorted(r.sent_s for r in run.requests if r.sent_s is not None)[:conc]
+    return tuple(t - sent[0] for t in sent) if len(sent) == conc else ()
 
 
 def arrival_pattern(report: BenchReport, run: LoadPointResult | None = None) -> Arrival:

@@ -261,10 +261,10 @@ def emulate(
             )
         from waveidp.sizing import Deployment, PerfModel
 
-        extra = {"parallel": parallel} if engine == "llamacpp" else {}
+        batch = max_batch or (parallel if engine == "llamacpp" else 256)
+        extra = {"parallel": batch} if engine == "llamacpp" else {}  # llama-server's slots (-np)
         d = Deployment.build(model, quant, device, engine, context=context, **extra)
         timing = PerfModel(d)
-        batch = max_batch or (parallel if engine == "llamacpp" else 256)
         what = (
             f"{d.model.id} {d.quant.id} on {', '.join(device)} ({engine}): "
             f"decode step {timing.decode_step_seconds(1, 512) * 1000:.2f} ms at batch 1, "

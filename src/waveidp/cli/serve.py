@@ -25,7 +25,12 @@ def serve(
     policy: str | None = typer.Option(
         None, help="routing policy for every model: predicted-latency, least-outstanding, round-robin"
     ),
-    max_body_bytes: int | None = typer.Option(None, help="largest request body accepted (default 4 MiB)"),
+    max_body_bytes: int | None = typer.Option(
+        None, help="largest request body accepted (default: gateway.max_body_bytes, 32 MiB)"
+    ),
+    cors_origin: list[str] = typer.Option(
+        [], "--cors-origin", help="browser origin allowed to call the gateway (CORS); repeatable; '*' for any"
+    ),
     log_level: str = typer.Option("warning", help="debug shows each routing decision"),
     no_auth: bool = typer.Option(False, "--no-auth", help="no API keys at all (refused off 127.0.0.1)"),
     redis: str | None = typer.Option(None, "--redis", help="Redis URL: rate limits shared by replicas"),
@@ -53,7 +58,7 @@ def serve(
     from waveidp.errors import InputError
     from waveidp.fleet.models import GatewayConfig, RoutingConfig
     from waveidp.gateway import backends_from_fleet, backends_from_urls
-    from waveidp.gateway.compose import GatewaySetup, serve_workers
+    from waveidp.gateway.compose import GatewaySetup, body_limit_setting, serve_workers
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.state import Gateway
@@ -75,6 +80,7 @@ def serve(
         f = fleet.load(config)
         backends += backends_from_fleet(f)
         gateway_config, routing = f.gateway, f.routing
+    limit_setting = body_limit_setting(gateway_config, config, flag=max_body_bytes is not None)
     if upstream:
         key = os.environ.get(upstream_key_env) if upstream_key_env else None
         backends += backends_from_urls(upstream, engine, key)
@@ -88,6 +94,8 @@ def serve(
         update["workers"] = workers
     if status_auth:
         update["status_auth"] = True
+    if cors_origin:
+        update["cors_origins"] = cors_origin
     gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
     # --no-auth: no key is needed, so none is made, checked or printed
     api_key, source = (None, "--no-auth") if no_auth else resolve_api_key()
@@ -105,21 +113,44 @@ def serve(
             log_prompts=log_prompts,
         ),
         tls_settings(tls_cert, tls_key),
+        body_limit_setting=limit_setting,
     )
     url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
     key_line = _key_line(api_key, source)
     count = gateway_config.workers
 
+    # One line whatever the terminal's width, also when written to a file (Rich wraps at 80
+    # columns there): supervisors and scripts read it.
     def ready(gw: Gateway) -> None:
+        if not gw.ready():
+            say_not_routable(gw)
+            return
         console.print(
             f"[bold green]gateway ready[/] {url}  models:",
             shown(", ".join(gw.models()) or "(discovering)"),  # names the upstreams chose
             f" API key: {key_line}",
             highlight=False,
-            soft_wrap=True,  # one line, whatever the terminal width (logs, supervisors)
+            soft_wrap=True,
         )
 
-    def workers_ready() -> None:
+    def say_not_routable(gw: Gateway | None) -> None:
+        import time
+
+        now = time.monotonic()
+        why = "; ".join(b.status_line(now) for b in gw.backends) if gw is not None else "see /ready"
+        console.print(
+            f"[bold yellow]gateway listening, no backend up yet[/] {url}  (",
+            shown(why),  # upstream error texts
+            f")  requests wait with 503 until one is; API key: {key_line}",
+            sep="",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def workers_ready(routable: bool) -> None:
+        if not routable:
+            say_not_routable(None)
+            return
         console.print(
             f"[bold green]gateway ready[/] {url}  {count} workers  API key: {key_line}",
             highlight=False,
@@ -155,14 +186,13 @@ def up(
     """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it.
 
     With --workers N, N gateway processes share the port (docs/gateway.md, Workers)."""
-    import logging
-
     import uvloop
 
+    from waveidp.gateway.request_ids import log_with_request_ids
     from waveidp.run.up import UpInfo, plan, up_with_workers
     from waveidp.run.up import up as run_up
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_with_request_ids(log_level)
 
     def show(info: UpInfo) -> None:
         if json:
@@ -175,12 +205,18 @@ def up(
                     "logs": str(info.logs),
                     "children": info.children,
                     "workers": count,
+                    "routable": info.routable,
                 }
             )
             return
-        console.print("[bold green]Wave is up[/]", highlight=False)
-        console.print(f"  URL      {info.url}", highlight=False)
-        console.print("  models  ", shown(", ".join(info.models)), highlight=False)
+        if info.routable:
+            console.print("[bold green]Wave is up[/]", highlight=False)
+        else:
+            console.print(
+                "[bold yellow]Wave is listening, no backend up yet[/] (see /ready)", highlight=False
+            )
+        console.print(f"  URL      {info.url}", highlight=False, soft_wrap=True)
+        console.print("  models  ", shown(", ".join(info.models)), highlight=False, soft_wrap=True)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
         console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)

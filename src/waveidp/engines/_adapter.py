@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+_EVERY_ENGINE = frozenset({"chat", "completions", "embeddings"})
+
 
 @dataclass(frozen=True, slots=True)
 class EngineLoad:
@@ -38,6 +40,17 @@ class EngineAdapter:
     stream_usage: bool = True
     # Reuses the KV cache of a shared prompt prefix, so session affinity pays off.
     prefix_cache: bool = False
+    # The API routes it serves beyond chat, completions, embeddings and models, by the gateway's
+    # endpoint names (`waveidp.gateway.request_info.PATHS`); None: not known (a generic OpenAI
+    # server), so everything is passed on and its own 404 answers. Responses and Messages are
+    # translated to chat completions where absent.
+    routes: frozenset[str] | None = None
+    # Keeps created responses, so `GET /v1/responses/{id}` (and cancel) go to it.
+    keeps_responses: bool = False
+
+    def serves(self, endpoint: str) -> bool:
+        """Whether a request for `endpoint` may be sent to it as it is."""
+        return self.routes is None or endpoint in self.routes or endpoint in _EVERY_ENGINE
 
     def health_url(self, root: str) -> str:
         return root + self.health_path

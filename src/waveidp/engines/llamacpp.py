@@ -21,6 +21,13 @@ ADAPTER = EngineAdapter(
     waiting_metrics=("llamacpp:requests_deferred",),
     kv_metrics=("llamacpp:kv_cache_usage_ratio",),
     prefix_cache=True,  # cache_prompt reuses a slot's KV for a shared prefix
+    # Checked against the built llama-server: /v1/messages and its count_tokens, /v1/rerank (with
+    # --reranking, else 501), /tokenize, /detokenize, /v1/audio/transcriptions (audio models, else
+    # 501). No /score, no translations, no speech. It has /v1/responses too, but its stream events
+    # lack output_index, content_index and sequence_number, on which the openai SDK's
+    # `responses.stream()` fails; it answers Responses by converting them to chat completions, so
+    # the gateway does that itself, with complete events.
+    routes=frozenset({"messages", "count_tokens", "rerank", "tokenize", "detokenize", "transcriptions"}),
 )
 
 

@@ -11,4 +11,5 @@ ADAPTER = EngineAdapter(
     running_metrics=("nv_inference_exec_count_current", "nv_inference_inflight_requests"),
     waiting_metrics=("nv_inference_pending_request_count",),
     kv_metrics=("nv_trt_llm_kv_cache_block_metrics_fraction",),
+    routes=frozenset(),  # its OpenAI frontend: chat, completions, embeddings, models only
 )

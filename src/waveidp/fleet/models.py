@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from waveidp.protocols.routes import ApiRoute
+
 EngineKind = Literal[
     "vllm", "llamacpp", "triton", "nim", "ollama", "openai", "embedded", "trtllm", "transformers", "emulated"
 ]
@@ -71,6 +73,11 @@ class Backend(_Strict):
     max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
     tensor_parallel: int = Field(default=1, ge=1, le=64)
     port: int | None = Field(default=None, ge=1, le=65535, description="host port when Wave renders it")
+    routes: list[ApiRoute] | None = Field(
+        default=None,
+        description="the API routes it serves beyond chat, completions and embeddings (default: what its "
+        "engine kind serves); Responses and Messages are translated to chat completions where absent",
+    )
 
     def served(self) -> list[ServedModel]:
         return [ServedModel(name=m) if isinstance(m, str) else m for m in self.models]
@@ -169,7 +176,9 @@ class GatewayConfig(_Strict):
     node: str | None = Field(default=None, description="node that runs the gateway")
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    # 32 MiB: a two-turn chat with four 12 MP phone photos as data URLs, as Open WebUI sends it, is
+    # ~18-30 MiB (benchmarks/multimodal_body.py); 4 MiB refused one photo.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
     connect_timeout_s: float = Field(default=3.0, gt=0, le=600)
     first_token_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)
@@ -220,6 +229,11 @@ class GatewayConfig(_Strict):
         default=False,
         description="/metrics needs a key (WAVE_METRICS_KEY or any API key); /ready without one shows "
         "only its status",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the gateway (CORS), e.g. http://localhost:3000; "
+        "'*' for any; empty: CORS off",
     )
 
 

@@ -1,6 +1,11 @@
-"""The ASGI application: OpenAI routes, liveness/readiness, metrics, and the background health loop.
+"""The ASGI application: the OpenAI and Anthropic routes, liveness/readiness, metrics, and the
+background health loop.
 
 app = create_app(Gateway(backends, security.guard))   # see waveidp.security.gateway_security
+
+Every answer carries `x-request-id` (the client's, or a new one): the model routes set it in their
+`Exchange`, the others on the way out (`_with_request_id`). CORS, when `gateway.cors_origins` is
+set, wraps the whole app (Starlette's `CORSMiddleware`); off by default, so it costs nothing then.
 """
 
 from __future__ import annotations
@@ -12,18 +17,23 @@ from collections.abc import AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waveidp.errors import ApiError
 from waveidp.gateway.errors import internal_error
 from waveidp.gateway.exchange import handle
 from waveidp.gateway.health import health_loop, probe_all
+from waveidp.gateway.model_list import model_list, one_model
 from waveidp.gateway.openapi import OPENAPI
-from waveidp.gateway.request_info import PATHS, Endpoint
+from waveidp.gateway.request_ids import CURRENT, accept_request_id
+from waveidp.gateway.request_info import ROUTES, Endpoint
 from waveidp.gateway.state import Gateway
+from waveidp.gateway.stored_responses import forward_stored
+from waveidp.protocols import anthropic
 
 _JSON = "application/json"
 
@@ -41,49 +51,84 @@ class OpenAIEndpoint:
 
 
 class GatewayApp(Starlette):
-    """Starlette for everything but the three OpenAI POST endpoints, which skip its middleware and
-    routing: measured under wrk, that stack halved the requests/s the gateway passes through."""
+    """Starlette for everything but the model POST routes, which skip its middleware and routing:
+    measured under wrk, that stack halved the requests/s the gateway passes through."""
 
     hot: dict[str, OpenAIEndpoint]
     gateway: Gateway
+    cors: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.hot.get(scope["path"])
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
+        if self.cors is not None:
+            await self.cors(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["method"] == "POST":
+                endpoint = self.hot.get(scope["path"])
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
+            send = _with_request_id(scope, send)
         await super().__call__(scope, receive, send)
 
 
-def models_list(gw: Gateway) -> Response:
-    data = [
-        {
-            "id": m,
-            "object": "model",
-            "created": 0,
-            "owned_by": "wave",
-            "backends": [b.name for b in gw.serving(m)],
-        }
-        for m in gw.models()
-    ]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
+def _with_request_id(scope: Scope, send: Send) -> Send:
+    """`send` that puts the request's id (the client's, or a new one) on the answer."""
+    sent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+    rid = accept_request_id(sent)
+    CURRENT.set(rid)
+    header = (b"x-request-id", rid.encode("latin-1"))
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), header]}
+        await send(message)
+
+    return send_with_id
 
 
-def _refused(gw: Gateway, err: ApiError, endpoint: str) -> Response:
+def _anthropic(request: Request) -> bool:
+    """Asked by an Anthropic client (its SDKs send `anthropic-version`): answer in its shapes."""
+    return "anthropic-version" in request.headers
+
+
+def _refuse(err: ApiError, anthropic_client: bool) -> Response:
+    return err.response(body=anthropic.error_body(err) if anthropic_client else None)
+
+
+def _refused(gw: Gateway, err: ApiError, endpoint: str, anthropic_client: bool = False) -> Response:
     """A refusal of a GET route, audited and counted like a model request's."""
     gw.metrics.child(gw.metrics.requests, "", "", str(err.status)).inc()
     gw.guard.refused(err, endpoint=endpoint)
-    return err.response()
+    return _refuse(err, anthropic_client)
 
 
 def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
+        shape = _anthropic(request)
         try:
             await gw.guard.authenticate(request.headers)
         except ApiError as err:
-            return _refused(gw, err, "models")
-        return models_list(gw)
+            return _refused(gw, err, "models", shape)
+        return Response(orjson.dumps(model_list(gw, shape)), media_type=_JSON)
+
+    async def model(request: Request) -> Response:
+        shape = _anthropic(request)
+        try:
+            await gw.guard.authenticate(request.headers)
+            entry = one_model(gw, request.path_params["model"], shape)
+        except ApiError as err:
+            return _refused(gw, err, "models", shape)
+        return Response(orjson.dumps(entry), media_type=_JSON)
+
+    async def stored(request: Request) -> Response:
+        try:
+            return await forward_stored(gw, request)
+        except ApiError as err:
+            return err.response()
 
     async def may_read_status(request: Request, endpoint: str) -> Response | bool:
         """With gateway.status_auth: True for the status key or any valid credential, False
@@ -132,8 +177,9 @@ def create_app(gw: Gateway) -> GatewayApp:
     async def not_found(request: Request, exc: Exception) -> Response:
         return ApiError(
             404,
-            f"no route {request.method} {request.url.path}; the gateway serves "
-            "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models",
+            f"no route {request.method} {request.url.path}; the gateway serves POST "
+            + ", ".join(sorted(ROUTES))
+            + ", GET /v1/models, /v1/models/{model}, /v1/responses/{id} (docs/gateway.md)",
             code="unknown_route",
         ).response()
 
@@ -161,10 +207,14 @@ def create_app(gw: Gateway) -> GatewayApp:
                 await loop_task
             await gw.close()
 
-    hot = {path: OpenAIEndpoint(gw, endpoint) for endpoint, path in PATHS.items()}
+    hot = {path: OpenAIEndpoint(gw, endpoint) for path, endpoint in ROUTES.items()}
     routes = [
         *(Route(path, app, methods=["POST"]) for path, app in hot.items()),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+        Route("/v1/responses/{rid}", stored, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{rid}/input_items", stored, methods=["GET"]),
+        Route("/v1/responses/{rid}/cancel", stored, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -177,4 +227,23 @@ def create_app(gw: Gateway) -> GatewayApp:
     )
     app.gateway = gw
     app.hot = hot
+    if gw.config.cors_origins:
+        app.cors = CORSMiddleware(
+            app.dispatch,
+            allow_origins=gw.config.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[
+                "x-request-id",
+                "request-id",
+                "x-wave-backend",
+                "retry-after",
+                *(
+                    f"x-ratelimit-{k}-{w}"
+                    for k in ("limit", "remaining", "reset")
+                    for w in ("requests", "tokens")
+                ),
+            ],
+            max_age=600,
+        )
     return app

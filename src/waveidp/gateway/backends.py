@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
-from waveidp.gateway.request_info import RequestInfo
+from waveidp.gateway.request_info import STREAMING, RequestInfo
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
@@ -46,6 +46,14 @@ class BackendState:
     models: set[str] = field(default_factory=set)
     discover_models: bool = False
     api_key: str | None = field(default=None, repr=False)  # a secret: never in reprs or logs
+    # Whether its model list has been read once (a `discover_models` backend not yet asked may
+    # serve any model: requests for unknown ones wait with 503 rather than 404).
+    discovered: bool = False
+    # The engine's own entry of each model in its `/v1/models` (max_model_len, owned_by, ...).
+    model_entries: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
+    # Routes it answered with 404/405 although its kind may have them (an older build): the
+    # gateway translates those to chat completions from then on.
+    lacks: set[str] = field(default_factory=set)
     max_concurrency: int | None = None
     predictions: dict[str, Prediction] = field(default_factory=dict)  # by model name, from sizing
     inflight: int = 0
@@ -90,7 +98,7 @@ class BackendState:
         """An attempt of `info` goes out to this backend: its token, which `end` takes back whatever
         happens (at once for a complete answer, when a stream ends for a stream)."""
         slots = self.slots
-        out = 0 if info.endpoint == "embeddings" else (info.max_tokens or DEFAULT_OUTPUT_TOKENS)
+        out = (info.max_tokens or DEFAULT_OUTPUT_TOKENS) if info.endpoint in STREAMING else 0
         queued = slots is not None and len(self.active) + self.foreign() >= slots
         work = Work(info.prompt_tokens_est, out, time.monotonic(), queued)
         self.active[id(work)] = work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +56,13 @@ def backend_from_fleet(node: Node, b: Backend) -> BackendState:
         p = from_sizing(m.model, m.quant, devices, engine, b.max_concurrency)
         if p is not None:
             predictions[m.name] = p
+    kind = adapter(b.engine)
+    if b.routes is not None:
+        kind = dataclasses.replace(kind, routes=frozenset(b.routes))
     return BackendState(
         name=b.name,
         root=api_root(b.url),
-        adapter=adapter(b.engine),
+        adapter=kind,
         models={m.name for m in served},
         discover_models=not served,
         api_key=backend_key(b),

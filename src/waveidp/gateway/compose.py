@@ -17,26 +17,38 @@ import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.app import GatewayApp, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import run
 from waveidp.gateway.state import Gateway
-from waveidp.gateway.workers import Supervisor
+from waveidp.gateway.workers import Supervisor, listen_socket
 from waveidp.security.gateway_security import SecurityOptions, build_security
 
 
 @dataclass
 class GatewaySetup:
     """What one gateway is made of: its backends, its `gateway:` and `routing:` settings (host, port
-    and workers included), its security options, and TLS (uvicorn's ssl_certfile/ssl_keyfile)."""
+    and workers included), its security options, and TLS (uvicorn's ssl_certfile/ssl_keyfile).
+    `body_limit_setting` says where `config.max_body_bytes` came from (the 413 names it)."""
 
     backends: list[BackendState]
     config: GatewayConfig
     routing: RoutingConfig
     security: SecurityOptions
     tls: dict[str, str] = field(default_factory=dict)
+    body_limit_setting: str = "the default; raise it with --max-body-bytes or gateway.max_body_bytes"
+
+
+def body_limit_setting(config: GatewayConfig, file: Path | None, flag: bool = False) -> str:
+    """Where the body limit of `config` was set: `--max-body-bytes`, the fleet file, or the default."""
+    if flag:
+        return "--max-body-bytes"
+    if file is not None and "max_body_bytes" in config.model_fields_set:
+        return f"gateway.max_body_bytes in {file}"
+    return GatewaySetup.body_limit_setting
 
 
 @contextlib.contextmanager
@@ -46,7 +58,13 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
     cfg = setup.config
     security = build_security(setup.security, host=cfg.host, workers=cfg.workers)
     try:
-        gw = Gateway(setup.backends, security.guard, config=cfg, routing=setup.routing)
+        gw = Gateway(
+            setup.backends,
+            security.guard,
+            config=cfg,
+            routing=setup.routing,
+            body_limit_setting=setup.body_limit_setting,
+        )
         app = create_app(gw)
         security.mount(app)
         yield app
@@ -62,7 +80,10 @@ def serve(
     sock: socket.socket | None = None,
 ) -> None:
     """Serve in this process until SIGINT/SIGTERM; `on_ready` once it listens. `sock`: a worker's
-    listening socket instead of binding the configured host and port."""
+    listening socket instead of binding the configured host and port (bound here first, so that a
+    port in use is one clear `WaveError`)."""
+    if sock is None:
+        sock = listen_socket(setup.config.host, setup.config.port, reuse_port=False)
     with compose(setup) as app:
         run(
             app,
@@ -78,16 +99,17 @@ def serve(
 def serve_workers(
     setup: GatewaySetup,
     *,
-    on_ready: Callable[[], None],
+    on_ready: Callable[[bool], None],
     log_level: str = "warning",
     needed: Callable[[], str | None] | None = None,
 ) -> None:
     """`setup.config.workers` processes on one port (`workers.Supervisor`), each serving `setup` on a
     socket of its own, once `security.gateway_security.prepare_workers` has checked what would fail
-    in every one. `on_ready` once every worker listens; `needed`: see `Supervisor`."""
+    in every one. `on_ready(routable)` once every worker listens (`routable`: a backend was up in
+    one of them); `needed`: see `Supervisor`."""
     cfg = setup.config
 
-    def worker(sock: socket.socket, ready: Callable[[], None]) -> None:
-        serve(setup, on_ready=lambda gw: ready(), log_level=log_level, sock=sock)
+    def worker(sock: socket.socket, ready: Callable[[bool], None]) -> None:
+        serve(setup, on_ready=lambda gw: ready(gw.ready()), log_level=log_level, sock=sock)
 
     Supervisor(cfg.workers, cfg.host, cfg.port, needed=needed).run(on_ready, worker)

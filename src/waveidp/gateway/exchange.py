@@ -22,6 +22,7 @@ it has taken WATCH_AFTER_S.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -29,24 +30,34 @@ from typing import Any
 
 import aiohttp
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.errors import internal_error, upstream_error_body
+from waveidp.gateway.errors import error_json, internal_error, model_not_found, upstream_error
 from waveidp.gateway.record import RequestRecord
-from waveidp.gateway.request_info import Endpoint, RequestInfo, parse_request
+from waveidp.gateway.request_ids import CURRENT, accept_request_id
+from waveidp.gateway.request_info import (
+    ANTHROPIC,
+    HOT,
+    MULTIPART,
+    TRANSLATED,
+    Endpoint,
+    RequestInfo,
+    parse_request,
+)
 from waveidp.gateway.state import Gateway
-from waveidp.gateway.stream import StreamRelay, extract_usage
+from waveidp.gateway.stream import StreamRelay, extract_usage, usage_tokens
 from waveidp.gateway.upstream import (
     RETRY_STATUSES,
     UpstreamFailure,
     all_failed,
+    all_unsupported,
     backoff,
-    body_for,
     failed_status,
     failure,
     open_stream,
+    plan_call,
     read_answer,
 )
 from waveidp.security.guard import Admission
@@ -61,8 +72,12 @@ CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, n
 WATCH_AFTER_S = 0.05
 
 _READ_HEADERS = frozenset(
-    {b"authorization", b"x-api-key", b"content-length", b"x-request-id", b"x-session-id"}
+    {b"authorization", b"x-api-key", b"content-length", b"content-type", b"x-request-id", b"x-session-id"}
 )
+# An engine answers a route it lacks with 404 (405 where it knows the path for another method).
+ROUTE_MISSING = frozenset({404, 405})
+# The routes whose answer times teach a backend's TTFT and ITL averages (routing reads them).
+TIMED: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings", "responses", "messages"})
 
 
 def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -75,10 +90,11 @@ def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) -> bytes:
+async def read_body(headers: Mapping[str, str], receive: Receive, limit: int, setting: str = "") -> bytes:
+    """The whole body, up to `limit` bytes (413 beyond, naming `setting`, where the limit was set)."""
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(int(length), limit)
+        raise _too_large(int(length), limit, setting)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -90,33 +106,41 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) ->
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(size, limit)
+            raise _too_large(size, limit, setting)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(size: int, limit: int) -> ApiError:
+def _too_large(size: int, limit: int, setting: str) -> ApiError:
     return ApiError(
         413,
-        f"request body of {size} bytes is over the gateway's limit of {limit} bytes "
-        "(gateway.max_body_bytes in wave.yaml)",
+        f"request body of {size} bytes is over the gateway's limit of {limit} bytes"
+        + (f" ({setting})" if setting else ""),
         code="body_too_large",
     )
 
 
 def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
-    """The backends to try, in order: the policy's ranking of the routable ones serving the model."""
+    """The backends to try, in order: the policy's ranking of the routable ones serving the model
+    (and the route). 404 for a model no backend declares; 503 with Retry-After while the model is
+    known, or may still be (backends not yet asked for their models), but none is up."""
     serving = gw.serving(info.model)
-    if not serving:
-        available = ", ".join(gw.models()) or "none (no backend is up yet)"
-        raise ApiError(
-            404,
-            f"model '{info.model}' is not served here; available models: {available}",
-            code="model_not_found",
-            param="model",
-        )
     now = time.monotonic()
+    if not serving:
+        pending = gw.discovering()
+        if pending:
+            why = "; ".join(b.status_line(now) for b in pending)
+            raise ApiError(
+                503,
+                f"model '{info.model}' is not known yet: the backends that may serve it have not "
+                f"listed their models ({why})",
+                code="no_healthy_backend",
+                headers={"retry-after": "1"},
+            )
+        raise model_not_found(info.model, gw.models())
+    if info.endpoint not in HOT and info.endpoint not in TRANSLATED:
+        serving = _serving_route(serving, info)
     routable = [b for b in serving if b.routable(now)]
     if not routable:
         why = "; ".join(b.status_line(now) for b in serving)
@@ -133,6 +157,67 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1
     return (ranked * attempts)[:attempts]
+
+
+def _serving_route(serving: list[BackendState], info: RequestInfo) -> list[BackendState]:
+    able = [b for b in serving if b.adapter.serves(info.endpoint)]
+    if not able:
+        kinds = ", ".join(f"{b.name} ({b.engine})" for b in serving)
+        raise ApiError(
+            404,
+            f"model '{info.model}' is served by {kinds}, and none of them has the "
+            f"{info.endpoint} route; see docs/gateway.md (Routes) for which engines serve which",
+            code="unsupported_route",
+        )
+    return able
+
+
+# A refusal sent before the body was read, to a client that asked to close the connection, reads
+# (and drops) the rest of the body first: closing a socket with unread data resets it, and a
+# client still sending (Python's urllib) would see the reset instead of the answer. Bounded.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_S = 10.0
+
+
+class LingeringAnswer:
+    """`answer`, sent at once; the connection closed only once the client has finished sending
+    (or LINGER_BYTES / LINGER_S), as nginx's lingering close does."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: ASGIApp) -> None:
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_open(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                message = {**message, "more_body": True}
+            await send(message)
+
+        await self.answer(scope, receive, send_open)
+        drained = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while drained < LINGER_BYTES:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    drained += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _lingers(scope: Scope) -> bool:
+    """The client asked to close the connection after this request (or speaks HTTP/1.0), and is
+    sending its body without waiting for a `100 Continue` (which it will not get: it gets the
+    refusal, and sends nothing more)."""
+    headers = scope["headers"]
+    if any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers):
+        return False
+    return scope.get("http_version") == "1.0" or any(
+        k == b"connection" and b"close" in v.lower() for k, v in headers
+    )
 
 
 class PlainAnswer:
@@ -161,6 +246,8 @@ class Exchange:
 
     __slots__ = (
         "admission",
+        "body_read",
+        "ctype",
         "endpoint",
         "gone",
         "gw",
@@ -170,6 +257,7 @@ class Exchange:
         "receive",
         "relay",
         "request_id",
+        "setting",
         "started",
         "t0",
         "task",
@@ -181,12 +269,14 @@ class Exchange:
         self.gw = gw
         self.endpoint = endpoint
         self.receive = receive
-        self.request_id: str | None = None
+        self.request_id = ""
+        self.ctype: str | None = None  # the body's content type, where it is not JSON (multipart)
         self.t0 = time.perf_counter()
         self.started = time.monotonic()
         self.principal: Principal | None = None
         self.info: RequestInfo | None = None
         self.raw = b""
+        self.body_read = False
         self.admission: Admission | None = None
         self.relay: StreamRelay | None = None  # the stream being relayed, once one is committed
         self.task: asyncio.Task[Any] | None = None  # the task serving the request
@@ -196,8 +286,19 @@ class Exchange:
 
     @property
     def extra_headers(self) -> dict[str, str]:
-        """Headers the guard wants on the answer (`x-ratelimit-*`)."""
-        return self.admission.headers if self.admission is not None else {}
+        """Headers every answer carries: the request id (as `request-id` too on Anthropic's routes,
+        where its SDK reads that), and what the guard wants (`x-ratelimit-*`)."""
+        headers = {"x-request-id": self.request_id}
+        if self.endpoint in ANTHROPIC:
+            headers["request-id"] = self.request_id
+        if self.admission is not None:
+            headers.update(self.admission.headers)
+        return headers
+
+    def refuse(self, err: ApiError) -> ASGIApp:
+        """The error's answer, in the shape of the client's API."""
+        body = err.json() if self.endpoint in HOT else error_json(self.endpoint, err, self.request_id)
+        return err.response(self.extra_headers, body=body)
 
     async def run(self, scope: Scope) -> ASGIApp:
         """Admission, routing and the attempts; the responder that sends the answer. Whatever goes
@@ -205,25 +306,37 @@ class Exchange:
         gw = self.gw
         try:
             headers = request_headers(scope["headers"])
-            self.request_id = headers.get("x-request-id")
+            self.request_id = accept_request_id(headers.get("x-request-id"))
+            CURRENT.set(self.request_id)
             check_headers(scope["headers"], gw.input_limits)
             self.principal = await gw.guard.authenticate(headers)
-            self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes)
+            self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
+            self.body_read = True
+            if self.endpoint in MULTIPART:
+                self.ctype = headers.get("content-type")
             self.info = info = parse_request(
-                self.endpoint, self.raw, headers.get("x-session-id"), gw.input_limits.max_json_depth
+                self.endpoint,
+                self.raw,
+                headers.get("x-session-id"),
+                gw.input_limits.max_json_depth,
+                self.ctype,
             )
+            if not info.model:
+                info.model = gw.only_model()
             self.admission = await gw.guard.admit(
                 self.principal, info.model, endpoint=self.endpoint, request_id=self.request_id
             )
             return await self._attempts(route(gw, info))
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
-            return err.response(self.extra_headers)
-        except Exception as exc:  # a bug must still answer in the OpenAI error shape, and free the slot
+            if not self.body_read and err.status != CLIENT_CLOSED and _lingers(scope):
+                return LingeringAnswer(self.refuse(err))  # refused before its whole body was read
+            return self.refuse(err)
+        except Exception as exc:  # a bug must still answer in the API's error shape, and free the slot
             log.exception("unhandled error on %s", scope["path"])
             crash = internal_error(exc)
             await self.finish(status=crash.status, error=crash.code, refusal=crash)
-            return crash.response()
+            return self.refuse(crash)
 
     async def _attempts(self, ranked: list[BackendState]) -> ASGIApp:
         """Down the ranking until a backend answers or begins a stream."""
@@ -237,16 +350,23 @@ class Exchange:
         else:
             self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
         failures: list[UpstreamFailure] = []
+        unsupported: list[UpstreamFailure] = []  # backends that answered 501 (not supported)
+        again = False  # this attempt repeats the last one's backend, translated
         try:
+            # The list may grow while it is walked: a backend that lacks a translated route is
+            # tried again at once, translated (`_lacks_route`).
             for attempt, b in enumerate(ranked):
-                if attempt:
+                if attempt and not again:
                     await backoff(gw, attempt, info.model)
-                body, injected = body_for(info, self.raw, b)
+                again = False
+                if unsupported and any(u.backend is b for u in unsupported):
+                    continue
+                endpoint, body, injected, translation = plan_call(info, self.raw, b)
                 b.breaker.on_attempt()
                 work = b.begin(info)
                 sent = time.perf_counter()
                 try:
-                    resp, data = await call(gw, b, info.endpoint, body)
+                    resp, data = await call(gw, b, endpoint, body, self.request_id, self.ctype)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     b.end(work)
                     failures.append(failure(b, exc))
@@ -256,17 +376,35 @@ class Exchange:
                     raise
                 status = resp.status
                 if stream and status == 200:
-                    self.relay = StreamRelay(gw.config, b, work, resp, data, sent, injected)
+                    self.relay = StreamRelay(
+                        gw.config, b, work, resp, data, sent, injected, info.endpoint, endpoint, translation
+                    )
                     return self._relay  # `work` ends, and the watcher stops, when the stream does
                 b.end(work)
                 if status in RETRY_STATUSES:
                     failures.append(failed_status(b, status, data))
                     continue
                 b.breaker.on_success()
+                if translation is None and status in ROUTE_MISSING and info.endpoint in TRANSLATED:
+                    b.lacks.add(info.endpoint)
+                    log.warning(
+                        "%s answered %s with HTTP %d: translating to chat completions",
+                        b.name,
+                        endpoint,
+                        status,
+                    )
+                    ranked.insert(attempt + 1, b)
+                    again = True
+                    continue
+                if status == 501:
+                    unsupported.append(UpstreamFailure(b, upstream_error(data, status).message))
+                    continue
                 prompt_tokens = completion_tokens = None
                 if status == 200:
                     prompt_tokens, completion_tokens = _tokens(extract_usage(data))
                     _observe_plain(b, info, time.perf_counter() - sent, completion_tokens)
+                    if translation is not None:
+                        data = translation.answer(data)
                 await self.finish(
                     status=status,
                     backend=b.name,
@@ -274,11 +412,14 @@ class Exchange:
                     completion_tokens=completion_tokens,
                 )
                 if status >= 400:
-                    data, ctype = upstream_error_body(data, status), "application/json"
+                    err = upstream_error(data, status)
+                    data, ctype = error_json(info.endpoint, err, self.request_id), "application/json"
                 else:
                     ctype = resp.headers.get("content-type", "application/json")
                 return PlainAnswer(data, status, ctype.encode("latin-1"), b.name.encode(), self.extra_headers)
-            raise all_failed(info, failures)
+            if unsupported and not failures:
+                raise all_unsupported(info, unsupported)
+            raise all_failed(info, failures + unsupported)
         except asyncio.CancelledError:
             if not self.gone:
                 raise
@@ -371,6 +512,7 @@ class Exchange:
         finished, or the refusal audited)."""
         info = self.info
         record = RequestRecord(
+            request_id=self.request_id,
             model=info.model if info is not None else "",
             endpoint=self.endpoint,
             backend=backend,
@@ -419,7 +561,9 @@ async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive
 
 
 def _observe_plain(b: BackendState, info: RequestInfo, elapsed: float, completion_tokens: int | None) -> None:
-    if info.endpoint == "embeddings" or not completion_tokens:
+    if info.endpoint not in TIMED:
+        return
+    if not completion_tokens:
         b.ttft.observe(elapsed)
         return
     prefill = b.ttft.value or 0.0
@@ -429,5 +573,4 @@ def _observe_plain(b: BackendState, info: RequestInfo, elapsed: float, completio
 def _tokens(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:
     if not usage:
         return None, None
-    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+    return usage_tokens(usage)

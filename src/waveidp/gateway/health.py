@@ -3,7 +3,8 @@
 Every `probe_interval_s`: GET the engine's health URL and its `/metrics`, each with a short
 timeout. A failed probe takes the backend out of rotation with the reason; a good probe brings it
 back (a half-open breaker still has to pass one real request). Backends given as bare URLs have
-their model list refreshed from `/v1/models` when they are up.
+their model list refreshed from `/v1/models` when they are up; for the others `/v1/models` is
+read once (the engine's own fields of each model, which `GET /v1/models` passes on).
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ async def probe(gw: Gateway, b: BackendState) -> None:
                     b.load = b.adapter.parse_metrics(await r.text())
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.debug("metrics of %s unreadable: %s", b.name, exc)
-    if b.discover_models:
+    if b.discover_models or not b.model_entries:
         await discover_models(gw, b)
 
 
 async def discover_models(gw: Gateway, b: BackendState) -> None:
+    """Read the backend's `/v1/models`: its entries (kept as the engine wrote them), and for a
+    backend given as a bare URL its model list."""
     headers = {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
     try:
         async with await gw.send(
@@ -59,8 +62,14 @@ async def discover_models(gw: Gateway, b: BackendState) -> None:
             data = orjson.loads(await r.read())
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
         return
-    found = {m["id"] for m in data.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)}
-    if found and found != b.models:
+    listed = data.get("data") if isinstance(data, dict) else None
+    entries = {m["id"]: m for m in listed or [] if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    b.model_entries = entries
+    if not b.discover_models:
+        return
+    b.discovered = True
+    found = set(entries)
+    if found != b.models:
         b.models = found
         gw.reindex()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class RequestRecord:
+    request_id: str
     model: str
     endpoint: str
     backend: str | None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -19,6 +18,7 @@ import uvicorn
 
 from waveidp.errors import ApiError, WaveError
 from waveidp.gateway.http_protocol import ConnectionLimits, guarded_protocol
+from waveidp.gateway.request_ids import log_with_request_ids
 
 if TYPE_CHECKING:
     from waveidp.gateway.app import GatewayApp
@@ -153,7 +153,7 @@ def run(
     tls: dict[str, str] | None = None,
     sock: socket.socket | None = None,
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_with_request_ids(log_level)
     import uvloop
 
     uvloop.run(

@@ -39,9 +39,12 @@ class Gateway:
         config: GatewayConfig | None = None,
         routing: RoutingConfig | None = None,
         probe_interval_s: float = 1.0,
+        body_limit_setting: str = "",
     ) -> None:
         self.backends = list(backends)
         self.config = config or GatewayConfig()
+        # Where `config.max_body_bytes` was set, for the 413's message (`GatewaySetup`).
+        self.body_limit_setting = body_limit_setting
         self.routing = routing or RoutingConfig()
         self.guard = guard
         # header count/size and JSON nesting checked on every model request (431, 400)
@@ -77,6 +80,25 @@ class Gateway:
 
     def serving(self, model: str) -> list[BackendState]:
         return self._by_model.get(model, [])
+
+    def discovering(self) -> list[BackendState]:
+        """Backends whose models are not known yet (never answered `/v1/models`): any model may be
+        theirs."""
+        return [b for b in self.backends if b.discover_models and not b.discovered]
+
+    def only_model(self) -> str:
+        """The model of a request that names none (tokenize, detokenize): the one model served."""
+        models = self.models()
+        if len(models) != 1:
+            from waveidp.errors import ApiError
+
+            raise ApiError(
+                400,
+                "'model' is required: this gateway serves " + (", ".join(models) or "no model yet"),
+                code="missing_field",
+                param="model",
+            )
+        return models[0]
 
     def policy(self, model: str) -> Policy:
         p = self._policies.get(model)

@@ -1,12 +1,16 @@
 """SSE pass-through: forward each upstream read as soon as it holds complete events.
 
 Nothing is parsed per chunk except by cheap byte searches: the first content token (TTFT), a
-count of content events (a token estimate when the engine sends no usage) and the one event
-that carries `"usage"`, which is parsed. When the gateway itself added
+count of content events (a token estimate when the engine sends no usage) and the events that
+carry `"usage"`, which are parsed. When the gateway itself added
 `stream_options.include_usage`, that usage-only event is dropped so the client sees the stream
 it asked for. Timeouts: the gap between chunks and the total duration; a failure after the first
-byte ends the stream with an error event and `[DONE]`. What the relay saw (tokens, usage, the
-error) is accounted by the request's `Exchange` once the stream has ended.
+byte ends the stream with an error event (and `[DONE]` on chat streams). What the relay saw
+(tokens, usage, the error) is accounted by the request's `Exchange` once the stream has ended.
+
+The same relay carries Responses and Messages streams, passed through (their end is
+`response.completed` / `message_stop`, their usage nested in the event) or translated from a
+chat stream (`translation`: the complete events go through it before they are sent).
 """
 
 from __future__ import annotations
@@ -22,12 +26,28 @@ from starlette.types import Send
 
 from waveidp.fleet.models import GatewayConfig
 from waveidp.gateway.backends import BackendState, Work
-from waveidp.gateway.errors import sse_error_event
+from waveidp.gateway.errors import stream_error
+from waveidp.gateway.request_info import Endpoint
+from waveidp.gateway.translation import Translation
 
-_CONTENT = re.compile(rb'"(?:content|text)":\s?"(?!")')
+# A content event: chat's `content`/`text`, Responses' `delta`, Messages' `text`/`partial_json`.
+_CONTENT = re.compile(rb'"(?:content|text|delta|partial_json|thinking)":\s?"(?!")')
 _USAGE = re.compile(rb'"usage":\s?\{')
+# How each upstream route's stream says it is complete (chat and completions: `data: [DONE]`).
+_ENDS = {
+    "responses": re.compile(rb'"type":\s?"response\.(?:completed|incomplete|failed)"'),
+    "messages": re.compile(rb'"type":\s?"message_stop"'),
+}
 _MAX_TAIL = 1 << 20  # an event larger than this is forwarded in pieces rather than held
 EARLY_ITL_EVENTS = 8  # after this many content events a stream reports its ITL so far to the router
+
+
+def usage_tokens(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens of a usage object of any of the APIs (OpenAI's chat and
+    completions name them prompt/completion, Responses and Anthropic input/output)."""
+    p = usage.get("prompt_tokens", usage.get("input_tokens"))
+    c = usage.get("completion_tokens", usage.get("output_tokens"))
+    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
 
 
 def extract_usage(body: bytes) -> dict[str, Any] | None:
@@ -54,9 +74,11 @@ class StreamRelay:
 
     __slots__ = (
         "b",
+        "client_endpoint",
         "config",
         "content_events",
         "done",
+        "end",
         "error",
         "first",
         "first_token",
@@ -65,6 +87,7 @@ class StreamRelay:
         "resp",
         "sent",
         "tail",
+        "translator",
         "usage",
         "work",
     )
@@ -78,8 +101,14 @@ class StreamRelay:
         first: bytes,
         sent: float,
         injected: bool,
+        client_endpoint: Endpoint = "chat",
+        upstream_endpoint: Endpoint = "chat",
+        translation: Translation | None = None,
     ) -> None:
         self.config = config
+        self.client_endpoint = client_endpoint  # whose error event ends a broken stream
+        self.end = _ENDS.get(upstream_endpoint)  # None: `data: [DONE]`
+        self.translator = translation.stream() if translation is not None else None
         self.b = backend
         self.work = work
         self.resp = resp
@@ -129,8 +158,13 @@ class StreamRelay:
         except aiohttp.ClientError as exc:
             self.error = f"backend {self.b.name} broke the stream: {type(exc).__name__}: {exc}"
         if self.error is None and not self.done:
-            self.error = f"backend {self.b.name} ended the stream without [DONE]"
-        tail = sse_error_event(self.error, "upstream_stream_error") if self.error is not None else self.tail
+            self.error = f"backend {self.b.name} ended the stream before its end event"
+        if self.translator is not None:
+            tail = self.translator.feed(self.tail) + self.translator.close(self.error)
+        elif self.error is not None:
+            tail = stream_error(self.client_endpoint, self.error)
+        else:
+            tail = self.tail
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _take(self, chunk: bytes) -> bytes:
@@ -156,9 +190,9 @@ class StreamRelay:
                 self.b.itl.observe((now - self.first_token) / (self.content_events - 1))
         if _USAGE.search(out):
             out = self._read_usage(out)
-        if not self.done and b"data: [DONE]" in out:
+        if not self.done and (b"data: [DONE]" in out if self.end is None else self.end.search(out)):
             self.done = True
-        return out
+        return out if self.translator is None else self.translator.feed(out)
 
     def _read_usage(self, out: bytes) -> bytes:
         kept: list[bytes] = []
@@ -169,8 +203,11 @@ class StreamRelay:
                 except orjson.JSONDecodeError:
                     kept.append(event)
                     continue
-                if isinstance(data, dict) and isinstance(data.get("usage"), dict):
-                    self.usage = data["usage"]
+                usage = _usage_of(data) if isinstance(data, dict) else None
+                if usage is not None:
+                    # Messages streams count in two events (input in message_start, output in
+                    # message_delta); a later count replaces an earlier one of the same name.
+                    self.usage = {**self.usage, **usage} if self.usage else usage
                     if self.injected and not data.get("choices"):
                         continue
             kept.append(event)
@@ -178,11 +215,8 @@ class StreamRelay:
 
     def tokens(self) -> tuple[int | None, int | None]:
         """(prompt, completion) tokens: the engine's usage, else the content events counted."""
-        usage = self.usage or {}
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if not isinstance(completion, int):
-            completion = self.content_events or None
-        return (prompt if isinstance(prompt, int) else None), completion
+        prompt, completion = usage_tokens(self.usage or {})
+        return prompt, completion if completion is not None else (self.content_events or None)
 
     def itl_s(self, completion: int | None) -> float | None:
         """The mean time per output token after the first, when there were two or more."""
@@ -195,3 +229,12 @@ class StreamRelay:
         ):
             return (self.last_token - self.first_token) / (completion - 1)
         return None
+
+
+def _usage_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The usage an event carries: at its top (chat, Messages' message_delta), or in the object
+    it wraps (Responses' `response`, Messages' `message`)."""
+    for holder in (event, event.get("response"), event.get("message")):
+        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
+            return holder["usage"]
+    return None

@@ -18,8 +18,9 @@ from yarl import URL
 
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.request_info import PATHS, Endpoint, RequestInfo
+from waveidp.gateway.request_info import HOT, PATHS, TRANSLATED, Endpoint, RequestInfo
 from waveidp.gateway.state import Gateway
+from waveidp.gateway.translation import Translation
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_S = 0.02
@@ -34,15 +35,16 @@ class UpstreamFailure(Exception):
         self.timeout = timeout
 
 
-def upstream_headers(b: BackendState) -> dict[str, str] | None:
-    """What a request to `b` carries beyond the session's headers (`state.UPSTREAM_HEADERS`)."""
-    return {"authorization": f"Bearer {b.api_key}"} if b.api_key else None
+def upstream_headers(b: BackendState) -> dict[str, str]:
+    """What a request to `b` carries beyond the session's headers (`state.UPSTREAM_HEADERS`) and
+    the request's own (its id, its content type)."""
+    return {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
 
 
-_TARGETS: dict[tuple[str, str | None, Endpoint], tuple[URL, dict[str, str] | None]] = {}
+_TARGETS: dict[tuple[str, str | None, Endpoint], tuple[URL, dict[str, str]]] = {}
 
 
-def upstream_target(b: BackendState, endpoint: Endpoint) -> tuple[URL, dict[str, str] | None]:
+def upstream_target(b: BackendState, endpoint: Endpoint) -> tuple[URL, dict[str, str]]:
     """The parsed URL and the extra headers for `endpoint` on `b`, built once (yarl parses a str URL
     on every request)."""
     key = (b.root, b.api_key, endpoint)
@@ -52,31 +54,44 @@ def upstream_target(b: BackendState, endpoint: Endpoint) -> tuple[URL, dict[str,
     return found
 
 
-def body_for(info: RequestInfo, raw: bytes, b: BackendState) -> tuple[bytes, bool]:
-    """The bytes to send `b`, and whether the gateway added `stream_options` itself."""
-    if info.stream and b.adapter.stream_usage and "stream_options" not in info.body:
-        return info.with_stream_usage(), True
-    return raw, False
+def plan_call(
+    info: RequestInfo, raw: bytes, b: BackendState
+) -> tuple[Endpoint, bytes, bool, Translation | None]:
+    """What to send `b` for `info`: the endpoint called, the body, whether the gateway added
+    `stream_options` itself, and the translation when `b` lacks the request's route."""
+    endpoint = info.endpoint
+    if endpoint in HOT:
+        if info.stream and b.adapter.stream_usage and "stream_options" not in info.body:
+            return endpoint, info.with_stream_usage(), True, None
+        return endpoint, raw, False, None
+    if endpoint in TRANSLATED and (endpoint in b.lacks or not b.adapter.serves(endpoint)):
+        translation = Translation(endpoint, info.body)
+        return "chat", translation.body(b.adapter.stream_usage), False, translation
+    return endpoint, raw, False, None
 
 
 async def read_answer(
-    gw: Gateway, b: BackendState, endpoint: Endpoint, body: bytes
+    gw: Gateway, b: BackendState, endpoint: Endpoint, body: bytes, request_id: str, ctype: str | None = None
 ) -> tuple[aiohttp.ClientResponse, bytes]:
     """POST and read the whole answer (the connection goes back to the pool)."""
-    url, headers = upstream_target(b, endpoint)
+    url, extra = upstream_target(b, endpoint)
+    headers = {**extra, "x-request-id": request_id}
+    if ctype is not None:
+        headers["content-type"] = ctype
     async with await gw.send(b, "POST", url, data=body, headers=headers, timeout=gw.plain_timeout) as resp:
         return resp, await resp.read()
 
 
 async def open_stream(
-    gw: Gateway, b: BackendState, endpoint: Endpoint, body: bytes
+    gw: Gateway, b: BackendState, endpoint: Endpoint, body: bytes, request_id: str, ctype: str | None = None
 ) -> tuple[aiohttp.ClientResponse, bytes]:
     """POST and wait for the first chunk (200: the response stays open for the relay) or the whole
     error body (other statuses)."""
     resp: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(gw.config.first_token_timeout_s):
-            url, headers = upstream_target(b, endpoint)
+            url, extra = upstream_target(b, endpoint)
+            headers = {**extra, "x-request-id": request_id}
             resp = await gw.send(b, "POST", url, data=body, headers=headers, timeout=gw.stream_timeout)
             if resp.status != 200:
                 data = await resp.read()
@@ -119,6 +134,15 @@ def failed_status(b: BackendState, status: int, data: bytes) -> UpstreamFailure:
     if status >= 500:
         b.breaker.on_failure(time.monotonic())
     return UpstreamFailure(b, f"HTTP {status}: {data[:200].decode(errors='replace')}", timeout=status == 504)
+
+
+def all_unsupported(info: RequestInfo, answers: list[UpstreamFailure]) -> ApiError:
+    """Every backend tried answered 501: the model cannot do what was asked (a route its engine has
+    but this model or start-up does not serve). A 4xx: resending it cannot help."""
+    detail = "; ".join(f"{f.backend.name}: {f.reason}" for f in answers)
+    return ApiError(
+        400, f"'{info.model}' cannot serve this request here: {detail}", code="unsupported_by_backend"
+    )
 
 
 def all_failed(info: RequestInfo, failures: list[UpstreamFailure]) -> ApiError:

@@ -48,18 +48,19 @@ READY_TIMEOUT_S = 60.0
 RESTART_MIN_INTERVAL_S = 1.0
 log = logging.getLogger("waveidp.gateway")
 
-# What a worker runs: serve on `sock` (listening already), call `ready()` once it accepts
-# connections, return when stopped (SIGTERM/SIGINT).
-WorkerMain = Callable[[socket.socket, Callable[[], None]], None]
+# What a worker runs: serve on `sock` (listening already), call `ready(routable)` once it accepts
+# connections (`routable`: a backend is up), return when stopped (SIGTERM/SIGINT).
+WorkerMain = Callable[[socket.socket, Callable[[bool], None]], None]
 
 
-def bound_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port with SO_REUSEPORT (several processes may listen on one
-    port); a clear `WaveError` when another program holds the port."""
+def bound_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound to host:port, with SO_REUSEPORT for workers (several processes listen on
+    one port); a clear `WaveError` when another program holds the port."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as exc:
@@ -71,8 +72,8 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
-    sock = bound_socket(host, port)
+def listen_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    sock = bound_socket(host, port, reuse_port)
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -113,6 +114,7 @@ class _Worker:
     pid: int
     ready_r: int
     ready: bool = False
+    routable: bool = False  # a backend was up when it said it listens
     started: float = field(default_factory=time.monotonic)
     returncode: int | None = None
 
@@ -190,9 +192,9 @@ class Supervisor:
 
             values.ValueClass = values.get_value_class()
 
-            def ready() -> None:
+            def ready(routable: bool) -> None:
                 with contextlib.suppress(OSError):
-                    os.write(ready_w, b"1")
+                    os.write(ready_w, b"1" if routable else b"0")
                     os.close(ready_w)
 
             assert self._main is not None
@@ -218,10 +220,11 @@ class Supervisor:
         a socket that does not listen gets no connections."""
         self._port_hold = bound_socket(self.host, self.port)
 
-    def run(self, on_ready: Callable[[], None], main: WorkerMain) -> None:
-        """Fork the workers, each running `main`; call `on_ready` once every one listens, and
-        supervise them until SIGINT/SIGTERM. Raises `WaveError` if a worker fails before it is
-        ready, or when `needed` says something the workers need is gone."""
+    def run(self, on_ready: Callable[[bool], None], main: WorkerMain) -> None:
+        """Fork the workers, each running `main`; call `on_ready(routable)` once every one listens
+        (`routable`: one of them had a backend up), and supervise them until SIGINT/SIGTERM.
+        Raises `WaveError` if a worker fails before it is ready, or when `needed` says something
+        the workers need is gone."""
         self._main = main
         self._hold_port()
 
@@ -234,7 +237,7 @@ class Supervisor:
                 self._fork(i)
             self._wait_ready()
             if not self.stopping:
-                on_ready()
+                on_ready(any(w.routable for w in self.workers))
             self._watch()
             if self.gone is not None:
                 raise WaveError(self.gone)
@@ -252,7 +255,8 @@ class Supervisor:
             waiting = {w.ready_r: w for w in self.workers if not w.ready}
             readable, _, _ = select.select(list(waiting), [], [], 0.1)
             for fd in readable:
-                waiting[fd].ready = os.read(fd, 1) == b"1"
+                said = os.read(fd, 1)
+                waiting[fd].ready, waiting[fd].routable = said in (b"0", b"1"), said == b"1"
             for w in self.workers:
                 code = w.poll()
                 if code is not None and not w.ready:
@@ -291,7 +295,7 @@ class Supervisor:
         while not self.stopping and time.monotonic() < deadline and w.poll() is None:
             readable, _, _ = select.select([w.ready_r], [], [], 0.1)
             if readable:
-                w.ready = os.read(w.ready_r, 1) == b"1"
+                w.ready = os.read(w.ready_r, 1) in (b"0", b"1")
                 break
         os.close(w.ready_r)
 

@@ -22,8 +22,9 @@ from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path
 from waveidp.fleet.models import Backend, Fleet, GatewayConfig, Node, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.compose import GatewaySetup, compose, serve_workers
+from waveidp.gateway.compose import GatewaySetup, body_limit_setting, compose, serve_workers
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_api_key
@@ -43,6 +44,7 @@ class UpInfo:
     key_source: str
     logs: Path
     children: dict[str, int | None]  # engine name: its process id
+    routable: bool = True  # a backend takes requests (a fleet's remote ones may all be down)
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -121,9 +123,10 @@ class Plan:
     key_source: str
     logs: Path
 
-    def info(self, models: list[str], pids: dict[str, int | None]) -> UpInfo:
+    def info(self, models: list[str], pids: dict[str, int | None], routable: bool = True) -> UpInfo:
         cfg = self.gateway.config
-        return UpInfo(f"http://{cfg.host}:{cfg.port}/v1", models, self.key, self.key_source, self.logs, pids)
+        url = f"http://{cfg.host}:{cfg.port}/v1"
+        return UpInfo(url, models, self.key, self.key_source, self.logs, pids, routable)
 
 
 def plan(*, host: str, port: int, config: Path | None, workers: int | None = None) -> Plan:
@@ -147,7 +150,13 @@ def plan(*, host: str, port: int, config: Path | None, workers: int | None = Non
     by_name = {b.name: b for b in backends}
     for c in children:
         link(c, by_name[c.name])
-    setup = GatewaySetup(backends, fleet.gateway.model_copy(update=listen), fleet.routing, security)
+    setup = GatewaySetup(
+        backends,
+        fleet.gateway.model_copy(update=listen),
+        fleet.routing,
+        security,
+        body_limit_setting=body_limit_setting(fleet.gateway, config),
+    )
     return Plan(children, setup, key, key_source, logs)
 
 
@@ -162,6 +171,7 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
     stop_on_signals(stop)
     cfg = p.gateway.config
     started: list[Child] = []
+    sock = listen_socket(cfg.host, cfg.port, reuse_port=False)  # a port in use fails before any engine starts
     with compose(p.gateway) as app:
         try:
             if not await start_children(p.children, stop, started):
@@ -171,8 +181,11 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
                 cfg.host,
                 cfg.port,
                 log_level=log_level,
-                on_ready=lambda: on_ready(p.info(app.gateway.models(), _pids(p.children))),
+                on_ready=lambda: on_ready(
+                    p.info(app.gateway.models(), _pids(p.children), app.gateway.ready())
+                ),
                 stop=stop,
+                sock=sock,
             )
         finally:
             await asyncio.gather(*(c.stop() for c in started))
@@ -191,7 +204,7 @@ def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: s
         models = sorted({m for b in p.gateway.backends for m in b.models})
         serve_workers(
             p.gateway,
-            on_ready=lambda: on_ready(p.info(models, pids)),
+            on_ready=lambda routable: on_ready(p.info(models, pids, routable)),
             log_level=log_level,
             needed=keeper.gone,
         )

@@ -20,7 +20,7 @@ from waveidp.errors import ApiError, ConfigError
 
 @dataclass(frozen=True)
 class InputLimits:
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024  # gateway.max_body_bytes sets it
     max_headers: int = 100
     max_header_bytes: int = 32 * 1024
     max_json_depth: int = 32

@@ -19,7 +19,7 @@ from waveidp.sizing._queueing import steady_state_point
 from waveidp.sizing._request import ARRIVALS, Arrival, SizingRequest
 from waveidp.sizing._result import CurvePoint, Memory, Performance, SizingResult
 from waveidp.sizing._roofline import PerfModel
-from waveidp.sizing._schedule import ClosedLoop
+from waveidp.sizing._schedule import ClosedLoop, ServerLoop, ServerTask
 from waveidp.sizing._units import gb
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "PerfModel",
     "Performance",
     "Placement",
+    "ServerLoop",
+    "ServerTask",
     "SizingRequest",
     "SizingResult",
     "calibration_path",

