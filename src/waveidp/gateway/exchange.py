@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.errors import error_json, internal_error, model_not_found, upstream_error
+from waveidp.gateway.metrics import UNKNOWN_MODEL
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_ids import CURRENT, accept_request_id
 from waveidp.gateway.request_info import (
@@ -525,13 +526,14 @@ class Exchange:
             error=error,
         )
         m = self.gw.metrics
-        m.child(m.requests, record.model, backend or "", str(status)).inc()
+        label = model_label(self.gw, record.model, backend)
+        m.child(m.requests, label, backend or "", str(status)).inc()
         if backend:
-            m.child(m.duration, record.model, backend).observe(record.duration_s)
+            m.child(m.duration, label, backend).observe(record.duration_s)
         if prompt_tokens:
-            m.child(m.tokens, record.model, "input").inc(prompt_tokens)
+            m.child(m.tokens, label, "input").inc(prompt_tokens)
         if completion_tokens:
-            m.child(m.tokens, record.model, "output").inc(completion_tokens)
+            m.child(m.tokens, label, "output").inc(completion_tokens)
         guard = self.gw.guard
         try:
             if self.admission is not None:
@@ -553,6 +555,14 @@ class Exchange:
                 )
         except Exception:  # accounting must not break an answer that is already on its way
             log.exception("guard accounting failed")
+
+
+def model_label(gw: Gateway, model: str, backend: str | None) -> str:
+    """The `model` label of a request's metrics: a model some backend serves (or answered for), ""
+    before one was read, else `UNKNOWN_MODEL`: a client's string never becomes a label of its own."""
+    if not model or backend is not None or gw.serving(model):
+        return model
+    return UNKNOWN_MODEL
 
 
 async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:

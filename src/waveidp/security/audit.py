@@ -87,6 +87,14 @@ class AuditEntry:
     prompt: str | None = None
 
 
+MAX_NAME_CHARS = 256
+
+
+def cut(name: str) -> str:
+    """`name` within `MAX_NAME_CHARS`: its start and its length."""
+    return f"{name[: MAX_NAME_CHARS - 32]}...({len(name)} chars)"
+
+
 def row_hash(prev_hash: str, row_id: int, values: dict[str, Any]) -> str:
     canonical = orjson.dumps({"id": row_id, **{k: values[k] for k in _FIELDS}}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
@@ -160,10 +168,13 @@ class AuditLog:
         self._thread.start()
 
     def record(self, entry: AuditEntry) -> None:
-        """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`."""
+        """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`; a model name
+        longer than `MAX_NAME_CHARS` (a client's string) is cut, saying how long it was."""
         if (entry.prompt is not None and not self.log_prompts) or not entry.ts:
             prompt = entry.prompt if self.log_prompts else None
             entry = replace(entry, prompt=prompt, ts=entry.ts or time.time())
+        if entry.model is not None and len(entry.model) > MAX_NAME_CHARS:
+            entry = replace(entry, model=cut(entry.model))
         self._queue.put(entry)
 
     def flush(self, timeout: float = 10.0) -> bool:
