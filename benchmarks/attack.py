@@ -4,6 +4,7 @@ with its default limits while honest clients keep sending requests beside it.
 
     .venv/bin/python benchmarks/attack.py                   # every attack, 15 s each (~2 min)
     .venv/bin/python benchmarks/attack.py --seconds 5 --attacks headers slowloris
+    .venv/bin/python benchmarks/attack.py --attacks nested-json --baseline /tmp/wave-old  # old vs new
 
 The gateway runs in front of tests/gateway/fake_upstream.py (5 ms to the first token), with the
 full security guard (bootstrap key, audit log) and metrics. Honest traffic: 4 closed-loop clients
@@ -47,6 +48,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from gateway_overhead import git_revision, source_env  # benchmarks/ is the script's path
 from rich.console import Console
 from rich.table import Table
 
@@ -302,6 +304,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="how long each attack runs")
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/wave-attack-bench"))
     ap.add_argument("--out", type=Path, default=RESULTS / "attack.json")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another Wave source tree (its src/) served beside this one by the same venv; each "
+        "attack runs against both in turn",
+    )
     ap.add_argument("--attacker", choices=ATTACKS, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -310,7 +318,6 @@ def main() -> None:
         print(json.dumps(result))
         return
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    home = args.work_dir / "home"
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -319,7 +326,7 @@ def main() -> None:
     }
     procs: list[subprocess.Popen] = []
     try:
-        up_port, port = free_port(), free_port()
+        up_port = free_port()
         upstream = subprocess.Popen(
             [sys.executable, str(FAKE), "--port", str(up_port), "--model", MODEL, "--ttft", "0.005"],
             stdout=subprocess.DEVNULL,
@@ -330,22 +337,34 @@ def main() -> None:
         up_url = f"http://127.0.0.1:{up_port}"
         config = args.work_dir / "wave.yaml"
         config.write_text("gateway:\n  uncapped_addresses: []\n")
-        log = open(args.work_dir / "gateway.log", "wb")  # noqa: SIM115
-        gateway = subprocess.Popen(
-            [str(WAVE), "serve", "--config", str(config), "--port", str(port), "--upstream", up_url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "WAVE_HOME": str(home), "WAVE_API_KEY": KEY},
-        )
-        procs.append(gateway)
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/ready", gateway)
-        rows = []
+        trees: list[tuple[str, Path | None]] = [("wave", None)]
+        if args.baseline is not None:
+            trees.append(("base", args.baseline))
+            result["baseline"] = {"source": str(args.baseline), "revision": git_revision(args.baseline)}
+        gateways: dict[str, tuple[int, subprocess.Popen, Path]] = {}
+        for label, src in trees:
+            port = free_port()
+            home = args.work_dir / f"{label}-home"
+            log = open(args.work_dir / f"{label}-gateway.log", "wb")  # noqa: SIM115
+            gateway = subprocess.Popen(
+                [str(WAVE), "serve", "--config", str(config), "--port", str(port), "--upstream", up_url],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "WAVE_HOME": str(home), "WAVE_API_KEY": KEY, **source_env(src)},
+            )
+            procs.append(gateway)
+            wait_http(f"http://127.0.0.1:{port}/ready", gateway)
+            gateways[label] = (port, gateway, home)
+        rows: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
         for kind in args.attacks:
-            console.print(f"attack: {kind} ({args.seconds:g} s)")
-            rows.append(run_attack(kind, url, port, gateway.pid, home, args.seconds))
-            console.print_json(data={k: v for k, v in rows[-1].items() if k != "attacker"})
-        result["attacks"] = rows
+            for label, (port, gateway, home) in gateways.items():  # old and new in turn, per attack
+                console.print(f"attack: {kind} ({args.seconds:g} s) on {label}")
+                url = f"http://127.0.0.1:{port}"
+                rows[label].append(run_attack(kind, url, port, gateway.pid, home, args.seconds))
+                console.print_json(data={k: v for k, v in rows[label][-1].items() if k != "attacker"})
+        result["attacks"] = rows["wave"]
+        if "base" in rows:
+            result["baseline_attacks"] = rows["base"]
     finally:
         for p in procs:
             p.terminate()
@@ -382,9 +401,10 @@ def show(r: dict[str, Any]) -> None:
     )
     for col in cols:
         t.add_column(col)
-    for x in r["attacks"]:
+    tagged = [(x, "") for x in r["attacks"]] + [(x, " (base)") for x in r.get("baseline_attacks", [])]
+    for x, tag in tagged:
         t.add_row(
-            x["attack"],
+            x["attack"] + tag,
             str(x["honest_quiet"]["p50_ms"]),
             str(x["honest_under_attack"]["p50_ms"]),
             str(x["p50_ratio"]),
@@ -409,8 +429,14 @@ def plot(r: dict[str, Any], path: Path) -> None:
     xs = range(len(rows))
     quiet = [x["honest_quiet"]["p50_ms"] or 0 for x in rows]
     under = [x["honest_under_attack"]["p50_ms"] or 0 for x in rows]
-    axes[0].bar([i - 0.2 for i in xs], quiet, 0.4, label="quiet")
-    axes[0].bar([i + 0.2 for i in xs], under, 0.4, label="under attack")
+    base = {x["attack"]: x for x in r.get("baseline_attacks", [])}
+    width = 0.27 if base else 0.4
+    axes[0].bar([i - width / 2 for i in xs], quiet, width, label="quiet")
+    axes[0].bar([i + width / 2 for i in xs], under, width, label="under attack")
+    if base:
+        old = [(base[n]["honest_under_attack"]["p50_ms"] or 0) if n in base else 0 for n in names]
+        rev = r["baseline"]["revision"] or r["baseline"]["source"]
+        axes[0].bar([i + 1.5 * width for i in xs], old, width, label=f"under attack, {rev} (before)")
     axes[0].plot([i for i in xs], [2 * q for q in quiet], "k_", markersize=20, label="2x quiet (target)")
     axes[0].set_ylabel("honest p50 latency (ms, log)")
     axes[0].set_yscale("log")

@@ -187,6 +187,12 @@ class GatewayConfig(_Strict):
     workers: int = Field(
         default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
     )
+    max_json_containers: int = Field(
+        default=20_000,
+        ge=100,
+        le=10_000_000,
+        description="arrays and objects in one JSON body (400 json_too_complex): parsing costs per container",
+    )
     # What one client may cost before the application runs (docs/security.md, Transport).
     max_header_bytes: int = Field(
         default=32 * 1024, ge=1024, le=1024**2, description="request line and headers, in bytes (431)"

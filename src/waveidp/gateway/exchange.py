@@ -1,6 +1,7 @@
 """One request's lifecycle through the gateway, in one type: `Exchange`.
 
-    admission  headers checked (431), key authenticated (401), body read (413) and parsed (400),
+    admission  headers checked (431), key authenticated (401), body read (413), its JSON shape
+               checked in the bytes (400: `transport.check_json_shape`) and parsed (400),
                model scope and limits taken (`guard.admit`: 403, 429)
     routing    the model's policy ranks its routable backends (404, 503)
     attempts   down the ranking: each attempt takes a `Work` token from its backend (the in-flight
@@ -63,7 +64,7 @@ from waveidp.gateway.upstream import (
 )
 from waveidp.security.guard import Admission
 from waveidp.security.principal import Principal
-from waveidp.security.transport import check_headers
+from waveidp.security.transport import check_headers, check_json_shape
 
 log = logging.getLogger("waveidp.gateway")
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, never sent
@@ -315,13 +316,9 @@ class Exchange:
             self.body_read = True
             if self.endpoint in MULTIPART:
                 self.ctype = headers.get("content-type")
-            self.info = info = parse_request(
-                self.endpoint,
-                self.raw,
-                headers.get("x-session-id"),
-                gw.input_limits.max_json_depth,
-                self.ctype,
-            )
+            else:
+                check_json_shape(self.raw, gw.input_limits)  # before parsing, which costs per container
+            self.info = info = parse_request(self.endpoint, self.raw, headers.get("x-session-id"), self.ctype)
             if not info.model:
                 info.model = gw.only_model()
             self.admission = await gw.guard.admit(

@@ -52,6 +52,7 @@ class Gateway:
             max_body_bytes=self.config.max_body_bytes,
             max_headers=self.config.max_headers,
             max_header_bytes=self.config.max_header_bytes,
+            max_json_containers=self.config.max_json_containers,
         )
         self.metrics = GatewayMetrics()
         self.probe_interval_s = probe_interval_s
