@@ -574,15 +574,22 @@ def test_unknown_model_names_grow_neither_metrics_nor_audit_rows(gw: Gateway) ->
     assert rows[0]["model"].startswith("0-mmm") and rows[0]["model"].endswith("(20002 chars)")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 item 10: a 404 lists models the key may not use")
-def test_a_404_lists_only_models_the_key_may_use(gw: Gateway) -> None:
+def test_a_key_sees_only_the_models_it_may_use(gw: Gateway) -> None:
     from waveidp.security.keys import KeyStore
 
     store = KeyStore(gw.home / "keys.db")
     key = store.create("scoped-10", models=["other-*"]).key.reveal()
     store.close()
-    body = {"model": "nope", "messages": [{"role": "user", "content": "hi"}]}
-    r = httpx.post(
-        gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=10
-    )
-    assert r.status_code == 404 and MODEL not in r.text
+    scoped = {"authorization": f"Bearer {key}"}
+    body = {"model": "other-nope", "messages": [{"role": "user", "content": "hi"}]}  # in scope, not served
+    r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=scoped, timeout=10)
+    assert r.status_code == 404 and MODEL not in r.text, r.text
+    body["model"] = MODEL  # served, out of scope: 403, naming only what was asked
+    r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=scoped, timeout=10)
+    assert r.status_code == 403
+    assert httpx.get(gw.url + "/v1/models", headers=scoped, timeout=10).json()["data"] == []
+    r = httpx.get(gw.url + f"/v1/models/{MODEL}", headers=scoped, timeout=10)
+    assert r.status_code == 404 and r.text.count(MODEL) == 1  # the name asked, not listed as available
+    assert [
+        m["id"] for m in httpx.get(gw.url + "/v1/models", headers=bootstrap(), timeout=10).json()["data"]
+    ] == [MODEL]

@@ -110,16 +110,16 @@ def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
         shape = _anthropic(request)
         try:
-            await gw.guard.authenticate(request.headers)
+            principal = await gw.guard.authenticate(request.headers)
         except ApiError as err:
             return _refused(gw, err, "models", shape)
-        return Response(orjson.dumps(model_list(gw, shape)), media_type=_JSON)
+        return Response(orjson.dumps(model_list(gw, principal, shape)), media_type=_JSON)
 
     async def model(request: Request) -> Response:
         shape = _anthropic(request)
         try:
-            await gw.guard.authenticate(request.headers)
-            entry = one_model(gw, request.path_params["model"], shape)
+            principal = await gw.guard.authenticate(request.headers)
+            entry = one_model(gw, principal, request.path_params["model"], shape)
         except ApiError as err:
             return _refused(gw, err, "models", shape)
         return Response(orjson.dumps(entry), media_type=_JSON)

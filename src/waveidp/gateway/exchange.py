@@ -123,10 +123,11 @@ def _too_large(size: int, limit: int, setting: str) -> ApiError:
     )
 
 
-def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
+def route(gw: Gateway, info: RequestInfo, principal: Principal | None = None) -> list[BackendState]:
     """The backends to try, in order: the policy's ranking of the routable ones serving the model
-    (and the route). 404 for a model no backend declares; 503 with Retry-After while the model is
-    known, or may still be (backends not yet asked for their models), but none is up."""
+    (and the route). 404 for a model no backend declares (listing those `principal` may use); 503
+    with Retry-After while the model is known, or may still be (backends not yet asked for their
+    models), but none is up."""
     serving = gw.serving(info.model)
     now = time.monotonic()
     if not serving:
@@ -140,7 +141,7 @@ def route(gw: Gateway, info: RequestInfo) -> list[BackendState]:
                 code="no_healthy_backend",
                 headers={"retry-after": "1"},
             )
-        raise model_not_found(info.model, gw.models())
+        raise model_not_found(info.model, gw.models(principal))
     if info.endpoint not in HOT and info.endpoint not in TRANSLATED:
         serving = _serving_route(serving, info)
     routable = [b for b in serving if b.routable(now)]
@@ -320,11 +321,11 @@ class Exchange:
                 check_json_shape(self.raw, gw.input_limits)  # before parsing, which costs per container
             self.info = info = parse_request(self.endpoint, self.raw, headers.get("x-session-id"), self.ctype)
             if not info.model:
-                info.model = gw.only_model()
+                info.model = gw.only_model(self.principal)
             self.admission = await gw.guard.admit(
                 self.principal, info.model, endpoint=self.endpoint, request_id=self.request_id
             )
-            return await self._attempts(route(gw, info))
+            return await self._attempts(route(gw, info, self.principal))
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
             if not self.body_read and err.status != CLIENT_CLOSED and _lingers(scope):

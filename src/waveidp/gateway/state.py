@@ -18,6 +18,7 @@ from waveidp.security.transport import InputLimits
 
 if TYPE_CHECKING:
     from waveidp.security.guard import Guard
+    from waveidp.security.principal import Principal
 
 # Every upstream request's headers, set once on the session (aiohttp merges per-request headers
 # into them one by one). accept-encoding identity: answers are passed on as they come, and the
@@ -76,8 +77,12 @@ class Gateway:
                 index.setdefault(m, []).append(b)
         self._by_model = index
 
-    def models(self) -> list[str]:
-        return sorted(self._by_model)
+    def models(self, visible_to: Principal | None = None) -> list[str]:
+        """The models served; with `visible_to`, only those it may use (what its 404s and
+        `/v1/models` show: a key learns nothing of models outside its scope)."""
+        if visible_to is None:
+            return sorted(self._by_model)
+        return sorted(m for m in self._by_model if visible_to.may_use(m))
 
     def serving(self, model: str) -> list[BackendState]:
         return self._by_model.get(model, [])
@@ -87,15 +92,18 @@ class Gateway:
         theirs."""
         return [b for b in self.backends if b.discover_models and not b.discovered]
 
-    def only_model(self) -> str:
-        """The model of a request that names none (tokenize, detokenize): the one model served."""
+    def only_model(self, visible_to: Principal | None = None) -> str:
+        """The model of a request that names none (tokenize, detokenize): the one model served.
+        Otherwise 400, naming those `visible_to` may use."""
         models = self.models()
         if len(models) != 1:
             from waveidp.errors import ApiError
 
+            shown = self.models(visible_to) if models else []
             raise ApiError(
                 400,
-                "'model' is required: this gateway serves " + (", ".join(models) or "no model yet"),
+                "'model' is required: this gateway serves "
+                + (", ".join(shown) or ("no model you may use" if models else "no model yet")),
                 code="missing_field",
                 param="model",
             )
