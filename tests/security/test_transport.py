@@ -57,13 +57,19 @@ def _containers(value: object) -> int:
     return 0 if children is None else 1 + sum(map(_containers, children))
 
 
-def test_json_shape_is_read_from_the_bytes_as_a_parser_would() -> None:
+@pytest.mark.parametrize("split_quotes", [8192, 0])  # strings cut out by bytes.split, or by numpy
+def test_json_shape_is_read_from_the_bytes_as_a_parser_would(
+    split_quotes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Brackets inside strings, escaped quotes and backslash runs do not count; random documents
     agree with a walk of the parsed value, however they are serialised."""
     import json
     import random
 
+    from waveidp.security import transport
     from waveidp.security.transport import check_json_shape
+
+    monkeypatch.setattr(transport, "_SPLIT_QUOTES", split_quotes)
 
     limits = InputLimits(max_json_depth=6, max_json_containers=30)
     rng = random.Random(19)
@@ -81,13 +87,7 @@ def test_json_shape_is_read_from_the_bytes_as_a_parser_would() -> None:
 
     for _ in range(600):
         doc = {"model": value(0)}
-        want = (
-            "json_too_complex"
-            if _containers(doc) > 30
-            else "json_too_deep"
-            if _depth(doc) > 6
-            else None
-        )
+        want = "json_too_complex" if _containers(doc) > 30 else "json_too_deep" if _depth(doc) > 6 else None
         for raw in (json.dumps(doc), json.dumps(doc, indent=1, ensure_ascii=False)):
             try:
                 check_json_shape(raw.encode(), limits)

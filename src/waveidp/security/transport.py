@@ -86,6 +86,9 @@ def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: InputLimits) -
 
 # Every byte but a quote and the four brackets, deleted by `bytes.translate`.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+# Up to this many strings are cut out with bytes.split; more, by quote parity in numpy.
+_SPLIT_QUOTES = 8192
 
 
 def _escaped(backslashes: Any) -> Any:
@@ -101,6 +104,26 @@ def _escaped(backslashes: Any) -> Any:
     return backslashes[((n - starts) & 1) == 0] + 1
 
 
+def _structure(raw: bytes) -> bytes:
+    """The brackets of a JSON document outside its strings, in order."""
+    import numpy as np
+
+    b = np.frombuffer(raw, np.uint8)
+    backslashes = np.flatnonzero(b == ord("\\"))
+    if backslashes.size:  # blank what each escape escapes (`\\"` must not end a string)
+        escaped = _escaped(backslashes)
+        b = b.copy()
+        b[escaped[escaped < b.size]] = 0
+        raw = b.tobytes()
+    kept = raw.translate(None, _NOT_STRUCTURE)  # quotes and brackets: each quote opens or closes
+    if kept.count(b'"') <= _SPLIT_QUOTES:
+        return b"".join(kept.split(b'"')[::2])
+    k = np.frombuffer(kept, np.uint8)
+    quote = k == ord('"')
+    outside = (np.cumsum(quote, dtype=np.uint8) & 1) == 0  # parity is all a uint8 needs to keep
+    return k[outside & ~quote].tobytes()
+
+
 def check_json_shape(raw: bytes, limits: InputLimits) -> None:
     """400 for a JSON body with more than `max_json_containers` arrays and objects, or nested
     deeper than `max_json_depth`, found in the raw bytes before anything is parsed: parsing builds a
@@ -109,22 +132,9 @@ def check_json_shape(raw: bytes, limits: InputLimits) -> None:
     most requests, pays two counts. Malformed JSON is left to the parser to name."""
     if raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
         return
-    import numpy as np
-
-    b = np.frombuffer(raw, np.uint8)
-    backslashes = np.flatnonzero(b == ord("\\"))
-    if backslashes.size:  # blank what each escape escapes (`\"` must not end a string)
-        escaped = _escaped(backslashes)
-        b = b.copy()
-        b[escaped[escaped < b.size]] = 0
-        raw = b.tobytes()
-    # quotes and brackets only: every quote opens or closes a string
-    b = np.frombuffer(raw.translate(None, _NOT_STRUCTURE), np.uint8)
-    outside = (np.cumsum(b == ord('"'), dtype=np.int64) & 1) == 0  # opening quotes count as inside
-    opens = outside & ((b == ord("[")) | (b == ord("{")))
-    closes = outside & ((b == ord("]")) | (b == ord("}")))
-    containers = int(np.count_nonzero(opens))
-    if containers != int(np.count_nonzero(closes)):
+    structure = _structure(raw)
+    containers = structure.count(b"[") + structure.count(b"{")
+    if containers * 2 != len(structure):
         return  # unbalanced: not JSON
     if containers > limits.max_json_containers:
         raise ApiError(
@@ -133,5 +143,11 @@ def check_json_shape(raw: bytes, limits: InputLimits) -> None:
             f"{limits.max_json_containers} (gateway.max_json_containers)",
             code="json_too_complex",
         )
-    if containers and int(np.cumsum(opens.astype(np.int32) - closes).max()) > limits.max_json_depth:
+    if containers <= limits.max_json_depth:
+        return
+    import numpy as np
+
+    # +1 per opening, -1 per closing bracket; the running sum's peak is the depth
+    steps = (np.frombuffer(structure.translate(_AS_BRACKETS), np.uint8) == ord("[")).astype(np.int32)
+    if int(np.cumsum(steps * 2 - 1).max()) > limits.max_json_depth:
         raise ApiError(400, f"JSON nested deeper than {limits.max_json_depth} levels", code="json_too_deep")
