@@ -1,7 +1,8 @@
 """One request's lifecycle through the gateway, in one type: `Exchange`.
 
-    admission  headers checked (431), key authenticated (401), body read (413), its JSON shape
-               checked in the bytes (400: `transport.check_json_shape`) and parsed (400),
+    admission  key authenticated (401; the HTTP server has bounded the head: 431), body read
+               (413), its JSON shape checked in the bytes (400: `transport.check_json_shape`) and
+               parsed (400),
                model scope and limits taken (`guard.admit`: 403, 429)
     routing    the model's policy ranks its routable backends (404, 503)
     attempts   down the ranking: each attempt takes a `Work` token from its backend (the in-flight
@@ -64,7 +65,7 @@ from waveidp.gateway.upstream import (
 )
 from waveidp.security.guard import Admission
 from waveidp.security.principal import Principal
-from waveidp.security.transport import check_headers, check_json_shape
+from waveidp.security.transport import check_json_shape
 
 log = logging.getLogger("waveidp.gateway")
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; recorded, never sent
@@ -311,7 +312,6 @@ class Exchange:
             headers = request_headers(scope["headers"])
             self.request_id = accept_request_id(headers.get("x-request-id"))
             CURRENT.set(self.request_id)
-            check_headers(scope["headers"], gw.input_limits)
             self.principal = await gw.guard.authenticate(headers)
             self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
             self.body_read = True

@@ -48,11 +48,9 @@ class Gateway:
         self.body_limit_setting = body_limit_setting
         self.routing = routing or RoutingConfig()
         self.guard = guard
-        # header count/size and JSON nesting checked on every model request (431, 400)
+        # body size and JSON shape, checked on every model request (413, 400)
         self.input_limits = InputLimits(
             max_body_bytes=self.config.max_body_bytes,
-            max_headers=self.config.max_headers,
-            max_header_bytes=self.config.max_header_bytes,
             max_json_containers=self.config.max_json_containers,
         )
         self.metrics = GatewayMetrics()

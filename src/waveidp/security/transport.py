@@ -1,7 +1,8 @@
 """Transport and input hygiene: TLS settings, the loopback rule, request size/shape limits.
 
 Small pure functions the gateway calls at its edges. A refusal is an `ApiError` with the OpenAI
-error shape: 431 for too many or too large headers here; the gateway answers a body over
+error shape (request heads are bounded by the HTTP server, `gateway.http_protocol`: 431); the
+gateway answers a body over
 `max_body_bytes` with 413 (`body_too_large`), and JSON nested deeper than `max_json_depth` or with
 more than `max_json_containers` arrays and objects with 400 (`json_too_deep`, `json_too_complex`:
 `check_json_shape`, before the body is parsed).
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,6 @@ from waveidp.errors import ApiError, ConfigError
 @dataclass(frozen=True)
 class InputLimits:
     max_body_bytes: int = 32 * 1024 * 1024  # gateway.max_body_bytes sets it
-    max_headers: int = 100
-    max_header_bytes: int = 32 * 1024
     max_json_depth: int = 32
     max_json_containers: int = 20_000  # gateway.max_json_containers sets it
 
@@ -67,21 +65,6 @@ def tls_settings(cert: str | Path | None, key: str | Path | None) -> dict[str, s
             fix="check that the key belongs to the certificate and both are PEM",
         ) from None
     return {"ssl_certfile": str(cert_p), "ssl_keyfile": str(key_p)}
-
-
-def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: InputLimits) -> None:
-    """431 for more than `max_headers` headers or more than `max_header_bytes` of them in total."""
-    count = size = 0
-    for name, value in headers:
-        count += 1
-        size += len(name) + len(value)
-    if count > limits.max_headers or size > limits.max_header_bytes:
-        raise ApiError(
-            431,
-            f"request headers exceed the limit ({limits.max_headers} headers, "
-            f"{limits.max_header_bytes} bytes)",
-            code="request_header_fields_too_large",
-        )
 
 
 # Every byte but a quote and the four brackets, deleted by `bytes.translate`.
