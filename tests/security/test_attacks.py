@@ -380,6 +380,27 @@ def test_a_body_of_many_nested_arrays_is_refused_before_it_is_parsed(gw: Gateway
     assert honest(gw).status_code == 200
 
 
+def test_every_refusal_is_counted_and_audited_once_whichever_layer_refuses(gw: Gateway) -> None:
+    """The HTTP server's 431, a GET route's 401, an unknown route's 404, a 405, a model route's
+    401: one count and one audit row each (`Gateway.refused`)."""
+    url = gw.url
+    cases = [
+        (lambda: httpx.get(url + "/v1/models", headers={"x-pad": "p" * 40_000}, timeout=10), 431),
+        (lambda: httpx.get(url + "/v1/models", timeout=10), 401),
+        (lambda: httpx.get(url + "/v1/nothing-here", timeout=10), 404),
+        (lambda: httpx.put(url + "/v1/models", timeout=10), 405),
+        (lambda: httpx.post(url + "/v1/embeddings", json={}, timeout=10), 401),
+    ]
+    for send, status in cases:
+        counted, after = (
+            metric(gw, "wave_requests_total", model="", backend="", status=str(status)),
+            last_audit_id(gw),
+        )
+        assert send().status_code == status
+        assert metric(gw, "wave_requests_total", model="", backend="", status=str(status)) == counted + 1
+        assert [r["status"] for r in audit_rows(gw, after)] == [status], status
+
+
 # --- 4: a JWT whose alg does not fit its key --------------------------------------------------------
 
 

@@ -99,10 +99,15 @@ def _refuse(err: ApiError, anthropic_client: bool) -> Response:
     return err.response(body=anthropic.error_body(err) if anthropic_client else None)
 
 
-def _refused(gw: Gateway, err: ApiError, endpoint: str, anthropic_client: bool = False) -> Response:
-    """A refusal of a GET route, audited and counted like a model request's."""
-    gw.metrics.child(gw.metrics.requests, "", "", str(err.status)).inc()
-    gw.guard.refused(err, endpoint=endpoint)
+def _refused(request: Request, err: ApiError, endpoint: str, anthropic_client: bool = False) -> Response:
+    """A refusal of a route other than the model POST routes, counted and audited like theirs."""
+    gw: Gateway = request.app.gateway
+    gw.refused(
+        err,
+        client=request.client.host if request.client else None,
+        endpoint=endpoint,
+        request_id=CURRENT.get(),
+    )
     return _refuse(err, anthropic_client)
 
 
@@ -112,7 +117,7 @@ def create_app(gw: Gateway) -> GatewayApp:
         try:
             principal = await gw.guard.authenticate(request.headers)
         except ApiError as err:
-            return _refused(gw, err, "models", shape)
+            return _refused(request, err, "models", shape)
         return Response(orjson.dumps(model_list(gw, principal, shape)), media_type=_JSON)
 
     async def model(request: Request) -> Response:
@@ -121,14 +126,14 @@ def create_app(gw: Gateway) -> GatewayApp:
             principal = await gw.guard.authenticate(request.headers)
             entry = one_model(gw, principal, request.path_params["model"], shape)
         except ApiError as err:
-            return _refused(gw, err, "models", shape)
+            return _refused(request, err, "models", shape)
         return Response(orjson.dumps(entry), media_type=_JSON)
 
     async def stored(request: Request) -> Response:
         try:
             return await forward_stored(gw, request)
         except ApiError as err:
-            return err.response()
+            return _refused(request, err, "responses")
 
     async def may_read_status(request: Request, endpoint: str) -> Response | bool:
         """With gateway.status_auth: True for the status key or any valid credential, False
@@ -140,7 +145,7 @@ def create_app(gw: Gateway) -> GatewayApp:
         try:
             await gw.guard.authenticate_status(request.headers)
         except ApiError as err:
-            return _refused(gw, err, endpoint)
+            return _refused(request, err, endpoint)
         return True
 
     async def health(request: Request) -> Response:
@@ -165,7 +170,7 @@ def create_app(gw: Gateway) -> GatewayApp:
             from waveidp.security.refusals import unauthorized
 
             return _refused(
-                gw,
+                request,
                 unauthorized("/metrics needs a key here (gateway.status_auth)", "missing_api_key"),
                 "metrics",
             )
@@ -175,21 +180,25 @@ def create_app(gw: Gateway) -> GatewayApp:
         return Response(orjson.dumps(OPENAPI), media_type=_JSON)
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        return _refused(request, _unknown_route(request), "unknown")
+
+    def _unknown_route(request: Request) -> ApiError:
         return ApiError(
             404,
             f"no route {request.method} {request.url.path}; the gateway serves POST "
             + ", ".join(sorted(ROUTES))
             + ", GET /v1/models, /v1/models/{model}, /v1/responses/{id} (docs/gateway.md)",
             code="unknown_route",
-        ).response()
+        )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return ApiError(
+        not_allowed = ApiError(
             405,
             f"method {request.method} is not allowed on {request.url.path}",
             code="method_not_allowed",
             type="invalid_request_error",
-        ).response()
+        )
+        return _refused(request, not_allowed, "unknown")
 
     async def crashed(request: Request, exc: Exception) -> Response:
         return internal_error(exc).response()

@@ -37,7 +37,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.errors import error_json, internal_error, model_not_found, upstream_error
-from waveidp.gateway.metrics import UNKNOWN_MODEL
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_ids import CURRENT, accept_request_id
 from waveidp.gateway.request_info import (
@@ -49,7 +48,7 @@ from waveidp.gateway.request_info import (
     RequestInfo,
     parse_request,
 )
-from waveidp.gateway.state import Gateway
+from waveidp.gateway.state import Gateway, model_label
 from waveidp.gateway.stream import StreamRelay, extract_usage, usage_tokens
 from waveidp.gateway.upstream import (
     RETRY_STATUSES,
@@ -251,6 +250,7 @@ class Exchange:
     __slots__ = (
         "admission",
         "body_read",
+        "client",
         "ctype",
         "endpoint",
         "gone",
@@ -274,6 +274,7 @@ class Exchange:
         self.endpoint = endpoint
         self.receive = receive
         self.request_id = ""
+        self.client: str | None = None  # the client's address, for the refusals' audit budget
         self.ctype: str | None = None  # the body's content type, where it is not JSON (multipart)
         self.t0 = time.perf_counter()
         self.started = time.monotonic()
@@ -309,6 +310,8 @@ class Exchange:
         wrong is answered in OpenAI's error shape, and finished."""
         gw = self.gw
         try:
+            peer = scope.get("client")
+            self.client = peer[0] if peer else None
             headers = request_headers(scope["headers"])
             self.request_id = accept_request_id(headers.get("x-request-id"))
             CURRENT.set(self.request_id)
@@ -508,7 +511,7 @@ class Exchange:
         refusal: ApiError | None = None,
     ) -> None:
         """Record the request once it is answered: metrics, and the guard's accounting (the admission
-        finished, or the refusal audited)."""
+        finished, or the refusal counted and audited by `Gateway.refused`)."""
         info = self.info
         record = RequestRecord(
             request_id=self.request_id,
@@ -525,6 +528,20 @@ class Exchange:
         )
         m = self.gw.metrics
         label = model_label(self.gw, record.model, backend)
+        if self.admission is None and refusal is not None:
+            try:
+                self.gw.refused(  # counted and audited where every refusal is
+                    refusal,
+                    client=self.client,
+                    principal=self.principal,
+                    endpoint=self.endpoint,
+                    model=record.model,
+                    request_id=self.request_id,
+                    started=self.started,
+                )
+            except Exception:  # accounting must not break an answer that is already on its way
+                log.exception("refusal accounting failed")
+            return
         m.child(m.requests, label, backend or "", str(status)).inc()
         if backend:
             m.child(m.duration, label, backend).observe(record.duration_s)
@@ -542,25 +559,8 @@ class Exchange:
                     tokens_in=prompt_tokens,
                     tokens_out=completion_tokens,
                 )
-            elif refusal is not None:
-                guard.refused(
-                    refusal,
-                    principal=self.principal,
-                    endpoint=self.endpoint,
-                    model=record.model or None,
-                    request_id=self.request_id,
-                    started=self.started,
-                )
         except Exception:  # accounting must not break an answer that is already on its way
             log.exception("guard accounting failed")
-
-
-def model_label(gw: Gateway, model: str, backend: str | None) -> str:
-    """The `model` label of a request's metrics: a model some backend serves (or answered for), ""
-    before one was read, else `UNKNOWN_MODEL`: a client's string never becomes a label of its own."""
-    if not model or backend is not None or gw.serving(model):
-        return model
-    return UNKNOWN_MODEL
 
 
 async def handle(gw: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:

@@ -81,7 +81,7 @@ _CAPPED_MEMO = 10_000  # addresses whose capped() answer is remembered
 
 # What a refusal is told to the gateway: ("request", status) for a 431 (a request, counted and
 # audited as one), ("connection", reason) for a connection closed before it made a request.
-OnRefused = Callable[[str, str | int], None]
+OnRefused = Callable[[str, str | int, str], None]  # kind, status or reason, client address
 
 
 class _Refused(Exception):
@@ -103,7 +103,7 @@ def guarded_protocol(
     return GuardedHttpProtocol
 
 
-def _ignore(kind: str, what: str | int) -> None:
+def _ignore(kind: str, what: str | int, address: str) -> None:
     return None
 
 
@@ -147,7 +147,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
                 "too_many_connections",
                 f"too many connections from {address} (limit {self.limits.max_connections_per_client})",
             )
-            self.on_refused("connection", "too_many_connections")
+            self.on_refused("connection", "too_many_connections", self._peer())
             return
         self.per_client[address] = count + 1
         self._address = address
@@ -199,7 +199,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             if not self._refused:
                 # uvicorn logs a warning per malformed request: a client could fill the log
-                log.debug("invalid HTTP request from %s", self._address)
+                log.debug("invalid HTTP request from %s", self._peer())
                 self.send_400_response("Invalid HTTP request received.")
                 self._refused = True
             return False
@@ -242,6 +242,9 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
 
     # --- refusals --------------------------------------------------------------------------------
 
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "?"
+
     def _refuse_head(self) -> None:
         lim = self.limits
         self._refuse(
@@ -250,13 +253,13 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
             f"request headers exceed the limit ({lim.max_headers} headers, {lim.max_header_bytes} bytes "
             "with the request line)",
         )
-        self.on_refused("request", 431)
+        self.on_refused("request", 431, self._peer())
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._refused or self.transport.is_closing():
             return
-        self.on_refused("connection", "header_timeout")
+        self.on_refused("connection", "header_timeout", self._peer())
         if not self._in_head:  # not a byte of a request since the connection opened
             self._close()
             return
@@ -274,7 +277,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         if self.flow.read_paused and not answered:  # the gateway has not read yet: its delay
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
             return
-        self.on_refused("connection", "body_timeout")
+        self.on_refused("connection", "body_timeout", self._peer())
         if answered:
             self._close()
             return
@@ -298,7 +301,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
     def _write_stalled(self) -> None:
         self._write_timer = None
         if not self._refused and not self.transport.is_closing():
-            self.on_refused("connection", "write_timeout")
+            self.on_refused("connection", "write_timeout", self._peer())
             self._close()
             self.transport.abort()  # close() would wait for the unread data to drain
 

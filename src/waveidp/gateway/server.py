@@ -59,12 +59,11 @@ def guarded_http(app: GatewayApp) -> type[asyncio.Protocol]:
     )
     too_large = ApiError(431, "request headers too large", code="request_header_fields_too_large")
 
-    def on_refused(kind: str, what: str | int) -> None:
-        m = gw.metrics
+    def on_refused(kind: str, what: str | int, address: str) -> None:
         if kind == "request":
-            m.child(m.requests, "", "", str(what)).inc()
-            gw.guard.refused(too_large)
+            gw.refused(too_large, client=address)
         else:
+            m = gw.metrics
             m.child(m.connections_closed, str(what)).inc()
 
     return guarded_protocol(limits, on_refused)

@@ -12,11 +12,12 @@ from yarl import URL
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.metrics import GatewayMetrics
+from waveidp.gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.security.transport import InputLimits
 
 if TYPE_CHECKING:
+    from waveidp.errors import ApiError
     from waveidp.security.guard import Guard
     from waveidp.security.principal import Principal
 
@@ -29,6 +30,14 @@ UPSTREAM_HEADERS = {
     "accept-encoding": "identity",
     "user-agent": "wave-gateway",
 }
+
+
+def model_label(gw: Gateway, model: str, backend: str | None) -> str:
+    """The `model` label of a request's metrics: a model some backend serves (or answered for), ""
+    before one was read, else `UNKNOWN_MODEL`: a client's string never becomes a label of its own."""
+    if not model or backend is not None or gw.serving(model):
+        return model
+    return UNKNOWN_MODEL
 
 
 class Gateway:
@@ -74,6 +83,31 @@ class Gateway:
             for m in sorted(b.models):
                 index.setdefault(m, []).append(b)
         self._by_model = index
+
+    def refused(
+        self,
+        err: ApiError,
+        *,
+        client: str | None,
+        endpoint: str | None = None,
+        principal: Principal | None = None,
+        model: str = "",
+        request_id: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Count and audit a request refused without an admission, whichever layer refused it (the
+        HTTP server, a GET route, a model route's `Exchange`): the one place that does both."""
+        m = self.metrics
+        m.child(m.requests, model_label(self, model, None), "", str(err.status)).inc()
+        self.guard.refused(
+            err,
+            principal=principal,
+            endpoint=endpoint,
+            model=model or None,
+            request_id=request_id,
+            started=started,
+            client=client,
+        )
 
     def models(self, visible_to: Principal | None = None) -> list[str]:
         """The models served; with `visible_to`, only those it may use (what its 404s and

@@ -27,7 +27,7 @@ from waveidp.errors import ApiError, InputError, NotFoundError
 from waveidp.security.audit import AuditEntry
 from waveidp.security.guard import bearer_token
 from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
-from waveidp.security.limits import Bucket
+from waveidp.security.limits import AddressBuckets
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
 
@@ -126,7 +126,6 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
 ADMIN_RPM = 60  # admin requests a minute from one client address
 FAILURE_COST = 6  # a refused admin key costs this many: 10 wrong keys a minute
 MAX_ADMIN_BODY = 64 * 1024  # a key's JSON is a few hundred bytes
-_MAX_ADDRESSES = 10_000  # buckets kept; beyond that, full (idle) ones are dropped
 _TARGET_CHARS = 64
 
 
@@ -139,7 +138,7 @@ class AdminGate:
         self.app = app
         self.admin_key = admin_key
         self.audit = audit
-        self.buckets: dict[str, Bucket] = {}
+        self.buckets = AddressBuckets(ADMIN_RPM)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,7 +148,7 @@ class AdminGate:
         client = scope.get("client")
         address = client[0] if client else "?"
         action = _action(scope)
-        bucket = self._bucket(address, started)
+        bucket = self.buckets.get(address, started)
         status = [0]
         authorized = False
 
@@ -199,14 +198,6 @@ class AdminGate:
                         latency_s=time.monotonic() - started,
                     )
                 )
-
-    def _bucket(self, address: str, now: float) -> Bucket:
-        bucket = self.buckets.get(address)
-        if bucket is None:
-            if len(self.buckets) >= _MAX_ADDRESSES:
-                self.buckets = {a: b for a, b in self.buckets.items() if b.refill(now) < b.capacity}
-            bucket = self.buckets[address] = Bucket(ADMIN_RPM, float(ADMIN_RPM), now)
-        return bucket
 
 
 def admin_app(store: KeyStore, admin_key: Secret | None, audit: AuditLog | None = None) -> AdminGate:

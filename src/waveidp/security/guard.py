@@ -22,11 +22,13 @@ from waveidp.errors import ApiError
 from waveidp.security.audit import AuditEntry, AuditLog
 from waveidp.security.jwt_auth import JwtVerifier
 from waveidp.security.keys import PREFIX, KeyStore
-from waveidp.security.limits import Decision, Limiter, MemoryLimiter
+from waveidp.security.limits import AddressBuckets, Decision, Limiter, MemoryLimiter
 from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
 
+# Audit rows for refused requests from one client address a minute (a burst of as many), per worker.
+REFUSED_ROWS_PER_MINUTE = 600
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
 DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
 # WAVE_METRICS_KEY: reads /metrics and /ready (with gateway.status_auth), uses no model.
@@ -110,6 +112,7 @@ class Guard:
         audit: AuditLog | None = None,
         *,
         unshared_workers: int = 0,
+        refused_rows_per_minute: int = REFUSED_ROWS_PER_MINUTE,
     ) -> None:
         """`unshared_workers`: the gateway runs this many processes (> 1) whose in-memory limits
         are not shared (no Redis); a key with limits is then refused rather than counted per worker."""
@@ -117,6 +120,9 @@ class Guard:
         self.limiter: Limiter = limiter or MemoryLimiter()
         self.audit = audit
         self.unshared_workers = unshared_workers
+        # audit rows of refused requests, per client address (and worker): see `refused`
+        self.refusal_rows = AddressBuckets(refused_rows_per_minute)
+        self.left_out: dict[str, int] = {}
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
@@ -209,20 +215,44 @@ class Guard:
         model: str | None = None,
         request_id: str | None = None,
         started: float | None = None,
+        client: str | None = None,
     ) -> None:
-        """Audit a request turned away without an admission."""
-        if self.audit is not None:
-            self.audit.record(
-                AuditEntry(
-                    principal=principal.name if principal else "-",
-                    status=refusal.status,
-                    ts=time.time(),
-                    request_id=request_id,
-                    endpoint=endpoint,
-                    model=model,
-                    latency_s=None if started is None else time.monotonic() - started,
+        """Audit a request turned away without an admission. With the `client` address, within
+        that address's budget of `refused_rows_per_minute` rows: beyond it a refusal adds no row
+        (a flood of 401s would otherwise grow the database by its rate), and the address's next
+        row is preceded by one saying how many were left out (endpoint `refusals-not-audited:N`)."""
+        if self.audit is None:
+            return
+        if client is not None:
+            now = time.monotonic()
+            budget = self.refusal_rows.get(client, now)
+            if budget.refill(now) < 1:
+                self.left_out[client] = self.left_out.get(client, 0) + 1
+                if len(self.left_out) > self.refusal_rows.max_addresses:
+                    self.left_out.clear()  # counts kept for at most as many addresses as buckets
+                return
+            budget.level -= 1
+            skipped = self.left_out.pop(client, 0)
+            if skipped:
+                self.audit.record(
+                    AuditEntry(
+                        principal="-",
+                        status=refusal.status,
+                        ts=time.time(),
+                        endpoint=f"refusals-not-audited:{skipped} from {client}",
+                    )
                 )
+        self.audit.record(
+            AuditEntry(
+                principal=principal.name if principal else "-",
+                status=refusal.status,
+                ts=time.time(),
+                request_id=request_id,
+                endpoint=endpoint,
+                model=model,
+                latency_s=None if started is None else time.monotonic() - started,
             )
+        )
 
     async def close(self) -> None:
         await self.limiter.close()

@@ -134,6 +134,25 @@ class Bucket:
         return self.level
 
 
+class AddressBuckets:
+    """A `Bucket` of `per_minute` per client address, for budgets kept in this process (the admin
+    gate's requests, the audit rows of refused requests). At most `max_addresses` are kept:
+    beyond that, the full (idle) ones are dropped."""
+
+    def __init__(self, per_minute: int, max_addresses: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self.max_addresses = max_addresses
+        self.buckets: dict[str, Bucket] = {}
+
+    def get(self, address: str, now: float) -> Bucket:
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            if len(self.buckets) >= self.max_addresses:
+                self.buckets = {a: b for a, b in self.buckets.items() if b.refill(now) < b.capacity}
+            bucket = self.buckets[address] = Bucket(self.per_minute, float(self.per_minute), now)
+        return bucket
+
+
 @dataclass
 class _State:
     requests: Bucket | None = None
