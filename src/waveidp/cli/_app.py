@@ -34,12 +34,6 @@ def shown(value: Any) -> Text:
     error message quoting them) as terminal text: never read as Rich markup, and every character
     that is not printable (ANSI escapes, other control characters, bidi overrides, zero-width
     characters) written out as a visible escape such as `\\x1b` or `\\u202e`."""
-    text = "-" if value is None else str(value)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else _escape(c) for c in text)
-    return Text(text)
+    from waveidp.escaping import printable
 
-
-def _escape(c: str) -> str:
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return Text(printable("-" if value is None else str(value)))
