@@ -6,8 +6,13 @@ fast fake upstreams, measured in one run, interleaved.
     .venv/bin/python benchmarks/gateway_overhead.py --quick    # fewer rounds, shorter wrk
     .venv/bin/python benchmarks/gateway_overhead.py --workers 1 2   # wave with 1 and 2 workers
     .venv/bin/python benchmarks/gateway_overhead.py --soak 600 # also: RSS of the gateway over 10 minutes
+    .venv/bin/python benchmarks/gateway_overhead.py --postgres --no-litellm \
+        --out benchmarks/results/gateway_overhead_postgres.json   # wave with SQLite vs with PostgreSQL
     .venv/bin/python benchmarks/gateway_overhead.py --baseline /tmp/wave-main --wrk-rounds 3
                                     # this tree vs another (e.g. `git worktree add /tmp/wave-main main`)
+    .venv/bin/python benchmarks/gateway_overhead.py --console --wrk-rounds 3
+                                    # `wave` (console mounted, a chromium tab open on its Fleet page
+                                    # all along) vs `noconsole` (the same tree, --no-console)
 
 Upstreams: non-streaming answers come from an nginx `return 200` of a fixed chat completion (the
 fastest upstream this machine has, so no proxy is limited by it); streamed answers (32 content
@@ -17,9 +22,14 @@ process (nginx: one worker; LiteLLM: one worker; wave: one uvicorn process, `wav
 aiohttp call) with auth on where it has auth (wave: the full security guard with an API key,
 audit log on; LiteLLM: its master key). `uvicorn-fixed` (wrk only) is that uvicorn answering a
 fixed body with no upstream: what serving HTTP in Python costs before any proxying. With
-`--baseline DIR`, a second Wave source tree is served beside this one by the same venv (its `src/`
-first on PYTHONPATH) as `base` (`base-xN`), every measurement of it interleaved with this tree's,
-and the summary gives this tree's ratios to it: old vs new code in one run.
+`--postgres`, `wave-pg` is the same one-process gateway with its keys and audit log in a
+PostgreSQL server this script starts (Debian's, as tests/state_support.py runs it; as root) instead
+of SQLite, and both `wave` and `wave-pg` are called with a key made by `wave keys create` (not the
+bootstrap key), so the key store is on every request's path; the summary's `postgres_vs_sqlite`
+compares them. With `--baseline DIR`, a second Wave source tree is served beside this one by the
+same venv (its `src/` first on PYTHONPATH) as `base` (`base-xN`), every measurement of it
+interleaved with this tree's, and the summary gives this tree's ratios to it: old vs new code in
+one run.
 
 Latency: a closed loop at concurrency 1/16/64/256 per path, rounds interleaved in shuffled order;
 added latency = the path's percentile minus the direct path's in the same run. Throughput: wrk
@@ -342,11 +352,32 @@ def wrk(
 # ---------------------------------------------------------------- the run
 
 
+CONSOLE_ADMIN_KEY = "bench-console-admin-0123456789"
+
+
+def stored_key(env: dict[str, str], name: str) -> str:
+    """A key from `wave keys create` in the key store `env` names (WAVE_HOME or WAVE_DATABASE_URL)."""
+    out = subprocess.run(
+        [str(WAVE), "keys", "create", name, "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(out.stdout)["key"])
+
+
 @contextlib.contextmanager
 def servers(
-    work: Path, with_litellm: bool, workers: list[int], baseline: Path | None = None
+    work: Path,
+    with_litellm: bool,
+    workers: list[int],
+    baseline: Path | None = None,
+    postgres: bool = False,
+    console_ab: bool = False,
 ) -> Iterator[dict]:
     procs = Procs(work)
+    pg = None
     try:
         static_port, sse_port = free_port(), free_port()
         nginx_plain, nginx_stream = free_port(), free_port()
@@ -388,9 +419,13 @@ def servers(
         )
         waves: dict[str, tuple[int, subprocess.Popen]] = {}
         startup: dict[str, float] = {}
-        trees = [("wave", None)] + ([("base", baseline)] if baseline is not None else [])
+        trees: list[tuple[str, Path | None, list[str]]] = [("wave", None, [])]
+        if baseline is not None:
+            trees.append(("base", baseline, []))
+        if console_ab:
+            trees.append(("noconsole", None, ["--no-console"]))
         for n in workers:
-            for label, src in trees:
+            for label, src, extra in trees:
                 name = wave_name(n, label)
                 port = free_port()
                 t0 = time.monotonic()
@@ -408,14 +443,50 @@ def servers(
                         "--upstream",
                         f"http://127.0.0.1:{sse_port}",
                         *(["--workers", str(n)] if n != 1 else []),
+                        *extra,
                     ],
-                    env={"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / f"{name}-home"), **source_env(src)},
+                    env={
+                        "WAVE_API_KEY": KEY,
+                        "WAVE_ADMIN_KEY": CONSOLE_ADMIN_KEY,
+                        "WAVE_HOME": str(work / f"{name}-home"),
+                        **source_env(src),
+                    },
                 )
                 wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
                 while n > 1 and b"gateway ready" not in (work / f"{name}.log").read_bytes():
                     time.sleep(0.01)  # the parent's ready line: every worker listens
                 startup[name] = time.monotonic() - t0
                 waves[name] = (port, proc)
+        if console_ab:  # a browser tab polls `wave`'s Fleet page for the whole run
+            tab = procs.start(
+                "console-tab",
+                [sys.executable, str(REPO / "benchmarks" / "console_tab.py"), "--url",
+                 f"http://127.0.0.1:{waves['wave'][0]}", "--admin-key", CONSOLE_ADMIN_KEY],
+            )  # fmt: skip
+            while b"console tab open" not in (work / "console-tab.log").read_bytes():
+                if tab.poll() is not None:
+                    raise RuntimeError(f"the console tab did not open: see {work / 'console-tab.log'}")
+                time.sleep(0.1)
+        keys = {name: KEY for name in waves}
+        if postgres:
+            sys.path.insert(0, str(REPO / "tests"))
+            from state_support import Postgres
+
+            pg = Postgres.create("127.0.0.1", free_port(), "bench-pg-password")
+            keys["wave"] = stored_key({"WAVE_HOME": str(work / "wave-home")}, "bench")
+            port = free_port()
+            env = {"WAVE_API_KEY": KEY, "WAVE_HOME": str(work / "wave-pg-home"), "WAVE_DATABASE_URL": pg.url}
+            keys["wave-pg"] = stored_key(env, "bench")
+            t0 = time.monotonic()
+            proc = procs.start(
+                "wave-pg",
+                [str(WAVE), "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{static_port}",
+                 "--engine", "openai", "--upstream", f"http://127.0.0.1:{sse_port}"],
+                env=env,
+            )  # fmt: skip
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            startup["wave-pg"] = time.monotonic() - t0
+            waves["wave-pg"] = (port, proc)
         wait_http(f"http://127.0.0.1:{bare_port}/health", proc=bare, ok=(200, 404, 405))
         wait_http(f"http://127.0.0.1:{fixed_port}/health", proc=fixed)
         paths = {
@@ -434,7 +505,7 @@ def servers(
                 name: {
                     "plain": f"http://127.0.0.1:{port}",
                     "stream": f"http://127.0.0.1:{port}",
-                    "headers": {"Authorization": f"Bearer {KEY}"},
+                    "headers": {"Authorization": f"Bearer {keys[name]}"},
                     "pid": proc.pid,
                 }
                 for name, (port, proc) in waves.items()
@@ -508,6 +579,8 @@ def servers(
         yield info
     finally:
         procs.stop_all()
+        if pg is not None:
+            pg.destroy()
 
 
 def rss_mb(pid: int) -> float:
@@ -565,12 +638,20 @@ def main() -> None:
     )
     ap.add_argument("--wrk-only", action="store_true", help="skip the closed-loop latency rounds")
     ap.add_argument(
+        "--postgres", action="store_true", help="also wave-pg: keys and the audit log in PostgreSQL (as root)"
+    )
+    ap.add_argument(
         "--wrk-rounds", type=int, default=1, help="repeat the wrk runs; the summary takes medians"
     )
     ap.add_argument(
         "--baseline",
         type=Path,
         help="another Wave source tree (e.g. a git worktree of main) to serve as `base` beside this one",
+    )
+    ap.add_argument(
+        "--console",
+        action="store_true",
+        help="also `noconsole` (this tree with --no-console) beside `wave`, which has a console tab open",
     )
     args = ap.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
@@ -593,7 +674,9 @@ def main() -> None:
             sys.exit(f"--baseline {args.baseline}: no src/waveidp there")
         result["baseline"] = {"source": str(args.baseline), "revision": git_revision(args.baseline)}
         result["revision"] = git_revision(REPO)
-    with servers(args.work_dir, not args.no_litellm, args.workers, args.baseline) as info:
+    with servers(
+        args.work_dir, not args.no_litellm, args.workers, args.baseline, args.postgres, args.console
+    ) as info:
         paths = info["paths"]
         result["wave_startup_s"] = info["wave_startup_s"]
         if "litellm" in paths:
@@ -851,10 +934,16 @@ def summarise(r: dict) -> dict:
         s["targets"]["rss_growth_under_5pct"] = r["soak"]["growth_pct"] < 5
     if "baseline" in r:
         s["versus_baseline"] = versus_baseline(r, proxies, lat)
+    if "noconsole" in proxies:
+        s["versus_noconsole"] = versus_baseline(r, proxies, lat, "noconsole")
     s["ratios"] = {
         "wave_rps_over_nginx": round(w / n, 3) if w and n else None,
         "wave_rps_over_litellm": round(w / ll, 1) if w and ll else None,
     }
+    if "wave-pg" in proxies:
+        s["postgres_vs_sqlite"] = postgres_vs_sqlite(r, lat)
+        ratio = s["postgres_vs_sqlite"]["rps_ratio_median"]
+        s["targets"]["postgres_within_10pct_of_sqlite_rps"] = None if ratio is None else ratio >= 0.9
     for p in proxies:
         if p.startswith("wave-x"):
             pw, pa = s["wrk_rps_c64"][p], s["added_p50_ms_c64"][p]
@@ -865,10 +954,47 @@ def summarise(r: dict) -> dict:
     return s
 
 
-def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
-    """This tree (`wave`, `wave-xN`) over the baseline tree (`base`, `base-xN`): wrk requests/s and
-    the proxy's CPU per request round by round (the two ran back to back within each round), and the
-    closed loop's added latencies."""
+def postgres_vs_sqlite(r: dict, lat: Any) -> dict:
+    """`wave-pg` (keys and audit in PostgreSQL) against `wave` (SQLite): wrk requests/s and proxy CPU
+    per request at 64 connections, each round's pair (the two ran back to back), and the closed
+    loop's added p50 latency."""
+
+    def wrk_rows(path: str) -> dict[int, dict]:
+        return {
+            x.get("round", 0): x
+            for x in r["wrk"]
+            if (x["path"], x["mode"], x["connections"]) == (path, "plain", 64) and x["requests_per_s"]
+        }
+
+    pg, sq = wrk_rows("wave-pg"), wrk_rows("wave")
+    rounds = sorted(set(pg) & set(sq))
+    rps = [pg[i]["requests_per_s"] / sq[i]["requests_per_s"] for i in rounds]
+    cpu = [
+        pg[i]["cpu_us_per_request"]["proxy"] / sq[i]["cpu_us_per_request"]["proxy"]
+        for i in rounds
+        if (pg[i].get("cpu_us_per_request") or {}).get("proxy")
+        and (sq[i].get("cpu_us_per_request") or {}).get("proxy")
+    ]
+    concurrencies = sorted({x["concurrency"] for x in r["latency"]})
+    return {
+        "wrk_rps_c64": {"sqlite": [sq[i]["requests_per_s"] for i in rounds],
+                        "postgres": [pg[i]["requests_per_s"] for i in rounds]},
+        "rps_ratio_by_round": [round(x, 3) for x in rps],
+        "rps_ratio_median": round(statistics.median(rps), 3) if rps else None,
+        "proxy_cpu_ratio_by_round": [round(x, 3) for x in cpu],
+        "proxy_cpu_ratio_median": round(statistics.median(cpu), 3) if cpu else None,
+        "added_p50_ms": {
+            f"c{c}": {"sqlite": lat("wave", "plain", c, "added_latency_p50_ms"),
+                      "postgres": lat("wave-pg", "plain", c, "added_latency_p50_ms")}
+            for c in concurrencies
+        },
+    }  # fmt: skip
+
+
+def versus_baseline(r: dict, proxies: list[str], lat: Any, label: str = "base") -> dict:
+    """This tree (`wave`, `wave-xN`) over the baseline tree (`base`, `base-xN`), or over the same tree
+    without its console (`label` noconsole): wrk requests/s and the proxy's CPU per request round by
+    round (the two ran back to back within each round), and the closed loop's added latencies."""
 
     def by_round(path: str, mode: str, conns: int, key: str) -> dict[int, float]:
         """Rounds with errors answered (non-2xx: an overloaded upstream) are left out: cheap error
@@ -890,7 +1016,7 @@ def versus_baseline(r: dict, proxies: list[str], lat: Any) -> dict:
 
     out: dict = {}
     for new in [p for p in proxies if p == "wave" or p.startswith("wave-x")]:
-        old = "base" + new[len("wave") :]
+        old = label + new[len("wave") :]
         if old not in proxies:
             continue
         conns = sorted({x["connections"] for x in r["wrk"] if x["path"] == new})

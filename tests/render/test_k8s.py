@@ -50,15 +50,37 @@ def test_engines_are_pinned_with_gpu_limits_and_probes(manifests: dict[str, list
     assert "resources" not in cpu  # CPU-only llama.cpp asks for no GPU
 
 
-def test_gateway_is_stateless_with_redis(manifests: dict[str, list[dict]]) -> None:
+def test_gateway_replicas_share_one_state_and_one_set_of_keys(manifests: dict[str, list[dict]]) -> None:
+    """Issue 14: the replicas share the database (no per-replica keys DB or bootstrap key) and
+    Redis, and get their settings only as the configuration contract's WAVE_* variables."""
+    from waveidp.fleet.settings import variables
+
     config, deploy, _service = manifests["k8s/10-gateway.yaml"]
     assert deploy["spec"]["replicas"] == 2
     assert "persistentVolumeClaim" not in str(deploy)
     wave_yaml = yaml.safe_load(config["data"]["wave.yaml"])
     urls = {b["name"]: b["url"] for n in wave_yaml["nodes"] for b in n.get("backends", [])}
     assert urls["vllm-5070ti"] == "http://vllm-5070ti.wave.svc.cluster.local:8000"
-    env = {e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert {"WAVE_REDIS_URL", "REDIS_PASSWORD"} <= env
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["wave", "serve"]
+    env = {e["name"]: e for e in container["env"]}
+    assert (
+        env["WAVE_DATABASE_URL"]["value"]
+        == "postgresql://wave:$(POSTGRES_PASSWORD)@postgres.wave.svc:5432/wave"
+    )
+    assert env["WAVE_REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@redis.wave.svc:6379/0"
+    for shared in ("WAVE_API_KEY", "WAVE_ADMIN_KEY"):
+        assert env[shared]["valueFrom"]["secretKeyRef"] == {"name": "wave-secrets", "key": shared}
+    names = list(env)
+    for helper in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):  # defined before the URLs that use them
+        assert names.index(helper) < names.index("WAVE_DATABASE_URL")
+    keys = {
+        b["api_key_env"] for n in wave_yaml["nodes"] for b in n.get("backends", []) if b.get("api_key_env")
+    }
+    settings = set(variables())
+    assert set(names) <= settings | keys | {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+    postgres = manifests["k8s/12-postgres.yaml"][0]
+    assert postgres["kind"] == "StatefulSet" and postgres["spec"]["volumeClaimTemplates"]
     assert manifests["k8s/11-redis.yaml"][0]["kind"] == "Deployment"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from state_support import Postgres, postgres_bin, postgres_server
 from support import running
 from waveidp.loopback import free_port, wait_http
 
@@ -75,3 +76,22 @@ def bao_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         addr = f"http://127.0.0.1:{port}"
         wait_http(f"{addr}/v1/sys/health", timeout=30, proc=proc)
         yield addr
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A real PostgreSQL server (Debian's), as the gateway replicas would share it."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with postgres_server("127.0.0.1", free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def database_url(postgres: Postgres) -> Iterator[str]:
+    """An empty database for each test (the tables dropped after it)."""
+    import psycopg
+
+    yield postgres.url
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS wave_api_keys, wave_audit, wave_audit_head CASCADE")

@@ -16,15 +16,32 @@ audit_app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 
-DbOption = typer.Option(None, "--db", help="audit database (default WAVE_HOME/audit.db)")
+DbOption = typer.Option(None, "--db", help="SQLite audit database (default WAVE_HOME/audit.db)")
+DatabaseOption = typer.Option(
+    None,
+    "--database",
+    envvar="WAVE_DATABASE_URL",
+    show_envvar=True,
+    help="PostgreSQL URL of the gateway replicas' shared audit log (instead of --db)",
+)
+
+
+def _table(db: Path | None, database: str | None) -> Any:
+    from waveidp.security.state import audit_table
+
+    return audit_table(database, db, readonly=True)
 
 
 @audit_app.command("verify")
-def verify(db: Path | None = DbOption, as_json: bool = typer.Option(False, "--json")) -> None:
+def verify(
+    db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Check every row's hash and link; exit 1 naming the first edited, deleted or cut-off row."""
     from waveidp.security import audit
 
-    verdict = audit.verify(db)
+    verdict = audit.verify(_table(db, database))
     if as_json:
         print_json(verdict.to_dict())
     elif verdict.ok:
@@ -57,6 +74,7 @@ def _fmt(row: dict[str, Any]) -> list[Text]:
 def tail(
     n: int = typer.Option(20, "-n", "--lines", min=1, max=100_000, help="how many of the newest rows"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show the newest rows."""
@@ -64,7 +82,7 @@ def tail(
 
     from waveidp.security import audit
 
-    rows = list(audit.rows(db, last=n))
+    rows = list(audit.rows(_table(db, database), last=n))
     if as_json:
         print_json(rows)
         return
@@ -81,6 +99,7 @@ def export(
     fmt: str = typer.Option("jsonl", "--format", help="output format (jsonl)"),
     output: Path | None = typer.Option(None, "--output", "-o", help="file to write (default stdout)"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
 ) -> None:
     """Write every row, hashes included, one JSON object per line."""
     import orjson
@@ -95,7 +114,7 @@ def export(
     out = open(private_file(output), "wb") if output else sys.stdout.buffer  # noqa: SIM115
     try:
         count = 0
-        for row in audit.rows(db):
+        for row in audit.rows(_table(db, database)):
             out.write(orjson.dumps(row) + b"\n")
             count += 1
     finally:

@@ -13,7 +13,7 @@ from waveidp.cli._app import app, console, err_console, print_json
 from waveidp.errors import InputError, WaveError
 
 if TYPE_CHECKING:
-    from waveidp.bench.report import BenchReport
+    pass
 
 bench_app = typer.Typer(
     help="Benchmark an OpenAI-compatible endpoint (AIPerf metric definitions).",
@@ -171,7 +171,9 @@ def bench(
         from waveidp.bench.predict import predict_runs
 
         report.predictions = predict_runs(report)
-    written = _write_outputs(report, out, plots) if out else []
+    from waveidp.bench.outputs import write_all
+
+    written = write_all(report, out, plots) if out else []
     if as_json:
         print_json(report.to_dict(exclude={"runs": {"__all__": {"requests", "telemetry_samples"}}}))
     else:
@@ -185,16 +187,6 @@ def bench(
     measured = [r for run in outcome.runs for r in run.records]
     if measured and not any(r.ok for r in measured):
         raise BenchError("no request completed: " + describe_failure(measured, cfg.target))
-
-
-def _write_outputs(report: BenchReport, out: Path, plots: bool) -> list[Path]:
-    from waveidp.bench.outputs import write_csv, write_html, write_plots
-
-    written = [report.save(out), write_csv(report, out)]
-    if plots and report.runs:
-        pngs = write_plots(report, out)
-        written += [*pngs, write_html(report, pngs, out)]
-    return written
 
 
 @bench_app.command("compare")

@@ -17,14 +17,22 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 
-DbOption = typer.Option(None, "--db", help="key database (default WAVE_HOME/keys.db)")
+DbOption = typer.Option(None, "--db", help="SQLite key database (default WAVE_HOME/keys.db)")
+DatabaseOption = typer.Option(
+    None,
+    "--database",
+    envvar="WAVE_DATABASE_URL",
+    show_envvar=True,
+    help="PostgreSQL URL of the gateway replicas' shared keys (instead of --db)",
+)
 JsonOption = typer.Option(False, "--json", help="print JSON for scripts")
 
 
-def _store(db: Path | None) -> KeyStore:
+def _store(db: Path | None, database: str | None) -> KeyStore:
     from waveidp.security.keys import KeyStore
+    from waveidp.security.state import key_table
 
-    return KeyStore(db)
+    return KeyStore(key_table(database, db))
 
 
 def _table(keys: list[ApiKey], title: str) -> None:
@@ -60,12 +68,13 @@ def create(
     tpm: int | None = typer.Option(None, help="tokens (input + output) per minute"),
     max_concurrent: int | None = typer.Option(None, help="requests in flight at once"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Create a key; it is printed once and never again."""
     from waveidp.security.keys import parse_expiry
 
-    store = _store(db)
+    store = _store(db, database)
     issued = store.create(
         name,
         models=model,
@@ -81,10 +90,11 @@ def create(
 def list_keys(
     all_: bool = typer.Option(False, "--all", help="include revoked keys"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List keys (never their secrets)."""
-    keys = _store(db).list(include_revoked=all_)
+    keys = _store(db, database).list(include_revoked=all_)
     if as_json:
         print_json([k.to_dict() for k in keys])
     else:
@@ -95,10 +105,11 @@ def list_keys(
 def revoke(
     name_or_id: str = typer.Argument(..., help="key name or id"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a key; the gateway refuses it from its next request on."""
-    key = _store(db).revoke(name_or_id)
+    key = _store(db, database).revoke(name_or_id)
     if as_json:
         print_json(key.to_dict())
     else:
@@ -109,7 +120,8 @@ def revoke(
 def rotate(
     name_or_id: str = typer.Argument(..., help="key name or id"),
     db: Path | None = DbOption,
+    database: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Give a key a new secret (same name, models and limits); the old secret stops working."""
-    _show_issued(_store(db).rotate(name_or_id), as_json, "rotated")
+    _show_issued(_store(db, database).rotate(name_or_id), as_json, "rotated")

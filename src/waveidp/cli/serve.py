@@ -10,30 +10,44 @@ import typer
 from waveidp.cli._app import app, console, err_console, shown
 
 
-@app.command()
+def _settings_help() -> str:
+    """`wave serve --help`'s list of the WAVE_* variables, from the configuration model itself."""
+    from waveidp.fleet.settings import variables
+
+    rows = "\n\n".join(f"{name}: {what}" for name, what in variables().items())
+    return (
+        "Every setting comes from a flag, a WAVE_* variable or the fleet file's gateway: section, in "
+        "that order of precedence, else its default (docs/configuration.md):\n\n" + rows
+    )
+
+
+@app.command(epilog=_settings_help())
 def serve(
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="fleet file (wave.yaml) with the backends"
+        None, "--config", "-c", help="fleet file (wave.yaml) with the backends [env: WAVE_CONFIG]"
     ),
     upstream: list[str] = typer.Option(
         [], "--upstream", "-u", help="OpenAI-compatible base URL; repeatable; models found via /v1/models"
     ),
-    engine: str = typer.Option("auto", help="engine kind of --upstream URLs (auto: detected from /metrics)"),
+    engine: str | None = typer.Option(
+        None, help="engine kind of --upstream URLs (default auto: detected from /metrics)"
+    ),
     upstream_key_env: str | None = typer.Option(None, help="environment variable with the --upstream key"),
-    host: str | None = typer.Option(None, help="listen address (default: gateway.host, 127.0.0.1)"),
-    port: int | None = typer.Option(None, help="listen port (default: gateway.port, 4000)"),
+    host: str | None = typer.Option(None, help="listen address (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="listen port (default 4000)"),
     policy: str | None = typer.Option(
         None, help="routing policy for every model: predicted-latency, least-outstanding, round-robin"
     ),
-    max_body_bytes: int | None = typer.Option(
-        None, help="largest request body accepted (default: gateway.max_body_bytes, 32 MiB)"
-    ),
+    max_body_bytes: int | None = typer.Option(None, help="largest request body accepted (default 32 MiB)"),
     cors_origin: list[str] = typer.Option(
         [], "--cors-origin", help="browser origin allowed to call the gateway (CORS); repeatable; '*' for any"
     ),
-    log_level: str = typer.Option("warning", help="debug shows each routing decision"),
+    log_level: str | None = typer.Option(None, help="debug shows each routing decision (default warning)"),
     no_auth: bool = typer.Option(False, "--no-auth", help="no API keys at all (refused off 127.0.0.1)"),
     redis: str | None = typer.Option(None, "--redis", help="Redis URL: rate limits shared by replicas"),
+    database: str | None = typer.Option(
+        None, "--database", help="PostgreSQL URL: keys and the audit log shared by replicas"
+    ),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="TLS certificate (PEM); needs --tls-key"),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="TLS private key (PEM)"),
     oidc_issuer: str | None = typer.Option(None, help="accept OIDC tokens from this issuer (iss)"),
@@ -46,7 +60,17 @@ def serve(
         help="/metrics needs a key (WAVE_METRICS_KEY or an API key); /ready shows less",
     ),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
+        None, "--workers", min=1, max=64, help="gateway processes on the port (default 1)"
+    ),
+    no_console: bool = typer.Option(False, "--no-console", help="do not serve the web console at /console"),
+    console_bench_dir: Path | None = typer.Option(
+        None, "--console-bench-dir", help="wave bench result folders the console lists (WAVE_HOME/bench)"
+    ),
+    oidc_client_id: str | None = typer.Option(
+        None, help="console sign-in through the --oidc-issuer (authorization code + PKCE) as this client"
+    ),
+    oidc_admin_group: str | None = typer.Option(
+        None, help="OIDC group (claim 'groups') whose members are console admins (default wave-admins)"
     ),
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the backends of --config and/or --upstream.
@@ -56,68 +80,101 @@ def serve(
     import os
 
     from waveidp.errors import InputError
-    from waveidp.fleet.models import GatewayConfig, RoutingConfig
+    from waveidp.fleet.models import RoutingConfig
+    from waveidp.fleet.settings import resolve
     from waveidp.gateway import backends_from_fleet, backends_from_urls
-    from waveidp.gateway.compose import GatewaySetup, body_limit_setting, serve_workers
+    from waveidp.gateway.compose import GatewaySetup, body_limit_setting, security_options, serve_workers
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
     from waveidp.gateway.state import Gateway
-    from waveidp.run.api_key import resolve_api_key
-    from waveidp.security.gateway_security import prepare_workers, security_options
-    from waveidp.security.transport import tls_settings
+    from waveidp.run.api_key import resolve_admin_key, resolve_api_key
+    from waveidp.security.gateway_security import prepare_workers
+    from waveidp.security.transport import check_bind, tls_settings
 
-    if config is None and not upstream:
-        raise InputError(
-            "no backends given",
-            where="wave serve",
-            fix="pass --upstream http://host:port (repeatable) or --config wave.yaml",
-        )
+    flags = {
+        "upstreams": upstream,
+        "upstream_engine": engine,
+        "upstream_key_env": upstream_key_env,
+        "host": host,
+        "port": port,
+        "policy": policy,
+        "max_body_bytes": max_body_bytes,
+        "log_level": log_level,
+        "auth": False if no_auth else None,
+        "redis_url": redis,
+        "database_url": database,
+        "tls_cert": str(tls_cert) if tls_cert else None,
+        "tls_key": str(tls_key) if tls_key else None,
+        "oidc_issuer": oidc_issuer,
+        "oidc_audience": oidc_audience,
+        "oidc_jwks_url": oidc_jwks_url,
+        "log_prompts": True if log_prompts else None,
+        "status_auth": True if status_auth else None,
+        "workers": workers,
+        "cors_origins": cors_origin,
+        "console": False if no_console else None,
+        "console_bench_dir": str(console_bench_dir) if console_bench_dir else None,
+        "oidc_client_id": oidc_client_id,
+        "oidc_admin_group": oidc_admin_group,
+    }
+    if policy is not None:
+        make_policy(policy)  # unknown names fail here with the valid ones listed
+    config = config or (Path(os.environ["WAVE_CONFIG"]) if os.environ.get("WAVE_CONFIG") else None)
     backends = []
-    gateway_config, routing = GatewayConfig(), RoutingConfig()
+    file_config, routing, f = None, RoutingConfig(), None
     if config is not None:
         from waveidp import fleet
 
         f = fleet.load(config)
         backends += backends_from_fleet(f)
-        gateway_config, routing = f.gateway, f.routing
-    limit_setting = body_limit_setting(gateway_config, config, flag=max_body_bytes is not None)
-    if upstream:
-        key = os.environ.get(upstream_key_env) if upstream_key_env else None
-        backends += backends_from_urls(upstream, engine, key)
-    if policy is not None:
-        make_policy(policy)  # unknown names fail here with the valid ones listed
-        routing = routing.with_policy(policy)
-    update: dict[str, object] = {"host": host or gateway_config.host, "port": port or gateway_config.port}
-    if max_body_bytes is not None:
-        update["max_body_bytes"] = max_body_bytes
-    if workers is not None:
-        update["workers"] = workers
-    if status_auth:
-        update["status_auth"] = True
-    if cors_origin:
-        update["cors_origins"] = cors_origin
-    gateway_config = GatewayConfig.model_validate({**gateway_config.model_dump(), **update})
+        file_config, routing = f.gateway, f.routing
+    cfg = resolve(file_config, os.environ, flags, file_name=str(config or "the fleet file"))
+    if cfg.upstreams:
+        key = os.environ.get(cfg.upstream_key_env) if cfg.upstream_key_env else None
+        backends += backends_from_urls(cfg.upstreams, cfg.upstream_engine, key)
+    if not backends and config is None:
+        raise InputError(
+            "no backends given",
+            where="wave serve",
+            fix="pass --upstream http://host:port (repeatable) or --config wave.yaml (or WAVE_CONFIG)",
+        )
+    if cfg.policy is not None:
+        routing = routing.with_policy(cfg.policy)
     # --no-auth: no key is needed, so none is made, checked or printed
-    api_key, source = (None, "--no-auth") if no_auth else resolve_api_key()
+    api_key, source = resolve_api_key() if cfg.auth else (None, "--no-auth")
+    check_bind(cfg.host, auth_enabled=cfg.auth)  # before the console's own check: the graver refusal
+    admin_key, _ = resolve_admin_key(cfg)
     setup = GatewaySetup(
         backends,
-        gateway_config,
+        cfg,
         routing,
-        security_options(
-            bootstrap_key=api_key,
-            no_auth=no_auth,
-            redis_url=redis,
-            oidc_issuer=oidc_issuer,
-            oidc_audience=oidc_audience,
-            oidc_jwks_url=oidc_jwks_url,
-            log_prompts=log_prompts,
+        security_options(cfg, api_key, admin_key),
+        tls_settings(cfg.tls_cert, cfg.tls_key),
+        body_limit_setting=body_limit_setting(
+            file_config, config, os.environ, flag=max_body_bytes is not None
         ),
-        tls_settings(tls_cert, tls_key),
-        body_limit_setting=limit_setting,
     )
-    url = f"{'https' if setup.tls else 'http'}://{gateway_config.host}:{gateway_config.port}/v1"
+    base = f"{'https' if setup.tls else 'http'}://{cfg.host}:{cfg.port}"
+    url = base + "/v1"
     key_line = _key_line(api_key, source)
-    count = gateway_config.workers
+    console_url = ""
+    if cfg.console:
+        from waveidp.console import console_mount, options_from_cli
+
+        options = options_from_cli(
+            host=cfg.host,
+            admin_key=admin_key,
+            bootstrap_key=api_key if cfg.auth else None,
+            fleet=f,
+            bench_dir=Path(cfg.console_bench_dir) if cfg.console_bench_dir else None,
+            oidc_issuer=cfg.oidc_issuer,
+            oidc_jwks_url=cfg.oidc_jwks_url,
+            oidc_client_id=cfg.oidc_client_id,
+            oidc_admin_group=cfg.oidc_admin_group,
+        )
+        if options is not None:
+            setup.mounts.append(console_mount(options))
+            console_url = f"  console: {base}/console"
 
     # One line whatever the terminal's width, also when written to a file (Rich wraps at 80
     # columns there): supervisors and scripts read it.
@@ -128,7 +185,7 @@ def serve(
         console.print(
             f"[bold green]gateway ready[/] {url}  models:",
             shown(", ".join(gw.models()) or "(discovering)"),  # names the upstreams chose
-            f" API key: {key_line}",
+            f" API key: {key_line}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
@@ -141,7 +198,7 @@ def serve(
         console.print(
             f"[bold yellow]gateway listening, no backend up yet[/] {url}  (",
             shown(why),  # upstream error texts
-            f")  requests wait with 503 until one is; API key: {key_line}",
+            f")  requests wait with 503 until one is; API key: {key_line}{console_url}",
             sep="",
             highlight=False,
             soft_wrap=True,
@@ -152,16 +209,16 @@ def serve(
             say_not_routable(None)
             return
         console.print(
-            f"[bold green]gateway ready[/] {url}  {count} workers  API key: {key_line}",
+            f"[bold green]gateway ready[/] {url}  {cfg.workers} workers  API key: {key_line}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
 
-    if count > 1:
-        prepare_workers(setup.security, host=gateway_config.host, workers=count)
-        serve_workers(setup, on_ready=workers_ready, log_level=log_level)
+    if cfg.workers > 1:
+        prepare_workers(setup.security, host=cfg.host, workers=cfg.workers)
+        serve_workers(setup, on_ready=workers_ready, log_level=cfg.log_level)
     else:
-        serve_gateway(setup, on_ready=ready, log_level=log_level)
+        serve_gateway(setup, on_ready=ready, log_level=cfg.log_level)
 
 
 def _key_line(api_key: str | None, source: str) -> str:
@@ -175,24 +232,32 @@ def up(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="fleet file: start its local embedded engines, connect the rest"
     ),
-    port: int = typer.Option(4000, help="gateway port"),
-    host: str = typer.Option("127.0.0.1", help="gateway listen address"),
+    port: int | None = typer.Option(None, help="gateway port (default 4000)"),
+    host: str | None = typer.Option(None, help="gateway listen address (default 127.0.0.1)"),
     json: bool = typer.Option(False, "--json", help="print the ready line as JSON"),
-    log_level: str = typer.Option("warning"),
+    log_level: str | None = typer.Option(None, help="default warning"),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, max=64, help="gateway processes on the port (default: gateway.workers, 1)"
+        None, "--workers", min=1, max=64, help="gateway processes on the port (default 1)"
     ),
+    no_console: bool = typer.Option(False, "--no-console", help="do not serve the web console at /console"),
 ) -> None:
     """Start the embedded engine (llama-server, SmolLM2-135M-Instruct) behind the gateway; Ctrl-C stops it.
 
-    With --workers N, N gateway processes share the port (docs/gateway.md, Workers)."""
+    The gateway's other settings come from WAVE_* variables and the fleet file (see `wave serve
+    --help`). With --workers N, N gateway processes share the port (docs/gateway.md, Workers)."""
+    import os
+
     import uvloop
 
     from waveidp.gateway.request_ids import log_with_request_ids
     from waveidp.run.up import UpInfo, plan, up_with_workers
     from waveidp.run.up import up as run_up
 
-    log_with_request_ids(log_level)
+    config = config or (Path(os.environ["WAVE_CONFIG"]) if os.environ.get("WAVE_CONFIG") else None)
+    flags = {"host": host, "port": port, "workers": workers, "log_level": log_level}
+    p = plan(config=config, flags={**flags, "console": False if no_console else None})
+    level = p.gateway.config.log_level
+    log_with_request_ids(level)
 
     def show(info: UpInfo) -> None:
         if json:
@@ -206,6 +271,8 @@ def up(
                     "children": info.children,
                     "workers": count,
                     "routable": info.routable,
+                    "console_url": info.console_url,
+                    "admin_key_source": info.admin_key_source,
                 }
             )
             return
@@ -216,6 +283,12 @@ def up(
                 "[bold yellow]Wave is listening, no backend up yet[/] (see /ready)", highlight=False
             )
         console.print(f"  URL      {info.url}", highlight=False, soft_wrap=True)
+        if info.console_url:
+            console.print(
+                f"  Console  {info.console_url}  (sign in with the admin key: {info.admin_key_source})",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print("  models  ", shown(", ".join(info.models)), highlight=False, soft_wrap=True)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
@@ -223,14 +296,13 @@ def up(
         console.print(f"  logs     {info.logs}", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.", highlight=False)
 
-    p = plan(host=host, port=port, config=config, workers=workers)
     count = p.gateway.config.workers
     if not json:
         err_console.print("starting the engine(s) and the gateway...", highlight=False)
     if count > 1:
-        up_with_workers(p, on_ready=show, log_level=log_level)
+        up_with_workers(p, on_ready=show, log_level=level)
     else:
-        uvloop.run(run_up(p, on_ready=show, log_level=log_level))
+        uvloop.run(run_up(p, on_ready=show, log_level=level))
     if not json:
         console.print("stopped", highlight=False)
 

@@ -15,7 +15,7 @@ from waveidp.errors import InputError
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from waveidp.catalog import Hardware
+    from waveidp.fleet.models import Node
     from waveidp.sizing import SizingResult
     from waveidp.sizing._claims import ClaimCheck
     from waveidp.sizing._fit import FitRow
@@ -209,7 +209,7 @@ def fit(
 ) -> None:
     """Rank the fleet's devices (or this machine's) for each model: best verdict, format and engine."""
     from waveidp import catalog
-    from waveidp.sizing._fit import fit_node
+    from waveidp.sizing._fit import fit_fleet
 
     if max_kld_p95 is not None and max_kld_p95 < 0:
         raise InputError(f"--max-kld-p95 {max_kld_p95:g} is below 0", where="--max-kld-p95", fix="use >= 0")
@@ -217,29 +217,15 @@ def fit(
         catalog.quant(quant)  # unknown ids fail here with suggestions
     models = [catalog.model(m) for m in model] if model else list(catalog.all_models().values())
     variants, stored_limit = _store_variants(models)
-    quants = dict(catalog.all_quants())
-    rows: list[FitRow] = []
-    wanted = quant.lower() if quant else None
-    for node_name, accels, host in _nodes(fleet_file):
-        with _options_checked():
-            rows += fit_node(
-                node_name,
-                accels,
-                host,
-                models,
-                quants,
-                quant=wanted,
-                context=context,
-                variants=variants,
-                max_kld_p95=max_kld_p95 if max_kld_p95 is not None else stored_limit,
-            )
-    rows.sort(
-        key=lambda r: (
-            r.model,
-            {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}[r.verdict],
-            -r.decode_tokens_per_s,
+    with _options_checked():
+        rows = fit_fleet(
+            _nodes(fleet_file),
+            models,
+            quant=quant.lower() if quant else None,
+            context=context,
+            variants=variants,
+            max_kld_p95=max_kld_p95 if max_kld_p95 is not None else stored_limit,
         )
-    )
     if as_json:
         print_json([r.model_dump(mode="json") for r in rows])
         return
@@ -305,37 +291,15 @@ def _compact(ids: list[str]) -> list[str]:
     return out
 
 
-def _nodes(fleet_file: Path | None) -> list[tuple[str, list[tuple[Hardware, int]], Hardware | None]]:
-    """(node name, [(accelerator hardware, count)], host CPU hardware or None) per node."""
-    from waveidp import catalog
-
+def _nodes(fleet_file: Path | None) -> list[Node]:
+    """The fleet file's nodes, or this machine's (detected)."""
     if fleet_file is None:
         from waveidp.fleet.detect import detect_local_node
 
-        nodes = [detect_local_node()]
-    else:
-        from waveidp import fleet
+        return [detect_local_node()]
+    from waveidp import fleet
 
-        nodes = fleet.load(fleet_file).nodes
-    out: list[tuple[str, list[tuple[Hardware, int]], Hardware | None]] = []
-    for node in nodes:
-        accels: list[tuple[Hardware, int]] = []
-        host: Hardware | None = None
-        for dev in node.devices:
-            hw = catalog.hardware(dev.hardware)
-            update: dict[str, object] = {}
-            if dev.memory_gib:
-                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
-            cores = getattr(dev, "cores", None)
-            if hw.kind == "cpu" and cores:
-                update["cores"] = cores
-            hw = hw.model_copy(update=update) if update else hw
-            if hw.kind == "cpu":
-                host = hw
-            else:
-                accels.append((hw, dev.count))
-        out.append((node.name, accels, host))
-    return out
+    return list(fleet.load(fleet_file).nodes)
 
 
 @app.command("claims")

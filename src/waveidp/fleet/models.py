@@ -20,6 +20,10 @@ EngineKind = Literal[
 RoutingPolicy = Literal["predicted-latency", "least-outstanding", "round-robin"]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+_URL_SCHEMES = {
+    "redis_url": ("redis://", "rediss://", "unix://"),
+    "database_url": ("postgresql://", "postgres://"),
+}
 
 
 class FieldError(ValueError):
@@ -174,16 +178,24 @@ class RoutingConfig(_Strict):
 
 class GatewayConfig(_Strict):
     node: str | None = Field(default=None, description="node that runs the gateway")
-    host: str = "127.0.0.1"
-    port: int = Field(default=4000, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="listen address (another needs auth on)")
+    port: int = Field(default=4000, ge=1, le=65535, description="listen port")
     # 32 MiB: a two-turn chat with four 12 MP phone photos as data URLs, as Open WebUI sends it, is
     # ~18-30 MiB (benchmarks/multimodal_body.py); 4 MiB refused one photo.
-    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
-    connect_timeout_s: float = Field(default=3.0, gt=0, le=600)
-    first_token_timeout_s: float = Field(default=120.0, gt=0, le=3600)
-    chunk_gap_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    total_timeout_s: float = Field(default=900.0, gt=0, le=86_400)
-    retries: int = Field(default=2, ge=0, le=10)
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, le=1024**3, description="largest request body accepted (413)"
+    )
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=600, description="connecting to a backend")
+    first_token_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="a backend's first byte of answer"
+    )
+    chunk_gap_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="between two chunks of a stream"
+    )
+    total_timeout_s: float = Field(default=900.0, gt=0, le=86_400, description="a whole request")
+    retries: int = Field(
+        default=2, ge=0, le=10, description="other backends tried before the first byte (502/504 after)"
+    )
     workers: int = Field(
         default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
     )
@@ -241,6 +253,87 @@ class GatewayConfig(_Strict):
         description="browser origins allowed to call the gateway (CORS), e.g. http://localhost:3000; "
         "'*' for any; empty: CORS off",
     )
+    # --- everything else a gateway process needs; each setting is also a WAVE_* variable and, where
+    # `wave serve` has one, a flag (waveidp.fleet.settings: flag > environment > file > default)
+    upstreams: list[str] = Field(
+        default_factory=list,
+        description="OpenAI-compatible base URLs served beside the fleet file's backends (--upstream)",
+    )
+    upstream_engine: str = Field(
+        default="auto", description="engine kind of the upstreams (auto: detected from /metrics)"
+    )
+    upstream_key_env: str | None = Field(
+        default=None, description="environment variable holding the upstreams' API key"
+    )
+    policy: RoutingPolicy | None = Field(
+        default=None, description="routing policy for every model, over the routing: section"
+    )
+    auth: bool = Field(default=True, description="API keys needed (false: --no-auth, refused off loopback)")
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by the replicas for rate limits (password: environment only)"
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL shared by the replicas for keys and the audit log; unset: SQLite in "
+        "WAVE_HOME (password: environment only)",
+    )
+    oidc_issuer: str | None = Field(default=None, description="accept OIDC tokens from this issuer (iss)")
+    oidc_audience: str | None = Field(default=None, description="audience (aud) the OIDC tokens must carry")
+    oidc_jwks_url: str | None = Field(default=None, description="the issuer's JWKS URL")
+    console: bool = Field(default=True, description="serve the web console at /console")
+    oidc_client_id: str | None = Field(
+        default=None, description="console sign-in through the OIDC issuer (code + PKCE) as this client"
+    )
+    oidc_admin_group: str | None = Field(
+        default=None, description="OIDC group (claim 'groups') whose members are console admins (wave-admins)"
+    )
+    console_bench_dir: str | None = Field(
+        default=None, description="wave bench result folders the console lists (default WAVE_HOME/bench)"
+    )
+    admin_key_file: str | None = Field(
+        default=None, description="file holding the admin key of /admin/keys (or WAVE_ADMIN_KEY itself)"
+    )
+    admin_key_vault: str | None = Field(
+        default=None, description="Vault KV v2 mount/path#field holding the admin key"
+    )
+    audit: bool = Field(default=True, description="write the hash-chained audit log")
+    log_prompts: bool = Field(default=False, description="keep prompt text in the audit log")
+    audit_spool_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=1024**4,
+        description="local spool for audit rows while the database is down; full: requests get 503",
+    )
+    redis_down_rpm: Literal["open", "closed"] = Field(
+        default="open", description="requests per minute while Redis is down: let through or refuse (503)"
+    )
+    redis_down_tpm: Literal["open", "closed"] = Field(
+        default="closed", description="tokens per minute (a budget) while Redis is down"
+    )
+    redis_down_concurrency: Literal["open", "closed"] = Field(
+        default="open", description="concurrent requests per key while Redis is down"
+    )
+    tls_cert: str | None = Field(default=None, description="TLS certificate (PEM); needs tls_key")
+    tls_key: str | None = Field(default=None, description="TLS private key (PEM)")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="warning", description="debug shows each routing decision"
+    )
+
+    @model_validator(mode="after")
+    def _together(self) -> GatewayConfig:
+        oidc = {"oidc_issuer": self.oidc_issuer, "oidc_audience": self.oidc_audience}
+        oidc["oidc_jwks_url"] = self.oidc_jwks_url
+        if any(oidc.values()) and not all(oidc.values()):
+            missing = next(k for k, v in oidc.items() if not v)
+            raise FieldError("OIDC needs oidc_issuer, oidc_audience and oidc_jwks_url together", (missing,))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise FieldError("TLS needs tls_cert and tls_key together", ("tls_key",))
+        for name in ("redis_url", "database_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(_URL_SCHEMES[name]):
+                want = " or ".join(_URL_SCHEMES[name])
+                raise FieldError(f"{name} must start with {want}", (name,))
+        return self
 
 
 class Fleet(_Strict):

@@ -215,6 +215,7 @@ def create_app(gw: Gateway) -> GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
             await gw.close()
+            await gw.guard.close()
 
     hot = {path: OpenAIEndpoint(gw, endpoint) for path, endpoint in ROUTES.items()}
     routes = [

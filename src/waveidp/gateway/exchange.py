@@ -62,6 +62,7 @@ from waveidp.gateway.upstream import (
     plan_call,
     read_answer,
 )
+from waveidp.security.audit import bounded_name
 from waveidp.security.guard import Admission
 from waveidp.security.principal import Principal
 from waveidp.security.transport import check_json_shape
@@ -515,7 +516,7 @@ class Exchange:
         info = self.info
         record = RequestRecord(
             request_id=self.request_id,
-            model=info.model if info is not None else "",
+            model=bounded_name(info.model) if info is not None else "",  # a client's string
             endpoint=self.endpoint,
             backend=backend,
             status=status,
@@ -528,6 +529,8 @@ class Exchange:
         )
         m = self.gw.metrics
         label = model_label(self.gw, record.model, backend)
+        if self.gw.recent is not None:
+            self.gw.recent.add(record, self.principal.name if self.principal else "-", self.request_id)
         if self.admission is None and refusal is not None:
             try:
                 self.gw.refused(  # counted and audited where every refusal is

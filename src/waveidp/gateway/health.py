@@ -86,6 +86,8 @@ async def health_loop(gw: Gateway) -> None:
     while True:
         try:
             await probe_all(gw)
+            if gw.guard.audit is not None:
+                gw.metrics.audit_spooled.set(gw.guard.audit.spooled)
         except Exception:  # a bug in one round must not end health checking
             log.exception("health round failed")
         await asyncio.sleep(gw.probe_interval_s)

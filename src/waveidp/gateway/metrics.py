@@ -109,6 +109,23 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.limits_unavailable_count = Counter(
+            "wave_limits_unavailable",
+            "Limit checks Redis could not make, by limit and what the request got (fail open or closed)",
+            ["limit", "outcome"],
+            registry=r,
+        )
+        self.audit_spooled = Gauge(
+            "wave_audit_spooled_rows",
+            "Audit rows waiting in the local spool for the audit table to answer",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+
+    def limits_unavailable(self, limit: str, outcome: str) -> None:
+        """`GuardObserver`: a limit Redis could not check."""
+        self.child(self.limits_unavailable_count, limit, outcome).inc()
+
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, remembered: prometheus-client's lookup takes a lock and ~2 us."""
         key = (id(metric), values)

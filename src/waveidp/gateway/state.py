@@ -13,6 +13,7 @@ from yarl import URL
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.security.transport import InputLimits
 
@@ -63,6 +64,8 @@ class Gateway:
             max_json_containers=self.config.max_json_containers,
         )
         self.metrics = GatewayMetrics()
+        self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
+        guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request

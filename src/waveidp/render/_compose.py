@@ -9,7 +9,14 @@ from waveidp.fleet.models import Fleet
 from waveidp.render._data import containers, defaults
 from waveidp.render._engines import EngineUnit, key_env
 from waveidp.render._exporter import compose_exporter
-from waveidp.render._gateway import CONFIG_PATH, backend_key_envs, serve_command, status_key_envs
+from waveidp.render._gateway import (
+    CONFIG_PATH,
+    HOME,
+    backend_key_envs,
+    gateway_settings,
+    serve_command,
+    status_key_envs,
+)
 from waveidp.render._layout import NodeLayout
 
 RESTART = "unless-stopped"
@@ -104,17 +111,21 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
 def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
     port = fleet.gateway.port
     bind = "127.0.0.1:" if lay.runs("nginx") else ""
-    env = {name: "${" + name + "}" for name in backend_key_envs(fleet) + status_key_envs(fleet)}
-    if lay.runs("redis"):
-        env["WAVE_REDIS_URL"] = "redis://:${REDIS_PASSWORD}@redis:6379/0"
+    env = {
+        name: "${" + name + "}"
+        for name in [*backend_key_envs(fleet), "WAVE_ADMIN_KEY", *status_key_envs(fleet)]
+    }
+    redis = "redis://:${REDIS_PASSWORD}@redis:6379/0" if lay.runs("redis") else None
+    # one gateway service on one node: keys and the audit log stay in SQLite in its volume
+    env.update(gateway_settings(redis_url=redis, database_url=None))
     probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{port}/health')"
     body: dict[str, Any] = {
         "build": {"context": "./wave"},
         "image": "waveidp/gateway:local",
         "restart": RESTART,
-        "command": serve_command(port),
+        "command": serve_command(),
         "environment": dict(sorted(env.items())),
-        "volumes": [f"./wave/wave.yaml:{CONFIG_PATH}:ro", "wave-data:/var/lib/wave"],
+        "volumes": [f"./wave/wave.yaml:{CONFIG_PATH}:ro", f"wave-data:{HOME}"],
         "ports": [f"{bind}{port}:{port}"],
         "healthcheck": _health(["CMD", "python", "-c", probe]),
     }

@@ -1,5 +1,10 @@
-"""The gateway container's command, key variables and configuration file, the same under Compose and
-Kubernetes."""
+"""The gateway container's command, settings, key variables and configuration file, the same under
+Compose and Kubernetes.
+
+The container runs plain `wave serve`; everything it needs is the configuration contract of
+`waveidp.fleet.settings`: the rendered fleet file (`WAVE_CONFIG`) and `WAVE_*` variables, nothing
+else (plus the backend key variables that file names, and the passwords a `WAVE_*` URL is built
+from)."""
 
 from __future__ import annotations
 
@@ -8,10 +13,23 @@ from waveidp.fleet.models import Backend, Fleet
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 
 CONFIG_PATH = "/etc/wave/wave.yaml"
+HOME = "/var/lib/wave"
 
 
-def serve_command(port: int) -> list[str]:
-    return ["wave", "serve", "--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(port)]
+def serve_command() -> list[str]:
+    return ["wave", "serve"]
+
+
+def gateway_settings(*, redis_url: str | None, database_url: str | None) -> dict[str, str]:
+    """The `WAVE_*` settings of the gateway container (names from `waveidp.fleet.settings`)."""
+    from waveidp.fleet.settings import env_name
+
+    env = {"WAVE_CONFIG": CONFIG_PATH, "WAVE_HOME": HOME, env_name("host"): "0.0.0.0"}
+    if redis_url:
+        env[env_name("redis_url")] = redis_url
+    if database_url:
+        env[env_name("database_url")] = database_url
+    return env
 
 
 def backend_key_envs(fleet: Fleet) -> list[str]:

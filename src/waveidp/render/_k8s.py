@@ -1,6 +1,7 @@
 """Kubernetes manifests: engines as Deployments pinned to their node with `nvidia.com/gpu` limits,
-the gateway as a stateless Deployment behind a Service with Redis for shared state, PodMonitors and a
-PrometheusRule for the Prometheus Operator. Secrets are referenced by name, never rendered."""
+the gateway as a Deployment of replicas behind a Service that share their state (keys, usage and
+the audit log in PostgreSQL, limits in Redis), PodMonitors and a PrometheusRule for the Prometheus
+Operator. Secrets are referenced by name, never rendered."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import yaml
 from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
 from waveidp.render._engines import EngineUnit
-from waveidp.render._gateway import backend_key_envs, gateway_config, serve_command, status_key_envs
+from waveidp.render._gateway import (
+    CONFIG_PATH,
+    HOME,
+    backend_key_envs,
+    gateway_config,
+    gateway_settings,
+    serve_command,
+    status_key_envs,
+)
 from waveidp.render._layout import NodeLayout
 from waveidp.render._observe import alert_rules
 
@@ -19,6 +28,10 @@ NAMESPACE = "wave"
 SECRET = "wave-secrets"
 GATEWAY_IMAGE = "waveidp/gateway:0.1.0"
 REDIS_IMAGE = "redis:7.2-alpine"
+POSTGRES_IMAGE = "postgres:16-alpine"
+GATEWAY_REPLICAS = 2
+# Secret keys the gateway replicas share: one bootstrap key and one admin key for all of them
+SHARED_KEYS = ("WAVE_API_KEY", "WAVE_ADMIN_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
 PART_OF = "wave"
 
 
@@ -112,7 +125,7 @@ def _engine(u: EngineUnit) -> list[dict[str, Any]]:
     return [_deployment(name, "engine", 1, pod, recreate=True), _service(name, "engine", u.container_port)]
 
 
-def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[str, Any]]:
+def _gateway(fleet: Fleet, engines: list[EngineUnit]) -> list[dict[str, Any]]:
     port = fleet.gateway.port
     in_cluster = fleet.model_copy(deep=True)
     by_name = {u.backend.name: u for u in engines}
@@ -126,24 +139,26 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[
         "metadata": _meta("wave-gateway", "gateway"),
         "data": {"wave.yaml": gateway_config(in_cluster)},
     }
-    env = [_secret_env(name, name) for name in backend_key_envs(fleet) + status_key_envs(fleet)]
-    if redis:
-        env.append(_secret_env("REDIS_PASSWORD", "REDIS_PASSWORD"))
-        env.append(
-            {"name": "WAVE_REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@redis.{NAMESPACE}.svc:6379/0"}
-        )
+    # the passwords first: Kubernetes expands $(NAME) only from variables defined before
+    env = [_secret_env(name, name) for name in backend_key_envs(fleet)]
+    env += [_secret_env(name, name) for name in [*SHARED_KEYS, *status_key_envs(fleet)]]
+    settings = gateway_settings(
+        redis_url=f"redis://:$(REDIS_PASSWORD)@redis.{NAMESPACE}.svc:6379/0",
+        database_url=f"postgresql://wave:$(POSTGRES_PASSWORD)@postgres.{NAMESPACE}.svc:5432/wave",
+    )
+    env += [{"name": k, "value": v} for k, v in settings.items()]
     container = {
         "name": "gateway",
         "image": GATEWAY_IMAGE,
-        "args": serve_command(port),
+        "args": serve_command(),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "readinessProbe": _probe("/ready", "http"),
         "livenessProbe": _probe("/health", "http"),
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/wave", "readOnly": True},
-            {"name": "home", "mountPath": "/var/lib/wave"},
+            {"name": "config", "mountPath": CONFIG_PATH.rsplit("/", 1)[0], "readOnly": True},
+            {"name": "home", "mountPath": HOME},
         ],
         "securityContext": {
             "runAsNonRoot": True,
@@ -152,20 +167,61 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> list[dict[
             "readOnlyRootFilesystem": True,
         },
     }
-    env.append({"name": "WAVE_HOME", "value": "/var/lib/wave"})
     pod = {
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": "wave-gateway"}},
+            # per pod: the audit spool (rows waiting while PostgreSQL is down) and metrics files;
+            # keys and the audit log are in PostgreSQL, shared by every replica
             {"name": "home", "emptyDir": {}},
         ],
     }
-    replicas = 2 if redis else 1
     return [
         config,
-        _deployment("wave-gateway", "gateway", replicas, pod, recreate=False),
+        _deployment("wave-gateway", "gateway", GATEWAY_REPLICAS, pod, recreate=False),
         _service("wave-gateway", "gateway", port),
     ]
+
+
+def _postgres() -> list[dict[str, Any]]:
+    container = {
+        "name": "postgres",
+        "image": POSTGRES_IMAGE,
+        "env": [
+            _secret_env("POSTGRES_PASSWORD", "POSTGRES_PASSWORD"),
+            {"name": "POSTGRES_USER", "value": "wave"},
+            {"name": "POSTGRES_DB", "value": "wave"},
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
+        "ports": [{"name": "http", "containerPort": 5432, "protocol": "TCP"}],
+        "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "wave"]}, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 10},
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+    }
+    stateful = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta("postgres", "state"),
+        "spec": {
+            "serviceName": "postgres",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+            "template": {
+                "metadata": {"labels": _meta("postgres", "state")["labels"]},
+                "spec": {"containers": [container]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    return [stateful, _service("postgres", "state", 5432)]
 
 
 def _redis() -> list[dict[str, Any]]:
@@ -228,7 +284,6 @@ def _docs(docs: list[dict[str, Any]]) -> str:
 
 def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, str]:
     engines = [u for lay in lays for u in lay.engines]
-    redis = True  # several stateless gateway replicas share rate limits and key cache through Redis
     files = {
         "k8s/00-namespace.yaml": _docs(
             [
@@ -239,7 +294,9 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
                 }
             ]
         ),
-        "k8s/10-gateway.yaml": _docs(_gateway(fleet, engines, redis)),
+        "k8s/10-gateway.yaml": _docs(_gateway(fleet, engines)),
+        "k8s/11-redis.yaml": _docs(_redis()),
+        "k8s/12-postgres.yaml": _docs(_postgres()),
         "k8s/30-monitoring.yaml": _docs(
             [
                 *_monitors(engines, status_key_envs(fleet)),
@@ -252,13 +309,11 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
             ]
         ),
     }
-    if redis:
-        files["k8s/11-redis.yaml"] = _docs(_redis())
     for u in engines:
         files[f"k8s/20-engine-{u.backend.name}.yaml"] = _docs(_engine(u))
     keys = sorted(
         {u.key_env for u in engines}
-        | ({"REDIS_PASSWORD"} if redis else set())
+        | set(SHARED_KEYS)
         | {b.api_key_env for _, b in fleet.backends() if b.api_key_env}
         | set(status_key_envs(fleet))
     )
@@ -267,11 +322,11 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         f"#   kubectl -n {NAMESPACE} create secret generic {SECRET} --from-env-file=wave-secrets.env\n"
         + "".join(f"{k}=\n" for k in keys)
     )
-    files["k8s/README.md"] = _readme(fleet, engines, redis)
+    files["k8s/README.md"] = _readme(fleet, engines)
     return files
 
 
-def _readme(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> str:
+def _readme(fleet: Fleet, engines: list[EngineUnit]) -> str:
     lines = [
         f"# Kubernetes manifests for fleet `{fleet.name}`",
         "",
@@ -295,6 +350,13 @@ def _readme(fleet: Fleet, engines: list[EngineUnit], redis: bool) -> str:
     for u in engines:
         gpus = len(u.gpu_ids) or (1 if u.jetson else 0)
         lines.append(f"| {u.backend.name} | {u.node.name} | {gpus} | `{' '.join(u.command)}` |")
-    if redis:
-        lines += ["", "The gateway runs 2 replicas and keeps shared state in Redis."]
+    lines += [
+        "",
+        f"The gateway runs {GATEWAY_REPLICAS} replicas that share one state: API keys, usage and the",
+        "hash-chained audit log in PostgreSQL (`12-postgres.yaml`), rate limits in Redis",
+        "(`11-redis.yaml`); one bootstrap key (`WAVE_API_KEY`) and one admin key (`WAVE_ADMIN_KEY`)",
+        "from the Secret. Each replica's settings are `WAVE_*` variables and the ConfigMap's fleet",
+        "file, nothing else (docs/configuration.md). Check the chain from any pod:",
+        f"`kubectl -n {NAMESPACE} exec deploy/wave-gateway -- wave audit verify`.",
+    ]
     return "\n".join(lines) + "\n"

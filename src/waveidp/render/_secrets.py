@@ -27,6 +27,8 @@ def node_secrets(fleet: Fleet, lay: NodeLayout) -> dict[str, tuple[Kind, str]]:
                 out[key_env(b)] = ("generated", f"API key of backend {b.name}")
             elif lay.runs("wave-gateway") and b.api_key_env:
                 out[b.api_key_env] = ("user", f"API key of external backend {b.name} (set it yourself)")
+    if lay.runs("wave-gateway"):
+        out["WAVE_ADMIN_KEY"] = ("generated", "admin key of the gateway's /admin API and web console")
     if fleet.gateway.status_auth and (lay.runs("wave-gateway") or lay.runs("prometheus")):
         out[STATUS_KEY_ENV] = ("generated", "key Prometheus reads the gateway's /metrics with (status_auth)")
     if lay.runs("grafana"):

@@ -30,6 +30,7 @@ from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
 from waveidp.security.limits import AddressBuckets
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
+from waveidp.security.state import StoreUnavailable
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,6 +90,11 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
             ).response()
         except InputError as e:
             return ApiError(400, str(e), code="invalid_key_request").response()
+        except StoreUnavailable as e:  # PostgreSQL down: keys in use go on, none can be made or changed
+            headers = {"Retry-After": "5"}
+            return ApiError(
+                503, str(e), type="api_error", code="key_store_unavailable", headers=headers
+            ).response()
 
     @router.get("/keys")
     def list_keys(include_revoked: bool = False) -> Any:

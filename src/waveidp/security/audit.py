@@ -1,23 +1,27 @@
-"""Append-only audit log: one SQLite row per request, the rows forming a SHA-256 hash chain.
+"""Append-only audit log: one row per request, the rows forming a SHA-256 hash chain.
 
 Each row stores `prev_hash` (the previous row's hash; 64 zeros for the first) and
 `hash = sha256(prev_hash + "\\n" + canonical JSON of the row, id included)`. Editing a row breaks
 its own hash; deleting one leaves a gap in the ids and a `prev_hash` that points at nothing;
-cutting rows off the end leaves SQLite's AUTOINCREMENT counter above the last id. `verify` names
-the first row where any of that shows. A chain cannot stop someone who rewrites every later row
-too; keep the head hash `verify` prints somewhere else (a ticket, a log shipper) to catch that.
+cutting rows off the end leaves the table's id counter (SQLite's AUTOINCREMENT, PostgreSQL's
+chain head) above the last id. `verify` names the first row where any of that shows. A chain
+cannot stop someone who rewrites every later row too; keep the head hash `verify` prints
+somewhere else (a ticket, a log shipper) to catch that.
+
+The rows live in an audit table (`waveidp.security.state`): SQLite `WAVE_HOME/audit.db`, or
+PostgreSQL shared by several replicas; each table keeps one chain with several writers.
 
 The gateway calls `AuditLog.record` on its event loop; that only enqueues. One writer thread
-drains the queue in batches, each batch one `BEGIN IMMEDIATE` transaction that reads the current
-head first, so several gateway processes can append to the same file without forking the chain.
+drains the queue in batches, each batch one append. When the table cannot take a batch (the
+database is down), the batch goes to a bounded local spool (`audit_spool.py`) and every later
+one after it, in order, until the table answers again and the spool is written out first.
 Prompt text is stored only when `log_prompts` is on.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -25,49 +29,43 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-GENESIS = "0" * 64
-_FIELDS = (
-    "ts",
-    "request_id",
-    "principal",
-    "endpoint",
-    "model",
-    "backend",
-    "status",
-    "tokens_in",
-    "tokens_out",
-    "latency_s",
-    "prompt",
+from waveidp.security.audit_spool import DEFAULT_MAX_BYTES, Spool
+from waveidp.security.state import (
+    FIELDS,
+    GENESIS,
+    AuditFilter,
+    AuditTable,
+    StoreUnavailable,
+    UsageBucket,
+    audit_table,
+    identity,
+    row_hash,
 )
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  ts REAL NOT NULL,
-  request_id TEXT,
-  principal TEXT NOT NULL,
-  endpoint TEXT,
-  model TEXT,
-  backend TEXT,
-  status INTEGER NOT NULL,
-  tokens_in INTEGER,
-  tokens_out INTEGER,
-  latency_s REAL,
-  prompt TEXT,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL
-);
-"""
+
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "AuditFilter",
+    "AuditLog",
+    "UsageBucket",
+    "Verdict",
+    "page",
+    "readable",
+    "row_hash",
+    "rows",
+    "totals",
+    "usage",
+    "verify",
+]
+
+log = logging.getLogger("waveidp.security.audit")
+
 _BATCH = 2048
 # The writer waits this long after an entry before writing, so that one transaction (one fsync)
 # carries every entry of that moment: under load, batches of one cost ~0.35 ms of the writer each
 # and its constant wake-ups take the GIL from the event loop.
 LINGER_S = 0.05
-_INSERT = (
-    f"INSERT INTO audit (id, {', '.join(_FIELDS)}, prev_hash, hash) "
-    f"VALUES (?, {', '.join('?' * len(_FIELDS))}, ?, ?)"
-)
+RETRY_S = 1.0  # while the table is unavailable, try it again this often
 
 
 @dataclass(frozen=True)
@@ -90,14 +88,11 @@ class AuditEntry:
 MAX_NAME_CHARS = 256
 
 
-def cut(name: str) -> str:
-    """`name` within `MAX_NAME_CHARS`: its start and its length."""
+def bounded_name(name: str) -> str:
+    """`name` within `MAX_NAME_CHARS` (a client's model name): whole, or its start and its length."""
+    if len(name) <= MAX_NAME_CHARS:
+        return name
     return f"{name[: MAX_NAME_CHARS - 32]}...({len(name)} chars)"
-
-
-def row_hash(prev_hash: str, row_id: int, values: dict[str, Any]) -> str:
-    canonical = orjson.dumps({"id": row_id, **{k: values[k] for k in _FIELDS}}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
 
 
 def default_path() -> Path:
@@ -106,66 +101,68 @@ def default_path() -> Path:
     return wave_home() / "audit.db"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    from waveidp.paths import private_file
-
-    # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
-    db = sqlite3.connect(private_file(path), isolation_level=None, timeout=30.0, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    # WAL + NORMAL: a commit survives a crash of the gateway, and the chain stays consistent after
-    # a power cut, which may lose the last commits (as it loses the entries still queued); FULL
-    # cost an fsync per 50 ms batch on the hot path's CPU.
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(_SCHEMA)
-    return db
+Where = Path | str | AuditTable | None  # the SQLite file (None: WAVE_HOME's), a PostgreSQL URL, a table
 
 
-def prepare(path: Path | None = None) -> None:
-    """Create the database, its table and WAL mode once, before several processes open it at the
-    same moment (switching a new file to WAL takes a lock that a second opener cannot wait for)."""
-    path = path or default_path()
-    _connect(path).close()
+def _table(where: Where, *, readonly: bool = False) -> AuditTable:
+    if isinstance(where, str):
+        return audit_table(where, readonly=readonly)
+    if where is None or isinstance(where, Path):
+        return audit_table(None, where or default_path(), readonly=readonly)
+    return where
 
 
-def _head(db: sqlite3.Connection) -> tuple[int, str]:
-    """(highest id ever assigned, hash of the last row) — inside the caller's transaction."""
-    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
-    last = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    top = max(seq[0] if seq else 0, last[0] if last else 0)
-    return top, last[1] if last else GENESIS
+def readable(where: Where) -> bool:
+    """There is an audit log to read at `where` (a SQLite file not written yet is not)."""
+    if isinstance(where, Path):
+        return where.exists()
+    return where is not None
 
 
-def append(db: sqlite3.Connection, entries: list[AuditEntry]) -> None:
-    """Append `entries` to the chain in one transaction (the writer thread's only write)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        top, prev = _head(db)
-        rows = []
-        for e in entries:
-            top += 1
-            values = {k: getattr(e, k) for k in _FIELDS}
-            digest = row_hash(prev, top, values)
-            rows.append((top, *values.values(), prev, digest))
-            prev = digest
-        db.executemany(_INSERT, rows)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+def _opened(where: Where) -> bool:
+    return where is None or isinstance(where, (Path, str))
 
 
 class AuditLog:
     """Non-blocking appends from the gateway; a daemon thread does the writing."""
 
-    def __init__(self, path: Path | None = None, *, log_prompts: bool = False) -> None:
-        self.path = path or default_path()
+    def __init__(
+        self,
+        table: Path | AuditTable | None = None,
+        *,
+        log_prompts: bool = False,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        """`table`: an audit table, or the path of an SQLite audit database (default WAVE_HOME/audit.db).
+        `spool_dir`: where entries wait while the table is down (default WAVE_HOME/audit-spool)."""
+        self.table = _table(table)
+        self.path = getattr(self.table, "path", None)
         self.log_prompts = log_prompts
-        self._db = _connect(self.path)
+        if spool_dir is None:
+            from waveidp.paths import wave_home
+
+            spool_dir = wave_home() / "audit-spool"
+        self.spool = Spool(spool_dir, spool_max_bytes)
         self._queue: queue.SimpleQueue[AuditEntry | threading.Event | None] = queue.SimpleQueue()
         self.written = 0
-        self.failed = 0
+        self.available = True  # the last append (or retry) reached the table
+        self._next_try = 0.0
         self._thread = threading.Thread(target=self._run, name="wave-audit-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def full(self) -> bool:
+        """The spool is at its bound: admitting more requests would mean losing their rows."""
+        return self.spool.full
+
+    @property
+    def spooled(self) -> int:
+        return len(self.spool)
+
+    @property
+    def dropped(self) -> int:
+        return self.spool.dropped
 
     def record(self, entry: AuditEntry) -> None:
         """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`; a model name
@@ -174,11 +171,11 @@ class AuditLog:
             prompt = entry.prompt if self.log_prompts else None
             entry = replace(entry, prompt=prompt, ts=entry.ts or time.time())
         if entry.model is not None and len(entry.model) > MAX_NAME_CHARS:
-            entry = replace(entry, model=cut(entry.model))
+            entry = replace(entry, model=bounded_name(entry.model))
         self._queue.put(entry)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is written."""
+        """Wait until everything queued so far is written or spooled."""
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)
@@ -186,7 +183,8 @@ class AuditLog:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
-        self._db.close()
+        self.spool.close()
+        self.table.close()
 
     def _run(self) -> None:
         stop = False
@@ -194,7 +192,11 @@ class AuditLog:
         while not stop:
             batch: list[AuditEntry] = []
             waiters: list[threading.Event] = []
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=RETRY_S if len(self.spool) else None)
+            except queue.Empty:
+                self._drain()
+                continue
             # Linger only when caught up: with a full batch still queued, a pause per batch capped
             # the writer near 512 rows / 50 ms, and above that rate the queue (and RSS) grew
             # without bound while the log fell behind.
@@ -215,13 +217,51 @@ class AuditLog:
                     break
             behind = len(batch) >= _BATCH
             if batch:
-                try:
-                    append(self._db, batch)
-                    self.written += len(batch)
-                except sqlite3.Error:
-                    self.failed += len(batch)
+                self._write([{k: getattr(e, k) for k in FIELDS} for e in batch])
             for w in waiters:
                 w.set()
+        if len(self.spool):
+            self._drain(force=True)
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        if len(self.spool):
+            self.spool.add(entries)  # behind what is already spooled, in order
+            self._drain()
+            return
+        try:
+            self.table.append(entries)
+            self.written += len(entries)
+        except StoreUnavailable as exc:
+            self.spool.add(entries)
+            self._unavailable(exc)
+
+    def _drain(self, force: bool = False) -> None:
+        """Write the spool out, oldest first, while the table takes it."""
+        if not force and time.monotonic() < self._next_try:
+            return
+        try:
+            while len(self.spool):
+                chunk, adopted = self.spool.head(_BATCH)
+                todo = chunk
+                if adopted:
+                    stored = self.table.present(chunk)
+                    todo = [e for e in chunk if identity(e) not in stored]
+                if todo:
+                    self.table.append(todo)
+                    self.written += len(todo)
+                self.spool.pop(len(chunk), adopted)
+        except StoreUnavailable as exc:
+            self._unavailable(exc)
+            return
+        if not self.available:
+            log.warning("audit table %s answers again; spool written out", self.table.where)
+        self.available = True
+
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        if self.available:
+            log.error("audit rows go to the spool %s: %s", self.spool.path, exc)
+        self.available = False
+        self._next_try = time.monotonic() + RETRY_S
 
 
 # --- reading and checking ---------------------------------------------------------------------
@@ -239,24 +279,14 @@ class Verdict:
         return asdict(self)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        from waveidp.errors import InputError
-
-        raise InputError(f"no audit log at {path}", fix="start the gateway with auditing on, or pass --db")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    return db
-
-
-def verify(path: Path | None = None) -> Verdict:
+def verify(where: Where = None) -> Verdict:
     """Walk the chain; stop at the first row that was edited, deleted or cut off."""
-    path = path or default_path()
-    db = _open_readonly(path)
+    table = _table(where, readonly=True)
     try:
+        # the id counter first: rows appended while the walk goes on are past it, never "missing"
+        top = table.assigned()
         prev, last_id, count = GENESIS, 0, 0
-        for row in db.execute("SELECT * FROM audit ORDER BY id"):
-            values = dict(row)
+        for values in table.rows():
             rid = values["id"]
             if rid != last_id + 1:
                 missing = f"row {last_id + 1}" if rid == last_id + 2 else f"rows {last_id + 1}-{rid - 1}"
@@ -268,33 +298,66 @@ def verify(path: Path | None = None) -> Verdict:
             if row_hash(prev, rid, values) != values["hash"]:
                 return Verdict(False, count, prev, rid, "contents do not match the row's hash (edited)")
             prev, last_id, count = values["hash"], rid, count + 1
-        seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
-        if seq and seq[0] > last_id:
+        if top > last_id:
             first = last_id + 1
             return Verdict(
                 False,
                 count,
                 prev,
                 first,
-                f"rows {first}-{seq[0]} deleted from the end of the log"
-                if seq[0] > first
+                f"rows {first}-{top} deleted from the end of the log"
+                if top > first
                 else f"row {first} deleted from the end of the log",
             )
         return Verdict(True, count, prev)
     finally:
-        db.close()
+        if _opened(where):
+            table.close()
 
 
-def rows(path: Path | None = None, *, last: int | None = None) -> Iterator[dict[str, Any]]:
+def rows(where: Where = None, *, last: int | None = None) -> Iterator[dict[str, Any]]:
     """Rows oldest first; `last` keeps only the newest n."""
-    db = _open_readonly(path or default_path())
+    table = _table(where, readonly=True)
     try:
-        if last is not None:
-            query = "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id"
-            cursor = db.execute(query, (last,))
-        else:
-            cursor = db.execute("SELECT * FROM audit ORDER BY id")
-        for row in cursor:
-            yield dict(row)
+        yield from table.rows(last=last)
     finally:
-        db.close()
+        if _opened(where):
+            table.close()
+
+
+# --- queries for the console (newest first, filtered in the database) ------------------------------
+
+
+def page(
+    where: Where = None, *, match: AuditFilter | None = None, before: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Up to `limit` rows, newest first, older than row id `before` (the next page), matching `match`."""
+    table = _table(where, readonly=True)
+    try:
+        return table.page(match or AuditFilter(), before=before, limit=limit)
+    finally:
+        if _opened(where):
+            table.close()
+
+
+def usage(
+    where: Where = None, *, since: float, bucket_s: float, principal: str | None = None
+) -> list[UsageBucket]:
+    """Requests, errors and tokens per `bucket_s` since `since`, for one principal or all; model
+    requests only (the console's own actions, endpoint `console.*`, are rows of the chain too)."""
+    table = _table(where, readonly=True)
+    try:
+        return table.usage(since=since, bucket_s=bucket_s, principal=principal)
+    finally:
+        if _opened(where):
+            table.close()
+
+
+def totals(where: Where = None, *, since: float) -> dict[str, UsageBucket]:
+    """Per principal since `since`: requests, errors and tokens (model requests only)."""
+    table = _table(where, readonly=True)
+    try:
+        return table.totals(since=since)
+    finally:
+        if _opened(where):
+            table.close()

@@ -15,17 +15,19 @@ tokens when configured. Limits live in this process, or in Redis with `redis_url
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from waveidp.errors import ConfigError
-from waveidp.security.audit import AuditLog
+from waveidp.security.audit import AuditLog, default_path
+from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
-from waveidp.security.limits import make_limiter
-from waveidp.security.secrets import Secret
+from waveidp.security.limits import RedisDown, make_limiter
+from waveidp.security.secrets import Secret, redact_urls
+from waveidp.security.state import audit_table, key_table
 from waveidp.security.transport import check_bind
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ class SecurityOptions:
     log_prompts: bool = False
     admin_key: Secret | None = None
     status_key: Secret | None = None  # WAVE_METRICS_KEY: /metrics and /ready with gateway.status_auth
+    database_url: str | None = None  # PostgreSQL for keys and the audit log; None: SQLite in WAVE_HOME
+    audit_spool_max_bytes: int = DEFAULT_MAX_BYTES
+    redis_down: RedisDown = field(default_factory=RedisDown)  # what each limit does while Redis is down
 
 
 @dataclass
@@ -51,6 +56,9 @@ class GatewaySecurity:
     guard: Guard
     keys: KeyStore | None
     admin_app: Any
+    admin_key: Secret | None = None  # what opens /admin and the console
+    # the audit log to read (the console): a PostgreSQL URL or the SQLite file; None: auditing off
+    audit_where: str | Path | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -78,7 +86,9 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
     `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
     public bind without authentication."""
     check_bind(host, auth_enabled=options.auth)
-    keys = KeyStore(options.keys_db) if options.auth else None
+    keys = KeyStore(key_table(options.database_url, options.keys_db)) if options.auth else None
+    if keys is not None:
+        keys.table.watch()
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
     authenticator = Authenticator(
@@ -90,14 +100,24 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
     unshared = workers if workers > 1 and not options.redis_url else 0
     if unshared and keys is not None:
         refuse_unshared_limits(keys, workers)
-    audit = AuditLog(options.audit_db, log_prompts=options.log_prompts) if options.audit else None
-    guard = Guard(authenticator, make_limiter(options.redis_url), audit, unshared_workers=unshared)
+    audit = (
+        AuditLog(
+            audit_table(options.database_url, options.audit_db),
+            log_prompts=options.log_prompts,
+            spool_max_bytes=options.audit_spool_max_bytes,
+        )
+        if options.audit
+        else None
+    )
+    limiter = make_limiter(options.redis_url, options.redis_down)
+    guard = Guard(authenticator, limiter, audit, unshared_workers=unshared)
     admin = None
     if keys is not None:
         from waveidp.security.admin_api import admin_app
 
         admin = admin_app(keys, options.admin_key, audit)
-    return GatewaySecurity(guard, keys, admin)
+    audit_where = (options.database_url or options.audit_db or default_path()) if options.audit else None
+    return GatewaySecurity(guard, keys, admin, options.admin_key, audit_where)
 
 
 def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
@@ -117,22 +137,18 @@ def prepare_workers(options: SecurityOptions, *, host: str, workers: int) -> Non
     create the key and audit databases the workers will open."""
     check_bind(host, auth_enabled=options.auth)
     if options.auth:
-        store = KeyStore(options.keys_db)
+        store = KeyStore(key_table(options.database_url, options.keys_db))
         try:
             if workers > 1 and not options.redis_url:
                 refuse_unshared_limits(store, workers)
         finally:
             store.close()
     if options.audit:
-        from waveidp.security.audit import prepare
-
-        prepare(options.audit_db)
+        audit_table(options.database_url, options.audit_db).close()
 
 
 def check_redis(url: str) -> None:
     import redis
-
-    from waveidp.security.secrets import redact_urls
 
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
@@ -143,44 +159,3 @@ def check_redis(url: str) -> None:
             f"cannot reach Redis at --redis {redact_urls(url)}: {type(exc).__name__}",
             fix="check the URL, e.g. redis://127.0.0.1:6379/0",
         ) from None
-
-
-def security_options(
-    *,
-    bootstrap_key: str | None,
-    no_auth: bool = False,
-    redis_url: str | None = None,
-    oidc_issuer: str | None = None,
-    oidc_audience: str | None = None,
-    oidc_jwks_url: str | None = None,
-    log_prompts: bool = False,
-    audit: bool = True,
-) -> SecurityOptions:
-    """`wave serve`'s and `wave up`'s security options, checked (the three OIDC options together,
-    Redis reachable, the admin and metrics keys strong enough); the admin key from
-    WAVE_ADMIN_KEY[_FILE|_VAULT], the metrics key from WAVE_METRICS_KEY[_FILE|_VAULT]."""
-    from waveidp.security.secrets import check_strength, resolve
-
-    oidc = None
-    given = {"--oidc-issuer": oidc_issuer, "--oidc-audience": oidc_audience, "--oidc-jwks-url": oidc_jwks_url}
-    if any(given.values()):
-        missing = [flag for flag, value in given.items() if not value]
-        if missing:
-            raise ConfigError(
-                f"OIDC needs {', '.join(missing)} as well", fix="give all three --oidc-* options"
-            )
-        oidc = OidcConfig(jwks_url=str(oidc_jwks_url), issuer=str(oidc_issuer), audience=str(oidc_audience))
-    if redis_url:
-        check_redis(redis_url)
-    admin_key = resolve("WAVE_ADMIN_KEY", required=False) if not no_auth else None
-    status_key = resolve("WAVE_METRICS_KEY", required=False) if not no_auth else None
-    return SecurityOptions(
-        auth=not no_auth,
-        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
-        oidc=oidc,
-        redis_url=redis_url,
-        audit=audit,
-        log_prompts=log_prompts,
-        admin_key=check_strength(admin_key) if admin_key is not None else None,
-        status_key=check_strength(status_key) if status_key is not None else None,
-    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from waveidp.errors import ApiError
 from waveidp.security.audit import AuditEntry, AuditLog
@@ -29,6 +30,14 @@ from waveidp.security.secrets import Secret
 
 # Audit rows for refused requests from one client address a minute (a burst of as many), per worker.
 REFUSED_ROWS_PER_MINUTE = 600
+
+
+class GuardObserver(Protocol):
+    """What the guard reports beyond a request's outcome (the gateway's metrics implement it)."""
+
+    def limits_unavailable(self, limit: str, outcome: str) -> None: ...
+
+
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
 DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
 # WAVE_METRICS_KEY: reads /metrics and /ready (with gateway.status_auth), uses no model.
@@ -75,7 +84,7 @@ class Authenticator:
         if self.default_key is not None and self.default_key.matches(token):
             return DEFAULT_PRINCIPAL
         if token.startswith(PREFIX) and self.keys is not None:
-            return self.keys.authenticate(token).principal()
+            return (await self.keys.authenticate_async(token)).principal()
         if self.jwt is not None and token.count(".") == 2:
             return await self.jwt.verify(token)
         raise unauthorized("invalid API key")
@@ -123,6 +132,7 @@ class Guard:
         # audit rows of refused requests, per client address (and worker): see `refused`
         self.refusal_rows = AddressBuckets(refused_rows_per_minute)
         self.left_out: dict[str, int] = {}
+        self.observer: GuardObserver | None = None  # the gateway's metrics count what it reports
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
@@ -140,6 +150,15 @@ class Guard:
     ) -> Admission:
         """Check the model scope (403) and take from the limits (429); the caller must `finish`."""
         started = time.monotonic()
+        if self.audit is not None and self.audit.full:
+            raise ApiError(
+                503,
+                "the audit log's table is unavailable and its local spool is full: no request is "
+                "served until it can be recorded",
+                type="api_error",
+                code="audit_unavailable",
+                headers={"Retry-After": "5"},
+            )
         if model is not None and not principal.may_use(model):
             raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
         if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
@@ -155,6 +174,19 @@ class Guard:
                 code="limits_need_redis",
             )
         decision = await self.limiter.acquire(principal.bucket, principal.limits)
+        if decision.unchecked and self.observer is not None:
+            outcome = "allowed" if decision.allowed else "refused"
+            for unchecked in decision.unchecked:
+                self.observer.limits_unavailable(unchecked, outcome)
+        if decision.reason == "unavailable":
+            raise ApiError(
+                503,
+                f"'{principal.name}' has a {decision.unchecked[0]} limit, which cannot be checked while "
+                "the limits' Redis is unreachable; try again shortly",
+                type="api_error",
+                code="limits_unavailable",
+                headers={"Retry-After": "1"},
+            )
         if not decision.allowed:
             what = {
                 "requests": "requests per minute",
@@ -255,11 +287,16 @@ class Guard:
         )
 
     async def close(self) -> None:
+        """Close the connections of the event loop (Redis, the JWKS client, PostgreSQL's async pool)
+        and flush the audit log; the gateway calls it as its event loop ends."""
         await self.limiter.close()
         if self.jwt is not None:
             await self.jwt.close()
+        if self.authenticator.keys is not None:
+            await self.authenticator.keys.aclose()
         if self.audit is not None:
             self.audit.close()
+            self.audit = None
 
     @property
     def jwt(self) -> JwtVerifier | None:

@@ -1,4 +1,5 @@
-"""API keys: created once, stored only as a salted HMAC-SHA256 digest in `WAVE_HOME/keys.db`.
+"""API keys: created once, stored only as a salted HMAC-SHA256 digest in the key table
+(`WAVE_HOME/keys.db`, or PostgreSQL for several replicas: `waveidp.security.state`).
 
 A key reads `wave-sk-<id>_<secret>`: the 12-hex-digit `id` is public (it names the key in lists
 and logs) and selects one row; the 256-bit random `secret` is never stored. The row holds a
@@ -9,8 +10,10 @@ Why not scrypt/argon2: those slow hashes protect low-entropy passwords against g
 milliseconds to every request. The salt still makes each stored digest unique, so a copied
 database reveals nothing that can be checked against another installation or a precomputed table.
 
-The gateway keeps the rows in memory and reloads them when another process (the `wave keys` CLI,
-the admin API of another replica) changed the database, detected by SQLite's `data_version`.
+The gateway keeps the rows in memory and rereads them when another process (the `wave keys` CLI,
+the admin API of another replica) changed the table: SQLite's `data_version`, read per request,
+or PostgreSQL's LISTEN/NOTIFY. While PostgreSQL is down the keys already read go on working; a
+key id never seen is a 503 (`key_store_unavailable`), and creating keys fails with a clear error.
 """
 
 from __future__ import annotations
@@ -20,20 +23,20 @@ import hmac
 import json
 import re
 import secrets as _random
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from waveidp.errors import InputError, NotFoundError
+from waveidp.errors import ApiError, InputError, NotFoundError
 from waveidp.security.limits import Limits
 from waveidp.security.principal import Principal
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
+from waveidp.security.state import DuplicateName, KeyRow, KeyTable, StoreUnavailable, key_table
 
 PREFIX = "wave-sk-"
 _ID_HEX = 12
@@ -42,22 +45,6 @@ _VERIFIED_MAX = 10_000  # distinct keys remembered as verified (bounded against 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL,
-  salt BLOB NOT NULL,
-  digest BLOB NOT NULL,
-  models TEXT NOT NULL,
-  rpm INTEGER, tpm INTEGER, max_concurrent INTEGER,
-  expires_at REAL,
-  created_at REAL NOT NULL,
-  rotated_at REAL,
-  revoked_at REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name) WHERE revoked_at IS NULL;
-"""
 
 
 @dataclass(frozen=True)
@@ -147,60 +134,59 @@ def _positive(name: str, value: int | None) -> int | None:
 
 
 class KeyStore:
-    """The SQLite key database; thread-safe; cheap `authenticate` from an in-memory copy."""
+    """API keys over a key table (SQLite or PostgreSQL, `waveidp.security.state`); thread-safe;
+    `authenticate` answers from an in-memory copy that is reread when the table's version moves."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        if path is None:
-            from waveidp.paths import wave_home
-
-            path = wave_home() / "keys.db"
-        from waveidp.paths import private_file
-
-        self.path = path
+    def __init__(self, table: Path | KeyTable | None = None) -> None:
+        """`table`: a key table, or the path of an SQLite key database (default WAVE_HOME/keys.db)."""
+        if table is None or isinstance(table, Path):
+            table = key_table(None, table)
+        self.table = table
+        self.path = getattr(table, "path", None)
         self._lock = threading.Lock()
-        # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
-        self._db = sqlite3.connect(
-            private_file(path), check_same_thread=False, isolation_level=None, timeout=10.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
         self._cache: dict[str, tuple[ApiKey, bytes, bytes]] = {}
         # presented key -> its record, once its HMAC matched; emptied whenever the table changes
-        # (data_version is still read per request, so a revocation is seen by the next request)
+        # (the version is still read per request, so a revocation is seen by the next request)
         self._verified: dict[str, ApiKey] = {}
+        self._unknown: set[str] = set()  # ids looked up and not found since the last change
         self._version = -1
+
+    async def aclose(self) -> None:
+        """Close the table's event-loop resources (PostgreSQL's async pool) in the loop that used them."""
+        await self.table.aclose()
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self.table.close()
 
     # --- reading -------------------------------------------------------------------------------
 
     @staticmethod
-    def _row(r: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
+    def _record(r: KeyRow) -> ApiKey:
         return ApiKey(
-            id=r[0],
-            name=r[1],
-            models=tuple(json.loads(r[4])),
-            limits=Limits(r[5], r[6], r[7]),
-            expires_at=r[8],
-            created_at=r[9],
-            rotated_at=r[10],
-            revoked_at=r[11],
+            id=r.id,
+            name=r.name,
+            models=tuple(json.loads(r.models)),
+            limits=Limits(r.rpm, r.tpm, r.max_concurrent),
+            expires_at=r.expires_at,
+            created_at=r.created_at,
+            rotated_at=r.rotated_at,
+            revoked_at=r.revoked_at,
         )
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
-            self._version = -1  # data_version only moves for other connections' commits
-
     def _refresh(self) -> None:
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        version = self.table.version()
         if version == self._version:
             return
-        rows = self._db.execute("SELECT * FROM api_keys").fetchall()
-        self._cache = {r[0]: (self._row(r), r[2], r[3]) for r in rows}
+        try:
+            rows = self.table.rows()
+        except StoreUnavailable:
+            if self._version == -1:
+                raise
+            return  # keep what is known (cached verdicts go on); reread once it answers again
+        self._cache = {r.id: (self._record(r), r.salt, r.digest) for r in rows}
         self._verified = {}
+        self._unknown = set()
         self._version = version
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -220,21 +206,58 @@ class KeyStore:
 
     def authenticate(self, presented: str, now: float | None = None) -> ApiKey:
         """The key's record, or a 401 `ApiError` that never echoes what was presented."""
+        key_id = self._key_id(presented)
+        with self._lock:
+            self._refresh()
+            record = self._known(presented, key_id)
+        return self._usable(record, now)
+
+    async def authenticate_async(self, presented: str, now: float | None = None) -> ApiKey:
+        """`authenticate` for the gateway: a well-formed key whose id this process has not seen is
+        looked up in the table (a key another replica created a moment ago) before it is refused;
+        a table that cannot answer then is a 503, not a 401."""
+        key_id = self._key_id(presented)
+        with self._lock:
+            self._refresh()
+            missing = key_id not in self._cache and key_id not in self._unknown
+        if missing and self.table.shared:
+            try:
+                row = await self.table.fetch(key_id)
+            except StoreUnavailable as exc:
+                raise ApiError(503, str(exc), type="api_error", code="key_store_unavailable") from None
+            with self._lock:
+                if row is None:
+                    if len(self._unknown) < _VERIFIED_MAX:
+                        self._unknown.add(key_id)
+                else:
+                    self._cache[row.id] = (self._record(row), row.salt, row.digest)
+        with self._lock:
+            record = self._known(presented, key_id)
+        return self._usable(record, now)
+
+    @staticmethod
+    def _key_id(presented: str) -> str:
         m = _KEY_RE.match(presented)
         if m is None:
             raise unauthorized("invalid API key")
-        with self._lock:
-            self._refresh()
-            verified = self._verified
-            record = verified.get(presented)
-            entry = self._cache.get(m.group(1)) if record is None else None
-        if record is None:
-            # Compare against a dummy digest for unknown ids so both paths cost the same.
-            record, salt, digest = entry if entry else (None, b"\0" * 16, b"\0" * 32)
-            if not hmac.compare_digest(_digest(salt, presented), digest) or record is None:
-                raise unauthorized("invalid API key")
-            if len(verified) < _VERIFIED_MAX:
-                verified[presented] = record
+        return m.group(1)
+
+    def _known(self, presented: str, key_id: str) -> ApiKey:
+        """The record whose HMAC matches (call under the lock)."""
+        record = self._verified.get(presented)
+        if record is not None:
+            return record
+        # Compare against a dummy digest for unknown ids so both paths cost the same.
+        entry = self._cache.get(key_id)
+        found, salt, digest = entry if entry else (None, b"\0" * 16, b"\0" * 32)
+        if not hmac.compare_digest(_digest(salt, presented), digest) or found is None:
+            raise unauthorized("invalid API key")
+        if len(self._verified) < _VERIFIED_MAX:
+            self._verified[presented] = found
+        return found
+
+    @staticmethod
+    def _usable(record: ApiKey, now: float | None) -> ApiKey:
         status = record.status(now)
         if status == "revoked":
             raise unauthorized(f"API key '{record.name}' has been revoked", code="api_key_revoked")
@@ -270,19 +293,29 @@ class KeyStore:
             raise InputError("expiry is in the past", fix="give a future date or a duration like 30d")
         key_id = _random.token_hex(_ID_HEX // 2)
         plain, salt = self._new_secret(key_id)
-        now = time.time()
-        row = (key_id, name, salt, _digest(salt, plain), json.dumps(list(patterns)), rpm, tpm, max_concurrent)
+        row = KeyRow(
+            key_id,
+            name,
+            salt,
+            _digest(salt, plain),
+            json.dumps(list(patterns)),
+            rpm,
+            tpm,
+            max_concurrent,
+            expires_at,
+            time.time(),
+            None,
+            None,
+        )
         try:
-            self._write(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
-                (*row, expires_at, now),
-            )
-        except sqlite3.IntegrityError:
+            self.table.insert(row)
+        except DuplicateName:
             raise InputError(
                 f"an active key named '{name}' already exists",
                 fix=f"choose another name, or `wave keys rotate {name}`",
             ) from None
-        return IssuedKey(self.get(key_id), Secret(plain, name=f"API key {name}"))
+        self._changed()
+        return IssuedKey(self._record(row), Secret(plain, name=f"API key {name}"))
 
     @staticmethod
     def _new_secret(key_id: str) -> tuple[str, bytes]:
@@ -291,7 +324,36 @@ class KeyStore:
     def revoke(self, name_or_id: str) -> ApiKey:
         key = self.get(name_or_id)
         if key.revoked_at is None:
-            self._write("UPDATE api_keys SET revoked_at=? WHERE id=?", (time.time(), key.id))
+            now = time.time()
+            self.table.update(key.id, {"revoked_at": now})
+            self._changed()
+            key = replace(key, revoked_at=now)
+        return key
+
+    def update(
+        self,
+        name_or_id: str,
+        *,
+        models: Sequence[str],
+        expires_at: float | None,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrent: int | None,
+    ) -> ApiKey:
+        """New models and limits for an active key (None = no limit / no expiry); its secret stays."""
+        key = self.get(name_or_id)
+        if key.revoked_at is not None:
+            raise InputError(f"key '{key.name}' ({key.id}) is revoked", fix="create a new key instead")
+        patterns = tuple(p.strip() for p in models if p.strip())
+        if not patterns:
+            raise InputError("a key needs at least one model pattern", fix="e.g. '*' or 'llama-*'")
+        for value, label in ((rpm, "rpm"), (tpm, "tpm"), (max_concurrent, "max-concurrent")):
+            _positive(label, value)
+        if expires_at is not None and expires_at <= time.time():
+            raise InputError("expiry is in the past", fix="give a future date or a duration like 30d")
+        fields = {"models": json.dumps(list(patterns)), "rpm": rpm, "tpm": tpm}
+        self.table.update(key.id, {**fields, "max_concurrent": max_concurrent, "expires_at": expires_at})
+        self._changed()
         return self.get(key.id)
 
     def rotate(self, name_or_id: str) -> IssuedKey:
@@ -300,8 +362,13 @@ class KeyStore:
         if key.revoked_at is not None:
             raise InputError(f"key '{key.name}' ({key.id}) is revoked", fix="create a new key instead")
         plain, salt = self._new_secret(key.id)
-        self._write(
-            "UPDATE api_keys SET salt=?, digest=?, rotated_at=? WHERE id=?",
-            (salt, _digest(salt, plain), time.time(), key.id),
-        )
-        return IssuedKey(self.get(key.id), Secret(plain, name=f"API key {key.name}"))
+        now = time.time()
+        self.table.update(key.id, {"salt": salt, "digest": _digest(salt, plain), "rotated_at": now})
+        self._changed()
+        return IssuedKey(replace(key, rotated_at=now), Secret(plain, name=f"API key {key.name}"))
+
+    def _changed(self) -> None:
+        """This process wrote: reread the table on the next use (the written record is returned as
+        written, not reread: another replica's copy of a PostgreSQL table may lag by a notification)."""
+        with self._lock:
+            self._version = -1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import time
 import uuid
@@ -22,7 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Reason = Literal["requests", "tokens", "concurrency"]
+from waveidp.security.secrets import redact_urls
+
+log = logging.getLogger("waveidp.security.limits")
+
+Reason = Literal["requests", "tokens", "concurrency", "unavailable"]
+FailMode = Literal["open", "closed"]
 
 # A concurrency slot whose holder vanished (a crashed replica) frees itself after this long.
 DEFAULT_LEASE_S = 900.0
@@ -39,6 +45,40 @@ class Limits:
     @property
     def unlimited(self) -> bool:
         return self.rpm is None and self.tpm is None and self.max_concurrent is None
+
+
+@dataclass(frozen=True)
+class RedisDown:
+    """What each limit does while Redis cannot be reached: `open` lets requests through without it,
+    `closed` refuses them (503 `limits_unavailable`). The defaults keep a token budget (`tpm`) a
+    budget, and let rates and concurrency, which protect the engines from bursts more than they
+    meter anyone, go on."""
+
+    rpm: FailMode = "open"
+    tpm: FailMode = "closed"
+    concurrency: FailMode = "open"
+
+    def refused_by(self, limits: Limits) -> str | None:
+        """The first of the principal's limits that fails closed, or None when all fail open."""
+        for name, value, mode in (
+            ("tpm", limits.tpm, self.tpm),
+            ("rpm", limits.rpm, self.rpm),
+            ("concurrency", limits.max_concurrent, self.concurrency),
+        ):
+            if value is not None and mode == "closed":
+                return name
+        return None
+
+    def skipped(self, limits: Limits) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, value in (
+                ("rpm", limits.rpm),
+                ("tpm", limits.tpm),
+                ("concurrency", limits.max_concurrent),
+            )
+            if value is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +99,8 @@ class Decision:
     remaining_tokens: float | None = None
     in_flight: int = 0
     ticket: Ticket | None = None
+    # the limits Redis could not check: let through (fail open), or the one that refused (closed)
+    unchecked: tuple[str, ...] = ()
 
     def _reset(self, capacity: int | None, remaining: float | None) -> float | None:
         if capacity is None or remaining is None:
@@ -79,6 +121,8 @@ class Decision:
         """Seconds until a refused request could pass (None when allowed)."""
         if self.allowed:
             return None
+        if self.reason == "unavailable":
+            return 1.0
         if self.reason == "requests" and self.limits.rpm and self.remaining_requests is not None:
             return (1.0 - self.remaining_requests) * 60.0 / self.limits.rpm
         if self.reason == "tokens" and self.limits.tpm and self.remaining_tokens is not None:
@@ -277,29 +321,79 @@ return 1
 
 
 class RedisLimiter:
-    """Buckets in Redis, shared by every gateway replica that points at the same server."""
+    """Buckets in Redis, shared by every gateway replica that points at the same server.
+
+    When Redis cannot be reached (refused, or no answer within `TIMEOUT_S`), each limit does what
+    `down` says, the outage is logged once when it starts and once when it ends, and for
+    `RETRY_S` after a failure Redis is not asked at all, so that an outage costs the requests no
+    waiting."""
+
+    TIMEOUT_S = 0.5
+    RETRY_S = 1.0
 
     def __init__(
-        self, url: str, *, prefix: str = "wave:rl", lease_s: float = DEFAULT_LEASE_S, client: Any = None
+        self,
+        url: str,
+        *,
+        prefix: str = "wave:rl",
+        lease_s: float = DEFAULT_LEASE_S,
+        client: Any = None,
+        down: RedisDown | None = None,
     ) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = client if client is not None else aioredis.from_url(url)
+        self._redis = (
+            client
+            if client is not None
+            else aioredis.from_url(url, socket_timeout=self.TIMEOUT_S, socket_connect_timeout=self.TIMEOUT_S)
+        )
         self._prefix = prefix
         self._lease_s = lease_s
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
+        self.down = down or RedisDown()
+        self._where = redact_urls(url)
+        self._retry_at = 0.0
+        self.available = True
+
+    def _failed(self, exc: BaseException) -> None:
+        self._retry_at = time.monotonic() + self.RETRY_S
+        if self.available:
+            self.available = False
+            log.error(
+                "Redis at %s is unreachable (%s): limits fail %s",
+                self._where,
+                type(exc).__name__,
+                ", ".join(f"{k} {getattr(self.down, k)}" for k in ("rpm", "tpm", "concurrency")),
+            )
+
+    def _without_redis(self, limits: Limits) -> Decision:
+        closed = self.down.refused_by(limits)
+        if closed is not None:
+            return Decision(False, limits, reason="unavailable", unchecked=(closed,))
+        return Decision(True, limits, unchecked=self.down.skipped(limits))
 
     def _keys(self, key: str) -> tuple[str, str, str]:
         base = f"{self._prefix}:{{{key}}}"  # one hash slot per principal (Redis Cluster)
         return f"{base}:req", f"{base}:tok", f"{base}:conc"
 
     async def acquire(self, key: str, limits: Limits) -> Decision:
+        import redis
+
+        if not self.available and time.monotonic() < self._retry_at:
+            return self._without_redis(limits)
         lease = uuid.uuid4().hex
-        reason, req, tok, inflight = await self._acquire(
-            keys=list(self._keys(key)),
-            args=[limits.rpm or 0, limits.tpm or 0, limits.max_concurrent or 0, lease, self._lease_s],
-        )
+        try:
+            reason, req, tok, inflight = await self._acquire(
+                keys=list(self._keys(key)),
+                args=[limits.rpm or 0, limits.tpm or 0, limits.max_concurrent or 0, lease, self._lease_s],
+            )
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return self._without_redis(limits)
+        if not self.available:
+            self.available = True
+            log.warning("Redis at %s answers again: limits are shared again", self._where)
         why = reason.decode() if isinstance(reason, bytes) else str(reason)
         allowed = why == ""
         return Decision(
@@ -313,8 +407,14 @@ class RedisLimiter:
         )
 
     async def release(self, ticket: Ticket, tokens: int) -> None:
+        import redis
+
         _, tok, conc = self._keys(ticket.key)
-        await self._release(keys=[tok, conc], args=[ticket.limits.tpm or 0, max(0, tokens), ticket.lease])
+        try:
+            await self._release(keys=[tok, conc], args=[ticket.limits.tpm or 0, max(0, tokens), ticket.lease])
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            # the slot's lease expires by itself; the tokens of this one request go uncharged
+            self._failed(exc)
 
     async def ping(self) -> None:
         await asyncio.wait_for(self._redis.ping(), 5.0)
@@ -323,5 +423,5 @@ class RedisLimiter:
         await self._redis.aclose()
 
 
-def make_limiter(redis_url: str | None) -> Limiter:
-    return RedisLimiter(redis_url) if redis_url else MemoryLimiter()
+def make_limiter(redis_url: str | None, down: RedisDown | None = None) -> Limiter:
+    return RedisLimiter(redis_url, down=down) if redis_url else MemoryLimiter()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
@@ -9,6 +12,9 @@ from waveidp.errors import WaveError
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._estimate import estimate
 from waveidp.sizing._request import SizingRequest
+
+if TYPE_CHECKING:
+    from waveidp.fleet.models import Node
 
 VERDICT_RANK = {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}
 DEFAULT_QUANTS = {"vllm": ("bf16", "fp8", "awq"), "llamacpp": ("q4_k_m", "q8_0")}
@@ -139,3 +145,57 @@ def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
         return verdict, 0, -r.decode_tokens_per_s, r.kld_p95, 0
     kld = r.kld_p95 if r.kld_p95 is not None else float("inf")
     return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
+
+
+def node_hardware(node: Node) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A fleet node's accelerators (hardware, count) and its host CPU, with the node's overrides
+    (installed memory, CPU cores) applied."""
+    from waveidp import catalog
+
+    accels: list[tuple[Hardware, int]] = []
+    host: Hardware | None = None
+    for dev in node.devices:
+        hw = catalog.hardware(dev.hardware)
+        update: dict[str, object] = {}
+        if dev.memory_gib:
+            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+        cores = getattr(dev, "cores", None)
+        if hw.kind == "cpu" and cores:
+            update["cores"] = cores
+        hw = hw.model_copy(update=update) if update else hw
+        if hw.kind == "cpu":
+            host = hw
+        else:
+            accels.append((hw, dev.count))
+    return accels, host
+
+
+def fit_fleet(
+    nodes: Sequence[Node],
+    models: list[ModelSpec],
+    *,
+    quant: str | None = None,
+    context: int = 4096,
+    variants: dict[str, list[Variant]] | None = None,
+    max_kld_p95: float | None = None,
+) -> list[FitRow]:
+    """`wave fit` over nodes: per model, best verdict first, then the fastest decode."""
+    from waveidp import catalog
+
+    quants = dict(catalog.all_quants())
+    rows: list[FitRow] = []
+    for node in nodes:
+        accels, host = node_hardware(node)
+        rows += fit_node(
+            node.name,
+            accels,
+            host,
+            models,
+            quants,
+            quant=quant,
+            context=context,
+            variants=variants,
+            max_kld_p95=max_kld_p95,
+        )
+    rows.sort(key=lambda r: (r.model, VERDICT_RANK[r.verdict], -r.decode_tokens_per_s))
+    return rows
