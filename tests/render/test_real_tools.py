@@ -84,8 +84,11 @@ def test_nginx_site_passes_nginx_t(home_lab_tree: Path, tmp_path: Path) -> None:
         'proxy_set_header Connection "";',
         "proxy_read_timeout 900s;",
         "listen 443 ssl",
+        "limit_conn wave_per_client 256;",  # gateway.max_connections_per_client, kept per client here
     ):
         assert directive in site
+    gateway = yaml.safe_load((home_lab_tree / "sclimers-gateway" / "wave" / "wave.yaml").read_text())
+    assert "172.16.0.0/12" in gateway["gateway"]["uncapped_addresses"]  # NGINX, through Docker's bridge
     conf = tmp_path / "conf"
     _self_signed(conf / "tls")
     (conf / "conf.d").mkdir()
