@@ -167,7 +167,7 @@ def test_k8s_replicas_share_keys_limits_and_one_audit_chain(tmp_path: Path) -> N
         files = render(f, make_plan(f), "k8s")
         config, deploy, _ = [d for d in yaml.safe_load_all(files["k8s/10-gateway.yaml"]) if d]
         wanted = parse_env(files["k8s/wave-secrets.env.example"].replace("=\n", "=x\n"))
-        secrets = {name: f"{name.lower()}-{os.urandom(8).hex()}" for name in wanted}
+        secrets = {name: f"{name.lower()}-{os.urandom(16).hex()}" for name in wanted}
         pod = deploy["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["args"] == ["wave", "serve"]
