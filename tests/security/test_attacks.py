@@ -401,6 +401,23 @@ def test_every_refusal_is_counted_and_audited_once_whichever_layer_refuses(gw: G
         assert [r["status"] for r in audit_rows(gw, after)] == [status], status
 
 
+def test_a_limited_key_pays_for_the_requests_it_gets_refused(gw: Gateway) -> None:
+    """The key's limits come before its body is read: malformed bodies count against its rate."""
+    from waveidp.security.keys import KeyStore
+
+    store = KeyStore(gw.home / "keys.db")
+    key = store.create("limited-5", models=["*"], rpm=2).key.reveal()
+    store.close()
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    statuses = [
+        httpx.post(
+            gw.url + "/v1/chat/completions", content=b"{not json", headers=headers, timeout=10
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+
+
 # --- 4: a JWT whose alg does not fit its key --------------------------------------------------------
 
 

@@ -1,9 +1,9 @@
 """One request's lifecycle through the gateway, in one type: `Exchange`.
 
-    admission  key authenticated (401; the HTTP server has bounded the head: 431), body read
-               (413), its JSON shape checked in the bytes (400: `transport.check_json_shape`) and
-               parsed (400),
-               model scope and limits taken (`guard.admit`: 403, 429)
+    admission  key authenticated (401; the HTTP server has bounded the head: 431), the key's
+               limits taken (`guard.admit`: 429), body read (413), its JSON shape checked in the
+               bytes (400: `transport.check_json_shape`), parsed (400), the model's scope checked
+               (`guard.check_scope`: 403)
     routing    the model's policy ranks its routable backends (404, 503)
     attempts   down the ranking: each attempt takes a `Work` token from its backend (the in-flight
                bookkeeping routing reads) and makes one call (`upstream.read_answer`, or
@@ -316,7 +316,13 @@ class Exchange:
             headers = request_headers(scope["headers"])
             self.request_id = accept_request_id(headers.get("x-request-id"))
             CURRENT.set(self.request_id)
-            self.principal = await gw.guard.authenticate(headers)
+            self.principal = principal = await gw.guard.authenticate(headers)
+            # The cheap checks first: the key's limits (429) before a byte of the body is read, so
+            # that a limited key pays for every request, also one refused below; its scope (403)
+            # once the body has named the model.
+            self.admission = await gw.guard.admit(
+                principal, None, endpoint=self.endpoint, request_id=self.request_id
+            )
             self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
             self.body_read = True
             if self.endpoint in MULTIPART:
@@ -325,10 +331,8 @@ class Exchange:
                 check_json_shape(self.raw, gw.input_limits)  # before parsing, which costs per container
             self.info = info = parse_request(self.endpoint, self.raw, headers.get("x-session-id"), self.ctype)
             if not info.model:
-                info.model = gw.only_model(self.principal)
-            self.admission = await gw.guard.admit(
-                self.principal, info.model, endpoint=self.endpoint, request_id=self.request_id
-            )
+                info.model = gw.only_model(principal)
+            gw.guard.check_scope(self.admission, info.model)
             return await self._attempts(route(gw, info, self.principal))
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from waveidp.errors import ApiError
-from waveidp.security.audit import AuditEntry, AuditLog
+from waveidp.security.audit import AuditEntry, AuditLog, bounded_name
 from waveidp.security.jwt_auth import JwtVerifier
 from waveidp.security.keys import PREFIX, KeyStore
 from waveidp.security.limits import AddressBuckets, Decision, Limiter, MemoryLimiter
@@ -113,6 +113,11 @@ class Admission:
         return self.decision.headers()
 
 
+def _check_scope(principal: Principal, model: str) -> None:
+    if not principal.may_use(model):
+        raise forbidden(f"'{principal.name}' may not use model '{bounded_name(model)}'", param="model")
+
+
 class Guard:
     def __init__(
         self,
@@ -159,8 +164,8 @@ class Guard:
                 code="audit_unavailable",
                 headers={"Retry-After": "5"},
             )
-        if model is not None and not principal.may_use(model):
-            raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
+        if model is not None:
+            _check_scope(principal, model)
         if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
             decision = Decision(True, principal.limits)
             return Admission(principal, model, endpoint, decision, started, request_id)
@@ -206,6 +211,13 @@ class Guard:
                 headers=decision.headers(),
             )
         return Admission(principal, model, endpoint, decision, started, request_id)
+
+    def check_scope(self, admission: Admission, model: str) -> None:
+        """The model scope (403) of an admission taken before its body was read (`admit` with no
+        model: the limits come first, so that a limited key pays for every request it sends, read or
+        refused); the model is recorded with it."""
+        admission.model = model
+        _check_scope(admission.principal, model)
 
     async def finish(
         self,
