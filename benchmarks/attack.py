@@ -441,10 +441,22 @@ def plot(r: dict[str, Any], path: Path) -> None:
     axes[0].set_ylabel("honest p50 latency (ms, log)")
     axes[0].set_yscale("log")
     axes[0].legend()
-    axes[1].bar(xs, [x["rss_mb"]["during"] - x["rss_mb"]["before"] for x in rows])
-    axes[1].set_ylabel("gateway RSS growth during the attack (MB)")
-    axes[2].bar(xs, [x["audit_disk_bytes"]["growth"] / 2**20 for x in rows])
-    axes[2].set_ylabel("audit database growth (MiB)")
+
+    def growth(x: dict[str, Any], panel: int) -> float:
+        if panel == 1:
+            return x["rss_mb"]["during"] - x["rss_mb"]["before"]
+        return x["audit_disk_bytes"]["growth"] / 2**20
+
+    labels = {1: "gateway RSS growth during the attack (MB)", 2: "audit database growth (MiB)"}
+    for panel, label in labels.items():
+        if base:
+            axes[panel].bar([i - 0.2 for i in xs], [growth(x, panel) for x in rows], 0.4, label="this tree")
+            then = [growth(base[n], panel) if n in base else 0 for n in names]
+            axes[panel].bar([i + 0.2 for i in xs], then, 0.4, label="before", color="tab:green")
+            axes[panel].legend()
+        else:
+            axes[panel].bar(xs, [growth(x, panel) for x in rows])
+        axes[panel].set_ylabel(label)
     for ax in axes:
         ax.set_xticks(list(xs), names, rotation=15)
     fig.suptitle(f"issue 19 availability attacks, {r['date']}, {r['machine']['cpus']} CPUs")
