@@ -38,7 +38,9 @@ from rich.console import Console
 from rich.table import Table
 
 from waveidp import models
-from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.catalog.store_manifest import read_spec
+from waveidp.engines.local_files import embedded_model_path, llama_tool
+from waveidp.models import gemma_model_path
 
 RESULTS = Path(__file__).parent / "results"
 TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"]
@@ -109,7 +111,7 @@ def one_model(
         "packaged_file": packaged.name,
         "packaged_type": original.manifest.quant,
         "params": f16.manifest.params,
-        "vocabulary": models._describe.read_spec(f16.folder, f16.manifest.weights).vocab_size,
+        "vocabulary": read_spec(f16.folder, f16.manifest.weights).vocab_size,
         "base_logits_seconds": round(base_s, 1),
         "f16_command": f16.manifest.source.command,
         "rows": rows,

@@ -49,8 +49,9 @@ from waveidp import catalog
 from waveidp.bench.report import BenchReport
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec
-from waveidp.engines.local_files import embedded_model_path, gemma_model_path, llama_tool
+from waveidp.engines.local_files import embedded_model_path, llama_tool
 from waveidp.loopback import free_port
+from waveidp.models import gemma_model_path
 from waveidp.paths import wave_home
 from waveidp.sizing import Deployment, PerfModel
 

@@ -26,7 +26,7 @@ def smollm2_path() -> Path:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     """Assembled once per machine (253 MB, checked against its sha256 on every use)."""
-    from waveidp.engines.local_files import gemma_model_path
+    from waveidp.models import gemma_model_path
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wave-test-models"
     return gemma_model_path(cache)

@@ -8,8 +8,12 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 @contextlib.contextmanager
@@ -55,3 +59,34 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error(self) -> str:
+        """The one error line (exit 2, no traceback), whitespace-joined."""
+        assert self.code == 2, (self.out, self.err)
+        assert "Traceback" not in self.err and self.err.count("error:") == 1, self.err
+        return " ".join(self.err.split())
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Ran:
+    """`wave ARGS` in this process, as the installed command runs it (exit codes, one-line errors)."""
+    from waveidp.cli import main
+
+    saved = sys.argv
+    sys.argv = ["wave", *map(str, args)]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    cap = capsys.readouterr()
+    return Ran(code, cap.out, cap.err)

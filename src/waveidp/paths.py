@@ -43,3 +43,8 @@ def write_private(path: Path, text: str) -> None:
     fd = os.open(private_file(path), os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def models_dir() -> Path:
+    """The model store: `WAVE_MODELS_DIR`, default `WAVE_HOME/models` (not created here)."""
+    return Path(os.environ.get("WAVE_MODELS_DIR") or wave_home() / "models").expanduser()

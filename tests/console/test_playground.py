@@ -29,8 +29,8 @@ def test_the_playground_streams_from_the_embedded_model_beside_another(stack: St
            .observe(document.querySelector('#pane-a .answer'), {childList: true, subtree: true}); }"""
     )
     page.click("#send")
-    page.wait_for_selector("#pane-a[data-done]", timeout=30_000)
-    page.wait_for_selector("#pane-b[data-done]", timeout=30_000)
+    page.wait_for_selector("#pane-a[data-done]", timeout=90_000)
+    page.wait_for_selector("#pane-b[data-done]", timeout=90_000)
     chunks = page.evaluate("window.__sizes")
     assert len([n for n in chunks if n > 0]) >= 3, f"the answer arrived in one piece, not streamed: {chunks}"
     a, b = page.locator("#pane-a"), page.locator("#pane-b")
@@ -52,7 +52,7 @@ def test_model_output_with_markup_is_shown_as_text(stack: Stack, page: Page) -> 
     grammar = 'root ::= "' + EVIL.replace('"', '\\"') + '"'
     page.evaluate("g => { document.getElementById('extra').value = JSON.stringify({grammar: g}); }", grammar)
     page.click("#send")
-    page.wait_for_selector("#pane-a[data-done]", timeout=30_000)
+    page.wait_for_selector("#pane-a[data-done]", timeout=90_000)
     answer = page.locator("#pane-a .answer")
     expect(answer).to_have_text(EVIL)
     assert answer.locator("script, img").count() == 0

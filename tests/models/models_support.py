@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from urllib.parse import unquote, urlsplit
 
 import gguf
 import numpy as np
-import pytest
 
 LFS_MIN = 1024  # files at least this large are "LFS" files (the hub's rule is about size too)
 
@@ -312,34 +310,3 @@ def tiny_gguf(path: Path, *, vocab: int = 512, hidden: int = 64, seed: int = 0, 
     w.write_tensors_to_file()
     w.close()
     return path
-
-
-@dataclass
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error(self) -> str:
-        """The one error line (exit 2, no traceback), whitespace-joined."""
-        assert self.code == 2, (self.out, self.err)
-        assert "Traceback" not in self.err and self.err.count("error:") == 1, self.err
-        return " ".join(self.err.split())
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Ran:
-    """`wave ARGS` in this process, as the installed command runs it (exit codes, one-line errors)."""
-    from waveidp.cli import main
-
-    saved = sys.argv
-    sys.argv = ["wave", *map(str, args)]
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved
-    cap = capsys.readouterr()
-    return Ran(code, cap.out, cap.err)

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from models_support import Hub, Ran, run_cli, serve_hub, tiny_gguf
+from models_support import Hub, serve_hub, tiny_gguf
 
+from support import Ran, run_cli
 from waveidp.models import ModelStore
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from models_support import Ran, run_cli, tiny_gguf
+from models_support import tiny_gguf
 
-from waveidp.engines.local_files import GEMMA_STORE_NAME
-from waveidp.models import ModelStore
+from support import Ran, run_cli
+from waveidp.models import GEMMA_STORE_NAME, ModelStore
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -216,3 +216,42 @@ def test_a_spool_left_by_a_crashed_writer_is_adopted_without_writing_a_row_twice
     found = [r["request_id"] for r in audit.rows(audit_table(database_url, readonly=True))]
     assert found == [f"r{n}" for n in range(6)]
     assert not list(spool_dir.glob("spool-*.jsonl"))
+
+
+def test_the_consoles_audit_reads_give_the_same_answers_on_sqlite_and_postgres(
+    database_url: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    entries = [
+        AuditEntry(principal="alice", status=200, ts=now - 7200, endpoint="chat", tokens_in=10, tokens_out=5),
+        AuditEntry(principal="alice", status=429, ts=now - 60, endpoint="chat", model="m", tokens_in=3),
+        AuditEntry(principal="bob", status=500, ts=now - 30, endpoint="chat", backend="gpu", tokens_out=7),
+        AuditEntry(principal="bob", status=200, ts=now - 20, endpoint="console.keys.create"),
+    ]
+    answers = []
+    for where in (audit_table(database_url), audit_table(None, tmp_path / "audit.db")):
+        log = AuditLog(where, spool_dir=tmp_path / f"spool-{len(answers)}")
+        for e in entries:
+            log.record(e)
+        assert log.flush()
+        log.close()
+        reader = database_url if not answers else tmp_path / "audit.db"  # as GatewaySecurity.audit_where
+        requests = audit.AuditFilter(requests_only=True)
+        since = now - 3 * 3600
+        answers.append(
+            (
+                [(r["principal"], r["status"]) for r in audit.page(reader, limit=10)],
+                [r["id"] for r in audit.page(reader, match=audit.AuditFilter(status="5xx"))],
+                [r["principal"] for r in audit.page(reader, match=requests, before=3)],
+                audit.usage(reader, since=since, bucket_s=3600),
+                audit.usage(reader, since=since, bucket_s=3600, principal="bob"),
+                audit.totals(reader, since=since),
+            )
+        )
+    assert answers[0] == answers[1]
+    page, errors, older, usage, bob, totals = answers[0]
+    assert page == [("bob", 200), ("bob", 500), ("alice", 429), ("alice", 200)]  # newest first
+    assert errors == [3] and older == ["alice", "alice"]
+    assert [(u.requests, u.errors, u.tokens_in, u.tokens_out) for u in usage] == [(1, 0, 10, 5), (2, 2, 3, 7)]
+    assert [(u.requests, u.errors) for u in bob] == [(1, 1)]  # the console's own action left out
+    assert totals["alice"].requests == 2 and totals["alice"].errors == 1 and totals["bob"].tokens_out == 7

@@ -9,6 +9,7 @@ from waveidp.catalog._data_files import load_hardware, load_models, load_quants
 from waveidp.catalog._gguf_header import model_from_gguf
 from waveidp.catalog._hf_config import model_from_hf_config
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
+from waveidp.catalog.store_manifest import stored_model
 from waveidp.errors import ConfigError, NotFoundError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -65,19 +66,7 @@ def model(model_id_or_path: str | Path) -> ModelSpec:
         raise ConfigError("directory holds no config.json (nor exactly one .gguf)", where=str(path))
     if path.suffix.lower() == ".json" or path.is_file():
         return model_from_hf_config(path)
-    stored = _stored_model(text)
+    stored = stored_model(text)
     if isinstance(stored, ModelSpec):
         return stored
     raise NotFoundError("model", text, [*entries, *stored])
-
-
-def _stored_model(name: str) -> ModelSpec | list[str]:
-    """The store's model of that name, else the store's names (for suggestions)."""
-    from waveidp.models._describe import stored_spec
-    from waveidp.models._store import ModelStore
-
-    store = ModelStore(create=False)
-    if store.has(name):
-        m = store.get(name)
-        return stored_spec(m.name, m.folder, m.manifest.weights, m.manifest.source.uri)
-    return [m.name for m in store.models()]

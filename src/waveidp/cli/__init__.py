@@ -11,6 +11,7 @@ import sys
 from waveidp.cli import (  # noqa: F401  (importing registers the verbs)
     audit,
     bench,
+    deploy,
     exporter,
     fleet,
     keys,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,23 +31,9 @@ def render_command(
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Render docker compose (or Kubernetes), NGINX, Prometheus, Grafana, .env and README files per node."""
-    from waveidp import fleet
-    from waveidp.cli.plan import measured_hardware
-    from waveidp.plan import make_plan
-    from waveidp.render import fill, parse_env, render, required_secrets
-
-    f = fleet.load(fleet_file)
-    plan = make_plan(
-        f, profile=profile.value, goals=goal, licences=licence, measured_hardware=measured_hardware()
+    f, files, status = render_to(
+        fleet_file, out, target, profile=profile, goals=goal, licences=licence, check=check
     )
-    existing: dict[str, str] = {}
-    if out.is_dir():
-        for env in sorted(out.rglob(".env")):
-            existing.update({k: v for k, v in parse_env(env.read_text(encoding="utf-8")).items() if v})
-    wanted = required_secrets(f, plan, target.value)
-    values = {k: existing.get(k, "") for k in wanted} if check else fill(wanted, existing)
-    files = render(f, plan, target.value, values)
-    status = {path: _status(out / path, text) for path, text in files.items()}
     if check:
         drift = {p: s for p, s in status.items() if s != "same"}
         if json_out:
@@ -60,9 +47,6 @@ def render_command(
         if drift:
             raise typer.Exit(1)
         return
-    for path, text in files.items():
-        if status[path] != "same":
-            _write(out / path, text, secret=Path(path).name == ".env")
     if json_out:
         print_json({"out": str(out), "files": status})
         return
@@ -75,6 +59,46 @@ def render_command(
         readme = out / node.name / "README.md"
         if readme.exists() and target is TargetChoice.compose:
             console.print(f"  {node.name}: {readme}", highlight=False)
+
+
+def render_to(
+    fleet_file: Path,
+    out: Path,
+    target: TargetChoice = TargetChoice.compose,
+    *,
+    profile: ProfileChoice = ProfileChoice.single_user,
+    goals: list[str] | None = None,
+    licences: list[str] | None = None,
+    check: bool = False,
+) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """Render the fleet file into `out` (unless `check`): the fleet, the files and each one's status
+    before writing (same, changed, missing). `.env` secrets already in `out` are kept."""
+    from waveidp import fleet
+    from waveidp.cli.plan import measured_hardware
+    from waveidp.plan import make_plan
+    from waveidp.render import fill, parse_env, render, required_secrets
+
+    f = fleet.load(fleet_file)
+    plan = make_plan(
+        f,
+        profile=profile.value,
+        goals=goals or [],
+        licences=licences or [],
+        measured_hardware=measured_hardware(),
+    )
+    existing: dict[str, str] = {}
+    if out.is_dir():
+        for env in sorted(out.rglob(".env")):
+            existing.update({k: v for k, v in parse_env(env.read_text(encoding="utf-8")).items() if v})
+    wanted = required_secrets(f, plan, target.value)
+    values = {k: existing.get(k, "") for k in wanted} if check else fill(wanted, existing)
+    files = render(f, plan, target.value, values)
+    status = {path: _status(out / path, text) for path, text in files.items()}
+    if not check:
+        for path, text in files.items():
+            if status[path] != "same":
+                _write(out / path, text, secret=Path(path).name == ".env")
+    return f, files, status
 
 
 def _status(path: Path, text: str) -> str:

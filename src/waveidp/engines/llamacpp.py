@@ -40,12 +40,13 @@ class LlamaServerSpec:
     port: int
     alias: str
     host: str = "127.0.0.1"
-    threads: int = 1
+    threads: int | None = 1  # None: llama-server's own default (every core)
     parallel: int = 4
     context: int = 8192
     gpu_layers: int | None = None
     embeddings: bool = True
     n_predict: int | None = None  # default cap on generated tokens when a request sets none
+    extra: tuple[str, ...] = ()  # further flags, e.g. sizing's --cache-type-k q8_0
 
     def command(self) -> list[str]:
         cmd = [
@@ -56,8 +57,6 @@ class LlamaServerSpec:
             self.host,
             "--port",
             str(self.port),
-            "-t",
-            str(self.threads),
             "-np",
             str(self.parallel),
             "-c",
@@ -67,13 +66,15 @@ class LlamaServerSpec:
             "--alias",
             self.alias,
         ]
+        if self.threads is not None:
+            cmd += ["-t", str(self.threads)]
         if self.embeddings:
             cmd += ["--embeddings", "--pooling", "mean"]
         if self.gpu_layers is not None:
             cmd += ["-ngl", str(self.gpu_layers)]
         if self.n_predict is not None:
             cmd += ["-n", str(self.n_predict)]
-        return cmd
+        return cmd + list(self.extra)
 
     @property
     def url(self) -> str:

@@ -8,6 +8,7 @@ print(fleet.dump(f))
 
 from __future__ import annotations
 
+from waveidp.fleet._atomic_file import write_atomic
 from waveidp.fleet._loading import load, loads, source_map
 from waveidp.fleet._resolving import ResolvedFleet, resolve
 from waveidp.fleet._writing import dump, merge_node, merge_node_text
@@ -47,4 +48,5 @@ __all__ = [
     "merge_node_text",
     "resolve",
     "source_map",
+    "write_atomic",
 ]

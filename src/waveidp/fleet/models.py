@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from waveidp.protocols.routes import ApiRoute
 
@@ -105,6 +105,17 @@ class Node(_Strict):
     services: list[str] = Field(default_factory=list, description="service catalog ids pinned to this node")
     lxc: Lxc | None = None
     kubernetes: bool = False
+    models_dir: str | None = Field(
+        default=None,
+        description="the node's model store (WAVE_MODELS_DIR there): engines mount it at /models",
+    )
+
+    @field_validator("models_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"must be an absolute path on the node, e.g. /var/lib/wave/models (not {v!r})")
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Node:

@@ -9,6 +9,7 @@ from waveidp.engines import EngineAdapter, EngineLoad
 from waveidp.gateway.breaker import CircuitBreaker
 from waveidp.gateway.prediction import Prediction
 from waveidp.gateway.request_info import STREAMING, RequestInfo
+from waveidp.gateway.residency import Residency
 
 DEFAULT_OUTPUT_TOKENS = 256  # the work charged for a request that sets no max_tokens
 
@@ -68,6 +69,7 @@ class BackendState:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft: Ewma = field(default_factory=Ewma)  # seconds to the first token
     itl: Ewma = field(default_factory=Ewma)  # seconds per output token after the first
+    residency: Residency | None = None  # an engine loaded on demand (None: always there)
 
     @property
     def load(self) -> EngineLoad:
@@ -121,6 +123,11 @@ class BackendState:
     def engine(self) -> str:
         return self.adapter.kind
 
+    def ready_in_s(self, now: float) -> float:
+        """Seconds until its engine could take a request: 0 unless it is loaded on demand and not
+        loaded now (then its predicted load time, what routing adds to its forecast)."""
+        return 0.0 if self.residency is None else self.residency.ready_in_s(now)
+
     def routable(self, now: float) -> bool:
         return self.probe_ok and self.breaker.allows(now)
 
@@ -139,6 +146,8 @@ class BackendState:
         """Its state for people (`/ready`, a 503's message): URLs without their credentials."""
         from waveidp.security.secrets import redact_urls
 
+        if self.residency is not None and not self.residency.loaded:
+            return redact_urls(f"{self.name} ({self.root}): {self.residency.describe(now)}")
         if not self.probe_ok:
             since = time.strftime("%H:%M:%S", time.localtime(self.down_since)) if self.down_since else "?"
             line = f"{self.name} ({self.root}): down since {since}: {self.down_reason}"

@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.app import GatewayApp, create_app
@@ -49,6 +50,7 @@ class GatewaySetup:
     tls: dict[str, str] = field(default_factory=dict)
     body_limit_setting: str = "the default; raise it with --max-body-bytes or gateway.max_body_bytes"
     mounts: list[Mount] = field(default_factory=list)
+    admin_routers: list[Any] = field(default_factory=list)  # more routes under /admin (wave up's deployments)
 
 
 def body_limit_setting(
@@ -70,7 +72,9 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
     """The gateway's app (`app.gateway` its state), security mounted; the audit log is flushed and
     the key store closed on the way out."""
     cfg = setup.config
-    security = build_security(setup.security, host=cfg.host, workers=cfg.workers)
+    security = build_security(
+        setup.security, host=cfg.host, workers=cfg.workers, admin_routers=setup.admin_routers
+    )
     closes: list[Callable[[], None]] = []
     try:
         gw = Gateway(

@@ -156,6 +156,8 @@ def route(gw: Gateway, info: RequestInfo, principal: Principal | None = None) ->
         )
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
+    if gw.on_demand and not policy.counts_load_time:
+        ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
@@ -368,6 +370,11 @@ class Exchange:
                 again = False
                 if unsupported and any(u.backend is b for u in unsupported):
                     continue
+                residency = b.residency
+                if residency is not None:
+                    residency.last_used = time.monotonic()
+                    if not residency.loaded:
+                        await residency.wait_loaded(info.model, b.name, self.started)
                 endpoint, body, injected, translation = plan_call(info, self.raw, b)
                 b.breaker.on_attempt()
                 work = b.begin(info)

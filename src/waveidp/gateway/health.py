@@ -23,6 +23,8 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0, sock_connect=1.0)
 
 
 async def probe(gw: Gateway, b: BackendState) -> None:
+    if b.residency is not None and not b.residency.loaded:
+        return  # nothing to probe until it is loaded; its loader waited for health itself
     headers = {"authorization": f"Bearer {b.api_key}"} if b.api_key else {}
     try:
         health = b.adapter.health_url(b.root)

@@ -8,6 +8,7 @@ histograms are summed; each gauge says how its workers' values combine (`multipr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -133,6 +134,12 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found
+
+    def forget_backend(self, name: str) -> None:
+        """Drop a backend's gauges (it left the gateway): a stale `healthy 1` would outlive it."""
+        for gauge in (self.healthy, self.inflight, self.engine_queue):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
 
     def exposition(self) -> bytes:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

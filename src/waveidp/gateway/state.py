@@ -71,6 +71,7 @@ class Gateway:
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request
         self._policies: dict[str, Policy] = {}
         self._by_model: dict[str, list[BackendState]] = {}
+        self.on_demand = False  # some backend's engine is loaded on demand (`BackendState.residency`)
         self.reindex()
         c = self.config
         self.plain_timeout = aiohttp.ClientTimeout(
@@ -86,6 +87,20 @@ class Gateway:
             for m in sorted(b.models):
                 index.setdefault(m, []).append(b)
         self._by_model = index
+        self.on_demand = any(b.residency is not None for b in self.backends)
+
+    def add_backend(self, b: BackendState) -> None:
+        """Serve through `b` from the next request on (a deployment's new engine)."""
+        self.backends.append(b)
+        self.reindex()
+
+    def remove_backend(self, b: BackendState) -> None:
+        """No new request goes to `b`; the requests in flight there finish (`b.inflight` says how
+        many). Health probes of it stop."""
+        if b in self.backends:
+            self.backends.remove(b)
+            self.reindex()
+            self.metrics.forget_backend(b.name)
 
     def refused(
         self,

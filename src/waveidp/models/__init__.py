@@ -8,14 +8,16 @@ models.quantize(store, model.name, "Q4_K_M")          # the real llama-quantize
 store.get("smollm2-135m-instruct-q4_k_m").manifest    # files, sha256, architecture, quality
 """
 
+from waveidp.catalog.store_manifest import Manifest, QualityResult, Source, StoredFile
 from waveidp.models._hub import ChecksumError, HubError, PullPlan, PullProgress, parse_uri, plan_pull, pull
 from waveidp.models._importing import import_path
-from waveidp.models._manifest import Manifest, QualityResult, Source, StoredFile
 from waveidp.models._quality import QualityError, Settings, base_logits, check_comparable, measure
 from waveidp.models._quantize import QuantizeError, parse_types, quantize
 from waveidp.models._store import ModelStore, NoSpaceError, StoredModel, sha256_file, store_root
+from waveidp.models.packaged import GEMMA_STORE_NAME, gemma_model_path
 
 __all__ = [
+    "GEMMA_STORE_NAME",
     "ChecksumError",
     "HubError",
     "Manifest",
@@ -32,6 +34,7 @@ __all__ = [
     "StoredModel",
     "base_logits",
     "check_comparable",
+    "gemma_model_path",
     "import_path",
     "measure",
     "parse_types",

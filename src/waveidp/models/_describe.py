@@ -10,10 +10,9 @@ import json
 import re
 from pathlib import Path
 
-from waveidp.catalog import ModelSpec, model_from_gguf, model_from_hf_config
 from waveidp.catalog._gguf_header import gguf_metadata
+from waveidp.catalog.store_manifest import Manifest, Source, StoredFile, WeightFormat, now_iso, read_spec
 from waveidp.errors import ConfigError
-from waveidp.models._manifest import Manifest, Source, StoredFile, WeightFormat, now_iso
 
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 _TORCH_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -43,17 +42,6 @@ def main_file(paths: list[str]) -> tuple[WeightFormat, str]:
         "no .gguf file and no config.json among the model's files",
         fix="a model is a .gguf file, or a folder with config.json and its weights",
     )
-
-
-def stored_spec(name: str, folder: Path, weights: str, source: str) -> ModelSpec:
-    """A stored model as sizing sees it: the architecture from its own file, under its store name."""
-    spec = read_spec(folder, weights)
-    return spec.model_copy(update={"id": name, "name": name, "source": f"model store: {source}"})
-
-
-def read_spec(folder: Path, weights: str) -> ModelSpec:
-    path = folder / weights
-    return model_from_gguf(path) if weights.lower().endswith(".gguf") else model_from_hf_config(path)
 
 
 def describe(

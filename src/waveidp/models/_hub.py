@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from waveidp.catalog._hf_config import slug_id
+from waveidp.catalog.store_manifest import Source, StoredFile
 from waveidp.errors import InputError, WaveError
 from waveidp.models._describe import describe, main_file
-from waveidp.models._manifest import Source, StoredFile
 from waveidp.models._store import (
     ModelStore,
     NoSpaceError,

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 from waveidp.catalog._hf_config import slug_id
+from waveidp.catalog.store_manifest import Source, StoredFile
 from waveidp.errors import InputError
 from waveidp.models import _store as st
 from waveidp.models._describe import describe, main_file
-from waveidp.models._manifest import Source, StoredFile
 
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
 

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from waveidp.catalog.store_manifest import QualityResult, now_iso, read_spec
 from waveidp.errors import InputError, WaveError
-from waveidp.models._describe import read_spec
-from waveidp.models._manifest import QualityResult, now_iso
 from waveidp.models._store import PARTIAL, ModelStore, StoredModel
 
 DATA = Path(__file__).parent / "data"

@@ -16,9 +16,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from waveidp.catalog.store_manifest import Source, StoredFile
 from waveidp.errors import InputError, WaveError
 from waveidp.models._describe import describe
-from waveidp.models._manifest import Source, StoredFile
 from waveidp.models._store import ModelStore, StoredModel, check_name, ensure_space, sha256_file
 
 # llama-quantize's type names (the ones `llama-quantize --help` lists that produce a whole-model file),
@@ -75,11 +75,7 @@ def parse_types(text: str) -> list[str]:
 
 def output_name(base: StoredModel, qtype: str) -> str:
     """`smollm2-135m-instruct-f16` + Q4_K_M -> `smollm2-135m-instruct-q4_k_m`."""
-    stem = base.name
-    own = (base.manifest.quant or "").lower()
-    if own and stem.endswith(f"-{own}"):
-        stem = stem[: -len(own) - 1]
-    return check_name(f"{stem}-{qtype.lower()}")
+    return check_name(f"{base.stem}-{qtype.lower()}")
 
 
 def quantize(

@@ -23,9 +23,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from waveidp.catalog.store_manifest import (
+    MANIFEST,
+    NAME_PATTERN,
+    Manifest,
+    read_manifest,
+    stored_names,
+    write_manifest,
+)
 from waveidp.errors import InputError, NotFoundError, WaveError
-from waveidp.models._manifest import MANIFEST, NAME_PATTERN, Manifest, read_manifest, write_manifest
-from waveidp.paths import wave_home
+from waveidp.paths import models_dir
 
 PARTIAL = ".partial"
 _TRASH = ".trash"
@@ -40,7 +47,7 @@ class NoSpaceError(WaveError):
 
 def store_root(root: str | Path | None = None, *, create: bool = True) -> Path:
     """`root`, else `WAVE_MODELS_DIR`, else `WAVE_HOME/models`."""
-    chosen = Path(root or os.environ.get("WAVE_MODELS_DIR") or wave_home() / "models").expanduser()
+    chosen = Path(root).expanduser() if root else models_dir()
     if create:
         chosen.mkdir(parents=True, exist_ok=True)
     return chosen
@@ -91,6 +98,15 @@ class StoredModel:
     def weights_path(self) -> Path:
         return self.folder / self.manifest.weights
 
+    @property
+    def stem(self) -> str:
+        """The name without its own format's suffix: `smollm2-135m-instruct-q4_k_m` -> `smollm2-135m-instruct`
+        (the name its other formats share)."""
+        own = (self.manifest.quant or "").lower()
+        if own and self.name.endswith(f"-{own}"):
+            return self.name[: -len(own) - 1]
+        return self.name
+
 
 class ModelStore:
     def __init__(self, root: str | Path | None = None, *, create: bool = True) -> None:
@@ -99,14 +115,7 @@ class ModelStore:
     # -- reading -----------------------------------------------------------------------------
 
     def models(self) -> list[StoredModel]:
-        out: list[StoredModel] = []
-        if not self.root.is_dir():
-            return out
-        for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
-                continue
-            out.append(StoredModel(folder, read_manifest(folder)))
-        return out
+        return [StoredModel(self.root / n, read_manifest(self.root / n)) for n in stored_names(self.root)]
 
     def has(self, name: str) -> bool:
         return _valid_name(name) and (self.root / name / MANIFEST).is_file()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from waveidp.models._describe import stored_spec
+from waveidp.catalog.store_manifest import stored_spec
 from waveidp.models._store import ModelStore
 from waveidp.sizing._fit import Variant
 

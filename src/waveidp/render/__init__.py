@@ -6,6 +6,7 @@
 Rendering is pure; `wave render` writes the files, keeps existing `.env` secrets and reports drift.
 """
 
+from waveidp.render._engines import models_dir
 from waveidp.render._errors import RenderError
 from waveidp.render._gateway import gateway_config
 from waveidp.render._render import Target, layouts, render, required_secrets
@@ -17,6 +18,7 @@ __all__ = [
     "fill",
     "gateway_config",
     "layouts",
+    "models_dir",
     "parse_env",
     "render",
     "required_secrets",

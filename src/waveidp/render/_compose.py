@@ -6,8 +6,8 @@ from typing import Any
 
 from waveidp.catalog.services import service
 from waveidp.fleet.models import Fleet
-from waveidp.render._data import containers, defaults
-from waveidp.render._engines import EngineUnit, key_env
+from waveidp.render._data import containers
+from waveidp.render._engines import EngineUnit, key_env, models_dir
 from waveidp.render._exporter import compose_exporter
 from waveidp.render._gateway import (
     CONFIG_PATH,
@@ -44,8 +44,7 @@ def _engine(u: EngineUnit) -> dict[str, Any]:
     if u.environment:
         body["environment"] = dict(u.environment)
     body["ports"] = [f"{u.host_port}:{u.container_port}"]
-    models_dir = defaults().engines.models_dir
-    body["volumes"] = [f"${{WAVE_MODELS_DIR:-{models_dir}}}:/models:ro"]
+    body["volumes"] = [f"${{WAVE_MODELS_DIR:-{models_dir(u.node)}}}:/models:ro"]
     if u.service == "vllm":
         body["volumes"].append("hf-cache:/root/.cache/huggingface")
         body["ipc"] = "host"

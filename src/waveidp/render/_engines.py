@@ -115,8 +115,7 @@ def _unit(node: Node, b: Backend) -> EngineUnit:
             fix="add `model:` (and `quant:`) to the served model",
         )
     flags, summary = size_flags(node, b, m.model, m.quant, m.context, hardware)
-    quant = m.quant or "default"
-    model_path = f"{m.model}-{quant}"
+    model_path = stored_path(m.model) or f"{m.model}-{m.quant or 'default'}"
     if b.engine == "vllm":
         command = (
             "--model",
@@ -130,7 +129,7 @@ def _unit(node: Node, b: Backend) -> EngineUnit:
         )
         env = {"VLLM_API_KEY": "${" + env_name + "}"}
     else:
-        model_path += ".gguf"
+        model_path += "" if model_path.endswith(".gguf") else ".gguf"
         command = (
             "-m",
             f"/models/{model_path}",
@@ -162,6 +161,23 @@ def _unit(node: Node, b: Backend) -> EngineUnit:
         flags,
         summary,
     )
+
+
+def models_dir(node: Node) -> str:
+    """Where the node keeps its models (its model store), mounted into engines at /models."""
+    return node.models_dir or defaults().engines.models_dir
+
+
+def stored_path(model: str) -> str | None:
+    """`NAME/FILE` of a model of the local store (`wave models list`), the same path it has under
+    a node's `models_dir` once the store folder is copied there (or pulled there with `wave models
+    pull`); None for a catalog id."""
+    from waveidp.models import ModelStore
+
+    store = ModelStore(create=False)
+    if not store.has(model):
+        return None
+    return f"{model}/{store.get(model).manifest.weights}"
 
 
 def size_flags(

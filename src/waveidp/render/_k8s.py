@@ -11,7 +11,7 @@ import yaml
 
 from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan
-from waveidp.render._engines import EngineUnit
+from waveidp.render._engines import EngineUnit, models_dir
 from waveidp.render._gateway import (
     CONFIG_PATH,
     HOME,
@@ -112,7 +112,7 @@ def _engine(u: EngineUnit) -> list[dict[str, Any]]:
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
     volumes: list[dict[str, Any]] = [
-        {"name": "models", "hostPath": {"path": "/srv/models", "type": "Directory"}},
+        {"name": "models", "hostPath": {"path": models_dir(u.node), "type": "Directory"}},
     ]
     if u.service == "vllm":
         container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})

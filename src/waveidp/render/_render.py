@@ -12,7 +12,7 @@ import yaml
 from waveidp.fleet.models import Fleet
 from waveidp.plan import Plan, to_markdown
 from waveidp.render._compose import compose_file
-from waveidp.render._data import defaults
+from waveidp.render._engines import models_dir
 from waveidp.render._exporter import exporter_port, node_nvidia
 from waveidp.render._gateway import gateway_config
 from waveidp.render._k8s import render_k8s
@@ -166,6 +166,6 @@ def _node_files(
         prometheus=lay.runs("prometheus"),
         server_name=server_name,
         gateway_port=fleet.gateway.port,
-        models_dir=defaults().engines.models_dir,
+        models_dir=models_dir(node),
     )
     return files

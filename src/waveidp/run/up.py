@@ -7,19 +7,24 @@ every `embedded` backend on this machine is started the same way, every other ba
 connected to over HTTP. SIGINT/SIGTERM stop the gateway first, then the children.
 With --workers N (or gateway.workers), the gateway runs as N worker processes
 (`gateway.workers`, as `wave serve`) and the engines are supervised in a process of their own.
+What `wave deploy` deployed (`WAVE_HOME/deployments.json`) comes back: in one process through the
+deployer (`run.deployer`, which also serves `/admin/deployments`), with workers as engines that
+always run (deploying, swapping and loading on demand need the one process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from waveidp.deploy.planning import is_local
 from waveidp.engines import adapter
 from waveidp.engines.llamacpp import LlamaServerSpec
 from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path, llama_tool
-from waveidp.fleet.models import Backend, Fleet, Node, RoutingConfig
+from waveidp.fleet.models import Backend, Fleet, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.compose import (
@@ -34,11 +39,13 @@ from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
 from waveidp.run.api_key import resolve_admin_key, resolve_api_key
+from waveidp.run.deploy_api import deployments_router
+from waveidp.run.deployer import Deployer, server_spec
 from waveidp.run.keeper import EngineKeeper
 from waveidp.run.supervisor import Child, start_children
 from waveidp.security.gateway_security import prepare_workers
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+log = logging.getLogger("waveidp.run")
 EMBEDDED_SLOTS = 4
 
 
@@ -52,7 +59,7 @@ class UpInfo:
     children: dict[str, int | None]  # engine name: its process id
     routable: bool = True  # a backend takes requests (a fleet's remote ones may all be down)
     console_url: str | None = None
-    admin_key_source: str | None = None  # where the admin key that opens the console is kept
+    admin_key_source: str | None = None  # where the admin key (console, `wave deploy`) is kept
 
 
 def embedded_child(spec: LlamaServerSpec, name: str, logs: Path) -> Child:
@@ -87,17 +94,13 @@ def link(child: Child, backend: BackendState) -> Child:
     return child
 
 
-def _is_local(fleet: Fleet, node: Node) -> bool:
-    return node.address in LOCAL_HOSTS or (fleet.gateway.node is not None and node.name == fleet.gateway.node)
-
-
 def fleet_children(fleet: Fleet, logs: Path) -> list[Child]:
     """A llama-server child for each `embedded` backend on this machine."""
     from urllib.parse import urlparse
 
     children = []
     for node, b in fleet.backends():
-        if b.engine != "embedded" or not _is_local(fleet, node):
+        if b.engine != "embedded" or not is_local(fleet, node):
             continue
         url = urlparse(b.url)
         served = b.served()
@@ -130,12 +133,13 @@ class Plan:
     key: str  # the bootstrap key it prints
     key_source: str
     logs: Path
-    admin_key_source: str | None = None  # set when the console is served
+    deployer: Deployer
+    admin_key_source: str | None = None
+    console: bool = False  # the web console is mounted
 
     def info(self, models: list[str], pids: dict[str, int | None], routable: bool = True) -> UpInfo:
         cfg = self.gateway.config
         base = f"http://{cfg.host}:{cfg.port}"
-        console = base + "/console" if self.admin_key_source else None
         return UpInfo(
             base + "/v1",
             models,
@@ -144,7 +148,7 @@ class Plan:
             self.logs,
             pids,
             routable,
-            console,
+            base + "/console" if self.console else None,
             self.admin_key_source,
         )
 
@@ -170,10 +174,14 @@ def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
     # keys from `wave keys`, limits, audit log and /admin/keys next to the printed bootstrap key
     security = security_options(cfg, key, admin_key)
     limit = body_limit_setting(file_config, config, os.environ)
+    deployer = Deployer(logs, drain_timeout_s=cfg.total_timeout_s)
     if fleet is None:
-        child, backend = default_embedded(logs)
-        children = [child]
-        setup = GatewaySetup([backend], cfg, RoutingConfig(), security, body_limit_setting=limit)
+        children, backends = [], []
+        if EMBEDDED_MODEL_NAME not in {d.name for d in deployer.recorded()}:  # else deployed over
+            child, backend = default_embedded(logs)
+            children, backends = [child], [backend]
+            deployer.adoptable[EMBEDDED_MODEL_NAME] = (backend, child)
+        setup = GatewaySetup(backends, cfg, RoutingConfig(), security, body_limit_setting=limit)
     else:
         children = fleet_children(fleet, logs)
         backends = backends_from_fleet(fleet)
@@ -181,14 +189,16 @@ def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
         for c in children:
             link(c, by_name[c.name])
         setup = GatewaySetup(backends, cfg, fleet.routing, security, body_limit_setting=limit)
-    p = Plan(children, setup, key, key_source, logs)
+    if cfg.workers == 1:
+        setup.admin_routers.append(deployments_router(deployer, admin_key))
+    p = Plan(children, setup, key, key_source, logs, deployer, admin_source)
     if cfg.console:
         from waveidp.console import console_mount, options_from_cli
 
         options = options_from_cli(host=cfg.host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
         if options is not None:
             setup.mounts.append(console_mount(options))
-            p.admin_key_source = admin_source
+            p.console = True
     return p
 
 
@@ -208,6 +218,8 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
         try:
             if not await start_children(p.children, stop, started):
                 return
+            for problem in await p.deployer.restore(app.gateway):
+                log.warning("%s", problem)
             await serve_until_stopped(
                 app,
                 cfg.host,
@@ -220,7 +232,33 @@ async def up(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "w
                 sock=sock,
             )
         finally:
+            await p.deployer.close()
             await asyncio.gather(*(c.stop() for c in started))
+
+
+def recorded_engines(p: Plan) -> tuple[list[Child], list[BackendState]]:
+    """The recorded deployments as engines that always run (with gateway workers, which the
+    deployer cannot reach: each worker only routes)."""
+    from waveidp.models import ModelStore
+
+    store = ModelStore(create=False)
+    children: list[Child] = []
+    backends: list[BackendState] = []
+    for d in p.deployer.recorded():
+        if not store.has(d.revision.model):
+            log.warning("deployment %s: %s is no longer in the store; skipped", d.name, d.revision.model)
+            continue
+        spec = server_spec(d.name, d.revision, store.get(d.revision.model).weights_path, free_port())
+        backend = BackendState(
+            name=f"{d.name}@1",
+            root=spec.url,
+            adapter=adapter("llamacpp"),
+            models={d.name},
+            max_concurrency=spec.parallel,
+        )
+        children.append(link(embedded_child(spec, backend.name, p.logs), backend))
+        backends.append(backend)
+    return children, backends
 
 
 def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: str = "warning") -> None:
@@ -228,6 +266,9 @@ def up_with_workers(p: Plan, *, on_ready: Callable[[UpInfo], None], log_level: s
     workers forked by the same supervisor as `wave serve --workers N`; returns once all have stopped."""
     cfg = p.gateway.config
     prepare_workers(p.gateway.security, host=cfg.host, workers=cfg.workers)  # before any engine starts
+    children, backends = recorded_engines(p)
+    p.children += children
+    p.gateway.backends += backends
     keeper = EngineKeeper(p.children)
     try:
         pids = keeper.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -138,7 +139,8 @@ _TARGET_CHARS = 64
 class AdminGate:
     """ASGI in front of the admin routes: per-address rate limit, the admin key before the body,
     a bounded body, and one audit row per request (principal `admin` or `-`; endpoint the action,
-    e.g. `admin:rotate-key alice`; the answer's status)."""
+    e.g. `admin:rotate-key alice`; the answer's status): every refused one, and every one of the key
+    routes (the other routers, such as the deployments API, audit their own actions)."""
 
     def __init__(self, app: ASGIApp, admin_key: Secret | None, audit: AuditLog | None = None) -> None:
         self.app = app
@@ -194,7 +196,9 @@ class AdminGate:
             await self.app(scope, _replay(body, receive), sending)
         finally:
             bucket.level -= 1 if authorized else FAILURE_COST
-            if self.audit is not None:
+            # the other routers (deployments) audit what they change themselves: one row each
+            own = action != "admin:unknown" or not authorized or status[0] == 413
+            if self.audit is not None and own:
                 self.audit.record(
                     AuditEntry(
                         principal="admin" if authorized else "-",
@@ -206,8 +210,11 @@ class AdminGate:
                 )
 
 
-def admin_app(store: KeyStore, admin_key: Secret | None, audit: AuditLog | None = None) -> AdminGate:
-    """The `/admin` app the gateway mounts: the routes (FastAPI, OpenAI error shapes) behind the gate."""
+def admin_app(
+    store: KeyStore, admin_key: Secret | None, audit: AuditLog | None = None, routers: Sequence[Any] = ()
+) -> AdminGate:
+    """The `/admin` app the gateway mounts: the key routes and `routers` (FastAPI, OpenAI error
+    shapes) behind the gate."""
     from fastapi import FastAPI
 
     from waveidp.security.refusals import install_handlers
@@ -215,6 +222,8 @@ def admin_app(store: KeyStore, admin_key: Secret | None, audit: AuditLog | None 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     install_handlers(app)
     app.include_router(admin_router(store, admin_key, prefix=""))
+    for router in routers:
+        app.include_router(router)
     return AdminGate(app, admin_key, audit)
 
 

@@ -15,6 +15,7 @@ tokens when configured. Limits live in this process, or in Redis with `redis_url
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,10 +82,13 @@ class GatewaySecurity:
             self.keys = None
 
 
-def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> GatewaySecurity:
+def build_security(
+    options: SecurityOptions, *, host: str, workers: int = 1, admin_routers: Sequence[Any] = ()
+) -> GatewaySecurity:
     """The guard, key store, audit log and admin app of a gateway listening on `host`, one of
     `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
-    public bind without authentication."""
+    public bind without authentication. `admin_routers`: more FastAPI routers under `/admin` (each
+    checks the admin key itself, e.g. `wave up`'s `/admin/deployments`)."""
     check_bind(host, auth_enabled=options.auth)
     keys = KeyStore(key_table(options.database_url, options.keys_db)) if options.auth else None
     if keys is not None:
@@ -115,7 +119,7 @@ def build_security(options: SecurityOptions, *, host: str, workers: int = 1) -> 
     if keys is not None:
         from waveidp.security.admin_api import admin_app
 
-        admin = admin_app(keys, options.admin_key, audit)
+        admin = admin_app(keys, options.admin_key, audit, routers=admin_routers)
     audit_where = (options.database_url or options.audit_db or default_path()) if options.audit else None
     return GatewaySecurity(guard, keys, admin, options.admin_key, audit_where)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -12,9 +12,6 @@ from waveidp.errors import WaveError
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._estimate import estimate
 from waveidp.sizing._request import SizingRequest
-
-if TYPE_CHECKING:
-    from waveidp.fleet.models import Node
 
 VERDICT_RANK = {"fits": 0, "tight": 1, "offload": 2, "impossible": 3}
 DEFAULT_QUANTS = {"vllm": ("bf16", "fp8", "awq"), "llamacpp": ("q4_k_m", "q8_0")}
@@ -44,6 +41,50 @@ class FitRow(BaseModel):
     engine_flags: dict[str, str | int | float]
     variant: str | None = Field(default=None, description="the store model (file) chosen among the variants")
     kld_p95: float | None = None
+
+
+class DeviceEntry(Protocol):
+    """A fleet file's device as sizing reads it (`fleet.models.Device`)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def memory_gib(self) -> float | None: ...
+    @property
+    def cores(self) -> int | None: ...
+
+
+class NodeEntry(Protocol):
+    """A fleet file's node as sizing reads it (`fleet.models.Node`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def devices(self) -> Sequence[DeviceEntry]: ...
+
+
+def node_hardware(devices: Iterable[DeviceEntry]) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A node's accelerators (hardware, count) and its host CPU, with the fleet file's overrides of
+    memory and cores applied: what `fit_node` takes."""
+    from waveidp import catalog
+
+    accels: list[tuple[Hardware, int]] = []
+    host: Hardware | None = None
+    for dev in devices:
+        hw = catalog.hardware(dev.hardware)
+        update: dict[str, object] = {}
+        if dev.memory_gib:
+            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+        if hw.kind == "cpu" and dev.cores:
+            update["cores"] = dev.cores
+        hw = hw.model_copy(update=update) if update else hw
+        if hw.kind == "cpu":
+            host = hw
+        else:
+            accels.append((hw, dev.count))
+    return accels, host
 
 
 def _candidates(
@@ -147,31 +188,8 @@ def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
     return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
 
 
-def node_hardware(node: Node) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
-    """A fleet node's accelerators (hardware, count) and its host CPU, with the node's overrides
-    (installed memory, CPU cores) applied."""
-    from waveidp import catalog
-
-    accels: list[tuple[Hardware, int]] = []
-    host: Hardware | None = None
-    for dev in node.devices:
-        hw = catalog.hardware(dev.hardware)
-        update: dict[str, object] = {}
-        if dev.memory_gib:
-            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
-        cores = getattr(dev, "cores", None)
-        if hw.kind == "cpu" and cores:
-            update["cores"] = cores
-        hw = hw.model_copy(update=update) if update else hw
-        if hw.kind == "cpu":
-            host = hw
-        else:
-            accels.append((hw, dev.count))
-    return accels, host
-
-
 def fit_fleet(
-    nodes: Sequence[Node],
+    nodes: Sequence[NodeEntry],
     models: list[ModelSpec],
     *,
     quant: str | None = None,
@@ -185,7 +203,7 @@ def fit_fleet(
     quants = dict(catalog.all_quants())
     rows: list[FitRow] = []
     for node in nodes:
-        accels, host = node_hardware(node)
+        accels, host = node_hardware(node.devices)
         rows += fit_node(
             node.name,
             accels,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 class Policy(Protocol):
     name: str
+    counts_load_time: bool  # ranks a backend loaded on demand by its load time (else: loaded first)
 
     def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> list[BackendState]: ...
 

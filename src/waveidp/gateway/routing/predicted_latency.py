@@ -91,6 +91,9 @@ def forecast(b: BackendState, info: RequestInfo, now: float | None = None) -> Fo
                 done = (now - w.first_token) / itl + 1
                 ahead.append(max(itl, (w.output_tokens - done) * itl))
         wait = _slot_free_at(ahead, slots)
+    # Load on demand: an engine that is not loaded starts this request only once it is
+    # (`BackendState.ready_in_s`: its predicted load time, 0 when loaded).
+    wait += b.ready_in_s(now)
     return Forecast(wait, prefill, itl, wait + prefill + n_out * itl)
 
 
@@ -125,6 +128,7 @@ def slo_tier(f: Forecast, slo: Slo) -> int:
 
 class PredictedLatency:
     name = "predicted-latency"
+    counts_load_time = True  # a backend loaded on demand: its load time is in its forecast
 
     def __init__(self, *, affinity: bool = True, slo: Slo | None = None) -> None:
         self.affinity = affinity
@@ -148,7 +152,7 @@ class PredictedLatency:
         def score(b: BackendState) -> tuple[int, float, float, int]:
             f = known[id(b)]
             if f is None:
-                v = floor if b.inflight == 0 else exploring
+                v = (floor if b.inflight == 0 else exploring) + b.ready_in_s(now)  # load on demand
                 tier = MEETS if b.inflight == 0 else OVERFLOW
             else:
                 v = f.total_s

@@ -8,6 +8,7 @@ from waveidp.gateway.request_info import RequestInfo
 
 class RoundRobin:
     name = "round-robin"
+    counts_load_time = False  # the gateway puts loaded engines first
 
     def __init__(self) -> None:
         self._next = 0

@@ -7,7 +7,7 @@ several hosts) implement both; `KeyStore` and `AuditLog` hold the logic and neve
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,6 +79,54 @@ class UsageBucket:
     errors: int  # status >= 400
     tokens_in: int
     tokens_out: int
+
+
+@dataclass(frozen=True)
+class AuditQueries:
+    """The console's reads of the audit table, written once for both databases: what differs is
+    the table's name, the parameter mark and how a number is floored."""
+
+    table: str
+    mark: str  # `?` (SQLite) or `%s` (PostgreSQL)
+    floor: str  # an SQL expression of `{}` rounded down to an integer
+
+    def page(self, where: AuditFilter, before: int | None, limit: int) -> tuple[str, list[Any]]:
+        clauses, args = where.clauses(self.mark)
+        if before is not None:
+            clauses.append(f"id < {self.mark}")
+            args.append(before)
+        sql = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return f"SELECT * FROM {self.table}{sql} ORDER BY id DESC LIMIT {self.mark}", [*args, limit]
+
+    def _sums(self) -> str:
+        return (
+            "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            f"COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM {self.table} "
+            f"WHERE ts >= {self.mark} AND (endpoint IS NULL OR endpoint NOT LIKE {self.mark})"
+        )
+
+    def usage(self, since: float, bucket_s: float, principal: str | None) -> tuple[str, list[Any]]:
+        bucket = self.floor.format(f"(ts - {self.mark}) / {self.mark}")
+        sql = f"SELECT {bucket} AS b, {self._sums()}"
+        args: list[Any] = [since, bucket_s, since, "console.%"]
+        if principal is not None:
+            sql += f" AND principal = {self.mark}"
+            args.append(principal)
+        return sql + " GROUP BY b ORDER BY b", args
+
+    def totals(self, since: float) -> tuple[str, list[Any]]:
+        return f"SELECT principal, {self._sums()} GROUP BY principal", [since, "console.%"]
+
+
+def usage_buckets(rows: Iterable[Sequence[Any]], since: float, bucket_s: float) -> list[UsageBucket]:
+    return [
+        UsageBucket(since + b * bucket_s, n, int(err or 0), int(tin), int(tout))
+        for b, n, err, tin, tout in rows
+    ]
+
+
+def usage_totals(rows: Iterable[Sequence[Any]], since: float) -> dict[str, UsageBucket]:
+    return {p: UsageBucket(since, n, int(err or 0), int(tin), int(tout)) for p, n, err, tin, tout in rows}
 
 
 class KeyTable(Protocol):

@@ -32,10 +32,13 @@ from waveidp.security.state._chain import FIELDS, GENESIS, identity, link
 from waveidp.security.state._interface import (
     KEY_COLUMNS,
     AuditFilter,
+    AuditQueries,
     DuplicateName,
     KeyRow,
     StoreUnavailable,
     UsageBucket,
+    usage_buckets,
+    usage_totals,
 )
 
 log = logging.getLogger("waveidp.security.state")
@@ -290,6 +293,9 @@ def _key_row(r: Sequence[Any]) -> KeyRow:
     return KeyRow(*values)
 
 
+_QUERIES = AuditQueries("wave_audit", "%s", "FLOOR({})::bigint")
+
+
 class PostgresAuditTable:
     shared = True
 
@@ -365,40 +371,13 @@ class PostgresAuditTable:
         return found
 
     def page(self, where: AuditFilter, *, before: int | None, limit: int) -> list[dict[str, Any]]:
-        clauses, args = where.clauses("%s")
-        if before is not None:
-            clauses.append("id < %s")
-            args.append(before)
-        sql = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        query = f"SELECT * FROM wave_audit{sql} ORDER BY id DESC LIMIT %s"
-        return self._read(query, (*args, limit), dict_row)
+        return self._read(*_QUERIES.page(where, before, limit), row_factory=dict_row)
 
     def usage(self, *, since: float, bucket_s: float, principal: str | None = None) -> list[UsageBucket]:
-        sql = (
-            "SELECT FLOOR((ts - %s) / %s)::bigint AS b, COUNT(*), COUNT(*) FILTER (WHERE status >= 400), "
-            "COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM wave_audit "
-            "WHERE ts >= %s AND (endpoint IS NULL OR endpoint NOT LIKE %s)"
-        )
-        args: list[Any] = [since, bucket_s, since, "console.%"]
-        if principal is not None:
-            sql += " AND principal = %s"
-            args.append(principal)
-        sql += " GROUP BY b ORDER BY b"
-        return [
-            UsageBucket(since + b * bucket_s, n, int(err), int(tin), int(tout))
-            for b, n, err, tin, tout in self._read(sql, args)
-        ]
+        return usage_buckets(self._read(*_QUERIES.usage(since, bucket_s, principal)), since, bucket_s)
 
     def totals(self, *, since: float) -> dict[str, UsageBucket]:
-        sql = (
-            "SELECT principal, COUNT(*), COUNT(*) FILTER (WHERE status >= 400), COALESCE(SUM(tokens_in), 0), "
-            "COALESCE(SUM(tokens_out), 0) FROM wave_audit WHERE ts >= %s "
-            "AND (endpoint IS NULL OR endpoint NOT LIKE %s) GROUP BY principal"
-        )
-        return {
-            p: UsageBucket(since, n, int(err), int(tin), int(tout))
-            for p, n, err, tin, tout in self._read(sql, (since, "console.%"))
-        }
+        return usage_totals(self._read(*_QUERIES.totals(since)), since)
 
     def assigned(self) -> int:
         with self._conn.lock:

@@ -19,10 +19,13 @@ from waveidp.security.state._chain import FIELDS, GENESIS, identity, link
 from waveidp.security.state._interface import (
     KEY_COLUMNS,
     AuditFilter,
+    AuditQueries,
     DuplicateName,
     KeyRow,
     StoreUnavailable,
     UsageBucket,
+    usage_buckets,
+    usage_totals,
 )
 
 _KEYS_SCHEMA = """
@@ -129,6 +132,9 @@ class SqliteKeyTable:
             self._db.close()
 
 
+_QUERIES = AuditQueries("audit", "?", "CAST({} AS INTEGER)")  # ts >= since: truncating floors
+
+
 class SqliteAuditTable:
     shared = False
 
@@ -192,40 +198,13 @@ class SqliteAuditTable:
             yield dict(row)
 
     def page(self, where: AuditFilter, *, before: int | None, limit: int) -> list[dict[str, Any]]:
-        clauses, args = where.clauses("?")
-        if before is not None:
-            clauses.append("id < ?")
-            args.append(before)
-        sql = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        query = f"SELECT * FROM audit{sql} ORDER BY id DESC LIMIT ?"
-        return [dict(r) for r in self._db.execute(query, (*args, limit))]
+        return [dict(r) for r in self._db.execute(*_QUERIES.page(where, before, limit))]
 
     def usage(self, *, since: float, bucket_s: float, principal: str | None = None) -> list[UsageBucket]:
-        sql = (
-            "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, COUNT(*), SUM(status >= 400), "
-            "COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM audit "
-            "WHERE ts >= ? AND (endpoint IS NULL OR endpoint NOT LIKE 'console.%')"
-        )
-        args: list[Any] = [since, bucket_s, since]
-        if principal is not None:
-            sql += " AND principal = ?"
-            args.append(principal)
-        sql += " GROUP BY b ORDER BY b"
-        return [
-            UsageBucket(since + b * bucket_s, n, int(err or 0), int(tin), int(tout))
-            for b, n, err, tin, tout in self._db.execute(sql, args)
-        ]
+        return usage_buckets(self._db.execute(*_QUERIES.usage(since, bucket_s, principal)), since, bucket_s)
 
     def totals(self, *, since: float) -> dict[str, UsageBucket]:
-        sql = (
-            "SELECT principal, COUNT(*), SUM(status >= 400), COALESCE(SUM(tokens_in), 0), "
-            "COALESCE(SUM(tokens_out), 0) FROM audit WHERE ts >= ? "
-            "AND (endpoint IS NULL OR endpoint NOT LIKE 'console.%') GROUP BY principal"
-        )
-        return {
-            p: UsageBucket(since, n, int(err or 0), int(tin), int(tout))
-            for p, n, err, tin, tout in self._db.execute(sql, (since,))
-        }
+        return usage_totals(self._db.execute(*_QUERIES.totals(since)), since)
 
     def assigned(self) -> int:
         seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()

@@ -1,8 +1,10 @@
-"""What the store records about one model: its files, where they came from, and what it costs in quality.
+"""What the model store records about one model: its files, where they came from, and what it
+costs in quality; and a stored model as sizing sees it (`stored_model`).
 
-A model is a folder of the store holding its files and `manifest.json`. The manifest is the only
-thing the store trusts about a folder: a folder without one is an unfinished pull or import and is
-not listed.
+A model is a folder of the store (`paths.models_dir()`) holding its files and `manifest.json`. The
+manifest is the only thing the store trusts about a folder: a folder without one is an unfinished
+pull or import and is not listed. `waveidp.models` writes the store; the catalog reads it, so that
+a store name is a model name everywhere (`catalog.model`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from waveidp.catalog._gguf_header import model_from_gguf
+from waveidp.catalog._hf_config import model_from_hf_config
+from waveidp.catalog._models import ModelSpec
 from waveidp.errors import ConfigError
+from waveidp.paths import models_dir
 
 MANIFEST = "manifest.json"
 SourceKind = Literal["hf", "local", "quantize", "package"]
@@ -133,3 +139,34 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(manifest.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
     tmp.replace(folder / MANIFEST)
+
+
+def read_spec(folder: Path, weights: str) -> ModelSpec:
+    """The architecture of a stored model from its own file (GGUF header or `config.json`)."""
+    path = folder / weights
+    return model_from_gguf(path) if weights.lower().endswith(".gguf") else model_from_hf_config(path)
+
+
+def stored_spec(name: str, folder: Path, weights: str, source: str) -> ModelSpec:
+    """A stored model as sizing sees it: the architecture from its own file, under its store name."""
+    spec = read_spec(folder, weights)
+    return spec.model_copy(update={"id": name, "name": name, "source": f"model store: {source}"})
+
+
+def stored_model(name: str, root: Path | None = None) -> ModelSpec | list[str]:
+    """The store's model of that name, else the names the store holds (for suggestions)."""
+    import re
+
+    root = root or models_dir()
+    folder = root / name
+    if re.fullmatch(NAME_PATTERN, name) and (folder / MANIFEST).is_file():
+        m = read_manifest(folder)
+        return stored_spec(m.name, folder, m.weights, m.source.uri)
+    return stored_names(root)
+
+
+def stored_names(root: Path) -> list[str]:
+    """The models of the store at `root` (folders with a manifest), by name."""
+    if not root.is_dir():
+        return []
+    return sorted(f.name for f in root.iterdir() if not f.name.startswith(".") and (f / MANIFEST).is_file())
