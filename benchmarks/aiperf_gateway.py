@@ -94,8 +94,9 @@ def aiperf(exe: Path, url: str, out: Path, tokenizer: Path, endpoint: str = "cha
            "--extra-inputs", "ignore_eos:true", "--extra-inputs", f"min_tokens:{LOAD['output']}",
            "--tokenizer", str(tokenizer), "--use-server-token-count", "--random-seed", "1",
            "--artifact-dir", str(out), "--no-auto-plot"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=out.parent, env=env)
+    # Not HF_HUB_OFFLINE: aiperf 0.13's offline mode looks a tokenizer up as a hub repo id even when it
+    # is a local folder, and fails; online, a local folder is loaded as it is (nothing is fetched).
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=out.parent)
     export = out / "profile_export_aiperf.json"
     shown = shlex.join(["aiperf", *cmd[1:]])
     if r.returncode != 0 or not export.exists():
@@ -106,7 +107,11 @@ def aiperf(exe: Path, url: str, out: Path, tokenizer: Path, endpoint: str = "cha
         "command": shown,
         "aiperf_version": data.get("aiperf_version"),
         "ttft_ms_mean": data["time_to_first_token"]["avg"],
-        "itl_ms_mean": data["inter_token_latency"]["avg"],
+        # without token counts (AIPerf 0.13 reads a Responses stream's usage only from
+        # `response.completed`; a run that stops at max_output_tokens ends in `response.incomplete`,
+        # as OpenAI's does) AIPerf has no ITL, only the gap between chunks
+        "itl_ms_mean": (data.get("inter_token_latency") or data["inter_chunk_latency"])["avg"],
+        "itl_source": "inter_token_latency" if "inter_token_latency" in data else "inter_chunk_latency",
         "completed": data.get("request_count", {}).get("avg"),
     }
 

@@ -56,8 +56,10 @@ def test_bench_writes_results_csv_plots_and_report(emulator: str, tmp_path: Path
         assert s["goodput_per_s"] == pytest.approx(s["requests_per_s"])
         assert len(run["requests"]) == 12 and len(run["requests"][0]["chunk_ms"]) == 8
     c1 = doc["runs"][0]["summary"]
-    # the emulator's exact timing (prefill 20 ms, step 10 ms) seen through HTTP and the client
-    assert c1["ttft_ms"]["p50"] == pytest.approx(20, rel=0.15)
+    # the emulator's exact timing (prefill 20 ms, step 10 ms) seen through HTTP and the client: the
+    # trip adds a few ms on a busy machine and takes none away; a TTFT that missed the prefill or
+    # counted it twice would be ~1 or ~40 ms
+    assert 19 <= c1["ttft_ms"]["p50"] <= 28
     assert c1["itl_ms"]["p50"] == pytest.approx(10, rel=0.05)
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 36
     for png in ("throughput_latency.png", "ttft_distribution.png", "itl_distribution.png"):

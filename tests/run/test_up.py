@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import openai
 import orjson
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import running
 from waveidp.loopback import free_port, wait_http
@@ -83,6 +85,20 @@ def test_wave_up_serves_the_embedded_model_and_stops_cleanly(tmp_path: Path) -> 
         assert len(e.data) == 2 and len(e.data[0].embedding) == 576
         metrics = httpx.get(info["url"].removesuffix("/v1") + "/metrics").text
         assert 'wave_requests_total{backend="embedded",model="smollm2-135m-instruct",status="200"}' in metrics
+        # this machine's own telemetry, from the collector in the gateway's process (no exporter)
+        node = socket.gethostname()
+        deadline = time.monotonic() + 10
+        while f'wave_node_telemetry_up{{node="{node}"}} 1.0' not in metrics:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
+            metrics = httpx.get(info["url"].removesuffix("/v1") + "/metrics").text
+        totals = [
+            s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.name == "wave_node_memory_total_bytes" and s.labels == {"node": node}
+        ]
+        assert totals == [psutil.virtual_memory().total]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         deadline = time.monotonic() + 5

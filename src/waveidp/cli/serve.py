@@ -83,6 +83,7 @@ def serve(
     from waveidp.fleet.models import RoutingConfig
     from waveidp.fleet.settings import resolve
     from waveidp.gateway import backends_from_fleet, backends_from_urls
+    from waveidp.gateway.build import telemetry_from_fleet
     from waveidp.gateway.compose import GatewaySetup, body_limit_setting, security_options, serve_workers
     from waveidp.gateway.compose import serve as serve_gateway
     from waveidp.gateway.routing import make_policy
@@ -153,24 +154,17 @@ def serve(
         body_limit_setting=body_limit_setting(
             file_config, config, os.environ, flag=max_body_bytes is not None
         ),
+        telemetry=telemetry_from_fleet(f) if f is not None else [],
     )
     base = f"{'https' if setup.tls else 'http'}://{cfg.host}:{cfg.port}"
     url = base + "/v1"
     key_line = _key_line(api_key, source)
     console_url = ""
     if cfg.console:
-        from waveidp.console import console_mount, options_from_cli
+        from waveidp.console import console_mount, console_options
 
-        options = options_from_cli(
-            host=cfg.host,
-            admin_key=admin_key,
-            bootstrap_key=api_key if cfg.auth else None,
-            fleet=f,
-            bench_dir=Path(cfg.console_bench_dir) if cfg.console_bench_dir else None,
-            oidc_issuer=cfg.oidc_issuer,
-            oidc_jwks_url=cfg.oidc_jwks_url,
-            oidc_client_id=cfg.oidc_client_id,
-            oidc_admin_group=cfg.oidc_admin_group,
+        options = console_options(
+            cfg, admin_key=admin_key, bootstrap_key=api_key if cfg.auth else None, fleet=f
         )
         if options is not None:
             setup.mounts.append(console_mount(options))

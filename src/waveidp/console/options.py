@@ -7,7 +7,7 @@ from pathlib import Path
 
 from waveidp.console.oidc import ConsoleOidc
 from waveidp.errors import ConfigError
-from waveidp.fleet.models import Fleet
+from waveidp.fleet.models import Fleet, GatewayConfig
 from waveidp.security.secrets import Secret
 from waveidp.security.transport import is_loopback
 
@@ -60,24 +60,16 @@ def missing_assets() -> list[str]:
     return [f for f in VENDOR_FILES if not (vendor / f).is_file()]
 
 
-def options_from_cli(
-    *,
-    host: str,
-    admin_key: Secret | None,
-    bootstrap_key: str | None,
-    fleet: Fleet | None = None,
-    bench_dir: Path | None = None,
-    oidc_issuer: str | None = None,
-    oidc_jwks_url: str | None = None,
-    oidc_client_id: str | None = None,
-    oidc_admin_group: str | None = None,
+def console_options(
+    cfg: GatewayConfig, *, admin_key: Secret | None, bootstrap_key: str | None, fleet: Fleet | None = None
 ) -> ConsoleOptions | None:
-    """`wave serve` / `wave up`'s console options (None, with a warning, when the browser libraries
-    are missing from the package); refuses a public bind without an admin key. The
-    OIDC client secret (a confidential client) comes from WAVE_CONSOLE_OIDC_SECRET[_FILE|_VAULT]."""
+    """The console of a gateway of configuration `cfg` (`wave serve`, `wave up`): None, with a
+    warning, when the browser libraries are missing from the package; refuses a public bind without
+    an admin key. The OIDC client secret (a confidential client) comes from
+    WAVE_CONSOLE_OIDC_SECRET[_FILE|_VAULT]; `bootstrap_key` is used only with authentication on."""
     from waveidp.security.secrets import resolve
 
-    check_console_bind(host, admin_key)
+    check_console_bind(cfg.host, admin_key)
     missing = missing_assets()
     if missing:
         import sys
@@ -89,23 +81,23 @@ def options_from_cli(
         )
         return None
     oidc = None
-    if oidc_client_id:
-        if not oidc_issuer:
+    if cfg.oidc_client_id:
+        if not cfg.oidc_issuer:
             raise ConfigError(
-                "--oidc-client-id needs --oidc-issuer (the issuer the gateway trusts)",
+                "oidc_client_id (--oidc-client-id) needs oidc_issuer, the issuer the gateway trusts",
                 fix="give --oidc-issuer, --oidc-audience and --oidc-jwks-url as well",
             )
         oidc = ConsoleOidc(
-            issuer=oidc_issuer,
-            client_id=oidc_client_id,
+            issuer=cfg.oidc_issuer,
+            client_id=cfg.oidc_client_id,
             client_secret=resolve("WAVE_CONSOLE_OIDC_SECRET", required=False),
-            jwks_url=oidc_jwks_url,
-            admin_value=oidc_admin_group or "wave-admins",
+            jwks_url=cfg.oidc_jwks_url,
+            admin_value=cfg.oidc_admin_group or "wave-admins",
         )
     return ConsoleOptions(
         admin_key=admin_key,
-        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key else None,
+        bootstrap_key=Secret(bootstrap_key, name="WAVE_API_KEY") if bootstrap_key and cfg.auth else None,
         oidc=oidc,
         fleet=fleet,
-        bench_dir=bench_dir,
+        bench_dir=Path(cfg.console_bench_dir) if cfg.console_bench_dir else None,
     )

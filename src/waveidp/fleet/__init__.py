@@ -9,6 +9,7 @@ print(fleet.dump(f))
 from __future__ import annotations
 
 from waveidp.fleet._atomic_file import write_atomic
+from waveidp.fleet._gpus import gpu_indices
 from waveidp.fleet._loading import load, loads, source_map
 from waveidp.fleet._resolving import ResolvedFleet, resolve
 from waveidp.fleet._writing import dump, merge_node, merge_node_text
@@ -42,6 +43,7 @@ __all__ = [
     "RoutingPolicy",
     "ServedModel",
     "dump",
+    "gpu_indices",
     "load",
     "loads",
     "merge_node",

@@ -8,9 +8,10 @@ catalogs; they are checked when the fleet is resolved, not here, so this module 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from waveidp.protocols.routes import ApiRoute
 
@@ -87,6 +88,22 @@ class Backend(_Strict):
         return [ServedModel(name=m) if isinstance(m, str) else m for m in self.models]
 
 
+def _exporter_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, e.g. http://gpu-box:9401/metrics, got {url!r}")
+    try:
+        parts.port  # noqa: B018  (raises on a port out of range)
+    except ValueError:
+        raise ValueError(f"has a port out of range, got {url!r}") from None
+    if any(c.isspace() for c in url):
+        raise ValueError(f"must not contain spaces, got {url!r}")
+    return url
+
+
+ExporterUrl = Annotated[str, AfterValidator(_exporter_url)]
+
+
 class Lxc(_Strict):
     """A node that is a Proxmox LXC guest: where its GPU passthrough lines go."""
 
@@ -105,6 +122,23 @@ class Node(_Strict):
     services: list[str] = Field(default_factory=list, description="service catalog ids pinned to this node")
     lxc: Lxc | None = None
     kubernetes: bool = False
+    exporter: list[ExporterUrl] = Field(
+        default_factory=list,
+        description="metrics URL(s) of the node's exporters the gateway reads GPU and host telemetry from "
+        "(wave exporter, DCGM exporter, node_exporter), e.g. http://gpu-box:9401/metrics",
+    )
+
+    @field_validator("exporter", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ValueError(f"must be a URL or a list of URLs, got {value!r}")
+        return value
+
     models_dir: str | None = Field(
         default=None,
         description="the node's model store (WAVE_MODELS_DIR there): engines mount it at /models",
@@ -263,6 +297,9 @@ class GatewayConfig(_Strict):
         default_factory=list,
         description="browser origins allowed to call the gateway (CORS), e.g. http://localhost:3000; "
         "'*' for any; empty: CORS off",
+    )
+    telemetry_interval_s: float = Field(
+        default=5.0, ge=0.2, le=3600, description="how often the gateway reads the nodes' exporters"
     )
     # --- everything else a gateway process needs; each setting is also a WAVE_* variable and, where
     # `wave serve` has one, a flag (waveidp.fleet.settings: flag > environment > file > default)

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from waveidp.errors import ApiError
 from waveidp.gateway.errors import internal_error
 from waveidp.gateway.exchange import handle
-from waveidp.gateway.health import health_loop, probe_all
+from waveidp.gateway.health import health_loop, probe_all, telemetry_loop
 from waveidp.gateway.model_list import model_list, one_model
 from waveidp.gateway.openapi import OPENAPI
 from waveidp.gateway.request_ids import CURRENT, accept_request_id
@@ -34,6 +34,7 @@ from waveidp.gateway.request_info import ROUTES, Endpoint
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stored_responses import forward_stored
 from waveidp.protocols import anthropic
+from waveidp.security.secrets import redact_urls
 
 _JSON = "application/json"
 
@@ -160,6 +161,8 @@ def create_app(gw: Gateway) -> GatewayApp:
         if allowed:  # without a key (gateway.status_auth), probes still read the status code
             body["backends"] = {b.name: b.status_line(now) for b in gw.backends}
             body["models"] = gw.models()
+            if gw.telemetry:
+                body["telemetry"] = {name: redact_urls(t.status_line()) for name, t in gw.telemetry.items()}
         return Response(orjson.dumps(body), 200 if gw.ready() else 503, media_type=_JSON)
 
     async def metrics(request: Request) -> Response:
@@ -207,13 +210,16 @@ def create_app(gw: Gateway) -> GatewayApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.start()
         await probe_all(gw)
-        loop_task = asyncio.create_task(health_loop(gw))
+        tasks = [asyncio.create_task(health_loop(gw))]
+        if gw.telemetry:
+            tasks.append(asyncio.create_task(telemetry_loop(gw)))
         try:
             yield
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await gw.close()
             await gw.guard.close()
 

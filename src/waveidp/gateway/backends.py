@@ -69,6 +69,10 @@ class BackendState:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft: Ewma = field(default_factory=Ewma)  # seconds to the first token
     itl: Ewma = field(default_factory=Ewma)  # seconds per output token after the first
+    node: str | None = None  # the fleet node it runs on
+    gpus: tuple[int, ...] | None = None  # its GPUs' indices on that node (None: not known)
+    # why its GPUs have no headroom (routing/headroom.py), from its node's last telemetry read
+    gpu_pressure: str | None = None
     residency: Residency | None = None  # an engine loaded on demand (None: always there)
 
     @property

@@ -11,9 +11,11 @@ import httpx
 
 from waveidp.engines import EngineAdapter, adapter, detect
 from waveidp.errors import ConfigError
+from waveidp.fleet import gpu_indices
 from waveidp.fleet.models import Backend, Fleet, Node
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.prediction import Prediction, from_sizing
+from waveidp.gateway.telemetry import NodeTelemetry
 
 
 def api_root(url: str) -> str:
@@ -68,11 +70,23 @@ def backend_from_fleet(node: Node, b: Backend) -> BackendState:
         api_key=backend_key(b),
         max_concurrency=b.max_concurrency,
         predictions=predictions,
+        node=node.name,
+        gpus=gpu_indices(node, b),
     )
 
 
 def backends_from_fleet(fleet: Fleet) -> list[BackendState]:
     return [backend_from_fleet(n, b) for n, b in fleet.backends()]
+
+
+def telemetry_from_fleet(fleet: Fleet, local: str | None = None) -> list[NodeTelemetry]:
+    """A `NodeTelemetry` for each node with `exporter:` URLs, and for `local`, the node whose own
+    collector the gateway runs (`wave up`; its exporters, if any, are not scraped: no HTTP hop to
+    read what this process can read itself). `local` need not be a node of the file."""
+    out = [NodeTelemetry(n.name, tuple(n.exporter)) for n in fleet.nodes if n.exporter and n.name != local]
+    if local is not None:
+        out.append(NodeTelemetry(local, local=True))
+    return out
 
 
 def backends_from_urls(

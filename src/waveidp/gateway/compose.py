@@ -29,6 +29,7 @@ from waveidp.gateway.app import GatewayApp, create_app
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.server import run
 from waveidp.gateway.state import Gateway
+from waveidp.gateway.telemetry import NodeTelemetry
 from waveidp.gateway.workers import Supervisor, listen_socket
 from waveidp.security.gateway_security import GatewaySecurity, SecurityOptions, build_security
 from waveidp.security.secrets import Secret
@@ -41,7 +42,8 @@ Mount = Callable[[GatewayApp, GatewaySecurity], Callable[[], None]]
 class GatewaySetup:
     """What one gateway is made of: its backends, its `gateway:` and `routing:` settings (host, port
     and workers included), its security options, and TLS (uvicorn's ssl_certfile/ssl_keyfile).
-    `body_limit_setting` says where `config.max_body_bytes` came from (the 413 names it)."""
+    `body_limit_setting` says where `config.max_body_bytes` came from (the 413 names it);
+    `telemetry`: the nodes whose GPU and host telemetry it reads (`build.telemetry_from_fleet`)."""
 
     backends: list[BackendState]
     config: GatewayConfig
@@ -51,6 +53,7 @@ class GatewaySetup:
     body_limit_setting: str = "the default; raise it with --max-body-bytes or gateway.max_body_bytes"
     mounts: list[Mount] = field(default_factory=list)
     admin_routers: list[Any] = field(default_factory=list)  # more routes under /admin (wave up's deployments)
+    telemetry: list[NodeTelemetry] = field(default_factory=list)
 
 
 def body_limit_setting(
@@ -83,6 +86,7 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
             config=cfg,
             routing=setup.routing,
             body_limit_setting=setup.body_limit_setting,
+            telemetry=setup.telemetry,
         )
         app = create_app(gw)
         security.mount(app)

@@ -48,6 +48,7 @@ from waveidp.gateway.request_info import (
     RequestInfo,
     parse_request,
 )
+from waveidp.gateway.routing.headroom import deprioritise
 from waveidp.gateway.state import Gateway, model_label
 from waveidp.gateway.stream import StreamRelay, extract_usage, usage_tokens
 from waveidp.gateway.upstream import (
@@ -156,6 +157,8 @@ def route(gw: Gateway, info: RequestInfo, principal: Principal | None = None) ->
         )
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
+    if gw.telemetry:
+        ranked = deprioritise(ranked)
     if gw.on_demand and not policy.counts_load_time:
         ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
     gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -25,6 +26,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 class GatewayMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._live: list[Collector] = []
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "wave_requests",
@@ -135,6 +137,12 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def add_live(self, collector: Collector) -> None:
+        """Series read from this process's state at each scrape (the nodes' telemetry): every
+        worker holds the same, so under --workers they are written once, beside the totals."""
+        self.registry.register(collector)
+        self._live.append(collector)
+
     def forget_backend(self, name: str) -> None:
         """Drop a backend's gauges (it left the gateway): a stale `healthy 1` would outlive it."""
         for gauge in (self.healthy, self.inflight, self.engine_queue):
@@ -149,4 +157,6 @@ class GatewayMetrics:
 
         totals = CollectorRegistry()
         multiprocess.MultiProcessCollector(totals, path=directory)
+        for collector in self._live:
+            totals.register(collector)
         return generate_latest(totals)

@@ -15,6 +15,8 @@ from waveidp.gateway.backends import BackendState
 from waveidp.gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
+from waveidp.gateway.telemetry import NodeTelemetry, TelemetryMetrics
+from waveidp.observe.samples import NodeSample
 from waveidp.security.transport import InputLimits
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class Gateway:
         routing: RoutingConfig | None = None,
         probe_interval_s: float = 1.0,
         body_limit_setting: str = "",
+        telemetry: Sequence[NodeTelemetry] = (),
     ) -> None:
         self.backends = list(backends)
         self.config = config or GatewayConfig()
@@ -67,6 +70,10 @@ class Gateway:
         self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
         guard.observer = self.metrics
         self.probe_interval_s = probe_interval_s
+        # GPU/host telemetry by node, read off the request path (gateway/health.py)
+        self.telemetry = {t.node: t for t in telemetry}
+        if self.telemetry:
+            self.metrics.add_live(TelemetryMetrics(self.telemetry, self.backends))
         self.session: aiohttp.ClientSession | None = None
         self.fresh_session: aiohttp.ClientSession | None = None  # one new connection per request
         self._policies: dict[str, Policy] = {}
@@ -158,6 +165,15 @@ class Gateway:
                 param="model",
             )
         return models[0]
+
+    @property
+    def node_samples(self) -> dict[str, NodeSample | None]:
+        """Each node's current GPU/host sample by node name: None before its first read and while
+        its reads fail (`telemetry[node]` keeps the last sample and says why)."""
+        return {name: t.current() for name, t in self.telemetry.items()}
+
+    def on_node(self, node: str) -> list[BackendState]:
+        return [b for b in self.backends if b.node == node]
 
     def policy(self, model: str) -> Policy:
         p = self._policies.get(model)

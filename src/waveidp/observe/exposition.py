@@ -14,75 +14,75 @@ name (`rate()` works the same).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from waveidp.observe.nvml import CLOCKS_EVENT_REASONS
-from waveidp.observe.samples import GpuSample, HostSample, NodeSample
+from waveidp.observe.samples import CLOCKS_EVENT_REASONS, GpuSample, HostSample, NodeSample
 
 MIB = 2**20
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")
 
-# DCGM field, help, how to read it from a GpuSample (None leaves the series out for that GPU)
-_DCGM_GAUGES: tuple[tuple[str, str, Callable[[GpuSample], float | None]], ...] = (
-    ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda g: g.sm_clock_mhz),
-    ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", lambda g: g.memory_clock_mhz),
-    ("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", lambda g: g.memory_temp_c),
-    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temp_c),
-    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
-    ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", lambda g: g.power_limit_w),
-    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda g: g.util_percent),
-    ("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", lambda g: g.memory_util_percent),
-    ("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", lambda g: g.encoder_util_percent),
-    ("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", lambda g: g.decoder_util_percent),
-    ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", lambda g: g.last_xid),
-    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", lambda g: _mib(g.memory_free_bytes)),
-    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", lambda g: _mib(g.memory_used_bytes)),
-    (
-        "DCGM_FI_DEV_FB_RESERVED",
-        "Framebuffer memory reserved (in MiB).",
-        lambda g: _mib(g.memory_reserved_bytes),
-    ),
-    ("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", lambda g: _mib(g.memory_total_bytes)),
-    (
+
+@dataclass(frozen=True)
+class Field:
+    """One series of a sample's field: its name and help as the original exporter writes them, the
+    sample attribute it holds, and how many of the sample's units one unit of the series is
+    (MiB -> bytes). The scrape (`observe.scrape`) reads the same table back."""
+
+    name: str
+    help: str
+    attribute: str
+    unit: int = 1
+
+
+# dcgm-exporter's gauges (etc/default-counters.csv), in its order
+DCGM_GAUGES: tuple[Field, ...] = (
+    Field("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", "sm_clock_mhz"),
+    Field("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", "memory_clock_mhz"),
+    Field("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", "memory_temp_c"),
+    Field("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "temp_c"),
+    Field("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "power_w"),
+    Field("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", "power_limit_w"),
+    Field("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "util_percent"),
+    Field("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", "memory_util_percent"),
+    Field("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", "encoder_util_percent"),
+    Field("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", "decoder_util_percent"),
+    Field("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", "last_xid"),
+    Field("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "memory_free_bytes", MIB),
+    Field("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "memory_used_bytes", MIB),
+    Field("DCGM_FI_DEV_FB_RESERVED", "Framebuffer memory reserved (in MiB).", "memory_reserved_bytes", MIB),
+    Field("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", "memory_total_bytes", MIB),
+    Field(
         "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
         "Current clock event (throttle) reasons, NVML's bitmask.",
-        lambda g: g.clocks_event_reasons,
+        "clocks_event_reasons",
     ),
 )
+ENERGY = Field(
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).", "energy_mj"
+)
 
-_MEMORY: tuple[tuple[str, str, Callable[[HostSample], int | None]], ...] = (
-    (
-        "node_memory_MemTotal_bytes",
-        "Memory information field MemTotal_bytes.",
-        lambda h: h.memory_total_bytes,
-    ),
-    (
-        "node_memory_MemAvailable_bytes",
-        "Memory information field MemAvailable_bytes.",
-        lambda h: h.memory_available_bytes,
-    ),
-    ("node_memory_MemFree_bytes", "Memory information field MemFree_bytes.", lambda h: h.memory_free_bytes),
-    (
-        "node_memory_Buffers_bytes",
-        "Memory information field Buffers_bytes.",
-        lambda h: h.memory_buffers_bytes,
-    ),
-    ("node_memory_Cached_bytes", "Memory information field Cached_bytes.", lambda h: h.memory_cached_bytes),
-    (
-        "node_memory_SwapTotal_bytes",
-        "Memory information field SwapTotal_bytes.",
-        lambda h: h.swap_total_bytes,
-    ),
-    ("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.", lambda h: h.swap_free_bytes),
+MEMORY: tuple[Field, ...] = tuple(
+    Field(f"node_memory_{name}_bytes", f"Memory information field {name}_bytes.", attribute)
+    for name, attribute in (
+        ("MemTotal", "memory_total_bytes"),
+        ("MemAvailable", "memory_available_bytes"),
+        ("MemFree", "memory_free_bytes"),
+        ("Buffers", "memory_buffers_bytes"),
+        ("Cached", "memory_cached_bytes"),
+        ("SwapTotal", "swap_total_bytes"),
+        ("SwapFree", "swap_free_bytes"),
+    )
 )
 
 
-def _mib(value: int | None) -> float | None:
-    return value / MIB if value is not None else None
+def _series_value(sample: object, f: Field) -> float | None:
+    value = getattr(sample, f.attribute)
+    return value / f.unit if value is not None else None
 
 
 def _gpu_labels(g: GpuSample, s: NodeSample) -> list[str]:
@@ -90,17 +90,15 @@ def _gpu_labels(g: GpuSample, s: NodeSample) -> list[str]:
 
 
 def gpu_families(s: NodeSample) -> Iterator[Metric]:
-    for name, doc, read in _DCGM_GAUGES:
-        fam = GaugeMetricFamily(name, doc, labels=DCGM_LABELS)
+    for f in DCGM_GAUGES:
+        fam = GaugeMetricFamily(f.name, f.help, labels=DCGM_LABELS)
         for g in s.gpus:
-            value = read(g)
+            value = _series_value(g, f)
             if value is not None:
                 fam.add_metric(_gpu_labels(g, s), value)
         if fam.samples:
             yield fam
-    energy = Metric(
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).", "unknown"
-    )
+    energy = Metric(ENERGY.name, ENERGY.help, "unknown")
     for g in s.gpus:
         if g.energy_mj is not None:
             energy.add_sample(
@@ -157,10 +155,10 @@ def host_families(h: HostSample) -> Iterator[Metric]:
     for (core, mode), v in sorted(h.cpu_seconds.items(), key=lambda kv: (int(kv[0][0]), kv[0][1])):
         cpu.add_metric([core, mode], v)
     yield cpu
-    for name, doc, read in _MEMORY:
-        value = read(h)
+    for f in MEMORY:
+        value = _series_value(h, f)
         if value is not None:
-            yield GaugeMetricFamily(name, doc, value=value)
+            yield GaugeMetricFamily(f.name, f.help, value=value)
     if h.load is not None:
         for minutes, load in zip((1, 5, 15), h.load, strict=True):
             yield GaugeMetricFamily(f"node_load{minutes}", f"{minutes}m load average.", value=load)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -18,6 +19,20 @@ from waveidp.observe.samples import HostSample, RaplZone, SourceState
 POWERCAP = Path("/sys/class/powercap")
 # node_exporter's cpu modes; guest time is already inside user time
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def busy_and_total(cpu_seconds: Mapping[tuple[str, str], float]) -> tuple[float, float]:
+    """(busy, total) CPU seconds over every core; idle and iowait are not busy."""
+    busy = sum(v for (_, mode), v in cpu_seconds.items() if mode not in ("idle", "iowait"))
+    return busy, sum(cpu_seconds.values())
+
+
+def busy_percent(before: tuple[float, float] | None, after: tuple[float, float]) -> float | None:
+    """CPU busy share (0-100) between two `busy_and_total` reads; None without an earlier one."""
+    if before is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return 100 * min(max(share, 0.0), 1.0)  # float sums can land a hair past 100
 
 
 def rapl_zones(root: Path = POWERCAP) -> list[Path]:
@@ -69,13 +84,9 @@ class HostReader:
             for mode in CPU_MODES
             if hasattr(t, mode)
         }
-        busy = sum(v for (_, mode), v in seconds.items() if mode not in ("idle", "iowait"))
-        total = sum(seconds.values())
-        percent = None
-        if self._prev_busy is not None and total > self._prev_busy[1]:
-            share = (busy - self._prev_busy[0]) / (total - self._prev_busy[1])
-            percent = 100 * min(max(share, 0.0), 1.0)  # float sums can land a hair past 100
-        self._prev_busy = (busy, total)
+        now = busy_and_total(seconds)
+        percent = busy_percent(self._prev_busy, now)
+        self._prev_busy = now
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()
         try:

@@ -12,6 +12,23 @@ from typing import Literal
 
 GpuSource = Literal["nvml", "tegrastats"]
 
+# NVML's clocks-event (throttle) reason bits, named as nvml.h names them
+CLOCKS_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+# The reasons that mean a GPU is slowed by heat or an external power brake (hw_slowdown,
+# sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown): the GPUClocksThrottled alert
+# and the router's headroom hook. The power cap and idle are a GPU working as configured.
+SLOWDOWN_REASONS = (0x8, 0x20, 0x40, 0x80)
+
 
 @dataclass(frozen=True)
 class GpuSample:
@@ -47,6 +64,12 @@ class GpuSample:
     def memory_headroom_bytes(self) -> int | None:
         """Memory a new allocation can still take (on a Jetson: the shared RAM still free)."""
         return self.memory_free_bytes
+
+    @property
+    def memory_headroom_share(self) -> float | None:
+        """`memory_headroom_bytes` as a share (0-1) of the memory total."""
+        free, total = self.memory_free_bytes, self.memory_total_bytes
+        return min(1.0, max(0.0, free / total)) if free is not None and total else None
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,13 @@ import orjson
 
 from waveidp.catalog.services import service
 from waveidp.fleet.models import Fleet
+from waveidp.observe.samples import SLOWDOWN_REASONS
 from waveidp.plan import Plan
 from waveidp.render._data import dashboards, defaults
 from waveidp.render._engines import RENDERED_ENGINES, key_env
 from waveidp.render._gateway import STATUS_KEY_ENV
 
 DATASOURCE_UID = "wave-prometheus"
-# NVML clocks event reasons that mean a GPU is slowed by heat or an external power brake (hw_slowdown,
-# sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown); the power cap and idle are normal
-_THROTTLE_BITS = (0x8, 0x20, 0x40, 0x80)
 LOKI_UID = "wave-loki"
 
 
@@ -120,7 +118,7 @@ def alert_rules() -> dict[str, Any]:
             "GPUClocksThrottled",
             "DCGM_FI_DEV_CLOCKS_EVENT_REASONS and ("
             + " or ".join(
-                f"floor(DCGM_FI_DEV_CLOCKS_EVENT_REASONS / {bit}) % 2 == 1" for bit in _THROTTLE_BITS
+                f"floor(DCGM_FI_DEV_CLOCKS_EVENT_REASONS / {bit}) % 2 == 1" for bit in SLOWDOWN_REASONS
             )
             + ")",
             a.gpu_throttle_for,

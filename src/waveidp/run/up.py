@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from waveidp.engines.local_files import EMBEDDED_MODEL_NAME, embedded_model_path
 from waveidp.fleet.models import Backend, Fleet, RoutingConfig
 from waveidp.gateway import backends_from_fleet
 from waveidp.gateway.backends import BackendState
+from waveidp.gateway.build import telemetry_from_fleet
 from waveidp.gateway.compose import (
     GatewaySetup,
     body_limit_setting,
@@ -35,6 +37,7 @@ from waveidp.gateway.compose import (
     serve_workers,
 )
 from waveidp.gateway.server import serve_until_stopped, stop_on_signals
+from waveidp.gateway.telemetry import NodeTelemetry
 from waveidp.gateway.workers import listen_socket
 from waveidp.loopback import free_port
 from waveidp.paths import wave_home
@@ -92,6 +95,12 @@ def link(child: Child, backend: BackendState) -> Child:
     child.on_down = backend.mark_down
     child.on_up = backend.mark_up
     return child
+
+
+def _local_node(fleet: Fleet) -> str:
+    """The node this machine is, for its telemetry: the first local one of the file, else the
+    host's name (its own devices are read all the same)."""
+    return next((n.name for n in fleet.nodes if is_local(fleet, n)), socket.gethostname())
 
 
 def fleet_children(fleet: Fleet, logs: Path) -> list[Child]:
@@ -181,21 +190,31 @@ def plan(*, config: Path | None, flags: dict[str, object]) -> Plan:
             child, backend = default_embedded(logs)
             children, backends = [child], [backend]
             deployer.adoptable[EMBEDDED_MODEL_NAME] = (backend, child)
-        setup = GatewaySetup(backends, cfg, RoutingConfig(), security, body_limit_setting=limit)
+            backend.node = socket.gethostname()  # its GPUs are this machine's: all of them
+        local = [NodeTelemetry(socket.gethostname(), local=True)]
+        setup = GatewaySetup(
+            backends, cfg, RoutingConfig(), security, body_limit_setting=limit, telemetry=local
+        )
     else:
         children = fleet_children(fleet, logs)
         backends = backends_from_fleet(fleet)
         by_name = {b.name: b for b in backends}
         for c in children:
             link(c, by_name[c.name])
-        setup = GatewaySetup(backends, cfg, fleet.routing, security, body_limit_setting=limit)
+        # this machine's own devices from a collector in the gateway's process, the others' scraped
+        telemetry = telemetry_from_fleet(fleet, local=_local_node(fleet))
+        setup = GatewaySetup(
+            backends, cfg, fleet.routing, security, body_limit_setting=limit, telemetry=telemetry
+        )
     if cfg.workers == 1:
         setup.admin_routers.append(deployments_router(deployer, admin_key))
     p = Plan(children, setup, key, key_source, logs, deployer, admin_source)
     if cfg.console:
-        from waveidp.console import console_mount, options_from_cli
+        from waveidp.console import console_mount, console_options
 
-        options = options_from_cli(host=cfg.host, admin_key=admin_key, bootstrap_key=key, fleet=fleet)
+        options = console_options(
+            cfg, admin_key=admin_key, bootstrap_key=key if cfg.auth else None, fleet=fleet
+        )
         if options is not None:
             setup.mounts.append(console_mount(options))
             p.console = True

@@ -57,8 +57,8 @@ class FleetLive:
 
     def view(self) -> fleet_view.FleetView:
         gw = self.console.gw
-        telemetry = getattr(gw, "node_samples", None) or {}
-        return fleet_view.build(gw.backends, gw.routing, self.console.options.fleet, self.share, telemetry)
+        fleet = self.console.options.fleet
+        return fleet_view.build(gw.backends, gw.routing, fleet, self.share, gw.node_samples)
 
     def fragment(self, request: Request) -> tuple[str, str]:
         """(version, html) of the live fragment, rendered at most every RENDER_EVERY_S."""
