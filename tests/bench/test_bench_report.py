@@ -56,3 +56,13 @@ def test_a_file_that_is_not_a_report_is_one_clear_error(tmp_path: Path) -> None:
         assert err.value.where == str(path)
     r = wave("bench", "compare", str(tmp_path / "broken.json"), str(RESULTS / "bench_llama_server_smollm2"))
     assert r.returncode == 2 and "runs.0.load" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_deployment_dumped_whole_and_read_back_keeps_only_the_settings_given() -> None:
+    from waveidp.bench.report import DeploymentRecord
+
+    rec = DeploymentRecord(
+        model="smollm2-135m", quant="q4_1", devices=["cpu-generic"], engine="llamacpp", threads=1
+    )
+    again = DeploymentRecord.model_validate(rec.model_dump(mode="json"))  # every field set, unknowns None
+    assert again.settings() == rec.settings() == {"threads": 1}

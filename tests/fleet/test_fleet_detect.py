@@ -9,6 +9,8 @@ import pytest
 
 from waveidp import catalog, fleet
 from waveidp.fleet.detect import (
+    Bandwidth,
+    CpuClocks,
     CpuInfo,
     GpuInfo,
     Machine,
@@ -16,6 +18,7 @@ from waveidp.fleet.detect import (
     detect_local_node,
     parse_cpuinfo,
     parse_meminfo,
+    read_cpu_clocks,
     read_npu_drivers,
 )
 
@@ -149,3 +152,100 @@ def test_this_machine() -> None:
     meminfo = parse_meminfo(Path("/proc/meminfo").read_text())
     assert node.memory_gib == round(meminfo / GIB, 1)
     fleet.loads(fleet.dump(fleet.Fleet(nodes=[node])))  # what detect prints is a valid fleet file
+
+
+# ---- an unknown CPU is described by what detection reads, not mapped to a placeholder ---------------
+
+
+def test_epyc_vm_is_described_by_its_flags_family_clock_and_caches() -> None:
+    """This repository's CI machine as recorded: an AVX-512 VNNI/BF16 EPYC (Zen 4, family 25) in a
+    VM without cpufreq, so `cpu MHz` is its nominal clock; sysfs gives its caches."""
+    cpu = _cpu("epyc-zen4-vm")
+    assert (cpu.name, cpu.vendor, cpu.family, cpu.model, cpu.cores) == ("AMD EPYC", "AuthenticAMD", 25, 17, 2)
+    clocks = read_cpu_clocks(DATA / "sysfs-epyc-zen4-vm")
+    assert (clocks.l2_kib, clocks.l3_mib, clocks.scaling, clocks.max_ghz) == (1024, 32.0, False, None)
+    node = build_node(Machine(cpu=cpu, memory_bytes=24 * GIB, clocks=clocks), "vm", "vm")
+    (device,) = node.devices
+    assert device.hardware == "cpu-generic" and device.base_ghz == 2.6 and device.max_ghz is None
+    # Zen 4 runs AVX-512 on two 256-bit FMA pipes: 32 fp32 FLOP/cycle; VDPBF16PS 2x, VPDPBUSD 4x
+    assert device.flop_per_cycle == {"fp32": 32, "bf16": 64, "int8": 128}
+    assert {"avx512f", "avx512_vnni", "avx512_bf16"} <= set(device.flags)
+    hw = fleet.device_hardware(device, node)
+    assert hw.name == "AMD EPYC" and hw.cores == 2
+    assert hw.dense_flops["int8"] == pytest.approx(2 * 2.6e9 * 128)
+    assert hw.memory_bytes == 24 * GIB
+
+
+@pytest.mark.parametrize(
+    ("sample", "rename", "fp32", "bf16", "int8", "ghz"),
+    [
+        # an AVX2 laptop chip the catalog lacks: the clock from its name, 2 x 256-bit FMA
+        ("i9-9980hk", ("i9-9980HK CPU @ 2.40GHz", "i7-9750H CPU @ 2.60GHz"), 32, 32, 128, 2.6),
+        # a Zen 5 desktop the catalog lacks: full 512-bit datapath, BF16 and VNNI dots
+        ("ryzen-9-9900x", ("Ryzen 9 9900X 12-Core", "Ryzen 9 9950X 16-Core"), 64, 128, 256, None),
+    ],
+)
+def test_unlisted_cpus_get_peaks_from_their_family_and_flags(
+    sample: str, rename: tuple[str, str], fp32: int, bf16: int, int8: int, ghz: float | None
+) -> None:
+    text = (DATA / f"cpuinfo-{sample}.txt").read_text().replace(*rename)
+    clocks = CpuClocks(max_ghz=5.7, scaling=True)  # cpufreq: `cpu MHz` is momentary, not used
+    node = build_node(Machine(cpu=parse_cpuinfo(text), memory_bytes=32 * GIB, clocks=clocks), "x", "x")
+    (device,) = node.devices
+    assert device.hardware == "cpu-generic"
+    assert device.flop_per_cycle == {"fp32": fp32, "bf16": bf16, "int8": int8}
+    assert (device.base_ghz, device.max_ghz) == (ghz, 5.7)
+    hw = fleet.device_hardware(device, node)
+    assert hw.dense_flops["fp32"] == pytest.approx(device.cores * (ghz or 5.7) * 1e9 * fp32)
+
+
+def test_cpufreq_clocks_and_caches_from_sysfs(tmp_path: Path) -> None:
+    cpu = tmp_path / "devices" / "system" / "cpu"
+    freq = cpu / "cpu0" / "cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "cpuinfo_max_freq").write_text("5100000\n")  # kHz
+    (freq / "base_frequency").write_text("2400000\n")
+    for n in range(4):  # two L3 slices of 16 MiB, each shared by two cores
+        index = cpu / f"cpu{n}" / "cache" / "index3"
+        index.mkdir(parents=True)
+        (index / "level").write_text("3\n")
+        (index / "type").write_text("Unified\n")
+        (index / "size").write_text("16384K\n")
+        (index / "shared_cpu_list").write_text(f"{n // 2 * 2}-{n // 2 * 2 + 1}\n")
+    clocks = read_cpu_clocks(tmp_path)
+    assert (clocks.base_ghz, clocks.max_ghz, clocks.l3_mib, clocks.scaling) == (2.4, 5.1, 32.0, True)
+    assert read_cpu_clocks(tmp_path / "absent") == CpuClocks()
+
+
+def test_a_listed_cpu_keeps_its_catalog_peaks_and_a_probe_bounds_each_thread() -> None:
+    machine = Machine(cpu=_cpu("ryzen-9-9900x"), memory_bytes=64 * GIB, bandwidth=Bandwidth(70e9, 30e9))
+    node = build_node(machine, "desk", "desk")
+    (device,) = node.devices
+    assert device.hardware == "ryzen-9-9900x" and not device.flop_per_cycle and device.threads == 24
+    assert (device.memory_bandwidth_gb_s, device.core_bandwidth_gb_s) == (70.0, 30.0)
+    hw = fleet.device_hardware(device, node)
+    listed = catalog.hardware("ryzen-9-9900x")
+    assert hw.dense_flops == listed.dense_flops
+    assert hw.memory_bandwidth_bytes_per_s == listed.memory_bandwidth_bytes_per_s  # the datasheet's
+    assert hw.core_bandwidth_bytes_per_s == 30e9 and hw.memory_bytes == 64 * GIB
+
+
+def test_bandwidth_probe_measures_this_machine() -> None:
+    from waveidp.fleet.probe import measure_bandwidth
+
+    bw = measure_bandwidth(min(2, os.cpu_count() or 1), seconds=0.2)
+    assert 1e9 < bw.one_core <= bw.all_cores < 2e12
+
+
+def test_the_gpu_machines_host_cpu_as_recorded_there() -> None:
+    """/proc/cpuinfo and sysfs of the H100 machine's host (investigations/cpu/device_cpu.sh): an Emerald
+    Rapids Xeon (family 6 model 207) that a VM names only "Intel(R) Xeon(R) Processor", 16 cores,
+    2 MiB L2 each, 300 MiB L3, AMX in its flags; no cpufreq, so `cpu MHz` is its base clock."""
+    cpu = _cpu("xeon-emr-h100-host")
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.cores, cpu.mhz) == ("GenuineIntel", 6, 207, 16, 2100.0)
+    clocks = read_cpu_clocks(DATA / "sysfs-xeon-emr-h100-host")
+    assert (clocks.l2_kib, clocks.l3_mib, clocks.scaling) == (2048, 300.0, False)
+    (device,) = build_node(Machine(cpu=cpu, memory_bytes=126 * GIB, clocks=clocks), "h", "h").devices
+    assert device.hardware == "cpu-generic" and device.base_ghz == 2.1
+    # Xeon Scalable: 2 x 512-bit FMA; AMX tiles for bf16 and int8
+    assert device.flop_per_cycle == {"fp32": 64, "bf16": 1024, "int8": 2048}

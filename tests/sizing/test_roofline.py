@@ -55,12 +55,17 @@ def test_hybrid_split_time_adds_each_memorys_share() -> None:
     d = Deployment(
         model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090, RYZEN_9900X], engine="llamacpp", n_gpu_layers=16
     )
-    perf = PerfModel(d, EFF, every_device=True)
+    # compute that never binds (the CPU's llama.cpp kernels scaled up), so each device's time is
+    # its bytes over its achieved bandwidth
+    perf = PerfModel(d, EFF.model_copy(update={"decode_compute": 10.0}), every_device=True)
     gpu, cpu = plan_memory(d).placements
     kv = 100 * 131072
+    # the CPU streams what its 12 cores (40 GB/s each without a probe) and its memory allow,
+    # combined harmonically (sizing/_cpu.py), times the same share
+    cpu_stream = 0.5 / (1 / (12 * 40e9) + 1 / 89.6e9)
     expected = (
         (gpu.read_bytes + kv * gpu.kv_share) / (1008e9 * 0.5)
-        + (cpu.read_bytes + kv * cpu.kv_share) / (89.6e9 * 0.5)
+        + (cpu.read_bytes + kv * cpu.kv_share) / cpu_stream
         + 0.001
     )
     assert perf.decode_step_seconds(1, 100) == pytest.approx(expected, rel=1e-9)

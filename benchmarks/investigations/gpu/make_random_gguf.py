@@ -54,6 +54,8 @@ SHAPES = {
     "llama-3.1-8b": Shape(4096, 32, 32, 8, 14336, 128256, 500000.0, 131072, tied=False),
     "llama-3.2-3b": Shape(3072, 28, 24, 8, 8192, 128256, 500000.0, 131072, tied=True),
     "smollm2-135m": Shape(576, 30, 9, 3, 1536, 49152, 100000.0, 8192, tied=True),
+    # the generated Llama-shaped 1.07B of benchmarks/sizing_cpu.py (SHAPE there), SmolLM2's vocabulary
+    "wave-random-llama-1b": Shape(2048, 16, 32, 8, 8192, 49152, 10000.0, 4096, tied=True),
 }
 
 

@@ -33,13 +33,13 @@ def deployment_record(
     return DeploymentRecord(model=model, quant=d.quant.id, devices=devices, engine=d.engine, **extra)
 
 
-def _deployment(rec: DeploymentRecord, context: int) -> Any:
+def _deployment(rec: DeploymentRecord, context: int, hardware: list[Any] | None = None) -> Any:
     from waveidp.sizing import Deployment
 
     return Deployment.build(
         rec.model,
         rec.quant,
-        list(rec.devices),
+        hardware or list(rec.devices),
         rec.engine,
         context=max(int(rec.context or 4096), context),
         **rec.settings(),
@@ -130,8 +130,9 @@ def _err(pred: float, meas: float | None) -> float | None:
     return None if not meas else (pred - meas) / meas * 100
 
 
-def predict_runs(report: BenchReport, eff: Any = None) -> list[Prediction]:
-    """Prediction + error per run; `eff` overrides the efficiency factors (calibration)."""
+def predict_runs(report: BenchReport, eff: Any = None, hardware: list[Any] | None = None) -> list[Prediction]:
+    """Prediction + error per run; `eff` overrides the efficiency factors (calibration), `hardware`
+    the recorded device ids (e.g. a fleet node's devices with their detected description)."""
     from waveidp.sizing import PerfModel, steady_state_point
 
     rec = report.deployment
@@ -146,7 +147,7 @@ def predict_runs(report: BenchReport, eff: Any = None) -> list[Prediction]:
     for run, conc, prompt, output, load in _measured_loads(report):
         ctx = prompt + output
         if ctx not in cache:
-            cache[ctx] = PerfModel(_deployment(rec, ctx), eff)
+            cache[ctx] = PerfModel(_deployment(rec, ctx, hardware), eff)
         arrival = arrival_pattern(report, run)
         pt = steady_state_point(cache[ctx], conc, prompt, output, arrival, load)
         s = run.summary

@@ -62,8 +62,11 @@ class DeploymentRecord(_Strict):
     prompt_cache: bool | None = None
 
     def settings(self) -> dict[str, Any]:
-        """The server settings given, as `Deployment.build` keywords (context apart)."""
-        return self.model_dump(exclude_unset=True, exclude={"model", "quant", "devices", "engine", "context"})
+        """The server settings given, as `Deployment.build` keywords (context apart); None = not
+        given (a report dumped whole and read back has every field set, its unknowns to None)."""
+        return self.model_dump(
+            exclude_unset=True, exclude_none=True, exclude={"model", "quant", "devices", "engine", "context"}
+        )
 
 
 class WarmupCount(_Strict):

@@ -47,6 +47,7 @@ class _Header:
     values: dict[str, Any]
     tensor_names: frozenset[str]
     params: int
+    weight_types: dict[str, dict[str, int]]  # "layers" / "output" -> GGUF tensor type -> parameters
 
 
 # One command may read the same file several times: remember results per (path, size, mtime).
@@ -112,16 +113,20 @@ def _scan(file: Path) -> _Header | None:
                 pos += struct.calcsize(fmt)
             else:
                 return None  # arrays of arrays: not in any model header seen; let gguf read it
-        names = []
-        params = 0
+        tensors = []
         for _ in range(n_tensors):
             name, pos = string(pos)
             (dims,) = struct.unpack_from("<I", m, pos)
             shape = struct.unpack_from(f"<{dims}Q", m, pos + 4)
+            (kind,) = struct.unpack_from("<I", m, pos + 4 + 8 * dims)
             pos += 4 + 8 * dims + 4 + 8  # the shape, then the type and the data offset
-            names.append(name)
-            params += math.prod(shape)
-    return _Header(values=values, tensor_names=frozenset(names), params=int(params))
+            tensors.append((name, tuple(shape), kind))
+    return _Header(
+        values=values,
+        tensor_names=frozenset(t[0] for t in tensors),
+        params=int(sum(math.prod(t[1]) for t in tensors)),
+        weight_types=_weight_types(tensors),
+    )
 
 
 def _gguf_reader_header(file: Path) -> _Header:
@@ -139,11 +144,35 @@ def _gguf_reader_header(file: Path) -> _Header:
             values[key] = len(field.data)
         else:
             values[key] = field.contents()
+    tensors = [(t.name, tuple(int(x) for x in t.shape), int(t.tensor_type)) for t in reader.tensors]
     return _Header(
         values=values,
-        tensor_names=frozenset(t.name for t in reader.tensors),
+        tensor_names=frozenset(t[0] for t in tensors),
         params=int(sum(int(t.n_elements) for t in reader.tensors)),
+        weight_types=_weight_types(tensors),
     )
+
+
+def _weight_types(tensors: list[tuple[str, tuple[int, ...], int]]) -> dict[str, dict[str, int]]:
+    """Parameters per GGUF tensor type of the matmul weights: the layers' ("blk.*") and the output's
+    (`output.weight`, else the tied embedding); norms and biases (1-D) are not matmuls."""
+    from gguf import GGMLQuantizationType
+
+    names = {name for name, _, _ in tensors}
+    output = "output.weight" if "output.weight" in names else "token_embd.weight"
+    out: dict[str, dict[str, int]] = {"layers": {}, "output": {}}
+    for name, shape, kind in tensors:
+        if len(shape) < 2 or not name.endswith(".weight"):
+            continue
+        part = "layers" if name.startswith("blk.") else "output" if name == output else None
+        if part is None:
+            continue
+        try:
+            type_name = GGMLQuantizationType(kind).name
+        except ValueError:
+            type_name = f"type{kind}"
+        out[part][type_name] = out[part].get(type_name, 0) + math.prod(shape)
+    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -217,6 +246,7 @@ def _read(file: Path, size: int, mtime_ns: int) -> ModelSpec:
             sliding_window_layers=window_layers,
             file_quant=quant,
             file_bytes=size,
+            file_weight_types=header.weight_types,
         )
     except ValidationError as exc:
         err = exc.errors()[0]

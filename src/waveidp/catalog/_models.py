@@ -47,6 +47,14 @@ class Hardware(_Entry):
     tdp_watts: float | None = None
     cores: int | None = None
     cpu_flags: tuple[str, ...] = ()
+    threads: int | None = Field(default=None, description="logical CPUs (SMT threads); None = cores")
+    core_bandwidth_bytes_per_s: float | None = Field(
+        default=None, gt=0, description="what one core streams from memory, measured (a CPU thread's limit)"
+    )
+    calibration: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="engine -> efficiency factors measured on this device (its fleet node's calibration)",
+    )
 
 
 class ModelSpec(_Entry):
@@ -68,6 +76,11 @@ class ModelSpec(_Entry):
     sliding_window_layers: int = Field(default=0, ge=0, description="layers whose KV is capped at the window")
     file_quant: str | None = Field(default=None, description="quantization of the file it was read from")
     file_bytes: int | None = Field(default=None, description="size of the weights file it was read from")
+    file_weight_types: dict[str, dict[str, int]] | None = Field(
+        default=None,
+        description="matmul weights of the file it was read from: 'layers' / 'output' -> GGUF tensor type -> "
+        "parameters (a q4_k_m file may hold q5_0 and q8_0 tensors where a row is not a multiple of 256)",
+    )
 
     @property
     def params_per_token(self) -> int:

@@ -292,12 +292,30 @@ def emulate(
 
 @app.command("calibrate")
 def calibrate_cmd(
-    results: list[Path] = typer.Argument(..., help="results.json files (or --out dirs) of wave bench runs"),
+    results: list[Path] = typer.Argument(None, help="results.json files (or --out dirs) of wave bench runs"),
     out: Path | None = typer.Option(None, help="calibration file (default: where wave size reads it)"),
     dry_run: bool = typer.Option(False, help="fit and report, write nothing"),
     as_json: bool = typer.Option(False, "--json"),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="measure this node instead: `wave fleet detect --calibrate --merge FLEET` (the real "
+        "llama-bench on the packaged models, a minute or a few; the fit is stored with the node)",
+    ),
+    fleet_file: Path = typer.Option(
+        Path("wave.yaml"), "--fleet", "-f", help="with --quick: the fleet file the node is merged into"
+    ),
+    name: str = typer.Option(None, "--name", help="with --quick: node name (default: this host's name)"),
+    models: list[Path] = typer.Option(
+        [], "--model", "-m", help="with --quick: also calibrate on this GGUF file (repeatable)"
+    ),
+    threads: str = typer.Option(
+        None, "--threads", "-t", help="with --quick: thread counts, e.g. 1,8 (default: 1, half, all cores)"
+    ),
+    reps: int = typer.Option(3, "--reps", help="with --quick: llama-bench repetitions per test"),
 ) -> None:
-    """Fit sizing efficiency factors per (device, engine) from bench results; print error before/after."""
+    """Fit sizing efficiency factors per (device, engine) from bench results, or (--quick) measure
+    this node with llama-bench and store the fit in the fleet file; print error before/after."""
     from rich import box
     from rich.table import Table
 
@@ -306,6 +324,22 @@ def calibrate_cmd(
     from waveidp.bench.report import BenchReport
     from waveidp.sizing import save_calibration
 
+    if quick:
+        if results:
+            raise InputError(
+                "--quick measures this node; it takes no results files", where="RESULTS", fix="drop them"
+            )
+        from waveidp.cli.fleet import detect
+
+        detect(
+            name=name, merge=fleet_file, as_json=as_json, calibrate=True, models=models,
+            packaged=True, threads=threads, reps=reps, probe=True,
+        )  # fmt: skip
+        return
+    if not results:
+        raise InputError(
+            "no bench results to fit", where="RESULTS", fix="give wave bench results, or --quick to measure"
+        )
     fits = calibrate([BenchReport.load(p) for p in results])
     path = None
     if not dry_run:

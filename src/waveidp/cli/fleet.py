@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from waveidp.cli._app import app, console, err_console, print_json
+from waveidp.errors import InputError
 
 fleet_app = typer.Typer(
     help="The fleet file (wave.yaml): detect this machine, show, validate.", no_args_is_help=True
@@ -15,7 +16,7 @@ fleet_app = typer.Typer(
 app.add_typer(fleet_app, name="fleet")
 
 if TYPE_CHECKING:
-    from waveidp.fleet import Node, ServedModel
+    from waveidp.fleet import Fleet, Node, ServedModel
     from waveidp.fleet.models import Slo
 
 _GIB = 1024**3
@@ -26,16 +27,57 @@ def detect(
     name: str = typer.Option(None, "--name", help="node name (default: this host's name)"),
     merge: Path = typer.Option(None, "--merge", help="merge the node into this fleet file (created if new)"),
     as_json: bool = typer.Option(False, "--json", help="print the node as JSON"),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="run the real llama-bench on this node's CPU (the packaged models, a minute or a few) and "
+        "store the fitted sizing factors with the node",
+    ),
+    models: list[Path] = typer.Option(
+        [], "--model", "-m", help="also calibrate on this GGUF file (repeatable; with --calibrate)"
+    ),
+    packaged: bool = typer.Option(
+        True,
+        "--packaged/--no-packaged",
+        help="calibrate on the models that ship with Wave (SmolLM2, Gemma 3)",
+    ),
+    threads: str = typer.Option(
+        None, "--threads", "-t", help="thread counts to measure, e.g. 1,8,16 (default: 1, half, all cores)"
+    ),
+    reps: int = typer.Option(3, "--reps", help="llama-bench repetitions per test (the best is kept)"),
+    probe: bool = typer.Option(
+        None,
+        "--probe/--no-probe",
+        help="measure the memory bandwidth (~2 s; default: for a CPU the catalog lacks, or --calibrate)",
+    ),
 ) -> None:
     """Read this machine (CPU, memory, NVIDIA GPUs, NPUs) and print it as a fleet node, or merge it."""
     from waveidp import fleet
     from waveidp.fleet._atomic_file import write_atomic
     from waveidp.fleet.detect import DETECTED_FIELDS, detect_local_node
 
-    node = detect_local_node(name)
+    if models and not calibrate:
+        raise InputError("--model is only used with --calibrate", where="--model", fix="add --calibrate")
+    if calibrate and not packaged and not models:
+        raise InputError("nothing to calibrate on", where="--no-packaged", fix="give a --model file")
+    if not 1 <= reps <= 20:
+        raise InputError(f"--reps {reps} is out of range", where="--reps", fix="use 1 to 20")
+    thread_list = _thread_list(threads) if threads else None
+    if calibrate:
+        for m in models:
+            if not m.is_file():
+                raise InputError(f"model file {m} not found", where="--model", fix="give a .gguf file path")
+    node = detect_local_node(name, probe=True if calibrate and probe is None else probe)
+    old_text = merge.read_text(encoding="utf-8") if merge is not None and merge.exists() else ""
+    if old_text.strip():
+        node = _keep_calibrations(node, fleet.loads(old_text, str(merge)))
+    if calibrate:
+        from waveidp.cli._calibrate import calibrate_node
+
+        node = calibrate_node(node, models, thread_list, reps, packaged=packaged)
     if merge is not None:
         existed = merge.exists()
-        text = merge.read_text(encoding="utf-8") if existed else ""
+        text = old_text
         if existed and text.strip():
             before = {n.name for n in fleet.loads(text, str(merge)).nodes}
             new_text = fleet.merge_node_text(text, str(merge), node, only=DETECTED_FIELDS)
@@ -46,11 +88,47 @@ def detect(
         write_atomic(merge, new_text)
         verb = "updated" if node.name in before else "added"
         err_console.print(f"{verb} node [bold]{node.name}[/] in {merge}", highlight=False)
+        if calibrate:
+            err_console.print(
+                f"sizing uses the calibration with --fleet {merge}: e.g. `wave size -m MODEL --fleet "
+                f"{merge} --device {node.name}/cpu`, `wave fit --fleet {merge}`, `wave plan`, `wave render`, "
+                "the router",
+                highlight=False,
+                soft_wrap=True,
+            )
     _warn_unknown_hardware(node)
     if as_json:
         print_json(node)
     elif merge is None:
         typer.echo(fleet.dump(fleet.Fleet(nodes=[node])), nl=False)
+
+
+def _thread_list(text: str) -> list[int]:
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        values = []
+    if not values or values[0] < 1 or values[-1] > 4096:
+        raise InputError(
+            f"--threads {text!r} is not a list of thread counts", where="--threads", fix="e.g. 1,8"
+        )
+    return values
+
+
+def _keep_calibrations(node: Node, old: Fleet) -> Node:
+    """A re-detected node keeps the calibration of each device that is still the same hardware."""
+    try:
+        before = old.node(node.name)
+    except KeyError:
+        return node
+    kept = {d.id: d for d in before.devices if d.calibration}
+    devices = [
+        d.model_copy(update={"calibration": kept[d.id].calibration})
+        if d.id in kept and kept[d.id].hardware == d.hardware and not d.calibration
+        else d
+        for d in node.devices
+    ]
+    return node.model_copy(update={"devices": devices})
 
 
 def _warn_unknown_hardware(node: Node) -> None:

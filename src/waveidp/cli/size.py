@@ -15,6 +15,7 @@ from waveidp.errors import InputError
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from waveidp.catalog import Hardware
     from waveidp.fleet.models import Node
     from waveidp.sizing import SizingResult
     from waveidp.sizing._claims import ClaimCheck
@@ -91,8 +92,13 @@ def size(
         help="bf16, fp8, awq, q4_k_m, ... (default: the file's, else bf16 for vLLM, q4_k_m for llama.cpp)",
     ),
     device: list[str] = typer.Option(
-        ..., "--device", "-d", help="hardware id; repeat for GPU + CPU (hybrid)"
+        ...,
+        "--device",
+        "-d",
+        help="hardware id, or NODE/DEVICE of the --fleet file (its detected description and calibration); "
+        "repeat for GPU + CPU (hybrid)",
     ),
+    fleet_file: Path = typer.Option(None, "--fleet", "-f", help="fleet file for NODE/DEVICE ids (wave.yaml)"),
     engine: str = typer.Option(None, "--engine", "-e", help="vllm | llamacpp | transformers | trtllm"),
     context: int = typer.Option(4096, "--context", "-c", help="tokens per sequence (max-model-len / slot)"),
     prompt_tokens: int = typer.Option(512, "--prompt-tokens", help="prompt length of a request"),
@@ -130,7 +136,7 @@ def size(
     if threads is not None:
         extra["threads"] = threads
     with _options_checked():
-        d = Deployment.build(model, quant, device, engine, tp=tp, **extra)
+        d = Deployment.build(model, quant, _devices(device, fleet_file), engine, tp=tp, **extra)
         request = SizingRequest(
             deployment=d,
             prompt_tokens=prompt_tokens,
@@ -143,6 +149,31 @@ def size(
         print_json(result)
     else:
         _print_result(result)
+
+
+def _devices(ids: list[str], fleet_file: Path | None) -> list[Hardware]:
+    """Catalog ids as they are; NODE/DEVICE as that fleet device (detected description, calibration)."""
+    from waveidp import catalog, fleet
+
+    f = fleet.load(fleet_file) if fleet_file is not None else None
+    out = []
+    for ref in ids:
+        if "/" not in ref:
+            out.append(catalog.hardware(ref))
+            continue
+        if f is None:
+            raise InputError(f"{ref} names a fleet device but no --fleet file is given", where="--device")
+        node_name, _, dev_id = ref.partition("/")
+        try:
+            node = f.node(node_name)
+            dev = next(d for d in node.devices if d.id == dev_id)
+        except (KeyError, StopIteration):
+            known = ", ".join(f"{n.name}/{d.id}" for n in f.nodes for d in n.devices) or "none"
+            raise InputError(
+                f"no device {ref} in {fleet_file}", where="--device", fix=f"one of {known}"
+            ) from None
+        out.append(fleet.device_hardware(dev, node))  # one unit, like a catalog id (--tp for more)
+    return out
 
 
 def _print_result(r: SizingResult) -> None:
@@ -209,6 +240,7 @@ def fit(
 ) -> None:
     """Rank the fleet's devices (or this machine's) for each model: best verdict, format and engine."""
     from waveidp import catalog
+    from waveidp.fleet import device_hardware
     from waveidp.sizing._fit import fit_fleet
 
     if max_kld_p95 is not None and max_kld_p95 < 0:
@@ -221,6 +253,7 @@ def fit(
         rows = fit_fleet(
             _nodes(fleet_file),
             models,
+            hardware_of=device_hardware,
             quant=quant.lower() if quant else None,
             context=context,
             variants=variants,

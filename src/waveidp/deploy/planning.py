@@ -104,6 +104,7 @@ def place(
 ) -> Placement:
     """The store model `model` (or the best of its stored formats) on the best device of `target`."""
     from waveidp import catalog
+    from waveidp.fleet import device_hardware
     from waveidp.models._variants import fit_variants
     from waveidp.sizing._fit import fit_node, node_hardware
 
@@ -115,9 +116,11 @@ def place(
             fix=f"quantize it first: wave models quantize {model} --to Q8_0 (for a GGUF made from it)",
         )
     devices = [d for d in target.node.devices if target.device is None or d.id == target.device]
-    accels, host = node_hardware(devices)
+    node = target.node
+    accels, host = node_hardware(devices, lambda d: device_hardware(d, node))
     if target.device is not None and host is None:
-        _, host = node_hardware(d for d in target.node.devices if d.id != target.device)  # offload target
+        others = (d for d in node.devices if d.id != target.device)
+        _, host = node_hardware(others, lambda d: device_hardware(d, node))  # offload target
     variants, stored_limit = fit_variants(store, model)
     variants = [v for v in variants if v.spec.file_quant]  # GGUF formats only
     spec = catalog.model(model)

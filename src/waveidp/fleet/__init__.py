@@ -13,8 +13,10 @@ from waveidp.fleet._gpus import gpu_indices
 from waveidp.fleet._loading import load, loads, source_map
 from waveidp.fleet._resolving import ResolvedFleet, resolve
 from waveidp.fleet._writing import dump, merge_node, merge_node_text
+from waveidp.fleet.hardware import device_hardware
 from waveidp.fleet.models import (
     Backend,
+    Calibration,
     Device,
     EngineKind,
     Fleet,
@@ -30,6 +32,7 @@ from waveidp.fleet.models import (
 
 __all__ = [
     "Backend",
+    "Calibration",
     "Device",
     "EngineKind",
     "Fleet",
@@ -42,6 +45,7 @@ __all__ = [
     "RoutingConfig",
     "RoutingPolicy",
     "ServedModel",
+    "device_hardware",
     "dump",
     "gpu_indices",
     "load",

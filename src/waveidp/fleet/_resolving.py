@@ -17,6 +17,7 @@ from waveidp.catalog import Hardware, ModelSpec, Quant
 from waveidp.errors import ConfigError, NotFoundError
 from waveidp.fleet._loading import source_map
 from waveidp.fleet._source_map import DataPath, dotted
+from waveidp.fleet.hardware import device_hardware
 from waveidp.fleet.models import Backend, Device, Fleet, Node, ServedModel
 
 # engine kinds that load weights the way another engine does (for the quant/engine check)
@@ -29,7 +30,6 @@ _LOADS_LIKE = {
     "transformers": "transformers",
 }
 
-_GIB = 1024**3
 T = TypeVar("T")
 
 
@@ -43,18 +43,14 @@ class ResolvedFleet:
     quants: dict[str, Quant]
     unresolved_models: list[str] = field(default_factory=list)
 
-    def device_hardware(self, device: Device) -> Hardware:
-        return self.hardware[device.hardware]
+    def device_hardware(self, device: Device, node: Node | None = None) -> Hardware:
+        """One unit of `device` as sizing sees it (`waveidp.fleet.hardware.device_hardware`)."""
+        return device_hardware(device, node, base=self.hardware[device.hardware])
 
     def device_memory_bytes(self, device: Device, node: Node | None = None) -> int:
         """Memory of one unit of `device`: the device's `memory_gib`; for a CPU or NPU, which use
         system RAM, the node's `memory_gib`; else the catalog's figure."""
-        hw = self.device_hardware(device)
-        if device.memory_gib is not None:
-            return int(device.memory_gib * _GIB)
-        if node is not None and node.memory_gib is not None and hw.kind in ("cpu", "npu"):
-            return int(node.memory_gib * _GIB)
-        return hw.memory_bytes
+        return self.device_hardware(device, node).memory_bytes
 
 
 def resolve(fleet: Fleet, *, base_dir: str | Path | None = None) -> ResolvedFleet:

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from waveidp.catalog._cpu_core import CoreFacts, core_flop_per_cycle
 from waveidp.fleet.models import Device, Node
+from waveidp.fleet.probe import Bandwidth
 
 GENERIC_CPU = "cpu-generic"
 # what detection knows better than a curated fleet file; merging into an existing node takes only these
@@ -32,6 +34,20 @@ class CpuInfo:
     logical: int
     cores: int
     flags: frozenset[str]
+    family: int | None = None
+    model: int | None = None
+    mhz: float | None = None  # `cpu MHz`: the current clock on bare metal, the nominal one in most VMs
+
+
+@dataclass(frozen=True)
+class CpuClocks:
+    """What /sys/devices/system/cpu says about clocks and caches (absent in many VMs)."""
+
+    base_ghz: float | None = None
+    max_ghz: float | None = None
+    l2_kib: int | None = None
+    l3_mib: float | None = None
+    scaling: bool = False  # a cpufreq driver runs, so `cpu MHz` is a momentary clock
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ class Machine:
     gpus: list[GpuInfo] = field(default_factory=list)
     npu_drivers: list[str] = field(default_factory=list)
     soc_model: str | None = None
+    clocks: CpuClocks = field(default_factory=CpuClocks)
+    bandwidth: Bandwidth | None = None
 
 
 @functools.cache
@@ -74,7 +92,80 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         if "cpu cores" in e:
             sockets[e.get("physical id", "0")] = int(e["cpu cores"])
     cores = sum(sockets.values()) if sockets else len(entries)
-    return CpuInfo(name=" ".join(name.split()), vendor=vendor, logical=len(entries), cores=cores, flags=flags)
+    return CpuInfo(
+        name=" ".join(name.split()),
+        vendor=vendor,
+        logical=len(entries),
+        cores=cores,
+        flags=flags,
+        family=_int(first.get("cpu family")),
+        model=_int(first.get("model")),
+        mhz=_float(first.get("cpu MHz")),
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text or "", 0)
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text or "")
+    except ValueError:
+        return None
+
+
+def read_cpu_clocks(sys_root: Path = Path("/sys")) -> CpuClocks:
+    """Base and boost clocks (cpufreq) and cache sizes of cpu0 and its siblings, from sysfs."""
+    cpu = sys_root / "devices" / "system" / "cpu"
+    freq = cpu / "cpu0" / "cpufreq"
+
+    def khz(name: str) -> float | None:
+        value = _int(_read(freq / name))
+        return round(value / 1e6, 3) if value else None
+
+    l2 = l3 = None
+    l3_groups: set[str] = set()
+    l3_size = 0
+    for index in sorted(cpu.glob("cpu[0-9]*/cache/index[0-9]*")):
+        level, kind = _read(index / "level"), _read(index / "type")
+        size = _size_kib(_read(index / "size"))
+        if size is None or kind not in ("Unified", "Data"):
+            continue
+        if level == "2" and index.parent.parent.name == "cpu0":
+            l2 = size
+        elif level == "3":
+            group = _read(index / "shared_cpu_list") or index.parent.parent.name
+            if group not in l3_groups:
+                l3_groups.add(group)
+                l3_size += size
+    if l3_groups:
+        l3 = round(l3_size / 1024, 1)
+    return CpuClocks(
+        base_ghz=khz("base_frequency"),
+        max_ghz=khz("cpuinfo_max_freq"),
+        l2_kib=l2,
+        l3_mib=l3,
+        scaling=freq.is_dir(),
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def _size_kib(text: str | None) -> int | None:
+    """sysfs cache size (`32K`, `1024K`, `32M`) in KiB."""
+    m = re.fullmatch(r"(\d+)\s*([KMG])", text or "")
+    if not m:
+        return None
+    return int(m.group(1)) * {"K": 1, "M": 1024, "G": 1024**2}[m.group(2)]
 
 
 def _fields(block: str) -> dict[str, str]:
@@ -131,12 +222,43 @@ def build_node(machine: Machine, name: str, address: str) -> Node:
         devices.append(Device(id="soc", hardware=soc["hardware"], **cpu_fields))
     else:
         hardware = cpu_entry["hardware"] if cpu_entry else GENERIC_CPU
+        cpu_fields |= _cpu_description(machine, known=cpu_entry is not None)
         devices.append(Device(id="cpu", hardware=hardware, memory_gib=memory_gib, **cpu_fields))
     devices.extend(_gpu_devices(machine.gpus))
     if any(d in _names()["npu_drivers"] for d in machine.npu_drivers):
         npu = (cpu_entry or {}).get("npu") or "intel-npu"  # intel_vpu is the only NPU driver we know
         devices.append(Device(id="npu", hardware=npu, name=f"NPU of {cpu.name}"))
     return Node(name=node_name(name), address=address, memory_gib=memory_gib, devices=devices)
+
+
+def _cpu_description(machine: Machine, *, known: bool) -> dict[str, Any]:
+    """Threads, clocks, caches and measured bandwidth; for a CPU the catalog does not list, also the
+    peak arithmetic per core that its flags and family give (`catalog/data/cpu_cores.yaml`)."""
+    cpu, clocks = machine.cpu, machine.clocks
+    base = clocks.base_ghz or _name_ghz(cpu.name) or (None if clocks.scaling else _ghz(cpu.mhz))
+    out: dict[str, Any] = {
+        "threads": cpu.logical if cpu.logical != cpu.cores else None,
+        "base_ghz": base,
+        "max_ghz": clocks.max_ghz if clocks.max_ghz != base else None,
+        "l2_kib": clocks.l2_kib,
+        "l3_mib": clocks.l3_mib,
+    }
+    if machine.bandwidth is not None:
+        out["memory_bandwidth_gb_s"] = round(machine.bandwidth.all_cores / 1e9, 1)
+        out["core_bandwidth_gb_s"] = round(machine.bandwidth.one_core / 1e9, 1)
+    if not known:
+        facts = CoreFacts(cpu.vendor, cpu.flags, cpu.name, cpu.family, cpu.model)
+        out["flop_per_cycle"] = core_flop_per_cycle(facts)[0]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _name_ghz(name: str) -> float | None:
+    m = re.search(r"@\s*(\d+(?:\.\d+)?)\s*GHz", name, re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
+def _ghz(mhz: float | None) -> float | None:
+    return round(mhz / 1000, 2) if mhz else None
 
 
 def _gpu_devices(gpus: list[GpuInfo]) -> list[Device]:
@@ -209,24 +331,37 @@ def read_npu_drivers(sys_root: Path = Path("/sys")) -> list[str]:
     return drivers
 
 
-def read_machine(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> Machine:
-    """Read this machine (the IO edge of detection)."""
+def read_machine(
+    proc: Path = Path("/proc"), sys_root: Path = Path("/sys"), *, probe: bool | None = None
+) -> Machine:
+    """Read this machine (the IO edge of detection). `probe` measures the memory bandwidth
+    (`waveidp.fleet.probe`, about 2 s); None = only when the CPU is not in the catalog, whose
+    bandwidth then cannot be looked up."""
     cpu = parse_cpuinfo((proc / "cpuinfo").read_text(encoding="utf-8", errors="replace"))
     memory = parse_meminfo((proc / "meminfo").read_text(encoding="utf-8"))
     dt_model = proc / "device-tree" / "model"
     soc_model = None
     if dt_model.exists():
         soc_model = dt_model.read_bytes().rstrip(b"\0").decode(errors="replace").strip() or None
+    if probe is None:
+        probe = soc_model is None and match_hardware("cpus", cpu.name) is None
+    bandwidth = None
+    if probe:
+        from waveidp.fleet.probe import measure_bandwidth
+
+        bandwidth = measure_bandwidth(cpu.cores)
     return Machine(
         cpu=cpu,
         memory_bytes=memory,
         gpus=read_nvml_gpus(),
         npu_drivers=read_npu_drivers(sys_root),
         soc_model=soc_model,
+        clocks=read_cpu_clocks(sys_root),
+        bandwidth=bandwidth,
     )
 
 
-def detect_local_node(name: str | None = None) -> Node:
+def detect_local_node(name: str | None = None, *, probe: bool | None = None) -> Node:
     """This machine as a node: `name` defaults to the host name, which is also its address."""
     host = socket.gethostname()
-    return build_node(read_machine(), name or host, host)
+    return build_node(read_machine(probe=probe), name or host, host)

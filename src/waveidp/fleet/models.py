@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from waveidp.catalog._models import Dtype
 from waveidp.protocols.routes import ApiRoute
 
 EngineKind = Literal[
@@ -43,6 +44,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CalibrationPoint(_Strict):
+    """One test a calibration measured: a llama-bench row."""
+
+    model: str = Field(description="the model file (path on the node)")
+    quant: str
+    threads: int = Field(ge=1)
+    n_prompt: int = Field(ge=0, description="prompt tokens (a prompt-processing test), else 0")
+    n_gen: int = Field(ge=0, description="generated tokens (a generation test), else 0")
+    tokens_per_s: float = Field(gt=0)
+    timing: Literal["cpu", "wall"] = Field(description="one thread by CPU time, more by the wall clock")
+
+
+class Calibration(_Strict):
+    """Efficiency factors measured on one device, with when and how (`wave fleet detect --calibrate`)."""
+
+    factors: dict[str, float] = Field(description="sizing efficiency fields and their measured values")
+    measured_at: str = Field(description="ISO 8601 time of the measurement")
+    method: str = Field(description="what ran: tool, its build, models, threads, tests")
+    points: int = Field(default=0, ge=0, description="measurements the factors were fitted to")
+    error_before: dict[str, float] = Field(
+        default_factory=dict, description="median |predicted/measured - 1| per metric with the prior"
+    )
+    error_after: dict[str, float] = Field(
+        default_factory=dict, description="the same with the fitted factors"
+    )
+    measurements: list[CalibrationPoint] = Field(
+        default_factory=list, description="what was measured, so a later prior can be refitted to it"
+    )
+
+
 class Device(_Strict):
     """One physical device on a node, pointing at a hardware catalog id."""
 
@@ -53,6 +84,24 @@ class Device(_Strict):
     name: str | None = Field(default=None, description="model name as detected (/proc/cpuinfo, NVML)")
     cores: int | None = Field(default=None, ge=1, le=4096, description="physical CPU cores (CPUs only)")
     flags: list[str] = Field(default_factory=list, description="detected CPU features that matter to engines")
+    threads: int | None = Field(default=None, ge=1, le=16384, description="logical CPUs (SMT threads)")
+    base_ghz: float | None = Field(default=None, gt=0, le=10, description="nominal clock (CPUs)")
+    max_ghz: float | None = Field(default=None, gt=0, le=10, description="highest boost clock the OS reports")
+    l2_kib: int | None = Field(default=None, gt=0, description="L2 cache per core, KiB")
+    l3_mib: float | None = Field(default=None, gt=0, description="last-level cache in all, MiB")
+    flop_per_cycle: dict[Dtype, float] = Field(
+        default_factory=dict, description="peak FLOP (int8: OP) per cycle per core, from the detected flags"
+    )
+    memory_bandwidth_gb_s: float | None = Field(
+        default=None, gt=0, le=100_000, description="streaming read of all cores, measured on the node"
+    )
+    core_bandwidth_gb_s: float | None = Field(
+        default=None, gt=0, le=100_000, description="streaming read of one core, measured on the node"
+    )
+    calibration: dict[str, Calibration] = Field(
+        default_factory=dict,
+        description="engine -> factors measured on this device (wave fleet detect --calibrate)",
+    )
 
 
 class ServedModel(_Strict):

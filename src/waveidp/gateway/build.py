@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 
+from waveidp.catalog import Hardware
 from waveidp.engines import EngineAdapter, adapter, detect
-from waveidp.errors import ConfigError
+from waveidp.errors import ConfigError, WaveError
 from waveidp.fleet import gpu_indices
+from waveidp.fleet.hardware import device_hardware
 from waveidp.fleet.models import Backend, Fleet, Node
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.prediction import Prediction, from_sizing
@@ -48,9 +50,19 @@ def backend_key(b: Backend) -> str | None:
     return None
 
 
+def _backend_hardware(node: Node, b: Backend) -> list[Hardware] | list[str]:
+    """The backend's devices as sizing sees them (detected description, calibration), or their
+    catalog ids when one is unknown, which `from_sizing` then logs."""
+    by_id = {d.id: d for d in node.devices}
+    used = [by_id[d] for d in b.devices if d in by_id for _ in range(by_id[d].count)]
+    try:
+        return [device_hardware(d, node) for d in used]
+    except WaveError:
+        return [d.hardware for d in used]
+
+
 def backend_from_fleet(node: Node, b: Backend) -> BackendState:
-    hardware = {d.id: d for d in node.devices}
-    devices = [hardware[d].hardware for d in b.devices if d in hardware for _ in range(hardware[d].count)]
+    devices = _backend_hardware(node, b)
     engine = "llamacpp" if b.engine == "embedded" else b.engine
     served = b.served()
     predictions: dict[str, Prediction] = {}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from waveidp.catalog import Hardware
 
 log = logging.getLogger("waveidp.gateway")
 
@@ -37,7 +40,11 @@ class SizingPrediction:
 
 
 def from_sizing(
-    model: str | None, quant: str | None, devices: list[str], engine: str, max_concurrency: int | None
+    model: str | None,
+    quant: str | None,
+    devices: list[str] | list[Hardware],
+    engine: str,
+    max_concurrency: int | None,
 ) -> SizingPrediction | None:
     """Build a prediction through `waveidp.sizing`, or None (logged) when it cannot."""
     if not model or not devices:

@@ -296,13 +296,16 @@ def _services_node(fleet: Fleet, facts: list[NodeFacts]) -> NodeFacts | None:
 def _fleet_uncertainties(plan: Plan, facts: list[NodeFacts], measured: set[str]) -> list[str]:
     out = []
     seen: set[str] = set()
+    # a device calibrated on its node (`wave calibrate --quick`) is measured, wherever its kind is not
+    measured = measured | {d.hardware for f in facts for d in f.node.devices if d.calibration}
     for f in facts:
         for hw in f.hardware:
             if hw.id not in seen and hw.id not in measured:
                 seen.add(hw.id)
                 out.append(
                     f"{hw.name}: no calibration measured on this device yet; its throughput and "
-                    "latency figures are predictions (run `wave bench` and `wave calibrate`)"
+                    "latency figures are predictions (run `wave calibrate --quick` on its node, or "
+                    "`wave bench` and `wave calibrate`)"
                 )
     exporters = {"dcgm-exporter", "wave-exporter"}
     for f in facts:

@@ -47,7 +47,7 @@ def host_port(backend: Backend, default: int) -> int:
 
 
 def _hardware(node: Node, backend: Backend, engine: str) -> tuple[list[Hardware], tuple[str, ...], bool]:
-    from waveidp import catalog
+    from waveidp.fleet import device_hardware
 
     wanted = backend.devices or [d.id for d in node.devices]
     out: list[Hardware] = []
@@ -55,9 +55,7 @@ def _hardware(node: Node, backend: Backend, engine: str) -> tuple[list[Hardware]
     jetson = False
     index = 0
     for dev in node.devices:
-        hw = catalog.hardware(dev.hardware)
-        if dev.memory_gib:
-            hw = hw.model_copy(update={"memory_bytes": int(dev.memory_gib * 2**30)})
+        hw = device_hardware(dev, node)
         nvidia = hw.kind in ("gpu", "soc") and "nvidia" in hw.vendor.lower()
         ids = [str(index + i) for i in range(dev.count)] if nvidia and hw.kind == "gpu" else []
         if nvidia and hw.kind == "gpu":

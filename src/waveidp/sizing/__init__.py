@@ -5,11 +5,14 @@ d = Deployment.build("llama-3.1-8b", "q4_k_m", ["rtx-5070-ti"], engine="llamacpp
 print(estimate(SizingRequest(deployment=d, concurrency=4)).verdict)
 """
 
+from waveidp.sizing._cpu import kernel_for as cpu_kernel_for
+from waveidp.sizing._cpu import table as cpu_kernel_table
 from waveidp.sizing._deployment import ENGINES, Deployment, Engine
 from waveidp.sizing._efficiency import (
     Efficiency,
     calibration_path,
     efficiency_for,
+    efficiency_of,
     load_calibration,
     save_calibration,
 )
@@ -41,7 +44,10 @@ __all__ = [
     "SizingRequest",
     "SizingResult",
     "calibration_path",
+    "cpu_kernel_for",
+    "cpu_kernel_table",
     "efficiency_for",
+    "efficiency_of",
     "estimate",
     "gb",
     "kv_bytes",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from waveidp.errors import ConfigError
 
 DATA = Path(__file__).parent / "data"
+_T = TypeVar("_T", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -27,7 +28,6 @@ class EngineRule(_Strict):
     context_padding: int = 1
     n_ubatch: int = 512
     gpu_free_margin_bytes: int = 0
-    cpu_compute_dtype: str | None = None
     source: str
 
 
@@ -74,11 +74,15 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
 
 
-@cache
-def rules() -> Rules:
-    path = DATA / "engines.yaml"
+def read_typed(path: Path, model: type[_T]) -> _T:
+    """A data file read as `model`; the first validation error names the file and field."""
     try:
-        return Rules.model_validate(read_yaml(path))
+        return model.model_validate(read_yaml(path))
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(err["msg"], where=f"{path}: {'.'.join(map(str, err['loc']))}") from exc
+
+
+@cache
+def rules() -> Rules:
+    return read_typed(DATA / "engines.yaml", Rules)

@@ -14,6 +14,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from waveidp.catalog._models import Hardware
 from waveidp.errors import ConfigError, InputError
 from waveidp.sizing._data import DATA, read_yaml
 
@@ -26,7 +27,12 @@ class Efficiency(BaseModel):
     decode_bandwidth: float = Field(
         gt=0, le=1, description="achieved share of peak memory bandwidth in decode"
     )
-    prefill_compute: float = Field(gt=0, le=1, description="achieved share of peak dense FLOP/s in prefill")
+    prefill_compute: float = Field(
+        gt=0,
+        le=10,
+        description="achieved share of peak dense FLOP/s in prefill; on CPUs under llama.cpp a multiplier "
+        "on the CPU kernel table's shares (sizing/_cpu.py; 1 = as measured on the reference CPU)",
+    )
     step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
     first_token_s: float = Field(
         default=0.0,
@@ -62,8 +68,17 @@ class Efficiency(BaseModel):
     decode_compute: float | None = Field(
         default=None,
         gt=0,
+        le=10,
+        description="achieved share of peak in decode matmuls (on CPUs under llama.cpp a multiplier on "
+        "the CPU kernel table's shares); None = prefill_compute",
+    )
+    threads_compute: float | None = Field(
+        default=None,
+        gt=0,
         le=1,
-        description="achieved share of peak in decode matmuls; None = prefill_compute",
+        description="CPUs: share of n x the one-thread compute rate that n >= 2 threads reach (all-core "
+        "clocks are lower than one core's boost; threads wait for each other at every op); None = the "
+        "CPU kernel table's prior",
     )
     decode_bandwidth_by_quant: dict[str, Annotated[float, Field(gt=0, le=10)]] = Field(
         default_factory=dict,
@@ -157,6 +172,24 @@ def efficiency_for(hardware_id: str, engine: str, *, kind: str | None = None) ->
     raise InputError(
         f"no efficiency factors for engine '{engine}' on a {kind}", fix="add them with `wave calibrate`"
     )
+
+
+def efficiency_of(hw: Hardware, engine: str) -> Efficiency:
+    """`efficiency_for` the hardware's id, with the factors measured on this very device (its fleet
+    node's calibration, `Hardware.calibration`) on top."""
+    eff = efficiency_for(hw.id, engine, kind=hw.kind)
+    own = hw.calibration.get(engine)
+    if not own:
+        return eff
+    try:
+        return Efficiency.model_validate(
+            {**eff.model_dump(), **own, "source": f"calibrated on its node; before that: {eff.source}"}
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(
+            f"{err['msg']}", where=f"calibration of {hw.id} for {engine}: {'.'.join(map(str, err['loc']))}"
+        ) from exc
 
 
 def save_calibration(entries: dict[tuple[str, str], Efficiency], path: Path | None = None) -> Path:

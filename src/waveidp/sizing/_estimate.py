@@ -56,10 +56,11 @@ def estimate(req: SizingRequest) -> SizingResult:
     ]
     verdict, reasons = judge(d, plan, req, max_conc)
     kind = "memory-bound" if memory_bound else "compute-bound"
+    bandwidth, compute = perf.reported_factors()
     reasons.append(
         f"decode is {kind}: {step1 * 1000:.2f} ms per step for {conc} sequence(s) "
-        f"at {ctx} tokens of context ({perf.eff.decode_bandwidth_for(d.quant.id):.0%} of peak bandwidth, "
-        f"{perf.eff.prefill_compute_for(d.quant.id):.0%} of peak compute assumed)"
+        f"at {ctx} tokens of context ({bandwidth:.0%} of peak bandwidth, {compute:.0%} of "
+        f"{'the CPU kernel table' if perf.runs_cpu_kernels else 'peak compute'} assumed)"
     )
     return SizingResult(
         verdict=verdict,
@@ -79,8 +80,8 @@ def estimate(req: SizingRequest) -> SizingResult:
         curve=curve,
         engine_flags=engine_flags(d, plan, req, max_conc),
         efficiency={
-            "decode_bandwidth": perf.eff.decode_bandwidth_for(d.quant.id),
-            "prefill_compute": perf.eff.prefill_compute_for(d.quant.id),
+            "decode_bandwidth": bandwidth,
+            "prefill_compute": compute,
             "step_overhead_s": perf.eff.step_overhead_s,
             "source": perf.eff.source,
         },

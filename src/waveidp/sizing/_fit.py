@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -65,21 +66,27 @@ class NodeEntry(Protocol):
     def devices(self) -> Sequence[DeviceEntry]: ...
 
 
-def node_hardware(devices: Iterable[DeviceEntry]) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
-    """A node's accelerators (hardware, count) and its host CPU, with the fleet file's overrides of
-    memory and cores applied: what `fit_node` takes."""
+def node_hardware(
+    devices: Iterable[DeviceEntry], hardware_of: Callable[[Any], Hardware] | None = None
+) -> tuple[list[tuple[Hardware, int]], Hardware | None]:
+    """A node's accelerators (hardware, count) and its host CPU: what `fit_node` takes. Each device
+    is `hardware_of(device)` (`fleet.device_hardware` with its node: detected description and
+    calibration), else its catalog entry with the fleet file's memory and cores applied."""
     from waveidp import catalog
 
     accels: list[tuple[Hardware, int]] = []
     host: Hardware | None = None
     for dev in devices:
-        hw = catalog.hardware(dev.hardware)
-        update: dict[str, object] = {}
-        if dev.memory_gib:
-            update["memory_bytes"] = int(dev.memory_gib * 1024**3)
-        if hw.kind == "cpu" and dev.cores:
-            update["cores"] = dev.cores
-        hw = hw.model_copy(update=update) if update else hw
+        if hardware_of is not None:
+            hw = hardware_of(dev)
+        else:
+            hw = catalog.hardware(dev.hardware)
+            update: dict[str, object] = {}
+            if dev.memory_gib:
+                update["memory_bytes"] = int(dev.memory_gib * 1024**3)
+            if hw.kind == "cpu" and dev.cores:
+                update["cores"] = dev.cores
+            hw = hw.model_copy(update=update) if update else hw
         if hw.kind == "cpu":
             host = hw
         else:
@@ -188,6 +195,10 @@ def _key(r: FitRow, max_kld_p95: float | None) -> tuple[float, ...]:
     return verdict, 1, -r.bits_per_weight, kld, -r.decode_tokens_per_s
 
 
+def _of_node(hardware_of: Callable[[Any, Any], Hardware], node: Any, device: Any) -> Hardware:
+    return hardware_of(device, node)
+
+
 def fit_fleet(
     nodes: Sequence[NodeEntry],
     models: list[ModelSpec],
@@ -196,14 +207,17 @@ def fit_fleet(
     context: int = 4096,
     variants: dict[str, list[Variant]] | None = None,
     max_kld_p95: float | None = None,
+    hardware_of: Callable[[Any, Any], Hardware] | None = None,
 ) -> list[FitRow]:
-    """`wave fit` over nodes: per model, best verdict first, then the fastest decode."""
+    """`wave fit` over nodes: per model, best verdict first, then the fastest decode. `hardware_of`
+    (device, node) -> Hardware is `fleet.device_hardware` for a fleet's nodes."""
     from waveidp import catalog
 
     quants = dict(catalog.all_quants())
     rows: list[FitRow] = []
     for node in nodes:
-        accels, host = node_hardware(node.devices)
+        of = functools.partial(_of_node, hardware_of, node) if hardware_of is not None else None
+        accels, host = node_hardware(node.devices, of)
         rows += fit_node(
             node.name,
             accels,

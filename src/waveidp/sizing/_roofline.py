@@ -8,9 +8,10 @@ add; tensor parallelism runs them side by side and adds two all-reduces per laye
 from __future__ import annotations
 
 from waveidp.catalog._models import Hardware
+from waveidp.sizing._cpu import CpuRates, cpu_rates
 from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
-from waveidp.sizing._efficiency import Efficiency, efficiency_for
+from waveidp.sizing._efficiency import Efficiency, efficiency_of
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_element_bytes, plan_memory
 
 _FLOPS_FALLBACK = ("fp16", "bf16", "fp32", "int8", "tf32")
@@ -46,14 +47,28 @@ class PerfModel:
         self._physical = physical_bound
         self.plan = plan or plan_memory(d)
         primary = (d.accelerators or d.devices)[0]
-        self.eff = eff or efficiency_for(primary.id, d.engine, kind=primary.kind)
+        self.eff = eff or efficiency_of(primary, d.engine)
         self._effs = {
             p.device.id: (
                 self.eff
                 if p.device.id == primary.id or (eff is not None and every_device)
-                else efficiency_for(p.device.id, d.engine, kind=p.device.kind)
+                else efficiency_of(p.device, d.engine)
             )
             for p in self.plan.placements
+        }
+        par = rules().parallel
+        # llama.cpp on a CPU: the kernel its weight format runs on that instruction-set tier
+        self._cpu: dict[str, CpuRates] = {
+            p.device.id: cpu_rates(
+                p.device,
+                d.quant.id,
+                d.threads,
+                self._effs[p.device.id],
+                core_bandwidth=par.cpu_core_bandwidth_bytes_per_s,
+                model=d.model,
+            )
+            for p in self.plan.placements
+            if p.device.kind == "cpu" and d.engine == "llamacpp" and not physical_bound
         }
         _, self._kv_elem = kv_element_bytes(d)
         self._stages = [p for p in self.plan.placements if p.read_bytes > 0 or p.layers > 0]
@@ -68,7 +83,6 @@ class PerfModel:
         self._flops_prefill_token = 2.0 * layer_params
         self._flops_logits = 2.0 * embed
         self._attn_coeff = 4.0 * m.attention_heads * m.head_dim  # QK^T and PV per layer per context token
-        par = rules().parallel
         accel = d.accelerators[0] if d.accelerators else None
         link = (accel.interconnect or "") if accel else ""
         self._link_latency = par.allreduce_latency_s["nvlink" if "nvlink" in link.lower() else "pcie"]
@@ -78,9 +92,25 @@ class PerfModel:
         self._host_link_bw = rules().memory.host_link_bytes_per_s
         self._core_bw = par.cpu_core_bandwidth_bytes_per_s
 
+    @property
+    def runs_cpu_kernels(self) -> bool:
+        """The primary device is a CPU that llama.cpp runs through the kernel table (`_cpu.py`)."""
+        return (self.d.accelerators or self.d.devices)[0].id in self._cpu
+
+    def reported_factors(self) -> tuple[float, float]:
+        """(decode bandwidth, prefill compute) of the primary device as the model uses them: shares
+        of the peaks, or, for llama.cpp on a CPU, the scales on its kernel table (which exceed 1.0
+        where the kernel beats the table; clipping them would hide a calibration)."""
+        q = self.d.quant.id
+        if self.runs_cpu_kernels:
+            return self.eff.decode_bandwidth, self.eff.prefill_compute
+        return self.eff.decode_bandwidth_for(q), self.eff.prefill_compute_for(q)
+
     # ---- device rates -----------------------------------------------------------------------
     def _bandwidth(self, p: Placement) -> float:
         hw = p.device
+        if hw.id in self._cpu:
+            return self._cpu[hw.id].stream_bytes
         bw = hw.memory_bandwidth_bytes_per_s * self._effs[hw.id].decode_bandwidth_for(self.d.quant.id)
         if hw.kind == "cpu" and self.d.threads and not self._physical:
             bw = min(bw, self.d.threads * self._core_bw)  # a few cores already stream what DRAM gives
@@ -94,10 +124,7 @@ class PerfModel:
             if decode and eff.decode_compute is not None
             else eff.prefill_compute_for(self.d.quant.id)
         )
-        dtype: str = self.d.quant.compute_dtype
-        if hw.kind == "cpu" and not self._physical:  # a bound keeps the fastest (int8) units
-            dtype = rules().engines[self.d.engine].cpu_compute_dtype or dtype
-        flops = peak_flops(hw, dtype) * share
+        flops = peak_flops(hw, self.d.quant.compute_dtype) * share
         if hw.kind == "cpu" and self.d.threads and hw.cores:
             flops *= min(1.0, self.d.threads / hw.cores)
         return flops
@@ -128,8 +155,16 @@ class PerfModel:
         times = []
         for p in self._stages:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
-            flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
-            times.append(max(bytes_moved / self._bandwidth(p), flops / self._compute(p, decode=True)))
+            cpu = self._cpu.get(p.device.id)
+            if cpu is not None:
+                compute_s = (
+                    batch * self._flops_token * p.param_share / cpu.decode_flops(batch)
+                    + batch * attn * p.kv_share / cpu.attention_flops
+                )
+            else:
+                flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
+                compute_s = flops / self._compute(p, decode=True)
+            times.append(max(bytes_moved / self._bandwidth(p), compute_s))
         host = batch * self.eff.sequence_seconds(self.d.model.vocab_size)
         return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s + host
 
@@ -146,10 +181,15 @@ class PerfModel:
         accel = next((p for p in self._stages if p.role == "accelerator"), None)
         times = []
         for p in self._stages:
-            flops = batch * (
-                (self._flops_prefill_token * n + self._flops_logits) * p.param_share + attn_total * p.kv_share
-            )
-            t = max(flops / self._compute(p), p.read_bytes / self._bandwidth(p))
+            matmul = batch * (self._flops_prefill_token * n + self._flops_logits) * p.param_share
+            attention = batch * attn_total * p.kv_share
+            flops = matmul + attention
+            cpu = self._cpu.get(p.device.id)
+            if cpu is not None:
+                compute_s = matmul / cpu.prefill_matmul_flops(n * batch) + attention / cpu.attention_flops
+            else:
+                compute_s = flops / self._compute(p)
+            t = max(compute_s, p.read_bytes / self._bandwidth(p))
             if p.role == "host" and accel is not None and n * batch >= 32 and p.layers > 0:
                 # llama.cpp copies CPU-resident weights to the GPU for large batches
                 t = min(t, max(p.read_bytes / self._host_link_bw, flops / self._compute(accel)))

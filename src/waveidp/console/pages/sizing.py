@@ -145,4 +145,6 @@ def fit(console: Console, model: str, context: int) -> list[Any]:
         from waveidp.fleet.detect import detect_local_node
 
         nodes = [detect_local_node()]
-    return fit_fleet(nodes, [catalog.model(model)], context=context)
+    from waveidp.fleet import device_hardware
+
+    return fit_fleet(nodes, [catalog.model(model)], context=context, hardware_of=device_hardware)

@@ -1,0 +1,71 @@
+"""`wave fleet detect --calibrate` end to end: the real llama-bench on SmolLM2 with one thread, the
+fit stored with the node in the fleet file, and `wave size` using it afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from waveidp import fleet
+
+pytestmark = pytest.mark.engine
+
+
+def wave(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waveidp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_calibrate_measures_fits_stores_and_is_used(tmp_path: Path, smollm2_path: Path) -> None:
+    target = tmp_path / "wave.yaml"
+    args = ["--name", "box", "--calibrate", "--no-packaged", "--model", smollm2_path]
+    result = wave("fleet", "detect", *args, "--threads", "1", "--reps", "1", "--merge", target)
+    assert result.returncode == 0, result.stderr
+    assert "median error, prompt processing:" in result.stderr
+    assert "median error, token generation:" in result.stderr
+
+    node = fleet.load(target).node("box")
+    cpu = next(d for d in node.devices if d.id == "cpu")
+    cal = cpu.calibration["llamacpp"]
+    assert set(cal.factors) == {"prefill_compute", "decode_compute", "decode_bandwidth", "step_overhead_s"}
+    assert datetime.now(UTC) - datetime.fromisoformat(cal.measured_at) < timedelta(minutes=10)
+    assert "llama-bench" in cal.method and smollm2_path.name in cal.method and "threads 1" in cal.method
+    assert cal.points == 2  # pp128 and tg32
+    # four factors, two tests: the fit reproduces what it measured
+    assert cal.error_after["pp"] < 0.05 and cal.error_after["tg"] < 0.05
+
+    # every later sizing of this node's CPU uses the stored factors
+    size = wave(
+        "size", "-m", smollm2_path, "--fleet", target, "--device", "box/cpu", "-t", "1",
+        "--prompt-tokens", "128", "--output-tokens", "32", "--context", "512", "--json",
+    )  # fmt: skip
+    assert size.returncode == 0, size.stderr
+    doc = json.loads(size.stdout)
+    assert "calibrated on its node" in doc["efficiency"]["source"]
+    assert doc["efficiency"]["prefill_compute"] == pytest.approx(cal.factors["prefill_compute"])
+
+    # a later detect without --calibrate keeps the node's calibration
+    again = wave("fleet", "detect", "--name", "box", "--merge", target, "--no-probe")
+    assert again.returncode == 0, again.stderr
+    kept = next(d for d in fleet.load(target).node("box").devices if d.id == "cpu")
+    assert kept.calibration["llamacpp"] == cal
+
+
+def test_calibrate_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    missing = wave("fleet", "detect", "--calibrate", "--model", tmp_path / "none.gguf", "--no-probe")
+    assert missing.returncode == 2 and "none.gguf" in missing.stderr and "Traceback" not in missing.stderr
+    nothing = wave("fleet", "detect", "--calibrate", "--no-packaged", "--no-probe")
+    assert nothing.returncode == 2 and "nothing to calibrate on" in nothing.stderr
+    threads = wave("fleet", "detect", "--calibrate", "--threads", "0,x", "--no-probe")
+    assert threads.returncode == 2 and "--threads" in threads.stderr
