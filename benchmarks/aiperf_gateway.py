@@ -41,7 +41,7 @@ from waveidp.loopback import free_port, wait_http
 
 RESULTS = Path(__file__).parent / "results"
 WAVE = [sys.executable, "-m", "waveidp"]
-KEY = "aiperf-bench-key"
+KEY = "aiperf-bench-key-0123456789abcdef"  # passes check_strength
 MODEL = "bench-emu"
 LOAD = {"concurrency": 4, "requests": 80, "input": 128, "output": 64}
 TIMING = {"step_ms": 20, "prefill_ms": 50}

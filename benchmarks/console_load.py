@@ -48,8 +48,8 @@ from waveidp.loopback import free_port, wait_http
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 WAVE = Path(sys.executable).with_name("wave")
-ADMIN_KEY = "console-load-admin-key-0123456789"
-API_KEY = "console-load-api-key-0123456789"
+ADMIN_KEY = "console-load-admin-key-0123456789abcdef"
+API_KEY = "console-load-api-key-0123456789abcdef"
 NODES, PER_NODE, KEYS, AUDIT_ROWS, ENGINES = 10, 5, 200, 40_000, 5
 MODELS = ("llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b", "mistral-7b", "llama-3.2-1b")
 GPUS = ("rtx-5070-ti", "rtx-4090", "l40s", "h100-sxm", "rtx-3090")

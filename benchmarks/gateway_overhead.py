@@ -73,7 +73,7 @@ FAKE = REPO / "tests" / "gateway" / "fake_upstream.py"
 BARE = REPO / "benchmarks" / "bare_passthrough.py"
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
-KEY = "bench-key-0123456789"
+KEY = "bench-key-0123456789abcdefghijkl"  # passes check_strength
 LITELLM_KEY = "sk-bench-0123456789"
 STREAM_TOKENS = 32
 SOAK_PERIOD_S = 0.1
@@ -352,7 +352,7 @@ def wrk(
 # ---------------------------------------------------------------- the run
 
 
-CONSOLE_ADMIN_KEY = "bench-console-admin-0123456789"
+CONSOLE_ADMIN_KEY = "bench-console-admin-0123456789abcdef"
 
 
 def stored_key(env: dict[str, str], name: str) -> str:

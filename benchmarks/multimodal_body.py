@@ -39,6 +39,7 @@ from PIL import Image
 from waveidp.fleet.models import GatewayConfig
 from waveidp.loopback import free_port, wait_http
 
+BENCH_KEY = "bench-key-0123456789abcdefghijkl"  # passes check_strength
 RESULTS = Path(__file__).parent / "results" / "multimodal_body.json"
 WAVE = Path(sys.executable).with_name("wave")
 SIZE = (4032, 3024)  # 12 MP, 4:3
@@ -103,7 +104,7 @@ def bodies(model: str, photos: list[bytes]) -> dict[str, bytes]:
 def gateway_over_emulator(work: Path) -> Any:
     """`wave emulate` and `wave serve` at the default body limit (no --max-body-bytes)."""
     emu_port, gw_port = free_port(), free_port()
-    env = {**os.environ, "WAVE_HOME": str(work), "WAVE_API_KEY": "bench-key"}
+    env = {**os.environ, "WAVE_HOME": str(work), "WAVE_API_KEY": BENCH_KEY}
     procs = [
         subprocess.Popen(
             [str(WAVE), "emulate", "--model", "vision", "--step-ms", "1", "--prefill-ms", "1",
@@ -155,7 +156,7 @@ def main() -> None:
             r = httpx.post(
                 url + "/v1/chat/completions",
                 content=largest,
-                headers={"authorization": "Bearer bench-key", "content-type": "application/json"},
+                headers={"authorization": f"Bearer {BENCH_KEY}", "content-type": "application/json"},
                 timeout=60,
             )
         print(f"largest body through the gateway at the default limit: HTTP {r.status_code}")

@@ -65,7 +65,7 @@ from waveidp.loopback import free_port, wait_http
 REPO = Path(__file__).resolve().parent.parent
 WAVE = Path(sys.executable).with_name("wave")
 RESULTS = REPO / "benchmarks" / "results"
-KEY = "routing-bench-key-0123"
+KEY = "routing-bench-key-0123456789abcdefgh"
 NEW, BASE = "predicted-latency", "predicted-latency@base"
 BASELINES = ("least-outstanding", "round-robin")
 POLICIES = (NEW, *BASELINES, BASE)

@@ -260,7 +260,7 @@ def main() -> None:
         home, store = Path(tmp) / "home", Path(tmp) / "models"
         console.print("making the model store (SmolLM2, Gemma 3 270M)")
         make_store(store)
-        key = "swap-bench-key"
+        key = "swap-bench-key-0123456789abcdef"  # passes check_strength
         env = {**os.environ, "WAVE_HOME": str(home), "WAVE_MODELS_DIR": str(store), "WAVE_API_KEY": key}
         port = free_port()
         with open(Path(tmp) / "up.log", "wb") as log:

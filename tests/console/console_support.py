@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ADMIN_KEY = "console-test-admin-key-0123456789"
-API_KEY = "console-test-api-key-0123456789"
+API_KEY = "console-test-api-key-0123456789abcdef"  # passes check_strength (issue 19)
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMU_MODEL = "demo-3b"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"

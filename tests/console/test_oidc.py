@@ -44,7 +44,7 @@ def oidc_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--oidc-issuer", issuer, "--oidc-audience", "wave-gateway", "--oidc-jwks-url", issuer + "/jwks",
             "--oidc-client-id", "wave-console",
         ]  # fmt: skip
-        env = {"WAVE_HOME": str(home), "WAVE_ADMIN_KEY": "oidc-test-admin-key"}
+        env = {"WAVE_HOME": str(home), "WAVE_ADMIN_KEY": "oidc-test-admin-key-0123456789abcdef"}
         with running(serve, log=home / "serve.log", env=env) as g:
             wait_http(f"http://127.0.0.1:{gw}/ready", proc=g, timeout=30)
             yield f"http://127.0.0.1:{gw}"

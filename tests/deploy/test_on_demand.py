@@ -16,7 +16,7 @@ from support import run_cli
 from waveidp.deploy import Deployment, Residence, Revision, save_deployments
 
 pytestmark = pytest.mark.engine
-KEY = "on-demand-test-key"
+KEY = "on-demand-test-key-" + "0123456789abcdef" * 2  # a secret strong enough (issue 19)
 SMALL = {"-t": 1, "-np": 2, "-c": 2048}
 
 

@@ -18,7 +18,7 @@ from waveidp.deploy.records import load_deployments
 from waveidp.security.audit import rows
 
 pytestmark = pytest.mark.engine
-KEY = "deploy-test-key"
+KEY = "deploy-test-key-" + "0123456789abcdef" * 2  # a secret strong enough (issue 19)
 SMALL = {"-t": 1, "-np": 2, "-c": 2048}  # two slots of 1024 tokens: small engines on a busy machine
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 HERE = Path(__file__).parent
-API_KEY = "test-key-123"
+API_KEY = "test-key-0123456789abcdefghijklmnopqrstuv"  # passes check_strength
 WAVE = Path(sys.executable).with_name("wave")
 
 

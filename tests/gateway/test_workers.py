@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from gateway_support import auth
+from gateway_support import API_KEY, auth
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -174,7 +174,7 @@ def test_a_port_in_use_is_one_clear_error(fake_upstream: Callable, tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "WAVE_API_KEY": "k"},
+        env={**os.environ, "WAVE_API_KEY": API_KEY},
     )
     assert r.returncode == 2
     assert f"could not listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr

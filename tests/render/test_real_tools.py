@@ -84,8 +84,11 @@ def test_nginx_site_passes_nginx_t(home_lab_tree: Path, tmp_path: Path) -> None:
         'proxy_set_header Connection "";',
         "proxy_read_timeout 900s;",
         "listen 443 ssl",
+        "limit_conn wave_per_client 256;",  # gateway.max_connections_per_client, kept per client here
     ):
         assert directive in site
+    gateway = yaml.safe_load((home_lab_tree / "sclimers-gateway" / "wave" / "wave.yaml").read_text())
+    assert "172.16.0.0/12" in gateway["gateway"]["uncapped_addresses"]  # NGINX, through Docker's bridge
     conf = tmp_path / "conf"
     _self_signed(conf / "tls")
     (conf / "conf.d").mkdir()
@@ -212,3 +215,40 @@ def test_team_profile_adds_redis_loki_mlflow_n8n_and_still_passes_compose(tmp_pa
     assert {s["type"] for s in sources} == {"prometheus", "loki"}
     # authentik is planned for a team but Wave writes no container for it: the README says so
     assert "authentik" in (gateway / "README.md").read_text()
+
+
+@needs("promtool")
+@needs("docker-compose")
+def test_status_auth_gives_prometheus_the_gateways_metrics_key(tmp_path: Path) -> None:
+    f = fleet.load(HOME_LAB)
+    f = f.model_copy(update={"gateway": f.gateway.model_copy(update={"status_auth": True})})
+    plan = make_plan(f)
+    tree = write_tree(tmp_path / "tree", render(f, plan, "compose", fill(required_secrets(f, plan), {})))
+    node = tree / "sclimers-gateway"
+    _run(["docker-compose", "-f", str(node / "docker-compose.yml"), "config", "-q"], cwd=node)
+    services = yaml.safe_load((node / "docker-compose.yml").read_text())["services"]
+    assert services["wave-gateway"]["environment"]["WAVE_METRICS_KEY"] == "${WAVE_METRICS_KEY}"
+    assert services["prometheus"]["environment"]["WAVE_METRICS_KEY"] == "${WAVE_METRICS_KEY}"
+    assert "keys/WAVE_METRICS_KEY" in " ".join(services["prometheus"]["entrypoint"])
+    assert "WAVE_METRICS_KEY=" in (node / ".env").read_text()
+    assert "status_auth: true" in (node / "wave" / "wave.yaml").read_text()  # the gateway's own file
+    config = yaml.safe_load((node / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "wave-gateway")
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": "keys/WAVE_METRICS_KEY"}
+    work = tmp_path / "config"
+    (work / "keys").mkdir(parents=True)
+    (work / "prometheus.yml").write_text((node / "prometheus" / "prometheus.yml").read_text())
+    (work / "alerts.yml").write_text((node / "prometheus" / "alerts.yml").read_text())
+    for j in config["scrape_configs"]:
+        if "authorization" in j:
+            (work / j["authorization"]["credentials_file"]).write_text("test-key")
+    _run(["promtool", "check", "config", str(work / "prometheus.yml")])
+    k8s = render(f, plan, "k8s")
+    assert "WAVE_METRICS_KEY=" in k8s["k8s/wave-secrets.env.example"]
+    monitor = next(
+        d
+        for d in yaml.safe_load_all(k8s["k8s/30-monitoring.yaml"])
+        if d["metadata"]["name"] == "wave-gateway"
+    )
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["authorization"]["credentials"] == {"name": "wave-secrets", "key": "WAVE_METRICS_KEY"}

@@ -25,6 +25,7 @@ from waveidp.loopback import free_port, wait_http
 pytestmark = pytest.mark.engine
 WAVE = Path(sys.executable).with_name("wave")
 MODEL = "smollm2-135m-instruct"
+KEY = "up-test-key-0123456789abcdefghijklmnop"  # passes check_strength
 
 
 @contextlib.contextmanager
@@ -56,12 +57,12 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def test_wave_up_serves_the_embedded_model_and_stops_cleanly(tmp_path: Path) -> None:
-    with wave_up(tmp_path, env={"WAVE_API_KEY": "up-test-key"}) as (proc, info):
-        assert info["models"] == [MODEL] and info["api_key"] == "up-test-key"
+    with wave_up(tmp_path, env={"WAVE_API_KEY": KEY}) as (proc, info):
+        assert info["models"] == [MODEL] and info["api_key"] == KEY
         assert info["key_source"] == "WAVE_API_KEY"
         child_pids = [p for p in info["children"].values() if p]
         assert _alive(child_pids)
-        client = openai.OpenAI(base_url=info["url"], api_key="up-test-key", max_retries=0, timeout=60)
+        client = openai.OpenAI(base_url=info["url"], api_key=KEY, max_retries=0, timeout=60)
         assert [m.id for m in client.models.list()] == [MODEL]
         r = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8
@@ -123,7 +124,7 @@ def test_wave_up_generates_and_keeps_a_key(tmp_path: Path) -> None:
 
 
 def test_crashed_engine_is_restarted(tmp_path: Path) -> None:
-    with wave_up(tmp_path, env={"WAVE_API_KEY": "k"}) as (proc, info):
+    with wave_up(tmp_path, env={"WAVE_API_KEY": KEY}) as (proc, info):
         base = info["url"].removesuffix("/v1")
         (old,) = info["children"].values()
         os.kill(old, signal.SIGKILL)
@@ -137,7 +138,7 @@ def test_crashed_engine_is_restarted(tmp_path: Path) -> None:
         wait_http(base + "/ready", timeout=30)  # out of rotation (503) until the new one is healthy
         r = httpx.post(
             base + "/v1/chat/completions",
-            headers={"authorization": "Bearer k"},
+            headers={"authorization": f"Bearer {KEY}"},
             timeout=30,
             json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
         )
@@ -170,13 +171,13 @@ nodes:
     backends:
       - {{name: far, engine: vllm, url: "http://127.0.0.1:{far_port}", models: [m1]}}
 """)
-        with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": "k"}) as (proc, info):
+        with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": KEY}) as (proc, info):
             assert info["models"] == ["m1", "smol-local"] and list(info["children"]) == ["local-smol"]
             base = info["url"].removesuffix("/v1")
             for model, backend in (("smol-local", "local-smol"), ("m1", "far")):
                 r = httpx.post(
                     base + "/v1/chat/completions",
-                    headers={"authorization": "Bearer k"},
+                    headers={"authorization": f"Bearer {KEY}"},
                     timeout=30,
                     json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
                 )
@@ -189,7 +190,7 @@ nodes:
 
 
 def test_killed_wave_up_leaves_no_engine_behind(tmp_path: Path) -> None:
-    with wave_up(tmp_path, env={"WAVE_API_KEY": "k"}) as (proc, info):
+    with wave_up(tmp_path, env={"WAVE_API_KEY": KEY}) as (proc, info):
         children = [p for p in info["children"].values() if p]
         proc.kill()  # no chance to clean up: the engine must still go (parent-death signal)
         proc.wait(5)
@@ -221,14 +222,15 @@ def _gone(procs: list[psutil.Process], pids: list[int]) -> None:
 
 
 def test_wave_up_with_two_gateway_workers(tmp_path: Path) -> None:
-    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": "k"}) as (proc, info):
+    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": KEY}) as (proc, info):
         assert info["workers"] == 2 and info["models"] == [MODEL]
         workers, keeper = _gateway_workers(proc)
         assert len(workers) == 2 and [g.pid for g in keeper.children()] == list(info["children"].values())
         base = info["url"].removesuffix("/v1")
         port = int(base.rsplit(":", 1)[1])
         clients = [
-            httpx.Client(base_url=base, headers={"authorization": "Bearer k"}, timeout=30) for _ in range(16)
+            httpx.Client(base_url=base, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+            for _ in range(16)
         ]
         try:
             assert [_chat(c) for c in clients] == [200] * 16
@@ -264,13 +266,13 @@ nodes:
 gateway:
   workers: 2
 """)
-    with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": "k"}) as (proc, info):
+    with wave_up(tmp_path, "--config", str(cfg), env={"WAVE_API_KEY": KEY}) as (proc, info):
         assert info["workers"] == 2
         workers, keeper = _gateway_workers(proc)
         assert len(workers) == 2
         r = httpx.post(
             info["url"] + "/chat/completions",
-            headers={"authorization": "Bearer k"},
+            headers={"authorization": f"Bearer {KEY}"},
             timeout=30,
             json={"model": "smol-local", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
         )
@@ -281,7 +283,7 @@ gateway:
 
 
 def test_killed_wave_up_with_workers_leaves_nothing_behind(tmp_path: Path) -> None:
-    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": "k"}) as (proc, info):
+    with wave_up(tmp_path, "--workers", "2", env={"WAVE_API_KEY": KEY}) as (proc, info):
         workers, keeper = _gateway_workers(proc)
         proc.kill()
         proc.wait(5)

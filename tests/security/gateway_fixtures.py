@@ -17,7 +17,7 @@ from waveidp.loopback import free_port, wait_http
 WAVE = Path(sys.executable).with_name("wave")
 FAKE_UPSTREAM = Path(__file__).resolve().parent.parent / "gateway" / "fake_upstream.py"
 BOOTSTRAP_KEY = "wave-bootstrap-" + "b" * 32
-ADMIN_KEY = "wave-admin-" + "a" * 40
+ADMIN_KEY = "wave-admin-" + "0123456789abcdef" * 3  # passes check_strength
 MODEL = "smollm2-135m-instruct"
 SLOW_MODEL = "slow-model"
 SLOW_TTFT_S = 4

@@ -109,3 +109,30 @@ def test_unlimited_principal_takes_no_limiter_ticket(tmp_path: Path) -> None:
         await guard.finish(await guard.admit(limited, "m"), status=200)
 
     asyncio.run(go())
+
+
+def test_refused_requests_of_one_address_add_rows_within_its_budget(tmp_path: Path) -> None:
+    """A flood of refusals (401s without a key) from one address: at most its budget of rows, then
+    one row saying how many were left out; another address keeps its own budget."""
+    from waveidp.security.refusals import unauthorized
+
+    log = AuditLog(tmp_path / "audit.db")
+    guard = Guard(Authenticator(), audit=log, refused_rows_per_minute=120)  # 2 a second
+    refusal = unauthorized("missing API key", "missing_api_key")
+    for _ in range(300):
+        guard.refused(refusal, endpoint="chat", client="10.0.0.7")
+    guard.refused(refusal, endpoint="chat", client="10.0.0.8")
+    assert log.flush()
+    rows = list(audit.rows(log.path))
+    assert len(rows) == 121 and rows[-1]["endpoint"] == "chat"
+    import time
+
+    time.sleep(0.7)  # a row's worth of budget back
+    guard.refused(refusal, endpoint="chat", client="10.0.0.7")
+    asyncio.run(guard.close())
+    rows = list(audit.rows(log.path))[121:]
+    assert [(r["endpoint"], r["status"]) for r in rows] == [
+        ("refusals-not-audited:180 from 10.0.0.7", 401),
+        ("chat", 401),
+    ]
+    assert audit.verify(log.path).ok

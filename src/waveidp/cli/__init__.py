@@ -21,7 +21,7 @@ from waveidp.cli import (  # noqa: F401  (importing registers the verbs)
     serve,
     size,
 )
-from waveidp.cli._app import app, err_console
+from waveidp.cli._app import app, err_console, shown
 from waveidp.errors import WaveError
 
 
@@ -29,7 +29,8 @@ def main() -> None:
     try:
         app()
     except WaveError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # the message may quote what someone typed or sent: shown, never read as markup
+        err_console.print("[bold red]error:[/]", shown(exc), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
+from rich.text import Text
 
 app = typer.Typer(
     name="wave",
@@ -26,3 +27,13 @@ def print_json(obj: Any) -> None:
         obj = obj.model_dump(mode="json")
     sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
     sys.stdout.flush()
+
+
+def shown(value: Any) -> Text:
+    """A string someone else chose (a model name, a token's subject, a key's name or pattern, an
+    error message quoting them) as terminal text: never read as Rich markup, and every character
+    that is not printable (ANSI escapes, other control characters, bidi overrides, zero-width
+    characters) written out as a visible escape such as `\\x1b` or `\\u202e`."""
+    from waveidp.escaping import printable
+
+    return Text(printable("-" if value is None else str(value)))

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
-from waveidp.cli._app import app, console, err_console, print_json
+from waveidp.cli._app import app, console, err_console, print_json, shown
 
 audit_app = typer.Typer(
     help="The gateway's hash-chained audit log (WAVE_HOME/audit.db).", no_args_is_help=True
@@ -58,26 +59,15 @@ def verify(
         raise typer.Exit(1)
 
 
-def _fmt(row: dict[str, Any]) -> list[str]:
+def _fmt(row: dict[str, Any]) -> list[Text]:
+    """One row's cells; what clients chose (principal: a JWT's subject; model; endpoint) is shown
+    escaped, never as markup or terminal control sequences."""
     from datetime import datetime
 
-    def dash(v: Any) -> str:
-        return "-" if v is None else str(v)
-
     when = datetime.fromtimestamp(row["ts"]).astimezone().isoformat(timespec="seconds")
-    latency = "-" if row["latency_s"] is None else f"{row['latency_s'] * 1000:.1f}"
-    return [
-        str(row["id"]),
-        when,
-        row["principal"],
-        dash(row["endpoint"]),
-        dash(row["model"]),
-        dash(row["backend"]),
-        str(row["status"]),
-        dash(row["tokens_in"]),
-        dash(row["tokens_out"]),
-        latency,
-    ]
+    latency = None if row["latency_s"] is None else f"{row['latency_s'] * 1000:.1f}"
+    cells = (row["id"], when, row["principal"], row["endpoint"], row["model"], row["backend"], row["status"])
+    return [shown(v) for v in (*cells, row["tokens_in"], row["tokens_out"], latency)]
 
 
 @audit_app.command("tail")
@@ -115,11 +105,13 @@ def export(
     import orjson
 
     from waveidp.errors import InputError
+    from waveidp.paths import private_file
     from waveidp.security import audit
 
     if fmt != "jsonl":
         raise InputError(f"unknown export format '{fmt}'", fix="use --format jsonl")
-    out = output.open("wb") if output else sys.stdout.buffer
+    # rows name callers and, with --log-prompts, hold what they sent: private from the start
+    out = open(private_file(output), "wb") if output else sys.stdout.buffer  # noqa: SIM115
     try:
         count = 0
         for row in audit.rows(_table(db, database)):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from waveidp.cli._app import app, console, err_console, print_json
+from waveidp.cli._app import app, console, err_console, print_json, shown
 
 if TYPE_CHECKING:
     from waveidp.security.keys import ApiKey, IssuedKey, KeyStore
@@ -43,22 +43,9 @@ def _table(keys: list[ApiKey], title: str) -> None:
         t.add_column(col)
     for k in keys:
         d = k.to_dict()
-        t.add_row(
-            d["id"],
-            d["name"],
-            d["status"],
-            " ".join(d["models"]),
-            _dash(d["rpm"]),
-            _dash(d["tpm"]),
-            _dash(d["max_concurrent"]),
-            d["expires_at"] or "never",
-            d["created_at"],
-        )
+        cells = (d["id"], d["name"], d["status"], " ".join(d["models"]), d["rpm"], d["tpm"])
+        t.add_row(*map(shown, cells), shown(d["max_concurrent"]), d["expires_at"] or "never", d["created_at"])
     console.print(t)
-
-
-def _dash(v: Any) -> str:
-    return "-" if v is None else str(v)
 
 
 def _show_issued(issued: IssuedKey, as_json: bool, verb: str) -> None:
@@ -126,7 +113,7 @@ def revoke(
     if as_json:
         print_json(key.to_dict())
     else:
-        console.print(f"revoked key [bold]{key.name}[/] ({key.id})", highlight=False)
+        console.print("revoked key", shown(key.name), f"({key.id})", highlight=False)
 
 
 @keys_app.command("rotate")

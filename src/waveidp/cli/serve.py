@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from waveidp.cli._app import app, console, err_console
+from waveidp.cli._app import app, console, err_console, shown
 
 
 def _settings_help() -> str:
@@ -54,6 +54,11 @@ def serve(
     oidc_audience: str | None = typer.Option(None, help="audience (aud) the OIDC tokens must carry"),
     oidc_jwks_url: str | None = typer.Option(None, help="the issuer's JWKS URL"),
     log_prompts: bool = typer.Option(False, "--log-prompts", help="keep prompt text in the audit log"),
+    status_auth: bool = typer.Option(
+        False,
+        "--status-auth",
+        help="/metrics needs a key (WAVE_METRICS_KEY or an API key); /ready shows less",
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=64, help="gateway processes on the port (default 1)"
     ),
@@ -105,6 +110,7 @@ def serve(
         "oidc_audience": oidc_audience,
         "oidc_jwks_url": oidc_jwks_url,
         "log_prompts": True if log_prompts else None,
+        "status_auth": True if status_auth else None,
         "workers": workers,
         "cors_origins": cors_origin,
         "console": False if no_console else None,
@@ -135,7 +141,8 @@ def serve(
         )
     if cfg.policy is not None:
         routing = routing.with_policy(cfg.policy)
-    api_key, source = resolve_api_key()
+    # --no-auth: no key is needed, so none is made, checked or printed
+    api_key, source = resolve_api_key() if cfg.auth else (None, "--no-auth")
     check_bind(cfg.host, auth_enabled=cfg.auth)  # before the console's own check: the graver refusal
     admin_key, _ = resolve_admin_key(cfg)
     setup = GatewaySetup(
@@ -151,7 +158,7 @@ def serve(
     )
     base = f"{'https' if setup.tls else 'http'}://{cfg.host}:{cfg.port}"
     url = base + "/v1"
-    shown = "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
+    key_line = _key_line(api_key, source)
     console_url = ""
     if cfg.console:
         from waveidp.console import console_mount, console_options
@@ -169,9 +176,10 @@ def serve(
         if not gw.ready():
             say_not_routable(gw)
             return
-        models = ", ".join(gw.models()) or "(discovering)"
         console.print(
-            f"[bold green]gateway ready[/] {url}  models: {models}  API key: {shown}{console_url}",
+            f"[bold green]gateway ready[/] {url}  models:",
+            shown(", ".join(gw.models()) or "(discovering)"),  # names the upstreams chose
+            f" API key: {key_line}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
@@ -182,8 +190,10 @@ def serve(
         now = time.monotonic()
         why = "; ".join(b.status_line(now) for b in gw.backends) if gw is not None else "see /ready"
         console.print(
-            f"[bold yellow]gateway listening, no backend up yet[/] {url}  ({why})  "
-            f"requests wait with 503 until one is; API key: {shown}{console_url}",
+            f"[bold yellow]gateway listening, no backend up yet[/] {url}  (",
+            shown(why),  # upstream error texts
+            f")  requests wait with 503 until one is; API key: {key_line}{console_url}",
+            sep="",
             highlight=False,
             soft_wrap=True,
         )
@@ -193,7 +203,7 @@ def serve(
             say_not_routable(None)
             return
         console.print(
-            f"[bold green]gateway ready[/] {url}  {cfg.workers} workers  API key: {shown}{console_url}",
+            f"[bold green]gateway ready[/] {url}  {cfg.workers} workers  API key: {key_line}{console_url}",
             highlight=False,
             soft_wrap=True,
         )
@@ -203,6 +213,12 @@ def serve(
         serve_workers(setup, on_ready=workers_ready, log_level=cfg.log_level)
     else:
         serve_gateway(setup, on_ready=ready, log_level=cfg.log_level)
+
+
+def _key_line(api_key: str | None, source: str) -> str:
+    if api_key is None:
+        return "none needed (--no-auth)"
+    return "from WAVE_API_KEY" if source == "WAVE_API_KEY" else f"{api_key}  (stored in {source})"
 
 
 @app.command()
@@ -267,7 +283,7 @@ def up(
                 highlight=False,
                 soft_wrap=True,
             )
-        console.print(f"  models   {', '.join(info.models)}", highlight=False, soft_wrap=True)
+        console.print("  models  ", shown(", ".join(info.models)), highlight=False, soft_wrap=True)
         if count > 1:
             console.print(f"  workers  {count} gateway processes", highlight=False)
         console.print(f"  API key  {info.api_key}  ({info.key_source})", highlight=False, soft_wrap=True)

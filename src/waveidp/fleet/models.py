@@ -293,6 +293,55 @@ class GatewayConfig(_Strict):
     workers: int = Field(
         default=1, ge=1, le=64, description="gateway processes on the port (wave serve --workers)"
     )
+    max_json_containers: int = Field(
+        default=20_000,
+        ge=100,
+        le=10_000_000,
+        description="arrays and objects in one JSON body (400 json_too_complex): parsing costs per container",
+    )
+    # What one client may cost before the application runs (docs/security.md, Transport).
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, le=1024**2, description="request line and headers, in bytes (431)"
+    )
+    max_headers: int = Field(default=100, ge=8, le=10_000, description="headers in one request (431)")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="a request head must arrive within this (408)"
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="a request body must arrive within this (408)"
+    )
+    write_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="a client that reads none of its answer this long is cut off",
+    )
+    max_connections_per_client: int = Field(
+        default=256, ge=1, le=1_000_000, description="open connections from one address, per worker (429)"
+    )
+    uncapped_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="addresses or networks max_connections_per_client leaves alone (a local reverse proxy)",
+    )
+
+    @model_validator(mode="after")
+    def _networks(self) -> GatewayConfig:
+        import ipaddress
+
+        for i, v in enumerate(self.uncapped_addresses):
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError:
+                raise FieldError(
+                    f"'{v}' is not an IP address or network", ("uncapped_addresses", i)
+                ) from None
+        return self
+
+    status_auth: bool = Field(
+        default=False,
+        description="/metrics needs a key (WAVE_METRICS_KEY or any API key); /ready without one shows "
+        "only its status",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the gateway (CORS), e.g. http://localhost:3000; "

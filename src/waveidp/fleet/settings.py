@@ -29,6 +29,7 @@ OUTSIDE_THE_FILE = {
     "WAVE_HOME": "where keys.db, audit.db, the audit spool and logs live (default ~/.local/share/wave)",
     "WAVE_API_KEY": "the bootstrap API key (secret; else WAVE_HOME/gateway.key)",
     "WAVE_ADMIN_KEY": "the admin key of /admin/keys (secret; or admin_key_file / admin_key_vault)",
+    "WAVE_METRICS_KEY": "the key that reads /metrics and /ready with status_auth (secret; Prometheus')",
 }
 _SECRET_URLS = ("redis_url", "database_url")
 

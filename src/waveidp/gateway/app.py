@@ -34,6 +34,7 @@ from waveidp.gateway.request_info import ROUTES, Endpoint
 from waveidp.gateway.state import Gateway
 from waveidp.gateway.stored_responses import forward_stored
 from waveidp.protocols import anthropic
+from waveidp.security.secrets import redact_urls
 
 _JSON = "application/json"
 
@@ -99,66 +100,108 @@ def _refuse(err: ApiError, anthropic_client: bool) -> Response:
     return err.response(body=anthropic.error_body(err) if anthropic_client else None)
 
 
+def _refused(request: Request, err: ApiError, endpoint: str, anthropic_client: bool = False) -> Response:
+    """A refusal of a route other than the model POST routes, counted and audited like theirs."""
+    gw: Gateway = request.app.gateway
+    gw.refused(
+        err,
+        client=request.client.host if request.client else None,
+        endpoint=endpoint,
+        request_id=CURRENT.get(),
+    )
+    return _refuse(err, anthropic_client)
+
+
 def create_app(gw: Gateway) -> GatewayApp:
     async def models(request: Request) -> Response:
         shape = _anthropic(request)
         try:
-            await gw.guard.authenticate(request.headers)
+            principal = await gw.guard.authenticate(request.headers)
         except ApiError as err:
-            return _refuse(err, shape)
-        return Response(orjson.dumps(model_list(gw, shape)), media_type=_JSON)
+            return _refused(request, err, "models", shape)
+        return Response(orjson.dumps(model_list(gw, principal, shape)), media_type=_JSON)
 
     async def model(request: Request) -> Response:
         shape = _anthropic(request)
         try:
-            await gw.guard.authenticate(request.headers)
-            entry = one_model(gw, request.path_params["model"], shape)
+            principal = await gw.guard.authenticate(request.headers)
+            entry = one_model(gw, principal, request.path_params["model"], shape)
         except ApiError as err:
-            return _refuse(err, shape)
+            return _refused(request, err, "models", shape)
         return Response(orjson.dumps(entry), media_type=_JSON)
 
     async def stored(request: Request) -> Response:
         try:
             return await forward_stored(gw, request)
         except ApiError as err:
-            return err.response()
+            return _refused(request, err, "responses")
+
+    async def may_read_status(request: Request, endpoint: str) -> Response | bool:
+        """With gateway.status_auth: True for the status key or any valid credential, False
+        without one, the 401 for a wrong one. Without it: True."""
+        if not gw.config.status_auth:
+            return True
+        if "authorization" not in request.headers and "x-api-key" not in request.headers:
+            return False
+        try:
+            await gw.guard.authenticate_status(request.headers)
+        except ApiError as err:
+            return _refused(request, err, endpoint)
+        return True
 
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
 
     async def ready(request: Request) -> Response:
+        allowed = await may_read_status(request, "ready")
+        if isinstance(allowed, Response):
+            return allowed
         now = time.monotonic()
-        body = {
-            "status": "ready" if gw.ready() else "not ready",
-            "backends": {b.name: b.status_line(now) for b in gw.backends},
-            "models": gw.models(),
-        }
-        if gw.telemetry:
-            body["telemetry"] = {name: t.status_line() for name, t in gw.telemetry.items()}
+        body: dict[str, object] = {"status": "ready" if gw.ready() else "not ready"}
+        if allowed:  # without a key (gateway.status_auth), probes still read the status code
+            body["backends"] = {b.name: b.status_line(now) for b in gw.backends}
+            body["models"] = gw.models()
+            if gw.telemetry:
+                body["telemetry"] = {name: redact_urls(t.status_line()) for name, t in gw.telemetry.items()}
         return Response(orjson.dumps(body), 200 if gw.ready() else 503, media_type=_JSON)
 
     async def metrics(request: Request) -> Response:
+        allowed = await may_read_status(request, "metrics")
+        if isinstance(allowed, Response):
+            return allowed
+        if not allowed:
+            from waveidp.security.refusals import unauthorized
+
+            return _refused(
+                request,
+                unauthorized("/metrics needs a key here (gateway.status_auth)", "missing_api_key"),
+                "metrics",
+            )
         return Response(gw.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi(request: Request) -> Response:
         return Response(orjson.dumps(OPENAPI), media_type=_JSON)
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        return _refused(request, _unknown_route(request), "unknown")
+
+    def _unknown_route(request: Request) -> ApiError:
         return ApiError(
             404,
             f"no route {request.method} {request.url.path}; the gateway serves POST "
             + ", ".join(sorted(ROUTES))
             + ", GET /v1/models, /v1/models/{model}, /v1/responses/{id} (docs/gateway.md)",
             code="unknown_route",
-        ).response()
+        )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return ApiError(
+        not_allowed = ApiError(
             405,
             f"method {request.method} is not allowed on {request.url.path}",
             code="method_not_allowed",
             type="invalid_request_error",
-        ).response()
+        )
+        return _refused(request, not_allowed, "unknown")
 
     async def crashed(request: Request, exc: Exception) -> Response:
         return internal_error(exc).response()

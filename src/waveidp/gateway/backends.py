@@ -192,14 +192,19 @@ class BackendState:
         self.down_since = None
 
     def status_line(self, now: float) -> str:
+        """Its state for people (`/ready`, a 503's message): URLs without their credentials."""
+        from waveidp.security.secrets import redact_urls
+
         if self.residency is not None and not self.residency.loaded:
-            return f"{self.name} ({self.root}): {self.residency.describe(now)}"
+            return redact_urls(f"{self.name} ({self.root}): {self.residency.describe(now)}")
         if not self.probe_ok:
             since = time.strftime("%H:%M:%S", time.localtime(self.down_since)) if self.down_since else "?"
-            return f"{self.name} ({self.root}): down since {since}: {self.down_reason}"
-        if not self.breaker.allows(now):
-            return f"{self.name} ({self.root}): circuit open after {self.breaker.failures} failures"
-        return f"{self.name} ({self.root}): healthy"
+            line = f"{self.name} ({self.root}): down since {since}: {self.down_reason}"
+        elif not self.breaker.allows(now):
+            line = f"{self.name} ({self.root}): circuit open after {self.breaker.failures} failures"
+        else:
+            line = f"{self.name} ({self.root}): healthy"
+        return redact_urls(line)
 
     def queue_depth(self) -> float:
         """Requests ahead of a new one: the engine's own count or ours, whichever is larger."""

@@ -145,8 +145,8 @@ def security_options(
     cfg: GatewayConfig, bootstrap_key: str | None, admin_key: Secret | None = None
 ) -> SecurityOptions:
     """The security side of one gateway configuration (`waveidp.fleet.settings`): checked once
-    (Redis and PostgreSQL reachable); `admin_key` opens /admin and the console
-    (`waveidp.run.api_key.resolve_admin_key`)."""
+    (Redis and PostgreSQL reachable, the metrics key strong enough); `admin_key` opens /admin and
+    the console (`waveidp.run.api_key.resolve_admin_key`)."""
     from waveidp.security.gateway_security import check_redis
     from waveidp.security.jwt_auth import OidcConfig
     from waveidp.security.limits import RedisDown
@@ -157,6 +157,10 @@ def security_options(
         from waveidp.security.state import prepare
 
         prepare(cfg.database_url)  # reachable, and the tables exist before any worker opens them
+    from waveidp.security.secrets import check_strength, resolve
+
+    # WAVE_METRICS_KEY[_FILE|_VAULT]: the key Prometheus reads /metrics with (gateway.status_auth)
+    status_key = resolve("WAVE_METRICS_KEY", required=False) if cfg.auth else None
     oidc = None
     if cfg.oidc_issuer and cfg.oidc_audience and cfg.oidc_jwks_url:
         oidc = OidcConfig(jwks_url=cfg.oidc_jwks_url, issuer=cfg.oidc_issuer, audience=cfg.oidc_audience)
@@ -168,6 +172,7 @@ def security_options(
         audit=cfg.audit,
         log_prompts=cfg.log_prompts,
         admin_key=admin_key if cfg.auth else None,
+        status_key=check_strength(status_key) if status_key is not None else None,
         database_url=cfg.database_url,
         audit_spool_max_bytes=cfg.audit_spool_max_bytes,
         redis_down=RedisDown(cfg.redis_down_rpm, cfg.redis_down_tpm, cfg.redis_down_concurrency),

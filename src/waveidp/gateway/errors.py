@@ -10,6 +10,7 @@ import orjson
 from waveidp.errors import ApiError
 from waveidp.gateway.request_info import ANTHROPIC, Endpoint
 from waveidp.protocols import anthropic, responses
+from waveidp.security.audit import bounded_name
 
 
 def upstream_error(data: bytes, status: int) -> ApiError:
@@ -68,7 +69,8 @@ def model_not_found(model: str, available: list[str]) -> ApiError:
     """The 404 for a model no backend serves, listing the ones that are."""
     return ApiError(
         404,
-        f"model '{model}' is not served here; available models: {', '.join(available) or 'none'}",
+        f"model '{bounded_name(model)}' is not served here; available models: "
+        f"{', '.join(available) or 'none'}",
         code="model_not_found",
         param="model",
     )

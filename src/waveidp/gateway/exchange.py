@@ -1,7 +1,9 @@
 """One request's lifecycle through the gateway, in one type: `Exchange`.
 
-    admission  headers checked (431), key authenticated (401), body read (413) and parsed (400),
-               model scope and limits taken (`guard.admit`: 403, 429)
+    admission  key authenticated (401; the HTTP server has bounded the head: 431), the key's
+               limits taken (`guard.admit`: 429), body read (413), its JSON shape checked in the
+               bytes (400: `transport.check_json_shape`), parsed (400), the model's scope checked
+               (`guard.check_scope`: 403)
     routing    the model's policy ranks its routable backends (404, 503)
     attempts   down the ranking: each attempt takes a `Work` token from its backend (the in-flight
                bookkeeping routing reads) and makes one call (`upstream.read_answer`, or
@@ -48,7 +50,7 @@ from waveidp.gateway.request_info import (
 )
 from waveidp.gateway.routing import Ranked
 from waveidp.gateway.routing.headroom import deprioritise
-from waveidp.gateway.state import Gateway
+from waveidp.gateway.state import Gateway, model_label
 from waveidp.gateway.stream import StreamRelay, extract_usage, usage_tokens
 from waveidp.gateway.upstream import (
     RETRY_STATUSES,
@@ -62,9 +64,10 @@ from waveidp.gateway.upstream import (
     plan_call,
     read_answer,
 )
+from waveidp.security.audit import bounded_name
 from waveidp.security.guard import Admission
 from waveidp.security.principal import Principal
-from waveidp.security.transport import check_headers
+from waveidp.security.transport import check_json_shape
 
 log = logging.getLogger("waveidp.gateway")
 decisions_log = logging.getLogger("waveidp.gateway.routing")  # `--log-level debug`: one line a decision
@@ -124,11 +127,13 @@ def _too_large(size: int, limit: int, setting: str) -> ApiError:
     )
 
 
-def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
+def route(
+    gw: Gateway, info: RequestInfo, principal: Principal | None = None
+) -> tuple[Ranked, list[BackendState]]:
     """The policy's decision (its ranking of the routable backends serving the model and the
     route, which can explain itself) and the backends to try, in order. 404 for a model no
-    backend declares; 503 with Retry-After while the model is known, or may still be (backends
-    not yet asked for their models), but none is up."""
+    backend declares (listing those `principal` may use); 503 with Retry-After while the model is
+    known, or may still be (backends not yet asked for their models), but none is up."""
     serving = gw.serving(info.model)
     now = time.monotonic()
     if not serving:
@@ -142,7 +147,7 @@ def route(gw: Gateway, info: RequestInfo) -> tuple[Ranked, list[BackendState]]:
                 code="no_healthy_backend",
                 headers={"retry-after": "1"},
             )
-        raise model_not_found(info.model, gw.models())
+        raise model_not_found(info.model, gw.models(principal))
     if info.endpoint not in HOT and info.endpoint not in TRANSLATED:
         serving = _serving_route(serving, info)
     routable = [b for b in serving if b.routable(now)]
@@ -261,6 +266,7 @@ class Exchange:
     __slots__ = (
         "admission",
         "body_read",
+        "client",
         "ctype",
         "decision",
         "endpoint",
@@ -285,6 +291,7 @@ class Exchange:
         self.endpoint = endpoint
         self.receive = receive
         self.request_id = ""
+        self.client: str | None = None  # the client's address, for the refusals' audit budget
         self.ctype: str | None = None  # the body's content type, where it is not JSON (multipart)
         self.t0 = time.perf_counter()
         self.started = time.monotonic()
@@ -321,28 +328,29 @@ class Exchange:
         wrong is answered in OpenAI's error shape, and finished."""
         gw = self.gw
         try:
+            peer = scope.get("client")
+            self.client = peer[0] if peer else None
             headers = request_headers(scope["headers"])
             self.request_id = accept_request_id(headers.get("x-request-id"))
             CURRENT.set(self.request_id)
-            check_headers(scope["headers"], gw.input_limits)
-            self.principal = await gw.guard.authenticate(headers)
+            self.principal = principal = await gw.guard.authenticate(headers)
+            # The cheap checks first: the key's limits (429) before a byte of the body is read, so
+            # that a limited key pays for every request, also one refused below; its scope (403)
+            # once the body has named the model.
+            self.admission = await gw.guard.admit(
+                principal, None, endpoint=self.endpoint, request_id=self.request_id
+            )
             self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
             self.body_read = True
             if self.endpoint in MULTIPART:
                 self.ctype = headers.get("content-type")
-            self.info = info = parse_request(
-                self.endpoint,
-                self.raw,
-                headers.get("x-session-id"),
-                gw.input_limits.max_json_depth,
-                self.ctype,
-            )
+            else:
+                check_json_shape(self.raw, gw.input_limits)  # before parsing, which costs per container
+            self.info = info = parse_request(self.endpoint, self.raw, headers.get("x-session-id"), self.ctype)
             if not info.model:
-                info.model = gw.only_model()
-            self.admission = await gw.guard.admit(
-                self.principal, info.model, endpoint=self.endpoint, request_id=self.request_id
-            )
-            self.decision, attempts = route(gw, info)
+                info.model = gw.only_model(principal)
+            gw.guard.check_scope(self.admission, info.model)
+            self.decision, attempts = route(gw, info, self.principal)
             return await self._attempts(attempts)
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
@@ -536,11 +544,11 @@ class Exchange:
         refusal: ApiError | None = None,
     ) -> None:
         """Record the request once it is answered: metrics, and the guard's accounting (the admission
-        finished, or the refusal audited)."""
+        finished, or the refusal counted and audited by `Gateway.refused`)."""
         info = self.info
         record = RequestRecord(
             request_id=self.request_id,
-            model=info.model if info is not None else "",
+            model=bounded_name(info.model) if info is not None else "",  # a client's string
             endpoint=self.endpoint,
             backend=backend,
             status=status,
@@ -553,15 +561,30 @@ class Exchange:
             decision=self.decision,
         )
         m = self.gw.metrics
-        m.child(m.requests, record.model, backend or "", str(status)).inc()
-        if backend:
-            m.child(m.duration, record.model, backend).observe(record.duration_s)
-        if prompt_tokens:
-            m.child(m.tokens, record.model, "input").inc(prompt_tokens)
-        if completion_tokens:
-            m.child(m.tokens, record.model, "output").inc(completion_tokens)
+        label = model_label(self.gw, record.model, backend)
         if self.gw.recent is not None:
             self.gw.recent.add(record, self.principal.name if self.principal else "-", self.request_id)
+        if self.admission is None and refusal is not None:
+            try:
+                self.gw.refused(  # counted and audited where every refusal is
+                    refusal,
+                    client=self.client,
+                    principal=self.principal,
+                    endpoint=self.endpoint,
+                    model=record.model,
+                    request_id=self.request_id,
+                    started=self.started,
+                )
+            except Exception:  # accounting must not break an answer that is already on its way
+                log.exception("refusal accounting failed")
+            return
+        m.child(m.requests, label, backend or "", str(status)).inc()
+        if backend:
+            m.child(m.duration, label, backend).observe(record.duration_s)
+        if prompt_tokens:
+            m.child(m.tokens, label, "input").inc(prompt_tokens)
+        if completion_tokens:
+            m.child(m.tokens, label, "output").inc(completion_tokens)
         guard = self.gw.guard
         try:
             if self.admission is not None:
@@ -571,15 +594,6 @@ class Exchange:
                     backend=backend,
                     tokens_in=prompt_tokens,
                     tokens_out=completion_tokens,
-                )
-            elif refusal is not None:
-                guard.refused(
-                    refusal,
-                    principal=self.principal,
-                    endpoint=self.endpoint,
-                    model=record.model or None,
-                    request_id=self.request_id,
-                    started=self.started,
                 )
         except Exception:  # accounting must not break an answer that is already on its way
             log.exception("guard accounting failed")

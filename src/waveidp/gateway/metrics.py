@@ -17,6 +17,9 @@ from prometheus_client.registry import Collector
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# The `model` label of requests for a model no backend serves (404, or a 403 for such a name): the
+# client chose the string, and one label per string would grow /metrics without bound.
+UNKNOWN_MODEL = "(unknown)"
 DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -115,6 +118,13 @@ class GatewayMetrics:
             "wave_upstream_resends",
             "Requests resent at once on a fresh connection after a pooled one proved stale (not failures)",
             ["backend"],
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "wave_connections_closed",
+            "Connections the gateway closed before or instead of an answer: header_timeout, "
+            "body_timeout, write_timeout, too_many_connections (one client address)",
+            ["reason"],
             registry=r,
         )
         self.stream_errors = Counter(

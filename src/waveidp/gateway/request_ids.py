@@ -57,6 +57,23 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SafeText(logging.Filter):
+    """Makes a log record's text safe to read: what clients and engines chose (a path, an error
+    message) with its control characters and line breaks escaped, so it cannot forge a log line or
+    drive a terminal, and the credentials of any URL in it hidden (a health probe's error may quote
+    an upstream URL with its password)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from waveidp.escaping import printable
+        from waveidp.security.secrets import redact_urls
+
+        record.msg, record.args = redact_urls(printable(record.getMessage())), None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact_urls(printable(text, keep_newlines=True))
+        return True
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
@@ -66,3 +83,4 @@ def log_with_request_ids(level: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())
+            handler.addFilter(SafeText())

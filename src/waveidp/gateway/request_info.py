@@ -19,7 +19,6 @@ import orjson
 
 from waveidp.errors import ApiError
 from waveidp.protocols.routes import ApiRoute
-from waveidp.security.transport import json_depth_exceeds
 
 Endpoint = Literal["chat", "completions", "embeddings", ApiRoute]
 
@@ -83,9 +82,9 @@ def parse_request(
     endpoint: Endpoint,
     raw: bytes,
     session: str | None = None,
-    max_depth: int = 32,
     content_type: str | None = None,
 ) -> RequestInfo:
+    """What routing needs from a body whose shape `transport.check_json_shape` has let through."""
     if endpoint in MULTIPART:
         return _parse_form(endpoint, raw, content_type)
     try:
@@ -94,9 +93,6 @@ def parse_request(
         raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_type")
-    # Counting brackets runs at C speed; only a body with enough of them can nest too deep.
-    if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth_exceeds(body, max_depth):
-        raise ApiError(400, f"JSON nested deeper than {max_depth} levels", code="json_too_deep")
     if endpoint not in HOT:
         return _parse_other(endpoint, body, raw, session)
     model = body.get("model")

@@ -12,16 +12,20 @@ import gc
 import signal
 import socket
 from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
 
 import uvicorn
-from starlette.applications import Starlette
 
-from waveidp.errors import WaveError
+from waveidp.errors import ApiError, WaveError
+from waveidp.gateway.http_protocol import ConnectionLimits, guarded_protocol
 from waveidp.gateway.request_ids import log_with_request_ids
+
+if TYPE_CHECKING:
+    from waveidp.gateway.app import GatewayApp
 
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, *, log_level: str = "warning", tls: dict[str, str] | None = None
+    app: GatewayApp, host: str, port: int, *, log_level: str = "warning", tls: dict[str, str] | None = None
 ) -> uvicorn.Config:
     """`tls`: uvicorn's ssl_certfile/ssl_keyfile, from `waveidp.security.transport.tls_settings`."""
     return uvicorn.Config(
@@ -29,7 +33,8 @@ def uvicorn_config(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_http(app),
+        ws="none",
         access_log=False,
         log_level=log_level,
         lifespan="on",
@@ -40,6 +45,39 @@ def uvicorn_config(
         proxy_headers=False,
         **(tls or {}),  # type: ignore[arg-type]
     )
+
+
+def guarded_http(app: GatewayApp) -> type[asyncio.Protocol]:
+    """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it
+    answers is counted and audited as a request, a connection it closes is counted by reason."""
+    gw = app.gateway
+    same = ("max_header_bytes", "max_headers", "header_timeout_s", "body_timeout_s", "write_timeout_s")
+    limits = ConnectionLimits(
+        **{name: getattr(gw.config, name) for name in same},
+        max_connections_per_client=gw.config.max_connections_per_client,
+        uncapped=tuple(gw.config.uncapped_addresses),
+    )
+    too_large = ApiError(431, "request headers too large", code="request_header_fields_too_large")
+
+    def on_refused(kind: str, what: str | int, address: str) -> None:
+        if kind == "request":
+            gw.refused(too_large, client=address)
+        else:
+            m = gw.metrics
+            m.child(m.connections_closed, str(what)).inc()
+
+    return guarded_protocol(limits, on_refused)
+
+
+def raise_open_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit (often 1024 soft against
+    500k hard), so that a few hundred idle connections cannot starve the rest."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
 
 
 class GatewayServer(uvicorn.Server):
@@ -69,7 +107,7 @@ def tune_gc() -> None:
 
 
 async def serve_until_stopped(
-    app: Starlette,
+    app: GatewayApp,
     host: str,
     port: int,
     *,
@@ -83,6 +121,7 @@ async def serve_until_stopped(
     `sock`: an already listening socket (a `--workers` worker's) instead of binding host:port."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
+    raise_open_file_limit()
     server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level, tls=tls))
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     stopped = asyncio.create_task(stop.wait())
@@ -104,7 +143,7 @@ async def serve_until_stopped(
 
 
 def run(
-    app: Starlette,
+    app: GatewayApp,
     host: str,
     port: int,
     *,

@@ -12,7 +12,7 @@ from yarl import URL
 
 from waveidp.fleet.models import GatewayConfig, RoutingConfig
 from waveidp.gateway.backends import BackendState
-from waveidp.gateway.metrics import GatewayMetrics
+from waveidp.gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from waveidp.gateway.recent import RecentRequests
 from waveidp.gateway.routing import Policy, make_policy
 from waveidp.gateway.telemetry import NodeTelemetry, TelemetryMetrics
@@ -20,7 +20,9 @@ from waveidp.observe.samples import NodeSample
 from waveidp.security.transport import InputLimits
 
 if TYPE_CHECKING:
+    from waveidp.errors import ApiError
     from waveidp.security.guard import Guard
+    from waveidp.security.principal import Principal
 
 # Every upstream request's headers, set once on the session (aiohttp merges per-request headers
 # into them one by one). accept-encoding identity: answers are passed on as they come, and the
@@ -31,6 +33,14 @@ UPSTREAM_HEADERS = {
     "accept-encoding": "identity",
     "user-agent": "wave-gateway",
 }
+
+
+def model_label(gw: Gateway, model: str, backend: str | None) -> str:
+    """The `model` label of a request's metrics: a model some backend serves (or answered for), ""
+    before one was read, else `UNKNOWN_MODEL`: a client's string never becomes a label of its own."""
+    if not model or backend is not None or gw.serving(model):
+        return model
+    return UNKNOWN_MODEL
 
 
 class Gateway:
@@ -51,8 +61,11 @@ class Gateway:
         self.body_limit_setting = body_limit_setting
         self.routing = routing or RoutingConfig()
         self.guard = guard
-        # header count/size and JSON nesting checked on every model request (431, 400)
-        self.input_limits = InputLimits(max_body_bytes=self.config.max_body_bytes)
+        # body size and JSON shape, checked on every model request (413, 400)
+        self.input_limits = InputLimits(
+            max_body_bytes=self.config.max_body_bytes,
+            max_json_containers=self.config.max_json_containers,
+        )
         self.metrics = GatewayMetrics()
         self.recent: RecentRequests | None = None  # the console's view of the last requests, when mounted
         guard.observer = self.metrics
@@ -96,8 +109,37 @@ class Gateway:
             self.reindex()
             self.metrics.forget_backend(b.name)
 
-    def models(self) -> list[str]:
-        return sorted(self._by_model)
+    def refused(
+        self,
+        err: ApiError,
+        *,
+        client: str | None,
+        endpoint: str | None = None,
+        principal: Principal | None = None,
+        model: str = "",
+        request_id: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Count and audit a request refused without an admission, whichever layer refused it (the
+        HTTP server, a GET route, a model route's `Exchange`): the one place that does both."""
+        m = self.metrics
+        m.child(m.requests, model_label(self, model, None), "", str(err.status)).inc()
+        self.guard.refused(
+            err,
+            principal=principal,
+            endpoint=endpoint,
+            model=model or None,
+            request_id=request_id,
+            started=started,
+            client=client,
+        )
+
+    def models(self, visible_to: Principal | None = None) -> list[str]:
+        """The models served; with `visible_to`, only those it may use (what its 404s and
+        `/v1/models` show: a key learns nothing of models outside its scope)."""
+        if visible_to is None:
+            return sorted(self._by_model)
+        return sorted(m for m in self._by_model if visible_to.may_use(m))
 
     def serving(self, model: str) -> list[BackendState]:
         return self._by_model.get(model, [])
@@ -107,15 +149,18 @@ class Gateway:
         theirs."""
         return [b for b in self.backends if b.discover_models and not b.discovered]
 
-    def only_model(self) -> str:
-        """The model of a request that names none (tokenize, detokenize): the one model served."""
+    def only_model(self, visible_to: Principal | None = None) -> str:
+        """The model of a request that names none (tokenize, detokenize): the one model served.
+        Otherwise 400, naming those `visible_to` may use."""
         models = self.models()
         if len(models) != 1:
             from waveidp.errors import ApiError
 
+            shown = self.models(visible_to) if models else []
             raise ApiError(
                 400,
-                "'model' is required: this gateway serves " + (", ".join(models) or "no model yet"),
+                "'model' is required: this gateway serves "
+                + (", ".join(shown) or ("no model you may use" if models else "no model yet")),
                 code="missing_field",
                 param="model",
             )

@@ -9,7 +9,14 @@ from waveidp.fleet.models import Fleet
 from waveidp.render._data import containers
 from waveidp.render._engines import EngineUnit, key_env, models_dir
 from waveidp.render._exporter import compose_exporter
-from waveidp.render._gateway import CONFIG_PATH, HOME, backend_key_envs, gateway_settings, serve_command
+from waveidp.render._gateway import (
+    CONFIG_PATH,
+    HOME,
+    backend_key_envs,
+    gateway_settings,
+    serve_command,
+    status_key_envs,
+)
 from waveidp.render._layout import NodeLayout
 
 RESTART = "unless-stopped"
@@ -73,6 +80,7 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
         return body
     if sid == "prometheus":
         keys = [key_env(b) for _, b in fleet.backends() if b.engine in ("vllm", "llamacpp", "triton")]
+        keys += status_key_envs(fleet)
         # Prometheus reads bearer tokens only from files: copy the config next to a keys/ folder
         # written from the environment at start, so no secret lands in a rendered file.
         script = "mkdir -p /prometheus/config/keys && cp /etc/prometheus/*.yml /prometheus/config/"
@@ -102,7 +110,10 @@ def _infra(sid: str, lay: NodeLayout, fleet: Fleet, gateway_local: bool) -> dict
 def _gateway(lay: NodeLayout, fleet: Fleet) -> dict[str, Any]:
     port = fleet.gateway.port
     bind = "127.0.0.1:" if lay.runs("nginx") else ""
-    env = {name: "${" + name + "}" for name in [*backend_key_envs(fleet), "WAVE_ADMIN_KEY"]}
+    env = {
+        name: "${" + name + "}"
+        for name in [*backend_key_envs(fleet), "WAVE_ADMIN_KEY", *status_key_envs(fleet)]
+    }
     redis = "redis://:${REDIS_PASSWORD}@redis:6379/0" if lay.runs("redis") else None
     # one gateway service on one node: keys and the audit log stay in SQLite in its volume
     env.update(gateway_settings(redis_url=redis, database_url=None))

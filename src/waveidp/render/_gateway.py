@@ -37,12 +37,29 @@ def backend_key_envs(fleet: Fleet) -> list[str]:
     return [key_env(b) for _, b in fleet.backends() if b.engine in RENDERED_ENGINES or b.api_key_env]
 
 
-def gateway_config(fleet: Fleet) -> str:
-    """The fleet file as the gateway reads it, with the key variables of rendered engines filled in."""
+# Where a gateway container sees the NGINX of its own node come from: Docker's bridge networks
+# (the published port is bound to 127.0.0.1 then, so nothing else reaches it from there).
+DOCKER_BRIDGES = "172.16.0.0/12"
+
+
+def gateway_config(fleet: Fleet, *, behind_local_proxy: bool = False) -> str:
+    """The fleet file as the gateway reads it, with the key variables of rendered engines filled in;
+    `behind_local_proxy` (NGINX on the gateway's node): Docker's bridges uncapped, since every client
+    then arrives from there and NGINX caps each one (`limit_conn`)."""
     data = fleet.model_dump(mode="json")
+    if behind_local_proxy and DOCKER_BRIDGES not in data["gateway"]["uncapped_addresses"]:
+        data["gateway"]["uncapped_addresses"].append(DOCKER_BRIDGES)
     for node in data["nodes"]:
         for b in node["backends"]:
             if b["engine"] in RENDERED_ENGINES and not b.get("api_key_env"):
                 b["api_key_env"] = key_env(Backend.model_validate(b))
     head = "# The Wave gateway's configuration: the fleet file, written by `wave render`.\n"
     return head + dump(Fleet.model_validate(data))
+
+
+# The key Prometheus reads the gateway's /metrics with when the fleet sets gateway.status_auth.
+STATUS_KEY_ENV = "WAVE_METRICS_KEY"
+
+
+def status_key_envs(fleet: Fleet) -> list[str]:
+    return [STATUS_KEY_ENV] if fleet.gateway.status_auth else []

@@ -19,6 +19,7 @@ from waveidp.render._gateway import (
     gateway_config,
     gateway_settings,
     serve_command,
+    status_key_envs,
 )
 from waveidp.render._layout import NodeLayout
 from waveidp.render._observe import alert_rules
@@ -140,7 +141,7 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit]) -> list[dict[str, Any]]:
     }
     # the passwords first: Kubernetes expands $(NAME) only from variables defined before
     env = [_secret_env(name, name) for name in backend_key_envs(fleet)]
-    env += [_secret_env(name, name) for name in SHARED_KEYS]
+    env += [_secret_env(name, name) for name in [*SHARED_KEYS, *status_key_envs(fleet)]]
     settings = gateway_settings(
         redis_url=f"redis://:$(REDIS_PASSWORD)@redis.{NAMESPACE}.svc:6379/0",
         database_url=f"postgresql://wave:$(POSTGRES_PASSWORD)@postgres.{NAMESPACE}.svc:5432/wave",
@@ -239,7 +240,7 @@ def _redis() -> list[dict[str, Any]]:
     ]
 
 
-def _monitors(engines: list[EngineUnit]) -> list[dict[str, Any]]:
+def _monitors(engines: list[EngineUnit], status_keys: list[str]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for u in engines:
         endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "15s"}
@@ -263,11 +264,18 @@ def _monitors(engines: list[EngineUnit]) -> list[dict[str, Any]]:
             "metadata": _meta("wave-gateway", "gateway"),
             "spec": {
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "wave-gateway"}},
-                "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+                "podMetricsEndpoints": [_gateway_endpoint(status_keys)],
             },
         }
     )
     return docs
+
+
+def _gateway_endpoint(status_keys: list[str]) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "15s"}
+    for name in status_keys:  # gateway.status_auth: /metrics needs the key
+        endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": SECRET, "key": name}}
+    return endpoint
 
 
 def _docs(docs: list[dict[str, Any]]) -> str:
@@ -291,7 +299,7 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         "k8s/12-postgres.yaml": _docs(_postgres()),
         "k8s/30-monitoring.yaml": _docs(
             [
-                *_monitors(engines),
+                *_monitors(engines, status_key_envs(fleet)),
                 {
                     "apiVersion": "monitoring.coreos.com/v1",
                     "kind": "PrometheusRule",
@@ -307,6 +315,7 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         {u.key_env for u in engines}
         | set(SHARED_KEYS)
         | {b.api_key_env for _, b in fleet.backends() if b.api_key_env}
+        | set(status_key_envs(fleet))
     )
     files["k8s/wave-secrets.env.example"] = (
         "# Keys of the Secret `wave-secrets` the manifests use. Fill in a copy (never commit it), then:\n"

@@ -13,6 +13,7 @@ from waveidp.observe.samples import SLOWDOWN_REASONS
 from waveidp.plan import Plan
 from waveidp.render._data import dashboards, defaults
 from waveidp.render._engines import RENDERED_ENGINES, key_env
+from waveidp.render._gateway import STATUS_KEY_ENV
 
 DATASOURCE_UID = "wave-prometheus"
 LOKI_UID = "wave-loki"
@@ -31,12 +32,13 @@ def prometheus_config(fleet: Fleet, plan: Plan, node: str) -> dict[str, Any]:
     if gw:
         gw_node = fleet.node(gw[0])
         target = _target(gw_node.address, fleet.gateway.port, gw[0] == node, "wave-gateway")
-        jobs.append(
-            {
-                "job_name": "wave-gateway",
-                "static_configs": [{"targets": [target], "labels": {"node": gw_node.name}}],
-            }
-        )
+        gateway_job: dict[str, Any] = {
+            "job_name": "wave-gateway",
+            "static_configs": [{"targets": [target], "labels": {"node": gw_node.name}}],
+        }
+        if fleet.gateway.status_auth:  # /metrics needs a key: the one the compose file writes to keys/
+            gateway_job["authorization"] = {"type": "Bearer", "credentials_file": f"keys/{STATUS_KEY_ENV}"}
+        jobs.append(gateway_job)
     for n, b in fleet.backends():
         if b.engine not in RENDERED_ENGINES and b.engine not in ("nim", "trtllm"):
             continue

@@ -119,6 +119,7 @@ def _node_files(
             upstream=upstream,
             server_name=server_name,
             max_body_bytes=g.max_body_bytes,
+            max_connections_per_client=g.max_connections_per_client,
             connect_timeout_s=int(g.connect_timeout_s),
             total_timeout_s=int(g.total_timeout_s),
         )
@@ -131,7 +132,7 @@ def _node_files(
         for key in ("fleet", "engines", "gateway"):
             files[f"{root}/grafana/dashboards/{key}.json"] = dashboard_json(key)
     if lay.runs("wave-gateway"):
-        files[f"{root}/wave/wave.yaml"] = gateway_config(fleet)
+        files[f"{root}/wave/wave.yaml"] = gateway_config(fleet, behind_local_proxy=lay.runs("nginx"))
     if lay.runs("wave-gateway") or lay.runs("wave-exporter"):
         port = fleet.gateway.port if lay.runs("wave-gateway") else exporter_port()
         files[f"{root}/wave/Dockerfile"] = template("gateway.Dockerfile.j2", node=root, port=port)

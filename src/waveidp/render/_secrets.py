@@ -9,6 +9,7 @@ from typing import Literal
 
 from waveidp.fleet.models import Fleet
 from waveidp.render._engines import RENDERED_ENGINES, key_env
+from waveidp.render._gateway import STATUS_KEY_ENV
 from waveidp.render._layout import NodeLayout
 
 Kind = Literal["generated", "user"]
@@ -28,6 +29,8 @@ def node_secrets(fleet: Fleet, lay: NodeLayout) -> dict[str, tuple[Kind, str]]:
                 out[b.api_key_env] = ("user", f"API key of external backend {b.name} (set it yourself)")
     if lay.runs("wave-gateway"):
         out["WAVE_ADMIN_KEY"] = ("generated", "admin key of the gateway's /admin API and web console")
+    if fleet.gateway.status_auth and (lay.runs("wave-gateway") or lay.runs("prometheus")):
+        out[STATUS_KEY_ENV] = ("generated", "key Prometheus reads the gateway's /metrics with (status_auth)")
     if lay.runs("grafana"):
         out["GRAFANA_ADMIN_PASSWORD"] = ("generated", "Grafana admin password (user: admin)")
     if lay.runs("redis"):

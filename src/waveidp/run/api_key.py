@@ -6,6 +6,8 @@
   Vault path the configuration names), else on a loopback bind `WAVE_HOME/admin.key`, so that
   `wave deploy` and the console on the same machine work out of the box, with a key only the user
   who runs the gateway can read.
+
+A key given or kept must pass `check_strength` (32 characters or more, of 10 kinds or more).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from waveidp.fleet.models import GatewayConfig
-from waveidp.paths import wave_home
-from waveidp.security.secrets import Secret, resolve
+from waveidp.paths import private_file, wave_home, write_private
+from waveidp.security.secrets import Secret, check_strength, resolve
 
 KEY_FILE = "gateway.key"
 ADMIN_KEY_FILE = "admin.key"
@@ -35,15 +37,12 @@ def _kept(path: Path, prefix: str, *, create: bool) -> str | None:
     if path.exists():
         key = path.read_text().strip()
         if key:
+            private_file(path)  # one an older version left readable
             return key
     if not create:
         return None
     key = prefix + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, key + "\n")  # 0600 from its creation
     return key
 
 
@@ -51,10 +50,11 @@ def resolve_api_key() -> tuple[str, str]:
     """(key, where it came from)."""
     env = os.environ.get("WAVE_API_KEY")
     if env:
-        return env, "WAVE_API_KEY"
+        return check_strength(Secret(env, name="WAVE_API_KEY")).reveal(), "WAVE_API_KEY"
     path = key_path()
     key = _kept(path, "wave-", create=True)
     assert key is not None
+    return check_strength(Secret(key, name=f"the key in {path}")).reveal(), str(path)
     return key, str(path)
 
 
@@ -76,7 +76,7 @@ def resolve_admin_key(
     given = resolve("WAVE_ADMIN_KEY", env=sources, required=False)
     if given is not None:
         where = cfg.admin_key_file or (cfg.admin_key_vault and f"vault:{cfg.admin_key_vault}")
-        return given, where or "WAVE_ADMIN_KEY"
+        return check_strength(given), where or "WAVE_ADMIN_KEY"
     if not is_loopback(cfg.host):
         return None, None
     key = _kept(admin_key_path(), "wave-admin-", create=True)

@@ -7,22 +7,36 @@
 
 The admin key comes from `WAVE_ADMIN_KEY`, `WAVE_ADMIN_KEY_FILE` or `WAVE_ADMIN_KEY_VAULT`
 (see `waveidp.security.secrets`). Without one the admin API answers 403 to everyone.
+
+In the gateway, `admin_app` puts `AdminGate` in front of the routes: it checks the admin key
+before FastAPI reads a byte of the body, bounds the body, rate-limits each client address, and
+writes one audit row per admin request, refused or not.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from waveidp.errors import ApiError, InputError, NotFoundError
+from waveidp.security.audit import AuditEntry
 from waveidp.security.guard import bearer_token
 from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
+from waveidp.security.limits import AddressBuckets
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
 from waveidp.security.state import StoreUnavailable
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from waveidp.security.audit import AuditLog
 
 
 class KeyCreate(BaseModel):
@@ -112,3 +126,152 @@ def admin_router(store: KeyStore, admin_key: Secret | None, *, prefix: str = "/a
         return guarded(lambda: store.revoke(name_or_id).to_dict())
 
     return router
+
+
+# --- the gate in front of the routes --------------------------------------------------------------
+
+ADMIN_RPM = 60  # admin requests a minute from one client address
+FAILURE_COST = 6  # a refused admin key costs this many: 10 wrong keys a minute
+MAX_ADMIN_BODY = 64 * 1024  # a key's JSON is a few hundred bytes
+_TARGET_CHARS = 64
+
+
+class AdminGate:
+    """ASGI in front of the admin routes: per-address rate limit, the admin key before the body,
+    a bounded body, and one audit row per request (principal `admin` or `-`; endpoint the action,
+    e.g. `admin:rotate-key alice`; the answer's status): every refused one, and every one of the key
+    routes (the other routers, such as the deployments API, audit their own actions)."""
+
+    def __init__(self, app: ASGIApp, admin_key: Secret | None, audit: AuditLog | None = None) -> None:
+        self.app = app
+        self.admin_key = admin_key
+        self.audit = audit
+        self.buckets = AddressBuckets(ADMIN_RPM)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        client = scope.get("client")
+        address = client[0] if client else "?"
+        action = _action(scope)
+        bucket = self.buckets.get(address, started)
+        status = [0]
+        authorized = False
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if bucket.refill(started) < 1:
+                retry = math.ceil((1 - bucket.level) * 60 / ADMIN_RPM)
+                refusal = ApiError(
+                    429,
+                    f"too many admin requests from {address}: at most {ADMIN_RPM} a minute, "
+                    f"a refused admin key counting {FAILURE_COST}",
+                    code="admin_rate_limited",
+                    headers={"Retry-After": str(max(1, retry))},
+                )
+                await refusal.response()(scope, receive, sending)
+                return
+            from starlette.datastructures import Headers
+
+            headers = Headers(scope=scope)
+            try:
+                check_admin(self.admin_key, headers)
+            except ApiError as refusal:
+                await refusal.response()(scope, receive, sending)
+                return
+            authorized = True
+            body = await _read_bounded(headers.get("content-length"), receive)
+            if body is None:
+                too_large = ApiError(
+                    413, f"admin request body over {MAX_ADMIN_BODY} bytes", code="body_too_large"
+                )
+                await too_large.response()(scope, receive, sending)
+                return
+            await self.app(scope, _replay(body, receive), sending)
+        finally:
+            bucket.level -= 1 if authorized else FAILURE_COST
+            # the other routers (deployments) audit what they change themselves: one row each
+            own = action != "admin:unknown" or not authorized or status[0] == 413
+            if self.audit is not None and own:
+                self.audit.record(
+                    AuditEntry(
+                        principal="admin" if authorized else "-",
+                        status=status[0] or 499,
+                        ts=time.time(),
+                        endpoint=action,
+                        latency_s=time.monotonic() - started,
+                    )
+                )
+
+
+def admin_app(
+    store: KeyStore, admin_key: Secret | None, audit: AuditLog | None = None, routers: Sequence[Any] = ()
+) -> AdminGate:
+    """The `/admin` app the gateway mounts: the key routes and `routers` (FastAPI, OpenAI error
+    shapes) behind the gate."""
+    from fastapi import FastAPI
+
+    from waveidp.security.refusals import install_handlers
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    install_handlers(app)
+    app.include_router(admin_router(store, admin_key, prefix=""))
+    for router in routers:
+        app.include_router(router)
+    return AdminGate(app, admin_key, audit)
+
+
+def _action(scope: Scope) -> str:
+    """What an admin request asks, for the audit log: `admin:rotate-key alice` (target bounded)."""
+    path = scope["path"].removeprefix(scope.get("root_path", "")).removeprefix("/admin")
+    parts = [p for p in path.split("/") if p]
+    method = scope["method"]
+    if parts == ["keys"]:
+        verb = {"GET": "list-keys", "POST": "create-key"}.get(method)
+        if verb:
+            return f"admin:{verb}"
+    if len(parts) >= 2 and parts[0] == "keys":
+        target = parts[1] if len(parts[1]) <= _TARGET_CHARS else parts[1][:_TARGET_CHARS] + "..."
+        if method == "DELETE" and len(parts) == 2:
+            return f"admin:revoke-key {target}"
+        if method == "POST" and parts[2:] == ["rotate"]:
+            return f"admin:rotate-key {target}"
+    return "admin:unknown"
+
+
+async def _read_bounded(length: str | None, receive: Receive) -> bytes | None:
+    """The whole body, or None once it is over MAX_ADMIN_BODY (declared or counted)."""
+    if length is not None and (not length.isdigit() or int(length) > MAX_ADMIN_BODY):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client left; the route sees an empty body
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_ADMIN_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the routes: the body already read, then whatever the connection says next."""
+    sent = [False]
+
+    async def replay() -> Message:
+        if not sent[0]:
+            sent[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -85,6 +85,16 @@ class AuditEntry:
     prompt: str | None = None
 
 
+MAX_NAME_CHARS = 256
+
+
+def bounded_name(name: str) -> str:
+    """`name` within `MAX_NAME_CHARS` (a client's model name): whole, or its start and its length."""
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    return f"{name[: MAX_NAME_CHARS - 32]}...({len(name)} chars)"
+
+
 def default_path() -> Path:
     from waveidp.paths import wave_home
 
@@ -155,10 +165,13 @@ class AuditLog:
         return self.spool.dropped
 
     def record(self, entry: AuditEntry) -> None:
-        """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`."""
+        """Queue one entry (never blocks); prompt text is dropped unless `log_prompts`; a model name
+        longer than `MAX_NAME_CHARS` (a client's string) is cut, saying how long it was."""
         if (entry.prompt is not None and not self.log_prompts) or not entry.ts:
             prompt = entry.prompt if self.log_prompts else None
             entry = replace(entry, prompt=prompt, ts=entry.ts or time.time())
+        if entry.model is not None and len(entry.model) > MAX_NAME_CHARS:
+            entry = replace(entry, model=bounded_name(entry.model))
         self._queue.put(entry)
 
     def flush(self, timeout: float = 10.0) -> bool:

@@ -26,8 +26,8 @@ from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
 from waveidp.security.guard import Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
-from waveidp.security.limits import RedisDown, make_limiter, redacted_url
-from waveidp.security.secrets import Secret
+from waveidp.security.limits import RedisDown, make_limiter
+from waveidp.security.secrets import Secret, redact_urls
 from waveidp.security.state import audit_table, key_table
 from waveidp.security.transport import check_bind
 
@@ -46,6 +46,7 @@ class SecurityOptions:
     audit_db: Path | None = None
     log_prompts: bool = False
     admin_key: Secret | None = None
+    status_key: Secret | None = None  # WAVE_METRICS_KEY: /metrics and /ready with gateway.status_auth
     database_url: str | None = None  # PostgreSQL for keys and the audit log; None: SQLite in WAVE_HOME
     audit_spool_max_bytes: int = DEFAULT_MAX_BYTES
     redis_down: RedisDown = field(default_factory=RedisDown)  # what each limit does while Redis is down
@@ -94,7 +95,12 @@ def build_security(
         keys.table.watch()
     verifier = JwtVerifier(options.oidc) if options.auth and options.oidc else None
     bootstrap = options.bootstrap_key if options.auth else None
-    authenticator = Authenticator(keys=keys, jwt=verifier, default_key=bootstrap)
+    authenticator = Authenticator(
+        keys=keys,
+        jwt=verifier,
+        default_key=bootstrap,
+        status_key=options.status_key if options.auth else None,
+    )
     unshared = workers if workers > 1 and not options.redis_url else 0
     if unshared and keys is not None:
         refuse_unshared_limits(keys, workers)
@@ -109,20 +115,13 @@ def build_security(
     )
     limiter = make_limiter(options.redis_url, options.redis_down)
     guard = Guard(authenticator, limiter, audit, unshared_workers=unshared)
-    admin_app = None
+    admin = None
     if keys is not None:
-        from fastapi import FastAPI
+        from waveidp.security.admin_api import admin_app
 
-        from waveidp.security.admin_api import admin_router
-        from waveidp.security.refusals import install_handlers
-
-        admin_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-        install_handlers(admin_app)
-        admin_app.include_router(admin_router(keys, options.admin_key, prefix=""))
-        for router in admin_routers:
-            admin_app.include_router(router)
+        admin = admin_app(keys, options.admin_key, audit, routers=admin_routers)
     audit_where = (options.database_url or options.audit_db or default_path()) if options.audit else None
-    return GatewaySecurity(guard, keys, admin_app, options.admin_key, audit_where)
+    return GatewaySecurity(guard, keys, admin, options.admin_key, audit_where)
 
 
 def refuse_unshared_limits(keys: KeyStore, workers: int) -> None:
@@ -161,6 +160,6 @@ def check_redis(url: str) -> None:
         client.close()
     except (redis.RedisError, ValueError) as exc:
         raise ConfigError(
-            f"cannot reach Redis at --redis {redacted_url(url)}: {type(exc).__name__}",
+            f"cannot reach Redis at --redis {redact_urls(url)}: {type(exc).__name__}",
             fix="check the URL, e.g. redis://127.0.0.1:6379/0",
         ) from None

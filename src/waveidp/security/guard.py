@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from waveidp.errors import ApiError
-from waveidp.security.audit import AuditEntry, AuditLog
+from waveidp.security.audit import AuditEntry, AuditLog, bounded_name
 from waveidp.security.jwt_auth import JwtVerifier
 from waveidp.security.keys import PREFIX, KeyStore
-from waveidp.security.limits import Decision, Limiter, MemoryLimiter
+from waveidp.security.limits import AddressBuckets, Decision, Limiter, MemoryLimiter
 from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
+
+# Audit rows for refused requests from one client address a minute (a burst of as many), per worker.
+REFUSED_ROWS_PER_MINUTE = 600
 
 
 class GuardObserver(Protocol):
@@ -37,6 +40,8 @@ class GuardObserver(Protocol):
 
 # The bootstrap key `wave up` prints (WAVE_API_KEY or WAVE_HOME/gateway.key): every model, no limits.
 DEFAULT_PRINCIPAL = Principal(kind="key", name="default", bucket="key:default")
+# WAVE_METRICS_KEY: reads /metrics and /ready (with gateway.status_auth), uses no model.
+STATUS_PRINCIPAL = Principal(kind="key", name="metrics", bucket="key:metrics", models=())
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -55,11 +60,16 @@ class Authenticator:
     """API keys and/or OIDC tokens; with neither configured, everyone is `ANONYMOUS`."""
 
     def __init__(
-        self, keys: KeyStore | None = None, jwt: JwtVerifier | None = None, default_key: Secret | None = None
+        self,
+        keys: KeyStore | None = None,
+        jwt: JwtVerifier | None = None,
+        default_key: Secret | None = None,
+        status_key: Secret | None = None,
     ) -> None:
         self.keys = keys
         self.jwt = jwt
         self.default_key = default_key
+        self.status_key = status_key
 
     @property
     def enabled(self) -> bool:
@@ -79,6 +89,15 @@ class Authenticator:
             return await self.jwt.verify(token)
         raise unauthorized("invalid API key")
 
+    async def authenticate_status(self, headers: Mapping[str, str]) -> Principal:
+        """Who reads `/metrics` or `/ready` where they need a key: the status key
+        (`WAVE_METRICS_KEY`, for Prometheus), or any credential a model request would take."""
+        if self.status_key is not None:
+            token = bearer_token(headers)
+            if token is not None and self.status_key.matches(token):
+                return STATUS_PRINCIPAL
+        return await self.authenticate(headers)
+
 
 @dataclass
 class Admission:
@@ -94,6 +113,11 @@ class Admission:
         return self.decision.headers()
 
 
+def _check_scope(principal: Principal, model: str) -> None:
+    if not principal.may_use(model):
+        raise forbidden(f"'{principal.name}' may not use model '{bounded_name(model)}'", param="model")
+
+
 class Guard:
     def __init__(
         self,
@@ -102,6 +126,7 @@ class Guard:
         audit: AuditLog | None = None,
         *,
         unshared_workers: int = 0,
+        refused_rows_per_minute: int = REFUSED_ROWS_PER_MINUTE,
     ) -> None:
         """`unshared_workers`: the gateway runs this many processes (> 1) whose in-memory limits
         are not shared (no Redis); a key with limits is then refused rather than counted per worker."""
@@ -109,10 +134,16 @@ class Guard:
         self.limiter: Limiter = limiter or MemoryLimiter()
         self.audit = audit
         self.unshared_workers = unshared_workers
+        # audit rows of refused requests, per client address (and worker): see `refused`
+        self.refusal_rows = AddressBuckets(refused_rows_per_minute)
+        self.left_out: dict[str, int] = {}
         self.observer: GuardObserver | None = None  # the gateway's metrics count what it reports
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return await self.authenticator.authenticate(headers)
+
+    async def authenticate_status(self, headers: Mapping[str, str]) -> Principal:
+        return await self.authenticator.authenticate_status(headers)
 
     async def admit(
         self,
@@ -133,8 +164,8 @@ class Guard:
                 code="audit_unavailable",
                 headers={"Retry-After": "5"},
             )
-        if model is not None and not principal.may_use(model):
-            raise forbidden(f"'{principal.name}' may not use model '{model}'", param="model")
+        if model is not None:
+            _check_scope(principal, model)
         if principal.limits.unlimited:  # the bootstrap key, and keys made without limits
             decision = Decision(True, principal.limits)
             return Admission(principal, model, endpoint, decision, started, request_id)
@@ -181,6 +212,13 @@ class Guard:
             )
         return Admission(principal, model, endpoint, decision, started, request_id)
 
+    def check_scope(self, admission: Admission, model: str) -> None:
+        """The model scope (403) of an admission taken before its body was read (`admit` with no
+        model: the limits come first, so that a limited key pays for every request it sends, read or
+        refused); the model is recorded with it."""
+        admission.model = model
+        _check_scope(admission.principal, model)
+
     async def finish(
         self,
         admission: Admission,
@@ -221,20 +259,44 @@ class Guard:
         model: str | None = None,
         request_id: str | None = None,
         started: float | None = None,
+        client: str | None = None,
     ) -> None:
-        """Audit a request turned away without an admission."""
-        if self.audit is not None:
-            self.audit.record(
-                AuditEntry(
-                    principal=principal.name if principal else "-",
-                    status=refusal.status,
-                    ts=time.time(),
-                    request_id=request_id,
-                    endpoint=endpoint,
-                    model=model,
-                    latency_s=None if started is None else time.monotonic() - started,
+        """Audit a request turned away without an admission. With the `client` address, within
+        that address's budget of `refused_rows_per_minute` rows: beyond it a refusal adds no row
+        (a flood of 401s would otherwise grow the database by its rate), and the address's next
+        row is preceded by one saying how many were left out (endpoint `refusals-not-audited:N`)."""
+        if self.audit is None:
+            return
+        if client is not None:
+            now = time.monotonic()
+            budget = self.refusal_rows.get(client, now)
+            if budget.refill(now) < 1:
+                self.left_out[client] = self.left_out.get(client, 0) + 1
+                if len(self.left_out) > self.refusal_rows.max_addresses:
+                    self.left_out.clear()  # counts kept for at most as many addresses as buckets
+                return
+            budget.level -= 1
+            skipped = self.left_out.pop(client, 0)
+            if skipped:
+                self.audit.record(
+                    AuditEntry(
+                        principal="-",
+                        status=refusal.status,
+                        ts=time.time(),
+                        endpoint=f"refusals-not-audited:{skipped} from {client}",
+                    )
                 )
+        self.audit.record(
+            AuditEntry(
+                principal=principal.name if principal else "-",
+                status=refusal.status,
+                ts=time.time(),
+                request_id=request_id,
+                endpoint=endpoint,
+                model=model,
+                latency_s=None if started is None else time.monotonic() - started,
             )
+        )
 
     async def close(self) -> None:
         """Close the connections of the event loop (Redis, the JWKS client, PostgreSQL's async pool)

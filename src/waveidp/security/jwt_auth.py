@@ -60,11 +60,33 @@ def claims_to_principal(claims: dict[str, Any], config: OidcConfig) -> Principal
     )
 
 
+# The algorithms each kind of JWK can verify (RFC 7518); HMAC ("oct") keys verify none here.
+_EC_CURVE_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "ES256K"}
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+
+
+def key_algorithms(jwk: dict[str, Any]) -> frozenset[str]:
+    """What a JWK can verify: its `alg` when it names one, else every algorithm of its type."""
+    named = jwk.get("alg")
+    if isinstance(named, str):
+        return frozenset({named})
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return _RSA_ALGORITHMS
+    if kty == "EC":
+        curve = _EC_CURVE_ALGORITHMS.get(str(jwk.get("crv")))
+        return frozenset({curve}) if curve else frozenset()
+    if kty == "OKP":
+        return frozenset({"EdDSA"})
+    return frozenset()
+
+
 class JwtVerifier:
     def __init__(self, config: OidcConfig, *, http: Any = None) -> None:
         self.config = config
         self._http = http
         self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._fits: dict[str | None, frozenset[str]] = {}  # kid -> the algorithms its key verifies
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
 
@@ -80,7 +102,9 @@ class JwtVerifier:
         try:
             r = await client.get(self.config.jwks_url)
             r.raise_for_status()
-            keyset = jwt.PyJWKSet.from_dict(r.json())
+            document = r.json()
+            keyset = jwt.PyJWKSet.from_dict(document)
+            fits = {k.get("kid"): key_algorithms(k) for k in document["keys"] if isinstance(k, dict)}
         except Exception as exc:  # network, HTTP status, JSON, unusable keys: the IdP is unusable now
             raise ApiError(
                 503,
@@ -89,6 +113,7 @@ class JwtVerifier:
                 code="jwks_unavailable",
             ) from None
         self._keys = {k.key_id: k for k in keyset.keys}
+        self._fits = {kid: fits.get(kid, frozenset()) for kid in self._keys}
         self._fetched_at = time.monotonic()
 
     async def _key(self, kid: str | None) -> jwt.PyJWK:
@@ -121,6 +146,13 @@ class JwtVerifier:
                 "bearer token uses a signature algorithm that is not allowed", code="invalid_token"
             )
         key = await self._key(header.get("kid"))
+        alg = header["alg"]
+        if alg not in self._fits.get(key.key_id, frozenset()):
+            raise unauthorized(
+                f"bearer token says algorithm {alg}, which its signing key ({key.key_type} key "
+                f"'{key.key_id}') cannot verify",
+                code="invalid_token",
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -143,7 +175,8 @@ class JwtVerifier:
             ) from None
         except jwt.MissingRequiredClaimError as exc:
             raise unauthorized(f"bearer token lacks the '{exc.claim}' claim", code="invalid_token") from None
-        except jwt.InvalidTokenError:
+        except (jwt.PyJWTError, TypeError, ValueError):
+            # PyJWT raises TypeError/ValueError for a key it cannot use with the token's algorithm
             raise unauthorized("bearer token signature or claims are invalid", code="invalid_token") from None
         return dict(claims)
 

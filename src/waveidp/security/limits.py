@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from waveidp.security.secrets import redact_urls
+
 log = logging.getLogger("waveidp.security.limits")
 
 Reason = Literal["requests", "tokens", "concurrency", "unavailable"]
@@ -174,6 +176,25 @@ class Bucket:
         self.level = min(float(self.capacity), self.level + max(0.0, now - self.stamp) * self.capacity / 60.0)
         self.stamp = now
         return self.level
+
+
+class AddressBuckets:
+    """A `Bucket` of `per_minute` per client address, for budgets kept in this process (the admin
+    gate's requests, the audit rows of refused requests). At most `max_addresses` are kept:
+    beyond that, the full (idle) ones are dropped."""
+
+    def __init__(self, per_minute: int, max_addresses: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self.max_addresses = max_addresses
+        self.buckets: dict[str, Bucket] = {}
+
+    def get(self, address: str, now: float) -> Bucket:
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            if len(self.buckets) >= self.max_addresses:
+                self.buckets = {a: b for a, b in self.buckets.items() if b.refill(now) < b.capacity}
+            bucket = self.buckets[address] = Bucket(self.per_minute, float(self.per_minute), now)
+        return bucket
 
 
 @dataclass
@@ -331,7 +352,7 @@ class RedisLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self.down = down or RedisDown()
-        self._where = redacted_url(url)
+        self._where = redact_urls(url)
         self._retry_at = 0.0
         self.available = True
 
@@ -404,13 +425,3 @@ class RedisLimiter:
 
 def make_limiter(redis_url: str | None, down: RedisDown | None = None) -> Limiter:
     return RedisLimiter(redis_url, down=down) if redis_url else MemoryLimiter()
-
-
-def redacted_url(url: str) -> str:
-    """The URL without its password (redis://:secret@host -> redis://:***@host)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url

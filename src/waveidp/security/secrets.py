@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,50 @@ def resolve(
     if required:
         raise ConfigError(f"secret {name} is not configured", fix=f"set {name}, {name}_FILE or {name}_VAULT")
     return None
+
+
+_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s@?#]*)@")
+_SECRET_QUERY = re.compile(
+    r"([?&][^=&#\s]*(?:key|token|secret|password|passwd|auth|sig)[^=&#\s]*=)[^&#\s]*", re.IGNORECASE
+)
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the credentials of every URL in it hidden: the password of `user:pass@` (or a
+    whole `token@`) and the values of query parameters named like keys, tokens or passwords."""
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user}:***@" if sep else f"{m.group(1)}***@"
+
+    return _SECRET_QUERY.sub(r"\1***", _URL_USERINFO.sub(userinfo, text))
+
+
+# The least a secret that opens the gateway must have. Random keys pass by far (`wave keys create`,
+# the generated gateway.key, `openssl rand -hex 32`: 64 characters of 16 kinds); what fails is
+# what a person types: "admin", "changeme", "x", a character repeated.
+MIN_SECRET_CHARS = 32
+MIN_SECRET_DISTINCT = 10
+
+
+def check_strength(secret: Secret) -> Secret:
+    """`secret` if it is long and varied enough to open the gateway over a network, else a
+    `ConfigError` naming the secret and the rule (never the value)."""
+    value = secret.reveal()
+    fix = "generate one: openssl rand -hex 32"
+    if len(value) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{secret.name} is too short to be a secret: {len(value)} characters, "
+            f"at least {MIN_SECRET_CHARS} are needed",
+            fix=fix,
+        )
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        raise ConfigError(
+            f"{secret.name} is too predictable: {len(set(value))} different characters, "
+            f"at least {MIN_SECRET_DISTINCT} are needed",
+            fix=fix,
+        )
+    return secret
 
 
 def resolve_backend_key(

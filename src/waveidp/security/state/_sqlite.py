@@ -69,11 +69,12 @@ _INSERT_AUDIT = (
 
 
 def _open(path: Path, schema: str, timeout: float) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+    from waveidp.paths import private_file
+
+    # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
+    db = sqlite3.connect(private_file(path), check_same_thread=False, isolation_level=None, timeout=timeout)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(schema)
-    path.chmod(0o600)
     return db
 
 
