@@ -80,6 +80,9 @@ def console_options(
             file=sys.stderr,
         )
         return None
+    from waveidp.console.sessions import prepare_sessions
+
+    prepare_sessions()  # here, in the process that starts the workers
     oidc = None
     if cfg.oidc_client_id:
         if not cfg.oidc_issuer:

@@ -75,15 +75,18 @@ class SessionStore:
             from waveidp.paths import wave_home
 
             path = wave_home() / "console.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from waveidp.paths import private_file
+
         self.path = path
         self.idle_s = idle_s
         self.absolute_s = absolute_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        # 0600 before SQLite opens it: its -wal and -shm files are created with the database's mode
+        self._db = sqlite3.connect(
+            private_file(path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
 
     def create(self, subject: str, method: str, role: Role, access_token: str | None = None) -> str:
         """A new session; returns its id (the cookie value), which is stored only as a hash."""
@@ -161,3 +164,10 @@ class SessionStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def prepare_sessions(path: Path | None = None) -> None:
+    """Create the sessions database and switch it to WAL once, before several gateway workers open
+    it at the same moment (switching a new file to WAL takes a lock that a second opener cannot
+    wait for: `database is locked` in one worker)."""
+    SessionStore(path).close()
