@@ -55,7 +55,6 @@ def resolve_api_key() -> tuple[str, str]:
     key = _kept(path, "wave-", create=True)
     assert key is not None
     return check_strength(Secret(key, name=f"the key in {path}")).reveal(), str(path)
-    return key, str(path)
 
 
 def resolve_admin_key(
