@@ -139,6 +139,7 @@ def test_fleet_file_slo_is_read_and_bad_values_name_file_and_line(tmp_path: Path
         assert message in str(err.value)
 
 
+@pytest.mark.serial  # the router learns real step times
 def test_through_the_gateway_a_burst_beyond_the_fast_backends_slo_overflows(
     fake_upstream, gateway, tmp_path: Path
 ) -> None:
