@@ -111,7 +111,8 @@ class QuickCalibration:
         return out
 
     def factors(self) -> dict[str, float]:
-        return {name: float(getattr(self.fitted, name)) for name in self.names}
+        """The fitted factors to 4 significant digits (the tests' own spread is percents)."""
+        return {name: float(f"{getattr(self.fitted, name):.4g}") for name in self.names}
 
 
 def quick_calibration(
