@@ -8,8 +8,11 @@ What the quick tests measure and which factor each pins down:
 - `tg128` of a larger model (Gemma 3 270M, or the user's model): the share of the memory bandwidth
   decode reaches (`decode_bandwidth`);
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
-  (`prefill_compute`) and the per-layer cost of a prompt token that small matmuls hit
-  (`prefill_layer_token_s`).
+  (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that
+  small matmuls hit (`prefill_layer_token_s`). A prior that has it measured it on llama-server,
+  whose per-request host work llama-bench does not do: on the H100, fitting it to llama-bench moved
+  the served TTFT error of 23 held-out points from 11% to 18%, keeping it gave 9%
+  (benchmarks/results/gpu/calibrate/).
 
 A `pp` test is predicted as the prompt-only batch of llama-server's scheduler model
 (`PerfModel.prefill_batch_seconds`), a `tg` test as a decode step without llama-server's per-slot
@@ -81,7 +84,15 @@ def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: 
             f"{on_cpu[0].row.gpu_layers}, backends {on_cpu[0].row.backends or 'unknown'})",
             where=on_cpu[0].row.command,
         )
-    return quick_calibration(hw, tests, prior, FITTED, predict_tokens_per_s, method)
+    return quick_calibration(hw, tests, prior, fitted_names(prior), predict_tokens_per_s, method)
+
+
+def fitted_names(prior: Efficiency) -> dict[str, tuple[float, float]]:
+    """The GPU factors llama-bench can pin down for sizing llama-server, with their bounds: the prompt
+    floor per layer and token only where `prior` has none."""
+    return {
+        n: b for n, b in FITTED.items() if n != "prefill_layer_token_s" or not prior.prefill_layer_token_s
+    }
 
 
 def fit(hw: Hardware, tests: Sequence[Measured], prior: Efficiency) -> Efficiency:

@@ -51,8 +51,10 @@ def fit_factors(
     errors_of: Callable[[Efficiency], Sequence[float]],
 ) -> Efficiency:
     """`prior` with the factors named in `bounds` moved so `errors_of` (predicted/measured - 1 per
-    test) is smallest; a factor the prior leaves unset starts from its lower bound's side of 1."""
-    start = {name: _clip(_start(prior, name), lo, hi) for name, (lo, hi) in bounds.items()}
+    test) is smallest; a factor the prior has at 0 starts mid-way (geometrically) between its bounds."""
+    start = {
+        name: _clip(_start(prior, name) or math.sqrt(lo * hi), lo, hi) for name, (lo, hi) in bounds.items()
+    }
 
     def at(x: Sequence[float]) -> Efficiency:
         values = {
