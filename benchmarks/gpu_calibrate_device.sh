@@ -82,6 +82,10 @@ if [ "$rc" != 0 ]; then  # the same calibration with the three files named (no p
 fi
 wave size -m llama-3.1-8b -q q4_k_m --fleet "$OUT/wave.yaml" --device h100/gpu0 --json >"$OUT/size-8b.json" 2>&1
 echo "rc=$? $(el) size"
+# the same command again, into another file: how far two calibrations minutes apart differ
+wave calibrate --quick --device gpu0 -m "$M/llama-3.2-3b-q5_k_m.gguf" --fleet "$W/repeat.yaml" --name h100 \
+  >"$W/repeat.txt" 2>&1 && grep -E "median error|fitted" "$W/repeat.txt" && cp "$W/repeat.yaml" "$OUT/wave-repeat.yaml"
+echo "$(el) repeat"
 
 # held out: llama-bench tests the calibration did not run (other prompt and generation lengths, the 3B
 # in other formats), same build, same flags
