@@ -77,9 +77,11 @@ def test_h100_rows_are_fitted_stored_with_the_gpu_and_used_by_size(tmp_path: Pat
     before, after = (json.loads(wave(*args, f).stdout) for f in (plain, path))
     assert after["efficiency"]["source"].startswith("calibrated on its node")
     assert after["efficiency"]["prefill_compute"] == cal.factors["prefill_compute"]
-    ratio = after["performance"]["itl_ms"] / before["performance"]["itl_ms"]
-    share = efficiency_of(hw, "llamacpp").decode_bandwidth / cal.factors["decode_bandwidth"]
-    assert ratio == pytest.approx(share, rel=0.1)  # decode of a 3B is bandwidth-bound
+    # the H100 reached less of its tensor peak on these prompts than the shipped entry assumed
+    prior = efficiency_of(hw, "llamacpp")
+    assert cal.factors["prefill_compute"] < 0.95 * prior.prefill_compute
+    assert after["performance"]["prefill_tokens_per_s"] < 0.97 * before["performance"]["prefill_tokens_per_s"]
+    assert after["performance"]["ttft_ms"] > before["performance"]["ttft_ms"]
 
 
 def test_rows_that_ran_on_the_cpu_are_not_a_gpu_calibration() -> None:
@@ -117,3 +119,21 @@ def test_asking_for_a_gpu_this_node_lacks_exits_2_before_measuring(tmp_path: Pat
     assert not target.exists()
     r = wave("calibrate", "--device", "gpu0", tmp_path / "results.json")
     assert r.returncode == 2 and "--device is only used with --quick" in r.stderr
+
+
+def test_router_prior_uses_the_gpus_calibration() -> None:
+    from waveidp.fleet import Backend, ServedModel
+    from waveidp.gateway.build import backend_from_fleet
+
+    node, measured, _ = _h100()
+    served = ServedModel(name="llama-3b", model="llama-3.2-3b", quant="q5_k_m")
+    backend = Backend(
+        name="b", engine="llamacpp", url="http://127.0.0.1:9", models=[served], devices=["gpu0"]
+    )
+    plain = node.model_copy(update={"backends": [backend]})
+
+    def ttft_s(n: Node) -> float:
+        (p,) = backend_from_fleet(n, backend).predictions.values()
+        return p.ttft_s(2048)
+
+    assert ttft_s(with_calibration(plain, "gpu0", measured)) > 1.05 * ttft_s(plain)  # 17% less of the peak
