@@ -10,9 +10,9 @@ What the quick tests measure and which factor each pins down:
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
   (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that
   small matmuls hit (`prefill_layer_token_s`). A prior that has it measured it on llama-server,
-  whose per-request host work llama-bench does not do: on the H100, fitting it to llama-bench moved
-  the served TTFT error of 23 held-out points from 11% to 18%, keeping it gave 9%
-  (benchmarks/results/gpu/calibrate/).
+  whose per-request host work llama-bench does not do: on the H100's quick tests, fitting it too
+  gave a served TTFT error of 17% on 23 held-out points, keeping it 9% (the entry: 11%;
+  benchmarks/results/gpu/calibrate/check.json).
 
 A `pp` test is predicted as the prompt-only batch of llama-server's scheduler model
 (`PerfModel.prefill_batch_seconds`), a `tg` test as a decode step without llama-server's per-slot
