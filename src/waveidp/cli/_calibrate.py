@@ -112,7 +112,7 @@ def calibrate_node(
 ) -> Node:
     """`node` with the llama.cpp calibration of its CPU and GPUs (or of `devices`) measured now."""
     from waveidp.bench.gpu_calibration import QUICK_GEN as GPU_GEN
-    from waveidp.bench.gpu_calibration import QUICK_PROMPTS, calibrate_gpu
+    from waveidp.bench.gpu_calibration import QUICK_PROMPTS, GpuCalibrationError, calibrate_gpu
     from waveidp.bench.llama_bench import tests_in
     from waveidp.bench.node_calibration import QUICK_GEN, QUICK_PROMPT, calibrate_cpu, quick_threads
     from waveidp.engines.local_files import llama_tool
@@ -149,10 +149,18 @@ def calibrate_node(
                     hw, paths, threads=cpu_threads, binary=binary, reps=reps, on_row=advance
                 )
             else:
-                result = calibrate_gpu(
-                    hw, paths, binary=binary, index=_gpu_index(node, device), name=device.name, reps=reps,
-                    on_row=advance,
-                )  # fmt: skip
+                try:
+                    result = calibrate_gpu(
+                        hw, paths, binary=binary, index=_gpu_index(node, device), name=device.name, reps=reps,
+                        on_row=advance,
+                    )  # fmt: skip
+                except GpuCalibrationError as exc:
+                    if devices:
+                        raise
+                    alone = "or `--device cpu` to calibrate the CPU alone"
+                    raise GpuCalibrationError(
+                        exc.what, where=exc.where, fix=f"{exc.fix}; {alone}" if exc.fix else alone
+                    ) from None
             results.append((device, result))
     for device, result in results:
         _print(device, result)
