@@ -18,7 +18,7 @@ from waveidp import catalog, fleet
 from waveidp.bench import gpu_calibration
 from waveidp.bench.llama_bench import BenchRow
 from waveidp.bench.quick_fit import Measured
-from waveidp.cli._calibrate import devices_to_calibrate, stored, with_calibration
+from waveidp.cli._calibrate import devices_to_calibrate, gpu_index, stored, with_calibration
 from waveidp.fleet import Calibration, Device, Node, device_hardware
 from waveidp.sizing import efficiency_of
 
@@ -110,6 +110,11 @@ def test_which_devices_are_calibrated() -> None:
     assert [d.id for d in devices_to_calibrate(node, ["gpu0"])] == ["gpu0"]
     cpu_only = Node(name="n", address="local", devices=[cpu])
     assert [d.id for d in devices_to_calibrate(cpu_only, None)] == ["cpu"]
+    # llama-bench is pointed at a GPU by NVML's index, as `wave render` numbers them
+    two = Device(id="gpu0", hardware="h100-sxm", count=2)
+    other = Device(id="gpu1", hardware="rtx-5070-ti")
+    mixed = Node(name="n", address="local", devices=[cpu, two, other])
+    assert [gpu_index(mixed, d) for d in (two, other)] == [0, 2]
 
 
 def test_asking_for_a_gpu_this_node_lacks_exits_2_before_measuring(tmp_path: Path) -> None:

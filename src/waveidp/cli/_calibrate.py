@@ -91,7 +91,7 @@ def devices_to_calibrate(node: Node, wanted: list[str] | None) -> list[Device]:
     return [*gpus, *cpu]
 
 
-def _gpu_index(node: Node, device: Device) -> int:
+def gpu_index(node: Node, device: Device) -> int:
     """NVML's index of `device`'s first GPU (the numbering `wave render` hands engines)."""
     from waveidp.fleet._gpus import gpu_indices
     from waveidp.fleet.models import Backend
@@ -151,7 +151,7 @@ def calibrate_node(
             else:
                 try:
                     result = calibrate_gpu(
-                        hw, paths, binary=binary, index=_gpu_index(node, device), name=device.name, reps=reps,
+                        hw, paths, binary=binary, index=gpu_index(node, device), name=device.name, reps=reps,
                         on_row=advance,
                     )  # fmt: skip
                 except GpuCalibrationError as exc:
