@@ -397,6 +397,7 @@ class Exchange:
                 sent = time.perf_counter()
                 try:
                     resp, data = await call(gw, b, endpoint, body, self.request_id, self.ctype)
+                    arrived = time.perf_counter()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     b.end(work)
                     failures.append(failure(b, exc))
@@ -407,7 +408,17 @@ class Exchange:
                 status = resp.status
                 if stream and status == 200:
                     self.relay = StreamRelay(
-                        gw.config, b, work, resp, data, sent, injected, info.endpoint, endpoint, translation
+                        gw.config,
+                        b,
+                        work,
+                        resp,
+                        data,
+                        sent,
+                        injected,
+                        info.endpoint,
+                        endpoint,
+                        translation,
+                        arrived,
                     )
                     return self._relay  # `work` ends, and the watcher stops, when the stream does
                 b.end(work)

@@ -12,7 +12,8 @@ there and the load this request adds), then:
    least-outstanding, and as forecasts firm up it acts on them.
 3. Exploration (`exploration.Explorer`) may give this request to an uncertain backend instead.
 4. Affinity keeps a session on its backend while that one is in the same tier and close to the
-   best (prefix caches).
+   best (prefix caches): behind it by at most a quarter, and by no more than the prefill a cache
+   hit could save there (a queue or a slower decode is not made good by a cached prefix).
 
 `Ranked.trace()` explains the decision (docs/routing.md); the gateway logs it at debug level.
 """
@@ -31,7 +32,9 @@ from waveidp.gateway.routing.forecast import Forecast, forecast
 from waveidp.gateway.routing.tiers import Tier, assess, slo_tier
 from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
 
-AFFINITY_SLACK = 1.25  # keep the affine backend while it is within 25% (+50 ms) of the best
+# Keep the affine backend while it is within 25 % (+50 ms) of the best, and never further behind
+# than its prefill there: a prefix-cache hit saves at most that, not time queued or decoding.
+AFFINITY_SLACK = 1.25
 AFFINITY_SLACK_S = 0.05
 TIE_Z = 0.5
 
@@ -95,10 +98,8 @@ class PredictedLatency:
             sticky = preferred(candidates, info.affinity)
             if sticky is not ranked[0] and sticky.adapter.prefix_cache:
                 best, mine = forecasts[id(ranked[0])], forecasts[id(sticky)]
-                if (
-                    tiers[id(sticky)] == tiers[id(ranked[0])]
-                    and mine.total_s <= best.total_s * AFFINITY_SLACK + AFFINITY_SLACK_S
-                ):
+                slack = min(best.total_s * (AFFINITY_SLACK - 1), mine.prefill_s) + AFFINITY_SLACK_S
+                if tiers[id(sticky)] == tiers[id(ranked[0])] and mine.total_s <= best.total_s + slack:
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
                     reason = "affinity"
@@ -195,5 +196,5 @@ def _detail(
     if ranked.reason == "uncertain-tie":
         return f"{tier}forecasts within their uncertainty of the best; fewest outstanding ({depths[id(w)]:g})"
     if ranked.reason == "affinity":
-        return f"{tier}the session's backend, within {AFFINITY_SLACK - 1:.0%} of the best forecast"
+        return f"{tier}the session's backend, behind the best forecast by less than its prefill"
     return f"{tier}least forecast total {f.total_s:.3f}s"
