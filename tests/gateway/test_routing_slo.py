@@ -204,3 +204,34 @@ def test_through_the_gateway_a_burst_beyond_the_fast_backends_slo_overflows(
         else:  # most on the fast one, its queue's tail overflows (all 16 there: last done at 2.4 s)
             assert 8 <= len(on_fast) <= 13 and max(on_fast) > slo_ttft, on_fast
         gw.proc.terminate()
+
+
+def test_a_request_no_backend_would_start_in_time_goes_elsewhere_or_is_refused() -> None:
+    """`shed_after_s`: a backend forecast to start the request later than that goes behind the
+    others; with none left (or, with an SLO, only saturated ones), the request is refused."""
+    fast, slow = backend("gpu", 0.03, 0.011, 2), backend("edge", 0.06, 0.08, 2)
+    load(fast, 6)  # ~3.2 s to its first token, ~3.9 s in all; slow idle: ~5.2 s in all
+    unbounded = make_policy("predicted-latency", affinity=False)
+    assert unbounded.rank([fast, slow], req(), time.monotonic())[0] is fast  # least total time
+    bounded = make_policy("predicted-latency", affinity=False, shed_after_s=2.0)
+    ranked = bounded.rank([fast, slow], req(), time.monotonic())
+    assert names(ranked) == ["edge", "gpu"] and ranked.reason == "wait-bound" and ranked.shed_s is None
+    load(slow, 4)  # its queue is past the bound too
+    ranked = bounded.rank([fast, slow], req(), time.monotonic())
+    assert ranked.reason == "shed" and ranked.shed_s is not None
+    assert ranked.shed_s == pytest.approx(forecast(fast, req()).ttft_s - 2.0, rel=0.05)  # until it drains
+    assert "every forecast first token is past 2s" in ranked.trace().detail  # type: ignore[union-attr]
+    # With the SLO: the GPU is saturated; the edge and the CPU can never meet it. The excess goes to
+    # the edge while its queue is within the bound, and is refused once only the GPU is: sent there,
+    # it would push requests that meet the SLO over it. Unbounded, it piles onto the edge.
+    gpu, edge, cpu = fleet_of_three()
+    load(gpu, 24)
+    load(cpu, 8)  # ~20 s before it starts a 9th
+    slo = make_policy("predicted-latency", affinity=False, slo=STRICT, shed_after_s=5.0)
+    assert slo.rank([cpu, gpu, edge], req(), time.monotonic())[0] is edge
+    load(edge, 12)
+    ranked = slo.rank([cpu, gpu, edge], req(), time.monotonic())
+    assert ranked.reason == "shed" and ranked.shed_s is not None, ranked.trace()
+    assert "saturated" in ranked.trace().detail  # type: ignore[union-attr]
+    piled = make_policy("predicted-latency", affinity=False, slo=STRICT).rank([cpu, gpu, edge], req(), 0.0)
+    assert piled[0] in (edge, cpu) and piled.shed_s is None

@@ -251,6 +251,13 @@ class ModelRouting(_Strict):
     slo: Slo | None = Field(
         default=None, description="predicted-latency prefers backends predicted to meet it"
     )
+    shed_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="predicted-latency refuses (503 overloaded, Retry-After) a request forecast to wait"
+        " longer for its first token on every backend (default: the gateway's first_token_timeout_s)",
+    )
 
 
 class RoutingConfig(_Strict):

@@ -10,7 +10,7 @@ trace. `RouteTrace.to_dict()` is plain JSON (orjson/json dump it as is); `summar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ Reason = Literal[
     "uncertain-tie",  # forecasts too uncertain to tell apart: fewest outstanding among them
     "exploration",  # an uncertain backend tried to keep its estimate honest
     "affinity",  # the session's backend, close enough to the best
+    "wait-bound",  # the better-ranked backends would start it too late (`shed_after_s`): the next one
+    "shed",  # no backend would start it in time, or (with an SLO) without harm: refused (503)
+    "gpu-headroom",  # the policy's pick has no GPU headroom (`routing.headroom`): the next one instead
 ]
 
 
@@ -58,6 +61,9 @@ class RouteTrace:
     detail: str  # the reason in words
     candidates: tuple[CandidateTrace, ...]  # in the order they were ranked
     slo: dict[str, float] | None = None
+    # When GPU headroom moved the policy's pick behind: which backend, why, the policy's own reason
+    # and detail, and what the move costs this request (forecast seconds, or requests outstanding)
+    headroom: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +76,8 @@ class RouteTrace:
         }
         if self.slo is not None:
             out["slo"] = self.slo
+        if self.headroom is not None:
+            out["headroom"] = self.headroom
         return out
 
     def summary(self) -> str:
@@ -96,7 +104,7 @@ class Ranked(list["BackendState"]):
     """A policy's ranking (best first) that can explain itself: `trace()` builds the `RouteTrace`
     on first call from what the policy kept, and remembers it."""
 
-    __slots__ = ("_explain", "_trace", "reason")
+    __slots__ = ("_explain", "_trace", "displaced", "reason", "shed_s")
 
     def __init__(
         self,
@@ -106,14 +114,45 @@ class Ranked(list["BackendState"]):
     ) -> None:
         super().__init__(ranked)
         self.reason = reason
+        self.shed_s: float | None = None  # refuse the request: retry after this many seconds
+        self.displaced: tuple[str, str] | None = None  # the policy's pick and its GPU pressure
         self._explain = explain
         self._trace: RouteTrace | None = None
 
+    def demoted(self, backend: str, pressure: str) -> None:
+        """GPU headroom moved the policy's pick, `backend`, behind others (already reordered)."""
+        self.displaced = (backend, pressure)
+
     def trace(self) -> RouteTrace | None:
         if self._trace is None and self._explain is not None:
-            self._trace = self._explain(self)
+            trace = self._explain(self)
+            self._trace = trace if self.displaced is None else _moved(trace, *self.displaced)
             self._explain = None
         return self._trace
+
+
+def _moved(trace: RouteTrace, pick: str, pressure: str) -> RouteTrace:
+    """`trace` of a ranking whose policy pick, `pick`, GPU headroom moved behind the winner: the
+    reason says so, and by how much the winner is forecast to be slower (or busier)."""
+    views = {c.backend: c for c in trace.candidates}
+    mine, won = views.get(pick), views.get(trace.winner)
+    note: dict[str, Any] = {
+        "moved": pick,
+        "pressure": pressure,
+        "policy_reason": trace.reason,
+        "policy_detail": trace.detail,
+    }
+    cost = ""
+    if mine is not None and won is not None:
+        if mine.total_s is not None and won.total_s is not None:
+            note["cost_s"] = round(won.total_s - mine.total_s, 4)
+            pct = (won.total_s / mine.total_s - 1) * 100 if mine.total_s > 0 else 0.0
+            cost = f", forecast {won.total_s:.3f}s vs {mine.total_s:.3f}s there ({pct:+.0f}%)"
+        else:
+            note["outstanding_more"] = won.outstanding - mine.outstanding
+            cost = f", {won.outstanding:g} requests outstanding vs {mine.outstanding:g} there"
+    detail = f"GPU headroom moved {pick} ({trace.reason}) behind: {pressure}; {trace.winner} instead{cost}"
+    return replace(trace, reason="gpu-headroom", detail=detail, headroom=note)
 
 
 def by_outstanding(policy: str, model: str, detail: str) -> Callable[[Ranked], RouteTrace]:
