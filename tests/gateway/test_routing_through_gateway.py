@@ -181,6 +181,7 @@ def test_when_gpu_headroom_moves_the_policys_pick_the_trace_says_so_and_what_it_
     assert trace is not None and trace.winner == "cool" and trace.reason == "gpu-headroom"
     shown = trace.to_dict()["headroom"]
     assert shown["moved"] == "hot" and shown["pressure"] == hot.gpu_pressure
-    assert shown["policy_reason"] == calm.reason and shown["cost_s"] > 0
+    assert shown["policy_reason"] == calm.reason and shown["policy_detail"] == calm.detail
+    assert shown["cost_s"] > 0 and [c.backend for c in trace.candidates] == ["cool", "hot"]
     assert f"forecast {trace.candidates[0].total_s:.3f}s vs" in trace.detail
     assert trace.detail.startswith("GPU headroom moved hot (")

@@ -176,10 +176,10 @@ def route(
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
     if gw.telemetry:
-        pick = ranked[0]
+        policy_order = list(ranked)
         ranked[:] = deprioritise(ranked)  # in place: the decision keeps its explanation
-        if ranked[0] is not pick:
-            ranked.demoted(pick.name, pick.gpu_pressure or "")
+        if ranked[0] is not policy_order[0]:
+            ranked.demoted(policy_order, policy_order[0].gpu_pressure or "")
     if gw.on_demand and not policy.counts_load_time:
         ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
     if ranked.shed_s is None:

@@ -115,27 +115,35 @@ class Ranked(list["BackendState"]):
         super().__init__(ranked)
         self.reason = reason
         self.shed_s: float | None = None  # refuse the request: retry after this many seconds
-        self.displaced: tuple[str, str] | None = None  # the policy's pick and its GPU pressure
+        # the policy's own order and its pick's GPU pressure, when GPU headroom reordered it
+        self.displaced: tuple[list[BackendState], str] | None = None
         self._explain = explain
         self._trace: RouteTrace | None = None
 
-    def demoted(self, backend: str, pressure: str) -> None:
-        """GPU headroom moved the policy's pick, `backend`, behind others (already reordered)."""
-        self.displaced = (backend, pressure)
+    def demoted(self, policy_order: list[BackendState], pressure: str) -> None:
+        """GPU headroom reordered this ranking (in place) from `policy_order`, moving the policy's
+        pick, under `pressure`, behind others."""
+        self.displaced = (policy_order, pressure)
 
     def trace(self) -> RouteTrace | None:
         if self._trace is None and self._explain is not None:
-            trace = self._explain(self)
-            self._trace = trace if self.displaced is None else _moved(trace, *self.displaced)
+            if self.displaced is None:
+                self._trace = self._explain(self)
+            else:  # the policy's decision as it made it, then the move
+                order, pressure = self.displaced
+                trace = self._explain(Ranked(order, self.reason))
+                self._trace = _moved(trace, [b.name for b in self], pressure)
             self._explain = None
         return self._trace
 
 
-def _moved(trace: RouteTrace, pick: str, pressure: str) -> RouteTrace:
-    """`trace` of a ranking whose policy pick, `pick`, GPU headroom moved behind the winner: the
-    reason says so, and by how much the winner is forecast to be slower (or busier)."""
+def _moved(trace: RouteTrace, order: list[str], pressure: str) -> RouteTrace:
+    """`trace` of the policy's own ranking, after GPU headroom reordered it to `order` (names),
+    moving its pick behind: the reason says so, and by how much the new winner is forecast to be
+    slower (or busier) than the policy's pick."""
     views = {c.backend: c for c in trace.candidates}
-    mine, won = views.get(pick), views.get(trace.winner)
+    pick, winner = trace.winner, order[0]
+    mine, won = views.get(pick), views.get(winner)
     note: dict[str, Any] = {
         "moved": pick,
         "pressure": pressure,
@@ -151,8 +159,11 @@ def _moved(trace: RouteTrace, pick: str, pressure: str) -> RouteTrace:
         else:
             note["outstanding_more"] = won.outstanding - mine.outstanding
             cost = f", {won.outstanding:g} requests outstanding vs {mine.outstanding:g} there"
-    detail = f"GPU headroom moved {pick} ({trace.reason}) behind: {pressure}; {trace.winner} instead{cost}"
-    return replace(trace, reason="gpu-headroom", detail=detail, headroom=note)
+    detail = f"GPU headroom moved {pick} ({trace.reason}) behind: {pressure}; {winner} instead{cost}"
+    candidates = tuple(views[name] for name in order if name in views)
+    return replace(
+        trace, winner=winner, reason="gpu-headroom", detail=detail, candidates=candidates, headroom=note
+    )
 
 
 def by_outstanding(policy: str, model: str, detail: str) -> Callable[[Ranked], RouteTrace]:
