@@ -245,6 +245,12 @@ class Slo(_Strict):
         return self
 
 
+_SHED_AFTER = (
+    "predicted-latency refuses (503 overloaded, Retry-After) a request forecast to wait longer for its"
+    " first token on every backend (default: the gateway's first_token_timeout_s)"
+)
+
+
 class ModelRouting(_Strict):
     policy: RoutingPolicy = "predicted-latency"
     affinity: bool = Field(
@@ -253,6 +259,7 @@ class ModelRouting(_Strict):
     slo: Slo | None = Field(
         default=None, description="predicted-latency prefers backends predicted to meet it"
     )
+    shed_after_s: float | None = Field(default=None, gt=0, le=3600, description=_SHED_AFTER)
 
 
 class RoutingConfig(_Strict):
