@@ -71,7 +71,8 @@ def wait_http(
 ) -> float:
     """Poll `url` until it answers with a status in `ok`; the seconds that took.
 
-    Fails early when `proc` (the server's process) exits; `log` is named in the error.
+    Fails early when `proc` (the server's process) exits; `log` is named in the error, with its
+    last line (the log may be gone by the time someone reads the error).
     """
     import httpx  # here, not at the top: free_port serves device scripts that run without httpx
 
@@ -81,8 +82,12 @@ def wait_http(
     with httpx.Client(timeout=2.0, headers=headers, verify=verify) as client:
         while time.monotonic() - t0 < timeout:
             if proc is not None and proc.poll() is not None:
+                said = _last_line(log)
                 raise NotReady(
-                    f"process exited with code {proc.returncode} before it answered", where=url, fix=fix
+                    f"process exited with code {proc.returncode} before it answered"
+                    + (f"; its log ends: {said}" if said else ""),
+                    where=url,
+                    fix=fix,
                 )
             try:
                 status = client.get(url).status_code
@@ -93,3 +98,11 @@ def wait_http(
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(interval)  # polling a real endpoint is the synchronisation
     raise NotReady(f"not ready after {timeout:g}s ({last})", where=url, fix=fix)
+
+
+def _last_line(log: Path | None) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines() if log else []
+    except OSError:
+        return ""
+    return lines[-1][:500] if lines else ""

@@ -15,9 +15,13 @@ from waveidp.loopback import NotReady, free_port, wait_http
 
 def test_a_server_that_exits_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "print('starting'); print('port taken'); exit(3)"], stdout=out
+        )
     t0 = time.monotonic()
-    with pytest.raises(NotReady, match="exited with code 3") as err:
+    ends = "exited with code 3 before it answered; its log ends: port taken"
+    with pytest.raises(NotReady, match=ends) as err:
         wait_http(f"http://127.0.0.1:{free_port()}/health", proc, timeout=30, log=log)
     assert time.monotonic() - t0 < 10
     assert err.value.fix == f"see its log {log}"
