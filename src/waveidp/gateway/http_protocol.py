@@ -21,6 +21,13 @@ that trickles its body, and one client may hold every file descriptor the proces
   read) gets more time; one still arriving after its answer was sent is cut off.
 - **Write stall**: a client that stops reading its answer (its socket buffer full) for
   `write_timeout_s` -> closed; the stream's upstream request is then cancelled.
+- **An answer before the body's end** (`REFUSE_UNREAD`, in each request's scope): an answer the
+  application gives before its request's body has all arrived (a refusal: 401, 413, 400 from the
+  JSON shape of the first chunks) is written with `connection: close`, the body stops reaching
+  the application, and the rest of it is read and dropped without being parsed, as nginx's
+  lingering close does, for at most LINGER_BYTES and LINGER_S: a client still sending its body
+  (Python's urllib reads nothing before it has sent all) would see its write reset instead of the
+  answer if the connection closed at once with unread data. Then the connection is closed.
 - **Connections per client address**: the `max_connections_per_client`-th + 1 connection from one
   address is answered 429 at once and closed. Counted per process (each `--workers` worker
   counts its own). Addresses in `uncapped` (loopback by default: a local reverse proxy carries
@@ -77,6 +84,13 @@ class ConnectionLimits:
 
 
 _CAPPED_MEMO = 10_000  # addresses whose capped() answer is remembered
+# The scope key of a request's `refuse_unread(status, headers, body) -> bool`: the answer written
+# and the connection closed after a lingering read of the rest of the body, when the body has not
+# all arrived (True); else False, and the application answers as usual.
+REFUSE_UNREAD = "wave.refuse_unread"
+# What a connection whose body was refused may still send before it is closed.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_S = 10.0
 
 
 # What a refusal is told to the gateway: ("request", status) for a 431 (a request, counted and
@@ -125,6 +139,8 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._lingering = -1  # bytes the client may still send before the connection is closed
         self._running: Any = None  # the cycle whose application task runs (others may be queued)
 
     # --- connection ------------------------------------------------------------------------------
@@ -165,6 +181,10 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            if self._lingering >= 0:  # the rest of a refused body: dropped unparsed
+                self._lingering -= len(data)
+                if self._lingering < 0:
+                    self._close()
             return
         self._unset_keepalive_if_required()
         self._read_len = len(data)
@@ -213,6 +233,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         # a head that begins in a read longer than the limit may end in it too: measure it whole
         self._measure_head = self._read_len > self.limits.max_header_bytes
         super().on_message_begin()
+        self.scope[REFUSE_UNREAD] = self._refuse_unread  # type: ignore[literal-required]
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -309,14 +330,39 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         """Answer `status` with the OpenAI error shape and close the connection."""
         kind = "invalid_request_error" if status != 429 else "rate_limit_error"
         body = ApiError(status, message, type=kind, code=code).json()
-        head = [STATUS_LINE[status], b"content-type: application/json\r\n"]
-        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        headers = [(b"content-type", b"application/json")]
         if status == 429:
-            head.insert(1, b"retry-after: 1\r\n")
-        self.transport.write(b"".join(head) + body)
+            headers.append((b"retry-after", b"1"))
+        self._write_closing(status, headers, body)
         self._close()
 
-    def _close(self) -> None:
+    def _write_closing(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write a whole answer that says the connection closes after it."""
+        head = [STATUS_LINE[status]]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers if name != b"content-length")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+
+    def _refuse_unread(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """`REFUSE_UNREAD`: for the running request, whose body has not all arrived."""
+        if (
+            not self._in_body
+            or self._running is not self.cycle
+            or self._refused
+            or self.transport.is_closing()
+        ):
+            return False
+        self._write_closing(status, headers, body)
+        self._close(linger=True)
+        return True
+
+    def _linger_done(self) -> None:
+        self._linger_timer = None
+        self._close()
+
+    def _close(self, *, linger: bool = False) -> None:
+        """Refuse the connection's requests; close it now, or (`linger`) once the client has sent
+        what it was sending (its end, or LINGER_BYTES or LINGER_S)."""
         self._refused = True
         self._cancel_timers()
         # every request of the connection sees a disconnect: the running one (its receive() and a
@@ -326,10 +372,16 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
-        self.transport.close()
+        if linger:
+            self._lingering = LINGER_BYTES
+            self._linger_timer = self.loop.call_later(LINGER_S, self._linger_done)
+            self.flow.resume_reading()
+        else:
+            self._lingering = -1
+            self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer, self._write_timer):
+        for timer in (self._head_timer, self._body_timer, self._write_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._body_timer = self._write_timer = None
+        self._head_timer = self._body_timer = self._write_timer = self._linger_timer = None
