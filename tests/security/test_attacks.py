@@ -44,6 +44,7 @@ HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.5
 WRITE_TIMEOUT_S = 1.5
 MAX_CONNECTIONS = 8
+REFUSED_BODY_BYTES = 24 << 20  # a minute per client: the nested-JSON test's bodies fit
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -93,6 +94,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             f"  body_timeout_s: {BODY_TIMEOUT_S}\n"
             f"  write_timeout_s: {WRITE_TIMEOUT_S}\n"
             f"  max_connections_per_client: {MAX_CONNECTIONS}\n"
+            f"  refused_body_bytes_per_minute: {REFUSED_BODY_BYTES}\n"
             "  uncapped_addresses: []\n"  # the test clients are on loopback: cap them too
             "  status_auth: true\n"
         )
@@ -402,6 +404,33 @@ def test_a_body_of_many_nested_arrays_is_refused_at_its_first_chunk_over_the_lim
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 400 and b"json_too_complex" in refused.value.read()
+
+
+def test_the_rest_of_refused_bodies_is_read_only_within_the_clients_budget(gw: Gateway) -> None:
+    """A refused body's rest is read and dropped (so that a client still sending reads the answer)
+    for `refused_body_bytes_per_minute` per client; beyond, the connection closes right after the
+    answer, and a client still sending sees its write reset. This client (127.0.0.3: the others
+    run from 127.0.0.1) has its own budget."""
+    body = nested_body()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n"
+        f"authorization: Bearer {BOOTSTRAP_KEY}\r\ncontent-type: application/json\r\n\r\n"
+    ).encode()
+    lingered = 0
+    for _ in range(2 * REFUSED_BODY_BYTES // len(body)):
+        with socket.create_connection(("127.0.0.1", gw.port), 10, source_address=("127.0.0.3", 0)) as s:
+            s.sendall(head + body[:200_000])
+            assert s.recv(65536).startswith(b"HTTP/1.1 400 ")
+            try:
+                s.sendall(body[200_000:])
+                s.shutdown(socket.SHUT_WR)
+            except (ConnectionResetError, BrokenPipeError):
+                break
+            assert read_until_closed(s) == b""
+            lingered += 1
+    else:
+        raise AssertionError("the rest of every refused body was read")
+    assert REFUSED_BODY_BYTES // len(body) <= lingered < 1.5 * REFUSED_BODY_BYTES // len(body)
 
 
 def test_every_refusal_is_counted_and_audited_once_whichever_layer_refuses(gw: Gateway) -> None:

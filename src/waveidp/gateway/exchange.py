@@ -213,7 +213,8 @@ class UnreadRefusal:
         self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refuse_unread = scope.get(REFUSE_UNREAD)
+        hook = scope.get(REFUSE_UNREAD)
+        refuse_unread = hook() if hook is not None else None
         a = self.answer
         if refuse_unread is None or not refuse_unread(a.status_code, a.raw_headers, a.body):
             await a(scope, receive, send)
