@@ -393,6 +393,8 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
             now = self.loop.time()
             self._linger_budget = self.lingered.get(self._client, now)
             linger = self._linger_budget.refill(now) > 0
+            if not linger:
+                self.on_refused("connection", "refused_body_unread", self._peer())
         if linger:
             if self.cycle is not None:
                 self.cycle.body = bytearray()  # what arrived of the body: never read now
