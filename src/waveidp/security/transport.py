@@ -73,6 +73,24 @@ _AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
 _SPLIT_QUOTES = 8192
 
 
+def _blank_escaped(chunk: bytes) -> bytes:
+    """`chunk` with each byte a backslash escapes set to 0: in a run of backslashes the first,
+    third... begin an escape (`\\\\` is one escaped backslash)."""
+    import numpy as np
+
+    b = np.frombuffer(chunk, np.uint8)
+    backslashes = np.flatnonzero(b == ord("\\"))
+    follows = np.diff(backslashes, prepend=-2) == 1
+    if follows.any():  # runs: only every other backslash of one begins an escape
+        n = np.arange(backslashes.size)
+        starts = np.maximum.accumulate(np.where(follows, 0, n))
+        backslashes = backslashes[((n - starts) & 1) == 0]
+    escaped = backslashes + 1
+    b = b.copy()
+    b[escaped[escaped < b.size]] = 0
+    return b.tobytes()
+
+
 def _json_too_complex(containers: int, limit: int) -> ApiError:
     return ApiError(
         400,
@@ -125,10 +143,10 @@ class JsonShape:
             chunk = chunk[1:]
         # a backslash run escapes the byte after it when it is odd (`\\` is one escaped backslash)
         self.escaping = chunk.endswith(b"\\") and (len(chunk) - len(chunk.rstrip(b"\\"))) & 1 == 1
-        if b'\\"' in chunk:  # escaped quotes, the one escape that matters here, cut out
-            if b'\\\\"' in chunk:  # a run before a quote: `\\` pairs first, left to right
-                chunk = chunk.replace(b"\\\\", b"")
-            chunk = chunk.replace(b'\\"', b"")
+        if self.in_string and b'"' not in chunk:
+            return  # all of it in one string (a data URL's base64): nothing to count
+        if b'\\"' in chunk:  # escaped quotes, the one escape that matters here
+            chunk = _blank_escaped(chunk)
         kept = chunk.translate(None, _NOT_STRUCTURE)  # quotes and brackets: each quote opens or closes
         if not kept:
             return
