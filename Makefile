@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
-APT_PACKAGES := nginx-light prometheus redis-server docker-compose wrk chromium
-APT_COMMANDS := nginx promtool redis-server docker-compose wrk chromium
+APT_PACKAGES := nginx-light prometheus redis-server docker-compose wrk chromium postgresql iproute2 curl nodejs npm
+APT_COMMANDS := nginx promtool redis-server docker-compose wrk chromium ip tc curl node npm
 
 .PHONY: up test venv engine models system-deps console-assets screenshots lint typecheck clean
 
@@ -48,7 +48,8 @@ screenshots: venv models engine console-assets $(OIDC_PROVIDER)
 	WAVE_SCREENSHOTS=1 $(BIN)/pytest tests/console -q
 
 ## Debian servers the tests drive for real: nginx, prometheus/promtool, redis, docker-compose, wrk,
-## PostgreSQL (its server lives off PATH, in /usr/lib/postgresql/N/bin), iproute2 (ip netns, tc), curl;
+## PostgreSQL (its server lives off PATH, in /usr/lib/postgresql/N/bin), iproute2 (ip netns, tc), curl,
+## node and npm (the console's assets, the OIDC provider);
 ## Debian's chromium for the console's browser tests (Playwright drives it).
 system-deps:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
@@ -66,7 +67,8 @@ up: venv models engine console-assets
 test: system-deps venv models engine console-assets $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest
+	@rc=0; $(BIN)/pytest -n 2 --dist loadfile -m "not serial" || rc=$$?; \
+	$(BIN)/pytest -m serial || rc=$$?; exit $$rc
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

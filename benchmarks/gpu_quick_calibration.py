@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from waveidp import catalog
-from waveidp.bench.gpu_calibration import FITTED, GpuTest, errors, fit, median_abs_error
+from waveidp.bench.gpu_calibration import FITTED, fit, median_abs_error, predict_tokens_per_s
+from waveidp.bench.llama_bench import parse_row
 from waveidp.bench.predict import predict_runs
+from waveidp.bench.quick_fit import Measured
 from waveidp.sizing import Efficiency, efficiency_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,21 +53,21 @@ SERVED = ("-r7-", "-r9-")
 KEYS = ("ttft_ms", "itl_ms", "output_tokens_per_s")
 
 
-def tests(name: str) -> list[GpuTest]:
+def tests(name: str) -> list[Measured]:
+    """The rows of one recorded llama-bench JSON file (best repetition each) as calibration tests."""
     model, quant = BENCHES[name]
     spec = catalog.model(model)
     rows = json.loads((RUNS / name).read_text())
     return [
-        GpuTest(spec, quant, int(r["n_prompt"]), int(r["n_gen"]), max(float(x) for x in r["samples_ts"]))
-        for r in rows
+        Measured(parse_row(r, Path(r["model_filename"]), f"(recorded: {name})"), spec, quant) for r in rows
     ]
 
 
-def quick_and_held_out() -> tuple[list[GpuTest], list[GpuTest]]:
+def quick_and_held_out() -> tuple[list[Measured], list[Measured]]:
     """The quick calibration's tests, and every other llama-bench test of the H100 runs."""
     all_tests = {name: tests(name) for name in BENCHES}
-    quick = [t for n in QUICK for t in all_tests[n] if t.name in QUICK_TESTS]
-    held = [t for n, ts in all_tests.items() for t in ts if n not in QUICK or t.name not in QUICK_TESTS]
+    quick = [t for n in QUICK for t in all_tests[n] if t.row.test in QUICK_TESTS]
+    held = [t for n, ts in all_tests.items() for t in ts if n not in QUICK or t.row.test not in QUICK_TESTS]
     return quick, held
 
 
@@ -92,12 +94,13 @@ def served(eff: Efficiency) -> dict[str, dict[str, float]]:
 
 
 def summary(
-    hw: Any, label: str, eff: Efficiency, quick: list[GpuTest], held: list[GpuTest]
+    hw: Any, label: str, eff: Efficiency, quick: list[Measured], held: list[Measured]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"factors": {k: getattr(eff, k) for k in FITTED}}
     for group, ts in (("quick_tests", quick), ("held_out_llama_bench", held)):
         out[group] = {kind: median_abs_error(hw, ts, eff, kind) for kind in ("pp", "tg")}
-        out[group]["worst"] = max(max(1 + e, 1 / (1 + e)) for e in errors(hw, ts, eff))
+        ratios = [predict_tokens_per_s(hw, t, eff) / t.row.tokens_per_s for t in ts]
+        out[group]["worst"] = max(max(r, 1 / r) for r in ratios)
     out["held_out_served"] = served(eff)
     print(f"{label}: quick tests {out['quick_tests']}, held-out llama-bench {out['held_out_llama_bench']}")
     print(f"   served (rounds 7 and 9): {out['held_out_served']}")
@@ -114,7 +117,7 @@ def main() -> None:
     doc = {
         "command": "python benchmarks/gpu_quick_calibration.py",
         "quick_tests": [
-            {"model": t.model.id, "quant": t.quant, "test": t.name, "tokens_per_s": t.tokens_per_s}
+            {"model": t.spec.id, "quant": t.quant, "test": t.row.test, "tokens_per_s": t.row.tokens_per_s}
             for t in quick
         ],
         "held_out_tests": len(held),

@@ -25,6 +25,9 @@ same seeded arrivals, in shuffled order. Requests stream and have distinct promp
 affinity does not pin them); arrivals are Poisson; the clock of a request starts at its scheduled
 arrival (no coordinated omission). TTFT is time to the first non-empty content chunk, ITL is
 (E2E - TTFT) / (tokens - 1) per request. Goodput = requests meeting every SLO / run duration.
+`predicted-latency` runs with a wait bound (`shed_after_s`) of the client's timeout: a request it
+forecasts to start later than that everywhere is refused with 503 (counted as failed, as the
+timeout it replaces was).
 
 Convergence: during `predicted-latency` runs the script reads the gateway's
 `wave_backend_speed_ratio` gauges (the router's learned speed relative to the prior, per backend
@@ -104,16 +107,18 @@ def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
     )
 
 
-def fleet_yaml(ports: dict[str, int], policy: str) -> str:
+def fleet_yaml(ports: dict[str, int], policy: str, shed_after_s: float | None = None) -> str:
     """The fleet file of one run: the policy and the strict SLO are set for the model in its routing
-    section (the baselines ignore the SLO; `wave serve --policy` would drop the per-model settings)."""
+    section (the baselines ignore the SLO; `wave serve --policy` would drop the per-model settings),
+    and for predicted-latency the wait bound past which it refuses a request (`shed_after_s`)."""
     slo = SLOS["strict"]
+    shed = f", shed_after_s: {shed_after_s}" if shed_after_s is not None else ""
     lines = [
         "version: 1",
         "name: routing-bench",
         "routing:",
         "  models:",
-        f"    {MODEL}: {{policy: {policy}, slo: {{ttft_s: {slo['ttft_s']}, itl_s: {slo['itl_s']}}}}}",
+        f"    {MODEL}: {{policy: {policy}, slo: {{ttft_s: {slo['ttft_s']}, itl_s: {slo['itl_s']}}}{shed}}}",
         "nodes:",
     ]
     for name, port in ports.items():
@@ -320,7 +325,10 @@ def up(
             procs.append(start(cmd, work / f"{name}.log"))
             commands[name] = " ".join(["wave", *cmd[1:]])
         cfg = work / "wave.yaml"
-        cfg.write_text(fleet_yaml(ports, NEW if policy == BASE else policy))
+        # the wait bound is the client's timeout: a request queued past it fails anyway (the code
+        # before has no bound: its fleet file has none)
+        shed = REQUEST_TIMEOUT_S if policy == NEW else None
+        cfg.write_text(fleet_yaml(ports, NEW if policy == BASE else policy, shed))
         port = free_port()
         serve, env = [str(WAVE)], {}
         if policy == BASE:

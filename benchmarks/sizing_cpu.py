@@ -62,7 +62,8 @@ from waveidp.bench.llama_bench import (
     run_llama_bench,
     tests_in,
 )
-from waveidp.bench.node_calibration import Measured, model_of, predict_tokens_per_s
+from waveidp.bench.node_calibration import predict_tokens_per_s
+from waveidp.bench.quick_fit import Measured, model_of
 from waveidp.bench.report import BenchReport
 from waveidp.catalog import Hardware
 from waveidp.engines.llamacpp import LlamaServerSpec

@@ -3,6 +3,7 @@ answers. Used by `wave up` for its embedded engine, by the tests and by the benc
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import subprocess
@@ -17,11 +18,44 @@ class NotReady(WaveError):
     """A server did not answer in time, or its process exited first."""
 
 
+_HANDED_OUT: set[int] = set()
+_LOWEST = 10000
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
+    """A TCP port on 127.0.0.1 that nothing is bound to now, picked below the kernel's ephemeral
+    range: a port from that range (the kernel's own pick) can be taken as the local end of any
+    outgoing connection between this call and the server's bind. Never the same port twice in one
+    process."""
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(_LOWEST, low) if low > _LOWEST + 1000 else _kernel_pick()
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise WaveError("no free TCP port on 127.0.0.1", fix="too many servers are running")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _kernel_pick() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_http(

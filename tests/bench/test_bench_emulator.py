@@ -84,6 +84,7 @@ def test_stream_has_vllm_shape_usage_and_exact_length() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.serial  # step times against the wall clock
 def test_step_times_follow_the_timing_source_without_drift() -> None:
     async def main() -> None:
         timing = FixedTiming(step_s=0.02, prefill_s=0.04)

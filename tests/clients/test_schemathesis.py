@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from clients_support import KEY, Fleet
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.serial]  # generates fewer cases on a loaded machine
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 PATHS = [

@@ -17,7 +17,7 @@ from support import run_cli
 from waveidp.deploy.records import load_deployments
 from waveidp.security.audit import rows
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.serial]  # streams timed against a swap under load
 KEY = "deploy-test-key-" + "0123456789abcdef" * 2  # a secret strong enough (issue 19)
 SMALL = {"-t": 1, "-np": 2, "-c": 2048}  # two slots of 1024 tokens: small engines on a busy machine
 

@@ -87,7 +87,7 @@ def test_real_llama_server_metrics_launch_and_embeddings(
             body = {
                 "model": "smol",
                 "messages": [{"role": "user", "content": "Tell a story"}],
-                "max_tokens": 200,
+                "max_tokens": 64,
             }
             return httpx.post(spec.url + "/v1/chat/completions", json=body, timeout=60).status_code
 

@@ -18,8 +18,10 @@ def error_of(r: httpx.Response) -> dict:
     return body["error"]
 
 
-@pytest.fixture
-def gw_url(fake_upstream, gateway) -> str:
+@pytest.fixture(scope="module")
+def gw_url(module_processes) -> str:
+    """One gateway for the module: every test here only sends requests it refuses or answers."""
+    fake_upstream, gateway = module_processes
     up = fake_upstream("alpha", model=["m1", "m2"])
     return gateway([up.url], "--max-body-bytes", "2048").url
 

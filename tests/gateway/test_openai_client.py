@@ -7,8 +7,9 @@ import pytest
 from gateway_support import API_KEY
 
 
-@pytest.fixture
-def client(fake_upstream, gateway) -> openai.OpenAI:
+@pytest.fixture(scope="module")
+def client(module_processes) -> openai.OpenAI:
+    fake_upstream, gateway = module_processes
     a = fake_upstream("alpha", model=["m1"], itl=0.001)
     b = fake_upstream("beta", model=["m1", "m2"], itl=0.001)
     gw = gateway([a.url, b.url])

@@ -139,15 +139,18 @@ def test_fleet_file_slo_is_read_and_bad_values_name_file_and_line(tmp_path: Path
         assert message in str(err.value)
 
 
+@pytest.mark.serial  # the router learns real step times
 def test_through_the_gateway_a_burst_beyond_the_fast_backends_slo_overflows(
     fake_upstream, gateway, tmp_path: Path
 ) -> None:
     """A fast backend with 2 slots (0.3 s a request) meets TTFT <= 0.45 s for the first 4
-    requests of a burst; a slow one (60 ms a token, 16 slots) meets the SLO (ITL <= 100 ms) with
-    room. With the SLO, the burst's excess goes to the slow one, never queued on the fast one past
-    the SLO while the slow one is forecast to meet it (issue 17's rule); without, the fast one's
-    queue is still the least predicted time, and its last requests wait past the SLO. (A slow
-    backend that surely misses the SLO would lose to the fast one's fair chance instead.)"""
+    requests of a burst; a slow one (60 ms a token, 16 slots, 1.7 s a request) meets the SLO (ITL
+    <= 100 ms) with room. With the SLO, the burst's excess goes to the slow one, never queued on
+    the fast one past the SLO while the slow one is forecast to meet it (issue 17's rule).
+    Without, each request goes where it is forecast to finish first: the fast one's first ~5
+    waves (done by ~1.5 s), the rest to the slow one once the fast one's queue would finish them
+    later (least predicted completion time: ~10 and ~6). (A slow backend that surely misses the
+    SLO would lose to the fast one's fair chance instead.)"""
     fast = fake_upstream("fast", ttft=0.02, itl=0.01, slots=2)
     slow = fake_upstream("slow", ttft=0.05, itl=0.06, slots=16)
     slo_ttft = 0.45  # between the second wave of the fast one (0.32 s) and its third (0.62 s)
@@ -199,6 +202,37 @@ def test_through_the_gateway_a_burst_beyond_the_fast_backends_slo_overflows(
         on_fast = sorted(t for name, t in burst if name == "fast")
         if with_slo:
             assert 2 <= len(on_fast) < 16 and max(on_fast) <= slo_ttft, on_fast
-        else:
-            assert len(on_fast) >= 2 and max(on_fast) > slo_ttft, on_fast
+        else:  # most on the fast one, its queue's tail overflows (all 16 there: last done at 2.4 s)
+            assert 8 <= len(on_fast) <= 13 and max(on_fast) > slo_ttft, on_fast
         gw.proc.terminate()
+
+
+def test_a_request_no_backend_would_start_in_time_goes_elsewhere_or_is_refused() -> None:
+    """`shed_after_s`: a backend forecast to start the request later than that goes behind the
+    others; with none left (or, with an SLO, only saturated ones), the request is refused."""
+    fast, slow = backend("gpu", 0.03, 0.011, 2), backend("edge", 0.06, 0.08, 2)
+    load(fast, 6)  # ~3.2 s to its first token, ~3.9 s in all; slow idle: ~5.2 s in all
+    unbounded = make_policy("predicted-latency", affinity=False)
+    assert unbounded.rank([fast, slow], req(), time.monotonic())[0] is fast  # least total time
+    bounded = make_policy("predicted-latency", affinity=False, shed_after_s=2.0)
+    ranked = bounded.rank([fast, slow], req(), time.monotonic())
+    assert names(ranked) == ["edge", "gpu"] and ranked.reason == "wait-bound" and ranked.shed_s is None
+    load(slow, 4)  # its queue is past the bound too
+    ranked = bounded.rank([fast, slow], req(), time.monotonic())
+    assert ranked.reason == "shed" and ranked.shed_s is not None
+    assert ranked.shed_s == pytest.approx(forecast(fast, req()).ttft_s - 2.0, rel=0.05)  # until it drains
+    assert "every forecast first token is past 2s" in ranked.trace().detail  # type: ignore[union-attr]
+    # With the SLO: the GPU is saturated; the edge and the CPU can never meet it. The excess goes to
+    # the edge while its queue is within the bound, and is refused once only the GPU is: sent there,
+    # it would push requests that meet the SLO over it. Unbounded, it piles onto the edge.
+    gpu, edge, cpu = fleet_of_three()
+    load(gpu, 24)
+    load(cpu, 8)  # ~20 s before it starts a 9th
+    slo = make_policy("predicted-latency", affinity=False, slo=STRICT, shed_after_s=5.0)
+    assert slo.rank([cpu, gpu, edge], req(), time.monotonic())[0] is edge
+    load(edge, 12)
+    ranked = slo.rank([cpu, gpu, edge], req(), time.monotonic())
+    assert ranked.reason == "shed" and ranked.shed_s is not None, ranked.trace()
+    assert "saturated" in ranked.trace().detail  # type: ignore[union-attr]
+    piled = make_policy("predicted-latency", affinity=False, slo=STRICT).rank([cpu, gpu, edge], req(), 0.0)
+    assert piled[0] in (edge, cpu) and piled.shed_s is None

@@ -149,6 +149,8 @@ def test_ctrl_c_keeps_the_partial_and_the_next_pull_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a pytest started in the background passes SIGINT on ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     part = Path(os.environ["WAVE_HOME"]) / "models" / ".partial" / "larger-f32" / f"{larger.name}.part"
     deadline = time.monotonic() + 60

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.serial  # "back in rotation within 3 s" needs the machine to itself
 @pytest.mark.timeout(300)
 def test_faults_across_hosts_lose_no_request_and_keep_one_audit_chain(tmp_path: Path) -> None:
     run = subprocess.run(

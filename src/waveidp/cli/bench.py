@@ -300,7 +300,11 @@ def calibrate_cmd(
         False,
         "--quick",
         help="measure this node instead: `wave fleet detect --calibrate --merge FLEET` (the real "
-        "llama-bench on the packaged models, a minute or a few; the fit is stored with the node)",
+        "llama-bench on the packaged models, on the CPU and each NVIDIA GPU, a minute or a few; the fit "
+        "is stored with each device)",
+    ),
+    devices: list[str] = typer.Option(
+        [], "--device", "-d", help="with --quick: only this device, e.g. cpu or gpu0 (repeatable)"
     ),
     fleet_file: Path = typer.Option(
         Path("wave.yaml"), "--fleet", "-f", help="with --quick: the fleet file the node is merged into"
@@ -324,6 +328,8 @@ def calibrate_cmd(
     from waveidp.bench.report import BenchReport
     from waveidp.sizing import save_calibration
 
+    if devices and not quick:
+        raise InputError("--device is only used with --quick", where="--device", fix="add --quick")
     if quick:
         if results:
             raise InputError(
@@ -332,8 +338,8 @@ def calibrate_cmd(
         from waveidp.cli.fleet import detect
 
         detect(
-            name=name, merge=fleet_file, as_json=as_json, calibrate=True, models=models,
-            packaged=True, threads=threads, reps=reps, probe=True,
+            name=name, merge=fleet_file, as_json=as_json, calibrate=True, calibrate_devices=devices,
+            models=models, packaged=True, threads=threads, reps=reps, probe=True,
         )  # fmt: skip
         return
     if not results:

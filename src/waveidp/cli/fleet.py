@@ -30,8 +30,11 @@ def detect(
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
-        help="run the real llama-bench on this node's CPU (the packaged models, a minute or a few) and "
-        "store the fitted sizing factors with the node",
+        help="run the real llama-bench on this node's CPU and NVIDIA GPUs (the packaged models, a minute "
+        "or a few) and store the fitted sizing factors with each device",
+    ),
+    calibrate_devices: list[str] = typer.Option(
+        [], "--device", "-d", help="with --calibrate: only this device, e.g. cpu or gpu0 (repeatable)"
     ),
     models: list[Path] = typer.Option(
         [], "--model", "-m", help="also calibrate on this GGUF file (repeatable; with --calibrate)"
@@ -51,11 +54,14 @@ def detect(
         help="measure the memory bandwidth (~2 s; default: for a CPU the catalog lacks, or --calibrate)",
     ),
 ) -> None:
-    """Read this machine (CPU, memory, NVIDIA GPUs, NPUs) and print it as a fleet node, or merge it."""
+    """Read this machine (CPU, memory, NVIDIA GPUs, NPUs) and print it as a fleet node, or merge it;
+    with --calibrate, measure its CPU and GPUs with llama-bench first."""
     from waveidp import fleet
     from waveidp.fleet._atomic_file import write_atomic
     from waveidp.fleet.detect import DETECTED_FIELDS, detect_local_node
 
+    if calibrate_devices and not calibrate:
+        raise InputError("--device is only used with --calibrate", where="--device", fix="add --calibrate")
     if models and not calibrate:
         raise InputError("--model is only used with --calibrate", where="--model", fix="add --calibrate")
     if calibrate and not packaged and not models:
@@ -71,10 +77,15 @@ def detect(
     old_text = merge.read_text(encoding="utf-8") if merge is not None and merge.exists() else ""
     if old_text.strip():
         node = _keep_calibrations(node, fleet.loads(old_text, str(merge)))
+    measured: list[str] = []
     if calibrate:
         from waveidp.cli._calibrate import calibrate_node
 
-        node = calibrate_node(node, models, thread_list, reps, packaged=packaged)
+        calibrated_before = {d.id: d.calibration.get("llamacpp") for d in node.devices}
+        node = calibrate_node(node, models, thread_list, reps, packaged=packaged, devices=calibrate_devices)
+        measured = [
+            d.id for d in node.devices if d.calibration.get("llamacpp") is not calibrated_before.get(d.id)
+        ]
     if merge is not None:
         existed = merge.exists()
         text = old_text
@@ -91,8 +102,8 @@ def detect(
         if calibrate:
             err_console.print(
                 f"sizing uses the calibration with --fleet {merge}: e.g. `wave size -m MODEL --fleet "
-                f"{merge} --device {node.name}/cpu`, `wave fit --fleet {merge}`, `wave plan`, `wave render`, "
-                "the router",
+                f"{merge} --device {node.name}/{measured[0]}`, `wave fit --fleet {merge}`, `wave plan`, "
+                "`wave render`, `wave deploy`, the router",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -54,10 +54,12 @@ class CalibrationPoint(_Strict):
     n_gen: int = Field(ge=0, description="generated tokens (a generation test), else 0")
     tokens_per_s: float = Field(gt=0)
     timing: Literal["cpu", "wall"] = Field(description="one thread by CPU time, more by the wall clock")
+    gpu_layers: int = Field(default=0, ge=0, description="layers on the GPU (-ngl); 0 for a CPU test")
 
 
 class Calibration(_Strict):
-    """Efficiency factors measured on one device, with when and how (`wave fleet detect --calibrate`)."""
+    """Efficiency factors measured on one device (its CPU or a GPU), with when and how
+    (`wave fleet detect --calibrate`)."""
 
     factors: dict[str, float] = Field(description="sizing efficiency fields and their measured values")
     measured_at: str = Field(description="ISO 8601 time of the measurement")
@@ -243,6 +245,12 @@ class Slo(_Strict):
         return self
 
 
+_SHED_AFTER = (
+    "predicted-latency refuses (503 overloaded, Retry-After) a request forecast to wait longer for its"
+    " first token on every backend (default: the gateway's first_token_timeout_s)"
+)
+
+
 class ModelRouting(_Strict):
     policy: RoutingPolicy = "predicted-latency"
     affinity: bool = Field(
@@ -251,6 +259,7 @@ class ModelRouting(_Strict):
     slo: Slo | None = Field(
         default=None, description="predicted-latency prefers backends predicted to meet it"
     )
+    shed_after_s: float | None = Field(default=None, gt=0, le=3600, description=_SHED_AFTER)
 
 
 class RoutingConfig(_Strict):

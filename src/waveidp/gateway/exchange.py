@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -136,6 +137,19 @@ def _too_large(size: int, limit: int, setting: str) -> ApiError:
     )
 
 
+def overloaded(model: str, decision: Ranked) -> ApiError:
+    """503 for a request the policy refused (`Ranked.shed_s`): no backend would start it in time."""
+    trace = decision.trace()
+    why = trace.detail if trace is not None else "no backend would start it in time"
+    wait = decision.shed_s or 1.0
+    return ApiError(
+        503,
+        f"model '{model}' is overloaded: {why}; retry after the Retry-After seconds",
+        code="overloaded",
+        headers={"retry-after": str(max(1, math.ceil(wait)))},
+    )
+
+
 def route(
     gw: Gateway, info: RequestInfo, principal: Principal | None = None
 ) -> tuple[Ranked, list[BackendState]]:
@@ -171,16 +185,22 @@ def route(
     policy = gw.policy(info.model)
     ranked = policy.rank(routable, info, now)
     if gw.telemetry:
+        policy_order = list(ranked)
         ranked[:] = deprioritise(ranked)  # in place: the decision keeps its explanation
+        if ranked[0] is not policy_order[0]:
+            ranked.demoted(policy_order, policy_order[0].gpu_pressure or "")
     if gw.on_demand and not policy.counts_load_time:
         ranked.sort(key=lambda b: b.ready_in_s(now) > 0)  # a loaded engine before one to load
-    gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
+    if ranked.shed_s is None:
+        gw.metrics.child(gw.metrics.decisions, policy.name, ranked[0].name).inc()
     if ranked.reason == "exploration":
         gw.metrics.child(gw.metrics.explorations, info.model, ranked[0].name).inc()
     if decisions_log.isEnabledFor(logging.DEBUG):
         trace = ranked.trace()
         if trace is not None:
             decisions_log.debug("%s", trace.summary())
+    if ranked.shed_s is not None:
+        return ranked, []
     # With fewer backends than attempts, go round again: a restarted engine leaves stale pooled
     # connections whose first use fails, and the retry then opens a fresh one.
     attempts = gw.config.retries + 1
@@ -336,6 +356,8 @@ class Exchange:
                 info.model = gw.only_model(principal)
             gw.guard.check_scope(self.admission, info.model)
             self.decision, attempts = route(gw, info, self.principal)
+            if self.decision.shed_s is not None:  # the record keeps the decision that refused it
+                raise overloaded(info.model, self.decision)
             return await self._attempts(attempts)
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
@@ -382,6 +404,7 @@ class Exchange:
                 sent = time.perf_counter()
                 try:
                     resp, data = await call(gw, b, endpoint, body, self.request_id, self.ctype)
+                    arrived = time.perf_counter()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     b.end(work)
                     failures.append(failure(b, exc))
@@ -392,7 +415,17 @@ class Exchange:
                 status = resp.status
                 if stream and status == 200:
                     self.relay = StreamRelay(
-                        gw.config, b, work, resp, data, sent, injected, info.endpoint, endpoint, translation
+                        gw.config,
+                        b,
+                        work,
+                        resp,
+                        data,
+                        sent,
+                        injected,
+                        info.endpoint,
+                        endpoint,
+                        translation,
+                        arrived,
                     )
                     return self._relay  # `work` ends, and the watcher stops, when the stream does
                 b.end(work)

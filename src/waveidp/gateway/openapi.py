@@ -58,7 +58,7 @@ _ERRORS = {
         "headers": {"Retry-After": {"schema": {"type": "string"}}},
     },
     "502": _err("every backend tried failed"),
-    "503": _err("no healthy backend for the model, or it may still appear (Retry-After)"),
+    "503": _err("no healthy backend for the model, it may still appear, or all are overloaded (Retry-After)"),
     "504": _err("every backend tried timed out"),
 }
 _ANTHROPIC_ERRORS = {status: _err(r["description"], "AnthropicError") for status, r in _ERRORS.items()}

@@ -130,6 +130,9 @@ async def serve_until_stopped(
     stop_on_signals(stop)
     raise_open_file_limit()
     server = GatewayServer(uvicorn_config(app, host, port, log_level=log_level, tls=tls))
+    # Before the socket listens: the collection takes tens of ms, which the first requests (a
+    # client that waited for /ready) would otherwise wait out, and the router would learn from.
+    tune_gc()
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     stopped = asyncio.create_task(stop.wait())
     while not server.started and not serving.done():
@@ -138,7 +141,6 @@ async def serve_until_stopped(
             break
     if server.started and on_ready is not None and not stop.is_set():
         on_ready()
-    tune_gc()
     await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     stopped.cancel()

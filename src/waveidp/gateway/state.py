@@ -180,8 +180,12 @@ class Gateway:
         if p is None:
             spec = self.routing.models.get(model)
             name = spec.policy if spec else self.routing.default_policy
+            # a request forecast to wait past the first-token timeout everywhere would time out anyway
+            bound = (spec.shed_after_s if spec else None) or self.config.first_token_timeout_s
             p = self._policies[model] = (
-                make_policy(name, affinity=spec.affinity, slo=spec.slo) if spec else make_policy(name)
+                make_policy(name, affinity=spec.affinity, slo=spec.slo, shed_after_s=bound)
+                if spec
+                else make_policy(name, shed_after_s=bound)
             )
         return p
 

@@ -73,6 +73,7 @@ class StreamRelay:
     """Relays one upstream SSE stream, from its first chunk on, to the client."""
 
     __slots__ = (
+        "arrived",
         "b",
         "client_endpoint",
         "config",
@@ -104,6 +105,7 @@ class StreamRelay:
         client_endpoint: Endpoint = "chat",
         upstream_endpoint: Endpoint = "chat",
         translation: Translation | None = None,
+        arrived: float | None = None,
     ) -> None:
         self.config = config
         self.client_endpoint = client_endpoint  # whose error event ends a broken stream
@@ -114,6 +116,11 @@ class StreamRelay:
         self.resp = resp
         self.first = first
         self.sent = sent  # perf_counter when the upstream request went out
+        # perf_counter when `first` came: the client's answer head goes out before it is relayed,
+        # and the events it holds are timed from then, not from when the relay gets to them (on a
+        # busy or cold gateway that is tens of ms later, the next events then arrive bunched, and
+        # the router would learn a slow first token and no ITL)
+        self.arrived = arrived if arrived is not None else time.perf_counter()
         self.injected = injected
         self.tail = b""
         self.first_token: float | None = None  # perf_counter of the first content event
@@ -139,15 +146,16 @@ class StreamRelay:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.total_timeout_s - (time.perf_counter() - self.sent)
         content = self.resp.content
-        chunk = self.first
+        chunk, at = self.first, self.arrived
         try:
             async with asyncio.timeout(None) as timer:
                 while chunk:
-                    out = self._take(chunk)
+                    out = self._take(chunk, at)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                     timer.reschedule(min(loop.time() + cfg.chunk_gap_timeout_s, deadline))
                     chunk = await content.readany()
+                    at = time.perf_counter()
         except TimeoutError:
             total = loop.time() >= deadline - 0.001
             self.error = (
@@ -167,8 +175,9 @@ class StreamRelay:
             tail = self.tail
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    def _take(self, chunk: bytes) -> bytes:
-        """Complete events of `tail + chunk` (scanned), keeping an incomplete last one back."""
+    def _take(self, chunk: bytes, now: float) -> bytes:
+        """Complete events of `tail + chunk` (scanned), keeping an incomplete last one back;
+        `chunk` came at `now` (perf_counter)."""
         buf = self.tail + chunk if self.tail else chunk
         cut = buf.rfind(b"\n\n")
         if cut < 0:
@@ -179,7 +188,6 @@ class StreamRelay:
         out, self.tail = buf[: cut + 2], buf[cut + 2 :]
         n = len(_CONTENT.findall(out))
         if n:
-            now = time.perf_counter()
             if self.first_token is None:
                 self.first_token = now
                 self.b.first_token(self.work, now - self.sent)  # the router learns at once
@@ -188,7 +196,8 @@ class StreamRelay:
             self.content_events += n
             if before < EARLY_ITL_EVENTS <= self.content_events:
                 self.b.itl.observe((now - self.first_token) / (self.content_events - 1))
-                self.b.progress(self.work, self.content_events, time.monotonic())  # learning
+                at = time.monotonic() - (time.perf_counter() - now)
+                self.b.progress(self.work, self.content_events, at)  # learning
         if _USAGE.search(out):
             out = self._read_usage(out)
         if not self.done and (b"data: [DONE]" in out if self.end is None else self.end.search(out)):

@@ -24,9 +24,12 @@ class Policy(Protocol):
     def rank(self, candidates: list[BackendState], info: RequestInfo, now: float) -> Ranked: ...
 
 
-def make_policy(name: str, *, affinity: bool = True, slo: Slo | None = None) -> Policy:
-    """The policy called `name`; `slo` (the model's `routing.models.<m>.slo`) steers predicted-latency
-    only: the other two are baselines that know nothing of speed."""
+def make_policy(
+    name: str, *, affinity: bool = True, slo: Slo | None = None, shed_after_s: float | None = None
+) -> Policy:
+    """The policy called `name`; `slo` (the model's `routing.models.<m>.slo`) and `shed_after_s`
+    (the longest forecast wait for a first token worth queueing for) steer predicted-latency only:
+    the other two are baselines that know nothing of speed."""
     from waveidp.gateway.routing.least_outstanding import LeastOutstanding
     from waveidp.gateway.routing.predicted_latency import PredictedLatency
     from waveidp.gateway.routing.round_robin import RoundRobin
@@ -36,7 +39,7 @@ def make_policy(name: str, *, affinity: bool = True, slo: Slo | None = None) -> 
     if name == "least-outstanding":
         return LeastOutstanding()
     if name == "predicted-latency":
-        return PredictedLatency(affinity=affinity, slo=slo)
+        return PredictedLatency(affinity=affinity, slo=slo, shed_after_s=shed_after_s)
     from waveidp.errors import NotFoundError
 
     raise NotFoundError("routing policy", name, ["round-robin", "least-outstanding", "predicted-latency"])

@@ -12,7 +12,16 @@ there and the load this request adds), then:
    least-outstanding, and as forecasts firm up it acts on them.
 3. Exploration (`exploration.Explorer`) may give this request to an uncertain backend instead.
 4. Affinity keeps a session on its backend while that one is in the same tier and close to the
-   best (prefix caches).
+   best (prefix caches): behind it by at most a quarter, and by no more than the prefill a cache
+   hit could save there (a queue or a slower decode is not made good by a cached prefix).
+5. The wait bound (`shed_after_s`): a backend forecast to start this request later than that goes
+   behind every backend that starts it sooner (a client gives up long before: the queue of an
+   overflow backend must not grow without end under overload). When every backend is beyond it,
+   or when, with an SLO, the only ones within it are saturated (this request, which cannot meet
+   the SLO anywhere, would push requests that meet it there over it), the request is refused:
+   `Ranked.shed_s` says when to retry, and the gateway answers 503 `overloaded` with Retry-After.
+   Like llm-d's SLO scorer, which sheds a request no pod has headroom for; unlike it, one that
+   can still start within the bound on a backend it harms no one on is served.
 
 `Ranked.trace()` explains the decision (docs/routing.md); the gateway logs it at debug level.
 """
@@ -31,7 +40,9 @@ from waveidp.gateway.routing.forecast import Forecast, forecast
 from waveidp.gateway.routing.tiers import Tier, assess, slo_tier
 from waveidp.gateway.routing.trace import CandidateTrace, Ranked, Reason, RouteTrace, by_outstanding
 
-AFFINITY_SLACK = 1.25  # keep the affine backend while it is within 25% (+50 ms) of the best
+# Keep the affine backend while it is within 25 % (+50 ms) of the best, and never further behind
+# than its prefill there: a prefix-cache hit saves at most that, not time queued or decoding.
+AFFINITY_SLACK = 1.25
 AFFINITY_SLACK_S = 0.05
 TIE_Z = 0.5
 
@@ -45,9 +56,17 @@ class PredictedLatency:
     name = "predicted-latency"
     counts_load_time = True  # a backend loaded on demand: its load time is in its forecast
 
-    def __init__(self, *, affinity: bool = True, slo: Slo | None = None, explore: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        affinity: bool = True,
+        slo: Slo | None = None,
+        explore: bool = True,
+        shed_after_s: float | None = None,
+    ) -> None:
         self.affinity = affinity
         self.slo = slo
+        self.shed_after_s = shed_after_s
         self.explorer = Explorer() if explore else None
         self._turn = 0
 
@@ -95,14 +114,44 @@ class PredictedLatency:
             sticky = preferred(candidates, info.affinity)
             if sticky is not ranked[0] and sticky.adapter.prefix_cache:
                 best, mine = forecasts[id(ranked[0])], forecasts[id(sticky)]
-                if (
-                    tiers[id(sticky)] == tiers[id(ranked[0])]
-                    and mine.total_s <= best.total_s * AFFINITY_SLACK + AFFINITY_SLACK_S
-                ):
+                slack = min(best.total_s * (AFFINITY_SLACK - 1), mine.prefill_s) + AFFINITY_SLACK_S
+                if tiers[id(sticky)] == tiers[id(ranked[0])] and mine.total_s <= best.total_s + slack:
                     ranked.remove(sticky)
                     ranked.insert(0, sticky)
                     reason = "affinity"
-        return Ranked(ranked, reason, self._explainer(info.model, forecasts, tiers, depths, chances))
+        shed_s = None
+        if self.shed_after_s is not None:
+            ranked, reason, shed_s = self._bound(ranked, reason, forecasts, tiers, self.shed_after_s)
+        out = Ranked(ranked, reason, self._explainer(info.model, forecasts, tiers, depths, chances))
+        out.shed_s = shed_s
+        return out
+
+    def _bound(
+        self,
+        ranked: list[BackendState],
+        reason: Reason,
+        forecasts: dict[int, Forecast],
+        tiers: dict[int, Tier],
+        bound: float,
+    ) -> tuple[list[BackendState], Reason, float | None]:
+        """`ranked` with the backends forecast to start it past `bound` behind the others, and
+        whether to refuse it instead (seconds after which to retry, or None)."""
+        late = {id(b) for b in ranked if forecasts[id(b)].known and forecasts[id(b)].ttft_s > bound}
+        if not late:
+            return ranked, reason, None
+        within = [b for b in ranked if id(b) not in late]
+        if not within:
+            drained = min(forecasts[id(b)].ttft_s for b in ranked) - bound
+            return ranked, "shed", max(1.0, drained)
+        beyond = [b for b in ranked if id(b) in late]
+        if id(ranked[0]) not in late:
+            return within + beyond, reason, None
+        # the policy chose a backend where it harms no one's SLO, and the only others would be harmed
+        slo, chosen, next_best = self.slo, tiers[id(ranked[0])], tiers[id(within[0])]
+        if slo is not None and chosen < Tier.SATURATED and next_best == Tier.SATURATED:
+            f = forecasts[id(within[0])]  # until its queue is back within the SLO's TTFT
+            return within + beyond, "shed", max(1.0, f.ttft_s - (slo.ttft_s or 0.0))
+        return within + beyond, "wait-bound", None
 
     def _explainer(
         self,
@@ -130,7 +179,7 @@ class PredictedLatency:
                 model,
                 ranked[0].name,
                 ranked.reason,
-                _detail(ranked, forecasts, tiers, depths, slo is not None),
+                _detail(ranked, forecasts, tiers, depths, slo is not None, self.shed_after_s or 0.0),
                 views,
                 self._slo_dict(),
             )
@@ -184,10 +233,22 @@ def _detail(
     tiers: dict[int, Tier],
     depths: dict[int, float],
     with_slo: bool,
+    bound: float,
 ) -> str:
     w = ranked[0]
     f = forecasts[id(w)]
     tier = f"{tiers[id(w)].label}, " if with_slo else ""
+    if ranked.reason == "shed":
+        if all(forecasts[id(b)].ttft_s > bound for b in ranked):
+            soonest = min(ranked, key=lambda b: forecasts[id(b)].ttft_s)
+            first = forecasts[id(soonest)].ttft_s
+            return f"every forecast first token is past {bound:g}s (soonest {first:.1f}s, {soonest.name})"
+        return (
+            f"no backend can meet the SLO; within {bound:g}s only saturated ones, which it would"
+            " push the requests meeting the SLO there over"
+        )
+    if ranked.reason == "wait-bound":
+        return f"{tier}the better-ranked ones' forecast first token is past {bound:g}s; here {f.ttft_s:.2f}s"
     if ranked.reason == "exploration" and not f.known:
         return "no prior and nothing observed yet: its first request"
     if ranked.reason == "exploration":
@@ -195,5 +256,5 @@ def _detail(
     if ranked.reason == "uncertain-tie":
         return f"{tier}forecasts within their uncertainty of the best; fewest outstanding ({depths[id(w)]:g})"
     if ranked.reason == "affinity":
-        return f"{tier}the session's backend, within {AFFINITY_SLACK - 1:.0%} of the best forecast"
+        return f"{tier}the session's backend, behind the best forecast by less than its prefill"
     return f"{tier}least forecast total {f.total_s:.3f}s"

@@ -1,0 +1,144 @@
+"""`wave fleet detect --calibrate` on a node with an NVIDIA GPU. No GPU here: the fit-and-store path
+runs on what the real command measured on an H100 (`benchmarks/results/gpu/calibrate/wave.yaml`,
+`wave calibrate --quick --device gpu0` there), and the refusals run for real (this machine's
+llama-bench is a CPU build; NVML finds no GPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from waveidp import catalog, fleet
+from waveidp.bench import gpu_calibration
+from waveidp.bench.llama_bench import BenchRow
+from waveidp.bench.quick_fit import Measured
+from waveidp.cli._calibrate import devices_to_calibrate, gpu_index, stored, with_calibration
+from waveidp.fleet import Calibration, Device, Node, device_hardware
+from waveidp.sizing import efficiency_of
+
+RESULT = Path(__file__).resolve().parents[2] / "benchmarks/results/gpu/calibrate/wave.yaml"
+# the files the command ran, by the catalog model they are copies of
+CATALOG_ID = {"SmolLM2": "smollm2-135m", "gemma-3-270m": "gemma-3-270m", "llama-3.2-3b": "llama-3.2-3b"}
+
+
+def wave(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waveidp", *map(str, args)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _h100() -> tuple[Node, Calibration, list[Measured]]:
+    node = fleet.load(RESULT).node("h100")
+    gpu = next(d for d in node.devices if d.id == "gpu0")
+    cal = gpu.calibration["llamacpp"]
+    tests = []
+    for p in cal.measurements:
+        model = next(v for k, v in CATALOG_ID.items() if k in p.model)
+        row = BenchRow(
+            Path(p.model), p.threads, p.n_prompt, p.n_gen, p.tokens_per_s, p.tokens_per_s, (p.tokens_per_s,),
+            "(recorded)", gpu_layers=p.gpu_layers, backends="CUDA",
+        )  # fmt: skip
+        tests.append(Measured(row, catalog.model(model), p.quant))
+    bare = node.model_copy(
+        update={"devices": [d.model_copy(update={"calibration": {}}) for d in node.devices]}
+    )
+    return bare, cal, tests
+
+
+def test_h100_rows_are_fitted_stored_with_the_gpu_and_used_by_size(tmp_path: Path) -> None:
+    node, measured, tests = _h100()
+    assert len(tests) == 9 and all(t.row.gpu_layers == 99 for t in tests)
+    gpu = next(d for d in node.devices if d.id == "gpu0")
+    hw = device_hardware(gpu, node)
+    result = gpu_calibration.calibration(hw, tests, efficiency_of(hw, "llamacpp"))
+    # the refit (models described by their catalog entries, not the files) lands where the command's did
+    assert result.factors().keys() == measured.factors.keys()
+    for name, value in measured.factors.items():
+        assert result.factors()[name] == pytest.approx(value, rel=0.1), name
+    assert result.error(result.fitted)["tg"] < 0.5 * result.error(result.prior)["tg"]
+
+    path = tmp_path / "wave.yaml"
+    path.write_text(fleet.dump(fleet.Fleet(nodes=[with_calibration(node, "gpu0", stored(result))])))
+    back = next(d for d in fleet.load(path).node("h100").devices if d.id == "gpu0")
+    cal = back.calibration["llamacpp"]
+    assert cal.points == 9 and {m.gpu_layers for m in cal.measurements} == {99}
+    assert cal.error_before.keys() == cal.error_after.keys() == {"pp", "tg"}
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(fleet.dump(fleet.Fleet(nodes=[node])))
+    args = ("size", "-m", "llama-3.2-3b", "-q", "q5_k_m", "--device", "h100/gpu0", "--json", "--fleet")
+    before, after = (json.loads(wave(*args, f).stdout) for f in (plain, path))
+    assert after["efficiency"]["source"].startswith("calibrated on its node")
+    assert after["efficiency"]["prefill_compute"] == cal.factors["prefill_compute"]
+    # the H100 reached less of its tensor peak on these prompts than the shipped entry assumed
+    prior = efficiency_of(hw, "llamacpp")
+    assert cal.factors["prefill_compute"] < 0.95 * prior.prefill_compute
+    assert after["performance"]["prefill_tokens_per_s"] < 0.97 * before["performance"]["prefill_tokens_per_s"]
+    assert after["performance"]["ttft_ms"] > before["performance"]["ttft_ms"]
+
+
+def test_rows_that_ran_on_the_cpu_are_not_a_gpu_calibration() -> None:
+    node, _, tests = _h100()
+    hw = device_hardware(next(d for d in node.devices if d.id == "gpu0"), node)
+    on_cpu = Measured(replace(tests[0].row, backends="CPU"), tests[0].spec, tests[0].quant)
+    with pytest.raises(gpu_calibration.GpuCalibrationError, match="did not run on a GPU"):
+        gpu_calibration.calibration(hw, [on_cpu, *tests[1:]], efficiency_of(hw, "llamacpp"))
+
+
+@pytest.mark.engine
+def test_a_cpu_build_of_llama_bench_is_refused_for_the_gpu() -> None:
+    from waveidp.engines.local_files import llama_tool
+
+    with pytest.raises(gpu_calibration.GpuCalibrationError, match="cannot run on the GPU") as err:
+        gpu_calibration.cuda_device(llama_tool("llama-bench"), 0, "NVIDIA H100 80GB HBM3")
+    assert "WAVE_LLAMA_BIN_DIR" in (err.value.fix or "")
+
+
+def test_which_devices_are_calibrated() -> None:
+    cpu = Device(id="cpu", hardware="cpu-generic")
+    h100 = Device(id="gpu0", hardware="h100-sxm", name="NVIDIA H100 80GB HBM3")
+    unknown = Device(id="gpu1", hardware="some-new-gpu", name="NVIDIA Next")
+    node = Node(name="n", address="local", devices=[cpu, h100, unknown])
+    assert [d.id for d in devices_to_calibrate(node, None)] == ["gpu0", "cpu"]  # GPUs first: seconds
+    assert [d.id for d in devices_to_calibrate(node, ["gpu0"])] == ["gpu0"]
+    cpu_only = Node(name="n", address="local", devices=[cpu])
+    assert [d.id for d in devices_to_calibrate(cpu_only, None)] == ["cpu"]
+    # llama-bench is pointed at a GPU by NVML's index, as `wave render` numbers them
+    two = Device(id="gpu0", hardware="h100-sxm", count=2)
+    other = Device(id="gpu1", hardware="rtx-5070-ti")
+    mixed = Node(name="n", address="local", devices=[cpu, two, other])
+    assert [gpu_index(mixed, d) for d in (two, other)] == [0, 2]
+
+
+def test_asking_for_a_gpu_this_node_lacks_exits_2_before_measuring(tmp_path: Path) -> None:
+    target = tmp_path / "wave.yaml"
+    r = wave("fleet", "detect", "--calibrate", "--device", "gpu0", "--no-probe", "--merge", target)
+    assert r.returncode == 2 and "no device 'gpu0'" in r.stderr and "Traceback" not in r.stderr
+    assert not target.exists()
+    r = wave("calibrate", "--device", "gpu0", tmp_path / "results.json")
+    assert r.returncode == 2 and "--device is only used with --quick" in r.stderr
+
+
+def test_router_prior_uses_the_gpus_calibration() -> None:
+    from waveidp.fleet import Backend, ServedModel
+    from waveidp.gateway.build import backend_from_fleet
+
+    node, measured, _ = _h100()
+    served = ServedModel(name="llama-3b", model="llama-3.2-3b", quant="q5_k_m")
+    backend = Backend(
+        name="b", engine="llamacpp", url="http://127.0.0.1:9", models=[served], devices=["gpu0"]
+    )
+    plain = node.model_copy(update={"backends": [backend]})
+
+    def ttft_s(n: Node) -> float:
+        (p,) = backend_from_fleet(n, backend).predictions.values()
+        return p.ttft_s(2048)
+
+    assert ttft_s(with_calibration(plain, "gpu0", measured)) > 1.05 * ttft_s(plain)  # 17% less of the peak
