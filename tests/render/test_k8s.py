@@ -32,7 +32,7 @@ def test_every_manifest_validates_against_the_kubernetes_schema(manifests: dict[
                 continue
             kubernetes_validate.validate(doc, "1.30.0", strict=True)
             validated += 1
-    assert validated >= 12
+    assert validated >= 13
     assert skipped == {"PodMonitor", "PrometheusRule"}
 
 
@@ -90,3 +90,27 @@ def test_podmonitors_cover_engines_and_gateway(manifests: dict[str, list[dict]])
     assert names == {"vllm-5070ti", "llamacpp-9900x", "llamacpp-1650", "llamacpp-jetson", "wave-gateway"}
     rule = next(d for d in manifests["k8s/30-monitoring.yaml"] if d["kind"] == "PrometheusRule")
     assert "GPUMemoryPressure" in str(rule["spec"])
+
+
+def test_the_ingress_caps_connections_per_client_and_the_gateway_uncaps_its_pods(
+    manifests: dict[str, list[dict]],
+) -> None:
+    """Issue 19: every client reaches the gateway from ingress-nginx's pods, so the cap of
+    `max_connections_per_client` is kept at the ingress, per client address, and the gateway leaves
+    the pod network uncapped (a cap there would count every client as the controller)."""
+    gateway = fleet.load(HOME_LAB).gateway
+    (ingress,) = manifests["k8s/13-gateway-ingress.yaml"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == str(
+        gateway.max_connections_per_client
+    )
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == str(gateway.max_body_bytes)
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # streams as they come
+    config, _deploy, service = manifests["k8s/10-gateway.yaml"]
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    assert service["spec"]["ports"][0]["name"] == "http"
+    uncapped = yaml.safe_load(config["data"]["wave.yaml"])["gateway"]["uncapped_addresses"]
+    assert {"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} == set(
+        uncapped
+    )

@@ -111,28 +111,54 @@ def test_unlimited_principal_takes_no_limiter_ticket(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
-def test_refused_requests_of_one_address_add_rows_within_its_budget(tmp_path: Path) -> None:
-    """A flood of refusals (401s without a key) from one address: at most its budget of rows, then
-    one row saying how many were left out; another address keeps its own budget."""
+def test_refused_requests_of_one_client_add_rows_within_the_configured_budget(tmp_path: Path) -> None:
+    """A flood of refusals (401s without a key) from one client: at most its budget of rows
+    (`gateway.refused_audit_rows_per_minute`), then one row saying how many were left out. A client
+    is an IPv4 address or an IPv6 /64 (a host owns one): the /64's addresses share a budget,
+    another /64 keeps its own."""
+    from waveidp.fleet.models import GatewayConfig, RoutingConfig
+    from waveidp.gateway.compose import GatewaySetup, compose
+    from waveidp.security.gateway_security import SecurityOptions
     from waveidp.security.refusals import unauthorized
 
-    log = AuditLog(tmp_path / "audit.db")
-    guard = Guard(Authenticator(), audit=log, refused_rows_per_minute=120)  # 2 a second
+    with pytest.raises(ValueError, match="refused_audit_rows_per_minute"):
+        GatewayConfig.model_validate({"refused_audit_rows_per_minute": 0})
+    config = GatewayConfig.model_validate({"refused_audit_rows_per_minute": 120})  # 2 a second
+    setup = GatewaySetup([], config, RoutingConfig(), SecurityOptions(auth=False, audit_db=tmp_path / "a.db"))
     refusal = unauthorized("missing API key", "missing_api_key")
-    for _ in range(300):
-        guard.refused(refusal, endpoint="chat", client="10.0.0.7")
-    guard.refused(refusal, endpoint="chat", client="10.0.0.8")
-    assert log.flush()
-    rows = list(audit.rows(log.path))
-    assert len(rows) == 121 and rows[-1]["endpoint"] == "chat"
-    import time
+    with compose(setup) as app:
+        guard = app.gateway.guard
+        log = guard.audit
+        assert log is not None
+        for i in range(300):  # 300 addresses of one /64
+            guard.refused(refusal, endpoint="chat", client=f"2001:db8:7:7:{i:x}::1")
+        guard.refused(refusal, endpoint="chat", client="2001:db8:7:8::1")
+        assert log.flush()
+        rows = list(audit.rows(log.path))
+        assert len(rows) == 121 and rows[-1]["endpoint"] == "chat"
+        import time
 
-    time.sleep(0.7)  # a row's worth of budget back
-    guard.refused(refusal, endpoint="chat", client="10.0.0.7")
-    asyncio.run(guard.close())
-    rows = list(audit.rows(log.path))[121:]
-    assert [(r["endpoint"], r["status"]) for r in rows] == [
-        ("refusals-not-audited:180 from 10.0.0.7", 401),
-        ("chat", 401),
-    ]
+        time.sleep(0.7)  # a row's worth of budget back
+        guard.refused(refusal, endpoint="chat", client="2001:db8:7:7:ffff::2")
+        assert log.flush()
+        rows = list(audit.rows(log.path))[121:]
+        assert [(r["endpoint"], r["status"]) for r in rows] == [
+            ("refusals-not-audited:180 from 2001:db8:7:7::/64", 401),
+            ("chat", 401),
+        ]
     assert audit.verify(log.path).ok
+
+
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64() -> None:
+    """What every per-client bound counts by: the connection cap (uncapped networks apart), the
+    admin gate's and the refusal rows' budgets."""
+    from waveidp.gateway.http_protocol import ConnectionLimits
+    from waveidp.security.limits import client_of
+
+    limits = ConnectionLimits(uncapped=("127.0.0.0/8", "::1/128", "fd00:1::/64"))
+    assert limits.client("2001:db8:1:2::5") == limits.client("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
+    assert limits.client("2001:db8:1:3::5") == "2001:db8:1:3::/64"
+    assert limits.client("fe80::1%eth0") == "fe80::/64"
+    assert limits.client("10.1.2.3") == client_of("::ffff:10.1.2.3") == "10.1.2.3"
+    assert limits.client("::ffff:127.0.0.1") is None and limits.client("::1") is None
+    assert limits.client("fd00:1::9") is None and limits.client("fd00:2::9") == "fd00:2::/64"

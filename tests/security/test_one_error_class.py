@@ -8,7 +8,7 @@ import orjson
 
 from waveidp.errors import ApiError
 from waveidp.security.refusals import unauthorized
-from waveidp.security.transport import InputLimits, check_json_shape
+from waveidp.security.transport import InputLimits, JsonShape
 
 
 def test_security_refusals_answer_through_the_gateway_unchanged() -> None:
@@ -23,7 +23,7 @@ def test_security_refusals_answer_through_the_gateway_unchanged() -> None:
         "code": "invalid_api_key",
     }
     try:
-        check_json_shape(b'{"x": ' + b"[" * 40 + b"]" * 40 + b"}", InputLimits())
+        JsonShape(InputLimits()).feed(b'{"x": ' + b"[" * 40 + b"]" * 40 + b"}")
     except ApiError as err:  # a transport refusal is the gateway's error type
         assert err.status == 400 and err.type == "invalid_request_error"
     else:

@@ -49,17 +49,31 @@ def _containers(value: object) -> int:
     return 0 if children is None else 1 + sum(map(_containers, children))
 
 
+def _shape(raw: bytes, limits: InputLimits, cuts: list[int]) -> str | None:
+    """Feed `raw` to a JsonShape in the chunks that `cuts` (sorted offsets) make; the refusal's code."""
+    from waveidp.security.transport import JsonShape
+
+    shape = JsonShape(limits)
+    try:
+        for start, end in zip([0, *cuts], [*cuts, len(raw)], strict=True):
+            shape.feed(raw[start:end])
+    except ApiError as err:
+        assert err.status == 400
+        return err.code
+    return None
+
+
 @pytest.mark.parametrize("split_quotes", [8192, 0])  # strings cut out by bytes.split, or by numpy
 def test_json_shape_is_read_from_the_bytes_as_a_parser_would(
     split_quotes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Brackets inside strings, escaped quotes and backslash runs do not count; random documents
-    agree with a walk of the parsed value, however they are serialised."""
+    """Brackets inside strings, escaped quotes and backslash runs do not count, wherever the body's
+    chunks break it (in an escape, a backslash run, a string); random documents agree with a walk
+    of the parsed value, however they are serialised and cut."""
     import json
     import random
 
     from waveidp.security import transport
-    from waveidp.security.transport import check_json_shape
 
     monkeypatch.setattr(transport, "_SPLIT_QUOTES", split_quotes)
 
@@ -79,16 +93,27 @@ def test_json_shape_is_read_from_the_bytes_as_a_parser_would(
 
     for _ in range(600):
         doc = {"model": value(0)}
-        want = "json_too_complex" if _containers(doc) > 30 else "json_too_deep" if _depth(doc) > 6 else None
-        for raw in (json.dumps(doc), json.dumps(doc, indent=1, ensure_ascii=False)):
-            try:
-                check_json_shape(raw.encode(), limits)
-                got = None
-            except ApiError as err:
-                assert err.status == 400
-                got = err.code
-            assert got == want, raw
-    check_json_shape(b'{"x": ' + b"[" * 40 + b"\\", limits)  # malformed: left to the parser
-    deep = b'{"s": "' + b"[" * 40 + b'\\"", "x": [[[[["a"]]]]]}'
-    check_json_shape(deep, limits)  # 6 levels; the 40 brackets are in a string
-    assert refusal(check_json_shape, deep.replace(b'["a"]', b'[["a"]]'), limits).code == "json_too_deep"
+        over = {"json_too_complex"} if _containers(doc) > 30 else set()
+        over |= {"json_too_deep"} if _depth(doc) > 6 else set()
+        for raw in (json.dumps(doc).encode(), json.dumps(doc, indent=1, ensure_ascii=False).encode()):
+            cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, rng.choice([0, 1, 3, 12]))))
+            got = _shape(raw, limits, cuts)
+            # the first limit the bytes cross is named: either, where the document crosses both
+            assert (got in over) if over else got is None, (raw, cuts)
+    # an unbalanced body is left to the parser to name, unless it goes past a limit on the way
+    assert _shape(b'{"x": ' + b"]" * 40 + b"[" * 40, limits, [8]) is None
+    assert _shape(b'{"x": ' + b"[" * 10 + b"\\", limits, []) == "json_too_deep"
+    deep = b'{"s": "' + b"[" * 40 + b'\\\\\\"\\\\", "x": [[[[["a"]]]]]}'
+    for cut in range(1, len(deep)):  # 6 levels; the 40 brackets are in a string, at every cut
+        assert _shape(deep, limits, [cut]) is None, cut
+        assert _shape(deep.replace(b'["a"]', b'[["a"]]'), limits, [cut]) == "json_too_deep", cut
+
+
+def test_a_refused_body_is_refused_at_its_first_chunk_over_the_limit() -> None:
+    from waveidp.security.transport import JsonShape
+
+    shape = JsonShape(InputLimits(max_json_containers=1000))
+    shape.feed(b'{"model": "m", "x": [' + b"[1]," * 900)
+    with pytest.raises(ApiError) as refused:
+        shape.feed(b"[1]," * 200)  # the rest of the body never needs to be read
+    assert refused.value.code == "json_too_complex" and "gateway.max_json_containers" in str(refused.value)

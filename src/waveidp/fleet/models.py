@@ -328,6 +328,20 @@ class GatewayConfig(_Strict):
     max_connections_per_client: int = Field(
         default=256, ge=1, le=1_000_000, description="open connections from one address, per worker (429)"
     )
+    refused_body_bytes_per_minute: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        le=1024**4,
+        description="bytes of refused request bodies read and dropped per client a minute, so that a "
+        "client still sending reads the answer; beyond, the connection closes after it",
+    )
+    refused_audit_rows_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=1_000_000,
+        description="audit rows of refused requests per client address a minute, per worker; beyond, "
+        "refusals are only counted",
+    )
     uncapped_addresses: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="addresses or networks max_connections_per_client leaves alone (a local reverse proxy)",

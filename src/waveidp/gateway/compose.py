@@ -76,7 +76,11 @@ def compose(setup: GatewaySetup) -> Iterator[GatewayApp]:
     the key store closed on the way out."""
     cfg = setup.config
     security = build_security(
-        setup.security, host=cfg.host, workers=cfg.workers, admin_routers=setup.admin_routers
+        setup.security,
+        host=cfg.host,
+        workers=cfg.workers,
+        admin_routers=setup.admin_routers,
+        refused_rows_per_minute=cfg.refused_audit_rows_per_minute,
     )
     closes: list[Callable[[], None]] = []
     try:

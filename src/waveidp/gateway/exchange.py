@@ -1,8 +1,8 @@
 """One request's lifecycle through the gateway, in one type: `Exchange`.
 
     admission  key authenticated (401; the HTTP server has bounded the head: 431), the key's
-               limits taken (`guard.admit`: 429), body read (413), its JSON shape checked in the
-               bytes (400: `transport.check_json_shape`), parsed (400), the model's scope checked
+               limits taken (`guard.admit`: 429), body read (413) and its JSON shape checked as it
+               arrives (400: `transport.JsonShape`), parsed (400), the model's scope checked
                (`guard.check_scope`: 403)
     routing    the model's policy ranks its routable backends (404, 503)
     attempts   down the ranking: each attempt takes a `Work` token from its backend (the in-flight
@@ -24,7 +24,6 @@ it has taken WATCH_AFTER_S.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -33,11 +32,12 @@ from typing import Any
 
 import aiohttp
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waveidp.errors import ApiError
 from waveidp.gateway.backends import BackendState
 from waveidp.gateway.errors import error_json, internal_error, model_not_found, upstream_error
+from waveidp.gateway.http_protocol import REFUSE_UNREAD
 from waveidp.gateway.record import RequestRecord
 from waveidp.gateway.request_ids import CURRENT, accept_request_id
 from waveidp.gateway.request_info import (
@@ -68,7 +68,7 @@ from waveidp.gateway.upstream import (
 from waveidp.security.audit import bounded_name
 from waveidp.security.guard import Admission
 from waveidp.security.principal import Principal
-from waveidp.security.transport import check_json_shape
+from waveidp.security.transport import JsonShape
 
 log = logging.getLogger("waveidp.gateway")
 decisions_log = logging.getLogger("waveidp.gateway.routing")  # `--log-level debug`: one line a decision
@@ -97,8 +97,15 @@ def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-async def read_body(headers: Mapping[str, str], receive: Receive, limit: int, setting: str = "") -> bytes:
-    """The whole body, up to `limit` bytes (413 beyond, naming `setting`, where the limit was set)."""
+async def read_body(
+    headers: Mapping[str, str],
+    receive: Receive,
+    limit: int,
+    setting: str = "",
+    shape: JsonShape | None = None,
+) -> bytes:
+    """The whole body, up to `limit` bytes (413 beyond, naming `setting`, where the limit was set),
+    each chunk fed to `shape` as it comes (400 at the first one past its limits)."""
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(int(length), limit, setting)
@@ -114,6 +121,8 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int, se
         size += len(chunk)
         if size > limit:
             raise _too_large(size, limit, setting)
+        if shape is not None:
+            shape.feed(chunk)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -211,52 +220,24 @@ def _serving_route(serving: list[BackendState], info: RequestInfo) -> list[Backe
     return able
 
 
-# A refusal sent before the body was read, to a client that asked to close the connection, reads
-# (and drops) the rest of the body first: closing a socket with unread data resets it, and a
-# client still sending (Python's urllib) would see the reset instead of the answer. Bounded.
-LINGER_BYTES = 64 * 1024 * 1024
-LINGER_S = 10.0
-
-
-class LingeringAnswer:
-    """`answer`, sent at once; the connection closed only once the client has finished sending
-    (or LINGER_BYTES / LINGER_S), as nginx's lingering close does."""
+class UnreadRefusal:
+    """A refusal sent before its request's body was read to its end: written by the HTTP server
+    with `connection: close`, which reads and drops the rest of the body unparsed before closing
+    (`http_protocol.REFUSE_UNREAD`), so that a client still sending sees the answer rather than a
+    reset, and the gateway pays neither for reading the body through the application nor for
+    checking it. Answered as usual where the body has arrived whole, or under another server."""
 
     __slots__ = ("answer",)
 
-    def __init__(self, answer: ASGIApp) -> None:
+    def __init__(self, answer: Response) -> None:
         self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_open(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                message = {**message, "more_body": True}
-            await send(message)
-
-        await self.answer(scope, receive, send_open)
-        drained = 0
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LINGER_S):
-                while drained < LINGER_BYTES:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        break
-                    drained += len(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        break
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _lingers(scope: Scope) -> bool:
-    """The client asked to close the connection after this request (or speaks HTTP/1.0), and is
-    sending its body without waiting for a `100 Continue` (which it will not get: it gets the
-    refusal, and sends nothing more)."""
-    headers = scope["headers"]
-    if any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers):
-        return False
-    return scope.get("http_version") == "1.0" or any(
-        k == b"connection" and b"close" in v.lower() for k, v in headers
-    )
+        hook = scope.get(REFUSE_UNREAD)
+        refuse_unread = hook() if hook is not None else None
+        a = self.answer
+        if refuse_unread is None or not refuse_unread(a.status_code, a.raw_headers, a.body):
+            await a(scope, receive, send)
 
 
 class PlainAnswer:
@@ -338,7 +319,7 @@ class Exchange:
             headers.update(self.admission.headers)
         return headers
 
-    def refuse(self, err: ApiError) -> ASGIApp:
+    def refuse(self, err: ApiError) -> Response:
         """The error's answer, in the shape of the client's API."""
         body = err.json() if self.endpoint in HOT else error_json(self.endpoint, err, self.request_id)
         return err.response(self.extra_headers, body=body)
@@ -360,12 +341,16 @@ class Exchange:
             self.admission = await gw.guard.admit(
                 principal, None, endpoint=self.endpoint, request_id=self.request_id
             )
-            self.raw = await read_body(headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting)
+            multipart = self.endpoint in MULTIPART
+            # a JSON body's shape is checked as it arrives: one over the limits is refused at its
+            # first chunk past them, neither read to its end nor parsed (which costs per container)
+            shape = None if multipart else JsonShape(gw.input_limits)
+            self.raw = await read_body(
+                headers, self.receive, gw.config.max_body_bytes, gw.body_limit_setting, shape
+            )
             self.body_read = True
-            if self.endpoint in MULTIPART:
+            if multipart:
                 self.ctype = headers.get("content-type")
-            else:
-                check_json_shape(self.raw, gw.input_limits)  # before parsing, which costs per container
             self.info = info = parse_request(self.endpoint, self.raw, headers.get("x-session-id"), self.ctype)
             if not info.model:
                 info.model = gw.only_model(principal)
@@ -376,8 +361,8 @@ class Exchange:
             return await self._attempts(attempts)
         except ApiError as err:
             await self.finish(status=err.status, error=err.code, refusal=err)
-            if not self.body_read and err.status != CLIENT_CLOSED and _lingers(scope):
-                return LingeringAnswer(self.refuse(err))  # refused before its whole body was read
+            if not self.body_read and err.status != CLIENT_CLOSED:
+                return UnreadRefusal(self.refuse(err))
             return self.refuse(err)
         except Exception as exc:  # a bug must still answer in the API's error shape, and free the slot
             log.exception("unhandled error on %s", scope["path"])

@@ -21,10 +21,20 @@ that trickles its body, and one client may hold every file descriptor the proces
   read) gets more time; one still arriving after its answer was sent is cut off.
 - **Write stall**: a client that stops reading its answer (its socket buffer full) for
   `write_timeout_s` -> closed; the stream's upstream request is then cancelled.
-- **Connections per client address**: the `max_connections_per_client`-th + 1 connection from one
-  address is answered 429 at once and closed. Counted per process (each `--workers` worker
-  counts its own). Addresses in `uncapped` (loopback by default: a local reverse proxy carries
-  every client's requests) are not counted.
+- **An answer before the body's end** (`REFUSE_UNREAD`, in each request's scope): an answer the
+  application gives before its request's body has all arrived (a refusal: 401, 413, 400 from the
+  JSON shape of the first chunks) is written with `connection: close`, the body stops reaching
+  the application, and the rest of it is read and dropped without being parsed, as nginx's
+  lingering close does, for at most LINGER_BYTES and LINGER_S: a client still sending its body
+  (Python's urllib reads nothing before it has sent all) would see its write reset instead of the
+  answer if the connection closed at once with unread data. Then the connection is closed. Each
+  capped client may have `refused_body_bytes_per_minute` read this way; beyond, its connection is
+  closed at once after the answer (it may then see a reset): a client sending refused bodies in a
+  loop would otherwise have the gateway copy all of them (~1 ms of CPU per 2.4 MB).
+- **Connections per client**: the `max_connections_per_client`-th + 1 connection from one client
+  (an IPv4 address, or an IPv6 /64: `limits.client_of`) is answered 429 at once and closed.
+  Counted per process (each `--workers` worker counts its own). Addresses in `uncapped`
+  (loopback by default: a local reverse proxy carries every client's requests) are not counted.
 
 Honest requests pay an attribute test or two per read; timers are armed only at a connection's
 opening and for heads or bodies that span reads (`benchmarks/results/gateway_overhead_guard.json`).
@@ -39,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +58,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from waveidp.errors import ApiError
+from waveidp.security.limits import AddressBuckets, Bucket, client_of
 
 log = logging.getLogger("waveidp.gateway")
 
@@ -59,6 +71,7 @@ class ConnectionLimits:
     body_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     max_connections_per_client: int = 256
+    refused_body_bytes_per_minute: int = 64 * 1024 * 1024
     uncapped: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(init=False, repr=False)
 
@@ -66,17 +79,28 @@ class ConnectionLimits:
         nets = tuple(ipaddress.ip_network(n, strict=False) for n in self.uncapped)
         object.__setattr__(self, "networks", nets)
 
-    def capped(self, address: str) -> bool:
+    def client(self, address: str) -> str | None:
+        """Whom the connection cap counts this address as (`limits.client_of`: an IPv6 address
+        by its /64); None for an address in `uncapped`."""
         try:
             ip = ipaddress.ip_address(address.partition("%")[0])
         except ValueError:
-            return True
+            return address
         mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:a.b.c.d from a dual-stack socket
         ip = mapped or ip
-        return not any(ip in net for net in self.networks)
+        return None if any(ip in net for net in self.networks) else client_of(str(ip))
 
 
-_CAPPED_MEMO = 10_000  # addresses whose capped() answer is remembered
+_CLIENT_MEMO = 10_000  # addresses whose client() answer is remembered
+# The scope key of a weak reference to the connection's `refuse_unread(status, headers, body) ->
+# bool`: the answer written and the connection closed after a lingering read of the rest of the
+# body, when the body has not all arrived (True); else False, and the application answers as usual.
+# Weak: a scope that held the protocol would make every connection a reference cycle, its buffers
+# kept until the next full garbage collection.
+REFUSE_UNREAD = "wave.refuse_unread"
+# What a connection whose body was refused may still send before it is closed.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_S = 10.0
 
 
 # What a refusal is told to the gateway: ("request", status) for a 431 (a request, counted and
@@ -99,7 +123,8 @@ def guarded_protocol(
     GuardedHttpProtocol.limits = limits
     GuardedHttpProtocol.on_refused = staticmethod(on_refused or _ignore)
     GuardedHttpProtocol.per_client = {}
-    GuardedHttpProtocol.capped = {}
+    GuardedHttpProtocol.clients = {}
+    GuardedHttpProtocol.lingered = AddressBuckets(limits.refused_body_bytes_per_minute)
     return GuardedHttpProtocol
 
 
@@ -110,13 +135,14 @@ def _ignore(kind: str, what: str | int, address: str) -> None:
 class _GuardedHttpProtocol(HttpToolsProtocol):
     limits: ConnectionLimits
     on_refused: OnRefused
-    per_client: dict[str, int]
-    capped: dict[str, bool]  # address -> whether the cap applies (memo of ConnectionLimits.capped)
+    per_client: dict[str, int]  # open connections per client (ConnectionLimits.client)
+    clients: dict[str, str | None]  # address -> its client, None uncapped (memo of ConnectionLimits.client)
+    lingered: AddressBuckets  # bytes of refused bodies read per client (refused_body_bytes_per_minute)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused = False
-        self._address: str | None = None  # counted in per_client
+        self._client: str | None = None  # counted in per_client
         self._in_head = False  # a request head has begun and is not complete
         self._measure_head = False  # it began in a read longer than max_header_bytes
         self._read_len = 0
@@ -125,6 +151,10 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._lingering = -1  # bytes the client may still send before the connection is closed
+        self._linger_budget: Bucket | None = None  # its client's budget (None: uncapped)
+        self._refuse_hook = weakref.WeakMethod(self._refuse_unread)
         self._running: Any = None  # the cycle whose application task runs (others may be queued)
 
     # --- connection ------------------------------------------------------------------------------
@@ -133,38 +163,45 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
         address = self.client[0] if self.client else "?"
-        capped = self.capped.get(address)
-        if capped is None:
-            capped = self.limits.capped(address)
-            if len(self.capped) < _CAPPED_MEMO:
-                self.capped[address] = capped
-        if not capped:
+        if address in self.clients:
+            client = self.clients[address]
+        else:
+            client = self.limits.client(address)
+            if len(self.clients) < _CLIENT_MEMO:
+                self.clients[address] = client
+        if client is None:
             return
-        count = self.per_client.get(address, 0)
+        count = self.per_client.get(client, 0)
         if count >= self.limits.max_connections_per_client:
             self._refuse(
                 429,
                 "too_many_connections",
-                f"too many connections from {address} (limit {self.limits.max_connections_per_client})",
+                f"too many connections from {client} (limit {self.limits.max_connections_per_client})",
             )
             self.on_refused("connection", "too_many_connections", self._peer())
             return
-        self.per_client[address] = count + 1
-        self._address = address
+        self.per_client[client] = count + 1
+        self._client = client
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._address is not None:
-            left = self.per_client[self._address] - 1
+        if self._client is not None:
+            left = self.per_client[self._client] - 1
             if left:
-                self.per_client[self._address] = left
+                self.per_client[self._client] = left
             else:
-                del self.per_client[self._address]
-            self._address = None
+                del self.per_client[self._client]
+            self._client = None
         self._cancel_timers()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            if self._lingering >= 0:  # the rest of a refused body: dropped unparsed
+                self._lingering -= len(data)
+                if self._linger_budget is not None:
+                    self._linger_budget.level -= len(data)
+                if self._lingering < 0:
+                    self._close()
             return
         self._unset_keepalive_if_required()
         self._read_len = len(data)
@@ -213,6 +250,7 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         # a head that begins in a read longer than the limit may end in it too: measure it whole
         self._measure_head = self._read_len > self.limits.max_header_bytes
         super().on_message_begin()
+        self.scope[REFUSE_UNREAD] = self._refuse_hook  # type: ignore[literal-required]
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -309,14 +347,39 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
         """Answer `status` with the OpenAI error shape and close the connection."""
         kind = "invalid_request_error" if status != 429 else "rate_limit_error"
         body = ApiError(status, message, type=kind, code=code).json()
-        head = [STATUS_LINE[status], b"content-type: application/json\r\n"]
-        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        headers = [(b"content-type", b"application/json")]
         if status == 429:
-            head.insert(1, b"retry-after: 1\r\n")
-        self.transport.write(b"".join(head) + body)
+            headers.append((b"retry-after", b"1"))
+        self._write_closing(status, headers, body)
         self._close()
 
-    def _close(self) -> None:
+    def _write_closing(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write a whole answer that says the connection closes after it."""
+        head = [STATUS_LINE[status]]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers if name != b"content-length")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+
+    def _refuse_unread(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """`REFUSE_UNREAD`: for the running request, whose body has not all arrived."""
+        if (
+            not self._in_body
+            or self._running is not self.cycle
+            or self._refused
+            or self.transport.is_closing()
+        ):
+            return False
+        self._write_closing(status, headers, body)
+        self._close(linger=True)
+        return True
+
+    def _linger_done(self) -> None:
+        self._linger_timer = None
+        self._close()
+
+    def _close(self, *, linger: bool = False) -> None:
+        """Refuse the connection's requests; close it now, or (`linger`) once the client has sent
+        what it was sending (its end, or LINGER_BYTES or LINGER_S)."""
         self._refused = True
         self._cancel_timers()
         # every request of the connection sees a disconnect: the running one (its receive() and a
@@ -326,10 +389,25 @@ class _GuardedHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
-        self.transport.close()
+        if linger and self._client is not None:  # within its client's budget
+            now = self.loop.time()
+            self._linger_budget = self.lingered.get(self._client, now)
+            linger = self._linger_budget.refill(now) > 0
+            if not linger:
+                self.on_refused("connection", "refused_body_unread", self._peer())
+        if linger:
+            if self.cycle is not None:
+                self.cycle.body = bytearray()  # what arrived of the body: never read now
+            budget = self._linger_budget
+            self._lingering = LINGER_BYTES if budget is None else min(LINGER_BYTES, int(budget.level))
+            self._linger_timer = self.loop.call_later(LINGER_S, self._linger_done)
+            self.flow.resume_reading()
+        else:
+            self._lingering = -1
+            self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer, self._write_timer):
+        for timer in (self._head_timer, self._body_timer, self._write_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._body_timer = self._write_timer = None
+        self._head_timer = self._body_timer = self._write_timer = self._linger_timer = None

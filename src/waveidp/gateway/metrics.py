@@ -123,7 +123,8 @@ class GatewayMetrics:
         self.connections_closed = Counter(
             "wave_connections_closed",
             "Connections the gateway closed before or instead of an answer: header_timeout, "
-            "body_timeout, write_timeout, too_many_connections (one client address)",
+            "body_timeout, write_timeout, too_many_connections (one client), refused_body_unread (a "
+            "refusal's rest of body left unread: the client's refused_body_bytes_per_minute spent)",
             ["reason"],
             registry=r,
         )

@@ -84,7 +84,7 @@ def parse_request(
     session: str | None = None,
     content_type: str | None = None,
 ) -> RequestInfo:
-    """What routing needs from a body whose shape `transport.check_json_shape` has let through."""
+    """What routing needs from a body whose shape `transport.JsonShape` has let through."""
     if endpoint in MULTIPART:
         return _parse_form(endpoint, raw, content_type)
     try:

@@ -51,7 +51,14 @@ def guarded_http(app: GatewayApp) -> type[asyncio.Protocol]:
     """httptools with the gateway's connection limits (`waveidp.gateway.http_protocol`): a 431 it
     answers is counted and audited as a request, a connection it closes is counted by reason."""
     gw = app.gateway
-    same = ("max_header_bytes", "max_headers", "header_timeout_s", "body_timeout_s", "write_timeout_s")
+    same = (
+        "max_header_bytes",
+        "max_headers",
+        "header_timeout_s",
+        "body_timeout_s",
+        "write_timeout_s",
+        "refused_body_bytes_per_minute",
+    )
     limits = ConnectionLimits(
         **{name: getattr(gw.config, name) for name in same},
         max_connections_per_client=gw.config.max_connections_per_client,

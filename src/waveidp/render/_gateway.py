@@ -39,16 +39,20 @@ def backend_key_envs(fleet: Fleet) -> list[str]:
 
 # Where a gateway container sees the NGINX of its own node come from: Docker's bridge networks
 # (the published port is bound to 127.0.0.1 then, so nothing else reaches it from there).
-DOCKER_BRIDGES = "172.16.0.0/12"
+DOCKER_BRIDGES = ("172.16.0.0/12",)
+# Where a gateway pod sees the ingress controller come from: the cluster's pod network, which is
+# in the private ranges (RFC 1918, IPv6 ULA) whatever the CNI.
+POD_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
-def gateway_config(fleet: Fleet, *, behind_local_proxy: bool = False) -> str:
+def gateway_config(fleet: Fleet, *, proxy_networks: tuple[str, ...] = ()) -> str:
     """The fleet file as the gateway reads it, with the key variables of rendered engines filled in;
-    `behind_local_proxy` (NGINX on the gateway's node): Docker's bridges uncapped, since every client
-    then arrives from there and NGINX caps each one (`limit_conn`)."""
+    `proxy_networks`: where a proxy that caps each client itself (NGINX's `limit_conn`, the
+    ingress's `limit-connections`) comes from, added to the uncapped addresses, since every client
+    then arrives from there."""
     data = fleet.model_dump(mode="json")
-    if behind_local_proxy and DOCKER_BRIDGES not in data["gateway"]["uncapped_addresses"]:
-        data["gateway"]["uncapped_addresses"].append(DOCKER_BRIDGES)
+    uncapped = data["gateway"]["uncapped_addresses"]
+    uncapped += [n for n in proxy_networks if n not in uncapped]
     for node in data["nodes"]:
         for b in node["backends"]:
             if b["engine"] in RENDERED_ENGINES and not b.get("api_key_env"):

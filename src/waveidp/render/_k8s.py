@@ -15,6 +15,7 @@ from waveidp.render._engines import EngineUnit, models_dir
 from waveidp.render._gateway import (
     CONFIG_PATH,
     HOME,
+    POD_NETWORKS,
     backend_key_envs,
     gateway_config,
     gateway_settings,
@@ -30,6 +31,7 @@ GATEWAY_IMAGE = "waveidp/gateway:0.1.0"
 REDIS_IMAGE = "redis:7.2-alpine"
 POSTGRES_IMAGE = "postgres:16-alpine"
 GATEWAY_REPLICAS = 2
+INGRESS_CLASS = "nginx"  # ingress-nginx, whose annotations cap connections per client
 # Secret keys the gateway replicas share: one bootstrap key and one admin key for all of them
 SHARED_KEYS = ("WAVE_API_KEY", "WAVE_ADMIN_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
 PART_OF = "wave"
@@ -137,7 +139,7 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit]) -> list[dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta("wave-gateway", "gateway"),
-        "data": {"wave.yaml": gateway_config(in_cluster)},
+        "data": {"wave.yaml": gateway_config(in_cluster, proxy_networks=POD_NETWORKS)},
     }
     # the passwords first: Kubernetes expands $(NAME) only from variables defined before
     env = [_secret_env(name, name) for name in backend_key_envs(fleet)]
@@ -181,6 +183,35 @@ def _gateway(fleet: Fleet, engines: list[EngineUnit]) -> list[dict[str, Any]]:
         _deployment("wave-gateway", "gateway", GATEWAY_REPLICAS, pod, recreate=False),
         _service("wave-gateway", "gateway", port),
     ]
+
+
+def _ingress(fleet: Fleet) -> dict[str, Any]:
+    """The gateway's way in from outside the cluster, for ingress-nginx. Every client reaches the
+    gateway from the controller's pods (uncapped there, `POD_NETWORKS`), so the controller keeps the
+    per-client connection cap; bodies up to the gateway's own limit, streams unbuffered, read
+    timeouts as long as a request may take."""
+    g = fleet.gateway
+    timeout = str(int(g.total_timeout_s))
+    annotations = {
+        "nginx.ingress.kubernetes.io/limit-connections": str(g.max_connections_per_client),
+        "nginx.ingress.kubernetes.io/proxy-body-size": str(g.max_body_bytes),
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+        "nginx.ingress.kubernetes.io/proxy-request-buffering": "off",
+        "nginx.ingress.kubernetes.io/proxy-connect-timeout": str(max(1, int(g.connect_timeout_s))),
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": timeout,
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": timeout,
+    }
+    path = {
+        "path": "/",
+        "pathType": "Prefix",
+        "backend": {"service": {"name": "wave-gateway", "port": {"name": "http"}}},
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {**_meta("wave-gateway", "gateway"), "annotations": annotations},
+        "spec": {"ingressClassName": INGRESS_CLASS, "rules": [{"http": {"paths": [path]}}]},
+    }
 
 
 def _postgres() -> list[dict[str, Any]]:
@@ -297,6 +328,7 @@ def render_k8s(fleet: Fleet, plan: Plan, lays: list[NodeLayout]) -> dict[str, st
         "k8s/10-gateway.yaml": _docs(_gateway(fleet, engines)),
         "k8s/11-redis.yaml": _docs(_redis()),
         "k8s/12-postgres.yaml": _docs(_postgres()),
+        "k8s/13-gateway-ingress.yaml": _docs([_ingress(fleet)]),
         "k8s/30-monitoring.yaml": _docs(
             [
                 *_monitors(engines, status_key_envs(fleet)),
@@ -331,7 +363,8 @@ def _readme(fleet: Fleet, engines: list[EngineUnit]) -> str:
         f"# Kubernetes manifests for fleet `{fleet.name}`",
         "",
         "Written by `wave render --target k8s`. Needs the NVIDIA GPU Operator (device plugin for",
-        "`nvidia.com/gpu`) and, for `30-monitoring.yaml`, the Prometheus Operator CRDs.",
+        "`nvidia.com/gpu`), for `13-gateway-ingress.yaml` ingress-nginx (class `nginx`) and, for",
+        "`30-monitoring.yaml`, the Prometheus Operator CRDs.",
         "",
         "```sh",
         "kubectl apply -f 00-namespace.yaml",
@@ -358,5 +391,13 @@ def _readme(fleet: Fleet, engines: list[EngineUnit]) -> str:
         "from the Secret. Each replica's settings are `WAVE_*` variables and the ConfigMap's fleet",
         "file, nothing else (docs/configuration.md). Check the chain from any pod:",
         f"`kubectl -n {NAMESPACE} exec deploy/wave-gateway -- wave audit verify`.",
+        "",
+        "Clients come in through the Ingress, which caps each client address at",
+        f"`gateway.max_connections_per_client` ({fleet.gateway.max_connections_per_client}) connections",
+        "(`limit-connections`; ingress-nginx answers 503 beyond it): the gateway pods see every client",
+        "as the controller, so the rendered fleet file leaves the private networks a pod network is in",
+        f"uncapped ({', '.join(POD_NETWORKS)}). The controller must see the real client address",
+        "(a LoadBalancer Service with `externalTrafficPolicy: Local`, or the PROXY protocol), else",
+        "every client counts as one node.",
     ]
     return "\n".join(lines) + "\n"

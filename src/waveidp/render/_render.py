@@ -14,7 +14,7 @@ from waveidp.plan import Plan, to_markdown
 from waveidp.render._compose import compose_file
 from waveidp.render._engines import models_dir
 from waveidp.render._exporter import exporter_port, node_nvidia
-from waveidp.render._gateway import gateway_config
+from waveidp.render._gateway import DOCKER_BRIDGES, gateway_config
 from waveidp.render._k8s import render_k8s
 from waveidp.render._layout import NodeLayout, layout
 from waveidp.render._observe import alert_rules, dashboard_json, grafana_files, prometheus_config
@@ -132,7 +132,9 @@ def _node_files(
         for key in ("fleet", "engines", "gateway"):
             files[f"{root}/grafana/dashboards/{key}.json"] = dashboard_json(key)
     if lay.runs("wave-gateway"):
-        files[f"{root}/wave/wave.yaml"] = gateway_config(fleet, behind_local_proxy=lay.runs("nginx"))
+        files[f"{root}/wave/wave.yaml"] = gateway_config(
+            fleet, proxy_networks=DOCKER_BRIDGES if lay.runs("nginx") else ()
+        )
     if lay.runs("wave-gateway") or lay.runs("wave-exporter"):
         port = fleet.gateway.port if lay.runs("wave-gateway") else exporter_port()
         files[f"{root}/wave/Dockerfile"] = template("gateway.Dockerfile.j2", node=root, port=port)

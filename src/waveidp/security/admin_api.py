@@ -28,7 +28,7 @@ from waveidp.errors import ApiError, InputError, NotFoundError
 from waveidp.security.audit import AuditEntry
 from waveidp.security.guard import bearer_token
 from waveidp.security.keys import IssuedKey, KeyStore, parse_expiry
-from waveidp.security.limits import AddressBuckets
+from waveidp.security.limits import AddressBuckets, client_of
 from waveidp.security.refusals import unauthorized
 from waveidp.security.secrets import Secret
 from waveidp.security.state import StoreUnavailable
@@ -156,7 +156,7 @@ class AdminGate:
         client = scope.get("client")
         address = client[0] if client else "?"
         action = _action(scope)
-        bucket = self.buckets.get(address, started)
+        bucket = self.buckets.get(client_of(address), started)
         status = [0]
         authorized = False
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from waveidp.errors import ConfigError
 from waveidp.security.audit import AuditLog, default_path
 from waveidp.security.audit_spool import DEFAULT_MAX_BYTES
-from waveidp.security.guard import Authenticator, Guard
+from waveidp.security.guard import REFUSED_ROWS_PER_MINUTE, Authenticator, Guard
 from waveidp.security.jwt_auth import JwtVerifier, OidcConfig
 from waveidp.security.keys import KeyStore
 from waveidp.security.limits import RedisDown, make_limiter
@@ -83,12 +83,18 @@ class GatewaySecurity:
 
 
 def build_security(
-    options: SecurityOptions, *, host: str, workers: int = 1, admin_routers: Sequence[Any] = ()
+    options: SecurityOptions,
+    *,
+    host: str,
+    workers: int = 1,
+    admin_routers: Sequence[Any] = (),
+    refused_rows_per_minute: int = REFUSED_ROWS_PER_MINUTE,
 ) -> GatewaySecurity:
     """The guard, key store, audit log and admin app of a gateway listening on `host`, one of
     `workers` processes sharing the key store, audit log and (with Redis) the limits; refuses a
     public bind without authentication. `admin_routers`: more FastAPI routers under `/admin` (each
-    checks the admin key itself, e.g. `wave up`'s `/admin/deployments`)."""
+    checks the admin key itself, e.g. `wave up`'s `/admin/deployments`). `refused_rows_per_minute`:
+    the audit rows of refused requests one client address adds a minute (`Guard.refused`)."""
     check_bind(host, auth_enabled=options.auth)
     keys = KeyStore(key_table(options.database_url, options.keys_db)) if options.auth else None
     if keys is not None:
@@ -114,7 +120,13 @@ def build_security(
         else None
     )
     limiter = make_limiter(options.redis_url, options.redis_down)
-    guard = Guard(authenticator, limiter, audit, unshared_workers=unshared)
+    guard = Guard(
+        authenticator,
+        limiter,
+        audit,
+        unshared_workers=unshared,
+        refused_rows_per_minute=refused_rows_per_minute,
+    )
     admin = None
     if keys is not None:
         from waveidp.security.admin_api import admin_app

@@ -23,7 +23,7 @@ from waveidp.errors import ApiError
 from waveidp.security.audit import AuditEntry, AuditLog, bounded_name
 from waveidp.security.jwt_auth import JwtVerifier
 from waveidp.security.keys import PREFIX, KeyStore
-from waveidp.security.limits import AddressBuckets, Decision, Limiter, MemoryLimiter
+from waveidp.security.limits import AddressBuckets, Decision, Limiter, MemoryLimiter, client_of
 from waveidp.security.principal import ANONYMOUS, Principal
 from waveidp.security.refusals import forbidden, unauthorized
 from waveidp.security.secrets import Secret
@@ -262,12 +262,14 @@ class Guard:
         client: str | None = None,
     ) -> None:
         """Audit a request turned away without an admission. With the `client` address, within
-        that address's budget of `refused_rows_per_minute` rows: beyond it a refusal adds no row
-        (a flood of 401s would otherwise grow the database by its rate), and the address's next
-        row is preceded by one saying how many were left out (endpoint `refusals-not-audited:N`)."""
+        its client's budget of `refused_rows_per_minute` rows (an IPv4 address or IPv6 /64:
+        `limits.client_of`): beyond it a refusal adds no row (a flood of 401s would otherwise grow
+        the database by its rate), and the client's next row is preceded by one saying how many
+        were left out (endpoint `refusals-not-audited:N from CLIENT`)."""
         if self.audit is None:
             return
         if client is not None:
+            client = client_of(client)
             now = time.monotonic()
             budget = self.refusal_rows.get(client, now)
             if budget.refill(now) < 1:

@@ -178,22 +178,41 @@ class Bucket:
         return self.level
 
 
+def client_of(address: str) -> str:
+    """Whom a per-client bound counts (connections, admin requests, refusal rows): an IPv4
+    address, or the /64 of an IPv6 one, since a host usually owns a whole /64 (SLAAC, privacy
+    addresses) and could otherwise multiply each bound by the addresses it takes from it. An
+    IPv4-mapped IPv6 address (a dual-stack socket's) is its IPv4 address; anything else, as given."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
 class AddressBuckets:
-    """A `Bucket` of `per_minute` per client address, for budgets kept in this process (the admin
-    gate's requests, the audit rows of refused requests). At most `max_addresses` are kept:
-    beyond that, the full (idle) ones are dropped."""
+    """A `Bucket` of `per_minute` per client (`client_of` an address), for budgets kept in this
+    process (the admin gate's requests, the audit rows of refused requests). At most
+    `max_addresses` are kept: beyond that, the full (idle) ones are dropped."""
 
     def __init__(self, per_minute: int, max_addresses: int = 10_000) -> None:
         self.per_minute = per_minute
         self.max_addresses = max_addresses
         self.buckets: dict[str, Bucket] = {}
 
-    def get(self, address: str, now: float) -> Bucket:
-        bucket = self.buckets.get(address)
+    def get(self, client: str, now: float) -> Bucket:
+        """The bucket of `client`, a `client_of` value."""
+        bucket = self.buckets.get(client)
         if bucket is None:
             if len(self.buckets) >= self.max_addresses:
                 self.buckets = {a: b for a, b in self.buckets.items() if b.refill(now) < b.capacity}
-            bucket = self.buckets[address] = Bucket(self.per_minute, float(self.per_minute), now)
+            bucket = self.buckets[client] = Bucket(self.per_minute, float(self.per_minute), now)
         return bucket
 
 

@@ -5,7 +5,7 @@ error shape (request heads are bounded by the HTTP server, `gateway.http_protoco
 gateway answers a body over
 `max_body_bytes` with 413 (`body_too_large`), and JSON nested deeper than `max_json_depth` or with
 more than `max_json_containers` arrays and objects with 400 (`json_too_deep`, `json_too_complex`:
-`check_json_shape`, before the body is parsed).
+`JsonShape`, while the body is read).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from waveidp.errors import ApiError, ConfigError
 
@@ -70,67 +69,118 @@ def tls_settings(cert: str | Path | None, key: str | Path | None) -> dict[str, s
 # Every byte but a quote and the four brackets, deleted by `bytes.translate`.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
-# Up to this many strings are cut out with bytes.split; more, by quote parity in numpy.
+# Up to this many quotes in a chunk, its strings are cut out with bytes.split; more, by parity in numpy.
 _SPLIT_QUOTES = 8192
 
 
-def _escaped(backslashes: Any) -> Any:
-    """Positions of the bytes escaped by the backslashes at `backslashes` (sorted): in a run of
-    them the first, third... begin an escape (`\\\\` is one)."""
+def _blank_escaped(chunk: bytes) -> bytes:
+    """`chunk` with each byte a backslash escapes set to 0: in a run of backslashes the first,
+    third... begin an escape (`\\\\` is one escaped backslash)."""
     import numpy as np
 
-    follows = np.diff(backslashes, prepend=-2) == 1
-    if not follows.any():  # no `\\\\`: each one escapes the byte after it
-        return backslashes + 1
-    n = np.arange(backslashes.size)
-    starts = np.maximum.accumulate(np.where(follows, 0, n))
-    return backslashes[((n - starts) & 1) == 0] + 1
-
-
-def _structure(raw: bytes) -> bytes:
-    """The brackets of a JSON document outside its strings, in order."""
-    import numpy as np
-
-    b = np.frombuffer(raw, np.uint8)
+    b = np.frombuffer(chunk, np.uint8)
     backslashes = np.flatnonzero(b == ord("\\"))
-    if backslashes.size:  # blank what each escape escapes (`\\"` must not end a string)
-        escaped = _escaped(backslashes)
-        b = b.copy()
-        b[escaped[escaped < b.size]] = 0
-        raw = b.tobytes()
-    kept = raw.translate(None, _NOT_STRUCTURE)  # quotes and brackets: each quote opens or closes
-    if kept.count(b'"') <= _SPLIT_QUOTES:
-        return b"".join(kept.split(b'"')[::2])
-    k = np.frombuffer(kept, np.uint8)
-    quote = k == ord('"')
-    outside = (np.cumsum(quote, dtype=np.uint8) & 1) == 0  # parity is all a uint8 needs to keep
-    return k[outside & ~quote].tobytes()
+    follows = np.diff(backslashes, prepend=-2) == 1
+    if follows.any():  # runs: only every other backslash of one begins an escape
+        n = np.arange(backslashes.size)
+        starts = np.maximum.accumulate(np.where(follows, 0, n))
+        backslashes = backslashes[((n - starts) & 1) == 0]
+    escaped = backslashes + 1
+    b = b.copy()
+    b[escaped[escaped < b.size]] = 0
+    return b.tobytes()
 
 
-def check_json_shape(raw: bytes, limits: InputLimits) -> None:
-    """400 for a JSON body with more than `max_json_containers` arrays and objects, or nested
-    deeper than `max_json_depth`, found in the raw bytes before anything is parsed: parsing builds a
-    Python object per container (1.2M of them cost ~1 s with orjson, and a walk as much again),
-    while this is a few passes of C over the bytes. A body with fewer brackets than the depth limit,
-    most requests, pays two counts. Malformed JSON is left to the parser to name."""
-    if raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
-        return
-    structure = _structure(raw)
-    containers = structure.count(b"[") + structure.count(b"{")
-    if containers * 2 != len(structure):
-        return  # unbalanced: not JSON
-    if containers > limits.max_json_containers:
-        raise ApiError(
-            400,
-            f"JSON body holds {containers} arrays and objects, over the limit of "
-            f"{limits.max_json_containers} (gateway.max_json_containers)",
-            code="json_too_complex",
-        )
-    if containers <= limits.max_json_depth:
-        return
-    import numpy as np
+def _json_too_complex(containers: int, limit: int) -> ApiError:
+    return ApiError(
+        400,
+        f"JSON body holds more than {limit} arrays and objects ({containers} in its first bytes) "
+        "(gateway.max_json_containers)",
+        code="json_too_complex",
+    )
 
-    # +1 per opening, -1 per closing bracket; the running sum's peak is the depth
-    steps = (np.frombuffer(structure.translate(_AS_BRACKETS), np.uint8) == ord("[")).astype(np.int32)
-    if int(np.cumsum(steps * 2 - 1).max()) > limits.max_json_depth:
-        raise ApiError(400, f"JSON nested deeper than {limits.max_json_depth} levels", code="json_too_deep")
+
+class JsonShape:
+    """The arrays and objects of a JSON body, counted and their depth followed as its bytes arrive
+    (`feed` each chunk): 400 at the first chunk that takes the body past `max_json_containers`
+    (`json_too_complex`) or `max_json_depth` (`json_too_deep`), so that a refused body is neither
+    read to its end nor parsed. Parsing builds a Python object per container (1.2M of them cost ~1 s
+    with orjson); this is a few passes of C over each chunk, and nothing at all while the body has
+    seen no more brackets than the depth limit (most requests). Malformed JSON (a closing bracket
+    too many) is left to the parser to name."""
+
+    __slots__ = ("brackets", "containers", "depth", "escaping", "held", "in_string", "limits", "off")
+
+    def __init__(self, limits: InputLimits) -> None:
+        self.limits = limits
+        self.brackets = 0  # opening ones seen, strings and all, while `held`
+        self.held: list[bytes] | None = []  # chunks not walked yet: too few brackets to matter
+        self.in_string = False
+        self.escaping = False  # the last chunk ended in a backslash that escapes the next byte
+        self.depth = 0
+        self.containers = 0
+        self.off = False  # not JSON: the parser will say so
+
+    def feed(self, chunk: bytes) -> None:
+        held = self.held
+        if not chunk:
+            return
+        if held is not None:
+            self.brackets += chunk.count(b"[") + chunk.count(b"{")
+            held.append(chunk)
+            if self.brackets <= self.limits.max_json_depth:
+                return
+            self.held = None
+            for c in held:
+                self._walk(c)
+        else:
+            self._walk(chunk)
+
+    def _walk(self, chunk: bytes) -> None:
+        if self.off:
+            return
+        if self.escaping:  # the byte a backslash at the end of the last chunk escapes
+            chunk = chunk[1:]
+        # a backslash run escapes the byte after it when it is odd (`\\` is one escaped backslash)
+        self.escaping = chunk.endswith(b"\\") and (len(chunk) - len(chunk.rstrip(b"\\"))) & 1 == 1
+        if self.in_string and b'"' not in chunk:
+            return  # all of it in one string (a data URL's base64): nothing to count
+        if b'\\"' in chunk:  # escaped quotes, the one escape that matters here
+            chunk = _blank_escaped(chunk)
+        kept = chunk.translate(None, _NOT_STRUCTURE)  # quotes and brackets: each quote opens or closes
+        if not kept:
+            return
+        quotes = kept.count(b'"')
+        if not quotes:
+            structure = b"" if self.in_string else kept
+        elif quotes <= _SPLIT_QUOTES:
+            structure = b"".join(kept.split(b'"')[1 if self.in_string else 0 :: 2])
+        else:
+            import numpy as np
+
+            k = np.frombuffer(kept, np.uint8)
+            quote = k == ord('"')
+            inside = (np.cumsum(quote, dtype=np.uint8) & 1).astype(bool) ^ self.in_string
+            structure = k[~inside & ~quote].tobytes()
+        self.in_string ^= bool(quotes & 1)
+        if structure:
+            self._count(structure)
+
+    def _count(self, structure: bytes) -> None:
+        limits = self.limits
+        opening = structure.count(b"[") + structure.count(b"{")
+        self.containers += opening
+        if self.containers > limits.max_json_containers:
+            raise _json_too_complex(self.containers, limits.max_json_containers)
+        if self.depth + opening > limits.max_json_depth:
+            import numpy as np
+
+            # +1 per opening, -1 per closing bracket; the running sum's peak is the deepest point
+            steps = (np.frombuffer(structure.translate(_AS_BRACKETS), np.uint8) == ord("[")).astype(np.int32)
+            if self.depth + int(np.cumsum(steps * 2 - 1).max()) > limits.max_json_depth:
+                raise ApiError(
+                    400, f"JSON nested deeper than {limits.max_json_depth} levels", code="json_too_deep"
+                )
+        self.depth += 2 * opening - len(structure)
+        if self.depth < 0:
+            self.off = True
