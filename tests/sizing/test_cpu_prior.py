@@ -135,7 +135,7 @@ def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
             }
         }
     )
-    layers, whole = weight_mix("q4_k_m", gemma)
+    layers, whole, output = weight_mix("q4_k_m", gemma)
     assert layers["q5_0"] == pytest.approx(0.63, abs=0.01) and layers["q4_k_m"] == pytest.approx(
         0.35, abs=0.01
     )
@@ -148,6 +148,11 @@ def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
         ).gemv_flops
 
     plain = catalog.model("gemma-3-270m")
-    assert weight_mix("q4_k_m", plain) == ({"q4_k_m": 1.0}, {"q4_k_m": 1.0})  # no file: its nominal format
+    assert weight_mix("q4_k_m", plain) == ({"q4_k_m": 1.0},) * 3  # no file: its nominal format
     # q5_0 and q8_0 gemv are slower than q4_K's repacked one on this tier
     assert gemv_flops(gemma) < 0.85 * gemv_flops(plain)
+    # a prompt's logits are one row through the q8_0 output: its gemv, not the layers' prompt kernels
+    assert output == {"q8_0": 1.0}
+    hw = catalog.hardware("ryzen-9-9900x")
+    rates = cpu_rates(hw, "q4_k_m", 1, efficiency_of(hw, "llamacpp"), core_bandwidth=40e9, model=gemma)
+    assert rates.logits_flops(1) == rates.output_gemv_flops < rates.prefill_matmul_flops(16)

@@ -181,12 +181,17 @@ class PerfModel:
         accel = next((p for p in self._stages if p.role == "accelerator"), None)
         times = []
         for p in self._stages:
-            matmul = batch * (self._flops_prefill_token * n + self._flops_logits) * p.param_share
+            layer_matmul = batch * self._flops_prefill_token * n * p.param_share
+            logits = batch * self._flops_logits * p.param_share
             attention = batch * attn_total * p.kv_share
-            flops = matmul + attention
+            flops = layer_matmul + logits + attention
             cpu = self._cpu.get(p.device.id)
             if cpu is not None:
-                compute_s = matmul / cpu.prefill_matmul_flops(n * batch) + attention / cpu.attention_flops
+                compute_s = (
+                    layer_matmul / cpu.prefill_matmul_flops(n * batch)
+                    + logits / cpu.logits_flops(batch)
+                    + attention / cpu.attention_flops
+                )
             else:
                 compute_s = flops / self._compute(p)
             t = max(compute_s, p.read_bytes / self._bandwidth(p))
