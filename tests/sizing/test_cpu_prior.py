@@ -156,3 +156,21 @@ def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
     hw = catalog.hardware("ryzen-9-9900x")
     rates = cpu_rates(hw, "q4_k_m", 1, efficiency_of(hw, "llamacpp"), core_bandwidth=40e9, model=gemma)
     assert rates.logits_flops(1) == rates.output_gemv_flops < rates.prefill_matmul_flops(16)
+
+
+def test_the_output_matrix_runs_its_own_kernel_in_every_step() -> None:
+    """Gemma 3 270M's tied q8_0 output is 63% of a token's weights: a prompt's logits and a decode
+    step of two sequences run it on q8_0's kernels, whatever the layers are."""
+    layers = {"Q4_K": 100_000_000}
+
+    def perf(output: str) -> PerfModel:
+        spec = catalog.model("gemma-3-270m").model_copy(
+            update={"file_weight_types": {"layers": layers, "output": {output: 167_772_160}}}
+        )
+        hw = catalog.hardware("ryzen-9-9900x")  # AVX-512 VNNI/BF16: q8_0 and q4_K cells measured
+        return PerfModel(Deployment.build(spec, "q4_k_m", [hw], "llamacpp", threads=1, context=1024))
+
+    q8, q4 = perf("Q8_0"), perf("Q4_K")
+    for batch in (4, 8):  # (one or two sequences stream the file: its bytes, not the kernels, bind)
+        assert q8.decode_step_seconds(batch, 256) > 1.15 * q4.decode_step_seconds(batch, 256)
+    assert q8.prefill_seconds(16) > 1.05 * q4.prefill_seconds(16)

@@ -145,25 +145,26 @@ class CpuRates:
     # one-row rate: a prompt's logits are one row per sequence, which runs the output's gemv
     output_mix: tuple[tuple[float, float, float], ...] = ()
     output_gemv_flops: float = 0.0
+    layers_gemv_flops: float = 0.0  # the layers' weights alone in token generation
 
     def prefill_matmul_flops(self, tokens: int) -> float:
-        """Prompt matmul rate for a batch of `tokens` rows (the tiles fill up with the batch); a
-        file whose layers run on several kernels takes the sum of their times."""
+        """The layers' matmul rate for a batch of `tokens` rows (a prompt, or a decode step of
+        `tokens` sequences): their gemv for one row, else their prompt kernels as the tiles fill up
+        with the batch (no slower than the gemv); a file whose layers run on several kernels takes
+        the sum of their times."""
+        gemv = self.layers_gemv_flops or self.gemv_flops
+        if tokens <= 1:
+            return gemv
         mix = self.prefill_mix or ((1.0, self.matmul_flops, self.kernel.half_tokens),)
-        return _mix_rate(mix, tokens, self.gemv_flops)
+        return _mix_rate(mix, tokens, gemv)
 
     def logits_flops(self, rows: int) -> float:
-        """Rate of the output matrix for `rows` rows of logits (the last position of each prompt):
-        its gemv for one row, its prompt kernel once several rows make that faster."""
+        """The same for the output matrix and `rows` rows of logits (the last position of each
+        prompt, or each sequence of a decode step)."""
         if not self.output_mix:
             return self.prefill_matmul_flops(rows)
         gemv = self.output_gemv_flops or self.gemv_flops
         return gemv if rows <= 1 else _mix_rate(self.output_mix, rows, gemv)
-
-    def decode_flops(self, batch: int) -> float:
-        """Matmul rate of a decode step of `batch` sequences: one gemv each, or the prompt kernels
-        when the batch is large enough to make them faster."""
-        return self.gemv_flops if batch <= 1 else self.prefill_matmul_flops(batch)
 
 
 def _mix_rate(mix: tuple[tuple[float, float, float], ...], tokens: int, floor: float) -> float:
@@ -266,6 +267,7 @@ def cpu_rates(
         prefill_mix=prefill_mix,
         output_mix=prompt(output),
         output_gemv_flops=gemv(output),
+        layers_gemv_flops=gemv(layers),
     )
 
 

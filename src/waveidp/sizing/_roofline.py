@@ -157,8 +157,11 @@ class PerfModel:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
             cpu = self._cpu.get(p.device.id)
             if cpu is not None:
+                # the layers and the output matrix run their own kernels (a GGUF often keeps the
+                # output in q8_0 or q6_K: Gemma 3's is 63% of a token's weights)
                 compute_s = (
-                    batch * self._flops_token * p.param_share / cpu.decode_flops(batch)
+                    batch * self._flops_prefill_token * p.param_share / cpu.prefill_matmul_flops(batch)
+                    + batch * self._flops_logits * p.param_share / cpu.logits_flops(batch)
                     + batch * attn * p.kv_share / cpu.attention_flops
                 )
             else:
