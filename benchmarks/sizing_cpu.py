@@ -467,6 +467,7 @@ def wave_bench_served(
     (row,) = (p.model_dump() for p in predict_runs(report))
     s = report.runs[0].summary.model_dump()
     return {
+        "file": str(model),
         "server_command": server_cmd,
         "bench_command": shlex.join([*cmd[:-3], "--out", "DIR", "--json"]),
         "completed": s["completed"],
@@ -757,11 +758,19 @@ def serve(models: list[Model], described: dict[str, Hardware], args: Any) -> lis
 
 def predict_served(served: list[dict[str, Any]], described: dict[str, Hardware]) -> None:
     """Each served point's prediction: its wave bench run replayed (`predict_runs`: requests
-    planned, warm-up, the scheduler simulation) on each description of this CPU."""
+    planned, warm-up, the scheduler simulation) on each description of this CPU, for the GGUF file
+    llama-server ran (as `wave size -m FILE` describes it: its tensor types pick the kernels; the
+    catalog id wave bench records would not say that Gemma's file is mostly q5_0 and q8_0)."""
     from waveidp.bench.predict import predict_runs
 
     for row in served:
         report = BenchReport.model_validate(row["best_run"]["report"])
+        command = shlex.split(row["best_run"]["server_command"])
+        file = row["best_run"].get("file") or command[command.index("-m") + 1]
+        if report.deployment is not None and Path(file).exists():
+            record = report.deployment.model_copy(update={"model": file})
+            report = report.model_copy(update={"deployment": record})
+        row["predicted_for"] = file if Path(file).exists() else report.deployment and report.deployment.model
         got = row["measured"]
         row["predicted"], row["ratio"] = {}, {}
         for name, hw in described.items():
