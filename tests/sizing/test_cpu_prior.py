@@ -174,3 +174,19 @@ def test_the_output_matrix_runs_its_own_kernel_in_every_step() -> None:
     for batch in (4, 8):  # (one or two sequences stream the file: its bytes, not the kernels, bind)
         assert q8.decode_step_seconds(batch, 256) > 1.15 * q4.decode_step_seconds(batch, 256)
     assert q8.prefill_seconds(16) > 1.05 * q4.prefill_seconds(16)
+
+
+def test_one_thread_streams_its_cores_probed_bandwidth() -> None:
+    """The probe's one-reader figure already has the memory in its path: one thread streams it (the
+    2-core VM of benchmarks/sizing_cpu.py: 28.7 GB/s alone, 43 GB/s for both cores), more threads
+    approach the memory's peak and never pass it."""
+    hw = catalog.hardware("ryzen-9-9900x").model_copy(
+        update={"cores": 2, "core_bandwidth_bytes_per_s": 28.7e9, "memory_bandwidth_bytes_per_s": 43.25e9}
+    )
+    eff = efficiency_of(hw, "llamacpp")
+
+    def stream(threads: int) -> float:
+        return cpu_rates(hw, "f16", threads, eff, core_bandwidth=40e9).stream_bytes / eff.decode_bandwidth
+
+    assert stream(1) == pytest.approx(28.7e9)
+    assert 28.7e9 < stream(2) < 43.25e9

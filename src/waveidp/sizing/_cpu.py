@@ -236,10 +236,19 @@ def cpu_rates(
         parallel = used * share * used**-t.threads_falloff
     else:
         parallel = 1.0
-    # each thread streams at most its core's rate and all of them the memory's: the two limits
-    # combine harmonically (measured on the H100 host: 1-16 threads within 15%), of which llama.cpp
-    # reaches `decode_bandwidth`
-    stream = eff.decode_bandwidth / (1 / (per_thread_bw * used) + 1 / hw.memory_bandwidth_bytes_per_s)
+    # one thread streams its core's figure (the probe's one-reader rate, which has the memory in its
+    # path already); n threads approach the memory's peak from it harmonically, so that one thread
+    # gets exactly its figure (a plain harmonic sum of the two counts the memory twice: it put one
+    # thread of sizing_cpu.py's 2-core VM at 17 GB/s where llama.cpp streams 21-26; on the H100
+    # host's 16-core Xeon, whose memory is 11x one core, the two forms differ by under 10%); of that
+    # llama.cpp reaches `decode_bandwidth`
+    memory = hw.memory_bandwidth_bytes_per_s
+    if memory <= per_thread_bw:
+        streamed = memory
+    else:
+        alone = per_thread_bw * memory / (memory - per_thread_bw)
+        streamed = 1 / (1 / (alone * used) + 1 / memory)
+    stream = eff.decode_bandwidth * streamed
     layers, whole, output = weight_mix(quant, model)
     cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole, *output}}
     prefill_scale = fp32 * eff.prefill_compute * parallel
