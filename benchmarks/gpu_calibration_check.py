@@ -15,9 +15,9 @@ every consumer does (`fleet.device_hardware` -> `efficiency_of`) and measures th
 Rows: the shipped H100 entry (the prior), the stored calibration, its repeat minutes later, the
 first run (whose fit also moved the per-layer prompt floor), the stored tests refitted that way
 (the same measurements, so the one difference is the floor), the generic GPU prior with and
-without the same quick fit (what a GPU Wave has no entry for gets), and, as a what-if, that fit from
-the generic prior given the H100 host's llama-server terms (`HOST_TERMS`), which llama-bench
-cannot measure.
+without the same quick fit (what a GPU Wave has no entry for gets), and both again without
+llama-server's host terms (`HOST_TERMS`, which llama-bench cannot measure; the generic prior takes
+them from the H100 host), as the generic prior was before it had them.
 
     .venv/bin/python benchmarks/gpu_calibration_check.py
 
@@ -91,15 +91,13 @@ def held_out() -> list[Measured]:
     return out
 
 
-# llama-server's work on the host CPU, which llama-bench does not do and so cannot calibrate: the
-# generic GPU prior has none of it; the H100 entry measured it on the H100's host
+# llama-server's work on the host CPU, which llama-bench does not do and so cannot calibrate
 HOST_TERMS = ("first_token_s", "sequence_step_s", "sequence_step_s_per_vocab", "host_copy_bytes_per_s")
 
 
-def with_host_terms(eff: Efficiency) -> Efficiency:
-    """`eff` with the H100 host's llama-server terms (a what-if: the generic prior does not ship them)."""
-    h100 = efficiency_for("h100-sxm", "llamacpp")
-    return eff.model_copy(update={k: getattr(h100, k) for k in HOST_TERMS})
+def without_host_terms(eff: Efficiency) -> Efficiency:
+    """`eff` without llama-server's host terms (the generic prior before it took the H100 host's)."""
+    return eff.model_copy(update={k: Efficiency.model_fields[k].default for k in HOST_TERMS})
 
 
 def floor_too(hw: Hardware, tests: list[Measured]) -> Efficiency:
@@ -123,7 +121,8 @@ def main() -> None:
         "stored tests refitted, floor too": floor_too(bare, quick),
         "generic GPU prior": generic,
         "generic prior + the quick fit": calibration(bare, quick, generic).fitted,
-        "the same, H100 host's server terms": calibration(bare, quick, with_host_terms(generic)).fitted,
+        "before: generic GPU prior": without_host_terms(generic),
+        "before: generic + the quick fit": calibration(bare, quick, without_host_terms(generic)).fitted,
     }
     doc: dict[str, Any] = {
         "command": "python benchmarks/gpu_calibration_check.py",

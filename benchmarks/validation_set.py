@@ -130,16 +130,19 @@ def predict(row: dict[str, Any]) -> float:
             "ttft_ms": point.ttft_ms,
             "decode_tokens_per_s": 1000.0 / point.itl_ms,
         }[metric]
+    # The rest are llama-bench tables or a library loop (yzma), not a server: the engine's own step,
+    # without llama-server's per-slot host sampling. CPUs keep the sampling in the step: the CPU
+    # kernel table was fitted that way (benchmarks/investigations/cpu/fit_kernels.py, as the CPU
+    # calibration predicts llama-bench), so taking it out needs that table refitted.
     perf = PerfModel(d)
+    step = perf.decode_step_seconds if devices[0].kind == "cpu" else perf.engine_step_seconds
     if metric == "prefill_tokens_per_s":
         return float(prompt / perf.prefill_seconds(prompt))
     if metric == "run_tokens_per_s":  # one stream: a prompt, then output - 1 decode steps
-        seconds = perf.prefill_seconds(prompt) + (output - 1) * perf.decode_step_seconds(
-            1, prompt + output // 2
-        )
+        seconds = perf.prefill_seconds(prompt) + (output - 1) * step(1, prompt + output // 2)
         return float((prompt + output) / seconds)
     batch = row["batch"]
-    return float(batch / perf.decode_step_seconds(batch, row["context"]))
+    return float(batch / step(batch, row["context"]))
 
 
 def ratio(row: dict[str, Any]) -> float:

@@ -3,10 +3,12 @@ answers. Used by `wave up` for its embedded engine, by the tests and by the benc
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,22 +20,43 @@ class NotReady(WaveError):
     """A server did not answer in time, or its process exited first."""
 
 
-_HANDED_OUT: set[int] = set()
 _LOWEST = 10000
+_RESERVATIONS = Path(tempfile.gettempdir()) / "wave-ports"
+RESERVED_S = 120.0  # long enough for any server to bind the port it was given
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing is bound to now, picked below the kernel's ephemeral
-    range: a port from that range (the kernel's own pick) can be taken as the local end of any
-    outgoing connection between this call and the server's bind. Never the same port twice in one
-    process."""
+    """A TCP port on 127.0.0.1 that nothing is bound to now and that no other Wave process was
+    given in the last `RESERVED_S`: between this call and the server's bind, a test run on several
+    cores, a second `wave up` or an engine started by a subprocess may look for a port too (a
+    reservation file per port under the temporary directory says who was first). Picked below the
+    kernel's ephemeral range, from which any outgoing connection takes its local port."""
     low = _ephemeral_low()
     for _ in range(1000):
         port = random.randrange(_LOWEST, low) if low > _LOWEST + 1000 else _kernel_pick()
-        if port not in _HANDED_OUT and _bindable(port):
-            _HANDED_OUT.add(port)
+        if _bindable(port) and _reserve(port):
             return port
     raise WaveError("no free TCP port on 127.0.0.1", fix="too many servers are running")
+
+
+def _reserve(port: int) -> bool:
+    """Claim `port` for `RESERVED_S` (False: another process claimed it in that time)."""
+    path = _RESERVATIONS / str(port)
+    for _ in range(2):
+        try:
+            _RESERVATIONS.mkdir(mode=0o1777, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime < RESERVED_S:
+                    return False
+                path.unlink()  # an old claim: the port was bound and freed since, or never used
+            except OSError:
+                return False
+        except OSError:
+            return True  # nowhere to keep claims (a read-only or foreign directory): the bind check alone
+    return False
 
 
 def _ephemeral_low() -> int:

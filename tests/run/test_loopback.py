@@ -43,3 +43,14 @@ def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> Non
     assert all(p < low for p in ports)
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports[-1]))
+
+
+def test_two_processes_picking_ports_at_once_never_get_the_same_one() -> None:
+    """Each of several processes (a test run on several cores, a second `wave up`) takes ports
+    that the others were given but have not bound yet."""
+    script = "from waveidp.loopback import free_port; print(*[free_port() for _ in range(300)])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    picked = [int(p) for proc in procs for p in proc.communicate(timeout=60)[0].split()]
+    assert len(picked) == 900 and len(set(picked)) == 900

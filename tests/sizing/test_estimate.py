@@ -200,6 +200,45 @@ def test_per_sequence_host_work_grows_the_step_with_slots_and_vocabulary() -> No
     assert PerfModel(d, host).prefill_seconds(512) == PerfModel(d, base).prefill_seconds(512)
 
 
+def test_a_gpu_without_an_entry_is_served_with_llama_servers_host_work() -> None:
+    """What llama-server does on the host CPU (the first token's delivery, sampling each slot, saving
+    prompts to its cache) does not depend on the GPU: one Wave has no entry for gets the H100 host's
+    measured values, so its served TTFT and ITL carry them. Without them, `wave calibrate --quick` on
+    the H100 from this entry missed served TTFT by 59%, ITL 66%, tok/s 180% (with: 18%, 9%, 10%)."""
+    from waveidp.sizing import PerfModel, efficiency_for, save_calibration
+
+    generic = efficiency_for("rtx-4090", "llamacpp", kind="gpu")
+    h100_host = efficiency_for("h100-sxm", "llamacpp")
+    host_terms = ("first_token_s", "sequence_step_s", "sequence_step_s_per_vocab", "host_copy_bytes_per_s")
+    soc = efficiency_for("jetson-orin-nano-super", "llamacpp", kind="soc")  # a lower bound on its Arm cores
+    for name in host_terms:
+        assert getattr(generic, name) == getattr(soc, name) == getattr(h100_host, name), name
+    per_slot = generic.sequence_seconds(LLAMA_31_8B.vocab_size)
+    assert per_slot == pytest.approx(0.381e-3 + 128_256 * 3.07e-9)  # 0.77 ms for Llama 3's vocabulary
+
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp")
+    perf = PerfModel(d)
+    for c in (1, 8):  # llama-bench's rate (the engine's step) has none of it; the server's step has it
+        assert perf.decode_step_seconds(c, 600) == pytest.approx(
+            perf.engine_step_seconds(c, 600) + c * per_slot
+        )
+
+    def served() -> tuple[float, float]:
+        r = estimate(SizingRequest(deployment=d, prompt_tokens=512, output_tokens=128, concurrency=1))
+        return r.performance.ttft_ms, r.performance.itl_ms
+
+    ttft, itl = served()
+    none = {"first_token_s": 0.0, "sequence_step_s": 0.0, "sequence_step_s_per_vocab": 0.0}
+    save_calibration(
+        {("rtx-4090", "llamacpp"): generic.model_copy(update={**none, "host_copy_bytes_per_s": None})}
+    )
+    bare_ttft, bare_itl = served()
+    assert itl - bare_itl == pytest.approx(per_slot * 1000, abs=2e-3)  # ms, rounded to 3 decimals
+    # the first token's delivery, and the previous request's ~90 MB of KV saved to the prompt cache
+    # at 1.3 GB/s on llama-server's main thread before this one starts
+    assert ttft - bare_ttft > generic.first_token_s * 1000 + 50
+
+
 def test_context_beyond_the_model_is_impossible_for_vllm() -> None:
     r = _est(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm", context=200_000)
     assert r.verdict == "impossible"

@@ -86,4 +86,5 @@ def test_one_cpu_thread_is_compute_bound_so_batching_is_not_free() -> None:
     perf = PerfModel(d)
     assert perf.decode_step_seconds(2, 100) > 1.8 * perf.decode_step_seconds(1, 100)
     gpu = PerfModel(Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp"))
-    assert gpu.decode_step_seconds(2, 100) < 1.1 * gpu.decode_step_seconds(1, 100)
+    # the GPU's own step (llama-server's per-slot sampling on the host CPU comes on top of it)
+    assert gpu.engine_step_seconds(2, 100) < 1.1 * gpu.engine_step_seconds(1, 100)

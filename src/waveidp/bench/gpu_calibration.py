@@ -63,8 +63,7 @@ def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
     if r.n_prompt:
         n = r.n_prompt
         return n / perf.prefill_batch_seconds(n, perf.prefill_token_seconds(n))
-    step = perf.decode_step_seconds(1, max(1, r.n_gen // 2)) - eff.sequence_seconds(m.spec.vocab_size)
-    return 1.0 / step
+    return 1.0 / perf.engine_step_seconds(1, max(1, r.n_gen // 2))
 
 
 def median_abs_error(hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str) -> float | None:

@@ -147,7 +147,16 @@ class PerfModel:
 
     # ---- public API ------------------------------------------------------------------------
     def decode_step_seconds(self, batch: int, context_tokens: int) -> float:
-        """One decode step producing one token for each of `batch` sequences at mean context."""
+        """One decode step producing one token for each of `batch` sequences at mean context, as a
+        server runs it: the engine's step plus the per-sequence host work (llama-server samples each
+        slot over the full logits on the CPU)."""
+        return self.engine_step_seconds(batch, context_tokens) + max(1, batch) * self.eff.sequence_seconds(
+            self.d.model.vocab_size
+        )
+
+    def engine_step_seconds(self, batch: int, context_tokens: int) -> float:
+        """The same step as the engine alone runs it, without the server's per-sequence host work:
+        what llama-bench (which samples nothing) and a library loop measure."""
         batch = max(1, batch)
         ctx = max(1, context_tokens)
         kv_seq = kv_bytes(self.d.model, self._kv_elem, ctx)
@@ -168,8 +177,7 @@ class PerfModel:
                 flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
                 compute_s = flops / self._compute(p, decode=True)
             times.append(max(bytes_moved / self._bandwidth(p), compute_s))
-        host = batch * self.eff.sequence_seconds(self.d.model.vocab_size)
-        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s + host
+        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
 
     def weight_pass_seconds(self) -> float:
         """One more forward pass over the weights (a ubatch of a few tokens): streaming them once."""
