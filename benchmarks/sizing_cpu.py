@@ -41,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -234,24 +234,25 @@ def measure(
     builds: list[str], models: list[Model], plan: dict[str, tuple[list[int], list[int], list[int]]], args: Any
 ) -> list[tuple[str, Model, Measured]]:
     """llama-bench rows per (build, model): plan[build] = (threads, prompts, gens). One-thread tests
-    are timed by llama-bench's CPU time (`run_cpu_timed`: this machine's 2 cores are shared, and
-    other processes' time slices must not count); more threads by the wall clock, best repetition."""
-    jobs = [(b, m) for b in builds for m in models]
-    total = sum(tests_in(*plan[b]) for b, _ in jobs)
-    out: list[tuple[str, Model, Measured]] = []
+    are timed by llama-bench's CPU time per repetition (`run_cpu_timed`: this machine's 2 cores are
+    shared, and other processes' time slices must not count); more threads by the wall clock, best
+    repetition. `args.rounds` rounds each measure every test once, in the same order, so drift in
+    the machine's speed hits all formats alike; a row is the median of its rounds."""
+    jobs = []
+    for m in models:  # round-robin over builds per model, so a neighbour's load spreads over all
+        for b in builds:
+            if m.label.split()[-1] in BORROWED and b != "native":
+                continue
+            threads, prompts, gens = plan[b]
+            jobs.append((b, m, threads, [64] if m.label.split()[-1] in BORROWED else prompts, gens))
+    total = args.rounds * sum(tests_in(t, p, g) for _, _, t, p, g in jobs)
+    got: dict[tuple[str, str, int, int, int], list[BenchRow]] = {}
     with Progress(console=console) as progress:
         task = progress.add_task("llama-bench", total=total)
-        # round-robin over builds per model, so a neighbour's load spreads over all of them
-        for m in models:
-            spec, quant = model_of(m.path)
-            for b in builds:
-                if m.label.split()[-1] in BORROWED and b != "native":
-                    continue
-                threads, prompts, gens = plan[b]
-                if m.label.split()[-1] in BORROWED:
-                    prompts = [64]
+        for rnd in range(args.rounds):
+            for b, m, threads, prompts, gens in jobs:
                 binary = bench_binary(b, args.isa_dir)
-                progress.update(task, description=f"llama-bench {b} {m.label}")
+                progress.update(task, description=f"llama-bench round {rnd + 1}/{args.rounds} {b} {m.label}")
                 rows: list[BenchRow] = []
                 if 1 in threads:
                     for kw in [{"n_prompt": p} for p in prompts] + [{"n_gen": g} for g in gens]:
@@ -266,8 +267,33 @@ def measure(
                         binary, m.path, threads=more, prompts=prompts, gens=gens, reps=args.reps
                     )
                     rows += run_llama_bench(cmd, on_row=lambda _r: progress.advance(task))
-                out += [(b, m, Measured(r, spec, quant)) for r in rows]
+                for r in rows:
+                    got.setdefault((b, m.label, r.threads, r.n_prompt, r.n_gen), []).append(r)
+    out: list[tuple[str, Model, Measured]] = []
+    for b, m, *_ in jobs:
+        spec, quant = model_of(m.path)
+        for key, rounds in got.items():
+            if key[:2] == (b, m.label):
+                out.append((b, m, Measured(median_of_rounds(rounds), spec, quant)))
     return out
+
+
+def median_of_rounds(rows: list[BenchRow]) -> BenchRow:
+    """One test measured in several rounds: the median round's rate, every round's samples."""
+    if len(rows) == 1:
+        return rows[0]
+    rates = sorted(r.tokens_per_s for r in rows)
+    mid = len(rates) // 2
+    rate = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    return replace(
+        rows[0],
+        tokens_per_s=rate,
+        mean_tokens_per_s=statistics.fmean(r.mean_tokens_per_s for r in rows),
+        samples=tuple(x for r in rows for x in r.samples),
+        command=f"{rows[0].command}  [median of {len(rows)} rounds: "
+        + ", ".join(f"{r.tokens_per_s:.4g}" for r in rows)
+        + " tok/s]",
+    )
 
 
 def row_doc(build: str, m: Model, x: Measured) -> dict[str, Any]:
@@ -441,6 +467,7 @@ def wave_bench_served(
     (row,) = (p.model_dump() for p in predict_runs(report))
     s = report.runs[0].summary.model_dump()
     return {
+        "file": str(model),
         "server_command": server_cmd,
         "bench_command": shlex.join([*cmd[:-3], "--out", "DIR", "--json"]),
         "completed": s["completed"],
@@ -478,6 +505,9 @@ def main() -> None:
     ap.add_argument("--sweep", default="2,16,64,256", help="prompt lengths (native build)")
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="measure every llama-bench test this many times, interleaved"
+    )
     ap.add_argument(
         "--models-dir", type=Path, default=ROOT / "build" / "models", help="generated models (cached)"
     )
@@ -582,6 +612,7 @@ def main() -> None:
             "threads": threads,
             "plan": {b: {"threads": t, "prompts": p, "gens": g} for b, (t, p, g) in plan.items()},
             "reps": args.reps,
+            "rounds": args.rounds,
             "serve_prompt": args.serve_prompt,
             "serve_gen": args.serve_gen,
             "serve_rounds": args.serve_rounds,
@@ -727,11 +758,19 @@ def serve(models: list[Model], described: dict[str, Hardware], args: Any) -> lis
 
 def predict_served(served: list[dict[str, Any]], described: dict[str, Hardware]) -> None:
     """Each served point's prediction: its wave bench run replayed (`predict_runs`: requests
-    planned, warm-up, the scheduler simulation) on each description of this CPU."""
+    planned, warm-up, the scheduler simulation) on each description of this CPU, for the GGUF file
+    llama-server ran (as `wave size -m FILE` describes it: its tensor types pick the kernels; the
+    catalog id wave bench records would not say that Gemma's file is mostly q5_0 and q8_0)."""
     from waveidp.bench.predict import predict_runs
 
     for row in served:
         report = BenchReport.model_validate(row["best_run"]["report"])
+        command = shlex.split(row["best_run"]["server_command"])
+        file = row["best_run"].get("file") or command[command.index("-m") + 1]
+        if report.deployment is not None and Path(file).exists():
+            record = report.deployment.model_copy(update={"model": file})
+            report = report.model_copy(update={"deployment": record})
+        row["predicted_for"] = file if Path(file).exists() else report.deployment and report.deployment.model
         got = row["measured"]
         row["predicted"], row["ratio"] = {}, {}
         for name, hw in described.items():

@@ -135,7 +135,7 @@ def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
             }
         }
     )
-    layers, whole = weight_mix("q4_k_m", gemma)
+    layers, whole, output = weight_mix("q4_k_m", gemma)
     assert layers["q5_0"] == pytest.approx(0.63, abs=0.01) and layers["q4_k_m"] == pytest.approx(
         0.35, abs=0.01
     )
@@ -148,6 +148,45 @@ def test_a_files_foreign_tensor_types_run_their_own_kernels() -> None:
         ).gemv_flops
 
     plain = catalog.model("gemma-3-270m")
-    assert weight_mix("q4_k_m", plain) == ({"q4_k_m": 1.0}, {"q4_k_m": 1.0})  # no file: its nominal format
+    assert weight_mix("q4_k_m", plain) == ({"q4_k_m": 1.0},) * 3  # no file: its nominal format
     # q5_0 and q8_0 gemv are slower than q4_K's repacked one on this tier
     assert gemv_flops(gemma) < 0.85 * gemv_flops(plain)
+    # a prompt's logits are one row through the q8_0 output: its gemv, not the layers' prompt kernels
+    assert output == {"q8_0": 1.0}
+    hw = catalog.hardware("ryzen-9-9900x")
+    rates = cpu_rates(hw, "q4_k_m", 1, efficiency_of(hw, "llamacpp"), core_bandwidth=40e9, model=gemma)
+    assert rates.logits_flops(1) == rates.output_gemv_flops < rates.prefill_matmul_flops(16)
+
+
+def test_the_output_matrix_runs_its_own_kernel_in_every_step() -> None:
+    """Gemma 3 270M's tied q8_0 output is 63% of a token's weights: a prompt's logits and a decode
+    step of two sequences run it on q8_0's kernels, whatever the layers are."""
+    layers = {"Q4_K": 100_000_000}
+
+    def perf(output: str) -> PerfModel:
+        spec = catalog.model("gemma-3-270m").model_copy(
+            update={"file_weight_types": {"layers": layers, "output": {output: 167_772_160}}}
+        )
+        hw = catalog.hardware("ryzen-9-9900x")  # AVX-512 VNNI/BF16: q8_0 and q4_K cells measured
+        return PerfModel(Deployment.build(spec, "q4_k_m", [hw], "llamacpp", threads=1, context=1024))
+
+    q8, q4 = perf("Q8_0"), perf("Q4_K")
+    for batch in (4, 8):  # (one or two sequences stream the file: its bytes, not the kernels, bind)
+        assert q8.decode_step_seconds(batch, 256) > 1.15 * q4.decode_step_seconds(batch, 256)
+    assert q8.prefill_seconds(16) > 1.05 * q4.prefill_seconds(16)
+
+
+def test_one_thread_streams_its_cores_probed_bandwidth() -> None:
+    """The probe's one-reader figure already has the memory in its path: one thread streams it (the
+    2-core VM of benchmarks/sizing_cpu.py: 28.7 GB/s alone, 43 GB/s for both cores), more threads
+    approach the memory's peak and never pass it."""
+    hw = catalog.hardware("ryzen-9-9900x").model_copy(
+        update={"cores": 2, "core_bandwidth_bytes_per_s": 28.7e9, "memory_bandwidth_bytes_per_s": 43.25e9}
+    )
+    eff = efficiency_of(hw, "llamacpp")
+
+    def stream(threads: int) -> float:
+        return cpu_rates(hw, "f16", threads, eff, core_bandwidth=40e9).stream_bytes / eff.decode_bandwidth
+
+    assert stream(1) == pytest.approx(28.7e9)
+    assert 28.7e9 < stream(2) < 43.25e9

@@ -60,9 +60,11 @@ def test_hybrid_split_time_adds_each_memorys_share() -> None:
     perf = PerfModel(d, EFF.model_copy(update={"decode_compute": 10.0}), every_device=True)
     gpu, cpu = plan_memory(d).placements
     kv = 100 * 131072
-    # the CPU streams what its 12 cores (40 GB/s each without a probe) and its memory allow,
-    # combined harmonically (sizing/_cpu.py), times the same share
-    cpu_stream = 0.5 / (1 / (12 * 40e9) + 1 / 89.6e9)
+    # the CPU streams what its 12 cores (40 GB/s each without a probe) and its memory allow:
+    # threads approach the memory's peak harmonically from a per-thread rate that gives one thread
+    # its core's 40 GB/s (sizing/_cpu.py), times the same share
+    alone = 40e9 * 89.6e9 / (89.6e9 - 40e9)
+    cpu_stream = 0.5 / (1 / (12 * alone) + 1 / 89.6e9)
     expected = (
         (gpu.read_bytes + kv * gpu.kv_share) / (1008e9 * 0.5)
         + (cpu.read_bytes + kv * cpu.kv_share) / cpu_stream

@@ -8,6 +8,7 @@ exact command.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -169,90 +170,103 @@ def run_cpu_timed(
     n_prompt: int = 0,
     n_gen: int = 0,
     reps: int = 3,
-    min_cpu_s: float = 2.0,
     timeout_s: float = 900,
 ) -> BenchRow:
-    """One single-thread test timed by the CPU time llama-bench spends on it, not the wall clock.
+    """One single-thread test timed by the CPU time llama-bench spends on each repetition, not the
+    wall clock.
 
     On a machine other processes share, a one-thread run's wall time includes the slices the
-    scheduler gives to others; its CPU time does not. llama-bench loads the model, runs the test
-    once to warm up and then `-r` times, so two runs (`-r 1` and `-r 1+k`) differ by exactly `k`
-    repetitions: their CPU-time difference over `k` is one repetition's own time. `k` is at least
-    `reps` and large enough for about `min_cpu_s` of difference (loading a model costs a varying
-    second of CPU, which a short test's few repetitions would not outweigh). The row's `samples`
-    keep the wall-clock rates of the longer run.
+    scheduler gives to others; its CPU time does not. llama-bench (`--progress`) announces each
+    repetition on stderr as it starts; at each announcement the process's CPU time so far is read
+    (`/proc/PID/task/*/schedstat`, nanoseconds), so the difference between two announcements is one
+    repetition's own CPU time, without the model's loading (whose CPU time varies by a second or
+    more with the page cache, which is why the difference of two whole runs is no measure of a short
+    test). `reps + 1` repetitions run; the rate is the tokens over the median repetition's CPU time.
+    The row's `samples` keep llama-bench's wall-clock rates.
     """
     if (n_prompt > 0) == (n_gen > 0):
         raise ValueError("one test: either n_prompt or n_gen")
-    cpu: list[float] = []
-    rows: list[BenchRow] = []
-    extra = reps
-    for first in (True, False):
-        cmd = llama_bench_command(
-            binary,
-            model,
-            threads=[1],
-            prompts=[n_prompt] if n_prompt else [],
-            gens=[n_gen] if n_gen else [],
-            reps=1 if first else 1 + extra,
-        )
-        used, out = _cpu_seconds(cmd, timeout_s)
-        cpu.append(used)
-        rows += [
-            parse_row(json.loads(x), model, shlex.join(cmd)) for x in out.splitlines() if x.startswith("{")
-        ]
-        if first and rows:  # the wall-clock rate overstates a repetition's time: enough repetitions
-            one_rep_s = (n_prompt or n_gen) / rows[0].tokens_per_s
-            extra = max(reps, min(200, math.ceil(min_cpu_s / one_rep_s)))
-    if len(rows) != 2:
-        raise LlamaBenchError(
-            "llama-bench printed no result", where=rows[-1].command if rows else str(binary)
-        )
-    own = (cpu[1] - cpu[0]) / extra
-    if own <= 0:
-        raise LlamaBenchError(
-            "llama-bench's CPU time did not grow with its repetitions", where=rows[-1].command
-        )
-    wall = rows[-1]
-    rate = (n_prompt or n_gen) / own
+    cmd = llama_bench_command(
+        binary,
+        model,
+        threads=[1],
+        prompts=[n_prompt] if n_prompt else [],
+        gens=[n_gen] if n_gen else [],
+        reps=max(2, reps) + 1,
+        extra=["--progress"],
+    )
+    stamps, out = _cpu_at_each_repetition(cmd, timeout_s)
+    rows = [parse_row(json.loads(x), model, shlex.join(cmd)) for x in out.splitlines() if x.startswith("{")]
+    own = sorted(b - a for a, b in itertools.pairwise(stamps))
+    if len(rows) != 1 or not own:
+        raise LlamaBenchError("llama-bench printed no result", where=shlex.join(cmd))
+    median = own[len(own) // 2] if len(own) % 2 else (own[len(own) // 2 - 1] + own[len(own) // 2]) / 2
+    if median <= 0:
+        raise LlamaBenchError("llama-bench used no CPU time in its repetitions", where=shlex.join(cmd))
+    wall = rows[0]
+    rate = (n_prompt or n_gen) / median
     return BenchRow(
         model=model,
         threads=1,
         n_prompt=n_prompt,
         n_gen=n_gen if not n_prompt else 0,
         tokens_per_s=rate,
-        mean_tokens_per_s=rate,
+        mean_tokens_per_s=(n_prompt or n_gen) * len(own) / sum(own),
         samples=wall.samples,
-        command=f"{rows[0].command} ; {wall.command}  (CPU-time difference / {extra})",
+        command=f"{shlex.join(cmd)}  (CPU time of each repetition, median of {len(own)})",
         build=wall.build,
         cpu_info=wall.cpu_info,
     )
 
 
-def _cpu_seconds(cmd: list[str], timeout_s: float) -> tuple[float, str]:
-    """Run `cmd`; (user + system CPU seconds of the process and its threads, its stdout)."""
-    import tempfile
-    import time
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU seconds the threads of `pid` have run so far (nanosecond schedstat, else clock ticks)."""
+    total = 0.0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                with open(f"{task.path}/schedstat") as f:
+                    total += int(f.read().split()[0]) / 1e9
+            except FileNotFoundError:  # a thread that just ended
+                continue
+    except FileNotFoundError:
+        return math.nan
+    return total
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+
+def _cpu_at_each_repetition(cmd: list[str], timeout_s: float) -> tuple[list[float], str]:
+    """Run `cmd` (with `--progress`); the process's CPU seconds as each timed repetition starts, and
+    its stdout."""
+    import tempfile
+    import threading
+
+    stamps: list[float] = []
+    with tempfile.TemporaryFile("w+") as out:
         try:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, bufsize=1)
         except OSError as exc:
             raise LlamaBenchError(f"cannot start llama-bench: {exc}", where=cmd[0]) from None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        err: list[str] = []
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                # "llama-bench: benchmark 1/1: prompt run 2/4" (the warm-up run says "warmup")
+                if " run " in line and "warmup" not in line:
+                    stamps.append(_process_cpu_seconds(proc.pid))
+                err.append(line)
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-                raise LlamaBenchError(f"llama-bench ran past {timeout_s:g} s", where=shlex.join(cmd))
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            err.seek(0)
-            tail = " | ".join(err.read().strip().splitlines()[-3:])
-            raise LlamaBenchError(f"llama-bench exited with {proc.returncode}: {tail}", where=shlex.join(cmd))
+            tail = " | ".join(x.strip() for x in err[-3:])
+            reason = (
+                f"ran past {timeout_s:g} s" if proc.returncode == -9 else f"exited with {proc.returncode}"
+            )
+            raise LlamaBenchError(f"llama-bench {reason}: {tail}", where=shlex.join(cmd))
         out.seek(0)
-        return usage.ru_utime + usage.ru_stime, out.read()
+        return [s for s in stamps if not math.isnan(s)], out.read()

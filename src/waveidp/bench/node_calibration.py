@@ -118,8 +118,8 @@ def calibrate_cpu(
     prior = efficiency_of(hw.model_copy(update={"calibration": {}}), "llamacpp")
     method = (
         f"{build_label(binary, tests[0].row.build if tests else '')}: pp{n_prompt} and tg{n_gen}, "
-        f"threads {','.join(map(str, threads))} (one thread timed by CPU time, more by the wall clock, "
-        f"best of {reps}), on {', '.join(names)}"
+        f"threads {','.join(map(str, threads))} (one thread timed by each repetition's CPU time, "
+        f"median of {reps}; more by the wall clock, best of {reps}), on {', '.join(names)}"
     )
     return calibration(hw, tests, prior, method)
 

@@ -141,19 +141,37 @@ class CpuRates:
     stream_bytes: float  # weight bytes per second in token generation
     # (share of the layer weights, long-prompt rate, half_tokens) per kernel the file's layers run on
     prefill_mix: tuple[tuple[float, float, float], ...] = ()
+    # the same for the output matrix (a GGUF often keeps it in another format: q8_0, q6_K), and its
+    # one-row rate: a prompt's logits are one row per sequence, which runs the output's gemv
+    output_mix: tuple[tuple[float, float, float], ...] = ()
+    output_gemv_flops: float = 0.0
+    layers_gemv_flops: float = 0.0  # the layers' weights alone in token generation
 
     def prefill_matmul_flops(self, tokens: int) -> float:
-        """Prompt matmul rate for a batch of `tokens` rows (the tiles fill up with the batch); a
-        file whose layers run on several kernels takes the sum of their times."""
-        n = max(1, tokens)
+        """The layers' matmul rate for a batch of `tokens` rows (a prompt, or a decode step of
+        `tokens` sequences): their gemv for one row, else their prompt kernels as the tiles fill up
+        with the batch (no slower than the gemv); a file whose layers run on several kernels takes
+        the sum of their times."""
+        gemv = self.layers_gemv_flops or self.gemv_flops
+        if tokens <= 1:
+            return gemv
         mix = self.prefill_mix or ((1.0, self.matmul_flops, self.kernel.half_tokens),)
-        seconds_per_flop = sum(w / max(self.gemv_flops, rate * n / (n + half)) for w, rate, half in mix)
-        return 1.0 / seconds_per_flop
+        return _mix_rate(mix, tokens, gemv)
 
-    def decode_flops(self, batch: int) -> float:
-        """Matmul rate of a decode step of `batch` sequences: one gemv each, or the prompt kernels
-        when the batch is large enough to make them faster."""
-        return self.gemv_flops if batch <= 1 else self.prefill_matmul_flops(batch)
+    def logits_flops(self, rows: int) -> float:
+        """The same for the output matrix and `rows` rows of logits (the last position of each
+        prompt, or each sequence of a decode step)."""
+        if not self.output_mix:
+            return self.prefill_matmul_flops(rows)
+        gemv = self.output_gemv_flops or self.gemv_flops
+        return gemv if rows <= 1 else _mix_rate(self.output_mix, rows, gemv)
+
+
+def _mix_rate(mix: tuple[tuple[float, float, float], ...], tokens: int, floor: float) -> float:
+    """Matmul rate over kernels (share, long-prompt rate, half_tokens) for `tokens` rows: the sum of
+    their times, each no slower than `floor` (the gemv)."""
+    n = max(1, tokens)
+    return 1.0 / sum(w / max(floor, rate * n / (n + half)) for w, rate, half in mix)
 
 
 # GGUF tensor types -> the kernel table's format that runs them
@@ -164,14 +182,16 @@ _TENSOR_FORMAT = {
 }  # fmt: skip
 
 
-def weight_mix(quant: str, model: ModelSpec | None) -> tuple[dict[str, float], dict[str, float]]:
-    """(layers, layers + output): the share of matmul parameters each table format runs, from the
-    tensor types of the model's file. A k-quant file's k-quant tensors are its format (its cell was
+def weight_mix(
+    quant: str, model: ModelSpec | None
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(layers, layers + output, output): the share of matmul parameters each table format runs,
+    from the tensor types of the model's file. A k-quant file's k-quant tensors are its format (its cell was
     measured on such a mix: q4_k_m keeps some q6_K); other types run their own kernels (a q4_k_m
     file whose rows are not multiples of 256 holds q5_0 and q8_0 tensors). No file: all `quant`."""
     types = model.file_weight_types if model is not None else None
     if not types or not types.get("layers"):
-        return {quant: 1.0}, {quant: 1.0}
+        return {quant: 1.0}, {quant: 1.0}, {quant: 1.0}
     k_file = "_k" in quant
 
     def fmt(kind: str) -> str:
@@ -188,7 +208,8 @@ def weight_mix(quant: str, model: ModelSpec | None) -> tuple[dict[str, float], d
         total = sum(out.values())
         return {f: n / total for f, n in out.items()}
 
-    return shares([types["layers"]]), shares([types["layers"], types.get("output", {})])
+    output = shares([types["output"]]) if types.get("output") else {quant: 1.0}
+    return shares([types["layers"]]), shares([types["layers"], types.get("output", {})]), output
 
 
 def cpu_rates(
@@ -215,17 +236,32 @@ def cpu_rates(
         parallel = used * share * used**-t.threads_falloff
     else:
         parallel = 1.0
-    # each thread streams at most its core's rate and all of them the memory's: the two limits
-    # combine harmonically (measured on the H100 host: 1-16 threads within 15%), of which llama.cpp
-    # reaches `decode_bandwidth`
-    stream = eff.decode_bandwidth / (1 / (per_thread_bw * used) + 1 / hw.memory_bandwidth_bytes_per_s)
-    layers, whole = weight_mix(quant, model)
-    cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole}}
+    # one thread streams its core's figure (the probe's one-reader rate, which has the memory in its
+    # path already); n threads approach the memory's peak from it harmonically, so that one thread
+    # gets exactly its figure (a plain harmonic sum of the two counts the memory twice: it put one
+    # thread of sizing_cpu.py's 2-core VM at 17 GB/s where llama.cpp streams 21-26; on the H100
+    # host's 16-core Xeon, whose memory is 11x one core, the two forms differ by under 10%); of that
+    # llama.cpp reaches `decode_bandwidth`
+    memory = hw.memory_bandwidth_bytes_per_s
+    if memory <= per_thread_bw:
+        streamed = memory
+    else:
+        alone = per_thread_bw * memory / (memory - per_thread_bw)
+        streamed = 1 / (1 / (alone * used) + 1 / memory)
+    stream = eff.decode_bandwidth * streamed
+    layers, whole, output = weight_mix(quant, model)
+    cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole, *output}}
     prefill_scale = fp32 * eff.prefill_compute * parallel
-    decode_share = 1.0 / sum(w / cells[f].decode_share for f, w in whole.items())
-    prefill_mix = tuple(
-        (w, prefill_scale * cells[f].prefill_share, cells[f].half_tokens) for f, w in sorted(layers.items())
-    )
+
+    def gemv(mix: dict[str, float]) -> float:
+        return fp32 * decode_scale * parallel / sum(w / cells[f].decode_share for f, w in mix.items())
+
+    def prompt(mix: dict[str, float]) -> tuple[tuple[float, float, float], ...]:
+        return tuple(
+            (w, prefill_scale * cells[f].prefill_share, cells[f].half_tokens) for f, w in sorted(mix.items())
+        )
+
+    prefill_mix = prompt(layers)
     if len(cells) > 1:
         parts = ", ".join(f"{f} {w:.0%}" for f, w in sorted(whole.items(), key=lambda x: -x[1]))
         note = "; ".join(x for x in (note, f"the file's matmul weights: {parts}") if x)
@@ -234,10 +270,13 @@ def cpu_rates(
         kernel=kernel,
         note=note,
         matmul_flops=1.0 / sum(w / r for w, r, _ in prefill_mix),
-        gemv_flops=fp32 * decode_share * decode_scale * parallel,
+        gemv_flops=gemv(whole),
         attention_flops=fp32 * t.attention_share * eff.prefill_compute * parallel,
         stream_bytes=stream,
         prefill_mix=prefill_mix,
+        output_mix=prompt(output),
+        output_gemv_flops=gemv(output),
+        layers_gemv_flops=gemv(layers),
     )
 
 

@@ -166,8 +166,11 @@ class PerfModel:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
             cpu = self._cpu.get(p.device.id)
             if cpu is not None:
+                # the layers and the output matrix run their own kernels (a GGUF often keeps the
+                # output in q8_0 or q6_K: Gemma 3's is 63% of a token's weights)
                 compute_s = (
-                    batch * self._flops_token * p.param_share / cpu.decode_flops(batch)
+                    batch * self._flops_prefill_token * p.param_share / cpu.prefill_matmul_flops(batch)
+                    + batch * self._flops_logits * p.param_share / cpu.logits_flops(batch)
                     + batch * attn * p.kv_share / cpu.attention_flops
                 )
             else:
@@ -189,12 +192,17 @@ class PerfModel:
         accel = next((p for p in self._stages if p.role == "accelerator"), None)
         times = []
         for p in self._stages:
-            matmul = batch * (self._flops_prefill_token * n + self._flops_logits) * p.param_share
+            layer_matmul = batch * self._flops_prefill_token * n * p.param_share
+            logits = batch * self._flops_logits * p.param_share
             attention = batch * attn_total * p.kv_share
-            flops = matmul + attention
+            flops = layer_matmul + logits + attention
             cpu = self._cpu.get(p.device.id)
             if cpu is not None:
-                compute_s = matmul / cpu.prefill_matmul_flops(n * batch) + attention / cpu.attention_flops
+                compute_s = (
+                    layer_matmul / cpu.prefill_matmul_flops(n * batch)
+                    + logits / cpu.logits_flops(batch)
+                    + attention / cpu.attention_flops
+                )
             else:
                 compute_s = flops / self._compute(p)
             t = max(compute_s, p.read_bytes / self._bandwidth(p))
