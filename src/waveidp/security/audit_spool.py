@@ -26,6 +26,17 @@ from typing import Any
 import orjson
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+CREATING = ".new"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class Spool:
@@ -33,9 +44,14 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self.max_bytes = max_bytes
-        self.path = directory / f"spool-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        name = f"spool-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        self.path = directory / name
+        # Locked before it is visible under its name: a writer starting at the same moment would
+        # otherwise find it unlocked and take it for a dead writer's.
+        creating = directory / (name + CREATING)
+        fd = os.open(creating, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(creating, self.path)
         self._fd = fd
         self._entries: deque[tuple[dict[str, Any], int]] = deque()  # (entry, its bytes in the file)
         self.bytes = 0
@@ -45,6 +61,9 @@ class Spool:
         self._adopt()
 
     def _adopt(self) -> None:
+        for stale in self.directory.glob("spool-*.jsonl" + CREATING):
+            if not _alive(int(stale.name.split("-")[1])):
+                stale.unlink(missing_ok=True)  # its writer died before it held a single entry
         for other in sorted(self.directory.glob("spool-*.jsonl"), key=lambda p: p.stat().st_mtime):
             if other == self.path:
                 continue
