@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+import psutil
+
 from waveidp.errors import WaveError
 from waveidp.parent_death import die_with_parent
 
@@ -92,20 +94,10 @@ def remove_stale_metrics_dirs(root: str | None = None) -> list[str]:
                 continue
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
                 continue
-            if not _alive(int(owner.group(1))):
+            if not psutil.pid_exists(int(owner.group(1))):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

@@ -24,19 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 CREATING = ".new"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 class Spool:
@@ -62,7 +53,7 @@ class Spool:
 
     def _adopt(self) -> None:
         for stale in self.directory.glob("spool-*.jsonl" + CREATING):
-            if not _alive(int(stale.name.split("-")[1])):
+            if not psutil.pid_exists(int(stale.name.split("-")[1])):
                 stale.unlink(missing_ok=True)  # its writer died before it held a single entry
         for other in sorted(self.directory.glob("spool-*.jsonl"), key=lambda p: p.stat().st_mtime):
             if other == self.path:
