@@ -30,6 +30,13 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 CREATING = ".new"
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # its writer closed it empty since the directory was listed
+        return 0.0
+
+
 class Spool:
     def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -55,7 +62,7 @@ class Spool:
         for stale in self.directory.glob("spool-*.jsonl" + CREATING):
             if not psutil.pid_exists(int(stale.name.split("-")[1])):
                 stale.unlink(missing_ok=True)  # its writer died before it held a single entry
-        for other in sorted(self.directory.glob("spool-*.jsonl"), key=lambda p: p.stat().st_mtime):
+        for other in sorted(self.directory.glob("spool-*.jsonl"), key=_mtime):
             if other == self.path:
                 continue
             try:
