@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from waveidp import catalog
-from waveidp.bench.gpu_calibration import FITTED, fit, median_abs_error, predict_tokens_per_s
+from waveidp.bench.gpu_calibration import FITTED, fit, predict_tokens_per_s
 from waveidp.bench.llama_bench import parse_row
 from waveidp.bench.predict import predict_runs
-from waveidp.bench.quick_fit import Measured
+from waveidp.bench.quick_fit import Measured, median_error
 from waveidp.sizing import Efficiency, efficiency_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def summary(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"factors": {k: getattr(eff, k) for k in FITTED}}
     for group, ts in (("quick_tests", quick), ("held_out_llama_bench", held)):
-        out[group] = {kind: median_abs_error(hw, ts, eff, kind) for kind in ("pp", "tg")}
+        out[group] = {kind: median_error(predict_tokens_per_s, hw, ts, eff, kind) for kind in ("pp", "tg")}
         ratios = [predict_tokens_per_s(hw, t, eff) / t.row.tokens_per_s for t in ts]
         out[group]["worst"] = max(max(r, 1 / r) for r in ratios)
     out["held_out_served"] = served(eff)

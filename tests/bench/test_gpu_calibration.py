@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from waveidp import catalog
-from waveidp.bench.gpu_calibration import fit, median_abs_error, predict_tokens_per_s
+from waveidp.bench.gpu_calibration import fit, predict_tokens_per_s
 from waveidp.bench.llama_bench import BenchRow
-from waveidp.bench.quick_fit import Measured
+from waveidp.bench.quick_fit import Measured, median_error
 from waveidp.sizing import efficiency_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -42,13 +42,13 @@ def test_quick_tests_calibrate_an_unknown_gpu_for_the_tests_it_did_not_see() -> 
     generic = efficiency_for("a-gpu-wave-has-no-entry-for", "llamacpp", kind="gpu")
     fitted = fit(H100, quick, generic)
     for kind in ("pp", "tg"):
-        before = median_abs_error(H100, held, generic, kind)
-        after = median_abs_error(H100, held, fitted, kind)
+        before = median_error(predict_tokens_per_s, H100, held, generic, kind)
+        after = median_error(predict_tokens_per_s, H100, held, fitted, kind)
         assert before is not None and after is not None
         assert after <= 0.3 < before, (kind, before, after)  # the generic prior is 0.4-4x off on an H100
         # its own prompt tests stay ~25-30% off: a short prompt's launch cost is per batch (pp128 runs
         # slower than the model's per-token cost says, pp512 faster), which no scale removes
-        assert median_abs_error(H100, quick, fitted, kind) <= 0.3  # type: ignore[operator]
+        assert median_error(predict_tokens_per_s, H100, quick, fitted, kind) <= 0.3  # type: ignore[operator]
 
 
 def test_llama_bench_generation_has_no_server_sampling() -> None:

@@ -27,7 +27,6 @@ would measure the CPU and store it as the GPU's speed).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -64,14 +63,6 @@ def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
         n = r.n_prompt
         return n / perf.prefill_batch_seconds(n, perf.prefill_token_seconds(n))
     return 1.0 / perf.engine_step_seconds(1, max(1, r.n_gen // 2))
-
-
-def median_abs_error(hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str) -> float | None:
-    """Median |predicted/measured - 1| over the pp (kind 'pp') or tg ('tg') tests; None if there are none."""
-    picked = [m for m in tests if m.row.test.startswith(kind)]
-    if not picked:
-        return None
-    return statistics.median(abs(predict_tokens_per_s(hw, m, eff) / m.row.tokens_per_s - 1) for m in picked)
 
 
 def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: str = "") -> QuickCalibration:

@@ -17,7 +17,6 @@ the bandwidth wall on a 2-core machine, stays where the prior put it).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,6 @@ def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
     if r.n_prompt:
         return r.n_prompt / perf.prefill_seconds(r.n_prompt)
     return 1.0 / perf.decode_step_seconds(1, max(1, r.n_gen // 2))
-
-
-def median_abs_error(hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str) -> float | None:
-    """Median |predicted/measured - 1| over the pp (kind 'pp') or tg ('tg') tests."""
-    picked = [m for m in tests if m.row.test.startswith(kind)]
-    if not picked:
-        return None
-    return statistics.median(abs(predict_tokens_per_s(hw, m, eff) / m.row.tokens_per_s - 1) for m in picked)
 
 
 def fitted_names(tests: Sequence[Measured]) -> dict[str, tuple[float, float]]:

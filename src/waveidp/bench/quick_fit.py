@@ -84,6 +84,17 @@ def _clip(value: float, lo: float, hi: float) -> float:
     return min(hi, max(lo, value))
 
 
+def median_error(
+    predict: Predict, hw: Hardware, tests: Sequence[Measured], eff: Efficiency, kind: str
+) -> float | None:
+    """Median |predicted/measured - 1| over the prompt (kind `pp`) or generation (`tg`) tests;
+    None if there are none."""
+    picked = [m for m in tests if m.row.test.startswith(kind)]
+    if not picked:
+        return None
+    return statistics.median(abs(predict(hw, m, eff) / m.row.tokens_per_s - 1) for m in picked)
+
+
 @dataclass(frozen=True)
 class QuickCalibration:
     """The outcome of a quick calibration of one device: its tests, the prior and the fit."""
@@ -103,13 +114,10 @@ class QuickCalibration:
     def error(self, eff: Efficiency) -> dict[str, float]:
         """Median |predicted/measured - 1| of the prompt (`pp`) and generation (`tg`) tests."""
         out = {}
-        ratios = self.ratios(eff)
         for kind in ("pp", "tg"):
-            picked = [
-                abs(r - 1) for m, r in zip(self.tests, ratios, strict=True) if m.row.test.startswith(kind)
-            ]
-            if picked:
-                out[kind] = round(statistics.median(picked), 4)
+            e = median_error(self.predict, self.hardware, self.tests, eff, kind)
+            if e is not None:
+                out[kind] = round(e, 4)
         return out
 
     def factors(self) -> dict[str, float]:
