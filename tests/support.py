@@ -75,6 +75,18 @@ class Ran:
         return " ".join(self.err.split())
 
 
+def wave_process(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`wave ARGS` in a child of this Python (WAVE_HOME: the per-test one tests/conftest.py sets),
+    its output captured and 200 columns wide so that Rich does not wrap what tests read."""
+    return subprocess.run(
+        [sys.executable, "-m", "waveidp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Ran:
     """`wave ARGS` in this process, as the installed command runs it (exit codes, one-line errors)."""
     from waveidp.cli import main

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from support import wave_process
 from waveidp import fleet
 from waveidp.fleet import Calibration
 
@@ -94,11 +95,7 @@ def test_router_prior_uses_the_nodes_calibration() -> None:
 
 
 def test_calibrate_quick_and_results_are_one_or_the_other(tmp_path: Path) -> None:
-    def wave(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "waveidp", *map(str, args)], capture_output=True, text=True, timeout=60
-        )
-
+    wave = wave_process
     nothing = wave("calibrate")
     assert nothing.returncode == 2 and "--quick" in nothing.stderr and "Traceback" not in nothing.stderr
     both = wave("calibrate", "--quick", tmp_path / "results.json", "--fleet", tmp_path / "wave.yaml")

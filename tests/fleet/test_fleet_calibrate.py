@@ -3,28 +3,20 @@ fit stored with the node in the fleet file, and `wave size` using it afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from support import wave_process
 from waveidp import fleet
 
 pytestmark = pytest.mark.engine
 
 
-def wave(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "waveidp", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+wave = functools.partial(wave_process, timeout=120)  # real llama-bench runs
 
 
 def test_calibrate_measures_fits_stores_and_is_used(tmp_path: Path, smollm2_path: Path) -> None:

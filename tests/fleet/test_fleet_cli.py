@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support import wave_process
 from waveidp import fleet
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def wave(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "waveidp", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+wave = wave_process
 
 
 def test_detect_json_reads_this_machine() -> None:

@@ -6,14 +6,12 @@ llama-bench is a CPU build; NVML finds no GPU)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from support import wave_process
 from waveidp import catalog, fleet
 from waveidp.bench import gpu_calibration
 from waveidp.bench.llama_bench import BenchRow
@@ -27,11 +25,7 @@ RESULT = Path(__file__).resolve().parents[2] / "benchmarks/results/gpu/calibrate
 CATALOG_ID = {"SmolLM2": "smollm2-135m", "gemma-3-270m": "gemma-3-270m", "llama-3.2-3b": "llama-3.2-3b"}
 
 
-def wave(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "waveidp", *map(str, args)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+wave = wave_process
 
 
 def _h100() -> tuple[Node, Calibration, list[Measured]]:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support import wave_process
 
-def wave(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    # WAVE_HOME is the per-test directory tests/conftest.py sets
-    return subprocess.run(
-        [sys.executable, "-m", "waveidp", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+wave = wave_process
 
 
 def test_size_json_is_the_estimate() -> None:
