@@ -5,7 +5,8 @@
 detection tests use), `OUT/node.yaml` (`detect_local_node`: the boards the catalog matches) and
 `OUT/described.yaml` (the same boards with the catalog match off: `gpu-generic` described by NVML).
 
-`compare [NVML_JSON]` (anywhere): for each recorded board, the described hardware against its
+`compare [NVML_JSON...]` (anywhere; default: the H100 reading and two GeForce boards' published
+nvidia-smi figures, tests/fleet/data/nvml-*.json): for each board, the described hardware against its
 catalog entry (memory, bandwidth, dense peaks per dtype) and `wave size`'s prediction with both for
 an 8B q4_k_m on llama.cpp at c=1 and c=8 (512-token prompts, 128 output tokens), written to
 `benchmarks/results/gpu/describe/compare.{json,md}`.
@@ -22,7 +23,10 @@ from typing import Any
 import yaml
 
 RESULTS = Path(__file__).parent / "results" / "gpu" / "describe"
-FIXTURE = Path(__file__).parents[1] / "tests" / "fleet" / "data" / "nvml-h100-sxm.json"
+FIXTURES = [
+    Path(__file__).parents[1] / "tests" / "fleet" / "data" / name
+    for name in ("nvml-h100-sxm.json", "nvml-geforce-published.json")
+]
 MODEL, QUANT, ENGINE = "llama-3.1-8b", "q4_k_m", "llamacpp"
 PROMPT, OUTPUT, CONCURRENCY = 512, 128, (1, 8)
 
@@ -42,14 +46,14 @@ def record(out: Path) -> None:
     print((out / "nvml.json").read_text(), (out / "described.yaml").read_text(), sep="\n")
 
 
-def compare(reading: Path) -> None:
+def compare(readings: list[Path]) -> None:
     from waveidp import catalog
     from waveidp.fleet.detect import GpuInfo, _gpu_devices, match_hardware
     from waveidp.fleet.hardware import device_hardware
     from waveidp.sizing import Deployment, SizingRequest, estimate
 
     rows = []
-    for raw in json.loads(reading.read_text()):
+    for raw in (gpu for reading in readings for gpu in json.loads(reading.read_text())):
         gpu = GpuInfo(**raw)
         entry = match_hardware("gpus", gpu.name)
         if entry is None:
@@ -113,7 +117,7 @@ def compare(reading: Path) -> None:
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
-        "command": f"python benchmarks/gpu_describe.py compare {_relative(reading)}",
+        "command": f"python benchmarks/gpu_describe.py compare {' '.join(map(_relative, readings))}",
         "request": {
             "model": MODEL,
             "quant": QUANT,
@@ -125,7 +129,42 @@ def compare(reading: Path) -> None:
     }
     (RESULTS / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
     (RESULTS / "compare.md").write_text(_markdown(doc))
+    _plot(doc, RESULTS / "compare.png")
     print(_markdown(doc))
+
+
+def _plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [row["gpu"].removeprefix("NVIDIA ") for row in doc["gpus"]]
+    keys = ["memory_gib", "bandwidth_gb_s", "fp32_tflops", "fp16_tflops", "int8_tflops"]
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        ratios = [row["figures"][key]["ratio"] if key in row["figures"] else 0 for row in doc["gpus"]]
+        axes[0].bar([i + k * width for i in range(len(names))], ratios, width, label=key)
+    axes[0].set_title("described from NVML / catalog entry")
+    metrics = [("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tokens_per_s", "tok/s")]
+    labels, values = [], []
+    for row in doc["gpus"]:
+        for point in row["sizing"]:
+            for key, short in metrics:
+                labels.append(f"{row['catalog_id']} c={point['concurrency']} {short}")
+                values.append(point["described"][key] / point["catalog"][key])
+    axes[1].barh(labels, values, color="tab:blue")
+    axes[1].set_title(f"{MODEL} {QUANT} ({ENGINE}): described / catalog prediction")
+    for ax in axes:
+        ax.axvline(1.0, color="grey", lw=0.8) if ax is axes[1] else ax.axhline(1.0, color="grey", lw=0.8)
+    axes[0].set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, fontsize=8)
+    axes[0].set_ylim(0.9, 1.1)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlim(0.9, 1.1)
+    axes[1].tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def _relative(path: Path) -> str:
@@ -168,4 +207,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["record"]:
         record(Path(sys.argv[2]))
     else:
-        compare(Path(sys.argv[2]) if len(sys.argv) > 2 else FIXTURE)
+        compare([Path(a) for a in sys.argv[2:]] or FIXTURES)
