@@ -25,8 +25,8 @@ KNOWN_MISSES = {
     # through a Go binding: 8.3 ms per decode call on the Orin, which the model (1 ms assumed step
     # overhead) does not have
     "jetson-orin-nano-super-llamacpp-smollm-135m-q2_k-run": (3.0, 4.5),
-    # the H100 sweep's client (LiteLLM in one Python process) tops out at ~1.35k tokens/s: 16 and 64
-    # clients get the same throughput, TPOT grows 4.3x for 4x the clients
+    # the H100 sweep tops out at ~1.35k tokens/s outside the GPU step (its client, LiteLLM in Python,
+    # the likely ceiling): 16 and 64 clients get the same throughput, TPOT grows 4.3x for 4x the clients
     "h100-vllm-llama31-8b-itl-c64": (4.5, 8.0),
     # the RTX 4090 sweep's median TTFT at 32 and 48 clients: requests waited, for a reason the
     # source does not give (its server flags are not published); throughput at the same points is
