@@ -37,8 +37,6 @@ KNOWN_MISSES = {
 # groups over a median target: (class, engine, metric) -> highest median error
 KNOWN_GROUP_MISSES = {
     ("Jetson Orin Nano", "llama.cpp CUDA", "decode"): 3.5,
-    # the H100 client ceiling above (c=16 1.58x, c=64 6.4x; c=1 and c=4 within 4%)
-    ("datacenter GPU (H100, A100)", "vLLM", "decode"): 0.35,
     ("Blackwell/Ada GeForce (RTX 5070 Ti class)", "vLLM", "prompt"): 0.6,
     # CPU rows from a llama.cpp of Sep 2024, before the q4_0 repack (PR 10446); the 13900HX at its base
     # clock plus yzma's per-token host work (docs/sizing.md, "Rows beyond 1.5x")
