@@ -13,13 +13,13 @@ from waveidp.sizing._units import gb
 def _device_sentence(p: PoolUse, d: Deployment) -> str:
     if p.reserved_bytes and d.engine == "trtllm":
         return (
-            f"{p.device.id}: weights {gb(p.weights_bytes)} + overhead {gb(p.overhead_bytes)}; "
+            f"{p.device.label}: weights {gb(p.weights_bytes)} + overhead {gb(p.overhead_bytes)}; "
             f"TensorRT-LLM gives 90% of the rest to KV ({gb(p.kv_bytes)}) = {gb(p.reserved_bytes)} "
             f"of {gb(p.pool_bytes)}"
         )
     if p.reserved_bytes:
         return (
-            f"{p.device.id}: {d.gpu_memory_utilization:g} x {gb(p.device.memory_bytes)} = "
+            f"{p.device.label}: {d.gpu_memory_utilization:g} x {gb(p.device.memory_bytes)} = "
             f"{gb(p.reserved_bytes)} reserved by vLLM: weights {gb(p.weights_bytes)} + overhead "
             f"{gb(p.overhead_bytes)} leave KV {gb(p.kv_bytes)}"
         )
@@ -31,7 +31,7 @@ def _device_sentence(p: PoolUse, d: Deployment) -> str:
         else ""
     )
     return (
-        f"{p.device.id}{layers}: weights {gb(p.weights_bytes)} + KV {gb(p.kv_bytes)} + overhead "
+        f"{p.device.label}{layers}: weights {gb(p.weights_bytes)} + KV {gb(p.kv_bytes)} + overhead "
         f"{gb(p.overhead_bytes)} = {gb(p.used_bytes)} of {gb(p.pool_bytes)} usable{shared}"
     )
 
@@ -102,7 +102,7 @@ def judge(
             if verdict == "fits":
                 verdict = "tight"
             reasons.append(
-                f"{p.device.id} is {p.used_bytes / p.pool_bytes:.0%} full "
+                f"{p.device.label} is {p.used_bytes / p.pool_bytes:.0%} full "
                 f"(above {tight_fraction:.0%}): little room for longer prompts or other processes"
             )
     return verdict, reasons
