@@ -51,7 +51,16 @@ def test_more_requests_than_kv_slots_is_tight_and_says_how_many_wait() -> None:
     assert r.verdict == "tight"
     assert r.max_concurrency < 64
     assert any("would wait" in x for x in r.reasons)
-    assert r.performance.concurrency == r.max_concurrency
+    # vLLM pages its KV cache: requests of prompt + output tokens run while their blocks are free,
+    # more than the sequences that could each grow to the full 32k context
+    per_request = -(-(r.prompt_tokens + r.output_tokens) // 16) * 16
+    assert r.max_concurrency < r.performance.concurrency == r.memory.kv_capacity_tokens // per_request < 64
+
+
+def test_vllm_runs_short_requests_beyond_the_full_context_count_but_says_so() -> None:
+    r = _est(model=LLAMA_31_8B, quant=BF16, devices=[RTX_4090], engine="vllm", context=32768, concurrency=8)
+    assert r.max_concurrency < 8 and r.performance.concurrency == 8
+    assert r.verdict == "tight" and any("could grow to the full 32768" in x for x in r.reasons)
 
 
 def test_llamacpp_reduces_slots_to_what_fits_on_a_jetson() -> None:
