@@ -63,6 +63,23 @@ def test_vllm_runs_short_requests_beyond_the_full_context_count_but_says_so() ->
     assert r.verdict == "tight" and any("could grow to the full 32768" in x for x in r.reasons)
 
 
+def test_the_router_counts_a_vllm_backends_slots_as_sizing_runs_requests() -> None:
+    from waveidp.gateway.prediction import PAGED_REQUEST_TOKENS, from_sizing
+
+    prediction = from_sizing("llama-3.1-8b", "bf16", ["rtx-4090"], "vllm", None)
+    d = Deployment.build("llama-3.1-8b", "bf16", ["rtx-4090"], "vllm")
+    r = estimate(
+        SizingRequest(
+            deployment=d, prompt_tokens=512, output_tokens=PAGED_REQUEST_TOKENS - 512, concurrency=4096
+        )
+    )
+    assert prediction is not None and prediction.slots == r.performance.concurrency
+    # paged: more requests of 768 tokens than 4096-token sequences fit in the same KV
+    assert prediction.slots > r.memory.kv_capacity_tokens // 4096
+    llama = from_sizing("llama-3.1-8b", "q4_0", ["rtx-4090"], "llamacpp", None)
+    assert llama is not None and llama.slots == max(1, int(llama.perf.kv_capacity_tokens() // 4096))
+
+
 def test_llamacpp_reduces_slots_to_what_fits_on_a_jetson() -> None:
     r = _est(model=LLAMA_31_8B, quant=Q4_0, devices=[JETSON], engine="llamacpp", concurrency=8)
     assert r.verdict == "tight"

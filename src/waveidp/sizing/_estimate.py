@@ -35,7 +35,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         d = d.model_copy(update={"parallel": max_conc})
         plan = plan_memory(d)
     perf = PerfModel(d, plan=plan)
-    running = _running_capacity(d, plan, req, max_conc)
+    running = _running_capacity(d, plan, req.prompt_tokens + req.output_tokens, max_conc)
     conc = max(1, min(req.concurrency, running)) if running else 1
     point = steady_state_point(perf, conc, req.prompt_tokens, req.output_tokens, req.arrival)
     ctx = req.prompt_tokens + req.output_tokens // 2
@@ -115,14 +115,24 @@ def _curve_points(requested: int, max_conc: int) -> list[int]:
     return sorted(points)
 
 
-def _running_capacity(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) -> int:
-    """How many requests of the sizing's length run at once. vLLM and TensorRT-LLM page the KV
+def paged_capacity(d: Deployment, request_tokens: int) -> int | None:
+    """How many requests of `request_tokens` (prompt + output) a paged engine (vLLM, TensorRT-LLM)
+    runs at once; None for an engine that reserves whole slots (llama.cpp). One rule for `estimate`
+    and the gateway router's slot count."""
+    if d.engine not in ("vllm", "trtllm"):
+        return None
+    plan = plan_memory(d)
+    return _running_capacity(d, plan, request_tokens, _max_concurrency(d, plan))
+
+
+def _running_capacity(d: Deployment, plan: MemoryPlan, request_tokens: int, max_conc: int) -> int:
+    """How many requests of `request_tokens` run at once. vLLM and TensorRT-LLM page the KV
     cache: a sequence takes blocks as it grows, so requests of prompt + output tokens run while
     their blocks are free (up to max-num-seqs), not only as many as could each grow to the full
     context (`max_conc`, what the verdict guarantees). llama.cpp reserves a slot's whole context."""
     if d.engine not in ("vllm", "trtllm") or not plan.fits:
         return max_conc
-    blocks = -(-(req.prompt_tokens + req.output_tokens) // d.block_size)
+    blocks = -(-request_tokens // d.block_size)
     paged = plan.kv_capacity_tokens // (blocks * d.block_size)
     return max(max_conc, min(paged, rules().engines[d.engine].max_num_seqs))
 
