@@ -39,6 +39,23 @@ def test_bf16_8b_on_16gb_is_impossible_for_vllm_but_offloads_in_llamacpp() -> No
     assert 0 < r.engine_flags["-ngl"] < 33
 
 
+@pytest.mark.parametrize(
+    ("engine", "device", "runs_there"),
+    [
+        ("vllm", "core-ultra-7-258v-npu", "llamacpp"),
+        ("trtllm", "ryzen-9-9900x", "vllm, llamacpp, transformers"),
+    ],
+)
+def test_an_engine_is_refused_on_a_device_it_has_no_backend_for(
+    engine: str, device: str, runs_there: str
+) -> None:
+    with pytest.raises(InputError) as err:
+        Deployment.build("llama-3.2-1b", None, [device], engine)
+    assert f"{engine} does not run on {device}" in str(err.value)
+    assert err.value.where == "--engine" and runs_there in (err.value.fix or "")
+    Deployment.build("llama-3.2-1b", None, [device], "llamacpp")  # llama.cpp runs on both
+
+
 def test_70b_on_one_16gb_gpu_plus_cpu_decodes_at_a_few_tokens_per_second() -> None:
     # the seed's "65-95 tok/s" hybrid claim: most of 40 GB is read from 89.6 GB/s DDR5 per token
     r = _est(model=LLAMA_33_70B, quant=Q4_0, devices=[RTX_5070_TI, RYZEN_9900X], engine="llamacpp")
