@@ -161,7 +161,7 @@ def check_claim(c: Claim) -> ClaimCheck:
         )
         step = peak.decode_step_seconds(batch, ctx)
         per_stream_bound = 1.0 / step
-        predicted_c = min(batch, max(1, r.max_concurrency))
+        predicted_c = r.performance.concurrency  # the clients that run at once
         point = next((p for p in r.curve if p.concurrency == predicted_c), None)
         if c.metric == "decode_tokens_per_s":
             bound = per_stream_bound
