@@ -1,8 +1,9 @@
 """A GPU the catalog does not list is described by what NVML reads (SMs, clocks, memory bus, compute
 capability) over the `gpu-generic` placeholder, and every consumer sizes it from that description.
 
-The H100 reading was recorded on the device machine (benchmarks/gpu_describe.py record): described
-with the catalog match off, it must land on the catalog's datasheet figures for that board.
+The H100's NVML figures (tests/fleet/data/nvml-h100-sxm.json; its README says which were read on the
+device machine): described with the catalog match off, it must land on the catalog's datasheet
+figures for that board.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _size(hw: catalog.Hardware, c: int) -> tuple[float, float]:
     return p.ttft_ms, p.itl_ms
 
 
-def test_the_h100_described_from_its_recorded_nvml_reading_matches_its_catalog_entry() -> None:
+def test_the_h100_described_from_its_nvml_figures_matches_its_catalog_entry() -> None:
     (device,) = _gpu_devices([_recorded_h100()], match=False)
     assert (device.hardware, device.sms, device.compute_capability) == ("gpu-generic", 132, "9.0")
     described, listed = device_hardware(device), catalog.hardware("h100-sxm")
