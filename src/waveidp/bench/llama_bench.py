@@ -236,7 +236,7 @@ def run_cpu_timed(
 
 def _process_cpu_seconds(pid: int) -> float:
     """CPU seconds the threads of `pid` have run so far: nanosecond `schedstat`, else (a kernel
-    built without schedstats, gVisor) user + system clock ticks from `stat`; NaN once it ended."""
+    without schedstats) user + system clock ticks from `stat`; NaN once it ended."""
     try:
         tasks = [t.path for t in os.scandir(f"/proc/{pid}/task")]
     except FileNotFoundError:
@@ -244,14 +244,24 @@ def _process_cpu_seconds(pid: int) -> float:
     if not tasks:
         return math.nan
     if os.path.exists(f"{tasks[0]}/schedstat"):
-        return sum(_read_or_zero(f"{t}/schedstat", lambda s: int(s.split()[0]) / 1e9) for t in tasks)
+        return schedstat_seconds(tasks)
+    return stat_seconds(tasks)
+
+
+def schedstat_seconds(tasks: Sequence[str]) -> float:
+    """CPU seconds of the `/proc/PID/task/TID` folders `tasks`, from their schedstat (nanoseconds)."""
+    return sum(_read_or_zero(f"{t}/schedstat", lambda s: int(s.split()[0]) / 1e9) for t in tasks)
+
+
+def stat_seconds(tasks: Sequence[str]) -> float:
+    """The same from their `stat` (user + system clock ticks: 10 ms steps)."""
     tick = os.sysconf("SC_CLK_TCK")
-    # utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so count
-    # from the closing parenthesis
     return sum(_read_or_zero(f"{t}/stat", lambda s: _stat_ticks(s) / tick) for t in tasks)
 
 
 def _stat_ticks(stat: str) -> int:
+    # utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so count
+    # from its closing parenthesis
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
 
