@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The H100 machine's host CPU (a 16-core Emerald Rapids Xeon in a gVisor VM that reports AMX flags):
+# The H100 machine's host CPU (a 16-core Emerald Rapids Xeon in a KVM VM that reports AMX flags):
 # whether a process may use AMX there, the clock a core runs at, `wave calibrate --quick --device cpu`
-# as a user runs it (packaged models), the kernel sweep the `avx512_fp16` tier's cells are fitted
-# on (the generated 1B in 9 formats, one thread, pp16/pp128/tg16), and held-out llama-bench tests
+# as a user runs it (packaged models), the one-thread sweep the `avx512_fp16` tier's cells are fitted
+# on (the generated 1B in several formats, pp16/pp128/tg16), and held-out llama-bench tests
 # neither saw (the 1B at 4 and 16 threads, pp64/pp256/tg32; the packaged models at 4 threads). Everything
 # lands in $OUT/xeon-results.tar.gz.
 #

@@ -126,9 +126,10 @@ def _exit_error(returncode: int, tail: str, cmd: list[str]) -> LlamaBenchError:
     """The error for llama-bench ending with `returncode`; an illegal instruction says why it happens."""
     if returncode == -signal.SIGILL:
         return LlamaBenchError(
-            "llama-bench died of an illegal instruction: this llama.cpp build uses an instruction this "
-            "CPU will not run for a process, typically AMX on a kernel or VM that reports the amx flags "
-            "but does not grant the tile state (Linux < 5.16, gVisor), for a q4_0/q4_1/q8_0/q4_K file",
+            "llama-bench died of an illegal instruction: this llama.cpp build runs an instruction this "
+            "machine refuses, typically its AMX path (q4_0/q4_1/q8_0/k-quant files) on a VM that reports "
+            "the amx flags (the H100 host's Xeon VM: the kernel grants the tile state, llama.cpp's AMX "
+            "kernels still die) or on a kernel older than 5.16",
             where=shlex.join(cmd),
             fix="use a llama.cpp built without AMX (cmake -DGGML_NATIVE=OFF -DGGML_AVX512=ON "
             "-DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON) through WAVE_LLAMA_BIN_DIR",
