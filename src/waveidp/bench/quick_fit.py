@@ -41,7 +41,7 @@ def model_of(path: Path) -> tuple[ModelSpec, str]:
     from waveidp import catalog
 
     spec = catalog.model(str(path))
-    quant = Deployment.build(spec, None, ["cpu-generic"], "llamacpp").quant.id
+    quant = Deployment.build(spec, None, [catalog.GENERIC_CPU], "llamacpp").quant.id
     return spec, quant
 
 

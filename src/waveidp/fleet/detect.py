@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from waveidp.catalog import GENERIC_CPU
 from waveidp.catalog._cpu_core import CoreFacts, core_flop_per_cycle
 from waveidp.fleet.models import Device, Node
 from waveidp.fleet.probe import Bandwidth
 
-GENERIC_CPU = "cpu-generic"
 # what detection knows better than a curated fleet file; merging into an existing node takes only these
 DETECTED_FIELDS = ("devices", "memory_gib")
 _GIB = 1024**3

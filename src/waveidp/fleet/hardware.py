@@ -15,8 +15,7 @@ calibration reach all of them the same way.
 from __future__ import annotations
 
 from waveidp import catalog
-from waveidp.catalog import Hardware
-from waveidp.fleet.detect import GENERIC_CPU
+from waveidp.catalog import GENERIC_CPU, Hardware
 from waveidp.fleet.models import Device, Node
 
 _GIB = 1024**3

@@ -19,9 +19,14 @@ So a weight format's speed depends on the tier, not one generic efficiency. `dat
 holds, per tier and format, the kernels and their measured rates in multiples of the core's fp32
 FMA peak (`Hardware.dense_flops["fp32"]`): int8 dot products (VPDPBUSD, maddubs, SDOT) and bf16
 dots do more than that, so a share may exceed 1. The fp32 rate is the one figure every CPU
-description has, and on each tier the int8 and bf16 units scale with the same SIMD width (an AMX
-tile unit does not: the `amx` tier would need its own cells). A tier or format not measured
-borrows the nearest measured cell and says so.
+description has, and on each tier the int8 and bf16 units scale with the same SIMD width. A share
+is a property of a core, not only of its instruction set: the same AVX-512 kernels reach about half
+the share of a Sapphire/Emerald Rapids core's peak (two 512-bit FMA units, 64 FLOP per cycle) that
+they reach on Zen 4 (two 256-bit units, 32), because unpacking, conversions and loads, not the FMA
+units, bind them; so those Xeons (flag avx512_fp16) have their own tier, measured on the H100
+host's. AMX tiles are not measured (llama.cpp's AMX path died of SIGILL on that VM): the `amx` tier
+borrows those AVX-512 cells. A tier or format not measured borrows the nearest measured cell and
+says so.
 
 Threads multiply the compute (up to the physical cores), less `threads_compute` (all-core clocks
 are below one core's boost, and threads wait for each other at every op); each thread streams at
