@@ -202,3 +202,60 @@ def test_one_thread_streams_its_cores_probed_bandwidth() -> None:
 
     assert stream(1) == pytest.approx(28.7e9)
     assert 28.7e9 < stream(2) < 43.25e9
+
+
+def _without_layer_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    from waveidp.sizing import _cpu
+
+    bare = table().model_copy(update={"layer_step_flops": 0.0, "layer_token_flops": 0.0})
+    monkeypatch.setattr(_cpu, "table", lambda: bare)
+
+
+def test_each_layer_costs_its_other_ops_per_graph_and_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Besides its matmuls, a layer runs norms, rope, activations and ~25 op dispatches: a time per
+    graph evaluation (one per 512-token ubatch) and per token, at the core's speed as calibrated."""
+    spec = catalog.model("smollm2-135m")
+    hw = catalog.hardware("ryzen-9-9900x")
+    eff = efficiency_of(hw, "llamacpp")
+    t = table()
+    assert t.layer_step_flops > 0 and t.layer_token_flops > 0
+
+    def perf(factors: Efficiency) -> PerfModel:
+        return PerfModel(Deployment.build(spec, "q4_1", [hw], "llamacpp", threads=1, context=2048), factors)
+
+    with_cost = {
+        f: perf(eff.model_copy(update={"prefill_compute": f, "decode_compute": f})) for f in (1.0, 2.0)
+    }
+    _without_layer_cost(monkeypatch)
+    bare = {f: perf(eff.model_copy(update={"prefill_compute": f, "decode_compute": f})) for f in (1.0, 2.0)}
+    core = catalog.hardware("ryzen-9-9900x").dense_flops["fp32"] / hw.cores  # type: ignore[operator]
+    for f in (1.0, 2.0):
+        for n, evaluations in ((128, 1), (1000, 2)):
+            extra = with_cost[f].prefill_seconds(n) - bare[f].prefill_seconds(n)
+            want = spec.layers * (evaluations * t.layer_step_flops + n * t.layer_token_flops) / (core * f)
+            assert extra == pytest.approx(want, rel=1e-6)
+        # a decode step of 4 sequences is one graph evaluation of 4 tokens, outside the weight streaming
+        extra = with_cost[f].engine_step_seconds(4, 256) - bare[f].engine_step_seconds(4, 256)
+        assert extra == pytest.approx(
+            spec.layers * (t.layer_step_flops + 4 * t.layer_token_flops) / (core * f)
+        )
+
+
+def test_the_layer_cost_weighs_on_narrow_models_not_wide_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2-135M's 30 layers of 576 do little matmul work per layer: their other ops are several
+    percent of a token; an 8B's 32 layers of 4096 hide them."""
+    hw = catalog.hardware("ryzen-9-9900x")
+
+    def times() -> dict[str, tuple[float, float]]:
+        out = {}
+        for name, spec in (("small", catalog.model("smollm2-135m")), ("8b", LLAMA_31_8B)):
+            p = PerfModel(Deployment.build(spec, "q4_0", [hw], "llamacpp", threads=1, context=2048))
+            out[name] = (p.prefill_seconds(128), p.engine_step_seconds(1, 64))
+        return out
+
+    with_cost = times()
+    _without_layer_cost(monkeypatch)
+    bare = times()
+    share = {k: [1 - b / w for w, b in zip(with_cost[k], bare[k], strict=True)] for k in with_cost}
+    assert all(s > 0.05 for s in share["small"])
+    assert all(0 < s < 0.01 for s in share["8b"])

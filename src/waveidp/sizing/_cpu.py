@@ -97,6 +97,18 @@ class CpuTable(_Strict):
     threads_falloff: float = Field(
         ge=0, le=1, description="and its decline with more threads: x n^-falloff (sync, all-core clocks)"
     )
+    layer_token_flops: float = Field(
+        default=0.0,
+        ge=0,
+        description="a layer's work per token outside its matmuls and attention (norms, rope, activations, "
+        "the activations' int8 quantization), as the FLOPs the core's fp32 peak would do in that time",
+    )
+    layer_step_flops: float = Field(
+        default=0.0,
+        ge=0,
+        description="the same per layer per graph evaluation (a decode step or a prompt's ubatch): "
+        "dispatching and finishing the layer's 20-30 ops",
+    )
     source: str
 
 
@@ -133,6 +145,9 @@ def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tie
     )
 
 
+UBATCH = 512  # llama.cpp's physical batch (-ub): a longer prompt is several graph evaluations
+
+
 @dataclass(frozen=True)
 class CpuRates:
     """What llama.cpp achieves on one CPU for one weight file and thread count (all threads)."""
@@ -151,6 +166,17 @@ class CpuRates:
     output_mix: tuple[tuple[float, float, float], ...] = ()
     output_gemv_flops: float = 0.0
     layers_gemv_flops: float = 0.0  # the layers' weights alone in token generation
+    # seconds per layer outside the matmuls and attention: (per graph evaluation, per token) in
+    # prompt processing and in token generation (each scaled like its matmuls)
+    layer_prefill_s: tuple[float, float] = (0.0, 0.0)
+    layer_decode_s: tuple[float, float] = (0.0, 0.0)
+
+    def layer_seconds(self, layers: float, tokens: int, *, decode: bool) -> float:
+        """The non-matmul work of `layers` layers for `tokens` tokens: one graph evaluation per
+        llama.cpp ubatch of up to 512 tokens (a decode step of `tokens` sequences is one)."""
+        step, token = self.layer_decode_s if decode else self.layer_prefill_s
+        evaluations = 1 if decode else max(1, -(-tokens // UBATCH))
+        return layers * (evaluations * step + max(1, tokens) * token)
 
     def prefill_matmul_flops(self, tokens: int) -> float:
         """The layers' matmul rate for a batch of `tokens` rows (a prompt, or a decode step of
@@ -256,10 +282,12 @@ def cpu_rates(
     stream = eff.decode_bandwidth * streamed
     layers, whole, output = weight_mix(quant, model)
     cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole, *output}}
+    # the matmuls' rates per unit of share; a layer's other ops run on the same cores at the same scale
     prefill_scale = fp32 * eff.prefill_compute * parallel
+    decode_core = fp32 * decode_scale * parallel
 
     def gemv(mix: dict[str, float]) -> float:
-        return fp32 * decode_scale * parallel / sum(w / cells[f].decode_share for f, w in mix.items())
+        return decode_core / sum(w / cells[f].decode_share for f, w in mix.items())
 
     def prompt(mix: dict[str, float]) -> tuple[tuple[float, float, float], ...]:
         return tuple(
@@ -282,6 +310,8 @@ def cpu_rates(
         output_mix=prompt(output),
         output_gemv_flops=gemv(output),
         layers_gemv_flops=gemv(layers),
+        layer_prefill_s=(t.layer_step_flops / prefill_scale, t.layer_token_flops / prefill_scale),
+        layer_decode_s=(t.layer_step_flops / decode_core, t.layer_token_flops / decode_core),
     )
 
 

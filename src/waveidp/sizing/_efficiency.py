@@ -42,6 +42,14 @@ class Efficiency(BaseModel):
         le=10,
         description="time between the end of prefill and the first token at the client, per request",
     )
+    task_launch_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.1,
+        description="llama-server's main-thread time to take one queued request into a slot (slot "
+        "selection, prompt-cache lookup, sampler set-up); a request that arrives meanwhile still joins "
+        "the coming batch",
+    )
     sequence_step_s: float = Field(
         default=0.0,
         ge=0,
