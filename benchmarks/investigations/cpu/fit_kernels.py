@@ -95,6 +95,12 @@ def with_cell(base: cpu.CpuTable, tier: str, fmt: str, cell: cpu.Kernel) -> cpu.
 
 
 def start_cell(base: cpu.CpuTable, tier: str, fmt: str) -> cpu.Kernel:
+    """The search starts from the cell of the measured tier this one borrows from (`like`), if any:
+    the prompt curve (rate, half_tokens) has local minima, and a neighbour's shape is a better
+    start than a placeholder's."""
+    like = next((t.like for t in base.tiers if t.id == tier), None)
+    if like and fmt in base.kernels.get(like, {}):
+        return base.kernels[like][fmt]
     _, cell, _ = cpu.kernel_for(TIER_FLAGS[tier], fmt)
     return cell
 
