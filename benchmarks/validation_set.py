@@ -120,7 +120,11 @@ def predict(row: dict[str, Any]) -> float:
     ):
         r = estimate(
             SizingRequest(
-                deployment=d, prompt_tokens=prompt, output_tokens=output, concurrency=row["concurrency"]
+                deployment=d,
+                prompt_tokens=prompt,
+                output_tokens=output,
+                concurrency=row["concurrency"],
+                arrival=row.get("arrival", "burst"),
             )
         )
         point = next(p for p in r.curve if p.concurrency == r.performance.concurrency)

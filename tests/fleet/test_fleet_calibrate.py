@@ -12,6 +12,7 @@ import pytest
 
 from support import wave_process
 from waveidp import fleet
+from waveidp.bench.node_calibration import FITTED
 
 pytestmark = pytest.mark.engine
 
@@ -30,11 +31,13 @@ def test_calibrate_measures_fits_stores_and_is_used(tmp_path: Path, smollm2_path
     node = fleet.load(target).node("box")
     cpu = next(d for d in node.devices if d.id == "cpu")
     cal = cpu.calibration["llamacpp"]
-    assert set(cal.factors) == {"prefill_compute", "decode_compute", "decode_bandwidth", "step_overhead_s"}
+    # the compute scales; the bandwidth and step overhead only where a test sees them (one thread of
+    # a 135M model: neither)
+    assert {"prefill_compute", "decode_compute"} <= set(cal.factors) <= set(FITTED)
     assert datetime.now(UTC) - datetime.fromisoformat(cal.measured_at) < timedelta(minutes=10)
     assert "llama-bench" in cal.method and smollm2_path.name in cal.method and "threads 1" in cal.method
     assert cal.points == 2  # pp128 and tg32
-    # four factors, two tests: the fit reproduces what it measured
+    # the fit reproduces what it measured
     assert cal.error_after["pp"] < 0.05 and cal.error_after["tg"] < 0.05
 
     # every later sizing of this node's CPU uses the stored factors

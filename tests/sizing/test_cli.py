@@ -124,6 +124,13 @@ def test_fit_without_fleet_sizes_this_machine() -> None:
     rows = json.loads(out.stdout)
     assert rows and all(r["engine"] == "llamacpp" for r in rows)
     assert rows[0]["verdict"] == "fits"
+    from waveidp.fleet.detect import detect_local_node
+
+    cpu = next(d for d in detect_local_node().devices if d.id == "cpu")
+    # a CPU the catalog lacks is named as detected, not as the placeholder entry it is sized over
+    assert rows[0]["device_labels"] == [cpu.name if cpu.hardware == "cpu-generic" else cpu.hardware]
+    if cpu.hardware == "cpu-generic":
+        assert "cpu-g" not in wave("fit", "-m", "smollm2-135m").stdout
 
 
 def test_claims_on_the_seed_file(repo_root: Path) -> None:

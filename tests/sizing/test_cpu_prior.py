@@ -35,6 +35,7 @@ H100_HOST_FLAGS = [  # tests/fleet/data/detect-h100-nvml.txt: the H100 machine's
     ("flags", "tier"),
     [
         (H100_HOST_FLAGS, "amx"),
+        ([f for f in H100_HOST_FLAGS if not f.startswith("amx")], "avx512_fp16"),
         (["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"], "avx512_vnni_bf16"),
         (["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"], "avx512_vnni"),
         (["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"], "avx512"),
@@ -47,6 +48,17 @@ H100_HOST_FLAGS = [  # tests/fleet/data/detect-h100-nvml.txt: the H100 machine's
 )
 def test_flags_select_the_most_capable_tier_they_allow(flags: list[str], tier: str) -> None:
     assert tier_of(tuple(flags)).id == tier
+
+
+def test_an_amx_xeon_runs_its_own_cores_cells_not_zen4s() -> None:
+    # the H100 host's Xeon ran llama.cpp's AVX-512 kernels at about half the share of its (doubled)
+    # fp32 peak that Zen 4 reaches; AMX itself is not measured (its path died of SIGILL there)
+    tier, cell, note = kernel_for(tuple(H100_HOST_FLAGS), "q4_0")
+    assert (tier.id, tier.like) == ("amx", "avx512_fp16") and "not measured" in note
+    zen4 = table().kernels["avx512_vnni_bf16"]
+    own = table().kernels["avx512_fp16"]
+    assert cell == own["q4_0"]
+    assert all(own[f].prefill_share < 0.8 * zen4[f].prefill_share for f in ("q4_0", "q8_0", "q4_k_m", "f16"))
 
 
 def test_every_llamacpp_format_has_a_kernel_on_every_tier() -> None:
@@ -190,3 +202,60 @@ def test_one_thread_streams_its_cores_probed_bandwidth() -> None:
 
     assert stream(1) == pytest.approx(28.7e9)
     assert 28.7e9 < stream(2) < 43.25e9
+
+
+def _without_layer_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    from waveidp.sizing import _cpu
+
+    bare = table().model_copy(update={"layer_step_flops": 0.0, "layer_token_flops": 0.0})
+    monkeypatch.setattr(_cpu, "table", lambda: bare)
+
+
+def test_each_layer_costs_its_other_ops_per_graph_and_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Besides its matmuls, a layer runs norms, rope, activations and ~25 op dispatches: a time per
+    graph evaluation (one per 512-token ubatch) and per token, at the core's speed as calibrated."""
+    spec = catalog.model("smollm2-135m")
+    hw = catalog.hardware("ryzen-9-9900x")
+    eff = efficiency_of(hw, "llamacpp")
+    t = table()
+    assert t.layer_step_flops > 0 and t.layer_token_flops > 0
+
+    def perf(factors: Efficiency) -> PerfModel:
+        return PerfModel(Deployment.build(spec, "q4_1", [hw], "llamacpp", threads=1, context=2048), factors)
+
+    with_cost = {
+        f: perf(eff.model_copy(update={"prefill_compute": f, "decode_compute": f})) for f in (1.0, 2.0)
+    }
+    _without_layer_cost(monkeypatch)
+    bare = {f: perf(eff.model_copy(update={"prefill_compute": f, "decode_compute": f})) for f in (1.0, 2.0)}
+    core = catalog.hardware("ryzen-9-9900x").dense_flops["fp32"] / hw.cores  # type: ignore[operator]
+    for f in (1.0, 2.0):
+        for n, evaluations in ((128, 1), (1000, 2)):
+            extra = with_cost[f].prefill_seconds(n) - bare[f].prefill_seconds(n)
+            want = spec.layers * (evaluations * t.layer_step_flops + n * t.layer_token_flops) / (core * f)
+            assert extra == pytest.approx(want, rel=1e-6)
+        # a decode step of 4 sequences is one graph evaluation of 4 tokens, outside the weight streaming
+        extra = with_cost[f].engine_step_seconds(4, 256) - bare[f].engine_step_seconds(4, 256)
+        assert extra == pytest.approx(
+            spec.layers * (t.layer_step_flops + 4 * t.layer_token_flops) / (core * f)
+        )
+
+
+def test_the_layer_cost_weighs_on_narrow_models_not_wide_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2-135M's 30 layers of 576 do little matmul work per layer: their other ops are several
+    percent of a token; an 8B's 32 layers of 4096 hide them."""
+    hw = catalog.hardware("ryzen-9-9900x")
+
+    def times() -> dict[str, tuple[float, float]]:
+        out = {}
+        for name, spec in (("small", catalog.model("smollm2-135m")), ("8b", LLAMA_31_8B)):
+            p = PerfModel(Deployment.build(spec, "q4_0", [hw], "llamacpp", threads=1, context=2048))
+            out[name] = (p.prefill_seconds(128), p.engine_step_seconds(1, 64))
+        return out
+
+    with_cost = times()
+    _without_layer_cost(monkeypatch)
+    bare = times()
+    share = {k: [1 - b / w for w, b in zip(with_cost[k], bare[k], strict=True)] for k in with_cost}
+    assert all(s > 0.05 for s in share["small"])
+    assert all(0 < s < 0.01 for s in share["8b"])

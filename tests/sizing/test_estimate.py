@@ -39,6 +39,23 @@ def test_bf16_8b_on_16gb_is_impossible_for_vllm_but_offloads_in_llamacpp() -> No
     assert 0 < r.engine_flags["-ngl"] < 33
 
 
+@pytest.mark.parametrize(
+    ("engine", "device", "runs_there"),
+    [
+        ("vllm", "core-ultra-7-258v-npu", "llamacpp"),
+        ("trtllm", "ryzen-9-9900x", "vllm, llamacpp, transformers"),
+    ],
+)
+def test_an_engine_is_refused_on_a_device_it_has_no_backend_for(
+    engine: str, device: str, runs_there: str
+) -> None:
+    with pytest.raises(InputError) as err:
+        Deployment.build("llama-3.2-1b", None, [device], engine)
+    assert f"{engine} does not run on {device}" in str(err.value)
+    assert err.value.where == "--engine" and runs_there in (err.value.fix or "")
+    Deployment.build("llama-3.2-1b", None, [device], "llamacpp")  # llama.cpp runs on both
+
+
 def test_70b_on_one_16gb_gpu_plus_cpu_decodes_at_a_few_tokens_per_second() -> None:
     # the seed's "65-95 tok/s" hybrid claim: most of 40 GB is read from 89.6 GB/s DDR5 per token
     r = _est(model=LLAMA_33_70B, quant=Q4_0, devices=[RTX_5070_TI, RYZEN_9900X], engine="llamacpp")
@@ -51,7 +68,33 @@ def test_more_requests_than_kv_slots_is_tight_and_says_how_many_wait() -> None:
     assert r.verdict == "tight"
     assert r.max_concurrency < 64
     assert any("would wait" in x for x in r.reasons)
-    assert r.performance.concurrency == r.max_concurrency
+    # vLLM pages its KV cache: requests of prompt + output tokens run while their blocks are free,
+    # more than the sequences that could each grow to the full 32k context
+    per_request = -(-(r.prompt_tokens + r.output_tokens) // 16) * 16
+    assert r.max_concurrency < r.performance.concurrency == r.memory.kv_capacity_tokens // per_request < 64
+
+
+def test_vllm_runs_short_requests_beyond_the_full_context_count_but_says_so() -> None:
+    r = _est(model=LLAMA_31_8B, quant=BF16, devices=[RTX_4090], engine="vllm", context=32768, concurrency=8)
+    assert r.max_concurrency < 8 and r.performance.concurrency == 8
+    assert r.verdict == "tight" and any("could grow to the full 32768" in x for x in r.reasons)
+
+
+def test_the_router_counts_a_vllm_backends_slots_as_sizing_runs_requests() -> None:
+    from waveidp.gateway.prediction import PAGED_REQUEST_TOKENS, from_sizing
+
+    prediction = from_sizing("llama-3.1-8b", "bf16", ["rtx-4090"], "vllm", None)
+    d = Deployment.build("llama-3.1-8b", "bf16", ["rtx-4090"], "vllm")
+    r = estimate(
+        SizingRequest(
+            deployment=d, prompt_tokens=512, output_tokens=PAGED_REQUEST_TOKENS - 512, concurrency=4096
+        )
+    )
+    assert prediction is not None and prediction.slots == r.performance.concurrency
+    # paged: more requests of 768 tokens than 4096-token sequences fit in the same KV
+    assert prediction.slots > r.memory.kv_capacity_tokens // 4096
+    llama = from_sizing("llama-3.1-8b", "q4_0", ["rtx-4090"], "llamacpp", None)
+    assert llama is not None and llama.slots == max(1, int(llama.perf.kv_capacity_tokens() // 4096))
 
 
 def test_llamacpp_reduces_slots_to_what_fits_on_a_jetson() -> None:

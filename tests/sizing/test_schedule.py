@@ -106,3 +106,19 @@ def test_steady_clients_wait_less_for_their_first_token_than_a_burst() -> None:
         burst, steady = steady_state_point(perf, c, 542, 128), steady_state_point(perf, c, 542, 128, "steady")
         assert steady.ttft_ms < burst.ttft_ms / 2
         assert steady.output_tokens_per_s == pytest.approx(burst.output_tokens_per_s, rel=0.25)
+
+
+def test_a_request_that_arrives_while_the_loop_launches_joins_the_batch() -> None:
+    """llama-server takes every queued task into a slot before it builds the batch: a second client
+    1 ms behind the first shares its prompt batch when launching a task takes longer than that (both
+    wait for both prompts, as on the CPU of benchmarks/sizing_cpu.py), else it waits for the first's."""
+    d = Deployment.build(
+        "smollm2-135m", "q4_1", ["ryzen-9-9900x"], "llamacpp", threads=1, context=512, parallel=2
+    )
+    base = efficiency_for("ryzen-9-9900x", "llamacpp")
+    burst = ClosedLoop(2, 128, 4, requests=2, starts=(0.0, 0.001))
+    alone = simulate(PerfModel(d, base), ClosedLoop(1, 128, 4, requests=1)).ttft_s
+    apart = simulate(PerfModel(d, base.model_copy(update={"task_launch_s": 0.0})), burst)
+    shared = simulate(PerfModel(d, base.model_copy(update={"task_launch_s": 0.002})), burst)
+    assert apart.ttft_s < 1.6 * alone  # the first alone, the second after it: median of the two
+    assert shared.ttft_s > 1.8 * alone  # both after both prompts

@@ -177,7 +177,9 @@ def write_cells(path: Path, cells: dict[str, dict[str, dict[str, Any]]], source:
                 f"    {fmt}: {{prefill: {json.dumps(c['prefill'])}, decode: {json.dumps(c['decode'])}, "
                 f"dtype: {c['dtype']}, "
                 f"prefill_share: {c['prefill_share']:.4g}, decode_share: {c['decode_share']:.4g}, "
-                f"half_tokens: {c['half_tokens']:.3g}}}"
+                f"half_tokens: {c['half_tokens']:.3g}"
+                + (f", source: {json.dumps(c['source'])}" if c.get("source") else "")
+                + "}"
             )
     path.write_text(head + "\n".join(lines) + "\n")
     del source

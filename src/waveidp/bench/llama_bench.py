@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,8 +118,23 @@ def run_llama_bench(
         raise
     if proc.returncode != 0:
         tail = " | ".join(err.strip().splitlines()[-3:])
-        raise LlamaBenchError(f"llama-bench exited with {proc.returncode}: {tail}", where=shlex.join(cmd))
+        raise _exit_error(proc.returncode, tail, cmd)
     return rows
+
+
+def _exit_error(returncode: int, tail: str, cmd: list[str]) -> LlamaBenchError:
+    """The error for llama-bench ending with `returncode`; an illegal instruction says why it happens."""
+    if returncode == -signal.SIGILL:
+        return LlamaBenchError(
+            "llama-bench died of an illegal instruction: this llama.cpp build runs an instruction this "
+            "machine refuses, typically its AMX path (q4_0/q4_1/q8_0/k-quant files) on a VM that reports "
+            "the amx flags (the H100 host's Xeon VM: the kernel grants the tile state, llama.cpp's AMX "
+            "kernels still die) or on a kernel older than 5.16",
+            where=shlex.join(cmd),
+            fix="use a llama.cpp built without AMX (cmake -DGGML_NATIVE=OFF -DGGML_AVX512=ON "
+            "-DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON) through WAVE_LLAMA_BIN_DIR",
+        )
+    return LlamaBenchError(f"llama-bench exited with {returncode}: {tail}", where=shlex.join(cmd))
 
 
 def parse_row(r: dict[str, Any], model: Path, command: str) -> BenchRow:
@@ -220,18 +236,43 @@ def run_cpu_timed(
 
 
 def _process_cpu_seconds(pid: int) -> float:
-    """CPU seconds the threads of `pid` have run so far (nanosecond schedstat, else clock ticks)."""
-    total = 0.0
+    """CPU seconds the threads of `pid` have run so far: nanosecond `schedstat`, else (a kernel
+    without schedstats) user + system clock ticks from `stat`; NaN once it ended."""
     try:
-        for task in os.scandir(f"/proc/{pid}/task"):
-            try:
-                with open(f"{task.path}/schedstat") as f:
-                    total += int(f.read().split()[0]) / 1e9
-            except FileNotFoundError:  # a thread that just ended
-                continue
+        tasks = [t.path for t in os.scandir(f"/proc/{pid}/task")]
     except FileNotFoundError:
         return math.nan
-    return total
+    if not tasks:
+        return math.nan
+    if os.path.exists(f"{tasks[0]}/schedstat"):
+        return schedstat_seconds(tasks)
+    return stat_seconds(tasks)
+
+
+def schedstat_seconds(tasks: Sequence[str]) -> float:
+    """CPU seconds of the `/proc/PID/task/TID` folders `tasks`, from their schedstat (nanoseconds)."""
+    return sum(_read_or_zero(f"{t}/schedstat", lambda s: int(s.split()[0]) / 1e9) for t in tasks)
+
+
+def stat_seconds(tasks: Sequence[str]) -> float:
+    """The same from their `stat` (user + system clock ticks: 10 ms steps)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(_read_or_zero(f"{t}/stat", lambda s: _stat_ticks(s) / tick) for t in tasks)
+
+
+def _stat_ticks(stat: str) -> int:
+    # utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so count
+    # from its closing parenthesis
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _read_or_zero(path: str, parse: Callable[[str], float]) -> float:
+    try:
+        with open(path) as f:
+            return parse(f.read())
+    except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+        return 0.0
 
 
 def _cpu_at_each_repetition(cmd: list[str], timeout_s: float) -> tuple[list[float], str]:
@@ -264,9 +305,8 @@ def _cpu_at_each_repetition(cmd: list[str], timeout_s: float) -> tuple[list[floa
                 proc.wait()
         if proc.returncode != 0:
             tail = " | ".join(x.strip() for x in err[-3:])
-            reason = (
-                f"ran past {timeout_s:g} s" if proc.returncode == -9 else f"exited with {proc.returncode}"
-            )
-            raise LlamaBenchError(f"llama-bench {reason}: {tail}", where=shlex.join(cmd))
+            if proc.returncode == -9:
+                raise LlamaBenchError(f"llama-bench ran past {timeout_s:g} s: {tail}", where=shlex.join(cmd))
+            raise _exit_error(proc.returncode, tail, cmd)
         out.seek(0)
         return [s for s in stamps if not math.isnan(s)], out.read()

@@ -17,12 +17,20 @@ the bandwidth wall on a 2-core machine, stays where the prior put it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from waveidp.bench.llama_bench import BenchRow
-from waveidp.bench.quick_fit import Measured, QuickCalibration, build_label, model_of, quick_calibration
+from waveidp.bench.quick_fit import (
+    Measured,
+    QuickCalibration,
+    build_label,
+    model_of,
+    prior_value,
+    quick_calibration,
+)
 from waveidp.catalog import Hardware
 from waveidp.sizing import Deployment, Efficiency, PerfModel
 
@@ -47,15 +55,39 @@ def predict_tokens_per_s(hw: Hardware, m: Measured, eff: Efficiency) -> float:
     return 1.0 / perf.decode_step_seconds(1, max(1, r.n_gen // 2))
 
 
-def fitted_names(tests: Sequence[Measured]) -> dict[str, tuple[float, float]]:
-    """The CPU factors `tests` can pin down, with their bounds."""
+# a factor is fitted only if moving it by this ratio moves some test's prediction by SEEN or more
+PROBE_RATIO = 1.25
+SEEN = 0.02
+
+
+def fitted_names(
+    hw: Hardware, tests: Sequence[Measured], prior: Efficiency
+) -> dict[str, tuple[float, float]]:
+    """The CPU factors `tests` can pin down, with their bounds: those that change some test's
+    prediction at the prior. A factor the tests do not see is left where the prior put it, else the
+    fit would spend it on the tests' noise: one thread of a 2-core machine streams far below the
+    memory's wall, and a fitted `decode_bandwidth` there moved from 0.8 to 0.64 to split a 5%
+    difference between two compute-bound tg tests, slowing every bandwidth-bound f16 prediction."""
     several = len({m.row.threads for m in tests}) > 1
-    return {n: b for n, b in FITTED.items() if n != "threads_compute" or several}
+    base = [predict_tokens_per_s(hw, m, prior) for m in tests]
+
+    def seen(name: str) -> bool:
+        value = prior_value(prior, name)
+        for ratio in (PROBE_RATIO, 1 / PROBE_RATIO):
+            moved = prior.model_copy(update={name: value * ratio})
+            if any(
+                abs(math.log(predict_tokens_per_s(hw, m, moved) / b)) >= SEEN
+                for m, b in zip(tests, base, strict=True)
+            ):
+                return True
+        return False
+
+    return {n: b for n, b in FITTED.items() if (n != "threads_compute" or several) and seen(n)}
 
 
 def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: str = "") -> QuickCalibration:
     """The CPU factors that make sizing reproduce `tests` on `hw`, from (and pulled towards) `prior`."""
-    return quick_calibration(hw, tests, prior, fitted_names(tests), predict_tokens_per_s, method)
+    return quick_calibration(hw, tests, prior, fitted_names(hw, tests, prior), predict_tokens_per_s, method)
 
 
 def fit(hw: Hardware, tests: Sequence[Measured], prior: Efficiency) -> Efficiency:

@@ -41,7 +41,7 @@ def model_of(path: Path) -> tuple[ModelSpec, str]:
     from waveidp import catalog
 
     spec = catalog.model(str(path))
-    quant = Deployment.build(spec, None, ["cpu-generic"], "llamacpp").quant.id
+    quant = Deployment.build(spec, None, [catalog.GENERIC_CPU], "llamacpp").quant.id
     return spec, quant
 
 
@@ -53,7 +53,8 @@ def fit_factors(
     """`prior` with the factors named in `bounds` moved so `errors_of` (predicted/measured - 1 per
     test) is smallest; a factor the prior has at 0 starts mid-way (geometrically) between its bounds."""
     start = {
-        name: _clip(_start(prior, name) or math.sqrt(lo * hi), lo, hi) for name, (lo, hi) in bounds.items()
+        name: _clip(prior_value(prior, name) or math.sqrt(lo * hi), lo, hi)
+        for name, (lo, hi) in bounds.items()
     }
 
     def at(x: Sequence[float]) -> Efficiency:
@@ -69,7 +70,8 @@ def fit_factors(
     return at(nelder_mead(loss, [0.0] * len(bounds), step=0.3, iters=400))
 
 
-def _start(prior: Efficiency, name: str) -> float:
+def prior_value(prior: Efficiency, name: str) -> float:
+    """The value of factor `name` that `prior` stands for (a CPU prior's None = what the model uses)."""
     value = getattr(prior, name)
     if value is None and name == "decode_compute":  # the CPU prior: decode runs prompt's kernels
         value = prior.prefill_compute

@@ -13,11 +13,13 @@ ids; malformed files raise ConfigError with `file:line` and the field.
 
 from waveidp.catalog._gguf_header import model_from_gguf
 from waveidp.catalog._hf_config import model_from_hf_config
-from waveidp.catalog._models import DeviceKind, Dtype, Hardware, ModelSpec, Quant
+from waveidp.catalog._models import GENERIC_CPU, GENERIC_GPU, DeviceKind, Dtype, Hardware, ModelSpec, Quant
 from waveidp.catalog._registry import all_hardware, all_models, all_quants, hardware, model, quant
 from waveidp.catalog.services import Service, service, services
 
 __all__ = [
+    "GENERIC_CPU",
+    "GENERIC_GPU",
     "DeviceKind",
     "Dtype",
     "Hardware",

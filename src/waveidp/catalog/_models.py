@@ -7,6 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# the hardware entry for a CPU the catalog does not list; detection describes the real one over it
+GENERIC_CPU = "cpu-generic"
+# the hardware entry for an NVIDIA GPU the catalog does not list; detection describes it the same way
+GENERIC_GPU = "gpu-generic"
 DeviceKind = Literal["gpu", "cpu", "npu", "soc"]
 Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "fp4", "int8", "int4"]
 
@@ -30,6 +34,11 @@ class _Entry(BaseModel):
 
 class Hardware(_Entry):
     """One accelerator, CPU or SoC model (not an instance: a fleet device points at one)."""
+
+    @property
+    def label(self) -> str:
+        """How output names it: the catalog id, or for an unlisted CPU or GPU the name detection read."""
+        return self.name if self.id in (GENERIC_CPU, GENERIC_GPU) else self.id
 
     kind: DeviceKind
     vendor: str

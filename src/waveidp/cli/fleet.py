@@ -16,7 +16,7 @@ fleet_app = typer.Typer(
 app.add_typer(fleet_app, name="fleet")
 
 if TYPE_CHECKING:
-    from waveidp.fleet import Fleet, Node, ServedModel
+    from waveidp.fleet import Device, Fleet, Node, ServedModel
     from waveidp.fleet.models import Slo
 
 _GIB = 1024**3
@@ -135,11 +135,19 @@ def _keep_calibrations(node: Node, old: Fleet) -> Node:
     kept = {d.id: d for d in before.devices if d.calibration}
     devices = [
         d.model_copy(update={"calibration": kept[d.id].calibration})
-        if d.id in kept and kept[d.id].hardware == d.hardware and not d.calibration
+        if d.id in kept and _same_board(kept[d.id], d) and not d.calibration
         else d
         for d in node.devices
     ]
     return node.model_copy(update={"devices": devices})
+
+
+def _same_board(before: Device, now: Device) -> bool:
+    """The same hardware id and, where both were named, the same name: an unlisted CPU or GPU
+    (`cpu-generic`, `gpu-generic`) is one id for every board."""
+    return before.hardware == now.hardware and (
+        before.name is None or now.name is None or before.name == now.name
+    )
 
 
 def _warn_unknown_hardware(node: Node) -> None:
@@ -153,12 +161,29 @@ def _warn_unknown_hardware(node: Node) -> None:
                 f"'{device.hardware}'; sizing cannot use this device until one is added",
                 highlight=False,
             )
+        elif device.hardware in (catalog.GENERIC_CPU, catalog.GENERIC_GPU):
+            err_console.print(f"[dim]note: {_described(node, device)}[/]", highlight=False)
+
+
+def _described(node: Node, device: Device) -> str:
+    """What sizing takes for a device the catalog does not list, as detection described it."""
+    from waveidp.fleet import device_hardware
+
+    hw = device_hardware(device, node)
+    peak = max(hw.dense_flops.values(), default=0) / 1e12
+    what = f"{device.sms} SMs at {device.boost_ghz or device.max_ghz} GHz, " if device.sms else ""
+    return (
+        f"{node.name}/{device.id} ({device.name or 'unnamed'}) is not in the hardware catalog: sized as "
+        f"{device.hardware} described by detection ({what}{hw.memory_bytes / _GIB:.1f} GiB, "
+        f"{hw.memory_bandwidth_bytes_per_s / 1e9:,.0f} GB/s, {peak:,.1f} peak TFLOPS/TOPS); "
+        "`wave fleet detect --calibrate` measures it"
+    )
 
 
 @fleet_app.command("validate")
 def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")) -> None:
     """Check a fleet file and its catalog references; one clear error line (exit 2) if anything is wrong."""
-    from waveidp import fleet
+    from waveidp import catalog, fleet
 
     f = fleet.load(path)
     resolved = fleet.resolve(f)
@@ -166,6 +191,10 @@ def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")
     note = ""
     if resolved.unresolved_models:
         note = f" ({len(resolved.unresolved_models)} model path(s) live on their nodes, not checked here)"
+    for node in f.nodes:
+        for d in node.devices:
+            if d.hardware in (catalog.GENERIC_CPU, catalog.GENERIC_GPU):
+                err_console.print(f"[dim]note: {_described(node, d)}[/]", highlight=False)
     console.print(
         f"[green]ok[/] {path}: {len(f.nodes)} nodes, {devices} devices, "
         f"{len(f.backends())} backends, {len(f.links)} links{note}",

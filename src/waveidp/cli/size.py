@@ -148,7 +148,7 @@ def size(
     if as_json:
         print_json(result)
     else:
-        _print_result(result)
+        _print_result(result, {h.id: h.label for h in d.devices})
 
 
 def _devices(ids: list[str], fleet_file: Path | None) -> list[Hardware]:
@@ -176,14 +176,15 @@ def _devices(ids: list[str], fleet_file: Path | None) -> list[Hardware]:
     return out
 
 
-def _print_result(r: SizingResult) -> None:
+def _print_result(r: SizingResult, labels: dict[str, str]) -> None:
+    """`labels`: hardware id -> how to name it (a detected CPU by its detected name)."""
     from rich.table import Table
 
     from waveidp.sizing import gb
 
     style = _VERDICT_STYLE[r.verdict]
     console.print(
-        f"[bold]{r.model}[/] {r.quant} on {' + '.join(r.devices)} with {r.engine}: "
+        f"[bold]{r.model}[/] {r.quant} on {' + '.join(labels.get(i, i) for i in r.devices)} with {r.engine}: "
         f"[bold {style}]{r.verdict}[/]",
         highlight=False,
     )
@@ -194,7 +195,7 @@ def _print_result(r: SizingResult) -> None:
         mem.add_column(col, justify="left" if col in ("device", "role") else "right")
     for dm in r.memory.devices:
         mem.add_row(
-            dm.device,
+            labels.get(dm.device, dm.device),
             dm.role,
             f"{dm.layers:g}",
             *(gb(n, 2) for n in (dm.weights_bytes, dm.kv_bytes, dm.overhead_bytes, dm.used_bytes)),
@@ -278,7 +279,7 @@ def fit(
         cells = [
             r.model if not r.variant or r.variant == r.model else f"{r.model} ({r.variant})",
             r.node,
-            "+".join(_compact(r.devices)),
+            "+".join(_compact(r.device_labels)),
             r.engine,
             r.quant,
             f"[{style}]{r.verdict}[/]",

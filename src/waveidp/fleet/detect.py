@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
+from waveidp.catalog import GENERIC_CPU, GENERIC_GPU
 from waveidp.catalog._cpu_core import CoreFacts, core_flop_per_cycle
+from waveidp.catalog._gpu_sm import fp32_lanes, rated_clock_share, sm_flop_per_cycle
 from waveidp.fleet.models import Device, Node
 from waveidp.fleet.probe import Bandwidth
 
-GENERIC_CPU = "cpu-generic"
 # what detection knows better than a curated fleet file; merging into an existing node takes only these
 DETECTED_FIELDS = ("devices", "memory_gib")
 _GIB = 1024**3
@@ -52,9 +53,17 @@ class CpuClocks:
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One GPU as NVML describes it (`read_nvml_gpus`); the optional fields are absent where the
+    driver does not answer (e.g. `cuda_cores` before driver 520)."""
+
     name: str
     memory_bytes: int
     compute_capability: str | None = None
+    cuda_cores: int | None = None  # nvmlDeviceGetNumGpuCores
+    sms: int | None = None  # nvmlDeviceGetAttributes' multiprocessorCount, where the driver gives it
+    max_sm_mhz: int | None = None  # nvmlDeviceGetMaxClockInfo(NVML_CLOCK_SM)
+    max_memory_mhz: int | None = None  # nvmlDeviceGetMaxClockInfo(NVML_CLOCK_MEM)
+    memory_bus_bits: int | None = None  # nvmlDeviceGetMemoryBusWidth
 
 
 @dataclass(frozen=True)
@@ -261,24 +270,40 @@ def _ghz(mhz: float | None) -> float | None:
     return round(mhz / 1000, 2) if mhz else None
 
 
-def _gpu_devices(gpus: list[GpuInfo]) -> list[Device]:
+def _gpu_devices(gpus: list[GpuInfo], *, match: bool = True) -> list[Device]:
+    """One device per kind of board; a board no `gpus` pattern matches (or every board, with
+    `match` off) is `gpu-generic` described by what NVML read (`describe_gpu`)."""
     groups: dict[str, list[GpuInfo]] = {}
     for gpu in gpus:
         groups.setdefault(gpu.name, []).append(gpu)
     devices = []
     for i, (gpu_name, same) in enumerate(groups.items()):
-        entry = match_hardware("gpus", gpu_name)
-        memory = None if entry else round(same[0].memory_bytes / _GIB, 1)
-        devices.append(
-            Device(
-                id=f"gpu{i}",
-                hardware=entry["hardware"] if entry else _slug(gpu_name),
-                count=len(same),
-                name=gpu_name,
-                memory_gib=memory,
-            )
-        )
+        entry = match_hardware("gpus", gpu_name) if match else None
+        fields = {"hardware": entry["hardware"]} if entry else describe_gpu(same[0])
+        devices.append(Device(id=f"gpu{i}", count=len(same), name=gpu_name, **fields))
     return devices
+
+
+def describe_gpu(gpu: GpuInfo) -> dict[str, Any]:
+    """Device fields for a GPU the catalog does not list: `gpu-generic` with its memory, SMs,
+    clocks, memory bus and the dense FLOP per clock per SM of its architecture
+    (`catalog/data/gpu_sms.yaml`). What NVML did not answer stays the placeholder's."""
+    out: dict[str, Any] = {"hardware": GENERIC_GPU, "memory_gib": round(gpu.memory_bytes / _GIB, 1)}
+    cc = gpu.compute_capability
+    if cc is None:
+        return out
+    sms = gpu.sms or (gpu.cuda_cores // fp32_lanes(cc) if gpu.cuda_cores else None)
+    share = rated_clock_share(gpu.name)
+    out |= {
+        "compute_capability": cc,
+        "sms": sms,
+        "max_ghz": gpu.max_sm_mhz / 1000 if gpu.max_sm_mhz else None,
+        "boost_ghz": round(gpu.max_sm_mhz * share / 1000, 3) if gpu.max_sm_mhz and share != 1 else None,
+        "memory_bus_bits": gpu.memory_bus_bits,
+        "memory_max_mhz": gpu.max_memory_mhz,
+        "flop_per_cycle": sm_flop_per_cycle(cc, gpu.name),
+    }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def node_name(text: str) -> str:
@@ -307,15 +332,32 @@ def read_nvml_gpus() -> list[GpuInfo]:
             raw = pynvml.nvmlDeviceGetName(handle)
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
             memory = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
-            try:
-                major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-                cc: str | None = f"{major}.{minor}"
-            except pynvml.NVMLError:
-                cc = None
-            gpus.append(GpuInfo(name=name, memory_bytes=memory, compute_capability=cc))
+            gpus.append(GpuInfo(name=name, memory_bytes=memory, **_nvml_description(pynvml, handle)))
         return gpus
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml_description(pynvml: Any, handle: Any) -> dict[str, Any]:
+    """What describes a GPU for sizing: each NVML query on its own, so one the driver does not
+    support (NVMLError, or a function an older library lacks) leaves only its field out."""
+
+    def ask(query: str, *args: Any) -> Any:
+        try:
+            return getattr(pynvml, query)(handle, *args)
+        except (pynvml.NVMLError, AttributeError):
+            return None
+
+    cc = ask("nvmlDeviceGetCudaComputeCapability")
+    attributes = ask("nvmlDeviceGetAttributes")
+    return {
+        "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None,
+        "cuda_cores": ask("nvmlDeviceGetNumGpuCores") or None,
+        "sms": getattr(attributes, "multiprocessorCount", None) or None,
+        "max_sm_mhz": ask("nvmlDeviceGetMaxClockInfo", pynvml.NVML_CLOCK_SM) or None,
+        "max_memory_mhz": ask("nvmlDeviceGetMaxClockInfo", pynvml.NVML_CLOCK_MEM) or None,
+        "memory_bus_bits": ask("nvmlDeviceGetMemoryBusWidth") or None,
+    }
 
 
 def read_npu_drivers(sys_root: Path = Path("/sys")) -> list[str]:

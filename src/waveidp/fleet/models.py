@@ -88,11 +88,26 @@ class Device(_Strict):
     flags: list[str] = Field(default_factory=list, description="detected CPU features that matter to engines")
     threads: int | None = Field(default=None, ge=1, le=16384, description="logical CPUs (SMT threads)")
     base_ghz: float | None = Field(default=None, gt=0, le=10, description="nominal clock (CPUs)")
-    max_ghz: float | None = Field(default=None, gt=0, le=10, description="highest boost clock the OS reports")
+    max_ghz: float | None = Field(
+        default=None, gt=0, le=10, description="highest clock the OS (CPU) or NVML (GPU SMs) reports"
+    )
     l2_kib: int | None = Field(default=None, gt=0, description="L2 cache per core, KiB")
     l3_mib: float | None = Field(default=None, gt=0, description="last-level cache in all, MiB")
     flop_per_cycle: dict[Dtype, float] = Field(
-        default_factory=dict, description="peak FLOP (int8: OP) per cycle per core, from the detected flags"
+        default_factory=dict,
+        description="peak FLOP (int8: OP) per cycle per CPU core (from the detected flags) or per GPU SM "
+        "(from the compute capability)",
+    )
+    compute_capability: str | None = Field(
+        default=None, pattern=r"^\d+\.\d+$", description="CUDA compute capability (NVIDIA GPUs, from NVML)"
+    )
+    sms: int | None = Field(default=None, ge=1, le=4096, description="streaming multiprocessors (GPUs)")
+    boost_ghz: float | None = Field(
+        default=None, gt=0, le=10, description="the SM clock a GPU's peaks are taken at (its rated boost)"
+    )
+    memory_bus_bits: int | None = Field(default=None, ge=8, le=16384, description="GPU memory bus width")
+    memory_max_mhz: float | None = Field(
+        default=None, gt=0, le=100_000, description="GPU memory's highest clock as NVML reports it"
     )
     memory_bandwidth_gb_s: float | None = Field(
         default=None, gt=0, le=100_000, description="streaming read of all cores, measured on the node"

@@ -33,6 +33,9 @@ PROVENANCES: tuple[Provenance, ...] = ("calibrated", "reference", "default")
 # many tokens (prompt sizes and contexts are estimates of +-25 % anyway) and keeps what it read.
 CONTEXT_GRID = 128
 PROMPT_GRID = 16
+# A paged engine (vLLM) runs as many requests as their KV blocks hold: the router counts requests of
+# `wave size`'s default shape (512 prompt + 256 output tokens), as sizing and the emulator do.
+PAGED_REQUEST_TOKENS = 512 + 256
 
 
 class Prediction(Protocol):
@@ -94,6 +97,8 @@ def from_sizing(
         deployment = sizing.Deployment.build(model, quant, devices, engine)
         perf = sizing.PerfModel(deployment)
         slots = max_concurrency
+        if slots is None:
+            slots = sizing.paged_capacity(deployment, PAGED_REQUEST_TOKENS)
         if slots is None:
             cap = perf.kv_capacity_tokens()
             slots = max(1, int(cap // 4096)) if cap else None

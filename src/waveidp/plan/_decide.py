@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from waveidp.catalog import GENERIC_CPU, GENERIC_GPU
 from waveidp.catalog.services import Service, services
 from waveidp.errors import ConfigError, NotFoundError
 from waveidp.fleet.models import Fleet
@@ -296,12 +297,16 @@ def _services_node(fleet: Fleet, facts: list[NodeFacts]) -> NodeFacts | None:
 def _fleet_uncertainties(plan: Plan, facts: list[NodeFacts], measured: set[str]) -> list[str]:
     out = []
     seen: set[str] = set()
-    # a device calibrated on its node (`wave calibrate --quick`) is measured, wherever its kind is not
-    measured = measured | {d.hardware for f in facts for d in f.node.devices if d.calibration}
+    # a device calibrated on its node (`wave calibrate --quick`) is measured, and so is its catalog
+    # hardware elsewhere; an unlisted CPU or GPU (one placeholder id for every board) only where it is
+    generic = {GENERIC_CPU, GENERIC_GPU}
+    measured = measured | {
+        d.hardware for f in facts for d in f.node.devices if d.calibration and d.hardware not in generic
+    }
     for f in facts:
         for hw in f.hardware:
-            if hw.id not in seen and hw.id not in measured:
-                seen.add(hw.id)
+            if hw.label not in seen and hw.id not in measured and not hw.calibration:
+                seen.add(hw.label)
                 out.append(
                     f"{hw.name}: no calibration measured on this device yet; its throughput and "
                     "latency figures are predictions (run `wave calibrate --quick` on its node, or "

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from waveidp.catalog._models import Hardware
+from waveidp.fleet.hardware import device_hardware
 from waveidp.fleet.models import Fleet, Node
 from waveidp.plan._rules import Rules
 
@@ -68,7 +69,7 @@ def node_facts(fleet: Fleet, lookup: HardwareLookup, rules: Rules) -> list[NodeF
         ids: list[Hardware] = []
         arm = False
         for dev in node.devices:
-            hw = lookup(dev.hardware)
+            hw = device_hardware(dev, node, base=lookup(dev.hardware))  # an unlisted one as detected
             ids.append(hw)
             arm = arm or bool(re.search(rules.arm_hardware, hw.id))
             vendor = hw.vendor.lower()

@@ -16,7 +16,7 @@ from waveidp.sizing._efficiency import (
     load_calibration,
     save_calibration,
 )
-from waveidp.sizing._estimate import estimate
+from waveidp.sizing._estimate import estimate, paged_capacity
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
 from waveidp.sizing._queueing import steady_state_point
 from waveidp.sizing._request import ARRIVALS, Arrival, SizingRequest
@@ -53,6 +53,7 @@ __all__ = [
     "kv_bytes",
     "kv_bytes_per_token_full",
     "load_calibration",
+    "paged_capacity",
     "plan_memory",
     "save_calibration",
     "steady_state_point",

@@ -156,10 +156,12 @@ def check_claim(c: Claim) -> ClaimCheck:
     if c.metric in ("decode_tokens_per_s", "throughput_tokens_per_s"):
         batch = c.concurrency
         stages = peak.decode_stages(batch, ctx)
-        parts = " + ".join(f"{b / 1e9:.2f} GB / {bw / 1e9:,.0f} GB/s ({p.device.id})" for p, b, bw in stages)
+        parts = " + ".join(
+            f"{b / 1e9:.2f} GB / {bw / 1e9:,.0f} GB/s ({p.device.label})" for p, b, bw in stages
+        )
         step = peak.decode_step_seconds(batch, ctx)
         per_stream_bound = 1.0 / step
-        predicted_c = min(batch, max(1, r.max_concurrency))
+        predicted_c = r.performance.concurrency  # the clients that run at once
         point = next((p for p in r.curve if p.concurrency == predicted_c), None)
         if c.metric == "decode_tokens_per_s":
             bound = per_stream_bound

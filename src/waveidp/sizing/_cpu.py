@@ -19,9 +19,14 @@ So a weight format's speed depends on the tier, not one generic efficiency. `dat
 holds, per tier and format, the kernels and their measured rates in multiples of the core's fp32
 FMA peak (`Hardware.dense_flops["fp32"]`): int8 dot products (VPDPBUSD, maddubs, SDOT) and bf16
 dots do more than that, so a share may exceed 1. The fp32 rate is the one figure every CPU
-description has, and on each tier the int8 and bf16 units scale with the same SIMD width (an AMX
-tile unit does not: the `amx` tier would need its own cells). A tier or format not measured
-borrows the nearest measured cell and says so.
+description has, and on each tier the int8 and bf16 units scale with the same SIMD width. A share
+is a property of a core, not only of its instruction set: the same AVX-512 kernels reach about half
+the share of a Sapphire/Emerald Rapids core's peak (two 512-bit FMA units, 64 FLOP per cycle) that
+they reach on Zen 4 (two 256-bit units, 32), because unpacking, conversions and loads, not the FMA
+units, bind them; so those Xeons (flag avx512_fp16) have their own tier, measured on the H100
+host's. AMX tiles are not measured (llama.cpp's AMX path died of SIGILL on that VM): the `amx` tier
+borrows those AVX-512 cells. A tier or format not measured borrows the nearest measured cell and
+says so.
 
 Threads multiply the compute (up to the physical cores), less `threads_compute` (all-core clocks
 are below one core's boost, and threads wait for each other at every op); each thread streams at
@@ -92,6 +97,18 @@ class CpuTable(_Strict):
     threads_falloff: float = Field(
         ge=0, le=1, description="and its decline with more threads: x n^-falloff (sync, all-core clocks)"
     )
+    layer_token_flops: float = Field(
+        default=0.0,
+        ge=0,
+        description="a layer's work per token outside its matmuls and attention (norms, rope, activations, "
+        "the activations' int8 quantization), as the FLOPs the core's fp32 peak would do in that time",
+    )
+    layer_step_flops: float = Field(
+        default=0.0,
+        ge=0,
+        description="the same per layer per graph evaluation (a decode step or a prompt's ubatch): "
+        "dispatching and finishing the layer's 20-30 ops",
+    )
     source: str
 
 
@@ -128,6 +145,9 @@ def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tie
     )
 
 
+UBATCH = 512  # llama.cpp's physical batch (-ub): a longer prompt is several graph evaluations
+
+
 @dataclass(frozen=True)
 class CpuRates:
     """What llama.cpp achieves on one CPU for one weight file and thread count (all threads)."""
@@ -146,6 +166,17 @@ class CpuRates:
     output_mix: tuple[tuple[float, float, float], ...] = ()
     output_gemv_flops: float = 0.0
     layers_gemv_flops: float = 0.0  # the layers' weights alone in token generation
+    # seconds per layer outside the matmuls and attention: (per graph evaluation, per token) in
+    # prompt processing and in token generation (each scaled like its matmuls)
+    layer_prefill_s: tuple[float, float] = (0.0, 0.0)
+    layer_decode_s: tuple[float, float] = (0.0, 0.0)
+
+    def layer_seconds(self, layers: float, tokens: int, *, decode: bool) -> float:
+        """The non-matmul work of `layers` layers for `tokens` tokens: one graph evaluation per
+        llama.cpp ubatch of up to 512 tokens (a decode step of `tokens` sequences is one)."""
+        step, token = self.layer_decode_s if decode else self.layer_prefill_s
+        evaluations = 1 if decode else max(1, -(-tokens // UBATCH))
+        return layers * (evaluations * step + max(1, tokens) * token)
 
     def prefill_matmul_flops(self, tokens: int) -> float:
         """The layers' matmul rate for a batch of `tokens` rows (a prompt, or a decode step of
@@ -251,10 +282,12 @@ def cpu_rates(
     stream = eff.decode_bandwidth * streamed
     layers, whole, output = weight_mix(quant, model)
     cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole, *output}}
+    # the matmuls' rates per unit of share; a layer's other ops run on the same cores at the same scale
     prefill_scale = fp32 * eff.prefill_compute * parallel
+    decode_core = fp32 * decode_scale * parallel
 
     def gemv(mix: dict[str, float]) -> float:
-        return fp32 * decode_scale * parallel / sum(w / cells[f].decode_share for f, w in mix.items())
+        return decode_core / sum(w / cells[f].decode_share for f, w in mix.items())
 
     def prompt(mix: dict[str, float]) -> tuple[tuple[float, float, float], ...]:
         return tuple(
@@ -277,6 +310,8 @@ def cpu_rates(
         output_mix=prompt(output),
         output_gemv_flops=gemv(output),
         layers_gemv_flops=gemv(layers),
+        layer_prefill_s=(t.layer_step_flops / prefill_scale, t.layer_token_flops / prefill_scale),
+        layer_decode_s=(t.layer_step_flops / decode_core, t.layer_token_flops / decode_core),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +20,8 @@ class _Strict(BaseModel):
 
 
 class EngineRule(_Strict):
+    runs_on: list[Literal["gpu", "soc", "npu", "cpu"]] = Field(min_length=1)
+    vendors: list[str] = Field(default_factory=list, description="vendors it runs on (empty: any)")
     default_kv_dtype: str
     cuda_context_bytes: int = Field(ge=0)
     max_num_batched_tokens: int = 2048

@@ -115,6 +115,7 @@ class Deployment(BaseModel):
             )
         accels = [d for d in hw if d.kind in ACCELERATOR_KINDS]
         others = [d for d in hw if d.kind not in ACCELERATOR_KINDS]
+        _check_runs_on(engine, accels or others)
         if tp > 1 and len(accels) == 1:
             accels = accels * tp
         elif tp == 1 and len(accels) > 1 and engine in ("vllm", "trtllm"):
@@ -129,3 +130,19 @@ class Deployment(BaseModel):
             tp = 1
         fields = {"model": spec, "quant": q, "devices": [*accels, *others], "engine": engine}
         return cls.model_validate({**fields, "tp": tp if engine in ("vllm", "trtllm") else 1, **kw})
+
+
+def _check_runs_on(engine: str, devices: list[Hardware]) -> None:
+    """Refuse an engine on a device it has no backend for (vLLM on an NPU, TensorRT-LLM off NVIDIA)."""
+    from waveidp.sizing._data import rules
+
+    rule = rules().engines[engine]
+    for d in devices:
+        if d.kind not in rule.runs_on or (rule.vendors and d.vendor not in rule.vendors):
+            where = ", ".join(rule.runs_on) + (f" ({', '.join(rule.vendors)})" if rule.vendors else "")
+            others = [e for e, r in rules().engines.items() if d.kind in r.runs_on and e != engine]
+            raise InputError(
+                f"{engine} does not run on {d.label} ({d.vendor} {d.kind}); it runs on {where}",
+                where="--engine",
+                fix=f"engines that run there: {', '.join(others)}" if others else "pick another device",
+            )

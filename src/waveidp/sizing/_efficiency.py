@@ -2,7 +2,9 @@
 
 Lookup order: the user's calibration file ($WAVE_HOME/calibration.yaml, written by
 `save_calibration`), then per-hardware entries of the shipped `data/efficiency.yaml`, then the
-shipped default for the hardware's kind (gpu, cpu, soc, npu) and engine.
+shipped default for the hardware's kind (gpu, cpu, soc, npu) and engine. A GPU the catalog does not
+list (`gpu-generic`, described by detection) of a compute capability the file's `architectures`
+names takes the factors measured on that architecture's GPU.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from waveidp.catalog._models import Hardware
+from waveidp.catalog._models import GENERIC_GPU, Hardware
 from waveidp.errors import ConfigError, InputError
 from waveidp.sizing._data import DATA, read_yaml
 
@@ -39,6 +41,14 @@ class Efficiency(BaseModel):
         ge=0,
         le=10,
         description="time between the end of prefill and the first token at the client, per request",
+    )
+    task_launch_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.1,
+        description="llama-server's main-thread time to take one queued request into a slot (slot "
+        "selection, prompt-cache lookup, sampler set-up); a request that arrives meanwhile still joins "
+        "the coming batch",
     )
     sequence_step_s: float = Field(
         default=0.0,
@@ -133,6 +143,20 @@ def _shipped() -> tuple[_Table, _Table]:
     return _parse(raw.get("kinds"), path, "kinds"), _parse(raw.get("devices"), path, "devices")
 
 
+@cache
+def _architectures() -> dict[str, str]:
+    """Compute capability -> the hardware id whose measured factors an unlisted GPU of it takes."""
+    path = DATA / "efficiency.yaml"
+    raw = (read_yaml(path) or {}).get("architectures") or {}
+    devices = _shipped()[1]
+    for cc, hardware_id in raw.items():
+        if hardware_id not in devices:
+            raise ConfigError(
+                f"'architectures.{cc}' names {hardware_id!r}, which has no devices entry", where=str(path)
+            )
+    return {str(cc): str(hw) for cc, hw in raw.items()}
+
+
 def calibration_path() -> Path:
     from waveidp.paths import wave_home
 
@@ -175,9 +199,16 @@ def efficiency_for(hardware_id: str, engine: str, *, kind: str | None = None) ->
 
 
 def efficiency_of(hw: Hardware, engine: str) -> Efficiency:
-    """`efficiency_for` the hardware's id, with the factors measured on this very device (its fleet
-    node's calibration, `Hardware.calibration`) on top."""
+    """`efficiency_for` the hardware's id (for an unlisted GPU, the measured GPU of its architecture's,
+    where one is), with the factors measured on this very device (its fleet node's calibration,
+    `Hardware.calibration`) on top."""
     eff = efficiency_for(hw.id, engine, kind=hw.kind)
+    like = _architectures().get(hw.compute_capability or "") if hw.id == GENERIC_GPU else None
+    user = load_calibration(calibration_path())
+    if like is not None and engine in _shipped()[1].get(like, {}) and engine not in user.get(hw.id, {}):
+        measured = efficiency_for(like, engine, kind=hw.kind)
+        why = f"an unlisted compute capability {hw.compute_capability} GPU takes {like}'s factors"
+        eff = measured.model_copy(update={"source": f"{why}: {measured.source}"})
     own = hw.calibration.get(engine)
     if not own:
         return eff

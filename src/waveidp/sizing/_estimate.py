@@ -4,6 +4,7 @@ deployment."""
 from __future__ import annotations
 
 from waveidp.errors import InputError
+from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._engine_flags import engine_flags
 from waveidp.sizing._memory import MemoryPlan, is_stand_in, plan_llamacpp, plan_memory
@@ -34,7 +35,8 @@ def estimate(req: SizingRequest) -> SizingResult:
         d = d.model_copy(update={"parallel": max_conc})
         plan = plan_memory(d)
     perf = PerfModel(d, plan=plan)
-    conc = max(1, min(req.concurrency, max_conc)) if max_conc else 1
+    running = _running_capacity(d, plan, req.prompt_tokens + req.output_tokens, max_conc)
+    conc = max(1, min(req.concurrency, running)) if running else 1
     point = steady_state_point(perf, conc, req.prompt_tokens, req.output_tokens, req.arrival)
     ctx = req.prompt_tokens + req.output_tokens // 2
     step1 = perf.decode_step_seconds(conc, ctx)
@@ -52,9 +54,9 @@ def estimate(req: SizingRequest) -> SizingResult:
     )
     curve = [
         steady_state_point(_with_slots(perf, c), c, req.prompt_tokens, req.output_tokens, req.arrival)
-        for c in _curve_points(req.concurrency, max_conc)
+        for c in _curve_points(req.concurrency, running)
     ]
-    verdict, reasons = judge(d, plan, req, max_conc)
+    verdict, reasons = judge(d, plan, req, max_conc, running)
     kind = "memory-bound" if memory_bound else "compute-bound"
     bandwidth, compute = perf.reported_factors()
     reasons.append(
@@ -111,6 +113,28 @@ def _curve_points(requested: int, max_conc: int) -> list[int]:
         points.add(c)
         c *= 2
     return sorted(points)
+
+
+def paged_capacity(d: Deployment, request_tokens: int) -> int | None:
+    """How many requests of `request_tokens` (prompt + output) a paged engine (vLLM, TensorRT-LLM)
+    runs at once; None for an engine that reserves whole slots (llama.cpp). One rule for `estimate`
+    and the gateway router's slot count."""
+    if d.engine not in ("vllm", "trtllm"):
+        return None
+    plan = plan_memory(d)
+    return _running_capacity(d, plan, request_tokens, _max_concurrency(d, plan))
+
+
+def _running_capacity(d: Deployment, plan: MemoryPlan, request_tokens: int, max_conc: int) -> int:
+    """How many requests of `request_tokens` run at once. vLLM and TensorRT-LLM page the KV
+    cache: a sequence takes blocks as it grows, so requests of prompt + output tokens run while
+    their blocks are free (up to max-num-seqs), not only as many as could each grow to the full
+    context (`max_conc`, what the verdict guarantees). llama.cpp reserves a slot's whole context."""
+    if d.engine not in ("vllm", "trtllm") or not plan.fits:
+        return max_conc
+    blocks = -(-request_tokens // d.block_size)
+    paged = plan.kv_capacity_tokens // (blocks * d.block_size)
+    return max(max_conc, min(paged, rules().engines[d.engine].max_num_seqs))
 
 
 def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:

@@ -29,6 +29,10 @@ class Variant(BaseModel):
 class FitRow(BaseModel):
     node: str
     devices: list[str]
+    device_labels: list[str] = Field(
+        description="each device as a person reads it: its catalog id, or the detected name of a CPU the "
+        "catalog does not list"
+    )
     model: str
     quant: str
     engine: str
@@ -164,6 +168,7 @@ def fit_node(
                 row = FitRow(
                     node=node,
                     devices=[h.id for h in d.devices],
+                    device_labels=[h.label for h in d.devices],
                     model=model.id,
                     quant=q.id,
                     engine=engine,

@@ -135,6 +135,10 @@ class PerfModel:
         window = min(context, m.sliding_window or context)
         return self._attn_coeff * ((m.layers - swa) * context + swa * window)
 
+    def _layers(self, p: Placement) -> float:
+        """The transformer layers whose work `p` does."""
+        return self.d.model.layers * p.param_share
+
     def _allreduce_s(self, tokens: int) -> float:
         n = len(self.d.accelerators)
         if not self._tp or n < 2:
@@ -165,6 +169,7 @@ class PerfModel:
         for p in self._stages:
             bytes_moved = p.read_bytes * self._active + batch * kv_seq * p.kv_share
             cpu = self._cpu.get(p.device.id)
+            layer_s = 0.0
             if cpu is not None:
                 # the layers and the output matrix run their own kernels (a GGUF often keeps the
                 # output in q8_0 or q6_K: Gemma 3's is 63% of a token's weights)
@@ -173,10 +178,12 @@ class PerfModel:
                     + batch * self._flops_logits * p.param_share / cpu.logits_flops(batch)
                     + batch * attn * p.kv_share / cpu.attention_flops
                 )
+                # the layers' other ops run between the matmuls, not under their weight streaming
+                layer_s = cpu.layer_seconds(self._layers(p), batch, decode=True)
             else:
                 flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
                 compute_s = flops / self._compute(p, decode=True)
-            times.append(max(bytes_moved / self._bandwidth(p), compute_s))
+            times.append(max(bytes_moved / self._bandwidth(p), compute_s) + layer_s)
         return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
 
     def weight_pass_seconds(self) -> float:
@@ -202,6 +209,7 @@ class PerfModel:
                     layer_matmul / cpu.prefill_matmul_flops(n * batch)
                     + logits / cpu.logits_flops(batch)
                     + attention / cpu.attention_flops
+                    + cpu.layer_seconds(self._layers(p), n * batch, decode=False)
                 )
             else:
                 compute_s = flops / self._compute(p)

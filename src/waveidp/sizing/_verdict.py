@@ -13,13 +13,13 @@ from waveidp.sizing._units import gb
 def _device_sentence(p: PoolUse, d: Deployment) -> str:
     if p.reserved_bytes and d.engine == "trtllm":
         return (
-            f"{p.device.id}: weights {gb(p.weights_bytes)} + overhead {gb(p.overhead_bytes)}; "
+            f"{p.device.label}: weights {gb(p.weights_bytes)} + overhead {gb(p.overhead_bytes)}; "
             f"TensorRT-LLM gives 90% of the rest to KV ({gb(p.kv_bytes)}) = {gb(p.reserved_bytes)} "
             f"of {gb(p.pool_bytes)}"
         )
     if p.reserved_bytes:
         return (
-            f"{p.device.id}: {d.gpu_memory_utilization:g} x {gb(p.device.memory_bytes)} = "
+            f"{p.device.label}: {d.gpu_memory_utilization:g} x {gb(p.device.memory_bytes)} = "
             f"{gb(p.reserved_bytes)} reserved by vLLM: weights {gb(p.weights_bytes)} + overhead "
             f"{gb(p.overhead_bytes)} leave KV {gb(p.kv_bytes)}"
         )
@@ -31,12 +31,17 @@ def _device_sentence(p: PoolUse, d: Deployment) -> str:
         else ""
     )
     return (
-        f"{p.device.id}{layers}: weights {gb(p.weights_bytes)} + KV {gb(p.kv_bytes)} + overhead "
+        f"{p.device.label}{layers}: weights {gb(p.weights_bytes)} + KV {gb(p.kv_bytes)} + overhead "
         f"{gb(p.overhead_bytes)} = {gb(p.used_bytes)} of {gb(p.pool_bytes)} usable{shared}"
     )
 
 
-def judge(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) -> tuple[Verdict, list[str]]:
+def judge(
+    d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int, running: int
+) -> tuple[Verdict, list[str]]:
+    """The verdict and its reasons. `max_conc`: sequences that can each grow to the full context;
+    `running`: requests of the sizing's length that run at once (more than `max_conc` where the
+    engine pages its KV cache)."""
     pools = plan.pools
     reasons = [_device_sentence(p, d) for p in pools if p.used_bytes > 0 and not is_stand_in(p, d)]
     host_only = [p for p in pools if is_stand_in(p, d)]
@@ -63,14 +68,26 @@ def judge(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) ->
             f"-ngl {plan.n_gpu_layers} of {d.model.layers + 1}: {host_layers:g} layers stay in system "
             "RAM and every token crosses both memories"
         )
-    if req.concurrency > max_conc:
+    paged = d.engine in ("vllm", "trtllm")
+    if req.concurrency > running:
+        if verdict == "fits":
+            verdict = "tight"
+        fit = (
+            f"only {running} request(s) of {req.prompt_tokens + req.output_tokens} tokens fit in the KV cache"
+            if paged
+            else f"only {max_conc} sequence(s) of {d.context} tokens fit in the KV cache"
+        )
+        waiting = req.concurrency - running
+        reasons.append(f"{fit}; {waiting} of {req.concurrency} concurrent requests would wait")
+    elif req.concurrency > max_conc:
         if verdict == "fits":
             verdict = "tight"
         reasons.append(
-            f"only {max_conc} sequence(s) of {d.context} tokens fit in the KV cache; "
-            f"{req.concurrency - max_conc} of {req.concurrency} concurrent requests would wait"
+            f"{req.concurrency} requests of {req.prompt_tokens + req.output_tokens} tokens fit in the KV "
+            f"cache, but only {max_conc} could grow to the full {d.context} ({d.engine} takes KV blocks as a "
+            "sequence grows and preempts when they run out)"
         )
-    elif d.engine in ("vllm", "trtllm"):
+    elif paged:
         reasons.append(
             f"KV cache holds {plan.kv_capacity_tokens:,} tokens = {max_conc} sequences of {d.context}"
         )
@@ -85,7 +102,7 @@ def judge(d: Deployment, plan: MemoryPlan, req: SizingRequest, max_conc: int) ->
             if verdict == "fits":
                 verdict = "tight"
             reasons.append(
-                f"{p.device.id} is {p.used_bytes / p.pool_bytes:.0%} full "
+                f"{p.device.label} is {p.used_bytes / p.pool_bytes:.0%} full "
                 f"(above {tight_fraction:.0%}): little room for longer prompts or other processes"
             )
     return verdict, reasons
