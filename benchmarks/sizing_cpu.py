@@ -14,7 +14,10 @@ flags cut to the build's instruction set, so the CPU prior picks that tier's ker
 
   * prior:      what detection read (cores, nominal clock, flags, the bandwidth probe), no calibration;
   * calibrated: the same node after `wave fleet detect --calibrate` (run here, as a user would: the
-                native build on the packaged models, threads 1 and 2).
+                native build on the packaged models, threads 1 and 2); a restricted build's rows
+                after that build's own quick calibration where its rows hold the quick tests (the
+                same fit on its packaged models' pp128 and tg32 at one thread, the flags cut to
+                the build's), as on a CPU of that tier.
 
 Then the real llama-server (1 thread, -np = clients) serves SmolLM2 and Gemma to 1 and 2 clients,
 measured by `wave bench` and predicted by replaying that run (`waveidp.bench.predict.predict_runs`)
