@@ -14,7 +14,10 @@ flags cut to the build's instruction set, so the CPU prior picks that tier's ker
 
   * prior:      what detection read (cores, nominal clock, flags, the bandwidth probe), no calibration;
   * calibrated: the same node after `wave fleet detect --calibrate` (run here, as a user would: the
-                native build on the packaged models, threads 1 and 2).
+                native build on the packaged models, threads 1 and 2); a restricted build's rows
+                after that build's own quick calibration where its rows hold the quick tests (the
+                same fit on its packaged models' pp128 and tg32 at one thread, the flags cut to
+                the build's), as on a CPU of that tier.
 
 Then the real llama-server (1 thread, -np = clients) serves SmolLM2 and Gemma to 1 and 2 clients,
 measured by `wave bench` and predicted by replaying that run (`waveidp.bench.predict.predict_runs`)
@@ -80,6 +83,7 @@ console = Console()
 SHAPE = {"hidden": 2048, "layers": 16, "heads": 32, "kv_heads": 8, "ff": 8192, "context": 4096}
 FORMATS = ("q4_0", "q4_1", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "f16", "bf16")
 BORROWED = ("q5_0", "q3_k_m", "q2_k", "iq4_xs")  # formats the kernel table maps to a measured one
+PACKAGED = ("smollm2-135m q4_1", "gemma-3-270m q4_k_m")  # the models a quick calibration measures
 
 # llama.cpp builds: name -> (folder under --isa-dir holding llama-bench, or None = the venv's native
 # build; the CPU flags that build can use)
@@ -320,27 +324,76 @@ def row_doc(build: str, m: Model, x: Measured) -> dict[str, Any]:
     }
 
 
-def add_predictions(rows: list[dict[str, Any]], prior: Hardware, calibrated: Hardware) -> None:
-    """Each row's prediction for this CPU as detected (prior) and after its calibration."""
+def measured_of(row: dict[str, Any], specs: dict[str, Any]) -> Measured:
+    """A results row as the test the calibration and the predictions take."""
+    if row["path"] not in specs:
+        specs[row["path"]] = catalog.model(row["path"])
+    bench = BenchRow(
+        model=Path(row["path"]),
+        threads=row["threads"],
+        n_prompt=row["n_prompt"],
+        n_gen=row["n_gen"],
+        tokens_per_s=row["measured_tokens_per_s"],
+        mean_tokens_per_s=row["mean_tokens_per_s"],
+        samples=tuple(row["samples"]),
+        command=row["llama_bench_command"],
+    )
+    return Measured(bench, specs[row["path"]], row["quant"])
+
+
+def own_calibrations(rows: list[dict[str, Any]], prior: Hardware) -> dict[str, dict[str, Any]]:
+    """Per restricted build: the factors `wave calibrate --quick` would store on a CPU with only that
+    build's instruction sets, running that build (the quick calibration's own fit,
+    `node_calibration.calibration`, on its own tests: the packaged models' pp128 and tg32 at one
+    thread, taken from the build's rows), with its error before and after on those tests. The
+    generated 1B is held out of it."""
+    from waveidp.bench.node_calibration import QUICK_GEN, QUICK_PROMPT, calibration
+
+    specs: dict[str, Any] = {}
+    quick = {(QUICK_PROMPT, 0), (0, QUICK_GEN)}
+    out = {}
+    for build in sorted({r["build"] for r in rows}):
+        flags = BUILDS[build][1]
+        tests = [
+            measured_of(r, specs)
+            for r in rows
+            if r["build"] == build
+            and r["model"] in PACKAGED
+            and r["threads"] == 1
+            and (r["n_prompt"], r["n_gen"]) in quick
+        ]
+        if flags is None or not tests:
+            continue
+        hw = for_build(prior.model_copy(update={"calibration": {}}), flags)
+        cal = calibration(hw, tests, efficiency_of(hw, "llamacpp"))
+        out[build] = {
+            "factors": cal.factors(),
+            "tests": [f"{m.row.model.name} {m.row.test}" for m in cal.tests],
+            "error_before": cal.error(cal.prior),
+            "error_after": cal.error(cal.fitted),
+        }
+    return out
+
+
+def add_predictions(
+    rows: list[dict[str, Any]],
+    prior: Hardware,
+    calibrated: Hardware,
+    own: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Each row's prediction for this CPU as detected (prior) and after its calibration: a
+    restricted build's rows after that build's own calibration where `own` has one (see
+    `own_calibrations`), else after the node's."""
     from waveidp.sizing import cpu_kernel_for as kernel_for
 
     specs: dict[str, Any] = {}
     for row in rows:
-        if row["path"] not in specs:
-            specs[row["path"]] = catalog.model(row["path"])
-        bench = BenchRow(
-            model=Path(row["path"]),
-            threads=row["threads"],
-            n_prompt=row["n_prompt"],
-            n_gen=row["n_gen"],
-            tokens_per_s=row["measured_tokens_per_s"],
-            mean_tokens_per_s=row["mean_tokens_per_s"],
-            samples=tuple(row["samples"]),
-            command=row["llama_bench_command"],
-        )
-        x = Measured(bench, specs[row["path"]], row["quant"])
+        x = measured_of(row, specs)
         flags = BUILDS[row["build"]][1]
         hw_prior, hw_cal = for_build(prior, flags), for_build(calibrated, flags)
+        if own and row["build"] in own:
+            factors = {"llamacpp": own[row["build"]]["factors"]}
+            hw_cal = hw_prior.model_copy(update={"calibration": factors})
         p = predict_tokens_per_s(hw_prior, x, efficiency_of(hw_prior, "llamacpp"))
         c = predict_tokens_per_s(hw_cal, x, efficiency_of(hw_cal, "llamacpp"))
         tier, kernel, note = kernel_for(hw_prior.cpu_flags, row["quant"])
@@ -356,12 +409,16 @@ def add_predictions(rows: list[dict[str, Any]], prior: Hardware, calibrated: Har
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median |ratio - 1| per (build, kind), before and after calibration, and the worst ratio."""
+    """Median |ratio - 1| per (build, kind), and per build, kind and model group (the packaged
+    models a quick calibration runs, the generated 1B the kernel cells are fitted to), before and
+    after calibration, and the worst ratio."""
     out: dict[str, Any] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         kind = "pp" if r["n_prompt"] else "tg"
+        which = "packaged" if r["model"] in PACKAGED else "generated"
         groups.setdefault(f"{r['build']} {kind}", []).append(r)
+        groups.setdefault(f"{r['build']} {kind} {which}", []).append(r)
         groups.setdefault(f"all {kind}", []).append(r)
     for name, rs in sorted(groups.items()):
         out[name] = {
@@ -555,8 +612,8 @@ def main() -> None:
     )
 
     models = [
-        Model("smollm2-135m q4_1", embedded_model_path()),
-        Model("gemma-3-270m q4_k_m", gemma_model_path()),
+        Model(PACKAGED[0], embedded_model_path()),
+        Model(PACKAGED[1], gemma_model_path()),
     ]
     if not args.skip_generated:
         args.models_dir.mkdir(parents=True, exist_ok=True)
@@ -577,16 +634,11 @@ def main() -> None:
     }
     measured = measure(builds, models, plan, args)
     rows = [row_doc(b, m, x) for b, m, x in measured]
-    add_predictions(rows, prior, calibrated)
+    own = own_calibrations(rows, prior)
+    add_predictions(rows, prior, calibrated, own)
     print_rows(rows)
     summary = summarize(rows)
-    for name, v in summary.items():
-        console.print(
-            f"{name:24s} n={v['n']:3d}  median error prior {v['median_error_prior']:.0%} "
-            f"(worst {v['worst_ratio_prior']:.2f}x), calibrated {v['median_error_calibrated']:.0%} "
-            f"(worst {v['worst_ratio_calibrated']:.2f}x)",
-            highlight=False,
-        )
+    print_summary(summary, own)
 
     served = [] if args.skip_served else serve(models[:2], {"prior": prior, "calibrated": calibrated}, args)
 
@@ -604,6 +656,7 @@ def main() -> None:
         },
         "devices": {"prior": prior.model_dump(mode="json"), "calibrated": calibrated.model_dump(mode="json")},
         "calibration": calibration,
+        "own_calibrations": own,
         "builds": {
             b: {"llama_bench": str(bench_binary(b, args.isa_dir)), "flags": sorted(BUILDS[b][1] or [])}
             for b in builds
@@ -652,7 +705,8 @@ def repredict(path: Path, out: Path) -> None:
         factors = {k: float(getattr(fitted, k)) for k in names}
         calibrated = prior.model_copy(update={"calibration": {"llamacpp": factors}})
         doc["calibration"]["factors_refitted"] = factors
-    add_predictions(doc["rows"], prior, calibrated)
+    doc["own_calibrations"] = own = own_calibrations(doc["rows"], prior)
+    add_predictions(doc["rows"], prior, calibrated, own)
     doc["summary"] = summarize(doc["rows"])
     if doc.get("served"):
         predict_served(doc["served"], {"prior": prior, "calibrated": calibrated})
@@ -662,14 +716,24 @@ def repredict(path: Path, out: Path) -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print_rows(doc["rows"])
-    for name, v in doc["summary"].items():
+    print_summary(doc["summary"], own)
+    save(doc, out)
+
+
+def print_summary(summary: dict[str, Any], own: dict[str, dict[str, Any]]) -> None:
+    for name, v in summary.items():
         console.print(
             f"{name:24s} n={v['n']:3d}  median error prior {v['median_error_prior']:.0%} "
             f"(worst {v['worst_ratio_prior']:.2f}x), calibrated {v['median_error_calibrated']:.0%} "
             f"(worst {v['worst_ratio_calibrated']:.2f}x)",
             highlight=False,
         )
-    save(doc, out)
+    for build, c in own.items():
+        console.print(
+            f"{build}: its own quick calibration {c['factors']}, on its tests {c['error_before']} -> "
+            f"{c['error_after']}",
+            highlight=False,
+        )
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
@@ -805,10 +869,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("measured tokens/s (llama-bench, log)")
-        ax.set_title(f"{title}: hollow = prior, filled = after --calibrate")
+        ax.set_title(f"{title}: hollow = prior, filled = calibrated")
     axes[0].set_ylabel("predicted / measured (log)")
     axes[1].legend(title="llama.cpp build", fontsize=8)
-    fig.suptitle("wave sizing vs llama-bench on this CPU (threads 1-2; grey: within 10%)")
+    fig.suptitle(
+        "wave sizing vs llama-bench on this CPU (threads 1-2; grey: within 10%; calibrated: the native build"
+        " by --calibrate, a restricted build by its own quick tests)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -821,7 +889,9 @@ def plot_prompts(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    picked = [r for r in rows if r["build"] == "native" and r["threads"] == 1 and r["n_prompt"] > 0]
+    builds = {r["build"] for r in rows}
+    build = "native" if "native" in builds else min(builds, default="")
+    picked = [r for r in rows if r["build"] == build and r["threads"] == 1 and r["n_prompt"] > 0]
     for i, label in enumerate(sorted({r["model"] for r in picked})):
         rs = sorted((r for r in picked if r["model"] == label), key=lambda r: r["n_prompt"])
         if len(rs) < 3:
@@ -834,7 +904,7 @@ def plot_prompts(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("prompt tokens (llama-bench -p)")
     ax.set_ylabel("prompt tokens/s, 1 thread (log)")
-    ax.set_title("prompt processing vs prompt length: dots measured, lines predicted (calibrated)")
+    ax.set_title(f"{build} build, prompt rate vs prompt length: dots measured, lines predicted (calibrated)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -95,6 +95,12 @@ def with_cell(base: cpu.CpuTable, tier: str, fmt: str, cell: cpu.Kernel) -> cpu.
 
 
 def start_cell(base: cpu.CpuTable, tier: str, fmt: str) -> cpu.Kernel:
+    """The search starts from the cell of the measured tier this one borrows from (`like`), if any:
+    the prompt curve (rate, half_tokens) has local minima, and a neighbour's shape is a better
+    start than a placeholder's."""
+    like = next((t.like for t in base.tiers if t.id == tier), None)
+    if like and fmt in base.kernels.get(like, {}):
+        return base.kernels[like][fmt]
     _, cell, _ = cpu.kernel_for(TIER_FLAGS[tier], fmt)
     return cell
 
@@ -171,7 +177,9 @@ def write_cells(path: Path, cells: dict[str, dict[str, dict[str, Any]]], source:
                 f"    {fmt}: {{prefill: {json.dumps(c['prefill'])}, decode: {json.dumps(c['decode'])}, "
                 f"dtype: {c['dtype']}, "
                 f"prefill_share: {c['prefill_share']:.4g}, decode_share: {c['decode_share']:.4g}, "
-                f"half_tokens: {c['half_tokens']:.3g}}}"
+                f"half_tokens: {c['half_tokens']:.3g}"
+                + (f", source: {json.dumps(c['source'])}" if c.get("source") else "")
+                + "}"
             )
     path.write_text(head + "\n".join(lines) + "\n")
     del source
