@@ -10,7 +10,7 @@ from specs import LLAMA_31_8B, RYZEN_9900X
 from waveidp import catalog
 from waveidp.catalog import ModelSpec
 from waveidp.sizing import Deployment, Efficiency, PerfModel, efficiency_of
-from waveidp.sizing._cpu import cpu_rates, kernel_for, table, tier_of
+from waveidp.sizing._cpu import cpu_rates, few_rows_for, kernel_for, table, tier_of
 
 H100_HOST_FLAGS = [  # tests/fleet/data/detect-h100-nvml.txt: the H100 machine's Xeon host
     "sse4_2",
@@ -267,3 +267,29 @@ def test_the_layer_cost_weighs_on_narrow_models_not_wide_ones(monkeypatch: pytes
     share = {k: [1 - b / w for w, b in zip(with_cost[k], bare[k], strict=True)] for k in with_cost}
     assert all(s > 0.05 for s in share["small"])
     assert all(0 < s < 0.01 for s in share["8b"])
+
+
+def test_two_rows_of_a_q8_0_output_wait_on_memory_per_weight_row() -> None:
+    """Two sequences' logits run tinyBLAS's 4 x 2 tiles over the output, which wait a memory latency
+    per weight row (few_rows.py): on Gemma 3 270M's 262k x 640 q8_0 output two rows cost well over
+    twice one row; more rows than the measurement covers go back onto the cell's curve."""
+    hw = catalog.hardware("ryzen-9-9900x")  # avx512_vnni_bf16, the tier few_rows.py measured
+    eff = efficiency_of(hw, "llamacpp")
+    few = few_rows_for(hw.cpu_flags, "q8_0")
+    assert few is not None and few.row_latency_s > 0
+    rates = cpu_rates(hw, "q8_0", 1, eff, core_bandwidth=40e9)
+    scale = hw.dense_flops["fp32"] / hw.cores * eff.prefill_compute  # type: ignore[operator]
+    vocab, flops = 262_144, 2.0 * 640 * 262_144
+    one = rates.logits_seconds(1, flops, vocab)
+    assert one == pytest.approx(flops / rates.output_gemv_flops)
+    for n, share in enumerate(few.shares, start=2):
+        want = vocab * few.row_latency_s + n * flops / (scale * share)
+        assert rates.logits_seconds(n, flops, vocab) == pytest.approx(want)
+    assert rates.logits_seconds(2, flops, vocab) > 2.5 * one
+    n = len(few.shares) + 2
+    assert rates.logits_seconds(n, flops, vocab) == pytest.approx(n * flops / rates.logits_flops(n))
+    # a tier without the measurement keeps its curve
+    avx2 = tuple(f for f in hw.cpu_flags if not f.startswith("avx512"))
+    assert few_rows_for(avx2, "q8_0") is None
+    other = hw.model_copy(update={"cpu_flags": avx2})
+    assert cpu_rates(other, "q8_0", 1, eff, core_bandwidth=40e9).output_few_flops == ()

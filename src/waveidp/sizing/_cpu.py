@@ -82,6 +82,17 @@ class Kernel(_Strict):
     source: str = ""
 
 
+class FewRows(_Strict):
+    """A tinyBLAS kernel with 2-4 activation rows (a decode step of a few sequences, a few prompts'
+    logits): one tile spans every row, so it walks 4 weight rows side by side once, each a stream of
+    a few hundred bytes too short for the hardware prefetcher to run ahead of: a memory latency per
+    weight row, beside the tile's dot products (few_rows.py; both from a regression over row widths
+    576-2048)."""
+
+    shares: tuple[float, ...] = Field(description="the dot products' share of the fp32 peak, 2, 3, ... rows")
+    row_latency_s: float = Field(ge=0, description="seconds per weight row, whatever the row width")
+
+
 class CpuTable(_Strict):
     tiers: tuple[Tier, ...]
     formats: dict[str, str] = Field(
@@ -109,6 +120,10 @@ class CpuTable(_Strict):
         description="the same per layer per graph evaluation (a decode step or a prompt's ubatch): "
         "dispatching and finishing the layer's 20-30 ops",
     )
+    few_rows: dict[str, dict[str, FewRows]] = Field(
+        default_factory=dict,
+        description="tier -> format -> the prompt kernel with 2-4 activation rows, where measured",
+    )
     source: str
 
 
@@ -127,6 +142,16 @@ def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tie
     """(tier, cell, note) of `quant` on a CPU with `flags`: the format's own cell on the CPU's tier,
     else the format it runs like (`formats`) there, else the same on the tier it borrows from
     (`like`); the note says what was borrowed."""
+    tier, cell, note, _ = _resolve(flags, quant)
+    return tier, cell, note
+
+
+def few_rows_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> FewRows | None:
+    """The 2-4-row measurement of the cell `kernel_for` picks, if there is one."""
+    return _resolve(flags, quant)[3]
+
+
+def _resolve(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tier, Kernel, str, FewRows | None]:
     t = table()
     tier = tier_of(flags)
     like = t.formats.get(quant, quant)
@@ -138,7 +163,7 @@ def kernel_for(flags: tuple[str, ...] | frozenset[str], quant: str) -> tuple[Tie
                 notes = [f"{quant} runs like {fmt}"] if fmt != quant else []
                 if measured.id != tier.id:
                     notes.append(f"tier {tier.id} not measured: rates of {measured.id}")
-                return tier, cells[fmt], "; ".join(notes)
+                return tier, cells[fmt], "; ".join(notes), t.few_rows.get(measured.id, {}).get(fmt)
         measured = next((x for x in t.tiers if x.id == measured.like), None)
     raise ConfigError(
         f"no CPU kernel rate for {quant} on tier {tier.id}", where=str(DATA / "cpu_kernels.yaml")
@@ -165,6 +190,10 @@ class CpuRates:
     # one-row rate: a prompt's logits are one row per sequence, which runs the output's gemv
     output_mix: tuple[tuple[float, float, float], ...] = ()
     output_gemv_flops: float = 0.0
+    # the output's kernel with 2, 3, ... rows where measured (FewRows): its rates, and the seconds per
+    # weight row it waits on memory
+    output_few_flops: tuple[float, ...] = ()
+    output_row_latency_s: float = 0.0
     layers_gemv_flops: float = 0.0  # the layers' weights alone in token generation
     # seconds per layer outside the matmuls and attention: (per graph evaluation, per token) in
     # prompt processing and in token generation (each scaled like its matmuls)
@@ -196,6 +225,17 @@ class CpuRates:
             return self.prefill_matmul_flops(rows)
         gemv = self.output_gemv_flops or self.gemv_flops
         return gemv if rows <= 1 else _mix_rate(self.output_mix, rows, gemv)
+
+    def logits_seconds(self, rows: int, flops_per_row: float, weight_rows: float) -> float:
+        """The output matrix (`weight_rows` rows, `flops_per_row` per row of logits) for `rows` rows
+        of logits: with 2-4 rows, where measured, the tiles' memory latency per weight row plus
+        their dot products at their measured rate (slower than the gemv's per output on narrow
+        rows: 2 rows of Gemma 3 270M's q8_0 output take 2.9x one); else at `logits_flops`."""
+        rows = max(1, rows)
+        few = self.output_few_flops
+        if 2 <= rows < 2 + len(few):
+            return weight_rows * self.output_row_latency_s + rows * flops_per_row / few[rows - 2]
+        return rows * flops_per_row / self.logits_flops(rows)
 
 
 def _mix_rate(mix: tuple[tuple[float, float, float], ...], tokens: int, floor: float) -> float:
@@ -282,6 +322,8 @@ def cpu_rates(
     stream = eff.decode_bandwidth * streamed
     layers, whole, output = weight_mix(quant, model)
     cells = {f: kernel_for(hw.cpu_flags, f)[1] for f in {*layers, *whole, *output}}
+    # the output's own measured few rows, when the whole output runs one such kernel
+    few = few_rows_for(hw.cpu_flags, next(iter(output))) if len(output) == 1 else None
     # the matmuls' rates per unit of share; a layer's other ops run on the same cores at the same scale
     prefill_scale = fp32 * eff.prefill_compute * parallel
     decode_core = fp32 * decode_scale * parallel
@@ -309,6 +351,8 @@ def cpu_rates(
         prefill_mix=prefill_mix,
         output_mix=prompt(output),
         output_gemv_flops=gemv(output),
+        output_few_flops=tuple(prefill_scale * x for x in few.shares) if few else (),
+        output_row_latency_s=few.row_latency_s if few else 0.0,
         layers_gemv_flops=gemv(layers),
         layer_prefill_s=(t.layer_step_flops / prefill_scale, t.layer_token_flops / prefill_scale),
         layer_decode_s=(t.layer_step_flops / decode_core, t.layer_token_flops / decode_core),

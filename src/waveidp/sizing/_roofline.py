@@ -135,6 +135,10 @@ class PerfModel:
         window = min(context, m.sliding_window or context)
         return self._attn_coeff * ((m.layers - swa) * context + swa * window)
 
+    def _output_rows(self, p: Placement) -> float:
+        """The output matrix's weight rows (one per vocabulary entry) that `p` holds."""
+        return self.d.model.vocab_size * p.param_share
+
     def _layers(self, p: Placement) -> float:
         """The transformer layers whose work `p` does."""
         return self.d.model.layers * p.param_share
@@ -175,7 +179,7 @@ class PerfModel:
                 # output in q8_0 or q6_K: Gemma 3's is 63% of a token's weights)
                 compute_s = (
                     batch * self._flops_prefill_token * p.param_share / cpu.prefill_matmul_flops(batch)
-                    + batch * self._flops_logits * p.param_share / cpu.logits_flops(batch)
+                    + cpu.logits_seconds(batch, self._flops_logits * p.param_share, self._output_rows(p))
                     + batch * attn * p.kv_share / cpu.attention_flops
                 )
                 # the layers' other ops run between the matmuls, not under their weight streaming
@@ -207,7 +211,7 @@ class PerfModel:
             if cpu is not None:
                 compute_s = (
                     layer_matmul / cpu.prefill_matmul_flops(n * batch)
-                    + logits / cpu.logits_flops(batch)
+                    + cpu.logits_seconds(batch, logits / batch, self._output_rows(p))
                     + attention / cpu.attention_flops
                     + cpu.layer_seconds(self._layers(p), n * batch, decode=False)
                 )
