@@ -204,8 +204,11 @@ def efficiency_of(hw: Hardware, engine: str) -> Efficiency:
     `Hardware.calibration`) on top."""
     eff = efficiency_for(hw.id, engine, kind=hw.kind)
     like = _architectures().get(hw.compute_capability or "") if hw.id == GENERIC_GPU else None
-    user = load_calibration(calibration_path())
-    if like is not None and engine in _shipped()[1].get(like, {}) and engine not in user.get(hw.id, {}):
+    if (
+        like is not None
+        and engine in _shipped()[1].get(like, {})
+        and engine not in load_calibration(calibration_path()).get(hw.id, {})
+    ):
         measured = efficiency_for(like, engine, kind=hw.kind)
         why = f"an unlisted compute capability {hw.compute_capability} GPU takes {like}'s factors"
         eff = measured.model_copy(update={"source": f"{why}: {measured.source}"})
