@@ -60,6 +60,12 @@ class Deployment(BaseModel):
         return self
 
     @property
+    def pages_kv(self) -> bool:
+        """vLLM and TensorRT-LLM take KV blocks as a sequence grows; llama.cpp reserves each slot's
+        whole context."""
+        return self.engine in ("vllm", "trtllm")
+
+    @property
     def accelerators(self) -> list[Hardware]:
         return [d for d in self.devices if d.kind in ACCELERATOR_KINDS]
 

@@ -119,7 +119,7 @@ def paged_capacity(d: Deployment, request_tokens: int) -> int | None:
     """How many requests of `request_tokens` (prompt + output) a paged engine (vLLM, TensorRT-LLM)
     runs at once; None for an engine that reserves whole slots (llama.cpp). One rule for `estimate`
     and the gateway router's slot count."""
-    if d.engine not in ("vllm", "trtllm"):
+    if not d.pages_kv:
         return None
     plan = plan_memory(d)
     return _running_capacity(d, plan, request_tokens, _max_concurrency(d, plan))
@@ -130,7 +130,7 @@ def _running_capacity(d: Deployment, plan: MemoryPlan, request_tokens: int, max_
     cache: a sequence takes blocks as it grows, so requests of prompt + output tokens run while
     their blocks are free (up to max-num-seqs), not only as many as could each grow to the full
     context (`max_conc`, what the verdict guarantees). llama.cpp reserves a slot's whole context."""
-    if d.engine not in ("vllm", "trtllm") or not plan.fits:
+    if not d.pages_kv or not plan.fits:
         return max_conc
     blocks = -(-request_tokens // d.block_size)
     paged = plan.kv_capacity_tokens // (blocks * d.block_size)

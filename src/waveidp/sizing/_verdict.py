@@ -68,7 +68,7 @@ def judge(
             f"-ngl {plan.n_gpu_layers} of {d.model.layers + 1}: {host_layers:g} layers stay in system "
             "RAM and every token crosses both memories"
         )
-    paged = d.engine in ("vllm", "trtllm")
+    paged = d.pages_kv
     if req.concurrency > running:
         if verdict == "fits":
             verdict = "tight"
