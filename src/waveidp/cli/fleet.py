@@ -183,7 +183,7 @@ def _described(node: Node, device: Device) -> str:
 @fleet_app.command("validate")
 def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")) -> None:
     """Check a fleet file and its catalog references; one clear error line (exit 2) if anything is wrong."""
-    from waveidp import catalog, fleet
+    from waveidp import fleet
 
     f = fleet.load(path)
     resolved = fleet.resolve(f)
@@ -191,10 +191,8 @@ def validate(path: Path = typer.Argument(..., help="fleet file, e.g. wave.yaml")
     note = ""
     if resolved.unresolved_models:
         note = f" ({len(resolved.unresolved_models)} model path(s) live on their nodes, not checked here)"
-    for node in f.nodes:
-        for d in node.devices:
-            if d.hardware in (catalog.GENERIC_CPU, catalog.GENERIC_GPU):
-                err_console.print(f"[dim]note: {_described(node, d)}[/]", highlight=False)
+    for node in f.nodes:  # resolve() refused unknown ids: this notes the devices sized as detected
+        _warn_unknown_hardware(node)
     console.print(
         f"[green]ok[/] {path}: {len(f.nodes)} nodes, {devices} devices, "
         f"{len(f.backends())} backends, {len(f.links)} links{note}",
