@@ -176,6 +176,9 @@ def send(
             return Outcome(
                 t0, time.monotonic(), r.status_code, r.headers.get("x-wave-backend", ""), False, None, tokens
             )
+        # Tokens come from the stream's usage event: content chunks undercount them (llama-server
+        # sends nothing for a special token ignore_eos lets through, and holds back partial UTF-8).
+        body["stream_options"] = {"include_usage": True}
         with client.stream("POST", base + "/v1/chat/completions", json=body) as r:
             events = [line for line in r.iter_lines() if line.startswith("data: ")]
         error = None
@@ -183,9 +186,10 @@ def send(
             error = "stream did not end with [DONE]"
         elif any('"error"' in e for e in events):
             error = "error event in the stream"
-        chunks = sum(1 for e in events[:-1] if '"content"' in e)
+        usage = [u for e in events[:-1] if (u := orjson.loads(e[6:]).get("usage"))]
+        tokens = usage[-1].get("completion_tokens", 0) if usage else 0
         return Outcome(
-            t0, time.monotonic(), r.status_code, r.headers.get("x-wave-backend", ""), True, error, chunks
+            t0, time.monotonic(), r.status_code, r.headers.get("x-wave-backend", ""), True, error, tokens
         )
     except httpx.HTTPError as exc:
         return Outcome(t0, time.monotonic(), 0, "", stream, f"{type(exc).__name__}: {exc}")

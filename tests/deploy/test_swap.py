@@ -78,7 +78,8 @@ def test_a_swap_and_a_rollback_under_load_fail_no_request(
             finished = [o for o in load.outcomes if o.backend == old and o.ended > took_over]
             assert finished, f"no request of {old} was in flight when {new} took over"
         drained_streams = [o for o in load.outcomes if o.stream and o.backend in ("chat@1", "chat@2")]
-        assert drained_streams and all(o.tokens >= 14 for o in drained_streams)
+        short = [o for o in drained_streams if o.tokens != 16]
+        assert drained_streams and not short, short
 
         metrics = httpx.get(up.base + "/metrics", timeout=10).text
         assert 'wave_backend_healthy{backend="chat@3"} 1.0' in metrics
