@@ -152,9 +152,9 @@ def predict(row: dict[str, Any]) -> float:
     return float(batch / step(batch, row["context"]))
 
 
-def ratio(row: dict[str, Any]) -> float:
+def ratio(row: dict[str, Any], predicted: float) -> float:
     """predicted / measured, as speeds: for times (ms) the inverse, so > 1 always means optimistic."""
-    r = predict(row) / row["measured"]
+    r = predicted / row["measured"]
     return 1 / r if row["metric"] in ("itl_ms", "ttft_ms") else r
 
 
@@ -186,7 +186,8 @@ def groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def evaluate() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = [dict(m, predicted=round(predict(m), 4), ratio=round(ratio(m), 4)) for m in data()["measurements"]]
+    predicted = [(m, predict(m)) for m in data()["measurements"]]
+    rows = [dict(m, predicted=round(p, 4), ratio=round(ratio(m, p), 4)) for m, p in predicted]
     for row in rows:
         row["class"], row["backend"] = device_class(row), backend(row)
     return rows, groups(rows)
