@@ -60,6 +60,7 @@ CLASSES = {
     "jetson-orin-nano-super": "Jetson Orin Nano",
     "jetson-orin-nano-super-25w": "Jetson Orin Nano",
     "jetson-orin-nano-super-15w": "Jetson Orin Nano",
+    "jetson-orin-nano-super-7w": "Jetson Orin Nano",
     "core-ultra-7-258v": "Lunar Lake (CPU, iGPU, NPU)",
     "core-ultra-7-258v-npu": "Lunar Lake (CPU, iGPU, NPU)",
     "arc-140v": "Lunar Lake (CPU, iGPU, NPU)",
