@@ -338,8 +338,8 @@ class _Client:
     client: int
     sent: float
     measured: bool
-    first: float = math.nan
-    done: float = math.nan
+    first: float = math.nan  # when the client sees the first token
+    done: float = math.nan  # and the last
 
 
 def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
@@ -350,6 +350,9 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
+    # the client sees a request's first token first_token_s after the batch that made it and the
+    # later ones with their batches, not before the first (as `wave emulate` delivers them)
+    first_s = perf.first_token_seconds()
     finished: list[_Client] = []
 
     def send(until: float) -> None:
@@ -375,22 +378,21 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
         it = loop.iterate()
         t += it.seconds
         for task in it.started:
-            _record(task).first = t
+            _record(task).first = t + first_s
         for task in it.done:
             req = _record(task)
-            req.done = t
+            req.done = max(t, req.first)
             loop.release(task, t)
             finished.append(req)
-            heapq.heappush(arrivals, (t + TURNAROUND_S, order, req.client))
+            heapq.heappush(arrivals, (req.done + TURNAROUND_S, order, req.client))
             order += 1
     measured = [r for r in finished if r.measured]
     if not measured:
         return Simulated(math.inf, math.inf, 0.0, 0.0, 0)
-    first_s = perf.first_token_seconds()
-    e2e = statistics.fmean(r.done - r.sent + first_s for r in measured)
-    window = max(r.done for r in measured) + first_s - min(r.sent for r in measured)
+    e2e = statistics.fmean(r.done - r.sent for r in measured)
+    window = max(r.done for r in measured) - min(r.sent for r in measured)
     return Simulated(
-        ttft_s=statistics.median(r.first - r.sent + first_s for r in measured),
+        ttft_s=statistics.median(r.first - r.sent for r in measured),
         itl_s=statistics.median((r.done - r.first) / max(1, output - 1) for r in measured),
         output_tokens_per_s=c * output / e2e,
         window_tokens_per_s=len(measured) * output / window,
