@@ -56,7 +56,11 @@ CLASSES = {
     "i9-9980hk": "AVX2-only CPU (laptop i9 class)",
     "i9-13900hx": "AVX2-only CPU (laptop i9 class)",
     "ryzen-tr-pro-5975wx": "AVX2-only CPU (laptop i9 class)",
+    "i5-4278u": "AVX2-only CPU (laptop i9 class)",
     "jetson-orin-nano-super": "Jetson Orin Nano",
+    "jetson-orin-nano-super-25w": "Jetson Orin Nano",
+    "jetson-orin-nano-super-15w": "Jetson Orin Nano",
+    "jetson-orin-nano-super-7w": "Jetson Orin Nano",
     "core-ultra-7-258v": "Lunar Lake (CPU, iGPU, NPU)",
     "core-ultra-7-258v-npu": "Lunar Lake (CPU, iGPU, NPU)",
     "arc-140v": "Lunar Lake (CPU, iGPU, NPU)",
@@ -149,9 +153,9 @@ def predict(row: dict[str, Any]) -> float:
     return float(batch / step(batch, row["context"]))
 
 
-def ratio(row: dict[str, Any]) -> float:
+def ratio(row: dict[str, Any], predicted: float) -> float:
     """predicted / measured, as speeds: for times (ms) the inverse, so > 1 always means optimistic."""
-    r = predict(row) / row["measured"]
+    r = predicted / row["measured"]
     return 1 / r if row["metric"] in ("itl_ms", "ttft_ms") else r
 
 
@@ -183,7 +187,8 @@ def groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def evaluate() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = [dict(m, predicted=round(predict(m), 4), ratio=round(ratio(m), 4)) for m in data()["measurements"]]
+    predicted = [(m, predict(m)) for m in data()["measurements"]]
+    rows = [dict(m, predicted=round(p, 4), ratio=round(ratio(m, p), 4)) for m, p in predicted]
     for row in rows:
         row["class"], row["backend"] = device_class(row), backend(row)
     return rows, groups(rows)

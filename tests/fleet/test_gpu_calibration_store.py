@@ -136,3 +136,38 @@ def test_router_prior_uses_the_gpus_calibration() -> None:
         return p.ttft_s(2048)
 
     assert ttft_s(with_calibration(plain, "gpu0", measured)) > 1.05 * ttft_s(plain)  # 17% less of the peak
+
+
+def test_a_jetson_is_calibrated_through_its_gpu() -> None:
+    """A Jetson node has one SoC device (no CPU device of its own, no NVML): `--calibrate` measures it
+    with the CUDA llama-bench on its integrated GPU (index 0) and fits the SoC's factors; before, the
+    command refused the node ("no CPU device to calibrate")."""
+    soc = Device(id="soc", hardware="jetson-orin-nano-super", name="NVIDIA Jetson Orin Nano Developer Kit")
+    node = Node(name="jetson", address="local", devices=[soc])
+    assert [d.id for d in devices_to_calibrate(node, None)] == ["soc"]
+    assert [d.id for d in devices_to_calibrate(node, ["soc"])] == ["soc"]
+    assert gpu_index(node, soc) == 0
+
+    # llama-bench rows as a Jetson whose decode step costs 8 ms of launches and host work would give
+    # them (yzma's Orin Nano run implies ~8 ms per call for SmolLM2; the SoC prior assumes 1 ms)
+    hw = device_hardware(soc, node)
+    prior = efficiency_of(hw, "llamacpp")
+    slow_steps = prior.model_copy(update={"step_overhead_s": 0.008})
+    tests = []
+    for model, quant in (("smollm2-135m", "q4_1"), ("gemma-3-270m", "q4_k_m")):
+        for n_prompt, n_gen in ((128, 0), (512, 0), (0, 128)):
+            row = BenchRow(
+                Path(f"{model}.gguf"), 6, n_prompt, n_gen, 1.0, 1.0, (1.0,), "(modelled)",
+                gpu_layers=99, backends="CUDA",
+            )  # fmt: skip
+            m = Measured(row, catalog.model(model), quant)
+            rate = gpu_calibration.predict_tokens_per_s(hw, m, slow_steps)
+            tests.append(Measured(replace(row, tokens_per_s=rate, mean_tokens_per_s=rate), m.spec, quant))
+    result = gpu_calibration.calibration(hw, tests, prior)
+    assert result.fitted.step_overhead_s == pytest.approx(0.008, rel=0.15)
+    assert result.error(result.fitted)["tg"] < 0.05 < result.error(result.prior)["tg"]
+    stored_node = with_calibration(node, "soc", stored(result))
+    calibrated = device_hardware(next(d for d in stored_node.devices if d.id == "soc"), stored_node)
+    assert efficiency_of(calibrated, "llamacpp").step_overhead_s == pytest.approx(
+        result.fitted.step_overhead_s, rel=1e-3
+    )

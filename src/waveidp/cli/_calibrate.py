@@ -1,5 +1,5 @@
-"""`wave fleet detect --calibrate`: measure this node's CPU and NVIDIA GPUs with llama-bench and keep
-the fit with the node.
+"""`wave fleet detect --calibrate`: measure this node's CPU and NVIDIA GPUs (or Jetson) with
+llama-bench and keep the fit with the node.
 
 It lives with detection because what it produces belongs to the node record detection writes:
 the factors are stored in each measured device (`calibration.llamacpp`, with when and how they were
@@ -8,9 +8,9 @@ measured, the error before and after, and the measurements), so `wave size --fle
 devices through `waveidp.fleet.device_hardware`, use them.
 
 Which devices: those named with `--device`, else the CPU and every NVIDIA GPU detection found (the
-GPUs first: their tests take seconds). A GPU is measured with every layer on it (`-ngl 99`), so
-only with a llama-bench built with CUDA; without one the command stops and says so rather than store
-the CPU's speed as the GPU's.
+GPUs first: their tests take seconds); on a Jetson, its SoC device, whose integrated GPU runs
+llama.cpp. A GPU is measured with every layer on it (`-ngl 99`), so only with a llama-bench built
+with CUDA; without one the command stops and says so rather than store the CPU's speed as the GPU's.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def default_models() -> list[Path]:
     return out
 
 
-def _is_nvidia_gpu(device: Device) -> bool:
+def _runs_cuda(device: Device) -> bool:
+    """An NVIDIA GPU of the catalog, or a Jetson (an NVIDIA SoC: llama.cpp runs on its GPU)."""
     from waveidp import catalog
     from waveidp.errors import NotFoundError
 
@@ -49,7 +50,7 @@ def _is_nvidia_gpu(device: Device) -> bool:
         hw = catalog.hardware(device.hardware)
     except NotFoundError:
         return False
-    return hw.kind == "gpu" and "nvidia" in hw.vendor.lower()
+    return hw.kind in ("gpu", "soc") and "nvidia" in hw.vendor.lower()
 
 
 def devices_to_calibrate(node: Node, wanted: list[str] | None) -> list[Device]:
@@ -66,19 +67,20 @@ def devices_to_calibrate(node: Node, wanted: list[str] | None) -> list[Device]:
                     where="--device",
                     fix="name a detected device; GPUs are found through NVIDIA's NVML (nvidia-ml-py)",
                 )
-            if device.id != "cpu" and not _is_nvidia_gpu(device):
+            if device.id != "cpu" and not _runs_cuda(device):
                 raise InputError(
-                    f"device {dev_id!r} ({device.hardware}) cannot be calibrated: only the CPU and NVIDIA "
-                    "GPUs of the catalog can",
+                    f"device {dev_id!r} ({device.hardware}) cannot be calibrated: only the CPU, NVIDIA "
+                    "GPUs of the catalog and Jetsons can",
                     where="--device",
                 )
             picked.append(device)
         return picked
-    gpus = [d for d in node.devices if _is_nvidia_gpu(d)]
+    gpus = [d for d in node.devices if _runs_cuda(d)]
     cpu = [d for d in node.devices if d.id == "cpu"]
     if not gpus and not cpu:
+        found = ", ".join(f"{d.id} ({d.hardware})" for d in node.devices) or "none"
         raise InputError(
-            "this node has no CPU device to calibrate (a Jetson's CPU is part of its SoC device)", where=where
+            f"this node has no device llama-bench can calibrate (detected: {found})", where=where
         )
     if not gpus:
         unknown = [d for d in node.devices if d.id.startswith("gpu")]
@@ -151,8 +153,8 @@ def calibrate_node(
             else:
                 try:
                     result = calibrate_gpu(
-                        hw, paths, binary=binary, index=gpu_index(node, device), name=device.name, reps=reps,
-                        on_row=advance,
+                        hw, paths, binary=binary, index=gpu_index(node, device), reps=reps, on_row=advance,
+                        name=None if hw.kind == "soc" else device.name,  # CUDA calls a Jetson's GPU "Orin"
                     )  # fmt: skip
                 except GpuCalibrationError as exc:
                     if devices:

@@ -300,8 +300,8 @@ def calibrate_cmd(
         False,
         "--quick",
         help="measure this node instead: `wave fleet detect --calibrate --merge FLEET` (the real "
-        "llama-bench on the packaged models, on the CPU and each NVIDIA GPU, a minute or a few; the fit "
-        "is stored with each device)",
+        "llama-bench on the packaged models, on the CPU and each NVIDIA GPU or Jetson, a minute or a "
+        "few; the fit is stored with each device)",
     ),
     devices: list[str] = typer.Option(
         [], "--device", "-d", help="with --quick: only this device, e.g. cpu or gpu0 (repeatable)"

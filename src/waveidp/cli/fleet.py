@@ -30,8 +30,8 @@ def detect(
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
-        help="run the real llama-bench on this node's CPU and NVIDIA GPUs (the packaged models, a minute "
-        "or a few) and store the fitted sizing factors with each device",
+        help="run the real llama-bench on this node's CPU and NVIDIA GPUs or Jetson (the packaged "
+        "models, a minute or a few) and store the fitted sizing factors with each device",
     ),
     calibrate_devices: list[str] = typer.Option(
         [], "--device", "-d", help="with --calibrate: only this device, e.g. cpu or gpu0 (repeatable)"

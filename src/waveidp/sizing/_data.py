@@ -31,6 +31,9 @@ class LargeGpuDefaults(_Strict):
 class EngineRule(_Strict):
     runs_on: list[Literal["gpu", "soc", "npu", "cpu"]] = Field(min_length=1)
     vendors: list[str] = Field(default_factory=list, description="vendors it runs on (empty: any)")
+    paged_kv: bool = Field(False, description="KV blocks taken as sequences grow, not a context per slot")
+    tensor_parallel: bool = Field(False, description="splits each layer across the GPUs listed (--tp)")
+    refuses_long_context: bool = Field(False, description="refuses a context beyond the model's trained one")
     default_kv_dtype: str
     cuda_context_bytes: int = Field(ge=0)
     max_num_batched_tokens: int = 2048

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
 from waveidp.errors import InputError
+
+if TYPE_CHECKING:
+    from waveidp.sizing._data import EngineRule
 
 Engine = Literal["vllm", "llamacpp", "transformers", "trtllm"]
 ENGINES: tuple[str, ...] = ("vllm", "llamacpp", "transformers", "trtllm")
@@ -52,7 +55,7 @@ class Deployment(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Deployment:
         accels = self.accelerators
-        if self.engine in ("vllm", "trtllm") and accels and len(accels) != self.tp:
+        if self.splits_tensors and accels and len(accels) != self.tp:
             raise ValueError(f"tp={self.tp} but {len(accels)} accelerator(s) listed; list one per GPU")
         hosts = self.hosts
         if len(hosts) > 1:
@@ -63,7 +66,12 @@ class Deployment(BaseModel):
     def pages_kv(self) -> bool:
         """vLLM and TensorRT-LLM take KV blocks as a sequence grows; llama.cpp reserves each slot's
         whole context."""
-        return self.engine in ("vllm", "trtllm")
+        return _rule(self.engine).paged_kv
+
+    @property
+    def splits_tensors(self) -> bool:
+        """The engine splits each layer across the GPUs listed (tensor parallelism)."""
+        return _rule(self.engine).tensor_parallel
 
     @property
     def max_num_batched_tokens(self) -> int:
@@ -151,7 +159,7 @@ class Deployment(BaseModel):
         _check_runs_on(engine, accels or others)
         if tp > 1 and len(accels) == 1:
             accels = accels * tp
-        elif tp == 1 and len(accels) > 1 and engine in ("vllm", "trtllm"):
+        elif tp == 1 and len(accels) > 1 and _rule(engine).tensor_parallel:
             tp = len(accels)
         if tp > 1 and len(accels) != tp:
             raise InputError(
@@ -159,17 +167,23 @@ class Deployment(BaseModel):
                 where="--tp",
                 fix="list one GPU id (used N times) or exactly N of them",
             )
-        if engine in ("vllm", "trtllm") and not accels:
+        if not accels or not _rule(engine).tensor_parallel:
             tp = 1
         fields = {"model": spec, "quant": q, "devices": [*accels, *others], "engine": engine}
-        return cls.model_validate({**fields, "tp": tp if engine in ("vllm", "trtllm") else 1, **kw})
+        return cls.model_validate({**fields, "tp": tp, **kw})
+
+
+def _rule(engine: str) -> EngineRule:
+    from waveidp.sizing._data import rules
+
+    return rules().engines[engine]
 
 
 def _check_runs_on(engine: str, devices: list[Hardware]) -> None:
     """Refuse an engine on a device it has no backend for (vLLM on an NPU, TensorRT-LLM off NVIDIA)."""
     from waveidp.sizing._data import rules
 
-    rule = rules().engines[engine]
+    rule = _rule(engine)
     for d in devices:
         if d.kind not in rule.runs_on or (rule.vendors and d.vendor not in rule.vendors):
             where = ", ".join(rule.runs_on) + (f" ({', '.join(rule.vendors)})" if rule.vendors else "")

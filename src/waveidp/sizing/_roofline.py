@@ -72,7 +72,7 @@ class PerfModel:
         }
         _, self._kv_elem = kv_element_bytes(d)
         self._stages = [p for p in self.plan.placements if p.read_bytes > 0 or p.layers > 0]
-        self._tp = d.engine in ("vllm", "trtllm") and len(d.accelerators) > 1
+        self._tp = d.splits_tensors and len(d.accelerators) > 1
         m = d.model
         self._active = m.params_per_token / m.params
         # the input embedding is a row lookup, not a matmul; the output matrix is one per token in

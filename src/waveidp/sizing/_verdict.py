@@ -53,7 +53,7 @@ def judge(
     tight_fraction = rules().memory.tight_fraction
     if d.context > d.model.max_context:
         msg = f"context {d.context} exceeds the model's trained maximum of {d.model.max_context}"
-        if d.engine in ("vllm", "trtllm"):
+        if rules().engines[d.engine].refuses_long_context:
             return "impossible", [*reasons, msg + f" ({d.engine} refuses it)"]
         reasons.append(msg + " (quality degrades beyond it)")
     if not plan.fits:
