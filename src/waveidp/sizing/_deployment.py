@@ -85,9 +85,7 @@ class Deployment(BaseModel):
         return self._batch_defaults()[1]
 
     def _batch_defaults(self) -> tuple[int, int]:
-        from waveidp.sizing._data import rules
-
-        rule = rules().engines[self.engine]
+        rule = _rule(self.engine)
         large = rule.large_gpu
         accels = self.accelerators
         first = accels[0] if accels else None
