@@ -52,3 +52,23 @@ def test_a_burst_of_prompts_is_prefilled_a_budget_at_a_time() -> None:
     # an H100's budget of 8192 holds the same burst in two steps
     h100 = PerfModel(d.model_copy(update={"devices": [H100_SXM]}))
     assert len(set(burst_first_tokens(h100, 48, 256, 128))) == 2
+
+
+def test_a_prompt_longer_than_the_budget_waits_a_decode_step_per_extra_piece() -> None:
+    """Steady clients: a 4096-token prompt beside 7 generating requests on a 24 GB GPU is cut into
+    three steps of at most 2041 prompt tokens, and the last two also run the others' decode step;
+    an H100's budget of 8192 takes it in one step, so its TTFT is the closed form's alone."""
+    from waveidp.sizing._engine_step import prompt_steps
+
+    d = Deployment(model=LLAMA_31_8B, quant=BF16, devices=[RTX_4090], engine="vllm", context=8192)
+    assert prompt_steps(d, 7, 4096) == 3 and prompt_steps(d, 7, 2041) == 1 and prompt_steps(d, 0, 4096) == 2
+    h100 = d.model_copy(update={"devices": [H100_SXM]})
+    assert prompt_steps(h100, 7, 4096) == 1
+    for dep, extra in ((d, 2), (h100, 0)):
+        perf = PerfModel(dep)
+        prefill = perf.prefill_seconds(4096)
+        extra_prompt = perf.prefill_seconds(4096, batch=2) - prefill
+        itl = perf.decode_step_seconds(8, 4096 + 64) + 7 * extra_prompt / 127
+        whole = prefill + itl + perf.first_token_seconds()  # the closed form: one step for the prompt
+        cut = whole + extra * perf.decode_step_seconds(7, 4096 + 64)
+        assert steady_state_point(perf, 8, 4096, 128, "steady").ttft_ms == pytest.approx(cut * 1000, abs=1e-3)

@@ -11,7 +11,8 @@ its prompt. The budget is `max_num_batched_tokens` (`Deployment.max_num_batched_
 
 `wave emulate` (vLLM kind) plans and times every step with `plan_step` and `step_seconds`;
 `wave size` runs them over a burst of equal prompts (`burst_first_tokens`) for the time to first
-token of clients that start together.
+token of clients that start together, and counts the steps a prompt that arrives alone is cut into
+(`prompt_steps`): each further one waits for a decode step of the others.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from waveidp.sizing._deployment import Deployment
     from waveidp.sizing._roofline import PerfModel
 
 
@@ -73,12 +75,16 @@ class StepCosts(Protocol):
 def step_seconds(timing: StepCosts, decodes: int, context: int, chunks: Sequence[tuple[int, int]]) -> float:
     """A step's time: one decode step for its `decodes` generating requests at `context` tokens plus
     each prompt chunk's compute (`chunks`: tokens and the prompt's length); with no request
-    generating, the first chunk is a prefill of its own and the others add their compute."""
+    generating, the first chunk is its share of a prefill of its own and the others add their
+    compute."""
     rest = chunks
     if decodes:
         t = timing.decode_step_seconds(decodes, context)
     elif chunks:
-        t, rest = timing.prefill_seconds(chunks[0][0]), chunks[1:]
+        # the first chunk's share of its whole prompt's prefill (a cut prompt's later chunks attend
+        # to the tokens before them, so the shares add up to the prompt's prefill)
+        (k, prompt), rest = chunks[0], chunks[1:]
+        t = timing.prefill_seconds(prompt) * k / max(1, prompt)
     else:
         return 0.0
     return t + sum(k * timing.prefill_token_seconds(prompt) for k, prompt in rest)
@@ -112,3 +118,15 @@ def burst_first_tokens(perf: PerfModel, clients: int, prompt: int, output: int) 
                 if output > 1:
                     ends.append(output - 1)
     return firsts
+
+
+def prompt_steps(d: Deployment, generating: int, prompt: int) -> int:
+    """How many steps a `prompt`-token prompt that arrives alone takes beside `generating` requests
+    that each take a token of every step's budget (more than one when the prompt is cut)."""
+    budget = max(d.max_num_batched_tokens, generating + 1)  # vLLM's budget always moves the prompt
+    steps, left = 0, prompt
+    while left > 0:
+        plan = plan_step(budget, generating, [left], [], 0)
+        left -= plan.chunks[0]
+        steps += 1
+    return steps

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 from waveidp.errors import InputError
-from waveidp.sizing._engine_step import burst_first_tokens
+from waveidp.sizing._engine_step import burst_first_tokens, prompt_steps
 from waveidp.sizing._request import ARRIVALS, Arrival
 from waveidp.sizing._result import CurvePoint
 from waveidp.sizing._roofline import PerfModel
@@ -80,6 +80,12 @@ def _closed_form(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arr
     else:
         itl = step + (c - 1) * extra_prompt / max(1, output - 1)
         ttft = prefill + (itl if c > 1 else 0.0) + first
+        if perf.d.engine == "vllm" and c > 1:
+            # a prompt longer than the budget the others' decodes leave is cut: every further step
+            # that carries a piece of it also runs their decode step
+            ttft += (prompt_steps(perf.d, c - 1, prompt) - 1) * perf.decode_step_seconds(
+                c - 1, prompt + output // 2
+            )
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,
