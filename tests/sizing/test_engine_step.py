@@ -72,3 +72,24 @@ def test_a_prompt_longer_than_the_budget_waits_a_decode_step_per_extra_piece() -
         whole = prefill + itl + perf.first_token_seconds()  # the closed form: one step for the prompt
         cut = whole + extra * perf.decode_step_seconds(7, 4096 + 64)
         assert steady_state_point(perf, 8, 4096, 128, "steady").ttft_ms == pytest.approx(cut * 1000, abs=1e-3)
+
+
+def test_the_router_waits_for_the_same_pieces_of_a_cut_prompt() -> None:
+    """The gateway's forecast for a vLLM backend counts the steps `wave size` counts: a 4096-token
+    prompt beside 7 streams on an RTX 4090 waits for two more decode steps than the step under way
+    and its own; a llama.cpp backend takes a prompt whole."""
+    from waveidp.gateway.prediction import from_sizing
+    from waveidp.gateway.routing.load_curve import STEP_WAIT_STEPS, LoadCurve
+    from waveidp.sizing import prompt_steps
+
+    pred = from_sizing("mistral-7b", "bf16", ["rtx-4090"], "vllm", None)
+    assert pred is not None
+    assert pred.prompt_steps(4096, 7) == prompt_steps(pred.perf.d, 7, 4096) == 3
+    curve = LoadCurve.start(pred)
+    waited = curve.ttft_s(4096, 7, 4160) - curve.prefill_s(4096)
+    assert waited == pytest.approx((STEP_WAIT_STEPS + 2) * curve.decode_s(7, 4160))
+    assert curve.ttft_s(512, 7, 576) - curve.prefill_s(512) == pytest.approx(
+        STEP_WAIT_STEPS * curve.decode_s(7, 576)
+    )
+    llama = from_sizing("mistral-7b", "q4_0", ["rtx-4090"], "llamacpp", None)
+    assert llama is not None and llama.prompt_steps(4096, 7) == 1
