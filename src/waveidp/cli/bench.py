@@ -253,9 +253,10 @@ def emulate(
             )
         from waveidp.sizing import Deployment, PerfModel
 
-        batch = max_batch or (parallel if engine == "llamacpp" else 256)
+        batch = max_batch or (parallel if engine == "llamacpp" else 0)
         extra = {"parallel": batch} if engine == "llamacpp" else {}  # llama-server's slots (-np)
         d = Deployment.build(model, quant, device, engine, context=context, **extra)
+        batch = batch or d.max_num_seqs  # vLLM's default for the GPU (256, or 1024 from 70 GiB)
         timing = PerfModel(d)
         what = (
             f"{d.model.id} {d.quant.id} on {', '.join(device)} ({engine}): "
