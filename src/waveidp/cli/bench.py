@@ -218,7 +218,7 @@ def emulate(
     served_name: str | None = typer.Option(None, help="model name clients send (default: --model)"),
     context: int = typer.Option(4096, help="context per sequence (max-model-len / slot size)"),
     max_batch: int | None = typer.Option(
-        None, help="max sequences per step (default: vLLM 256, llama.cpp -np)"
+        None, help="max sequences per step (default: vLLM max-num-seqs for the GPU, llama.cpp -np)"
     ),
     parallel: int = typer.Option(4, help="llama.cpp slots (-np)"),
     speed: float = typer.Option(1.0, help="run this many times faster than the predicted timing"),
