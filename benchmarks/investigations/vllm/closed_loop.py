@@ -1,19 +1,19 @@
 """What vLLM's scheduler makes of `vllm bench serve`'s closed loop, against the RTX 4090 page.
 
-The published 4090 rows (tests/sizing/data/published.yaml, rtx4090-vllm-mistral7b-*: Mistral-7B
-bf16, 256 prompt tokens, at most 128 out, 300 prompts at an unbounded rate under a cap of c in
-flight) give median, mean and P99 TTFT per c. This replays that run on a virtual clock: c clients
-start together; each sends its next request when its last one ends (the bench's semaphore), until
-300 are sent; vLLM's engine steps through them with its V1 scheduler as `waveidp.sizing` models it
-(`plan_step` under the GPU's token budget, `step_seconds` from `PerfModel`). What the page does not
-publish is how long each answer is: its own figures (output tok/s over req/s) say 100 tokens on
-average of at most 128, so answers end at EOS (no --ignore-eos). The script therefore runs several
-output-length assumptions that all have that mean, plus fixed 128, and the prefill at the model's
-cost and at the cost the page's P99s imply (each P99 is the last group of the first burst: 1, 1,
-2, 4 and 6 budget steps for c = 4-48). A last what-if caps the running requests at 40, below
-vLLM's default of 256 and below the ~157 requests the 4090's KV cache holds: the page's own
-Little's-law figure (req/s x mean TTFT = clients waiting for a first token: 7.9 of 48 at c=48)
-is what such a cap would give. `in TTFT` is that figure for each run.
+The RTX 4090 page (mushfiqrahman.dev/?p=1668; out of the validation set since its answers turned out to
+end at EOS, docs/sizing.md "Sources looked at and not taken": Mistral-7B bf16, 256 prompt tokens, at
+most 128 out, 300 prompts at an unbounded rate under a cap of c in flight) gives median, mean and P99
+TTFT per c. This replays that run on a virtual clock: c clients start together; each sends its next
+request when its last one ends (the bench's semaphore), until 300 are sent; vLLM's engine steps through
+them with its V1 scheduler as `waveidp.sizing` models it (`plan_step` under the GPU's token budget,
+`step_seconds` from `PerfModel`). What the page does not publish is how long each answer is: its own
+figures (output tok/s over req/s) say 100 tokens on average of at most 128, so answers end at EOS (no
+--ignore-eos). The script therefore runs several output-length assumptions that all have that mean, plus
+fixed 128, and the prefill at the model's cost and at the cost the page's P99s imply (each P99 is the
+last group of the first burst: 1, 1, 2, 4 and 6 budget steps for c = 4-48). A last what-if caps the
+running requests at 40, below vLLM's default of 256 and below the ~157 requests the 4090's KV cache
+holds: the page's own Little's-law figure (req/s x mean TTFT = clients waiting for a first token: 7.9 of
+48 at c=48) is what such a cap would give. `in TTFT` is that figure for each run.
 
     .venv/bin/python benchmarks/investigations/vllm/closed_loop.py   # seconds; prints the table
 
