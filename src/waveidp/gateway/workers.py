@@ -85,7 +85,7 @@ def remove_stale_metrics_dirs(root: str | None = None) -> list[str]:
     """Remove the metrics directories whose parent process is gone (a `kill -9` gives it no chance
     to remove its own); returns the removed paths. A directory whose pid is alive again (reused)
     is kept: it is never wrong to keep one."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(root or tempfile.gettempdir()))
     except OSError:
