@@ -1,7 +1,7 @@
 """`wave emulate` with the sizing model: the engine's scheduler from `waveidp.sizing` in real time.
 
 `wave size` and `wave bench --predict` simulate an engine's scheduler on a virtual clock
-(`waveidp.sizing.ServerLoop` for llama-server, `PagedLoop` for vLLM and TensorRT-LLM); here the same
+(`waveidp.sizing.ServerLoop` for llama-server, `PagedLoop` for vLLM); here the same
 loop object runs against real requests: each of its iterations is one step of `BatchScheduler`'s
 real-time loop, which sleeps for what the iteration costs (divided by `--speed`) and sends the tokens
 it made. So an emulated engine measured by `wave bench` and the prediction for that run come from
@@ -69,7 +69,7 @@ class LoopScheduler(BatchScheduler):
 
 
 class PagedScheduler(LoopScheduler):
-    """vLLM (and TensorRT-LLM): `PagedLoop`, requests admitted while their KV blocks are free, up to
+    """vLLM: `PagedLoop`, requests admitted while their KV blocks are free, up to
     `max_batch` at once (vLLM's --max-num-seqs); every token reaches the client `first_token_s`
     after its step (`BatchScheduler`'s delivery)."""
 
