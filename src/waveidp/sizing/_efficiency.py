@@ -36,6 +36,22 @@ class Efficiency(BaseModel):
         "on the CPU kernel table's shares (sizing/_cpu.py; 1 = as measured on the reference CPU)",
     )
     step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
+    step_overhead_cycles: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e9,
+        description="fixed GPU clock cycles per step (the launches and tails of a step's few hundred "
+        "kernels), on top of step_overhead_s, on a device whose clock is stated (Hardware.clock_ghz)",
+    )
+    decode_lane_compute: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="share of the GPU's CUDA-core (fp32) peak that llama.cpp's single-token decode "
+        "kernels reach: the quantized matrix-vector products (MMVQ: each weight unpacked once per step "
+        "and dot-multiplied on the integer lanes, batches up to 8) and each sequence's FlashAttention "
+        "(its vector kernel); None = not modelled (the step is bytes or the tensor-core compute)",
+    )
     first_token_s: float = Field(
         default=0.0,
         ge=0,

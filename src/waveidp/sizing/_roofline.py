@@ -16,6 +16,9 @@ from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_element_b
 
 _FLOPS_FALLBACK = ("fp16", "bf16", "fp32", "int8", "tf32")
 _ACT_BYTES = 2  # activations cross devices in 16-bit
+# llama.cpp's CUDA backend runs a decode batch of up to 8 tokens through its matrix-vector kernels
+# (ggml-cuda/mmvq.cuh MMVQ_MAX_BATCH_SIZE); larger batches take its tensor-core matmuls (MMQ)
+_VECTOR_BATCH_MAX = 8
 
 
 def peak_flops(hw: Hardware, dtype: str) -> float:
@@ -186,9 +189,25 @@ class PerfModel:
                 layer_s = cpu.layer_seconds(self._layers(p), batch, decode=True)
             else:
                 flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
-                compute_s = flops / self._compute(p, decode=True)
+                compute_s = max(flops / self._compute(p, decode=True), self._lane_seconds(p, batch, attn))
             times.append(max(bytes_moved / self._bandwidth(p), compute_s) + layer_s)
-        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
+        return self._combine(times) + self._allreduce_s(batch) + self.step_overhead_seconds()
+
+    def _lane_seconds(self, p: Placement, batch: int, attn: float) -> float:
+        """A small decode batch on a GPU's CUDA cores (`decode_lane_compute`): every weight unpacked
+        once per step, whatever the batch, and each sequence's attention."""
+        share = self._effs[p.device.id].decode_lane_compute
+        if share is None or batch > _VECTOR_BATCH_MAX:
+            return 0.0
+        work = self._flops_token * p.param_share + batch * attn * p.kv_share
+        return work / (peak_flops(p.device, "fp32") * share)
+
+    def step_overhead_seconds(self) -> float:
+        """Fixed time per step: `step_overhead_s`, plus `step_overhead_cycles` at the primary
+        device's clock where the hardware states one."""
+        clock = (self.d.accelerators or self.d.devices)[0].clock_ghz
+        cycles = self.eff.step_overhead_cycles / (clock * 1e9) if clock else 0.0
+        return self.eff.step_overhead_s + cycles
 
     def weight_pass_seconds(self) -> float:
         """One more forward pass over the weights (a ubatch of a few tokens): streaming them once."""
@@ -222,7 +241,7 @@ class PerfModel:
                 # llama.cpp copies CPU-resident weights to the GPU for large batches
                 t = min(t, max(p.read_bytes / self._host_link_bw, flops / self._compute(accel)))
             times.append(t)
-        return self._combine(times) + self._allreduce_s(n * batch) + self.eff.step_overhead_s
+        return self._combine(times) + self._allreduce_s(n * batch) + self.step_overhead_seconds()
 
     def decode_stages(self, batch: int, context_tokens: int) -> list[tuple[Placement, float, float]]:
         """(placement, bytes moved, achieved bandwidth) of each device one decode step crosses."""
@@ -245,7 +264,7 @@ class PerfModel:
 
     def prefill_batch_seconds(self, tokens: int, token_s: float) -> float:
         """A batch of prompt tokens alone: their compute, or one pass over the weights if longer."""
-        return max(tokens * token_s + self.eff.step_overhead_s, self.prefill_seconds(1))
+        return max(tokens * token_s + self.step_overhead_seconds(), self.prefill_seconds(1))
 
     def host_copy_bytes_per_s(self) -> float | None:
         """llama-server's device-to-host copy rate on its main thread (prompt cache, checkpoints)."""
