@@ -36,8 +36,10 @@ RUNS = ROOT / "benchmarks/results/gpu/runs"
 OUT = ROOT / "benchmarks/results/gpu/decode_lanes.json"
 H100_GHZ = 1.98  # NVML's maximum SM clock of the H100 SXM, the fp32 peak's clock (catalog/data/gpu_sms.yaml)
 TG_CONTEXT = 64  # llama-bench tg128: the mean context of its 128 tokens
-SMALL = [("smollm2-135m", "q4_1", "llama-bench-smollm2-135m-q4_1.json"), ("gemma-3-270m", "q4_k_m",
-         "llama-bench-gemma-3-270m-q4_k_m.json")]
+SMALL = [
+    ("smollm2-135m", "q4_1", "llama-bench-smollm2-135m-q4_1.json"),
+    ("gemma-3-270m", "q4_k_m", "llama-bench-gemma-3-270m-q4_k_m.json"),
+]
 LARGE = ("llama-3.1-8b", "q4_k_m", "llama-bench-q4_k_m.json")
 
 
@@ -49,7 +51,9 @@ def tg128_seconds(name: str) -> float:
 
 def h100_perf(model: str, quant: str, share: float | None) -> PerfModel:
     """The H100's measured bandwidth share, no fixed step, and the lane term at `share`."""
-    d = Deployment.build(catalog.model(model), quant, [catalog.hardware("h100-sxm")], "llamacpp", context=4096)
+    d = Deployment.build(
+        catalog.model(model), quant, [catalog.hardware("h100-sxm")], "llamacpp", context=4096
+    )
     eff = PerfModel(d).eff.model_copy(update={"step_overhead_s": 0.0, "decode_lane_compute": share})
     return PerfModel(d, Efficiency.model_validate(eff.model_dump()))
 
@@ -58,7 +62,9 @@ def derive() -> dict[str, float]:
     share: float | None = None
     cycles = 0.0
     for _ in range(4):  # the small models' lane work is a few percent of their step: iterate
-        fixed = [tg128_seconds(f) - h100_perf(m, q, share).engine_step_seconds(1, TG_CONTEXT) for m, q, f in SMALL]
+        fixed = [
+            tg128_seconds(f) - h100_perf(m, q, share).engine_step_seconds(1, TG_CONTEXT) for m, q, f in SMALL
+        ]
         cycles = statistics.mean(fixed) * H100_GHZ * 1e9
         m, q, f = LARGE
         perf = h100_perf(m, q, 1.0)
@@ -68,7 +74,7 @@ def derive() -> dict[str, float]:
     return {"step_overhead_cycles": cycles, "decode_lane_compute": share}
 
 
-def check_orin(factors: dict[str, float]) -> list[dict[str, object]]:
+def check_orin() -> list[dict[str, object]]:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import validation_set as vs
 
@@ -98,13 +104,19 @@ def main() -> None:
         f"({factors['step_overhead_cycles'] / H100_GHZ / 1e6:.2f} ms at {H100_GHZ} GHz), "
         f"decode_lane_compute {factors['decode_lane_compute']:.4f} of the fp32 peak"
     )
-    orin = check_orin(factors)
+    orin = check_orin()
     for r in orin:
-        print(f"  {r['id']:64} measured {r['measured_ms']:6.2f} ms  predicted {r['predicted_ms']:6.2f}  {r['ratio']:.2f}x")
+        print(
+            f"  {r['id']:64} measured {r['measured_ms']:6.2f} ms",
+            f"predicted {r['predicted_ms']:6.2f}  {r['ratio']:.2f}x",
+        )
     ratios = [float(str(r["ratio"])) for r in orin]
     median = statistics.median(abs(x - 1) for x in ratios)
     worst = max(max(x, 1 / x) for x in ratios)
-    print(f"Orin llama-server rows (shipped efficiency.yaml): median error {median:.0%}, worst {worst:.2f}x, n={len(orin)}")
+    print(
+        f"Orin llama-server rows (shipped efficiency.yaml): median error {median:.0%},",
+        f"worst {worst:.2f}x, n={len(orin)}",
+    )
     OUT.write_text(
         json.dumps(
             {

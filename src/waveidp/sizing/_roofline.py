@@ -197,10 +197,11 @@ class PerfModel:
         """A small decode batch on a GPU's CUDA cores (`decode_lane_compute`): every weight unpacked
         once per step, whatever the batch, and each sequence's attention."""
         share = self._effs[p.device.id].decode_lane_compute
-        if share is None or batch > _VECTOR_BATCH_MAX:
+        lanes = p.device.dense_flops.get("fp32")
+        if share is None or not lanes or batch > _VECTOR_BATCH_MAX:
             return 0.0
         work = self._flops_token * p.param_share + batch * attn * p.kv_share
-        return work / (peak_flops(p.device, "fp32") * share)
+        return work / (lanes * share)
 
     def step_overhead_seconds(self) -> float:
         """Fixed time per step: `step_overhead_s`, plus `step_overhead_cycles` at the primary
