@@ -109,10 +109,11 @@ def backend(row: dict[str, Any]) -> str:
     return {"cpu": "llama.cpp CPU", "npu": "llama.cpp OpenVINO"}.get(hw.kind, "llama.cpp CUDA")
 
 
-def predict(row: dict[str, Any]) -> float:
-    """What the uncalibrated model predicts for the row's metric."""
+def predict(row: dict[str, Any], devices: list[Hardware] | None = None) -> float:
+    """What the uncalibrated model predicts for the row's metric (on `devices`, if given, instead of
+    the row's own: a variant of its hardware description)."""
     model = _models().get(row["model"]) or catalog.model(row["model"])
-    devices = [device(d) for d in row["devices"]]
+    devices = devices or [device(d) for d in row["devices"]]
     prompt, output = row.get("prompt_tokens", 0), row.get("output_tokens", 0)
     kw: dict[str, Any] = {"context": max(4096, prompt + output)}
     if "threads" in row:
