@@ -7,6 +7,10 @@ What the quick tests measure and which factor each pins down:
   dominates tiny models (`step_overhead_s`);
 - `tg128` of a larger model (Gemma 3 270M, or the user's model): the share of the memory bandwidth
   decode reaches (`decode_bandwidth`);
+- not fitted: the prior's per-step GPU cycles and its decode kernels' CUDA-core share
+  (`step_overhead_cycles`, `decode_lane_compute`); `step_overhead_s` is fitted on top of the cycles.
+  Fitting the share as well from the two tg tests took the H100's held-out tg error from 9% to 26%
+  (tests/bench/test_gpu_calibration.py): they cannot tell it from the bandwidth share there;
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
   (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that
   small matmuls hit (`prefill_layer_token_s`). A prior that has it measured it on llama-server,
