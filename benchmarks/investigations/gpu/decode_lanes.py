@@ -27,6 +27,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from waveidp import catalog
 from waveidp.sizing import Deployment, Efficiency, PerfModel
@@ -74,15 +75,23 @@ def derive() -> dict[str, float]:
     return {"step_overhead_cycles": cycles, "decode_lane_compute": share}
 
 
-def check_orin() -> list[dict[str, object]]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def orin_rows() -> list[dict[str, Any]]:
     import validation_set as vs
 
-    rows = [
+    return [
         m
         for m in vs.data()["measurements"]
         if m["devices"][0].startswith("jetson") and "smolperfbenchmark" in m["url"]
     ]
+
+
+def check_orin() -> list[dict[str, object]]:
+    import validation_set as vs
+
+    rows = orin_rows()
     out = []
     for row in rows:
         predicted = vs.predict(row)
@@ -94,6 +103,65 @@ def check_orin() -> list[dict[str, object]]:
                 "ratio": round(predicted / row["measured"], 3),
             }
         )
+    return out
+
+
+# The A78 cores' clock in each power mode (the report's Table 5) and how many run (NVIDIA's nvpmodel files)
+CPU_MHZ = {
+    "jetson-orin-nano-super": (1728, 6),
+    "jetson-orin-nano-super-25w": (1420, 6),
+    "jetson-orin-nano-super-15w": (1190, 6),
+    "jetson-orin-nano-super-7w": (960, 4),
+}
+
+
+def _ingredients(row: dict[str, Any]) -> dict[str, float]:
+    """What the candidates are made of, for one Orin row: the prior's streaming time and the host's
+    sampling (both without the two H100 terms), and each candidate's regressor."""
+    import validation_set as vs
+
+    hw = vs.device(row["devices"][0])
+    model = vs._models().get(row["model"]) or catalog.model(row["model"])
+    d = Deployment.build(model, row["quant"], [hw], "llamacpp", context=4096)
+    base = PerfModel(d).eff.model_copy(update={"decode_lane_compute": None, "step_overhead_cycles": 0.0})
+    perf = PerfModel(d, Efficiency.model_validate(base.model_dump()))
+    ctx = row["prompt_tokens"] + row["output_tokens"] // 2
+    cpu_mhz, cores = CPU_MHZ[hw.id]
+    assert hw.clock_ghz
+    return {
+        "measured": 1 / row["measured"],
+        "base": perf.decode_step_seconds(1, ctx),
+        "layer_gpu_cycles": model.layers / (hw.clock_ghz * 1e9),
+        "token_gpu_cycles": 1 / (hw.clock_ghz * 1e9),
+        "layer_cpu_cycles": model.layers / (cpu_mhz * 1e6),
+        "token_cpu_work": 1 / (cpu_mhz * 1e6 * min(cores, 6) / 6),
+        "cuda_core_work": (perf._flops_token + perf._attn_flops_per_token(ctx)) / hw.dense_flops["fp32"],
+    }
+
+
+def candidates() -> dict[str, dict[str, float]]:
+    """Each single-cost candidate fitted on the MAXN rows (least squares on the relative error) and
+    judged on the 25W, 15W and 7W rows it did not see."""
+    rows = orin_rows()
+    parts = [(_ingredients(r), r["devices"][0] == "jetson-orin-nano-super") for r in rows]
+    out = {}
+    for name in (
+        "layer_gpu_cycles",
+        "token_gpu_cycles",
+        "layer_cpu_cycles",
+        "token_cpu_work",
+        "cuda_core_work",
+    ):
+        fit_on = [p for p, maxn in parts if maxn]
+        num = sum(p[name] / p["measured"] * (1 - p["base"] / p["measured"]) for p in fit_on)
+        k = num / sum((p[name] / p["measured"]) ** 2 for p in fit_on)
+        held = [(p["base"] + k * p[name]) / p["measured"] for p, maxn in parts if not maxn]
+        speed = [1 / x for x in held]
+        out[name] = {
+            "fitted_per_unit": k,
+            "held_out_median_error": round(statistics.median(abs(x - 1) for x in speed), 4),
+            "held_out_worst": round(max(max(x, 1 / x) for x in speed), 3),
+        }
     return out
 
 
@@ -111,12 +179,24 @@ def main() -> None:
             f"predicted {r['predicted_ms']:6.2f}  {r['ratio']:.2f}x",
         )
     ratios = [float(str(r["ratio"])) for r in orin]
+    held = [float(str(r["ratio"])) for r in orin if "-maxn-" not in str(r["id"])]
+    held_median = statistics.median(abs(x - 1) for x in held)
+    print(
+        f"the same on the 25W/15W/7W rows: median {held_median:.0%},",
+        f"worst {max(max(x, 1 / x) for x in held):.2f}x",
+    )
     median = statistics.median(abs(x - 1) for x in ratios)
     worst = max(max(x, 1 / x) for x in ratios)
     print(
         f"Orin llama-server rows (shipped efficiency.yaml): median error {median:.0%},",
         f"worst {worst:.2f}x, n={len(orin)}",
     )
+    cands = candidates()
+    for name, c in cands.items():
+        print(
+            f"candidate {name} (fitted on MAXN): held-out median {c['held_out_median_error']:.0%}, "
+            f"worst {c['held_out_worst']:.2f}x, per unit {c['fitted_per_unit']:.4g}"
+        )
     OUT.write_text(
         json.dumps(
             {
@@ -124,6 +204,7 @@ def main() -> None:
                 "h100_tg128_seconds": {f: tg128_seconds(f) for _, _, f in [*SMALL, LARGE]},
                 "derived": factors,
                 "orin_rows": orin,
+                "single_cost_candidates_fitted_on_maxn": cands,
                 "orin_median_error": round(median, 4),
                 "orin_worst_ratio": round(worst, 3),
             },
