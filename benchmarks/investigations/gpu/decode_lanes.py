@@ -42,6 +42,7 @@ SMALL = [
     ("gemma-3-270m", "q4_k_m", "llama-bench-gemma-3-270m-q4_k_m.json"),
 ]
 LARGE = ("llama-3.1-8b", "q4_k_m", "llama-bench-q4_k_m.json")
+Q5_K = ("llama-3.2-3b", "q5_k_m", "llama-bench-sweep-llama-3.2-3b-q5_k_m.json")
 
 
 def tg128_seconds(name: str) -> float:
@@ -59,6 +60,13 @@ def h100_perf(model: str, quant: str, share: float | None) -> PerfModel:
     return PerfModel(d, Efficiency.model_validate(eff.model_dump()))
 
 
+def _lane_work(perf: PerfModel) -> float:
+    """Seconds of CUDA-core work in one tg128 step of `perf` at a lane share of 1."""
+    lanes = perf._lane_flops(perf._stages[0])
+    assert lanes is not None
+    return (perf._flops_token + perf._attn_flops_per_token(TG_CONTEXT)) / lanes
+
+
 def derive() -> dict[str, float]:
     share: float | None = None
     cycles = 0.0
@@ -69,10 +77,12 @@ def derive() -> dict[str, float]:
         cycles = statistics.mean(fixed) * H100_GHZ * 1e9
         m, q, f = LARGE
         perf = h100_perf(m, q, 1.0)
-        lane_work = perf._lane_seconds(perf._stages[0], 1, perf._attn_flops_per_token(TG_CONTEXT))
-        share = lane_work / (tg128_seconds(f) - cycles / (H100_GHZ * 1e9))
+        share = _lane_work(perf) / (tg128_seconds(f) - cycles / (H100_GHZ * 1e9))
     assert share is not None
-    return {"step_overhead_cycles": cycles, "decode_lane_compute": share}
+    m, q, f = Q5_K  # Q5_K blocks: one more bit plane to unpack per weight
+    perf = h100_perf(m, q, 1.0)
+    q5_share = _lane_work(perf) / (tg128_seconds(f) - cycles / (H100_GHZ * 1e9))
+    return {"step_overhead_cycles": cycles, "decode_lane_compute": share, "q5_k_multiplier": q5_share / share}
 
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -170,7 +180,8 @@ def main() -> None:
     print(
         f"H100: step_overhead_cycles {factors['step_overhead_cycles'] / 1e6:.2f} M "
         f"({factors['step_overhead_cycles'] / H100_GHZ / 1e6:.2f} ms at {H100_GHZ} GHz), "
-        f"decode_lane_compute {factors['decode_lane_compute']:.4f} of the fp32 peak"
+        f"decode_lane_compute {factors['decode_lane_compute']:.4f} of the fp32 peak, "
+        f"Q5_K blocks at {factors['q5_k_multiplier']:.3f} of it"
     )
     orin = check_orin()
     for r in orin:

@@ -111,6 +111,11 @@ class Efficiency(BaseModel):
         description="multiplier on decode_bandwidth per quant id where a format's kernels are measured "
         "to stream weights slower or faster than the others",
     )
+    decode_lane_compute_by_quant: dict[str, Annotated[float, Field(gt=0, le=10)]] = Field(
+        default_factory=dict,
+        description="multiplier on decode_lane_compute per quant id whose blocks take more (or fewer) "
+        "instructions to unpack than the K-quants' 4-bit blocks the share was measured on",
+    )
     prefill_compute_by_quant: dict[str, Annotated[float, Field(gt=0, le=100)]] = Field(
         default_factory=dict,
         description="multiplier on prefill_compute per quant id where an engine runs a format's prompt "
@@ -124,6 +129,11 @@ class Efficiency(BaseModel):
 
     def prefill_compute_for(self, quant: str) -> float:
         return min(1.0, self.prefill_compute * self.prefill_compute_by_quant.get(quant, 1.0))
+
+    def decode_lane_compute_for(self, quant: str) -> float | None:
+        if self.decode_lane_compute is None:
+            return None
+        return min(1.0, self.decode_lane_compute * self.decode_lane_compute_by_quant.get(quant, 1.0))
 
     def decode_bandwidth_for(self, quant: str) -> float:
         return min(1.0, self.decode_bandwidth * self.decode_bandwidth_by_quant.get(quant, 1.0))

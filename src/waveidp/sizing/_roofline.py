@@ -17,7 +17,8 @@ from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_element_b
 _FLOPS_FALLBACK = ("fp16", "bf16", "fp32", "int8", "tf32")
 _ACT_BYTES = 2  # activations cross devices in 16-bit
 # llama.cpp's CUDA backend runs a decode batch of up to 8 tokens through its matrix-vector kernels
-# (ggml-cuda/mmvq.cuh MMVQ_MAX_BATCH_SIZE); larger batches take its tensor-core matmuls (MMQ)
+# (ggml-cuda/mmvq.cuh MMVQ_MAX_BATCH_SIZE) and FlashAttention's vector kernel; larger batches take its
+# tensor-core kernels (MMQ), which still unpack each weight tile on the CUDA cores
 _VECTOR_BATCH_MAX = 8
 
 
@@ -188,20 +189,36 @@ class PerfModel:
                 # the layers' other ops run between the matmuls, not under their weight streaming
                 layer_s = cpu.layer_seconds(self._layers(p), batch, decode=True)
             else:
+                lanes = self._lane_flops(p)
+                if lanes is not None:
+                    times.append(self._kernel_seconds(p, batch, kv_seq, attn, lanes))
+                    continue
                 flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
-                compute_s = max(flops / self._compute(p, decode=True), self._lane_seconds(p, batch, attn))
+                compute_s = flops / self._compute(p, decode=True)
             times.append(max(bytes_moved / self._bandwidth(p), compute_s) + layer_s)
         return self._combine(times) + self._allreduce_s(batch) + self.step_overhead_seconds()
 
-    def _lane_seconds(self, p: Placement, batch: int, attn: float) -> float:
-        """A small decode batch on a GPU's CUDA cores (`decode_lane_compute`): every weight unpacked
-        once per step, whatever the batch, and each sequence's attention."""
-        share = self._effs[p.device.id].decode_lane_compute
-        lanes = p.device.dense_flops.get("fp32")
-        if share is None or not lanes or batch > _VECTOR_BATCH_MAX:
-            return 0.0
-        work = self._flops_token * p.param_share + batch * attn * p.kv_share
-        return work / (lanes * share)
+    def _lane_flops(self, p: Placement) -> float | None:
+        """The CUDA-core rate llama.cpp's decode kernels reach on `p` (`decode_lane_compute` of the
+        fp32 peak), or None where the factors do not model it."""
+        share = self._effs[p.device.id].decode_lane_compute_for(self.d.quant.id)
+        fp32 = p.device.dense_flops.get("fp32")
+        return fp32 * share if share is not None and fp32 else None
+
+    def _kernel_seconds(self, p: Placement, batch: int, kv_seq: int, attn: float, lanes: float) -> float:
+        """A decode step on a GPU as llama.cpp's kernels run it, one after the other: the matmuls
+        (their weights' bytes, or their unpacking on the CUDA cores, once per step whatever the batch,
+        or their tensor-core FLOPs) and then attention (its KV bytes, or its FLOPs: on the CUDA cores in
+        FlashAttention's vector kernel for a batch of up to 8, on the tensor cores beyond)."""
+        bandwidth, tensor = self._bandwidth(p), self._compute(p, decode=True)
+        weights = self._flops_token * p.param_share
+        matmuls = max(p.read_bytes * self._active / bandwidth, batch * weights / tensor, weights / lanes)
+        attention_flops = batch * attn * p.kv_share
+        attention = max(
+            batch * kv_seq * p.kv_share / bandwidth,
+            attention_flops / (lanes if batch <= _VECTOR_BATCH_MAX else tensor),
+        )
+        return matmuls + attention
 
     def step_overhead_seconds(self) -> float:
         """Fixed time per step: `step_overhead_s`, plus `step_overhead_cycles` at the primary
