@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from waveidp.bench.emulator.llama_server import LlamaServerScheduler
-from waveidp.bench.emulator.scheduler import Sequence
+from waveidp.bench.emulator.scheduler import BatchScheduler, Sequence
 from waveidp.sizing import ClosedLoop, Deployment, PerfModel, efficiency_for
 from waveidp.sizing._schedule import TURNAROUND_S, simulate
 
@@ -116,3 +116,32 @@ def test_the_first_token_waits_first_token_s_and_the_rest_leave_with_their_batch
         assert arrivals[1][1] - arrivals[0][1] < 0.01
 
     asyncio.run(main())
+
+
+def test_emulated_vllm_steps_a_burst_through_the_budget_wave_size_uses() -> None:
+    """`wave emulate --engine vllm` plans its steps with vLLM's token budget for the GPU, as
+    `wave size` does: 24 prompts of 256 tokens that arrive together on an RTX 4090 (budget 2048) make
+    their first tokens at the times `wave size` computes for that burst."""
+    from waveidp.bench.emulator.server import EmulatorConfig, _scheduler
+    from waveidp.sizing._engine_step import burst_first_tokens
+
+    d = Deployment.build("mistral-7b", "bf16", ["rtx-4090"], "vllm")
+    perf = PerfModel(d)
+    assert _scheduler(EmulatorConfig("m", perf, engine="vllm"), lambda s: None).token_budget == 2048
+
+    async def main() -> list[float]:
+        clock = VirtualClock()
+        sched = BatchScheduler(
+            perf, clock=clock, sleeper=clock.sleep_until, token_budget=d.max_num_batched_tokens
+        )
+        seqs = [sched.submit(Sequence(prompt_tokens=256, max_tokens=64, received=1e-9)) for _ in range(24)]
+        runner = asyncio.create_task(sched.run())
+        for s in seqs:
+            while await s.queue.get() is not None:
+                pass
+        runner.cancel()
+        return [s.first_token - s.received for s in seqs]  # type: ignore[operator]
+
+    first = perf.first_token_seconds()
+    expected = [t + first for t in burst_first_tokens(perf, 24, 256, 64)]
+    assert asyncio.run(main()) == pytest.approx(expected, rel=1e-6)

@@ -33,6 +33,9 @@ class FixedPrediction:
     def itl_s(self, batch: int, context: int) -> float:
         return self.itl
 
+    def prompt_steps(self, prompt_tokens: int, running: int) -> int:
+        return 1
+
 
 def teach(b: object, ttft: float, itl: float, n: int = 20, model: str = "m") -> None:
     """`n` requests that saw `ttft` to the first token (idle backend) and `itl` per token (batch 1)

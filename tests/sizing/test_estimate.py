@@ -159,13 +159,14 @@ def test_steady_state_point_is_public_and_is_what_estimate_reports() -> None:
 
 
 def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
-    """The closed form (engines other than llama.cpp, which is simulated: test_schedule.py): c clients
+    """The closed form (engines other than llama.cpp, which is simulated: test_schedule.py, and vLLM,
+    whose bursts go through its token budget: test_engine_step.py): c clients
     with equal requests arrive together: the median one waits for the step in flight and (c - 1) / 2
     other prompts (each at the extra cost of one more prompt in a batched prefill); the other half of
     the prompts interrupt its decode, so the work of a round is all c prefills."""
     from waveidp.sizing import PerfModel, steady_state_point
 
-    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="vllm")
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="trtllm")
     perf = PerfModel(d)
     prompt, out = 542, 128
     alone = perf.prefill_seconds(prompt)
@@ -194,7 +195,7 @@ def test_steady_arrivals_wait_one_step_not_for_the_other_prompts() -> None:
     engines other than llama.cpp)."""
     from waveidp.sizing import PerfModel, steady_state_point
 
-    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="vllm")
+    d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="trtllm")
     perf = PerfModel(d)
     prompt, out = 542, 128
     alone = perf.prefill_seconds(prompt)

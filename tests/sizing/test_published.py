@@ -24,15 +24,9 @@ KNOWN_MISSES = {
     # the H100 sweep tops out at ~1.35k tokens/s outside the GPU step (its client, LiteLLM in Python,
     # the likely ceiling): 16 and 64 clients get the same throughput, TPOT grows 4.3x for 4x the clients
     "h100-vllm-llama31-8b-itl-c64": (4.5, 8.0),
-    # the RTX 4090 sweep's median TTFT at 32 and 48 clients: requests waited, for a reason the
-    # source does not give (its server flags are not published); throughput at the same points is
-    # within 8%
-    "rtx4090-vllm-mistral7b-ttft-c32": (2.5, 5.0),
-    "rtx4090-vllm-mistral7b-ttft-c48": (7.0, 14.0),
 }
 # groups over a median target: (class, engine, metric) -> highest median error
 KNOWN_GROUP_MISSES = {
-    ("Blackwell/Ada GeForce (RTX 5070 Ti class)", "vLLM", "prompt"): 0.6,
     # CPU rows from a llama.cpp of Sep 2024, before the q4_0 repack (PR 10446); the 5975WX's eight
     # decode threads bound by its chiplets' fabric (55-69 GB/s), which the model does not have, so the
     # AVX2 cells measured with per-repetition CPU time (faster decode) move them up one for one; the

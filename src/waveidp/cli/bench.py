@@ -218,7 +218,7 @@ def emulate(
     served_name: str | None = typer.Option(None, help="model name clients send (default: --model)"),
     context: int = typer.Option(4096, help="context per sequence (max-model-len / slot size)"),
     max_batch: int | None = typer.Option(
-        None, help="max sequences per step (default: vLLM 256, llama.cpp -np)"
+        None, help="max sequences per step (default: vLLM max-num-seqs for the GPU, llama.cpp -np)"
     ),
     parallel: int = typer.Option(4, help="llama.cpp slots (-np)"),
     speed: float = typer.Option(1.0, help="run this many times faster than the predicted timing"),
@@ -253,9 +253,10 @@ def emulate(
             )
         from waveidp.sizing import Deployment, PerfModel
 
-        batch = max_batch or (parallel if engine == "llamacpp" else 256)
+        batch = max_batch or (parallel if engine == "llamacpp" else 0)
         extra = {"parallel": batch} if engine == "llamacpp" else {}  # llama-server's slots (-np)
         d = Deployment.build(model, quant, device, engine, context=context, **extra)
+        batch = batch or d.max_num_seqs  # vLLM's default for the GPU (256, or 1024 from 70 GiB)
         timing = PerfModel(d)
         what = (
             f"{d.model.id} {d.quant.id} on {', '.join(device)} ({engine}): "

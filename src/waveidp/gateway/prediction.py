@@ -49,6 +49,8 @@ class Prediction(Protocol):
 
     def itl_s(self, batch: int, context: int) -> float: ...
 
+    def prompt_steps(self, prompt_tokens: int, running: int) -> int: ...
+
 
 @dataclass(frozen=True)
 class SizingPrediction:
@@ -62,6 +64,7 @@ class SizingPrediction:
     slots: int | None
     provenance: Provenance = "default"
     _memo: dict[tuple[int, int], float] = field(default_factory=dict, compare=False, repr=False)
+    _steps: dict[tuple[int, int], int] = field(default_factory=dict, compare=False, repr=False)
 
     def ttft_s(self, prompt_tokens: int) -> float:
         key = (0, max(1, (prompt_tokens + PROMPT_GRID // 2) // PROMPT_GRID))
@@ -76,6 +79,19 @@ class SizingPrediction:
         found = self._memo.get(key)
         if found is None:
             found = self._memo[key] = float(self.perf.decode_step_seconds(key[0], key[1] * CONTEXT_GRID))
+        return found
+
+    def prompt_steps(self, prompt_tokens: int, running: int) -> int:
+        """Engine steps a prompt that arrives beside `running` generating requests is cut into (vLLM's
+        token budget, `waveidp.sizing.prompt_steps`); 1 for an engine that takes a prompt whole."""
+        if self.perf.d.engine != "vllm":
+            return 1
+        key = (max(0, running), max(1, (prompt_tokens + PROMPT_GRID // 2) // PROMPT_GRID))
+        found = self._steps.get(key)
+        if found is None:
+            from waveidp.sizing import prompt_steps
+
+            found = self._steps[key] = prompt_steps(self.perf.d, key[0], key[1] * PROMPT_GRID)
         return found
 
 

@@ -16,6 +16,7 @@ from waveidp.sizing._efficiency import (
     load_calibration,
     save_calibration,
 )
+from waveidp.sizing._engine_step import StepPlan, plan_step, prompt_steps, step_seconds
 from waveidp.sizing._estimate import estimate, paged_capacity
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
 from waveidp.sizing._queueing import steady_state_point
@@ -43,6 +44,7 @@ __all__ = [
     "ServerTask",
     "SizingRequest",
     "SizingResult",
+    "StepPlan",
     "calibration_path",
     "cpu_kernel_for",
     "cpu_kernel_table",
@@ -55,6 +57,9 @@ __all__ = [
     "load_calibration",
     "paged_capacity",
     "plan_memory",
+    "plan_step",
+    "prompt_steps",
     "save_calibration",
     "steady_state_point",
+    "step_seconds",
 ]

@@ -19,6 +19,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LargeGpuDefaults(_Strict):
+    """The scheduler defaults an engine picks on a large GPU (vLLM's EngineArgs.get_batch_defaults)."""
+
+    min_memory_bytes: int = Field(gt=0)
+    excludes: list[str] = Field(default_factory=list, description="hardware ids that keep the small defaults")
+    max_num_batched_tokens: int = Field(gt=0)
+    max_num_seqs: int = Field(gt=0)
+
+
 class EngineRule(_Strict):
     runs_on: list[Literal["gpu", "soc", "npu", "cpu"]] = Field(min_length=1)
     vendors: list[str] = Field(default_factory=list, description="vendors it runs on (empty: any)")
@@ -29,6 +38,7 @@ class EngineRule(_Strict):
     cuda_context_bytes: int = Field(ge=0)
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 256
+    large_gpu: LargeGpuDefaults | None = None
     free_gpu_memory_fraction: float | None = None
     context_padding: int = 1
     n_ubatch: int = 512

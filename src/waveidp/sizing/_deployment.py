@@ -74,6 +74,31 @@ class Deployment(BaseModel):
         return _rule(self.engine).tensor_parallel
 
     @property
+    def max_num_batched_tokens(self) -> int:
+        """The engine's token budget per step (vLLM: chunked prefill fills what the running
+        requests' decodes leave), by the GPU it runs on."""
+        return self._batch_defaults()[0]
+
+    @property
+    def max_num_seqs(self) -> int:
+        """The most requests the engine runs at once by default."""
+        return self._batch_defaults()[1]
+
+    def _batch_defaults(self) -> tuple[int, int]:
+        rule = _rule(self.engine)
+        large = rule.large_gpu
+        accels = self.accelerators
+        first = accels[0] if accels else None
+        if (
+            large
+            and first
+            and first.memory_bytes >= large.min_memory_bytes
+            and first.id not in large.excludes
+        ):
+            return large.max_num_batched_tokens, large.max_num_seqs
+        return rule.max_num_batched_tokens, rule.max_num_seqs
+
+    @property
     def accelerators(self) -> list[Hardware]:
         return [d for d in self.devices if d.kind in ACCELERATOR_KINDS]
 

@@ -4,7 +4,6 @@ deployment."""
 from __future__ import annotations
 
 from waveidp.errors import InputError
-from waveidp.sizing._data import rules
 from waveidp.sizing._deployment import Deployment
 from waveidp.sizing._engine_flags import engine_flags
 from waveidp.sizing._memory import MemoryPlan, is_stand_in, plan_llamacpp, plan_memory
@@ -129,12 +128,13 @@ def _running_capacity(d: Deployment, plan: MemoryPlan, request_tokens: int, max_
     """How many requests of `request_tokens` run at once. vLLM and TensorRT-LLM page the KV
     cache: a sequence takes blocks as it grows, so requests of prompt + output tokens run while
     their blocks are free (up to max-num-seqs), not only as many as could each grow to the full
-    context (`max_conc`, what the verdict guarantees). llama.cpp reserves a slot's whole context."""
+    context (`max_conc`, what the verdict guarantees), and never more than max-num-seqs.
+    llama.cpp reserves a slot's whole context."""
     if not d.pages_kv or not plan.fits:
         return max_conc
     blocks = -(-request_tokens // d.block_size)
     paged = plan.kv_capacity_tokens // (blocks * d.block_size)
-    return max(max_conc, min(paged, rules().engines[d.engine].max_num_seqs))
+    return min(max(max_conc, paged), d.max_num_seqs)
 
 
 def _max_concurrency(d: Deployment, plan: MemoryPlan) -> int:

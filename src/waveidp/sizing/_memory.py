@@ -214,11 +214,9 @@ def _plan_paged(d: Deployment) -> MemoryPlan:
     kv_share = heads_here / d.model.kv_heads
     per_token_dev = per_token_avg * kv_share
     # vLLM/TRT-LLM profile one full scheduler batch; transformers runs one prompt at a time
-    tokens = (
-        min(rule.max_num_batched_tokens, d.context)
-        if d.engine == "transformers"
-        else rule.max_num_batched_tokens
-    )
+    tokens = d.max_num_batched_tokens
+    if d.engine == "transformers":
+        tokens = min(tokens, d.context)
     act = activation_bytes(
         d.model, tokens, min(rule.max_num_seqs, d.parallel if d.engine == "transformers" else 256)
     )

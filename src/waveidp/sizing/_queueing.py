@@ -3,7 +3,10 @@ a closed form for the other engines. `estimate`, `wave bench --predict` and `wav
 
 from __future__ import annotations
 
+import statistics
+
 from waveidp.errors import InputError
+from waveidp.sizing._engine_step import burst_first_tokens, prompt_steps
 from waveidp.sizing._request import ARRIVALS, Arrival
 from waveidp.sizing._result import CurvePoint
 from waveidp.sizing._roofline import PerfModel
@@ -69,10 +72,20 @@ def _closed_form(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arr
     if arrival == "burst":
         ahead = (c - 1) / 2
         ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0) + first
+        if perf.d.engine == "vllm":
+            # vLLM cuts the burst's prompts into steps of its token budget, each with the decodes of
+            # the requests whose prompts ended before (`_engine_step`)
+            ttft = statistics.median(burst_first_tokens(perf, c, prompt, output)) + first
         itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
     else:
         itl = step + (c - 1) * extra_prompt / max(1, output - 1)
         ttft = prefill + (itl if c > 1 else 0.0) + first
+        if perf.d.engine == "vllm" and c > 1:
+            # a prompt longer than the budget the others' decodes leave is cut: every further step
+            # that carries a piece of it also runs their decode step
+            ttft += (prompt_steps(perf.d, c - 1, prompt) - 1) * perf.decode_step_seconds(
+                c - 1, prompt + output // 2
+            )
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,

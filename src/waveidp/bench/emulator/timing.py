@@ -15,6 +15,8 @@ class StepTiming(Protocol):
 
     def decode_step_seconds(self, batch: int, context_tokens: int) -> float: ...
 
+    def prefill_token_seconds(self, prompt_tokens: int) -> float: ...
+
     def kv_capacity_tokens(self) -> int: ...
 
     def first_token_seconds(self) -> float: ...
@@ -38,6 +40,10 @@ class FixedTiming:
 
     def decode_step_seconds(self, batch: int, context_tokens: int) -> float:
         return self.step_s + self.step_per_seq_s * batch
+
+    def prefill_token_seconds(self, prompt_tokens: int) -> float:
+        """A prompt token inside a step that runs anyway: its share of the prompt's prefill."""
+        return self.prefill_per_token_s + self.prefill_s / max(1, prompt_tokens)
 
     def kv_capacity_tokens(self) -> int:
         return self.kv_tokens

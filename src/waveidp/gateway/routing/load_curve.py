@@ -146,6 +146,13 @@ class LoadCurve:
     def prior_ttft(self, prompt_tokens: int) -> float:
         return self.prior.ttft_s(prompt_tokens) if self.prior is not None else UNKNOWN_TTFT_S
 
+    def _wait_steps(self, prompt_tokens: int, running: float) -> float:
+        """Decode steps of the running batch an unqueued request waits for before its first token:
+        the step under way and its own (`STEP_WAIT_STEPS`), and one more for each further piece
+        of a prompt the engine cuts at its token budget (vLLM)."""
+        pieces = self.prior.prompt_steps(prompt_tokens, math.ceil(running)) if self.prior is not None else 1
+        return STEP_WAIT_STEPS + max(0, pieces - 1)
+
     # ---- forecasts (medians) and their spread -----------------------------------------------
     def decode_s(self, batch: float, context: int) -> float:
         """One decode step at `batch` sequences (fractional: a time-average) and mean context."""
@@ -161,7 +168,7 @@ class LoadCurve:
         """Time to the first token of a request that gets a slot at once beside `running` others."""
         t = self.prefill_s(prompt_tokens)
         if running >= 1:
-            t += STEP_WAIT_STEPS * self.decode_s(running, context)
+            t += self._wait_steps(prompt_tokens, running) * self.decode_s(running, context)
         return t
 
     def itl_s(self, batch: float, context: int, prefill_rate: float) -> float:
@@ -205,7 +212,8 @@ class LoadCurve:
         """An unqueued request's first token came `ttft_s` after it was sent, beside `running` others."""
         terms = [(self.prior_ttft(prompt_tokens), _PREFILL_FEATURES)]
         if running >= 1:
-            terms.append((STEP_WAIT_STEPS * self._prior_decode(running, context), _decode_features(running)))
+            steps = self._wait_steps(prompt_tokens, running)
+            terms.append((steps * self._prior_decode(running, context), _decode_features(running)))
         self._update(ttft_s, terms, TTFT_NOISE, now)
 
     def observe_e2e(
@@ -222,7 +230,8 @@ class LoadCurve:
         """A non-streamed answer of `tokens` tokens took `elapsed_s` (no first-token time seen)."""
         terms = [(self.prior_ttft(prompt_tokens), _PREFILL_FEATURES)]
         if running >= 1:
-            terms.append((STEP_WAIT_STEPS * self._prior_decode(running, context), _decode_features(running)))
+            wait = self._wait_steps(prompt_tokens, running)
+            terms.append((wait * self._prior_decode(running, context), _decode_features(running)))
         steps = max(0, tokens - 1)
         if steps:
             terms.append((steps * self._prior_decode(batch, context), _decode_features(batch)))
