@@ -17,8 +17,9 @@ def _est(**kw: object) -> object:
 def test_small_model_fits_with_reasons_that_add_up() -> None:
     r = _est(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp")
     assert r.verdict == "fits"
-    # 4.52 GB of Q4_0 weights less the 0.30 GB input embedding that llama.cpp keeps in host RAM
-    assert "rtx-4090 (32 layers): weights 4.2 GB + KV 0.5 GB + overhead 0.7 GB" in r.reasons[0]
+    # 4.65 GB of Q4_0 weights (a Q6_K output matrix) less the 0.30 GB input embedding that llama.cpp
+    # keeps in host RAM
+    assert "rtx-4090 (32 layers): weights 4.4 GB + KV 0.5 GB + overhead 0.7 GB" in r.reasons[0]
     assert r.reasons[1].startswith("host RAM: 0.3 GB")
     assert r.memory.kv_bytes_per_token == 131072
     assert r.engine_flags == {"-ngl": 33, "-c": 4096, "-np": 1}
@@ -95,6 +96,27 @@ def test_the_router_counts_a_vllm_backends_slots_as_sizing_runs_requests() -> No
     assert prediction.slots > r.memory.kv_capacity_tokens // 4096
     llama = from_sizing("llama-3.1-8b", "q4_0", ["rtx-4090"], "llamacpp", None)
     assert llama is not None and llama.slots == max(1, int(llama.perf.kv_capacity_tokens() // 4096))
+
+
+def test_the_routers_idle_first_token_is_what_llama_servers_scheduler_gives_one_request() -> None:
+    """The router's prior and `wave size` share llama-server's model: on a CPU an idle server first
+    takes the request into a slot (`task_launch_s`, 2 ms), then runs its prompt; on the H100 the
+    prompt's per-layer floor (`prefill_layer_token_s`) counts as the simulation counts it (before,
+    the prior was the prompt's prefill alone)."""
+    from waveidp.gateway.prediction import from_sizing
+    from waveidp.sizing import ClosedLoop, PerfModel
+    from waveidp.sizing._schedule import simulate
+
+    one = ClosedLoop(1, 512, 1, requests=1)
+    cpu = from_sizing("smollm2-135m", "q4_1", ["ryzen-9-9900x"], "llamacpp", None)
+    assert cpu is not None and cpu.perf.eff.task_launch_s == 0.002
+    assert cpu.ttft_s(512) == pytest.approx(simulate(cpu.perf, one).ttft_s, rel=1e-12)
+    no_launch = PerfModel(cpu.perf.d, cpu.perf.eff.model_copy(update={"task_launch_s": 0.0}))
+    assert cpu.ttft_s(512) - simulate(no_launch, one).ttft_s == pytest.approx(0.002)
+    h100 = from_sizing("llama-3.1-8b", "q8_0", ["h100-sxm"], "llamacpp", None)
+    assert h100 is not None
+    assert h100.ttft_s(512) == pytest.approx(simulate(h100.perf, one).ttft_s, rel=1e-12)
+    assert h100.ttft_s(512) > 1.2 * (h100.perf.prefill_seconds(512) + h100.perf.first_token_seconds())
 
 
 def test_llamacpp_reduces_slots_to_what_fits_on_a_jetson() -> None:
@@ -277,7 +299,8 @@ def test_a_gpu_without_an_entry_is_served_with_llama_servers_host_work() -> None
         {("rtx-4090", "llamacpp"): generic.model_copy(update={**none, "host_copy_bytes_per_s": None})}
     )
     bare_ttft, bare_itl = served()
-    assert itl - bare_itl == pytest.approx(per_slot * 1000, abs=2e-3)  # ms, rounded to 3 decimals
+    # ms, rounded to 3 decimals; the first token comes first_token_s late, the last with its batch
+    assert itl - bare_itl == pytest.approx((per_slot - generic.first_token_s / 127) * 1000, abs=2e-3)
     # the first token's delivery, and the previous request's ~90 MB of KV saved to the prompt cache
     # at 1.3 GB/s on llama-server's main thread before this one starts
     assert ttft - bare_ttft > generic.first_token_s * 1000 + 50

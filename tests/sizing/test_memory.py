@@ -23,8 +23,18 @@ def test_llama_31_8b_bf16_kv_is_131072_bytes_per_token() -> None:
 def test_weights_are_params_times_bits_per_weight() -> None:
     d = Deployment(model=LLAMA_31_8B, quant=BF16, devices=[H100_SXM], engine="vllm")
     assert plan_memory(d).weights_bytes == 8_030_261_248 * 2
+
+
+def test_a_gguf_quantization_weighs_the_tensors_llama_quantize_makes() -> None:
+    """A Q4_0 file of the 8B: the 32 layers' matmuls and the input embedding in Q4_0 (18 bytes per 32
+    weights), the output matrix in Q6_K (210 bytes per 256: llama-quantize's rule), the norms in F32.
+    The real file (4,661,211,424 bytes) is this plus its 7.8 MB of metadata (the vocabulary)."""
+    layers = 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
+    vocab = 128256 * 4096
+    norms = 8_030_261_248 - layers - 2 * vocab
+    want = layers // 32 * 18 + vocab // 32 * 18 + vocab // 256 * 210 + norms * 4
     d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp")
-    assert plan_memory(d).weights_bytes == math.ceil(8_030_261_248 * 4.5 / 8) == 4_517_021_952
+    assert plan_memory(d).weights_bytes == want == 4_653_375_488
 
 
 def test_gguf_file_size_wins_over_bits_per_weight() -> None:
@@ -90,11 +100,12 @@ def test_llamacpp_ngl_split_puts_layers_and_their_kv_where_they_run() -> None:
     )
     plan = plan_memory(d)
     gpu, cpu = plan.placements
-    embd = 128256 * 4096 * 4.5 / 8  # token embedding = output matrix = 295,501,824 B
-    layer = (4_517_021_952 - 2 * embd) / 32  # the rest split evenly over 32 layers
+    embd = 128256 * 4096 * 4.5 / 8  # the token embedding in Q4_0: 295,501,824 B
+    out = 128256 * 4096 * 6.5625 / 8  # the output matrix in Q6_K: 430,940,160 B
+    layer = (4_653_375_488 - embd - out) / 32  # the rest split evenly over 32 layers
     assert gpu.layers == 20 and cpu.layers == 12
     assert gpu.weights_bytes == math.ceil(20 * layer)
-    assert cpu.weights_bytes == math.ceil(embd + 12 * layer + embd)  # input embedding + 12 layers + output
+    assert cpu.weights_bytes == math.ceil(embd + 12 * layer + out)  # input embedding + 12 layers + output
     assert gpu.kv_bytes == 20 * 4096 * 2 * 8 * 128 * 2
     assert cpu.kv_bytes == 12 * 4096 * 2 * 8 * 128 * 2
     assert plan.n_gpu_layers == 20

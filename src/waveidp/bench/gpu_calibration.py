@@ -10,7 +10,7 @@ What the quick tests measure and which factor each pins down:
 - where the prior has one, the share of the CUDA-core peak its decode kernels reach
   (`decode_lane_compute`): where it binds (a small GPU; on the H100 the K-quants' unpacking) the
   bandwidth share moves nothing. From the generic prior on the H100 the held-out llama-bench tg error
-  goes 25% -> 9% with it, served ITL 7% -> 8% (benchmarks/gpu_quick_calibration.py). The prior's
+  goes 24% -> 8% with it, served ITL 7% either way (benchmarks/gpu_quick_calibration.py). The prior's
   per-step GPU cycles (`step_overhead_cycles`) are kept; `step_overhead_s` is fitted on top of them;
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
   (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that

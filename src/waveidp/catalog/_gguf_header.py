@@ -47,7 +47,7 @@ class _Header:
     values: dict[str, Any]
     tensor_names: frozenset[str]
     params: int
-    weight_types: dict[str, dict[str, int]]  # "layers" / "output" -> GGUF tensor type -> parameters
+    weight_types: dict[str, dict[str, int]]  # "layers" / "output" / "embedding" -> GGUF type -> parameters
 
 
 # One command may read the same file several times: remember results per (path, size, mtime).
@@ -154,17 +154,23 @@ def _gguf_reader_header(file: Path) -> _Header:
 
 
 def _weight_types(tensors: list[tuple[str, tuple[int, ...], int]]) -> dict[str, dict[str, int]]:
-    """Parameters per GGUF tensor type of the matmul weights: the layers' ("blk.*") and the output's
-    (`output.weight`, else the tied embedding); norms and biases (1-D) are not matmuls."""
+    """Parameters per GGUF tensor type of the matmul weights: the layers' ("blk.*"), the output's
+    (`output.weight`, else the tied embedding) and an untied token embedding's ("embedding"); norms
+    and biases (1-D) are not matmuls."""
     from gguf import GGMLQuantizationType
 
     names = {name for name, _, _ in tensors}
     output = "output.weight" if "output.weight" in names else "token_embd.weight"
-    out: dict[str, dict[str, int]] = {"layers": {}, "output": {}}
+    parts = (
+        {output: "output", "token_embd.weight": "embedding"}
+        if output == "output.weight"
+        else {output: "output"}
+    )
+    out: dict[str, dict[str, int]] = {"layers": {}, "output": {}, "embedding": {}}
     for name, shape, kind in tensors:
         if len(shape) < 2 or not name.endswith(".weight"):
             continue
-        part = "layers" if name.startswith("blk.") else "output" if name == output else None
+        part = "layers" if name.startswith("blk.") else parts.get(name)
         if part is None:
             continue
         try:

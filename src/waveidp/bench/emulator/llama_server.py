@@ -1,6 +1,7 @@
 """`wave emulate --engine llamacpp`: llama-server's main loop in real time, from the sizing model.
 
 The loop is the one `wave size` and `wave bench --predict` simulate (`waveidp.sizing.ServerLoop`):
+queued tasks taken into slots one by one (a task that arrives meanwhile joins the same batch),
 slots taken never-used first then least recently used, batches of a token per generating slot plus
 prompt tokens in slot order up to 2048, prompts cut across batches, host prompt-cache copies on the
 main thread where the device's factors give a copy rate. Here each iteration sleeps for what the
@@ -59,6 +60,9 @@ class LlamaServerScheduler(BatchScheduler):
     def _plan(self, now: float) -> Step | None:
         if not self.loop.busy:
             return None
+        if launch_s := self.loop.launch_seconds():
+            # taking queued tasks into slots: what arrives meanwhile is taken too (ServerLoop)
+            return Step(launch_s, 0.0, 0.0, [], launch=True)
         it = self.loop.iterate(report_tokens=True)
         for seq in [s for s in self.waiting if self._tasks[s.id].slot >= 0]:  # given a slot just now
             self.waiting.remove(seq)

@@ -70,13 +70,15 @@ class SchedulerStats:
 @dataclass
 class Step:
     """One engine step as planned: its duration (at speed 1), how it splits between decode and
-    prompt processing, and the requests whose prompts it processes."""
+    prompt processing, and the requests whose prompts it processes. `launch`: no batch runs, the
+    engine is taking queued requests into slots (llama-server's launch window)."""
 
     seconds: float
     decode_s: float
     prefill_s: float
     joined: list[Sequence]
     prompt_tokens: int = 0
+    launch: bool = False
 
 
 class CapacityError(ValueError):
@@ -259,8 +261,10 @@ class BatchScheduler:
 
     def _account(self, slip: float, duration: float, step: Step) -> None:
         st = self.stats
-        st.steps += 1
         st.busy_s += duration
+        if step.launch:
+            return
+        st.steps += 1
         st.slip_s_total += max(slip, 0.0)
         st.slip_s_max = max(st.slip_s_max, slip)
         st.decode_s_total += step.decode_s / self.speed
