@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from waveidp import catalog, fleet
-from waveidp.bench.gpu_calibration import FITTED, calibration, predict_tokens_per_s
+from waveidp.bench.gpu_calibration import FITTED, calibration, fitted_names, predict_tokens_per_s
 from waveidp.bench.llama_bench import BenchRow, parse_row
 from waveidp.bench.quick_fit import Measured, quick_calibration
 from waveidp.catalog import Hardware
@@ -103,7 +103,8 @@ def without_host_terms(eff: Efficiency) -> Efficiency:
 def floor_too(hw: Hardware, tests: list[Measured]) -> Efficiency:
     """The stored tests fitted as the first run did: the per-layer prompt floor moved as well."""
     prior = efficiency_of(hw, "llamacpp")
-    return quick_calibration(hw, tests, prior, FITTED, predict_tokens_per_s, "").fitted
+    bounds = {**fitted_names(prior), "prefill_layer_token_s": FITTED["prefill_layer_token_s"]}
+    return quick_calibration(hw, tests, prior, bounds, predict_tokens_per_s, "").fitted
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ def test_quick_tests_calibrate_an_unknown_gpu_for_the_tests_it_did_not_see() -> 
         before = median_error(predict_tokens_per_s, H100, held, generic, kind)
         after = median_error(predict_tokens_per_s, H100, held, fitted, kind)
         assert before is not None and after is not None
-        assert after <= 0.3 < before, (kind, before, after)  # the generic prior is 0.4-4x off on an H100
+        # the generic prior is 0.4-4x off on an H100's prompts; its decode 15% (80% before the
+        # CUDA-core decode share): the calibration brings both below 30% and improves each
+        assert after <= 0.3 and after < before, (kind, before, after)
         # its own prompt tests stay ~25-30% off: a short prompt's launch cost is per batch (pp128 runs
         # slower than the model's per-token cost says, pp512 faster), which no scale removes
         assert median_error(predict_tokens_per_s, H100, quick, fitted, kind) <= 0.3  # type: ignore[operator]

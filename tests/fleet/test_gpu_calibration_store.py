@@ -148,8 +148,8 @@ def test_a_jetson_is_calibrated_through_its_gpu() -> None:
     assert [d.id for d in devices_to_calibrate(node, ["soc"])] == ["soc"]
     assert gpu_index(node, soc) == 0
 
-    # llama-bench rows as a Jetson whose decode step costs 8 ms of launches and host work would give
-    # them (yzma's Orin Nano run implies ~8 ms per call for SmolLM2; the SoC prior assumes 1 ms)
+    # llama-bench rows as a Jetson whose decode step costs 8 ms more than the SoC prior's (its 1.96 M
+    # cycles, 1.9 ms at 1.02 GHz) would give them
     hw = device_hardware(soc, node)
     prior = efficiency_of(hw, "llamacpp")
     slow_steps = prior.model_copy(update={"step_overhead_s": 0.008})
@@ -164,7 +164,9 @@ def test_a_jetson_is_calibrated_through_its_gpu() -> None:
             rate = gpu_calibration.predict_tokens_per_s(hw, m, slow_steps)
             tests.append(Measured(replace(row, tokens_per_s=rate, mean_tokens_per_s=rate), m.spec, quant))
     result = gpu_calibration.calibration(hw, tests, prior)
-    assert result.fitted.step_overhead_s == pytest.approx(0.008, rel=0.15)
+    # two small models' tg tests share the step between the fixed cost and the CUDA-core share the
+    # prior now has as well (fitted too): the step comes back within 20%, the tg rates within 5%
+    assert result.fitted.step_overhead_s == pytest.approx(0.008, rel=0.2)
     assert result.error(result.fitted)["tg"] < 0.05 < result.error(result.prior)["tg"]
     stored_node = with_calibration(node, "soc", stored(result))
     calibrated = device_hardware(next(d for d in stored_node.devices if d.id == "soc"), stored_node)

@@ -63,6 +63,7 @@ def test_the_h100_described_from_its_nvml_figures_matches_its_catalog_entry() ->
         listed.memory_bandwidth_bytes_per_s, rel=0.002
     )
     assert described.dense_flops["fp32"] == pytest.approx(listed.dense_flops["fp32"], rel=0.002)
+    assert described.clock_ghz == pytest.approx(1.98)  # what per-step GPU cycles take
     # the datasheet's tensor figures are at 1.83 GHz, NVML's SM maximum is 1.98 GHz
     for dtype in ("fp16", "bf16", "fp8", "int8", "tf32"):
         assert described.dense_flops[dtype] / listed.dense_flops[dtype] == pytest.approx(

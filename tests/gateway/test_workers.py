@@ -117,18 +117,23 @@ def test_sigterm_and_sigint_stop_every_worker_and_remove_the_metrics_dir(
         assert not own.exists()
 
 
-def metrics_dirs(pid: int) -> set[Path]:
+def metrics_dirs(pid: int, root: Path | None = None) -> set[Path]:
     """The metrics directories of the gateway whose parent is `pid` (other gateways may be running)."""
-    return set(Path(tempfile.gettempdir()).glob(f"wave-metrics-{pid}-*"))
+    return set((root or Path(tempfile.gettempdir())).glob(f"wave-metrics-{pid}-*"))
 
 
 def test_a_killed_parent_takes_its_workers_with_it_and_the_next_start_removes_its_metrics_dir(
-    fake_upstream: Callable, gateway: Callable
+    fake_upstream: Callable, gateway: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a temp dir of their own: any gateway that starts sweeps the stale dirs of its temp dir, and
+    # tests running beside this one would remove the killed parent's before it is looked at
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
     up = fake_upstream("u", model=["m"])
     g = start(gateway, up.url)
     workers = workers_of(g.proc)
-    (left,) = metrics_dirs(g.proc.pid)
+    (left,) = metrics_dirs(g.proc.pid, tmp)
     g.proc.kill()
     g.proc.wait(timeout=5)
     _, alive = psutil.wait_procs(workers, timeout=15)
@@ -137,7 +142,7 @@ def test_a_killed_parent_takes_its_workers_with_it_and_the_next_start_removes_it
     again = start(gateway, up.url)
     assert not left.exists()
     # a live gateway's dir is kept
-    (current,) = metrics_dirs(again.proc.pid)
+    (current,) = metrics_dirs(again.proc.pid, tmp)
     assert current.is_dir()
 
 

@@ -21,27 +21,12 @@ ROWS, GROUPS = vs.evaluate()
 CHECKED = [r for r in ROWS if not r.get("factor_source")]
 # rows beyond 2x: id -> (lowest, highest) predicted/measured, and why (docs/sizing.md, "Accuracy")
 KNOWN_MISSES = {
-    # yzma's loop: 25 tokens of a 135M model per run, greedy sampling and detokenizing each token
-    # through a Go binding: 8.3 ms per decode call on the Orin, which the model (1 ms assumed step
-    # overhead) does not have
-    "jetson-orin-nano-super-llamacpp-smollm-135m-q2_k-run": (2.3, 3.5),
-    # the 7W mode (half the GPU's SMs at 408 MHz, four A78 cores at 960 MHz): the per-token time
-    # outside the weights grows past what the clock-scaled split predicts; not understood further
-    "jetson-orin-nano-7w-llamacpp-smollm2-135m-q4_k_m-decode-c1": (2.9, 4.3),
-    "jetson-orin-nano-7w-llamacpp-smollm2-360m-q8_0-decode-c1": (1.8, 2.7),
-    "jetson-orin-nano-7w-llamacpp-qwen2.5-0.5b-q4_k_m-decode-c1": (2.5, 3.7),
-    "jetson-orin-nano-7w-llamacpp-qwen3-0.6b-q8_0-decode-c1": (2.5, 3.7),
-    "jetson-orin-nano-7w-llamacpp-llama-3.2-1b-q4_k_m-decode-c1": (3.0, 4.6),
-    "jetson-orin-nano-7w-llamacpp-gemma-3-1b-q4_k_m-decode-c1": (3.3, 4.9),
     # the H100 sweep tops out at ~1.35k tokens/s outside the GPU step (its client, LiteLLM in Python,
     # the likely ceiling): 16 and 64 clients get the same throughput, TPOT grows 4.3x for 4x the clients
     "h100-vllm-llama31-8b-itl-c64": (4.5, 8.0),
 }
 # groups over a median target: (class, engine, metric) -> highest median error
 KNOWN_GROUP_MISSES = {
-    # 1B-and-smaller models through llama-server at 2048-token prompts: a per-token cost outside the
-    # weights, and the 7W mode (docs/sizing.md)
-    ("Jetson Orin Nano", "llama.cpp CUDA", "decode"): 0.55,
     # CPU rows from a llama.cpp of Sep 2024, before the q4_0 repack (PR 10446); the 5975WX's eight
     # decode threads bound by its chiplets' fabric (55-69 GB/s), which the model does not have, so the
     # AVX2 cells measured with per-repetition CPU time (faster decode) move them up one for one; the

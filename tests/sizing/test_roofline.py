@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from specs import BF16, H100_SXM, LLAMA_31_8B, LLAMA_33_70B, Q4_0, RTX_4090, RYZEN_9900X
 
+from waveidp import catalog
+from waveidp.catalog import Hardware
 from waveidp.sizing import Deployment, Efficiency, PerfModel, plan_memory
 
 EFF = Efficiency(decode_bandwidth=0.5, prefill_compute=0.5, step_overhead_s=0.001)
@@ -94,3 +96,54 @@ def test_one_cpu_thread_is_compute_bound_so_batching_is_not_free() -> None:
     gpu = PerfModel(Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[RTX_4090], engine="llamacpp"))
     # the GPU's own step (llama-server's per-slot sampling on the host CPU comes on top of it)
     assert gpu.engine_step_seconds(2, 100) < 1.1 * gpu.engine_step_seconds(1, 100)
+
+
+def _orin_llama_1b(mode: Hardware | None = None) -> PerfModel:
+    return PerfModel(
+        Deployment.build(
+            catalog.model("llama-3.2-1b"),
+            "q4_k_m",
+            [mode or catalog.hardware("jetson-orin-nano-super")],
+            "llamacpp",
+        )
+    )
+
+
+def test_a_gpu_with_few_slow_sms_decodes_at_its_cuda_cores_not_its_memory() -> None:
+    # the Orin's 7W mode: the 15W mode's memory clock, half its SMs at 408 MHz instead of 612
+    # (smolperfbenchmark: Llama-3.2-1B 82.6 ms per token against 31.0 ms)
+    full = catalog.hardware("jetson-orin-nano-super")
+    at_15w = full.model_copy(
+        update={
+            "id": "orin-15w",
+            "memory_bandwidth_bytes_per_s": 68.3e9,
+            "dense_flops": {k: v * 0.612 / 1.02 for k, v in full.dense_flops.items()},
+            "clock_ghz": 0.612,
+        }
+    )
+    at_7w = at_15w.model_copy(
+        update={
+            "id": "orin-7w",
+            "dense_flops": {k: v * 0.408 / 0.612 / 2 for k, v in at_15w.dense_flops.items()},
+            "clock_ghz": 0.408,
+        }
+    )
+    t15 = _orin_llama_1b(at_15w).decode_step_seconds(1, 2176)
+    t7 = _orin_llama_1b(at_7w).decode_step_seconds(1, 2176)
+    assert 2.3 < t7 / t15 < 3.2  # measured 2.67; bytes alone would say 1.0
+    assert 0.025 < t15 < 0.040  # measured 31.0 ms
+
+
+def test_a_steps_fixed_cycles_take_the_devices_clock() -> None:
+    perf = _orin_llama_1b()
+    assert perf.step_overhead_seconds() == pytest.approx(perf.eff.step_overhead_cycles / 1.02e9)
+    assert perf.eff.step_overhead_cycles > 0
+
+
+def test_every_batch_unpacks_the_weights_on_the_cuda_cores() -> None:
+    # MMVQ up to 8 tokens, MMQ beyond: both unpack each weight on the CUDA cores once per step
+    perf = _orin_llama_1b()
+    lanes = perf._lane_flops(perf._stages[0])
+    assert lanes is not None
+    for batch in (1, 9, 64):
+        assert perf.engine_step_seconds(batch, 2176) > perf._flops_token / lanes

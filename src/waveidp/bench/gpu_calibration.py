@@ -7,6 +7,11 @@ What the quick tests measure and which factor each pins down:
   dominates tiny models (`step_overhead_s`);
 - `tg128` of a larger model (Gemma 3 270M, or the user's model): the share of the memory bandwidth
   decode reaches (`decode_bandwidth`);
+- where the prior has one, the share of the CUDA-core peak its decode kernels reach
+  (`decode_lane_compute`): where it binds (a small GPU; on the H100 the K-quants' unpacking) the
+  bandwidth share moves nothing. From the generic prior on the H100 the held-out llama-bench tg error
+  goes 24% -> 8% with it, served ITL 7% either way (benchmarks/gpu_quick_calibration.py). The prior's
+  per-step GPU cycles (`step_overhead_cycles`) are kept; `step_overhead_s` is fitted on top of them;
 - `pp512` and `pp128` of both: the share of the tensor peak prompt processing reaches
   (`prefill_compute`), and, only where the prior has none, the per-layer cost of a prompt token that
   small matmuls hit (`prefill_layer_token_s`). A prior that has it measured it on llama-server,
@@ -44,6 +49,7 @@ FITTED: dict[str, tuple[float, float]] = {
     "step_overhead_s": (1e-5, 0.05),
     "prefill_compute": (0.005, 1.0),
     "prefill_layer_token_s": (1e-9, 1e-4),
+    "decode_lane_compute": (0.005, 1.0),
 }
 # CUDA numbers devices fastest first unless told otherwise; NVML (and so a fleet's gpu indices)
 # numbers them by PCI bus.
@@ -79,10 +85,12 @@ def calibration(hw: Hardware, tests: list[Measured], prior: Efficiency, method: 
 
 def fitted_names(prior: Efficiency) -> dict[str, tuple[float, float]]:
     """The GPU factors llama-bench can pin down for sizing llama-server, with their bounds: the prompt
-    floor per layer and token only where `prior` has none."""
-    return {
-        n: b for n, b in FITTED.items() if n != "prefill_layer_token_s" or not prior.prefill_layer_token_s
-    }
+    floor per layer and token only where `prior` has none, the decode kernels' CUDA-core share only
+    where it has one."""
+    skip = {"prefill_layer_token_s"} if prior.prefill_layer_token_s else set()
+    if prior.decode_lane_compute is None:
+        skip.add("decode_lane_compute")
+    return {n: b for n, b in FITTED.items() if n not in skip}
 
 
 def fit(hw: Hardware, tests: Sequence[Measured], prior: Efficiency) -> Efficiency:

@@ -41,6 +41,7 @@ _HARDWARE_PLAIN = (
     "fp8",
     "fp4",
     "compute_capability",
+    "clock_ghz",
     "unified_memory",
     "interconnect",
     "cores",

@@ -48,6 +48,12 @@ class Hardware(_Entry):
     fp8: bool = False
     fp4: bool = False
     compute_capability: str | None = None
+    clock_ghz: float | None = Field(
+        default=None,
+        gt=0,
+        description="GPU (SM) clock the dense peaks are given at: what per-step costs counted in GPU cycles "
+        "take (efficiency.yaml step_overhead_cycles); None = not stated",
+    )
     unified_memory: bool = False
     interconnect_bandwidth_bytes_per_s: float | None = Field(
         default=None, description="per-direction GPU-GPU (NVLink) or host link (PCIe) bandwidth"

@@ -92,7 +92,7 @@ def _gpu_fields(device: Device, hw: Hardware) -> dict[str, object]:
     ghz = device.boost_ghz or device.max_ghz
     if device.sms and ghz and device.flop_per_cycle:
         flops = {k: device.sms * ghz * 1e9 * v for k, v in device.flop_per_cycle.items() if v > 0}
-        out |= {"dense_flops": flops, "fp8": "fp8" in flops, "fp4": "fp4" in flops}
+        out |= {"dense_flops": flops, "fp8": "fp8" in flops, "fp4": "fp4" in flops, "clock_ghz": ghz}
     if device.compute_capability:
         out["compute_capability"] = device.compute_capability
     if device.memory_bus_bits and device.memory_max_mhz:

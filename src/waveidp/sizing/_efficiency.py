@@ -36,6 +36,22 @@ class Efficiency(BaseModel):
         "on the CPU kernel table's shares (sizing/_cpu.py; 1 = as measured on the reference CPU)",
     )
     step_overhead_s: float = Field(ge=0, le=1, description="fixed time per decode step")
+    step_overhead_cycles: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e9,
+        description="fixed GPU clock cycles per step (the launches and tails of a step's few hundred "
+        "kernels), on top of step_overhead_s, on a device whose clock is stated (Hardware.clock_ghz)",
+    )
+    decode_lane_compute: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="share of the GPU's CUDA-core (fp32) peak that llama.cpp's single-token decode "
+        "kernels reach: the quantized matrix-vector products (MMVQ: each weight unpacked once per step "
+        "and dot-multiplied on the integer lanes, batches up to 8) and each sequence's FlashAttention "
+        "(its vector kernel); None = not modelled (the step is bytes or the tensor-core compute)",
+    )
     first_token_s: float = Field(
         default=0.0,
         ge=0,
@@ -95,6 +111,11 @@ class Efficiency(BaseModel):
         description="multiplier on decode_bandwidth per quant id where a format's kernels are measured "
         "to stream weights slower or faster than the others",
     )
+    decode_lane_compute_by_quant: dict[str, Annotated[float, Field(gt=0, le=10)]] = Field(
+        default_factory=dict,
+        description="multiplier on decode_lane_compute per quant id whose blocks take more (or fewer) "
+        "instructions to unpack than the K-quants' 4-bit blocks the share was measured on",
+    )
     prefill_compute_by_quant: dict[str, Annotated[float, Field(gt=0, le=100)]] = Field(
         default_factory=dict,
         description="multiplier on prefill_compute per quant id where an engine runs a format's prompt "
@@ -108,6 +129,11 @@ class Efficiency(BaseModel):
 
     def prefill_compute_for(self, quant: str) -> float:
         return min(1.0, self.prefill_compute * self.prefill_compute_by_quant.get(quant, 1.0))
+
+    def decode_lane_compute_for(self, quant: str) -> float | None:
+        if self.decode_lane_compute is None:
+            return None
+        return min(1.0, self.decode_lane_compute * self.decode_lane_compute_by_quant.get(quant, 1.0))
 
     def decode_bandwidth_for(self, quant: str) -> float:
         return min(1.0, self.decode_bandwidth * self.decode_bandwidth_by_quant.get(quant, 1.0))

@@ -83,7 +83,7 @@ def estimate(req: SizingRequest) -> SizingResult:
         efficiency={
             "decode_bandwidth": bandwidth,
             "prefill_compute": compute,
-            "step_overhead_s": perf.eff.step_overhead_s,
+            "step_overhead_s": perf.step_overhead_seconds(),
             "source": perf.eff.source,
         },
     )

@@ -16,6 +16,10 @@ from waveidp.sizing._memory import MemoryPlan, Placement, kv_bytes, kv_element_b
 
 _FLOPS_FALLBACK = ("fp16", "bf16", "fp32", "int8", "tf32")
 _ACT_BYTES = 2  # activations cross devices in 16-bit
+# llama.cpp's CUDA backend runs a decode batch of up to 8 tokens through its matrix-vector kernels
+# (ggml-cuda/mmvq.cuh MMVQ_MAX_BATCH_SIZE) and FlashAttention's vector kernel; larger batches take its
+# tensor-core kernels (MMQ), which still unpack each weight tile on the CUDA cores
+_VECTOR_BATCH_MAX = 8
 
 
 def peak_flops(hw: Hardware, dtype: str) -> float:
@@ -185,10 +189,43 @@ class PerfModel:
                 # the layers' other ops run between the matmuls, not under their weight streaming
                 layer_s = cpu.layer_seconds(self._layers(p), batch, decode=True)
             else:
+                lanes = self._lane_flops(p)
+                if lanes is not None:
+                    times.append(self._kernel_seconds(p, batch, kv_seq, attn, lanes))
+                    continue
                 flops = batch * (self._flops_token * p.param_share + attn * p.kv_share)
                 compute_s = flops / self._compute(p, decode=True)
             times.append(max(bytes_moved / self._bandwidth(p), compute_s) + layer_s)
-        return self._combine(times) + self._allreduce_s(batch) + self.eff.step_overhead_s
+        return self._combine(times) + self._allreduce_s(batch) + self.step_overhead_seconds()
+
+    def _lane_flops(self, p: Placement) -> float | None:
+        """The CUDA-core rate llama.cpp's decode kernels reach on `p` (`decode_lane_compute` of the
+        fp32 peak), or None where the factors do not model it."""
+        share = self._effs[p.device.id].decode_lane_compute_for(self.d.quant.id)
+        fp32 = p.device.dense_flops.get("fp32")
+        return fp32 * share if share is not None and fp32 else None
+
+    def _kernel_seconds(self, p: Placement, batch: int, kv_seq: int, attn: float, lanes: float) -> float:
+        """A decode step on a GPU as llama.cpp's kernels run it, one after the other: the matmuls
+        (their weights' bytes, or their unpacking on the CUDA cores, once per step whatever the batch,
+        or their tensor-core FLOPs) and then attention (its KV bytes, or its FLOPs: on the CUDA cores in
+        FlashAttention's vector kernel for a batch of up to 8, on the tensor cores beyond)."""
+        bandwidth, tensor = self._bandwidth(p), self._compute(p, decode=True)
+        weights = self._flops_token * p.param_share
+        matmuls = max(p.read_bytes * self._active / bandwidth, batch * weights / tensor, weights / lanes)
+        attention_flops = batch * attn * p.kv_share
+        attention = max(
+            batch * kv_seq * p.kv_share / bandwidth,
+            attention_flops / (lanes if batch <= _VECTOR_BATCH_MAX else tensor),
+        )
+        return matmuls + attention
+
+    def step_overhead_seconds(self) -> float:
+        """Fixed time per step: `step_overhead_s`, plus `step_overhead_cycles` at the primary
+        device's clock where the hardware states one."""
+        clock = (self.d.accelerators or self.d.devices)[0].clock_ghz
+        cycles = self.eff.step_overhead_cycles / (clock * 1e9) if clock else 0.0
+        return self.eff.step_overhead_s + cycles
 
     def weight_pass_seconds(self) -> float:
         """One more forward pass over the weights (a ubatch of a few tokens): streaming them once."""
@@ -222,7 +259,7 @@ class PerfModel:
                 # llama.cpp copies CPU-resident weights to the GPU for large batches
                 t = min(t, max(p.read_bytes / self._host_link_bw, flops / self._compute(accel)))
             times.append(t)
-        return self._combine(times) + self._allreduce_s(n * batch) + self.eff.step_overhead_s
+        return self._combine(times) + self._allreduce_s(n * batch) + self.step_overhead_seconds()
 
     def decode_stages(self, batch: int, context_tokens: int) -> list[tuple[Placement, float, float]]:
         """(placement, bytes moved, achieved bandwidth) of each device one decode step crosses."""
@@ -245,7 +282,7 @@ class PerfModel:
 
     def prefill_batch_seconds(self, tokens: int, token_s: float) -> float:
         """A batch of prompt tokens alone: their compute, or one pass over the weights if longer."""
-        return max(tokens * token_s + self.eff.step_overhead_s, self.prefill_seconds(1))
+        return max(tokens * token_s + self.step_overhead_seconds(), self.prefill_seconds(1))
 
     def host_copy_bytes_per_s(self) -> float | None:
         """llama-server's device-to-host copy rate on its main thread (prompt cache, checkpoints)."""

@@ -191,7 +191,7 @@ class ServerLoop:
         self._save = bool(rate and perf.d.prompt_cache)
         window = rate and perf.d.model.sliding_window
         self._checkpoint_s = perf.window_checkpoint_bytes() / rate if window and rate else 0.0
-        self._pass_s = perf.weight_pass_seconds() + perf.eff.step_overhead_s
+        self._pass_s = perf.weight_pass_seconds() + perf.step_overhead_seconds()
         self._prompt_costs: dict[int, _PromptCosts] = {}
         self._save_costs: dict[int, float] = {}
         self._launch_s = perf.eff.task_launch_s
