@@ -347,6 +347,34 @@ class ServerLoop:
         return dt + g.gaps * self._pass_s + checkpoints, prompt_s + checkpoints, prompt_tokens
 
 
+class _MemoCosts:
+    """`PerfModel`'s step costs, remembered: a simulated run asks for the same ones many times."""
+
+    def __init__(self, perf: PerfModel) -> None:
+        self.perf = perf
+        self._decode: dict[tuple[int, int], float] = {}
+        self._prefill: dict[int, float] = {}
+        self._token: dict[int, float] = {}
+
+    def decode_step_seconds(self, batch: int, context_tokens: int) -> float:
+        key = (batch, context_tokens)
+        if key not in self._decode:
+            self._decode[key] = self.perf.decode_step_seconds(batch, context_tokens)
+        return self._decode[key]
+
+    def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
+        if batch != 1:
+            return self.perf.prefill_seconds(prompt_tokens, batch)
+        if prompt_tokens not in self._prefill:
+            self._prefill[prompt_tokens] = self.perf.prefill_seconds(prompt_tokens)
+        return self._prefill[prompt_tokens]
+
+    def prefill_token_seconds(self, prompt_tokens: int) -> float:
+        if prompt_tokens not in self._token:
+            self._token[prompt_tokens] = self.perf.prefill_token_seconds(prompt_tokens)
+        return self._token[prompt_tokens]
+
+
 class PagedLoop(ServerLoop):
     """vLLM's V1 scheduler over a paged KV cache, run like `ServerLoop`: each step is `plan_step`
     (`_engine_step`) under the GPU's `Deployment.max_num_batched_tokens` budget: a token for each
@@ -369,6 +397,7 @@ class PagedLoop(ServerLoop):
         self.free_blocks = perf.kv_capacity_tokens() // self.block_size
         self._launch_s = 0.0
         self._ids = itertools.count()
+        self._step_costs = _MemoCosts(perf)
 
     def blocks(self, task: ServerTask) -> int:
         return -(-(task.prompt + task.output) // self.block_size)
@@ -381,16 +410,20 @@ class PagedLoop(ServerLoop):
         step = self.step
         self.step += 1
         n = len(self.generating.ids)
-        # the queue's head that may be admitted: room under max_num_seqs and free KV blocks
+        # the queue's head that may be admitted: room under max_num_seqs, free KV blocks and budget
         admissible: list[ServerTask] = []
         free = self.free_blocks
+        budget = self.n_batch - n - sum(r.left for r in self.prefilling)
         for task in self.queue:
             running = len(self._by_slot) + len(admissible)
+            if budget <= 0:
+                break
             # an idle engine takes the head even if the cache is too small for it: the estimate's
             # verdict says so, and its figures stay those of the request run alone
             if running >= self.max_seqs or (self.blocks(task) > free and running):
                 break
             free -= self.blocks(task)
+            budget -= task.prompt
             admissible.append(task)
         waiting = [r.prompt for r in admissible]
         plan = plan_step(self.n_batch, n, [r.left for r in self.prefilling], waiting, len(waiting))
@@ -408,8 +441,9 @@ class PagedLoop(ServerLoop):
         g = self.generating
         # a generating request's context: its prompt and the tokens it has so far (one per step)
         context = round(g.prompts / n + step - g.first_steps / n) if n else 0
-        seconds = step_seconds(self.perf, plan.decodes, context, [(k, r.prompt) for k, r in chunks])
-        decode_s = self.perf.decode_step_seconds(plan.decodes, context) if plan.decodes else 0.0
+        costs = self._step_costs
+        seconds = step_seconds(costs, plan.decodes, context, [(k, r.prompt) for k, r in chunks])
+        decode_s = costs.decode_step_seconds(plan.decodes, context) if plan.decodes else 0.0
         return self._advance(step, report_tokens, seconds, 0.0, seconds - decode_s, plan.prompt_tokens)
 
 
