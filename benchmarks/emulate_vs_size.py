@@ -12,7 +12,8 @@ replay of the recorded run). Cases:
   128-token prompts, 32 output tokens, c = 1, 2: llama-server's 2 ms launch window on CPUs decides
   whether two clients share a prompt batch;
 - vllm-paged: Llama-3.1-8B fp8 on an RTX 5070 Ti under vLLM, 2048-token prompts, 64 output tokens,
-  c = 16 and 32: the paged KV holds 21 such requests, so at 32 clients 11 wait for blocks.
+  c = 16 and 32: the paged KV holds 23 such requests (2048-token budget a step), so at 32
+  clients 9 wait for blocks.
 
 A fresh server per point: which slots earlier points used decides which slots a burst gets, and
 non-consecutive slots cost llama-server an extra pass over the weights per decode step.

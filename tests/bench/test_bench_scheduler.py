@@ -136,28 +136,3 @@ def test_first_token_gap_delays_the_stream_not_the_steps() -> None:
         assert sched.stats.steps == 6  # the engine went on stepping while the stream was delayed
 
     asyncio.run(main())
-
-
-def test_a_token_budget_cuts_a_burst_of_prompts_into_steps_as_vllm_does() -> None:
-    """With vLLM's token budget (1024 here) eight 256-token prompts that arrive together take two
-    steps: four end their prompt in the first, the rest in the second with the first four's decodes
-    (each step: decode + its prompt tokens' share of the prefill); without one all eight join one step."""
-
-    async def main(budget: int | None) -> list[float]:
-        timing = FixedTiming(step_s=0.01, prefill_s=0.0, prefill_per_token_s=1e-4)
-        sched, clock = make(timing, token_budget=budget)
-        start = clock.now
-        seqs = [sched.submit(Sequence(prompt_tokens=256, max_tokens=3)) for _ in range(8)]
-        task = asyncio.create_task(sched.run())
-        for s in seqs:
-            await drain(s)
-        task.cancel()
-        return [s.first_token - start for s in seqs]  # type: ignore[operator]
-
-    cut = asyncio.run(main(1024))
-    assert cut[:4] == pytest.approx([1024 * 1e-4] * 4)
-    # the second step: the four decodes plus the 1020 prompt tokens the budget has left, then 4 more
-    second = 1024 * 1e-4 + 0.01 + 1020 * 1e-4
-    assert cut[4:7] == pytest.approx([second] * 3)
-    assert cut[7] == pytest.approx(second + 0.01 + 4 * 1e-4)
-    assert asyncio.run(main(None)) == pytest.approx([8 * 256 * 1e-4] * 8)

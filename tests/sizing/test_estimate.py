@@ -181,8 +181,8 @@ def test_steady_state_point_is_public_and_is_what_estimate_reports() -> None:
 
 
 def test_closed_loop_ttft_queues_behind_half_of_the_other_prompts() -> None:
-    """The closed form (engines other than llama.cpp, which is simulated: test_schedule.py, and vLLM,
-    whose bursts go through its token budget: test_engine_step.py): c clients
+    """The closed form (engines without a scheduler loop: llama.cpp and vLLM are simulated,
+    test_schedule.py): c clients
     with equal requests arrive together: the median one waits for the step in flight and (c - 1) / 2
     other prompts (each at the extra cost of one more prompt in a batched prefill); the other half of
     the prompts interrupt its decode, so the work of a round is all c prefills."""
@@ -214,7 +214,7 @@ def test_steady_arrivals_wait_one_step_not_for_the_other_prompts() -> None:
     """Clients whose requests are spread out: a new prompt waits for the step in flight and is then
     prefilled; every other client's prompt interrupts its decode once per round. Same work per
     round as the burst, but the first token no longer queues behind (c - 1) / 2 prompts (closed form:
-    engines other than llama.cpp)."""
+    transformers)."""
     from waveidp.sizing import PerfModel, steady_state_point
 
     d = Deployment(model=LLAMA_31_8B, quant=Q4_0, devices=[H100_SXM], engine="trtllm")

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from waveidp.sizing import ClosedLoop, Deployment, PerfModel, efficiency_for, steady_state_point
+from waveidp.sizing import (
+    ClosedLoop,
+    Deployment,
+    PagedLoop,
+    PerfModel,
+    ServerTask,
+    efficiency_for,
+    loop_for,
+    paged_capacity,
+    steady_state_point,
+)
 from waveidp.sizing._schedule import N_BATCH, ROUNDS, TURNAROUND_S, simulate
 
 RATE = 1.3e9
@@ -32,11 +42,43 @@ def test_one_client_pays_one_cache_save_before_each_later_prompt() -> None:
     assert steady_state_point(_perf(rate=None), 1, 542, 128) == b  # no measured rate: no save
 
 
-def test_other_engines_keep_the_closed_form_and_no_cache() -> None:
+def test_vllm_has_no_host_prompt_cache() -> None:
     vllm = _perf(engine="vllm", quant="bf16")
     assert vllm.host_copy_bytes_per_s() is None
     pt = steady_state_point(vllm, 4, 542, 128)
     assert pt.ttft_ms > 0 and pt.output_tokens_per_s > 0
+
+
+def test_vllm_runs_what_its_kv_blocks_hold_and_the_next_client_waits_for_a_request_to_end() -> None:
+    """vLLM's scheduler (`PagedLoop`) admits requests while the KV blocks of their prompt + output are
+    free: as many as `paged_capacity` counts (the router's slots), in one batch of chunked prompts;
+    one client more waits until a running request ends and frees its blocks."""
+    d = Deployment.build("llama-3.1-8b", "fp8", ["rtx-5070-ti"], "vllm", context=4096)
+    perf = PerfModel(d)
+    prompt, out = 2048, 64
+    m = paged_capacity(d, prompt + out)
+    assert m is not None and 2 < m < 64
+    loop = loop_for(perf)
+    assert isinstance(loop, PagedLoop)
+    for _ in range(m + 1):
+        loop.submit(ServerTask(prompt, out))
+    # one 2048-token prompt per step fills the budget (with the decodes of those admitted before,
+    # the next prompt is cut across two steps); the (m + 1)th waits for blocks, not for the budget
+    steps = [loop.iterate(report_tokens=True) for _ in range(m + 2)]
+    assert sum(it.prompt_tokens for it in steps) == m * prompt
+    decodes = [len(it.generated) - len(it.started) for it in steps]
+    assert all(it.prompt_tokens + k == loop.n_batch for it, k in zip(steps[: m - 1], decodes, strict=False))
+    assert len(loop.in_slots()) == m and len(loop.queue) == 1
+    assert steps[-1].prompt_tokens == 0 and steps[-1].seconds > 0  # decodes only
+    ended = 0
+    for _ in range(2 * out):
+        if not loop.queue:
+            break
+        assert len(loop.in_slots()) == m - ended
+        for task in loop.iterate().done:
+            loop.release(task, 0.0)
+            ended += 1
+    assert not loop.queue and ended >= 1  # admitted once a request ended and freed its blocks
 
 
 def test_a_burst_is_prefilled_in_batches_of_n_batch_tokens() -> None:

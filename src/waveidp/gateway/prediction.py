@@ -57,9 +57,11 @@ class SizingPrediction:
     """Wraps `waveidp.sizing.PerfModel` for one (device set, model, quant, engine).
 
     `ttft_s` is an idle engine's time to the first token by sizing's model of its scheduler
-    (`sizing.idle_ttft_seconds`: for llama.cpp llama-server's launch window and prompt batches, then
-    the engine's fixed delay to the first streamed token), `itl_s` one decode step at a batch and
-    mean context: what `wave size` and `wave emulate` give with the same model."""
+    (`sizing.idle_ttft_seconds`: llama-server's loop for llama.cpp, with its launch window and prompt
+    batches; vLLM's `PagedLoop`, with the prompt cut into steps of the GPU's token budget; then the
+    engine's fixed delay to the first streamed token), `itl_s` one decode step at a batch and mean
+    context, `prompt_steps` the steps `PagedLoop` cuts a prompt into: what `wave size` and
+    `wave emulate` give with the same model."""
 
     perf: Any
     slots: int | None

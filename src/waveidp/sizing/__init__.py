@@ -23,7 +23,7 @@ from waveidp.sizing._queueing import idle_ttft_seconds, steady_state_point
 from waveidp.sizing._request import ARRIVALS, Arrival, SizingRequest
 from waveidp.sizing._result import CurvePoint, Memory, Performance, SizingResult
 from waveidp.sizing._roofline import PerfModel
-from waveidp.sizing._schedule import ClosedLoop, ServerLoop, ServerTask
+from waveidp.sizing._schedule import ClosedLoop, PagedLoop, ServerLoop, ServerTask, loop_for
 from waveidp.sizing._units import gb
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Engine",
     "Memory",
     "MemoryPlan",
+    "PagedLoop",
     "PerfModel",
     "Performance",
     "Placement",
@@ -56,6 +57,7 @@ __all__ = [
     "kv_bytes",
     "kv_bytes_per_token_full",
     "load_calibration",
+    "loop_for",
     "paged_capacity",
     "plan_memory",
     "plan_step",

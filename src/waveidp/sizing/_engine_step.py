@@ -9,10 +9,11 @@ still holds: chunked prefill, on by default. A request makes its first token in 
 its prompt. The budget is `max_num_batched_tokens` (`Deployment.max_num_batched_tokens`: 2048 on a
 24 GB GPU, so a burst of 48 prompts of 256 tokens takes six steps).
 
-`wave emulate` (vLLM kind) plans and times every step with `plan_step` and `step_seconds`;
-`wave size` runs them over a burst of equal prompts (`burst_first_tokens`) for the time to first
-token of clients that start together, and counts the steps a prompt that arrives alone is cut into
-(`prompt_steps`): each further one waits for a decode step of the others.
+`PagedLoop` (`_schedule`), the one model of vLLM's scheduler, plans and times every step with
+`plan_step` and `step_seconds`: `wave size` and `wave bench --predict` run it on a virtual clock
+against closed-loop clients, `wave emulate` in real time, and the router's idle first token is its
+answer for one request. The router counts the steps a prompt that arrives alone is cut into
+(`prompt_steps`, the loop's cut): each further one waits for a decode step of the others.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from waveidp.sizing._deployment import Deployment
-    from waveidp.sizing._roofline import PerfModel
 
 
 @dataclass(frozen=True)
@@ -88,36 +88,6 @@ def step_seconds(timing: StepCosts, decodes: int, context: int, chunks: Sequence
     else:
         return 0.0
     return t + sum(k * timing.prefill_token_seconds(prompt) for k, prompt in rest)
-
-
-def burst_first_tokens(perf: PerfModel, clients: int, prompt: int, output: int) -> list[float]:
-    """When each of `clients` requests of `prompt` + `output` tokens that arrive together makes its
-    first token (s after they arrive), as vLLM's scheduler steps through them under its budget."""
-    d = perf.d
-    budget, room = d.max_num_batched_tokens, d.max_num_seqs
-    waiting = [prompt] * clients
-    prefilling: list[int] = []
-    ends: list[int] = []  # steps each generating request has left
-    t = 0.0
-    firsts: list[float] = []
-    while waiting or prefilling:
-        plan = plan_step(budget, len(ends), prefilling, waiting, room - len(ends) - len(prefilling))
-        # the generating requests' mean context: the prompt and the tokens each has made
-        context = prompt + sum(output - k for k in ends) // len(ends) if ends else prompt
-        t += step_seconds(perf, plan.decodes, context, [(k, prompt) for k in plan.chunks])
-        ends = [k - 1 for k in ends if k > 1]
-        running = prefilling + waiting[: plan.admitted]
-        waiting = waiting[plan.admitted :]
-        prefilling = []
-        for i, left in enumerate(running):
-            rest = left - (plan.chunks[i] if i < len(plan.chunks) else 0)
-            if rest:
-                prefilling.append(rest)
-            else:
-                firsts.append(t)
-                if output > 1:
-                    ends.append(output - 1)
-    return firsts
 
 
 def prompt_steps(d: Deployment, generating: int, prompt: int) -> int:

@@ -1,16 +1,14 @@
-"""Served figures of `concurrency` closed-loop clients: llama.cpp's scheduler simulated (`_schedule`),
-a closed form for the other engines. `estimate`, `wave bench --predict` and `wave calibrate` use it."""
+"""Served figures of `concurrency` closed-loop clients: the engine's scheduler simulated
+(`_schedule`: llama-server's loop, or vLLM's `PagedLoop`), a closed form for the other engines.
+`estimate`, `wave bench --predict` and `wave calibrate` use it."""
 
 from __future__ import annotations
 
-import statistics
-
 from waveidp.errors import InputError
-from waveidp.sizing._engine_step import burst_first_tokens, prompt_steps
 from waveidp.sizing._request import ARRIVALS, Arrival
 from waveidp.sizing._result import CurvePoint
 from waveidp.sizing._roofline import PerfModel
-from waveidp.sizing._schedule import ROUNDS, ClosedLoop, simulate
+from waveidp.sizing._schedule import ROUNDS, ClosedLoop, simulate, simulates
 
 
 def steady_state_point(
@@ -28,13 +26,13 @@ def steady_state_point(
     - "steady": starts spread over a request's duration (`wave bench --ramp ~one request
       --point-warmup c`, and what a service sees from many independent users).
 
-    llama.cpp runs are simulated (`_schedule`): `ROUNDS` requests per client, or exactly the run
-    `load` describes (what `wave bench` recorded). Other engines use the closed form below.
+    llama.cpp and vLLM runs are simulated (`_schedule`): `ROUNDS` requests per client, or exactly
+    the run `load` describes (what `wave bench` recorded). Other engines use the closed form below.
     """
     if arrival not in ARRIVALS:
         raise InputError(f"arrival must be one of {', '.join(ARRIVALS)}, not {arrival!r}", where="arrival")
     c, prompt, output = concurrency, prompt_tokens, output_tokens
-    if perf.d.engine == "llamacpp":
+    if simulates(perf):
         sim = simulate(perf, load or _default_run(perf, c, prompt, output, arrival))
         # a replayed burst reports what wave bench measured (its tokens over its window, edges
         # included); otherwise the rate the closed loop sustains (Little's law)
@@ -50,10 +48,10 @@ def steady_state_point(
 
 def idle_ttft_seconds(perf: PerfModel, prompt_tokens: int) -> float:
     """One request on an idle server: from its arrival to its first token at the client, by the
-    engine's scheduler model. For llama.cpp that is llama-server's loop (`_schedule`): the launch
-    window, the prompt in batches of `N_BATCH` tokens, `first_token_s`; what `wave size` and
-    `wave emulate` give such a request. The gateway router's prior reads it."""
-    if perf.d.engine == "llamacpp":
+    engine's scheduler model (`_schedule`): llama-server's launch window and prompt batches, or
+    vLLM's chunked prompt in `max_num_batched_tokens` steps, then `first_token_s`; what `wave size`
+    and `wave emulate` give such a request. The gateway router's prior reads it."""
+    if simulates(perf):
         return simulate(perf, ClosedLoop(1, max(1, prompt_tokens), 1, requests=1)).ttft_s
     return perf.prefill_seconds(prompt_tokens) + perf.first_token_seconds()
 
@@ -68,7 +66,9 @@ def _default_run(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arr
 
 
 def _closed_form(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arrival) -> CurvePoint:
-    """Burst: each round the engine gets all c prompts at once and prefills them first come, first
+    """The figures of engines without a scheduler loop here, and the length of one request that
+    spreads a steady run's starts.
+    Burst: each round the engine gets all c prompts at once and prefills them first come, first
     served, batched with the decode steps of the requests already running: the median request waits
     for the step in flight, then for the prompts of half of the others, then for its own; the other
     half interrupt its decode. Steady: a new prompt arrives while the others decode, waits for the
@@ -82,20 +82,10 @@ def _closed_form(perf: PerfModel, c: int, prompt: int, output: int, arrival: Arr
     if arrival == "burst":
         ahead = (c - 1) / 2
         ttft = prefill + ahead * extra_prompt + (step if c > 1 else 0.0) + first
-        if perf.d.engine == "vllm":
-            # vLLM cuts the burst's prompts into steps of its token budget, each with the decodes of
-            # the requests whose prompts ended before (`_engine_step`)
-            ttft = statistics.median(burst_first_tokens(perf, c, prompt, output)) + first
         itl = step + (c - 1 - ahead) * extra_prompt / max(1, output - 1)
     else:
         itl = step + (c - 1) * extra_prompt / max(1, output - 1)
         ttft = prefill + (itl if c > 1 else 0.0) + first
-        if perf.d.engine == "vllm" and c > 1:
-            # a prompt longer than the budget the others' decodes leave is cut: every further step
-            # that carries a piece of it also runs their decode step
-            ttft += (prompt_steps(perf.d, c - 1, prompt) - 1) * perf.decode_step_seconds(
-                c - 1, prompt + output // 2
-            )
     e2e = ttft + (output - 1) * itl
     return CurvePoint(
         concurrency=c,

@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 import statistics
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from waveidp.sizing._engine_step import plan_step, step_seconds
 
 if TYPE_CHECKING:
     from waveidp.sizing._roofline import PerfModel
@@ -171,6 +174,8 @@ class ServerLoop:
     """llama-server's main loop over its slots (the module docstring says what one iteration does):
     the simulation drives it on a virtual clock, `wave emulate` in real time."""
 
+    every_token_waits = False  # first_token_s delays only a request's first token (PagedLoop: all)
+
     def __init__(self, perf: PerfModel, *, dirty_slots: int = 0, dirty_tokens: int = 0) -> None:
         self.perf = perf
         self.slots = _Slots(perf.d.parallel, dirty_slots, dirty_tokens)
@@ -220,6 +225,10 @@ class ServerLoop:
             heapq.heapify(self._ends)
             tokens = task.prompt + self.step - task.first_step
         del self._by_slot[task.slot]
+        self._free(task, t, tokens)
+
+    def _free(self, task: ServerTask, t: float, tokens: int) -> None:
+        """`task` leaves its slot at time `t`, its sequence `tokens` long."""
         self.slots.release(task.slot, t, tokens)
 
     def launch_seconds(self) -> float:
@@ -271,8 +280,15 @@ class ServerLoop:
         if not self.prefilling and not self.generating.ids:
             return Iteration(saved, saved, 0.0, 0, [], [], [])
         batch, prompt_s, prompt_tokens = self._batch(step)
+        return self._advance(step, report_tokens, saved + batch, saved, prompt_s, prompt_tokens)
+
+    def _advance(
+        self, step: int, report: bool, seconds: float, saved: float, prompt_s: float, prompt_tokens: int
+    ) -> Iteration:
+        """After a batch: the prompts it ended start generating, the requests it gave their last token
+        end."""
         started = [r for r in self.prefilling if r.left == 0]
-        generated = [self._by_slot[i] for i in self.generating.ids] if report_tokens else []
+        generated = [self._by_slot[i] for i in self.generating.ids] if report else []
         for task in started:
             self.prefilling.remove(task)
             task.first_step = step
@@ -286,12 +302,12 @@ class ServerLoop:
             if task.output > 1:
                 self.generating.remove(task)
             done.append(task)
-        return Iteration(saved + batch, saved, prompt_s, prompt_tokens, started, [*generated, *started], done)
+        return Iteration(seconds, saved, prompt_s, prompt_tokens, started, [*generated, *started], done)
 
     def release(self, task: ServerTask, t: float) -> None:
         """`task` has ended at time `t`: its slot goes back to the free list, to be saved."""
         del self._by_slot[task.slot]
-        self.slots.release(task.slot, t, task.prompt + task.output)
+        self._free(task, t, task.prompt + task.output)
 
     def _batch(self, step: int) -> tuple[float, float, int]:
         """One batch: a token for each generating slot, then prompt tokens in slot order up to N_BATCH.
@@ -331,6 +347,118 @@ class ServerLoop:
         return dt + g.gaps * self._pass_s + checkpoints, prompt_s + checkpoints, prompt_tokens
 
 
+class _MemoCosts:
+    """`PerfModel`'s step costs, remembered: a simulated run asks for the same ones many times."""
+
+    def __init__(self, perf: PerfModel) -> None:
+        self.perf = perf
+        self._decode: dict[tuple[int, int], float] = {}
+        self._prefill: dict[int, float] = {}
+        self._token: dict[int, float] = {}
+
+    def decode_step_seconds(self, batch: int, context_tokens: int) -> float:
+        key = (batch, context_tokens)
+        if key not in self._decode:
+            self._decode[key] = self.perf.decode_step_seconds(batch, context_tokens)
+        return self._decode[key]
+
+    def prefill_seconds(self, prompt_tokens: int, batch: int = 1) -> float:
+        if batch != 1:
+            return self.perf.prefill_seconds(prompt_tokens, batch)
+        if prompt_tokens not in self._prefill:
+            self._prefill[prompt_tokens] = self.perf.prefill_seconds(prompt_tokens)
+        return self._prefill[prompt_tokens]
+
+    def prefill_token_seconds(self, prompt_tokens: int) -> float:
+        if prompt_tokens not in self._token:
+            self._token[prompt_tokens] = self.perf.prefill_token_seconds(prompt_tokens)
+        return self._token[prompt_tokens]
+
+
+class PagedLoop(ServerLoop):
+    """vLLM's V1 scheduler over a paged KV cache, run like `ServerLoop`: each step is `plan_step`
+    (`_engine_step`) under the GPU's `Deployment.max_num_batched_tokens` budget: a token for each
+    generating request, the rest of a cut prompt, then waiting prompts first come, first served
+    while the budget lasts, fewer than `Deployment.max_num_seqs` run and the KV blocks of their
+    prompt + output are free (`block_size` tokens each, as `paged_capacity` counts them); timed by
+    `step_seconds`. A request's first token comes at the end of the step that ends its prompt, and
+    `first_token_s` delays every token (the engine's fixed gap between a step and its output
+    reaching the client). No slot order, prompt cache, launch window or window checkpoints: those
+    are llama-server's. A request holds its blocks from admission (vLLM takes them as the sequence
+    grows, and preempts one when they run out; that is not modelled)."""
+
+    every_token_waits = True
+
+    def __init__(self, perf: PerfModel, *, max_seqs: int | None = None) -> None:
+        super().__init__(perf)
+        self.n_batch = perf.d.max_num_batched_tokens
+        self.max_seqs = max_seqs or perf.d.max_num_seqs
+        self.block_size = perf.d.block_size
+        self.free_blocks = perf.kv_capacity_tokens() // self.block_size
+        self._launch_s = 0.0
+        self._ids = itertools.count()
+        self._step_costs = _MemoCosts(perf)
+
+    def blocks(self, task: ServerTask) -> int:
+        return -(-(task.prompt + task.output) // self.block_size)
+
+    def _free(self, task: ServerTask, t: float, tokens: int) -> None:
+        self.free_blocks += self.blocks(task)
+
+    def iterate(self, *, report_tokens: bool = False) -> Iteration:
+        """One step of vLLM's scheduler (the class docstring): admit, batch, time, advance."""
+        step = self.step
+        self.step += 1
+        n = len(self.generating.ids)
+        # the queue's head that may be admitted: room under max_num_seqs, free KV blocks and budget
+        admissible: list[ServerTask] = []
+        free = self.free_blocks
+        budget = self.n_batch - n - sum(r.left for r in self.prefilling)
+        for task in self.queue:
+            running = len(self._by_slot) + len(admissible)
+            if budget <= 0:
+                break
+            # an idle engine takes the head even if the cache is too small for it: the estimate's
+            # verdict says so, and its figures stay those of the request run alone
+            if running >= self.max_seqs or (self.blocks(task) > free and running):
+                break
+            free -= self.blocks(task)
+            budget -= task.prompt
+            admissible.append(task)
+        waiting = [r.prompt for r in admissible]
+        plan = plan_step(self.n_batch, n, [r.left for r in self.prefilling], waiting, len(waiting))
+        for _ in range(plan.admitted):
+            task = self.queue.popleft()
+            task.slot = next(self._ids)
+            self.free_blocks -= self.blocks(task)
+            self._by_slot[task.slot] = task
+            self.prefilling.append(task)  # admission order
+        if not plan.decodes and not plan.chunks:
+            return Iteration(0.0, 0.0, 0.0, 0, [], [], [])
+        chunks = list(zip(plan.chunks, self.prefilling, strict=False))
+        for k, task in chunks:
+            task.left -= k
+        g = self.generating
+        # a generating request's context: its prompt and the tokens it has so far (one per step)
+        context = round(g.prompts / n + step - g.first_steps / n) if n else 0
+        costs = self._step_costs
+        seconds = step_seconds(costs, plan.decodes, context, [(k, r.prompt) for k, r in chunks])
+        decode_s = costs.decode_step_seconds(plan.decodes, context) if plan.decodes else 0.0
+        return self._advance(step, report_tokens, seconds, 0.0, seconds - decode_s, plan.prompt_tokens)
+
+
+def loop_for(perf: PerfModel, *, dirty_slots: int = 0, dirty_tokens: int = 0) -> ServerLoop:
+    """The scheduler of `perf`'s engine: llama-server's, or vLLM's (`PagedLoop`)."""
+    if perf.d.engine == "vllm":
+        return PagedLoop(perf)
+    return ServerLoop(perf, dirty_slots=dirty_slots, dirty_tokens=dirty_tokens)
+
+
+def simulates(perf: PerfModel) -> bool:
+    """`perf`'s engine has a scheduler loop here (`loop_for`); the others keep a closed form."""
+    return perf.d.engine in ("llamacpp", "vllm")
+
+
 @dataclass
 class _Client:
     """The simulation's record of one request of a closed-loop client."""
@@ -343,16 +471,19 @@ class _Client:
 
 
 def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
-    """`load`'s closed-loop clients against one llama-server, on a virtual clock."""
+    """`load`'s closed-loop clients against one server of `perf`'s engine (`loop_for`), on a
+    virtual clock."""
     c, prompt, output = load.concurrency, load.prompt_tokens, load.output_tokens
-    loop = ServerLoop(perf, dirty_slots=load.dirty_slots, dirty_tokens=prompt + output)
+    loop = loop_for(perf, dirty_slots=load.dirty_slots, dirty_tokens=prompt + output)
     start = load.starts if len(load.starts) == c else [load.ramp_s * i / c for i in range(c)]
     arrivals: list[tuple[float, int, int]] = [(start[i], i, i) for i in range(c)]
     heapq.heapify(arrivals)
     order, sent, t = c, 0, 0.0
     # the client sees a request's first token first_token_s after the batch that made it and the
-    # later ones with their batches, not before the first (as `wave emulate` delivers them)
+    # later ones with their batches, not before the first, or (PagedLoop) every token that late, as
+    # `wave emulate` delivers them; it resends once it has read its last
     first_s = perf.first_token_seconds()
+    every = loop.every_token_waits
     finished: list[_Client] = []
 
     def send(until: float) -> None:
@@ -381,7 +512,7 @@ def simulate(perf: PerfModel, load: ClosedLoop) -> Simulated:
             _record(task).first = t + first_s
         for task in it.done:
             req = _record(task)
-            req.done = max(t, req.first)
+            req.done = t + first_s if every else max(t, req.first)
             loop.release(task, t)
             finished.append(req)
             heapq.heappush(arrivals, (req.done + TURNAROUND_S, order, req.client))

@@ -21,21 +21,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from waveidp.bench.emulator.scheduler import BatchScheduler, CapacityError, Sequence, Step
-from waveidp.sizing import PerfModel, ServerLoop, ServerTask
+from waveidp.bench.emulator.engine_loop import LoopScheduler
+from waveidp.bench.emulator.scheduler import CapacityError, Sequence
+from waveidp.sizing import PerfModel, ServerLoop
 
 
-class LlamaServerScheduler(BatchScheduler):
-    """`BatchScheduler`'s real-time loop, with llama-server's iterations as its steps: `parallel`
-    slots of `context` tokens each (llama-server's -np and -c / -np)."""
+class LlamaServerScheduler(LoopScheduler):
+    """`LoopScheduler` over llama-server's loop: `parallel` slots of `context` tokens each
+    (llama-server's -np and -c / -np)."""
 
     def __init__(self, perf: PerfModel, **kw: Any) -> None:
-        super().__init__(perf, max_batch=perf.d.parallel, **kw)
-        self.loop = ServerLoop(perf)
+        super().__init__(perf, ServerLoop(perf), max_batch=perf.d.parallel, **kw)
         self.slot_tokens = perf.d.context
         self.kv_capacity = perf.d.context * perf.d.parallel
-        self._tasks: dict[int, ServerTask] = {}
-        self._generated: list[ServerTask] = []
         self._held: dict[int, list[int | None]] = {}  # tokens waiting for their request's first
 
     def submit(self, seq: Sequence) -> Sequence:
@@ -45,50 +43,11 @@ class LlamaServerScheduler(BatchScheduler):
                 f"max_tokens {seq.max_tokens}) but a slot of the emulated llama-server holds "
                 f"{self.slot_tokens}"
             )
-        super().submit(seq)
-        task = ServerTask(seq.prompt_tokens, seq.max_tokens, seq)
-        self._tasks[seq.id] = task
-        self.loop.submit(task)
-        return seq
-
-    def abort(self, seq: Sequence) -> bool:
-        task = self._tasks.pop(seq.id, None)
-        if task is not None and seq.finish_reason is None:
-            self.loop.abort(task, self.clock())
-        return super().abort(seq)
-
-    def _plan(self, now: float) -> Step | None:
-        if not self.loop.busy:
-            return None
-        if launch_s := self.loop.launch_seconds():
-            # taking queued tasks into slots: what arrives meanwhile is taken too (ServerLoop)
-            return Step(launch_s, 0.0, 0.0, [], launch=True)
-        it = self.loop.iterate(report_tokens=True)
-        for seq in [s for s in self.waiting if self._tasks[s.id].slot >= 0]:  # given a slot just now
-            self.waiting.remove(seq)
-            seq.admitted = now
-            self.kv_used += seq.kv_need
-            self.running.append(seq)
-        self._generated = it.generated
-        decode = it.seconds - it.save_seconds - it.prompt_seconds
-        return Step(it.seconds, decode, it.prompt_seconds, [], it.prompt_tokens)
-
-    def _busy_slots(self, step: Step) -> int:
-        return len(self.running)
+        return super().submit(seq)
 
     def _seen_at(self, s: Sequence, now: float) -> float:
         # the first token first_token_s after its batch, later ones with their batch but not before it
         return now + self.first_token_delay if s.first_token is None else max(now, s.first_token)
-
-    def _emit(self, now: float, step: Step) -> None:
-        for task in self._generated:
-            seq = task.payload
-            assert isinstance(seq, Sequence)
-            if seq.finish_reason is None and not self._token(seq, now):
-                self._tasks.pop(seq.id, None)
-                self.loop.release(task, now)
-        self.running = [s for s in self.running if s.finish_reason is None]
-        self._generated = []
 
     def _deliver(self, seq: Sequence, item: int | None, delayed: bool = True) -> None:
         wait = (seq.first_token or 0.0) - self.clock() if delayed and seq.first_token is not None else 0.0

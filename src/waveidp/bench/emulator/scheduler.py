@@ -96,7 +96,6 @@ class BatchScheduler:
         sleeper: Callable[[float], Awaitable[None]] = sleep_until,
         max_slip_s: float = 0.05,
         on_finish: Callable[[Sequence], None] | None = None,
-        token_budget: int | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -106,10 +105,6 @@ class BatchScheduler:
         self.clock = clock
         self.sleeper = sleeper
         self.max_slip_s = max_slip_s
-        # vLLM's max_num_batched_tokens: prompts are cut into steps of this many tokens with the
-        # running decodes (`waveidp.sizing.plan_step`); None: every admitted prompt in one step
-        self.token_budget = token_budget
-        self.prefilling: list[tuple[Sequence, int]] = []  # admitted, prompt tokens left (in order)
         self.kv_capacity = int(timing.kv_capacity_tokens())
         # Like the sizing model's first_token_s: a request's stream reaches the client this long after
         # the step that made each token (TTFT and end-to-end grow by it, inter-token gaps do not).
@@ -160,7 +155,6 @@ class BatchScheduler:
             if seq in place:
                 place.remove(seq)
                 break
-        self.prefilling = [(s, left) for s, left in self.prefilling if s is not seq]
         self._finish(seq, "abort")
         return True
 
@@ -183,10 +177,8 @@ class BatchScheduler:
         """The next step: admit waiting requests while the batch and the KV cache have room, then one
         decode step for the running batch at its mean context plus the prefill of those that joined.
         None: nothing to do."""
-        if not self.running and not self.waiting and not self.prefilling:
+        if not self.running and not self.waiting:
             return None
-        if self.token_budget is not None:
-            return self._plan_budget(now, self.token_budget)
         self.joining = joined = self._admit(now)
         decode = 0.0
         if self.running:
@@ -194,41 +186,6 @@ class BatchScheduler:
             decode = self.timing.decode_step_seconds(len(self.running), mean_ctx)
         prefill = sum(self.timing.prefill_seconds(s.prompt_tokens) for s in joined)
         return Step(decode + prefill, decode, prefill, joined, sum(s.prompt_tokens for s in joined))
-
-    def _plan_budget(self, now: float, budget: int) -> Step:
-        """vLLM's step: the running decodes, then the cut prompts, then waiting prompts (while the KV
-        cache holds them), within `budget` tokens (`waveidp.sizing.plan_step`)."""
-        from waveidp.sizing import plan_step, step_seconds
-
-        kv, fits = self.kv_used, 0
-        for seq in self.waiting:
-            if kv + seq.kv_need > self.kv_capacity:
-                break
-            kv += seq.kv_need
-            fits += 1
-        room = self.max_batch - len(self.running) - len(self.prefilling)
-        waiting = [self.waiting[i].prompt_tokens for i in range(fits)]
-        plan = plan_step(budget, len(self.running), [left for _, left in self.prefilling], waiting, room)
-        for _ in range(plan.admitted):
-            seq = self.waiting.popleft()
-            self.kv_used += seq.kv_need
-            seq.admitted = now
-            self.prefilling.append((seq, seq.prompt_tokens))
-        joined, still, chunks = [], [], []
-        for i, (seq, left) in enumerate(self.prefilling):
-            k = plan.chunks[i] if i < len(plan.chunks) else 0
-            if k:
-                chunks.append((k, seq.prompt_tokens))
-            if k == left:
-                joined.append(seq)
-            else:
-                still.append((seq, left - k))
-        self.prefilling = still
-        self.joining = joined
-        mean_ctx = sum(s.context for s in self.running) // len(self.running) if self.running else 0
-        decode = step_seconds(self.timing, len(self.running), mean_ctx, []) if self.running else 0.0
-        prefill = step_seconds(self.timing, len(self.running), mean_ctx, chunks) - decode
-        return Step(decode + prefill, decode, prefill, joined, plan.prompt_tokens)
 
     async def run(self) -> None:
         deadline: float | None = None

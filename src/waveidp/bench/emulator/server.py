@@ -355,28 +355,22 @@ class Emulator:
 
 
 def _scheduler(config: EmulatorConfig, on_finish: Callable[[Sequence], None]) -> BatchScheduler:
-    """llama.cpp timed by the sizing model runs llama-server's own loop (the one `wave size`
-    simulates); everything else the continuous-batching loop of `BatchScheduler`, vLLM with its
-    token budget per step."""
+    """Timed by the sizing model, the engine's own scheduler, the one `wave size` simulates
+    (llama-server's loop, or vLLM's paged one); otherwise the continuous-batching loop of
+    `BatchScheduler`."""
     from waveidp.sizing import PerfModel
 
-    if config.engine == "llamacpp" and isinstance(config.timing, PerfModel):
+    if isinstance(config.timing, PerfModel) and config.engine == "llamacpp":
         from waveidp.bench.emulator.llama_server import LlamaServerScheduler
 
         return LlamaServerScheduler(config.timing, speed=config.speed, on_finish=on_finish)
-    # vLLM timed by the sizing model cuts prompts into steps of its token budget, as `wave size` does
-    budget = (
-        config.timing.d.max_num_batched_tokens
-        if config.engine == "vllm" and isinstance(config.timing, PerfModel)
-        else None
-    )
-    return BatchScheduler(
-        config.timing,
-        max_batch=config.max_batch,
-        speed=config.speed,
-        on_finish=on_finish,
-        token_budget=budget,
-    )
+    if isinstance(config.timing, PerfModel) and config.engine == "vllm":
+        from waveidp.bench.emulator.engine_loop import PagedScheduler
+
+        return PagedScheduler(
+            config.timing, max_batch=config.max_batch, speed=config.speed, on_finish=on_finish
+        )
+    return BatchScheduler(config.timing, max_batch=config.max_batch, speed=config.speed, on_finish=on_finish)
 
 
 class _Answer:
