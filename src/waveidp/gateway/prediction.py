@@ -89,8 +89,6 @@ class SizingPrediction:
     def prompt_steps(self, prompt_tokens: int, running: int) -> int:
         """Engine steps a prompt that arrives beside `running` generating requests is cut into (vLLM's
         token budget, `waveidp.sizing.prompt_steps`); 1 for an engine that takes a prompt whole."""
-        if self.perf.d.engine != "vllm":
-            return 1
         key = (max(0, running), max(1, (prompt_tokens + PROMPT_GRID // 2) // PROMPT_GRID))
         found = self._steps.get(key)
         if found is None:

@@ -90,9 +90,18 @@ def step_seconds(timing: StepCosts, decodes: int, context: int, chunks: Sequence
     return t + sum(k * timing.prefill_token_seconds(prompt) for k, prompt in rest)
 
 
+def cuts_prompts(d: Deployment) -> bool:
+    """The engine's scheduler is the step above (vLLM), which `PagedLoop` runs; llama-server takes a
+    prompt in its own batches (`ServerLoop`), and the other engines have no loop here."""
+    return d.engine == "vllm"
+
+
 def prompt_steps(d: Deployment, generating: int, prompt: int) -> int:
     """How many steps a `prompt`-token prompt that arrives alone takes beside `generating` requests
-    that each take a token of every step's budget (more than one when the prompt is cut)."""
+    that each take a token of every step's budget (more than one when the prompt is cut); 1 for an
+    engine that does not cut prompts at a token budget."""
+    if not cuts_prompts(d):
+        return 1
     budget = max(d.max_num_batched_tokens, generating + 1)  # vLLM's budget always moves the prompt
     steps, left = 0, prompt
     while left > 0:

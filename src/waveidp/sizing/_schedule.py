@@ -40,7 +40,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from waveidp.sizing._engine_step import plan_step, step_seconds
+from waveidp.sizing._engine_step import cuts_prompts, plan_step, step_seconds
 
 if TYPE_CHECKING:
     from waveidp.sizing._roofline import PerfModel
@@ -449,14 +449,14 @@ class PagedLoop(ServerLoop):
 
 def loop_for(perf: PerfModel, *, dirty_slots: int = 0, dirty_tokens: int = 0) -> ServerLoop:
     """The scheduler of `perf`'s engine: llama-server's, or vLLM's (`PagedLoop`)."""
-    if perf.d.engine == "vllm":
+    if cuts_prompts(perf.d):
         return PagedLoop(perf)
     return ServerLoop(perf, dirty_slots=dirty_slots, dirty_tokens=dirty_tokens)
 
 
 def simulates(perf: PerfModel) -> bool:
     """`perf`'s engine has a scheduler loop here (`loop_for`); the others keep a closed form."""
-    return perf.d.engine in ("llamacpp", "vllm")
+    return perf.d.engine == "llamacpp" or cuts_prompts(perf.d)
 
 
 @dataclass
