@@ -65,7 +65,8 @@ def devices_to_calibrate(node: Node, wanted: list[str] | None) -> list[Device]:
                 raise InputError(
                     f"this node has no device {dev_id!r} (detected: {', '.join(by_id) or 'none'})",
                     where="--device",
-                    fix="name a detected device; GPUs are found through NVIDIA's NVML (nvidia-ml-py)",
+                    fix="name a detected device; GPUs are found through NVIDIA's NVML (nvidia-ml-py), a "
+                    "Jetson from its device tree",
                 )
             if device.id != "cpu" and not _runs_cuda(device):
                 raise InputError(
